@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages only, whatever shmkit needs that this
+# machine lacks. A no-op (no apt-get at all) when everything is present.
+set -euo pipefail
+
+pkgs=(
+  g++ cmake ninja-build pkg-config
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libboost-atomic-dev libboost-dev
+  libtbb-dev libssl-dev
+  python3 python3-numpy
+  clang libclang-rt-dev            # libFuzzer targets
+  libreaderwriterqueue-dev libconcurrentqueue-dev   # bench-only baselines
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: need root to install packages (run as root, or install them yourself)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

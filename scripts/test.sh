@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's second command: install what is missing, then build and run
+# the whole test suite: the release preset and the ASan+UBSan (debug) preset,
+# and each libFuzzer target for a bounded time.
+#   SHMKIT_TEST_PRESETS="release debug"   which presets to build and test
+#   SHMKIT_FUZZ_SECONDS=20                seconds per fuzz target (0: skip)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+jobs=$(nproc)
+presets=${SHMKIT_TEST_PRESETS:-release debug}
+fuzz_seconds=${SHMKIT_FUZZ_SECONDS:-20}
+
+if ((fuzz_seconds > 0)) && [[ -d tests/fuzz ]] && ls tests/fuzz/*.cpp >/dev/null 2>&1; then
+  echo "=== fuzz: build"
+  cmake --preset fuzz >/dev/null
+  cmake --build --preset fuzz -j "$jobs"
+  for f in build/fuzz/tests/fuzz/fuzz_*; do
+    [[ -x $f ]] || continue
+    t=$(basename "$f")
+    corpus=$(mktemp -d)
+    [[ -d tests/fuzz/corpus/$t ]] && cp -r tests/fuzz/corpus/"$t"/. "$corpus"/
+    echo "=== fuzz: $t for ${fuzz_seconds}s"
+    "$f" -max_total_time="$fuzz_seconds" -print_final_stats=0 "$corpus" 2>&1 | tail -n 3
+    rm -rf "$corpus"
+  done
+fi
+
+for p in $presets; do
+  echo "=== $p: configure and build"
+  cmake --preset "$p" >/dev/null
+  cmake --build --preset "$p" -j "$jobs"
+done
+for p in $presets; do
+  echo "=== $p: test"
+  ctest --preset "$p" -j "$jobs"
+done

@@ -1,0 +1,100 @@
+#include "platform.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace shmkit::platform {
+
+void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
+
+void random_bytes(void* out, std::size_t n) {
+  auto* p = static_cast<unsigned char*>(out);
+  while (n > 0) {
+    ssize_t got = ::getrandom(p, n, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      throw_errno(errno, "shmkit: getrandom failed");
+    }
+    p += got;
+    n -= static_cast<std::size_t>(got);
+  }
+}
+
+std::string random_block_name() {
+  unsigned char raw[4];
+  random_bytes(raw, sizeof raw);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string name = "psm_";
+  for (unsigned char b : raw) {
+    name += kHex[b >> 4];
+    name += kHex[b & 0xf];
+  }
+  return name;
+}
+
+std::string quoted(std::string_view name) {
+  std::string s;
+  s.reserve(name.size() + 2);
+  s += '\'';
+  s += name;
+  s += '\'';
+  return s;
+}
+
+void send_descriptor(int socket, int fd) {
+  char payload = 'F';
+  iovec iov{&payload, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+  for (;;) {
+    if (::sendmsg(socket, &msg, MSG_NOSIGNAL) == 1) return;
+    if (errno != EINTR) throw_errno(errno, "shmkit: sending a descriptor (sendmsg) failed");
+  }
+}
+
+int receive_descriptor(int socket) {
+  char payload = 0;
+  iovec iov{&payload, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t got;
+  do {
+    got = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+  } while (got < 0 && errno == EINTR);
+  if (got < 0) throw_errno(errno, "shmkit: receiving a descriptor (recvmsg) failed");
+  if (got == 0) throw_errno(ECONNRESET, "shmkit: receiving a descriptor: peer closed the socket");
+  int fd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw_errno(EPROTO, "shmkit: receiving a descriptor: control data truncated");
+  }
+  if (fd < 0) throw_errno(EPROTO, "shmkit: receiving a descriptor: message carried none");
+  return fd;
+}
+
+}  // namespace shmkit::platform

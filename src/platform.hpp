@@ -1,0 +1,31 @@
+// src/platform.hpp — shmkit's thin layer over Linux system calls. Internal:
+// no public header includes this file or the system headers it needs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace shmkit::platform {
+
+// Throws std::system_error(err) whose message is `what` (the caller names the
+// block and the operation; system_error appends strerror).
+[[noreturn]] void throw_errno(int err, const std::string& what);
+
+// Fills `out` from getrandom(2), retrying on EINTR; throws on failure.
+void random_bytes(void* out, std::size_t n);
+
+// "psm_" + 8 lowercase hex digits, as CPython's _make_filename on Linux.
+std::string random_block_name();
+
+// Quotes a block name for a message: 'name'.
+std::string quoted(std::string_view name);
+
+// SCM_RIGHTS: sends one descriptor (with a 1-byte payload) / receives one.
+// Both retry on EINTR and throw std::system_error on failure; receive throws
+// std::system_error(EPROTO) if the message carried no descriptor.
+void send_descriptor(int socket, int fd);
+int receive_descriptor(int socket);
+
+}  // namespace shmkit::platform

@@ -1,0 +1,287 @@
+#include "shmkit/shared_memory.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <fcntl.h>
+#include <stdexcept>
+#include <system_error>
+#include <string>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utility>
+
+#include "platform.hpp"
+
+namespace shmkit {
+namespace {
+
+using platform::quoted;
+using platform::throw_errno;
+
+std::string block_path(std::string_view name) {
+  std::string path;
+  path.reserve(name.size() + 1);
+  path += '/';
+  path += name;
+  return path;
+}
+
+// Closes a descriptor (and removes the name it was created under) unless
+// released: the "unlink if creation fails half-way" rule.
+class CreateGuard {
+ public:
+  CreateGuard(int fd, const std::string* path) noexcept : fd_(fd), path_(path) {}
+  CreateGuard(const CreateGuard&) = delete;
+  CreateGuard& operator=(const CreateGuard&) = delete;
+  ~CreateGuard() {
+    if (fd_ < 0) return;
+    int saved = errno;
+    ::close(fd_);
+    if (path_ != nullptr) ::shm_unlink(path_->c_str());
+    errno = saved;
+  }
+  int release() noexcept { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+  const std::string* path_;
+};
+
+// Gives `fd` exactly `size` bytes; with `reserve`, backs them with memory now
+// (fallocate) so that a full tmpfs fails here with ENOSPC instead of raising
+// SIGBUS on a later first touch.
+void size_block(int fd, std::size_t size, bool reserve, const std::string& what) {
+  if (reserve) {
+    int rc;
+    do {
+      rc = ::fallocate(fd, 0, 0, static_cast<off_t>(size));
+    } while (rc != 0 && errno == EINTR);
+    if (rc == 0) return;
+    if (errno != EOPNOTSUPP) throw_errno(errno, what + ": cannot reserve memory (fallocate)");
+    // A filesystem without fallocate: fall through to a sparse block.
+  }
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    throw_errno(errno, what + ": cannot set size (ftruncate)");
+  }
+}
+
+void* map_block(int fd, std::size_t size, bool read_only, const SharedMemory::Options& options,
+                const std::string& what) {
+  int prot = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
+  int flags = MAP_SHARED | (options.prefault ? MAP_POPULATE : 0);
+  void* p = ::mmap(nullptr, size, prot, flags, fd, 0);
+  if (p == MAP_FAILED) throw_errno(errno, what + ": mmap failed");
+  if (options.mlock && ::mlock(p, size) != 0) {
+    int err = errno;
+    ::munmap(p, size);
+    throw_errno(err, what + ": mlock failed (see RLIMIT_MEMLOCK)");
+  }
+  return p;
+}
+
+std::string describe(std::string_view verb, std::string_view name) {
+  std::string s = "shmkit: cannot ";
+  s += verb;
+  s += " shared memory block ";
+  s += quoted(name);
+  return s;
+}
+
+}  // namespace
+
+void SharedMemory::validate_name(std::string_view name) {
+  auto fail = [&](const char* why) {
+    std::string msg = "shmkit: invalid shared memory block name ";
+    msg += quoted(name.size() > 64 ? std::string(name.substr(0, 64)) + "..." : std::string(name));
+    msg += ": ";
+    msg += why;
+    throw std::invalid_argument(msg);
+  };
+  if (name.empty()) fail("the name is empty");
+  if (name.size() > kMaxNameLength) fail("longer than 255 bytes");
+  if (name.find('\0') != std::string_view::npos) fail("contains a NUL byte");
+  if (name.find('/') != std::string_view::npos) {
+    fail("contains '/' (give the name without a leading slash, as CPython reports it)");
+  }
+}
+
+SharedMemory SharedMemory::create(std::size_t size) { return create(size, Options{}); }
+
+SharedMemory SharedMemory::create(std::size_t size, const Options& options) {
+  // CPython retries forever on FileExistsError; 2^32 names make a long run of
+  // collisions a sign of something else, so give up after many.
+  constexpr int kAttempts = 256;
+  for (int attempt = 1;; ++attempt) {
+    std::string name = platform::random_block_name();
+    try {
+      return create(name, size, options);
+    } catch (const std::system_error& e) {
+      if (e.code().value() != EEXIST || attempt == kAttempts) throw;
+    }
+  }
+}
+
+SharedMemory SharedMemory::create(std::string_view name, std::size_t size) {
+  return create(name, size, Options{});
+}
+
+SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
+                                  const Options& options) {
+  validate_name(name);
+  std::string what = describe("create", name);
+  if (size == 0) {
+    throw std::invalid_argument(what + ": size must be greater than zero");
+  }
+  const mode_t mode = options.mode & 07777;
+  std::string path = block_path(name);
+  int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);
+  if (fd < 0) throw_errno(errno, what);
+  CreateGuard guard(fd, &path);
+  // The umask may have cleared bits of `mode`; set them exactly.
+  if (::fchmod(fd, mode) != 0) throw_errno(errno, what + ": fchmod failed");
+  size_block(fd, size, options.reserve, what + " (" + std::to_string(size) + " bytes)");
+  void* data = map_block(fd, size, false, options, what);
+  return SharedMemory(std::string(name), guard.release(), data, size, true, false, false,
+                      options.track);
+}
+
+SharedMemory SharedMemory::attach(std::string_view name) { return attach(name, Options{}); }
+
+SharedMemory SharedMemory::attach(std::string_view name, const Options& options) {
+  validate_name(name);
+  std::string what = describe("attach", name);
+  std::string path = block_path(name);
+  int fd = ::shm_open(path.c_str(), options.read_only ? O_RDONLY : O_RDWR, 0);
+  if (fd < 0) throw_errno(errno, what);
+  CreateGuard guard(fd, nullptr);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
+  if (!S_ISREG(st.st_mode)) throw std::invalid_argument(what + ": not a regular file");
+  if (options.require_private && (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0)) {
+    char detail[80];
+    std::snprintf(detail, sizeof detail, ": not private to this user (owner uid %u, mode %04o)",
+                  static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_mode & 07777));
+    throw_errno(EPERM, what + detail);
+  }
+  auto size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) throw std::invalid_argument(what + ": the block is empty (0 bytes)");
+  if (size < options.min_size) {
+    throw std::invalid_argument(what + ": the block is " + std::to_string(size) +
+                                " bytes, at least " + std::to_string(options.min_size) +
+                                " required");
+  }
+  void* data = map_block(fd, size, options.read_only, options, what);
+  return SharedMemory(std::string(name), guard.release(), data, size, false, false,
+                      options.read_only, options.track);
+}
+
+SharedMemory SharedMemory::anonymous(std::size_t size) { return anonymous(size, Options{}); }
+
+SharedMemory SharedMemory::anonymous(std::size_t size, const Options& options) {
+  const std::string what = "shmkit: cannot create an anonymous shared memory block";
+  if (size == 0) throw std::invalid_argument(what + ": size must be greater than zero");
+  int fd = ::memfd_create("shmkit", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) throw_errno(errno, what + " (memfd_create)");
+  CreateGuard guard(fd, nullptr);
+  size_block(fd, size, options.reserve, what);
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) throw_errno(errno, what + ": F_ADD_SEALS failed");
+  void* data = map_block(fd, size, false, options, what);
+  return SharedMemory(std::string(), guard.release(), data, size, true, true, false, false);
+}
+
+void SharedMemory::send_fd(int socket) const {
+  if (!anonymous_) {
+    throw std::logic_error("shmkit: send_fd: block " + quoted(name_) +
+                           " is named; send its name instead");
+  }
+  if (closed()) throw std::logic_error("shmkit: send_fd: the block is closed");
+  platform::send_descriptor(socket, fd_);
+}
+
+SharedMemory SharedMemory::receive_fd(int socket) { return receive_fd(socket, Options{}); }
+
+SharedMemory SharedMemory::receive_fd(int socket, const Options& options) {
+  const std::string what = "shmkit: cannot map a received anonymous shared memory block";
+  int fd = platform::receive_descriptor(socket);
+  CreateGuard guard(fd, nullptr);
+  int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
+    throw std::invalid_argument(what + ": the descriptor is not a memfd sealed against shrinking");
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
+  auto size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) throw std::invalid_argument(what + ": the block is empty (0 bytes)");
+  if (size < options.min_size) {
+    throw std::invalid_argument(what + ": the block is " + std::to_string(size) +
+                                " bytes, at least " + std::to_string(options.min_size) +
+                                " required");
+  }
+  void* data = map_block(fd, size, options.read_only, options, what);
+  return SharedMemory(std::string(), guard.release(), data, size, false, true, options.read_only,
+                      false);
+}
+
+SharedMemory::SharedMemory(std::string name, int fd, void* data, std::size_t size, bool created,
+                           bool anonymous, bool read_only, bool tracked) noexcept
+    : name_(std::move(name)),
+      fd_(fd),
+      data_(data),
+      size_(size),
+      created_(created),
+      anonymous_(anonymous),
+      read_only_(read_only),
+      tracked_(tracked) {}
+
+SharedMemory::SharedMemory(SharedMemory&& other) noexcept
+    : name_(std::move(other.name_)),
+      fd_(std::exchange(other.fd_, -1)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      created_(other.created_),
+      anonymous_(other.anonymous_),
+      read_only_(other.read_only_),
+      tracked_(other.tracked_) {}
+
+SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
+  if (this != &other) {
+    close();
+    name_ = std::move(other.name_);
+    fd_ = std::exchange(other.fd_, -1);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    created_ = other.created_;
+    anonymous_ = other.anonymous_;
+    read_only_ = other.read_only_;
+    tracked_ = other.tracked_;
+  }
+  return *this;
+}
+
+SharedMemory::~SharedMemory() { close(); }
+
+void SharedMemory::close() noexcept {
+  if (data_ != nullptr) {
+    ::munmap(data_, size_);
+    data_ = nullptr;
+  }
+  size_ = 0;
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+void SharedMemory::unlink() {
+  if (anonymous_ || name_.empty()) return;
+  unlink(name_);
+}
+
+void SharedMemory::unlink(std::string_view name) {
+  validate_name(name);
+  std::string path = block_path(name);
+  if (::shm_unlink(path.c_str()) != 0) throw_errno(errno, describe("unlink", name));
+}
+
+}  // namespace shmkit

@@ -1,0 +1,69 @@
+// tests/support/test_support.hpp — what every shmkit test binary shares.
+//
+//  * A watchdog (in test_main.cpp): each test gets SHMKIT_TEST_TIMEOUT
+//    seconds (default 120); past that the process prints the test's name and
+//    exits 124, so a deadlock fails instead of hanging CI.
+//  * unique_name(): block names private to this test process, all under
+//    name_prefix(); after the last test, a leak check fails the run if any
+//    /dev/shm entry with that prefix is left (and removes it).
+//  * Real processes: fork_child/wait_child/run_child (a child that outlives
+//    its timeout is SIGKILLed and reported), run_process for exec, and
+//    run_python for the CPython peer scripts in tests/interop.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+namespace shmkit::test {
+
+using namespace std::chrono_literals;
+
+// "shmkit_t<pid>_" of the test process (children share their parent's).
+const std::string& name_prefix();
+// name_prefix() + a counter + "_" + tag: unique per call.
+std::string unique_name(std::string_view tag = "");
+// Names of the entries in /dev/shm that start with `prefix`.
+std::vector<std::string> list_blocks(std::string_view prefix);
+
+struct ExitStatus {
+  bool exited = false;     // normal exit; `code` is valid
+  int code = -1;
+  int signal = 0;          // killed by this signal
+  bool timed_out = false;  // we killed it after the timeout
+  bool ok() const { return exited && code == 0; }
+  std::string describe() const;
+};
+
+// fork(); the child runs `fn` and _exit()s with its result. An exception in
+// the child prints what() to stderr and exits 99. The child never returns
+// into GoogleTest.
+pid_t fork_child(const std::function<int()>& fn);
+// Waits for `pid` up to `timeout`; then SIGKILLs it and reports timed_out.
+ExitStatus wait_child(pid_t pid, std::chrono::milliseconds timeout = 30s);
+ExitStatus run_child(const std::function<int()>& fn, std::chrono::milliseconds timeout = 30s);
+
+struct ProcessResult {
+  ExitStatus status;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// fork + execv(argv[0], argv), capturing stdout and stderr.
+ProcessResult run_process(const std::vector<std::string>& argv,
+                          std::chrono::milliseconds timeout = 60s);
+// The CPython peer: SHMKIT_PYTHON tests/interop/<script> args...
+ProcessResult run_python(std::string_view script, const std::vector<std::string>& args,
+                         std::chrono::milliseconds timeout = 60s);
+
+// Paths fixed at configure time.
+std::string python_path();    // the interpreter used as the CPython peer
+std::string interop_dir();    // tests/interop in the source tree
+std::string peer_path();      // the exec'd helper binary (tests/support/peer.cpp)
+
+// Lowercase hex of `bytes` (for messages and python arguments).
+std::string to_hex(const void* data, std::size_t n);
+
+}  // namespace shmkit::test

@@ -1,2 +1,151 @@
+// SharedMemory create/attach cycles of a 4 KiB block against the raw
+// syscalls (same binary) and CPython's SharedMemory (python3 timing its own
+// loop, reported through manual time). Run with repetitions and random
+// interleaving; bench/compare.py prints medians and ratios.
 #include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "python_baseline.hpp"
+#include "shmkit/shared_memory.hpp"
+
+namespace {
+
+constexpr std::size_t kSize = 4096;
+
+std::string bench_name(const char* tag) {
+  return "shmkit_bench_" + std::to_string(::getpid()) + "_" + tag;
+}
+
+// The raw POSIX sequence CPython and most C code use.
+void BM_Raw_CreateCycle(benchmark::State& state) {
+  std::string path = "/" + bench_name("raw");
+  for (auto _ : state) {
+    int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0 || ::ftruncate(fd, kSize) != 0) state.SkipWithError("shm_open/ftruncate");
+    void* p = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    benchmark::DoNotOptimize(p);
+    ::munmap(p, kSize);
+    ::close(fd);
+    ::shm_unlink(path.c_str());
+  }
+}
+BENCHMARK(BM_Raw_CreateCycle)->UseRealTime();
+
+void BM_Shmkit_CreateCycle(benchmark::State& state) {
+  std::string name = bench_name("create");
+  for (auto _ : state) {
+    auto shm = shmkit::SharedMemory::create(name, kSize);
+    benchmark::DoNotOptimize(shm.data());
+    shm.close();
+    shm.unlink();
+  }
+}
+BENCHMARK(BM_Shmkit_CreateCycle)->UseRealTime();
+
+// CPython's sparse behaviour (no fallocate): the fair like-for-like figure.
+void BM_Shmkit_CreateCycleNoReserve(benchmark::State& state) {
+  std::string name = bench_name("sparse");
+  shmkit::SharedMemory::Options opt;
+  opt.reserve = false;
+  for (auto _ : state) {
+    auto shm = shmkit::SharedMemory::create(name, kSize, opt);
+    benchmark::DoNotOptimize(shm.data());
+    shm.close();
+    shm.unlink();
+  }
+}
+BENCHMARK(BM_Shmkit_CreateCycleNoReserve)->UseRealTime();
+
+void BM_Shmkit_CreateCycleRandomName(benchmark::State& state) {
+  for (auto _ : state) {
+    auto shm = shmkit::SharedMemory::create(kSize);
+    benchmark::DoNotOptimize(shm.data());
+    shm.close();
+    shm.unlink();
+  }
+}
+BENCHMARK(BM_Shmkit_CreateCycleRandomName)->UseRealTime();
+
+// With a first write, so the raw path pays for its page too.
+void BM_Raw_CreateWriteCycle(benchmark::State& state) {
+  std::string path = "/" + bench_name("raww");
+  for (auto _ : state) {
+    int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0 || ::ftruncate(fd, kSize) != 0) state.SkipWithError("shm_open/ftruncate");
+    auto* p = static_cast<char*>(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    p[0] = 1;
+    benchmark::ClobberMemory();
+    ::munmap(p, kSize);
+    ::close(fd);
+    ::shm_unlink(path.c_str());
+  }
+}
+BENCHMARK(BM_Raw_CreateWriteCycle)->UseRealTime();
+
+void BM_Shmkit_CreateWriteCycle(benchmark::State& state) {
+  std::string name = bench_name("createw");
+  for (auto _ : state) {
+    auto shm = shmkit::SharedMemory::create(name, kSize);
+    static_cast<char*>(shm.data())[0] = 1;
+    benchmark::ClobberMemory();
+    shm.close();
+    shm.unlink();
+  }
+}
+BENCHMARK(BM_Shmkit_CreateWriteCycle)->UseRealTime();
+
+class Existing {
+ public:
+  explicit Existing(const char* tag) : shm_(shmkit::SharedMemory::create(bench_name(tag), kSize)) {}
+  ~Existing() { shm_.unlink(); }
+  const std::string& name() const { return shm_.name(); }
+
+ private:
+  shmkit::SharedMemory shm_;
+};
+
+void BM_Raw_Attach(benchmark::State& state) {
+  Existing block("rawattach");
+  std::string path = "/" + block.name();
+  for (auto _ : state) {
+    int fd = ::shm_open(path.c_str(), O_RDWR, 0);
+    struct stat st {};
+    ::fstat(fd, &st);
+    void* p = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE,
+                     MAP_SHARED, fd, 0);
+    benchmark::DoNotOptimize(p);
+    ::munmap(p, static_cast<std::size_t>(st.st_size));
+    ::close(fd);
+  }
+}
+BENCHMARK(BM_Raw_Attach)->UseRealTime();
+
+void BM_Shmkit_Attach(benchmark::State& state) {
+  Existing block("attach");
+  for (auto _ : state) {
+    auto shm = shmkit::SharedMemory::attach(block.name());
+    benchmark::DoNotOptimize(shm.data());
+  }
+}
+BENCHMARK(BM_Shmkit_Attach)->UseRealTime();
+
+// CPython: one python3 run per repetition, its own loop of 2000; the
+// per-operation time is reported as this benchmark's (single) iteration.
+void BM_CPython(benchmark::State& state, const char* key) {
+  for (auto _ : state) {
+    auto figures = shmkit::bench::run_python_baseline("bench_shared_memory.py", "2000");
+    state.SetIterationTime(figures.at(key) * 1e-9);
+  }
+}
+BENCHMARK_CAPTURE(BM_CPython, CreateCycle, "create_cycle_ns")->UseManualTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_CPython, Attach, "attach_ns")->UseManualTime()->Iterations(1);
+
+}  // namespace
+
 BENCHMARK_MAIN();

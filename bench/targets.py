@@ -1,0 +1,26 @@
+"""The comparisons bench/compare.py reports: candidate and baseline are
+Google Benchmark run names from the same binary and run.
+
+goal "at_most": candidate time / baseline time must be <= target.
+goal "at_least": baseline time / candidate time (a speed-up) >= target.
+metric "ns" (default) compares real time per iteration; another metric names
+a user counter (higher is better), e.g. "items_per_second".
+"""
+
+COMPARISONS = [
+    # issue 2: SharedMemory
+    dict(title="create+close+unlink 4 KiB (reserve on)", candidate="BM_Shmkit_CreateCycle/real_time",
+         baseline="BM_Raw_CreateCycle/real_time", baseline_label="raw syscalls", goal="at_most", target=1.2),
+    dict(title="create+close+unlink 4 KiB (reserve off)", candidate="BM_Shmkit_CreateCycleNoReserve/real_time",
+         baseline="BM_Raw_CreateCycle/real_time", baseline_label="raw syscalls", goal="at_most", target=1.2),
+    dict(title="create+first write+close+unlink 4 KiB", candidate="BM_Shmkit_CreateWriteCycle/real_time",
+         baseline="BM_Raw_CreateWriteCycle/real_time", baseline_label="raw syscalls", goal="at_most", target=1.2),
+    dict(title="attach+close 4 KiB", candidate="BM_Shmkit_Attach/real_time",
+         baseline="BM_Raw_Attach/real_time", baseline_label="raw syscalls", goal="at_most", target=1.2),
+    dict(title="create+close+unlink 4 KiB vs CPython", candidate="BM_Shmkit_CreateCycleRandomName/real_time",
+         baseline="BM_CPython/CreateCycle/iterations:1/manual_time", baseline_label="CPython SharedMemory",
+         goal="at_least", target=2.0),
+    dict(title="attach+close 4 KiB vs CPython", candidate="BM_Shmkit_Attach/real_time",
+         baseline="BM_CPython/Attach/iterations:1/manual_time", baseline_label="CPython SharedMemory",
+         goal="at_least", target=2.0),
+]

@@ -1,0 +1,633 @@
+// Cross-process tests of Mutex, RecursiveMutex, Semaphore, Condition, Event,
+// Barrier and the futex layer: real fork()ed processes, each attaching the
+// named block again (so the words sit at different addresses per process).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "shmkit/sync/barrier.hpp"
+#include "shmkit/sync/condition.hpp"
+#include "shmkit/sync/event.hpp"
+#include "shmkit/sync/futex.hpp"
+#include "shmkit/sync/mutex.hpp"
+#include "shmkit/sync/recursive_mutex.hpp"
+#include "shmkit/sync/robust_mutex.hpp"
+#include "shmkit/sync/semaphore.hpp"
+#include "test_sync_common.hpp"
+
+namespace shmkit::test {
+namespace {
+
+constexpr int kProcs = 4;
+constexpr int kIncrements = 20000;
+
+// ------------------------------------------------------------ N x M counting
+template <class L>
+struct LockOps;
+template <>
+struct LockOps<Mutex> {
+  static void lock(Mutex& m) { m.lock(); }
+  static void unlock(Mutex& m) { m.unlock(); }
+};
+template <>
+struct LockOps<RecursiveMutex> {
+  static void lock(RecursiveMutex& m) {
+    m.lock();
+    m.lock();  // exercise recursion inside the loop
+  }
+  static void unlock(RecursiveMutex& m) {
+    (void)m.unlock();
+    (void)m.unlock();
+  }
+};
+template <>
+struct LockOps<RobustMutex> {
+  static void lock(RobustMutex& m) {
+    if (m.lock() != LockResult::acquired) std::abort();
+  }
+  static void unlock(RobustMutex& m) { (void)m.unlock(); }
+};
+template <>
+struct LockOps<Semaphore> {
+  static void lock(Semaphore& s) { s.acquire(); }
+  static void unlock(Semaphore& s) { (void)s.release(); }
+};
+
+template <class L>
+struct Counted {
+  L lock;
+  std::uint64_t counter;
+};
+
+template <class L>
+void construct(void* p) {
+  if constexpr (std::is_same_v<L, Semaphore>) {
+    new (p) Counted<L>{Semaphore(1, 1), 0};
+  } else if constexpr (std::is_same_v<L, RobustMutex>) {
+    auto* c = static_cast<Counted<L>*>(p);
+    new (&c->lock) RobustMutex();
+    c->counter = 0;
+  }
+  // Mutex and RecursiveMutex: the zero-filled block is already unlocked.
+}
+
+template <class L>
+class CountTest : public ::testing::Test {};
+using LockTypes = ::testing::Types<Mutex, RecursiveMutex, RobustMutex, Semaphore>;
+TYPED_TEST_SUITE(CountTest, LockTypes);
+
+TYPED_TEST(CountTest, NProcessesTimesMIncrementsIsExact) {
+  using L = TypeParam;
+  NamedBlock block(4096, "count");
+  construct<L>(block.shm.data());
+  std::vector<pid_t> kids;
+  for (int i = 0; i < kProcs; ++i) {
+    kids.push_back(fork_child([&] {
+      auto shm = SharedMemory::attach(block.name);  // own mapping, own address
+      auto* c = static_cast<Counted<L>*>(shm.data());
+      for (int k = 0; k < kIncrements; ++k) {
+        LockOps<L>::lock(c->lock);
+        std::uint64_t v = c->counter;
+        c->counter = v + 1;
+        LockOps<L>::unlock(c->lock);
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) {
+    auto st = wait_child(k, 60s);
+    EXPECT_TRUE(st.ok()) << st.describe();
+  }
+  EXPECT_EQ(block.as<Counted<L>>()->counter, std::uint64_t{kProcs} * kIncrements);
+}
+
+// ------------------------------------------------------------ Mutex
+struct MutexShared {
+  Mutex m;
+  Event locked;
+  Event release;
+};
+
+TEST(Mutex, ZeroFilledIsUnlockedAndStandardLockable) {
+  NamedBlock block(4096);
+  auto* m = block.as<Mutex>();
+  EXPECT_FALSE(m->is_locked());
+  {
+    std::scoped_lock g(*m);
+    EXPECT_TRUE(m->is_locked());
+    EXPECT_FALSE(m->try_lock());
+  }
+  std::unique_lock<Mutex> ul(*m, std::defer_lock);
+  EXPECT_TRUE(ul.try_lock_for(10ms));
+  ul.unlock();
+  EXPECT_TRUE(ul.try_lock_until(std::chrono::system_clock::now() + 10ms));
+}
+
+TEST(Mutex, TimedVariantsTimeOutWhileAnotherProcessHolds) {
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) MutexShared{};
+  pid_t kid = fork_child([&] {
+    s->m.lock();
+    s->locked.set();
+    s->release.wait();
+    s->m.unlock();
+    return 0;
+  });
+  s->locked.wait();
+  EXPECT_FALSE(s->m.try_lock());
+  auto t0 = Clock::now();
+  EXPECT_FALSE(s->m.try_lock_for(50ms));
+  EXPECT_GE(ms_since(t0), 49.0);
+  t0 = Clock::now();
+  EXPECT_FALSE(s->m.try_lock_until(Clock::now() + 30ms));
+  EXPECT_GE(ms_since(t0), 29.0);
+  EXPECT_FALSE(s->m.try_lock_until(std::chrono::system_clock::now() + 20ms));
+  EXPECT_FALSE(s->m.try_lock_for(0ms));
+  EXPECT_FALSE(s->m.try_lock_for(-5ms));
+  s->release.set();
+  EXPECT_TRUE(s->m.try_lock_for(10s));
+  s->m.unlock();
+  EXPECT_TRUE(wait_child(kid).ok());
+}
+
+TEST(Mutex, SleepingWaiterInAnotherProcessIsWoken) {
+  NamedBlock block(4096);
+  auto* m = block.as<Mutex>();
+  m->lock();
+  pid_t kid = fork_child([&] {
+    auto shm = SharedMemory::attach(block.name);
+    auto* mm = static_cast<Mutex*>(shm.data());
+    mm->lock();  // sleeps: the parent holds it
+    mm->unlock();
+    return 0;
+  });
+  // The child announced itself as a sleeper (word 2): then unlock must wake it.
+  ASSERT_TRUE(eventually([&] { return m->native_handle().load() == Mutex::kContended; }));
+  m->unlock();
+  auto st = wait_child(kid, 10s);
+  EXPECT_TRUE(st.ok()) << st.describe();
+}
+
+TEST(Mutex, OwnerDeathTimesOutCleanly) {
+  // Documented: Mutex has no owner; a holder that dies leaves it locked and
+  // try_lock_for times out instead of hanging.
+  NamedBlock block(4096);
+  auto* m = block.as<Mutex>();
+  auto st = run_child([&] {
+    m->lock();
+    ::raise(SIGKILL);
+    return 0;
+  });
+  EXPECT_EQ(st.signal, SIGKILL);
+  auto t0 = Clock::now();
+  EXPECT_FALSE(m->try_lock_for(100ms));
+  EXPECT_GE(ms_since(t0), 99.0);
+  EXPECT_LT(ms_since(t0), 2000.0);
+  EXPECT_TRUE(m->is_locked());
+}
+
+TEST(Mutex, UnlockByAnotherProcessReleases) {
+  // Like CPython's Lock (a semaphore): no owner.
+  NamedBlock block(4096);
+  auto* m = block.as<Mutex>();
+  m->lock();
+  EXPECT_TRUE(run_child([&] {
+                m->unlock();
+                return 0;
+              }).ok());
+  EXPECT_TRUE(m->try_lock());
+  m->unlock();
+  m->unlock();  // unlocking a free Mutex is a no-op
+  EXPECT_FALSE(m->is_locked());
+}
+
+// ------------------------------------------------------------ RecursiveMutex
+struct RecShared {
+  RecursiveMutex m;
+  Event locked;
+  Event release;
+};
+
+TEST(RecursiveMutex, RecursionAndOwnership) {
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) RecShared{};
+  s->m.lock();
+  EXPECT_TRUE(s->m.try_lock());
+  EXPECT_TRUE(s->m.try_lock_for(1ms));
+  EXPECT_TRUE(s->m.try_lock_until(Clock::now()));
+  EXPECT_TRUE(s->m.try_lock_until(std::chrono::system_clock::now()));
+  EXPECT_EQ(s->m.level(), 5u);
+  EXPECT_TRUE(s->m.unlock());
+  EXPECT_EQ(s->m.level(), 4u);
+  // Another process cannot take it, nor unlock it.
+  EXPECT_TRUE(run_child([&] {
+                if (s->m.try_lock()) return 1;
+                if (s->m.try_lock_for(20ms)) return 2;
+                if (s->m.unlock()) return 3;  // non-owner: refused
+                if (s->m.owned_by_me()) return 4;
+                return 0;
+              }).ok());
+  EXPECT_EQ(s->m.level(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(s->m.unlock());
+  EXPECT_FALSE(s->m.unlock());  // free: refused, nothing changes
+  EXPECT_EQ(s->m.level(), 0u);
+  EXPECT_TRUE(run_child([&] {
+                if (!s->m.try_lock()) return 1;
+                return s->m.unlock() ? 0 : 2;
+              }).ok());
+}
+
+TEST(RecursiveMutex, NonOwnerUnlockCannotCorrupt) {
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) RecShared{};
+  pid_t kid = fork_child([&] {
+    s->m.lock();
+    s->m.lock();
+    s->locked.set();
+    s->release.wait();
+    if (s->m.level() != 2) return 1;
+    if (!s->m.unlock() || !s->m.unlock()) return 2;
+    return 0;
+  });
+  s->locked.wait();
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(s->m.unlock());
+  EXPECT_FALSE(s->m.try_lock());
+  // A thread of this process is another owner candidate too.
+  std::thread([&] { EXPECT_FALSE(s->m.unlock()); }).join();
+  auto t0 = Clock::now();
+  EXPECT_FALSE(s->m.try_lock_for(30ms));
+  EXPECT_GE(ms_since(t0), 29.0);
+  s->release.set();
+  EXPECT_TRUE(wait_child(kid).ok());
+  EXPECT_TRUE(s->m.try_lock_for(5s));
+  EXPECT_TRUE(s->m.unlock());
+}
+
+TEST(RecursiveMutex, ForkChildIsANewOwner) {
+  // The cached thread id is refreshed in a fork child: a child forked while
+  // the parent holds the lock is not taken for the owner.
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) RecShared{};
+  s->m.lock();
+  EXPECT_TRUE(run_child([&] { return (s->m.owned_by_me() || s->m.try_lock()) ? 1 : 0; }).ok());
+  EXPECT_TRUE(s->m.unlock());
+}
+
+TEST(RecursiveMutex, OwnerDeathTimesOutCleanly) {
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) RecShared{};
+  auto st = run_child([&] {
+    s->m.lock();
+    ::raise(SIGKILL);
+    return 0;
+  });
+  EXPECT_EQ(st.signal, SIGKILL);
+  auto t0 = Clock::now();
+  EXPECT_FALSE(s->m.try_lock_for(100ms));
+  EXPECT_GE(ms_since(t0), 99.0);
+  EXPECT_LT(ms_since(t0), 2000.0);
+}
+
+// ------------------------------------------------------------ futex
+TEST(Futex, ResultsAndCrossProcessWake) {
+  NamedBlock block(4096);
+  auto* w = block.as<FutexWord>();
+  EXPECT_EQ(futex_wait(*w, 7), FutexResult::value_mismatch);
+  auto t0 = Clock::now();
+  EXPECT_EQ(futex_wait_for(*w, 0, 30ms), FutexResult::timed_out);
+  EXPECT_GE(ms_since(t0), 29.0);
+  EXPECT_EQ(futex_wait_until(*w, 0, Clock::now() - 1s), FutexResult::timed_out);
+  EXPECT_EQ(futex_wake(*w), 0);
+  EXPECT_EQ(futex_wait(*w, 5, FutexScope::process_private), FutexResult::value_mismatch);
+  EXPECT_EQ(futex_wait_for(*w, 0, 1ms, FutexScope::process_private), FutexResult::timed_out);
+}
+
+TEST(Futex, SharedWakeReachesAnotherProcessEvenWithoutValueChange) {
+  NamedBlock block(4096);
+  auto* w = block.as<FutexWord>();
+  auto* woken = reinterpret_cast<std::atomic<std::uint32_t>*>(block.as<char>() + 64);
+  pid_t kid = fork_child([&] {
+    auto shm = SharedMemory::attach(block.name);
+    auto* ww = static_cast<FutexWord*>(shm.data());
+    auto* flag = reinterpret_cast<std::atomic<std::uint32_t>*>(static_cast<char*>(shm.data()) + 64);
+    // Loop until the value changes: every wake without a change is spurious
+    // from the waiter's point of view, and must be survived.
+    int wakes = 0;
+    while (ww->load() == 0) {
+      if (futex_wait(*ww, 0) == FutexResult::woken) ++wakes;
+      flag->fetch_add(1);
+    }
+    return wakes >= 1 ? 0 : 1;
+  });
+  // Wake it several times without changing the value (spurious wake-ups).
+  for (int i = 0; i < 3; ++i) {
+    const std::uint32_t before = woken->load();
+    ASSERT_TRUE(eventually([&] { return futex_wake(*w) == 1; }));
+    ASSERT_TRUE(eventually([&] { return woken->load() > before; }));
+  }
+  w->store(1);
+  futex_wake_all(*w);
+  auto st = wait_child(kid, 10s);
+  EXPECT_TRUE(st.ok()) << st.describe();
+}
+
+// ------------------------------------------------------------ Semaphore
+TEST(Semaphore, ZeroFilledIsZeroAndTimedAcquireTimesOut) {
+  NamedBlock block(4096);
+  auto* s = block.as<Semaphore>();
+  EXPECT_EQ(s->value(), 0u);
+  EXPECT_FALSE(s->try_acquire());
+  auto t0 = Clock::now();
+  EXPECT_FALSE(s->try_acquire_for(30ms));
+  EXPECT_GE(ms_since(t0), 29.0);
+  EXPECT_FALSE(s->try_acquire_until(std::chrono::system_clock::now() + 10ms));
+  EXPECT_TRUE(s->release(2));
+  EXPECT_TRUE(s->try_acquire());
+  EXPECT_TRUE(s->try_acquire_for(0ms));
+  EXPECT_FALSE(s->try_acquire());
+}
+
+TEST(Semaphore, BoundedReleaseRefusesOverflow) {
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) Semaphore(1, 2);
+  EXPECT_TRUE(s->release());
+  EXPECT_FALSE(s->release());
+  EXPECT_EQ(s->value(), 2u);
+  EXPECT_FALSE(s->release(5));
+  EXPECT_EQ(s->max_value(), 2u);
+}
+
+TEST(Semaphore, ReleaseWakesSleepersInOtherProcesses) {
+  NamedBlock block(4096);
+  auto* s = block.as<Semaphore>();
+  auto* done = reinterpret_cast<std::atomic<std::uint32_t>*>(block.as<char>() + 64);
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 3; ++i) {
+    kids.push_back(fork_child([&] {
+      auto shm = SharedMemory::attach(block.name);
+      auto* ss = static_cast<Semaphore*>(shm.data());
+      ss->acquire();
+      reinterpret_cast<std::atomic<std::uint32_t>*>(static_cast<char*>(shm.data()) + 64)
+          ->fetch_add(1);
+      return 0;
+    }));
+  }
+  EXPECT_EQ(done->load(), 0u);
+  s->release(1);
+  ASSERT_TRUE(eventually([&] { return done->load() == 1; }));
+  s->release(2);
+  for (pid_t k : kids) EXPECT_TRUE(wait_child(k, 10s).ok());
+  EXPECT_EQ(done->load(), 3u);
+  EXPECT_EQ(s->value(), 0u);
+}
+
+TEST(Semaphore, LimitsConcurrency) {
+  NamedBlock block(4096);
+  struct S {
+    Semaphore sem;
+    std::atomic<std::uint32_t> inside;
+    std::atomic<std::uint32_t> max_inside;
+  };
+  auto* s = new (block.shm.data()) S{Semaphore(2), {0}, {0}};
+  std::vector<pid_t> kids;
+  for (int i = 0; i < kProcs; ++i) {
+    kids.push_back(fork_child([&] {
+      for (int k = 0; k < 3000; ++k) {
+        s->sem.acquire();
+        std::uint32_t n = s->inside.fetch_add(1) + 1;
+        std::uint32_t m = s->max_inside.load();
+        while (n > m && !s->max_inside.compare_exchange_weak(m, n)) {
+        }
+        s->inside.fetch_sub(1);
+        s->sem.release();
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) EXPECT_TRUE(wait_child(k, 60s).ok());
+  EXPECT_LE(s->max_inside.load(), 2u);
+  EXPECT_EQ(s->sem.value(), 2u);
+}
+
+// ------------------------------------------------------------ Event
+TEST(Event, SetWakesEveryWaitingProcess) {
+  NamedBlock block(4096);
+  auto* e = block.as<Event>();
+  auto* data = reinterpret_cast<std::uint64_t*>(block.as<char>() + 64);
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 3; ++i) {
+    kids.push_back(fork_child([&] {
+      auto shm = SharedMemory::attach(block.name);
+      auto* ee = static_cast<Event*>(shm.data());
+      ee->wait();
+      // The write before set() is visible after wait().
+      return *reinterpret_cast<std::uint64_t*>(static_cast<char*>(shm.data()) + 64) == 42 ? 0 : 1;
+    }));
+  }
+  ASSERT_TRUE(eventually([&] { return e->native_state() == Event::kClearWaiters; }));
+  *data = 42;
+  e->set();
+  for (pid_t k : kids) EXPECT_TRUE(wait_child(k, 10s).ok());
+  EXPECT_TRUE(e->is_set());
+  EXPECT_TRUE(e->wait_for(0ms));
+  e->clear();
+  EXPECT_FALSE(e->is_set());
+}
+
+TEST(Event, TimedWaitReturnsFlag) {
+  NamedBlock block(4096);
+  auto* e = block.as<Event>();
+  auto t0 = Clock::now();
+  EXPECT_FALSE(e->wait_for(30ms));
+  EXPECT_GE(ms_since(t0), 29.0);
+  EXPECT_FALSE(e->wait_until(std::chrono::system_clock::now() + 10ms));
+  EXPECT_TRUE(run_child([&] {
+                e->set();
+                return 0;
+              }).ok());
+  EXPECT_TRUE(e->wait_for(10s));
+  EXPECT_TRUE(e->wait_until(Clock::now()));
+}
+
+// ------------------------------------------------------------ Condition
+struct CondShared {
+  Mutex m;
+  Condition cv;
+  std::uint32_t turn;  // protected by m
+  std::uint32_t rounds;
+};
+
+TEST(Condition, PingPongBetweenProcesses) {
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) CondShared{};
+  constexpr std::uint32_t kRounds = 2000;
+  pid_t kid = fork_child([&] {
+    auto shm = SharedMemory::attach(block.name);
+    auto* c = static_cast<CondShared*>(shm.data());
+    std::unique_lock lk(c->m);
+    for (std::uint32_t i = 0; i < kRounds; ++i) {
+      c->cv.wait(lk, [&] { return c->turn == 1; });
+      c->turn = 0;
+      ++c->rounds;
+      c->cv.notify_all();
+    }
+    return 0;
+  });
+  {
+    std::unique_lock lk(s->m);
+    for (std::uint32_t i = 0; i < kRounds; ++i) {
+      s->turn = 1;
+      s->cv.notify_all();
+      ASSERT_TRUE(s->cv.wait_for(lk, 10s, [&] { return s->turn == 0; }));
+    }
+  }
+  EXPECT_TRUE(wait_child(kid, 30s).ok());
+  EXPECT_EQ(s->rounds, kRounds);
+}
+
+TEST(Condition, SpuriousNotifiesDoNotBreakPredicateWaits) {
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) CondShared{};
+  auto* stage = reinterpret_cast<std::atomic<std::uint32_t>*>(block.as<char>() + 64);
+  pid_t kid = fork_child([&] {
+    std::unique_lock lk(s->m);
+    stage->store(1);
+    s->cv.wait(lk, [&] { return s->turn == 7; });
+    return s->turn == 7 ? 0 : 1;
+  });
+  ASSERT_TRUE(eventually([&] { return stage->load() == 1; }));
+  // Notify many times without making the predicate true.
+  for (int i = 0; i < 200; ++i) {
+    std::scoped_lock g(s->m);
+    s->turn = static_cast<std::uint32_t>(i % 7);
+    s->cv.notify_all();
+  }
+  {
+    std::scoped_lock g(s->m);
+    s->turn = 7;
+  }
+  s->cv.notify_one();
+  EXPECT_TRUE(wait_child(kid, 10s).ok());
+}
+
+TEST(Condition, TimedWaitTimesOutWithLockHeld) {
+  NamedBlock block(4096);
+  auto* s = new (block.shm.data()) CondShared{};
+  std::unique_lock lk(s->m);
+  auto t0 = Clock::now();
+  EXPECT_FALSE(s->cv.wait_for(lk, 30ms));
+  EXPECT_GE(ms_since(t0), 29.0);
+  EXPECT_TRUE(lk.owns_lock());
+  EXPECT_TRUE(s->m.is_locked());
+  EXPECT_FALSE(s->cv.wait_until(lk, std::chrono::system_clock::now() + 10ms, [] { return false; }));
+}
+
+TEST(Condition, WorksWithRobustMutexAcrossProcesses) {
+  NamedBlock block(4096);
+  struct S {
+    RobustMutex m;
+    Condition cv;
+    std::uint32_t turn;
+  };
+  auto* s = static_cast<S*>(block.shm.data());
+  new (&s->m) RobustMutex();
+  constexpr int kRounds = 500;
+  pid_t kid = fork_child([&] {
+    if (s->m.lock() != LockResult::acquired) return 1;
+    for (int i = 0; i < kRounds; ++i) {
+      while (s->turn != 1) {
+        if (s->cv.wait(s->m) != LockResult::acquired) return 2;
+      }
+      s->turn = 0;
+      s->cv.notify_one();
+    }
+    (void)s->m.unlock();
+    return 0;
+  });
+  ASSERT_EQ(s->m.lock(), LockResult::acquired);
+  for (int i = 0; i < kRounds; ++i) {
+    s->turn = 1;
+    s->cv.notify_one();
+    while (s->turn != 0) {
+      auto r = s->cv.wait_for(s->m, 10s);
+      ASSERT_EQ(r.lock, LockResult::acquired);
+      ASSERT_FALSE(r.timed_out);
+    }
+  }
+  auto r = s->cv.wait_for(s->m, 10ms);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.lock, LockResult::acquired);
+  EXPECT_TRUE(s->m.unlock());
+  EXPECT_TRUE(wait_child(kid, 30s).ok());
+}
+
+// ------------------------------------------------------------ Barrier
+TEST(Barrier, ManyRoundsAcrossProcesses) {
+  NamedBlock block(4096);
+  struct S {
+    Barrier b;
+    std::atomic<std::uint32_t> last_count;
+    std::atomic<std::uint32_t> slots[kProcs];
+  };
+  auto* s = new (block.shm.data()) S{Barrier(kProcs), {0}, {}};
+  constexpr std::uint32_t kRounds = 300;
+  std::vector<pid_t> kids;
+  for (int i = 0; i < kProcs; ++i) {
+    kids.push_back(fork_child([&, i] {
+      auto shm = SharedMemory::attach(block.name);
+      auto* ss = static_cast<S*>(shm.data());
+      for (std::uint32_t r = 1; r <= kRounds; ++r) {
+        ss->slots[i].store(r, std::memory_order_relaxed);
+        auto res = ss->b.wait_for(20s);
+        if (res == BarrierResult::passed_last) ss->last_count.fetch_add(1);
+        else if (res != BarrierResult::passed) return 10 + static_cast<int>(res);
+        // After the barrier every party has written round r (or r+1 if fast).
+        for (int j = 0; j < kProcs; ++j) {
+          if (ss->slots[j].load(std::memory_order_relaxed) < r) return 2;
+        }
+        // A second barrier, so nobody writes r+1 before all checked r.
+        res = ss->b.wait_for(20s);
+        if (res == BarrierResult::passed_last) ss->last_count.fetch_add(1);
+        else if (res != BarrierResult::passed) return 20 + static_cast<int>(res);
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) {
+    auto st = wait_child(k, 60s);
+    EXPECT_TRUE(st.ok()) << st.describe();
+  }
+  EXPECT_EQ(s->last_count.load(), 2 * kRounds);  // exactly one per generation
+}
+
+TEST(Barrier, TimeoutBreaksItAndResetRepairs) {
+  NamedBlock block(4096);
+  auto* b = new (block.shm.data()) Barrier(2);
+  auto t0 = Clock::now();
+  EXPECT_EQ(b->wait_for(30ms), BarrierResult::timed_out);
+  EXPECT_GE(ms_since(t0), 29.0);
+  EXPECT_TRUE(b->broken());
+  EXPECT_EQ(b->wait(), BarrierResult::broken);
+  b->reset();
+  EXPECT_FALSE(b->broken());
+  pid_t kid = fork_child([&] { return b->wait_for(10s) == BarrierResult::timed_out ? 1 : 0; });
+  auto r = b->wait_for(10s);
+  EXPECT_TRUE(r == BarrierResult::passed || r == BarrierResult::passed_last);
+  EXPECT_TRUE(wait_child(kid).ok());
+}
+
+TEST(Barrier, AbortWakesWaitersWithBroken) {
+  NamedBlock block(4096);
+  auto* b = new (block.shm.data()) Barrier(3);
+  pid_t kid = fork_child([&] { return b->wait() == BarrierResult::broken ? 0 : 1; });
+  ASSERT_TRUE(eventually([&] { return b->n_waiting() == 1; }));
+  b->abort();
+  EXPECT_TRUE(wait_child(kid, 10s).ok());
+  EXPECT_EQ(b->wait_until(std::chrono::system_clock::now() + 1s), BarrierResult::broken);
+}
+
+}  // namespace
+}  // namespace shmkit::test

@@ -9,6 +9,8 @@
 // run (and unlinked after it): an int slot for *Int, a 16-byte str for *Str16.
 #include <benchmark/benchmark.h>
 
+#include "python_baseline.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -98,6 +100,21 @@ BENCHMARK(BM_SetInt)->UseRealTime();
 BENCHMARK(BM_GetStr16)->UseRealTime();
 BENCHMARK(BM_GetStr16Into)->UseRealTime();
 BENCHMARK(BM_SetStr16)->UseRealTime();
+
+// CPython's ShareableList doing the same, one python3 run per repetition
+// (so it interleaves with the C++ runs); its per-op time is this
+// benchmark's single iteration.
+void BM_CPython(benchmark::State& state, const char* key) {
+  for (auto _ : state) {
+    auto f = shmkit::bench::run_python_baseline("bench_shareable_list.py",
+                                                "--repetitions 1 --ops 100000");
+    state.SetIterationTime(f.at(key) * 1e-9);
+  }
+}
+BENCHMARK_CAPTURE(BM_CPython, GetInt, "get_int")->UseManualTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_CPython, SetInt, "set_int")->UseManualTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_CPython, GetStr16, "get_str16")->UseManualTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_CPython, SetStr16, "set_str16")->UseManualTime()->Iterations(1);
 
 }  // namespace
 

@@ -5,6 +5,9 @@
 //   peer size NAME                  attach NAME, print its size
 //   peer recv-write SOCKFD TEXT     receive an anonymous block on SOCKFD,
 //                                   copy TEXT to offset 0, print its size
+//   peer array-negate NAME          attach Array<int32_t> NAME, negate each element
+//   peer value-set NAME X           attach Value<double> NAME, set it to X
+//   peer heap-value-add HANDLE N    attach Value<int64_t> by heap handle, add N
 // Exit 0 on success, 1 with a message on stderr otherwise.
 #include <cstdio>
 #include <cstdlib>
@@ -14,7 +17,9 @@
 #include <string>
 #include <string_view>
 
+#include "shmkit/array.hpp"
 #include "shmkit/shared_memory.hpp"
+#include "shmkit/value.hpp"
 
 namespace {
 
@@ -48,6 +53,22 @@ int run(int argc, char** argv) {
     if (text.size() > shm.size()) throw std::out_of_range("write past the end");
     std::memcpy(shm.buf().data(), text.data(), text.size());
     std::printf("%zu\n", shm.size());
+    return 0;
+  }
+  if (cmd == "array-negate" && argc == 3) {
+    auto a = shmkit::Array<std::int32_t>::attach(argv[2]);
+    a.update([](std::span<std::int32_t> v) {
+      for (auto& x : v) x = -x;
+    });
+    return 0;
+  }
+  if (cmd == "value-set" && argc == 4) {
+    shmkit::Value<double>::attach(argv[2]).set_value(std::strtod(argv[3], nullptr));
+    return 0;
+  }
+  if (cmd == "heap-value-add" && argc == 4) {
+    auto v = shmkit::Value<std::int64_t>::attach(shmkit::HeapHandle::parse(argv[2]));
+    v.fetch_add(std::strtoll(argv[3], nullptr, 10));
     return 0;
   }
   std::fprintf(stderr, "peer: bad arguments\n");

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "platform.hpp"
+#include "shmkit/tracker.hpp"
 
 namespace shmkit {
 namespace {
@@ -142,8 +143,18 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
   if (::fchmod(fd, mode) != 0) throw_errno(errno, what + ": fchmod failed");
   size_block(fd, size, options.reserve, what + " (" + std::to_string(size) + " bytes)");
   void* data = map_block(fd, size, false, options, what);
-  return SharedMemory(std::string(name), guard.release(), data, size, true, false, false,
-                      options.track);
+  SharedMemory shm(std::string(name), guard.release(), data, size, true, false, false,
+                   options.track);
+  if (options.track) {
+    try {
+      tracker::register_block(name);
+    } catch (...) {
+      shm.close();
+      ::shm_unlink(path.c_str());
+      throw;
+    }
+  }
+  return shm;
 }
 
 SharedMemory SharedMemory::attach(std::string_view name) { return attach(name, Options{}); }
@@ -172,8 +183,10 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
                                 " required");
   }
   void* data = map_block(fd, size, options.read_only, options, what);
-  return SharedMemory(std::string(name), guard.release(), data, size, false, false,
-                      options.read_only, options.track);
+  SharedMemory shm(std::string(name), guard.release(), data, size, false, false, options.read_only,
+                   options.track);
+  if (options.track) tracker::register_block(name);
+  return shm;
 }
 
 SharedMemory SharedMemory::anonymous(std::size_t size) { return anonymous(size, Options{}); }
@@ -276,6 +289,7 @@ void SharedMemory::close() noexcept {
 void SharedMemory::unlink() {
   if (anonymous_ || name_.empty()) return;
   unlink(name_);
+  if (tracked_) tracker::forget_block(name_);
 }
 
 void SharedMemory::unlink(std::string_view name) {

@@ -66,6 +66,7 @@ std::string block_kind_name(std::uint32_t kind) {
     case BlockKind::mpmc_queue: return "mpmc_queue";
     case BlockKind::seqlock: return "seqlock";
     case BlockKind::broadcast_ring: return "broadcast_ring";
+    case BlockKind::registry: return "tracker_registry";
     default: break;
   }
   if (kind >= static_cast<std::uint32_t>(BlockKind::user)) {

@@ -69,13 +69,14 @@ class SharedMemory {
     // ENOSPC here rather than SIGBUS on first touch. CPython does not (it
     // only ftruncates); turn this off for huge sparse blocks.
     bool reserve = true;
-    // CPython 3.13's `track`: register the block with shmkit's resource
-    // tracker, which unlinks it once every process that registered it has
-    // died (and, unlike CPython's gh-82300, never while a registered process
-    // is alive). Off by default: shmkit blocks live until unlink() or until
-    // the SharedMemoryManager that owns them shuts down. The tracker itself
-    // is shmkit/tracker.hpp; until it is linked in, this flag is recorded
-    // (tracked()) and has no other effect.
+    // CPython 3.13's `track` (create and attach): register the block with
+    // shmkit's resource tracker (shmkit/tracker.hpp), which unlinks it once
+    // every process that registered it has died, and, unlike CPython
+    // (gh-82300), never while a registered process is alive. unlink() on a
+    // tracked handle removes the block's registrations. Off by default:
+    // shmkit blocks live until unlink() or until the SharedMemoryManager
+    // that owns them shuts down. Registering forks this process's watcher
+    // once (see tracker.hpp).
     bool track = false;
   };
 

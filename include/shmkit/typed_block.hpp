@@ -53,6 +53,7 @@ enum class BlockKind : std::uint32_t {
   mpmc_queue = 5,
   seqlock = 6,
   broadcast_ring = 7,
+  registry = 8,  // the resource tracker's (shmkit/tracker.hpp)
   user = 1024,
 };
 

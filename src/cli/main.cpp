@@ -1,15 +1,26 @@
-// shmkit — the command-line tool. Subcommands so far:
-//   shmkit demo    create a block, start a second (exec'd) process that
-//                  attaches by name and answers, print the exchange.
+// shmkit — the command-line tool.
+//   shmkit ls [--json]          every block in /dev/shm: size, owner, mode, age,
+//                               kind (from its header), live tracked users
+//   shmkit show NAME [--json]   decode a block (ShareableList, Value/Array, heap,
+//                               queue headers; hex for anything else)
+//   shmkit rm NAME...           unlink blocks
+//   shmkit gc [--yes]           remove blocks whose every tracked user is dead
+//                               (a dry run unless --yes)
+//   shmkit demo                 create a block, start a second (exec'd) process
+//                               that attaches by name and answers
+// Exit status: 0 success, 1 a block could not be read/removed, 2 usage.
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <string>
 #include <string_view>
+#include <pwd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "inspect.hpp"
 #include "shmkit/shared_memory.hpp"
+#include "shmkit/tracker.hpp"
 
 namespace {
 
@@ -82,12 +93,156 @@ int demo() {
 
 void usage(std::FILE* out) {
   std::fputs(
-      "usage: shmkit <command> [args]\n"
+      "usage: shmkit <command> [args]      (shmkit <command> --help for more)\n"
       "\n"
       "commands:\n"
-      "  demo     create a block, let a second process attach by name and answer\n"
-      "  help     this text\n",
+      "  ls [--json]          list the blocks in /dev/shm with their kind and users\n"
+      "  show NAME [--json]   decode one block\n"
+      "  rm NAME...           unlink blocks\n"
+      "  gc [--yes]           remove blocks whose every tracked user has died (dry run without --yes)\n"
+      "  demo                 create a block, let a second process attach by name and answer\n"
+      "  help                 this text\n",
       out);
+}
+
+bool wants_help(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
+std::string mode_string(mode_t m) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m));
+  return buf;
+}
+
+std::string age_string(double s) {
+  char buf[32];
+  if (s < 120) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 7200) std::snprintf(buf, sizeof buf, "%.0fm", s / 60);
+  else if (s < 172800) std::snprintf(buf, sizeof buf, "%.0fh", s / 3600);
+  else std::snprintf(buf, sizeof buf, "%.0fd", s / 86400);
+  return buf;
+}
+
+std::string owner_string(uid_t uid) {
+  if (passwd* pw = ::getpwuid(uid)) return pw->pw_name;
+  return std::to_string(uid);
+}
+
+int cmd_ls(int argc, char** argv) {
+  if (wants_help(argc, argv)) {
+    std::puts("usage: shmkit ls [--json]\n\nLists every block in /dev/shm (POSIX semaphores excepted): name, size,\n"
+              "owner, mode, age (since its last status change), the kind read from its\n"
+              "header (ShareableList, value, array, heap, queue..., unknown) and the live\n"
+              "processes the shmkit tracker has registered for it.");
+    return 0;
+  }
+  bool json = argc > 2 && std::string_view(argv[2]) == "--json";
+  if (argc > (json ? 3 : 2)) {
+    std::fputs("usage: shmkit ls [--json]\n", stderr);
+    return 2;
+  }
+  auto blocks = shmkit::cli::list_blocks();
+  if (json) {
+    std::printf("[");
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      const auto& b = blocks[i];
+      std::printf("%s\n  {\"name\": \"%s\", \"size\": %llu, \"owner\": \"%s\", \"mode\": \"%s\", "
+                  "\"age_seconds\": %.0f, \"kind\": \"%s\", \"problem\": \"%s\", \"users\": [",
+                  i ? "," : "", shmkit::cli::json_escape(b.name).c_str(),
+                  static_cast<unsigned long long>(b.size), shmkit::cli::json_escape(owner_string(b.uid)).c_str(),
+                  mode_string(b.mode).c_str(), b.age_seconds, b.kind.c_str(),
+                  shmkit::cli::json_escape(b.problem).c_str());
+      for (std::size_t k = 0; k < b.users.size(); ++k) std::printf("%s%d", k ? ", " : "", b.users[k]);
+      std::printf("]}");
+    }
+    std::printf("\n]\n");
+    return 0;
+  }
+  std::printf("%-32s %12s %-10s %-5s %6s %-16s %s\n", "NAME", "SIZE", "OWNER", "MODE", "AGE", "KIND", "USERS");
+  for (const auto& b : blocks) {
+    std::string users;
+    for (pid_t p : b.users) users += (users.empty() ? "" : ",") + std::to_string(p);
+    std::string kind = b.problem.empty() ? b.kind : b.kind + " (invalid)";
+    std::printf("%-32s %12llu %-10s %-5s %6s %-16s %s\n", b.name.c_str(),
+                static_cast<unsigned long long>(b.size), owner_string(b.uid).c_str(),
+                mode_string(b.mode).c_str(), age_string(b.age_seconds).c_str(), kind.c_str(),
+                users.empty() ? "-" : users.c_str());
+  }
+  return 0;
+}
+
+int cmd_show(int argc, char** argv) {
+  if (wants_help(argc, argv)) {
+    std::puts("usage: shmkit show NAME [--json]\n\nDecodes one block: a ShareableList prints as CPython's repr() plus its\n"
+              "format; a Value/Array its typecode, length, lock and first values; other\n"
+              "shmkit blocks their header; anything else a hex dump of its first bytes.\n"
+              "Exit status 1 if the block is missing, unreadable or does not validate.");
+    return 0;
+  }
+  std::string name;
+  bool json = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--json") json = true;
+    else if (name.empty()) name = a;
+    else name = "\x01";  // two names
+  }
+  if (name.empty() || name == "\x01") {
+    std::fputs("usage: shmkit show NAME [--json]\n", stderr);
+    return 2;
+  }
+  std::string out;
+  bool ok = shmkit::cli::describe(name, json, out);
+  std::fputs(out.c_str(), ok ? stdout : stderr);
+  return ok ? 0 : 1;
+}
+
+int cmd_rm(int argc, char** argv) {
+  if (wants_help(argc, argv) || argc < 3) {
+    std::fputs("usage: shmkit rm NAME...\n\nUnlinks each block (processes that map it keep their mappings).\n"
+               "Exit status 1 if any could not be removed.\n",
+               argc < 3 ? stderr : stdout);
+    return argc < 3 ? 2 : 0;
+  }
+  int rc = 0;
+  for (int i = 2; i < argc; ++i) {
+    try {
+      shmkit::SharedMemory::unlink(argv[i]);
+      shmkit::tracker::forget_block(argv[i]);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "shmkit rm: %s\n", e.what());
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+int cmd_gc(int argc, char** argv) {
+  if (wants_help(argc, argv)) {
+    std::puts("usage: shmkit gc [--yes]\n\nDrops tracker registrations of dead processes and lists the blocks left\n"
+              "with no live registrant; with --yes, unlinks them. Blocks nobody tracked\n"
+              "are never touched.");
+    return 0;
+  }
+  bool yes = argc == 3 && std::string_view(argv[2]) == "--yes";
+  if (argc > 3 || (argc == 3 && !yes)) {
+    std::fputs("usage: shmkit gc [--yes]\n", stderr);
+    return 2;
+  }
+  auto report = shmkit::tracker::collect_garbage(!yes);
+  for (const auto& d : report.dropped) {
+    std::printf("%s registration of '%s' by dead process %d\n", yes ? "dropped" : "would drop",
+                d.block.c_str(), d.pid);
+  }
+  for (const auto& b : report.unlinked) std::printf("%s %s\n", yes ? "removed" : "would remove", b.c_str());
+  if (report.dropped.empty() && report.unlinked.empty()) std::puts("nothing to collect");
+  else if (!yes) std::puts("(dry run: run 'shmkit gc --yes' to do it)");
+  return 0;
 }
 
 }  // namespace
@@ -101,6 +256,10 @@ int main(int argc, char** argv) {
       std::fputs("usage: shmkit demo\n", stderr);
       return 2;
     }
+    if (cmd == "ls") return cmd_ls(argc, argv);
+    if (cmd == "show") return cmd_show(argc, argv);
+    if (cmd == "rm") return cmd_rm(argc, argv);
+    if (cmd == "gc") return cmd_gc(argc, argv);
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       usage(stdout);
       return 0;

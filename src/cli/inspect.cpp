@@ -1,0 +1,315 @@
+#include "inspect.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <dirent.h>
+#include <map>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shmkit/detail/shared_object.hpp"
+#include "shmkit/shareable_list.hpp"
+#include "shmkit/shared_memory.hpp"
+#include "shmkit/tracker.hpp"
+#include "shmkit/typed_block.hpp"
+
+namespace shmkit::cli {
+namespace {
+
+constexpr std::size_t kShowValues = 16;
+
+SharedMemory open_ro(const std::string& name) {
+  SharedMemory::Options ro;
+  ro.read_only = true;
+  return SharedMemory::attach(name, ro);
+}
+
+std::map<std::string, std::vector<pid_t>> live_users() {
+  std::map<std::string, std::vector<pid_t>> users;
+  try {
+    for (const auto& r : tracker::registrations()) {
+      if (r.alive) users[r.block].push_back(r.pid);
+    }
+  } catch (const std::exception&) {
+    // No readable registry: no user information.
+  }
+  return users;
+}
+
+// A validated snapshot of a typed block's header, or a reason it is not one.
+bool typed_header(const SharedMemory& shm, BlockHeader& h, std::string& problem) {
+  if (shm.size() < sizeof(BlockHeader)) return false;
+  std::memcpy(&h, shm.data(), sizeof h);
+  if (h.magic != BlockHeader::kMagic) return false;
+  try {
+    validate_block_header(h, shm.size(), "block " + shm.name());
+    if (h.state != BlockHeader::kReady) problem = "not initialised (state " + std::to_string(h.state) + ")";
+  } catch (const std::invalid_argument& e) {
+    problem = e.what();
+  }
+  return true;
+}
+
+std::string hex_dump(const std::byte* p, std::size_t n) {
+  std::string out;
+  char line[128];
+  for (std::size_t off = 0; off < n; off += 16) {
+    int k = std::snprintf(line, sizeof line, "%08zx ", off);
+    std::string ascii;
+    for (std::size_t i = off; i < off + 16; ++i) {
+      if (i < n) {
+        auto b = static_cast<unsigned char>(p[i]);
+        k += std::snprintf(line + k, sizeof line - static_cast<std::size_t>(k), " %02x", b);
+        ascii += (b >= 32 && b < 127) ? static_cast<char>(b) : '.';
+      } else {
+        k += std::snprintf(line + k, sizeof line - static_cast<std::size_t>(k), "   ");
+      }
+    }
+    out += line;
+    out += "  |" + ascii + "|\n";
+  }
+  return out;
+}
+
+// One element of a known typecode, as Python would print it.
+std::string decode(char typecode, const std::byte* p, std::size_t size) {
+  auto as = [&](auto zero) {
+    decltype(zero) v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
+  auto fits = [&](std::size_t n) { return size == n; };
+  switch (typecode) {
+    case 'c':
+      if (fits(1)) return python_repr(Item(Bytes(std::string(1, as(char{})))));
+      break;
+    case 'b': if (fits(1)) return std::to_string(as(std::int8_t{})); break;
+    case 'B': if (fits(1)) return std::to_string(as(std::uint8_t{})); break;
+    case 'h': if (fits(2)) return std::to_string(as(std::int16_t{})); break;
+    case 'H': if (fits(2)) return std::to_string(as(std::uint16_t{})); break;
+    case 'i': if (fits(4)) return std::to_string(as(std::int32_t{})); break;
+    case 'I': if (fits(4)) return std::to_string(as(std::uint32_t{})); break;
+    case 'q': if (fits(8)) return std::to_string(as(std::int64_t{})); break;
+    case 'Q': if (fits(8)) return std::to_string(as(std::uint64_t{})); break;
+    case 'f': if (fits(4)) return python_repr(Item(static_cast<double>(as(float{})))); break;
+    case 'd': if (fits(8)) return python_repr(Item(as(double{}))); break;
+    case '?': if (fits(1)) return as(std::uint8_t{}) ? "True" : "False"; break;
+    default: break;
+  }
+  std::string h = "0x";
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < size; ++i) {
+    auto b = static_cast<unsigned char>(p[i]);
+    h += kHex[b >> 4];
+    h += kHex[b & 15];
+  }
+  return h;
+}
+
+std::string json_item(const Item& item) {
+  struct V {
+    std::string operator()(std::monostate) const { return "null"; }
+    std::string operator()(bool b) const { return b ? "true" : "false"; }
+    std::string operator()(std::int64_t i) const { return std::to_string(i); }
+    std::string operator()(double d) const {
+      if (!std::isfinite(d)) return "\"" + python_repr(Item(d)) + "\"";
+      return python_repr(Item(d));
+    }
+    std::string operator()(const std::string& s) const { return "\"" + json_escape(s) + "\""; }
+    std::string operator()(const Bytes& b) const {
+      std::string hex;
+      static constexpr char kHex[] = "0123456789abcdef";
+      for (unsigned char c : b.str()) {
+        hex += kHex[c >> 4];
+        hex += kHex[c & 15];
+      }
+      return "{\"bytes_hex\": \"" + hex + "\"}";
+    }
+  };
+  return std::visit(V{}, item);
+}
+
+bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, std::string& out) {
+  const std::string kind = block_kind_name(h.kind);
+  const bool object = h.kind == static_cast<std::uint32_t>(BlockKind::value) ||
+                      h.kind == static_cast<std::uint32_t>(BlockKind::array);
+  const std::uint64_t elem_bytes = object ? h.param[2] : h.elem_size;
+  std::vector<std::string> values;
+  std::string typecode = h.typecode != 0 ? std::string(1, h.typecode) : std::string("struct");
+  if (object && elem_bytes >= h.elem_size && elem_bytes > 0 && h.count <= h.payload_size / elem_bytes) {
+    const auto* base = static_cast<const std::byte*>(shm.data()) + h.payload_offset;
+    for (std::uint64_t i = 0; i < std::min<std::uint64_t>(h.count, kShowValues); ++i) {
+      values.push_back(decode(h.typecode, base + i * elem_bytes, h.elem_size));
+    }
+  }
+  std::ostringstream o;
+  if (json) {
+    o << "{\"name\": \"" << json_escape(shm.name()) << "\", \"kind\": \"" << kind
+      << "\", \"typecode\": \"" << json_escape(typecode) << "\", \"elem_size\": " << h.elem_size
+      << ", \"count\": " << h.count << ", \"payload_offset\": " << h.payload_offset
+      << ", \"payload_size\": " << h.payload_size;
+    if (object) o << ", \"lock\": \"" << detail::lock_kind_name(h.param[0]) << "\"";
+    if (object) {
+      o << ", \"values\": [";
+      for (std::size_t i = 0; i < values.size(); ++i) o << (i ? ", " : "") << "\"" << json_escape(values[i]) << "\"";
+      o << "]";
+    }
+    o << "}\n";
+  } else {
+    o << shm.name() << ": shmkit " << kind << ", " << h.count << (object ? " x " : " (count), ")
+      << (object ? "typecode '" + typecode + "'" : "") << (object ? ", " : "")
+      << "element " << h.elem_size << " bytes, payload " << h.payload_size << " bytes at offset "
+      << h.payload_offset << "\n";
+    if (object) {
+      o << "lock: " << detail::lock_kind_name(h.param[0]) << "\n";
+      o << "values: ";
+      for (std::size_t i = 0; i < values.size(); ++i) o << (i ? ", " : "") << values[i];
+      if (h.count > values.size()) o << ", ... (" << h.count << " in all)";
+      o << "\n";
+    }
+  }
+  out = o.str();
+  return true;
+}
+
+}  // namespace
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+BlockInfo inspect(const std::string& name) {
+  BlockInfo info;
+  info.name = name;
+  struct stat st {};
+  if (::lstat(("/dev/shm/" + name).c_str(), &st) == 0) {
+    info.size = static_cast<std::uint64_t>(st.st_size);
+    info.uid = st.st_uid;
+    info.mode = st.st_mode & 07777;
+    info.age_seconds = std::difftime(std::time(nullptr), st.st_ctime);
+    if (!S_ISREG(st.st_mode)) {
+      info.kind = S_ISLNK(st.st_mode) ? "symlink" : "not a file";
+      return info;
+    }
+  }
+  if (info.size == 0) {
+    info.kind = "empty";
+    return info;
+  }
+  try {
+    SharedMemory shm = open_ro(name);
+    BlockHeader h;
+    if (typed_header(shm, h, info.problem)) {
+      info.kind = block_kind_name(h.kind);
+    } else {
+      try {
+        ShareableList::attach(std::move(shm));
+        info.kind = "ShareableList";
+      } catch (const std::exception&) {
+        info.kind = "unknown";
+      }
+    }
+  } catch (const std::system_error& e) {
+    info.kind = e.code().value() == EACCES ? "no access" : "unreadable";
+  } catch (const std::exception&) {
+    info.kind = "unreadable";
+  }
+  return info;
+}
+
+std::vector<BlockInfo> list_blocks() {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n == "." || n == ".." || n.starts_with("sem.")) continue;
+      names.push_back(n);
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  auto users = live_users();
+  std::vector<BlockInfo> out;
+  for (const auto& n : names) {
+    BlockInfo b = inspect(n);
+    if (auto it = users.find(n); it != users.end()) b.users = it->second;
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+bool describe(const std::string& name, bool json, std::string& out) {
+  SharedMemory shm = open_ro(name);  // throws with a message naming the block
+  BlockHeader h;
+  std::string problem;
+  if (typed_header(shm, h, problem)) {
+    if (!problem.empty()) {
+      out = json ? "{\"name\": \"" + json_escape(name) + "\", \"error\": \"" + json_escape(problem) + "\"}\n"
+                 : name + ": a shmkit block that does not validate: " + problem + "\n";
+      return false;
+    }
+    return describe_typed(shm, h, json, out);
+  }
+  try {
+    const std::size_t size = shm.size();
+    ShareableList sl = ShareableList::attach(std::move(shm));
+    std::ostringstream o;
+    if (json) {
+      o << "{\"name\": \"" << json_escape(name) << "\", \"kind\": \"ShareableList\", \"format\": \""
+        << json_escape(sl.format()) << "\", \"items\": [";
+      for (std::size_t i = 0; i < sl.size(); ++i) o << (i ? ", " : "") << json_item(sl.get(static_cast<std::ptrdiff_t>(i)));
+      o << "]}\n";
+    } else {
+      // CPython's repr(ShareableList): ShareableList([...], name='...')
+      o << "ShareableList([";
+      for (std::size_t i = 0; i < sl.size(); ++i) o << (i ? ", " : "") << python_repr(sl.get(static_cast<std::ptrdiff_t>(i)));
+      o << "], name=" << python_repr(Item(name)) << ")\n";
+      o << "format: " << sl.format() << "\n";
+      o << "size: " << size << " bytes, " << sl.size() << " items\n";
+    }
+    out = o.str();
+    return true;
+  } catch (const std::invalid_argument&) {
+    // Not a ShareableList either: raw bytes.
+  }
+  SharedMemory raw = open_ro(name);
+  const std::size_t n = std::min<std::size_t>(raw.size(), 256);
+  if (json) {
+    std::string hex;
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (std::size_t i = 0; i < n; ++i) {
+      auto b = static_cast<unsigned char>(raw.buf()[i]);
+      hex += kHex[b >> 4];
+      hex += kHex[b & 15];
+    }
+    out = "{\"name\": \"" + json_escape(name) + "\", \"kind\": \"unknown\", \"size\": " +
+          std::to_string(raw.size()) + ", \"head_hex\": \"" + hex + "\"}\n";
+  } else {
+    out = name + ": unknown contents, " + std::to_string(raw.size()) + " bytes; the first " +
+          std::to_string(n) + ":\n" + hex_dump(raw.buf().data(), n);
+  }
+  return true;
+}
+
+}  // namespace shmkit::cli

@@ -1,0 +1,34 @@
+// src/cli/inspect.hpp — what `shmkit ls` and `shmkit show` know about a
+// block: read-only, never trusting its bytes (a block that does not parse is
+// reported, the tool never crashes on it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace shmkit::cli {
+
+struct BlockInfo {
+  std::string name;
+  std::uint64_t size = 0;
+  uid_t uid = 0;
+  mode_t mode = 0;
+  double age_seconds = 0;       // since the last status change (about creation)
+  std::string kind;             // "ShareableList", "array", "value", "heap", ..., "unknown", "empty", "no access"
+  std::string problem;          // why a shmkit block did not validate ("" if fine)
+  std::vector<pid_t> users;     // live processes the tracker has registered for it
+};
+
+// Every entry of /dev/shm except POSIX semaphores (sem.*), sorted by name.
+std::vector<BlockInfo> list_blocks();
+BlockInfo inspect(const std::string& name);
+
+// `shmkit show`: a human-readable description, or JSON. Returns false (and a
+// description of the problem) for a block it cannot decode.
+bool describe(const std::string& name, bool json, std::string& out);
+
+std::string json_escape(const std::string& s);
+
+}  // namespace shmkit::cli

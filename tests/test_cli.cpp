@@ -1,0 +1,147 @@
+// The `shmkit` command on blocks made by C++ and by CPython: golden output,
+// exit codes, and blocks that do not validate (reported, never a crash).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "shmkit/array.hpp"
+#include "shmkit/tracker.hpp"
+#include "shmkit/value.hpp"
+#include "forge_registration.hpp"
+#include "test_support.hpp"
+
+namespace shmkit::test {
+namespace {
+
+ProcessResult cli(std::vector<std::string> args) {
+  args.insert(args.begin(), SHMKIT_TEST_CLI);
+  return run_process(args);
+}
+
+TEST(Cli, ShowsCppValuesAndArrays) {
+  auto an = unique_name("arr"), vn = unique_name("val");
+  auto a = Array<std::int32_t>::create(an, {1, -2, 3});
+  auto v = Value<double, RobustMutex>::create(vn, 2.5);
+  auto r = cli({"show", an});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_EQ(r.out, an + ": shmkit array, 3 x typecode 'i', element 4 bytes, payload 12 bytes at offset " +
+                       std::to_string(a.payload_offset()) + "\nlock: RecursiveMutex\nvalues: 1, -2, 3\n");
+  r = cli({"show", vn, "--json"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find("\"kind\": \"value\", \"typecode\": \"d\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"lock\": \"RobustMutex\", \"values\": [\"2.5\"]"), std::string::npos) << r.out;
+  a.unlink();
+  v.unlink();
+}
+
+// What CPython prints for its own list is what `shmkit show` prints.
+TEST(Cli, ShowsACPythonShareableListAsPythonPrintsIt) {
+  auto name = unique_name("pylist");
+  auto py = run_python("sharedctypes_peer.py", {"make-doc-list", name});
+  ASSERT_TRUE(py.status.ok()) << py.err;
+  auto r = cli({"show", name});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1), py.out);
+  EXPECT_NE(r.out.find("format: 8s8sdqxxxxxx?xxxxxxxx?q\n"), std::string::npos) << r.out;
+  r = cli({"show", name, "--json"});
+  EXPECT_NE(r.out.find("\"items\": [\"howdy\", {\"bytes_hex\": \"486f576459\"}, -273.154, 100, null, true, 42]"),
+            std::string::npos)
+      << r.out;
+  SharedMemory::unlink(name);
+}
+
+TEST(Cli, LsShowsKindsAndRmRemoves) {
+  auto an = unique_name("lsarr"), rn = unique_name("lsraw");
+  auto a = Array<double>::create(an, 4);
+  auto raw = SharedMemory::create(rn, 100);
+  std::memcpy(raw.data(), "raw bytes, not a list", 21);  // (all zeros would read as CPython's empty list)
+  auto r = cli({"ls"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  auto line_of = [&](const std::string& n) {
+    auto at = r.out.find(n + " ");
+    return at == std::string::npos ? std::string() : r.out.substr(at, r.out.find('\n', at) - at);
+  };
+  EXPECT_NE(line_of(an).find(" array "), std::string::npos) << r.out;
+  EXPECT_NE(line_of(rn).find(" unknown "), std::string::npos) << r.out;
+  EXPECT_NE(line_of(rn).find(" 0600 "), std::string::npos) << r.out;
+  r = cli({"ls", "--json"});
+  EXPECT_NE(r.out.find("{\"name\": \"" + an + "\", \"size\": "), std::string::npos) << r.out;
+
+  r = cli({"rm", an, rn});
+  EXPECT_TRUE(r.status.ok()) << r.err;
+  EXPECT_TRUE(list_blocks(an).empty());
+  EXPECT_TRUE(list_blocks(rn).empty());
+  r = cli({"rm", an});
+  EXPECT_EQ(r.status.code, 1);
+  EXPECT_NE(r.err.find("No such file"), std::string::npos) << r.err;
+}
+
+TEST(Cli, InvalidBlocksAreReportedNeverCrash) {
+  auto name = unique_name("bad");
+  auto shm = SharedMemory::create(name, 4096);
+  std::uint64_t magic = BlockHeader::kMagic;
+  std::memcpy(shm.data(), &magic, sizeof magic);  // a shmkit magic over garbage
+  std::memset(static_cast<char*>(shm.data()) + 8, 0xff, 200);
+  auto r = cli({"show", name});
+  EXPECT_TRUE(r.status.exited) << r.status.describe();
+  EXPECT_EQ(r.status.code, 1);
+  EXPECT_NE(r.err.find("does not validate"), std::string::npos) << r.err;
+  r = cli({"ls"});
+  EXPECT_TRUE(r.status.ok());
+  EXPECT_NE(r.out.find("(invalid)"), std::string::npos) << r.out;
+  // Random bytes, truncated lists: show decodes or hex-dumps, exit 0 or 1.
+  for (unsigned seed = 1; seed < 20; ++seed) {
+    std::srand(seed);
+    for (std::size_t i = 0; i < shm.size(); ++i) static_cast<char*>(shm.data())[i] = static_cast<char>(std::rand());
+    if (seed % 2) std::memset(shm.data(), 0, 8);
+    r = cli({"show", name});
+    EXPECT_TRUE(r.status.exited && r.status.code <= 1) << r.status.describe() << r.err;
+  }
+  shm.unlink();
+}
+
+TEST(Cli, GcIsADryRunUnlessYes) {
+  const std::string registry = unique_name("registry");
+  ::setenv("SHMKIT_TRACKER_REGISTRY", registry.c_str(), 1);  // the CLI inherits it
+  auto anchor = SharedMemory::create(unique_name("anchor"), 64, [] {
+    SharedMemory::Options o;
+    o.track = true;  // creates the registry
+    return o;
+  }());
+  auto name = unique_name("gc");
+  auto block = SharedMemory::create(name, 64);
+  // A registrant that is gone (its pid now names another process: us).
+  forge_registration(name, ::getpid(), tracker::process_start_time(::getpid()) + 7);
+  auto r = cli({"gc"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find("would remove " + name + "\n"), std::string::npos) << r.out;
+  EXPECT_FALSE(list_blocks(name).empty());
+  r = cli({"gc", "--yes"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find("removed " + name + "\n"), std::string::npos) << r.out;
+  EXPECT_TRUE(list_blocks(name).empty());
+  r = cli({"gc"});
+  EXPECT_NE(r.out.find("nothing to collect"), std::string::npos) << r.out;
+  anchor.unlink();
+  ::shm_unlink(("/" + registry).c_str());
+}
+
+TEST(Cli, HelpAndUsage) {
+  for (const char* c : {"ls", "show", "rm", "gc"}) {
+    auto r = cli({c, "--help"});
+    EXPECT_TRUE(r.status.ok()) << c;
+    EXPECT_NE(r.out.find("usage: shmkit " + std::string(c)), std::string::npos) << r.out;
+  }
+  auto r = cli({"frobnicate"});
+  EXPECT_EQ(r.status.code, 2);
+  r = cli({"show"});
+  EXPECT_EQ(r.status.code, 2);
+  r = cli({"gc", "--nope"});
+  EXPECT_EQ(r.status.code, 2);
+}
+
+}  // namespace
+}  // namespace shmkit::test

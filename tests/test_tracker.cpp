@@ -1,0 +1,188 @@
+// The resource tracker with real processes and SIGKILL: a tracked block is
+// unlinked once all its registrants are dead, never while one lives
+// (CPython's gh-82300), and reused pids fool it neither way.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <sys/mman.h>
+#include <cstring>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+#include "shmkit/shared_memory.hpp"
+#include "shmkit/tracker.hpp"
+#include "shmkit/typed_block.hpp"
+#include "forge_registration.hpp"
+#include "test_support.hpp"
+
+namespace shmkit::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+SharedMemory::Options tracked() {
+  SharedMemory::Options o;
+  o.track = true;
+  return o;
+}
+
+bool exists(const std::string& name) { return !list_blocks(name).empty() && list_blocks(name)[0] == name; }
+
+// Polls until pred() or the deadline (the watcher works asynchronously).
+template <class P>
+bool eventually(P pred, std::chrono::milliseconds limit = 10s) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+bool registered_by(const std::string& block, pid_t pid) {
+  for (const auto& r : tracker::registrations()) {
+    if (r.block == block && r.pid == pid) return true;
+  }
+  return false;
+}
+
+// Every test process uses a registry of its own, removed at the end, so the
+// suite neither leaves the per-user registry behind nor sees other programs'
+// registrations.
+class Tracker : public testing::Test {
+ public:
+  static void SetUpTestSuite() {
+    ::setenv("SHMKIT_TRACKER_REGISTRY", unique_name("registry").c_str(), 1);
+  }
+  static void TearDownTestSuite() {
+    ::shm_unlink(("/" + tracker::registry_name()).c_str());
+  }
+};
+
+// A child that creates (or attaches) a tracked block, reports, then waits
+// to be killed.
+pid_t child_holding(const std::string& name, bool create, int ready_fd) {
+  return fork_child([=] {
+    auto shm = create ? SharedMemory::create(name, 4096, tracked())
+                      : SharedMemory::attach(name, tracked());
+    char c = 'r';
+    if (::write(ready_fd, &c, 1) != 1) return 1;
+    for (;;) ::pause();
+  });
+}
+
+void wait_ready(int fd) {
+  char c;
+  ASSERT_EQ(::read(fd, &c, 1), 1);
+}
+
+TEST_F(Tracker, StartTimeIdentifiesAProcess) {
+  EXPECT_GT(tracker::process_start_time(::getpid()), 0u);
+  EXPECT_EQ(tracker::process_start_time(::getpid()), tracker::process_start_time(::getpid()));
+  pid_t pid = fork_child([] { return 0; });
+  auto start = tracker::process_start_time(pid);  // may be 0 if it already exited
+  wait_child(pid);
+  EXPECT_EQ(tracker::process_start_time(pid), 0u);
+  (void)start;
+}
+
+TEST_F(Tracker, CreatorKilledBlockIsRemoved) {
+  auto name = unique_name("killed");
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  pid_t creator = child_holding(name, true, p[1]);
+  wait_ready(p[0]);
+  ASSERT_TRUE(exists(name));
+  ASSERT_TRUE(registered_by(name, creator));
+  ::kill(creator, SIGKILL);
+  wait_child(creator);
+  EXPECT_TRUE(eventually([&] { return !exists(name); })) << "the watcher did not unlink " << name;
+  EXPECT_TRUE(eventually([&] { return !registered_by(name, creator); }));
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+// gh-82300: CPython's tracker unlinks a block its process attached even
+// though other processes still use it. Here a live registrant keeps it.
+TEST_F(Tracker, LiveRegistrantKeepsTheBlockAfterTheCreatorDies) {
+  auto name = unique_name("shared");
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  pid_t creator = child_holding(name, true, p[1]);
+  wait_ready(p[0]);
+  pid_t user = child_holding(name, false, p[1]);
+  wait_ready(p[0]);
+  ::kill(creator, SIGKILL);
+  wait_child(creator);
+  // The creator's watcher has swept once its registration is gone.
+  ASSERT_TRUE(eventually([&] { return !registered_by(name, creator); }));
+  EXPECT_TRUE(exists(name)) << "unlinked although a live process registered it";
+  EXPECT_TRUE(registered_by(name, user));
+  ::kill(user, SIGKILL);
+  wait_child(user);
+  EXPECT_TRUE(eventually([&] { return !exists(name); }));
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST_F(Tracker, ExplicitUnlinkUnregisters) {
+  auto name = unique_name("explicit");
+  auto shm = SharedMemory::create(name, 64, tracked());
+  EXPECT_TRUE(registered_by(name, ::getpid()));
+  shm.unlink();
+  EXPECT_FALSE(registered_by(name, ::getpid()));
+  tracker::register_block(name);  // registering a missing block is harmless
+  tracker::unregister_block(name);
+  EXPECT_FALSE(registered_by(name, ::getpid()));
+}
+
+// Forged entries written straight into the registry: a live pid with the
+// wrong start time (a reused pid) does not keep a block alive, and the
+// right start time does.
+TEST_F(Tracker, ReusedPidNeitherKeepsNorKills) {
+  // Make sure the registry exists.
+  auto anchor = SharedMemory::create(unique_name("anchor"), 64, tracked());
+  const std::uint64_t my_start = tracker::process_start_time(::getpid());
+
+  auto dead = unique_name("reused");
+  auto b1 = SharedMemory::create(dead, 64);
+  forge_registration(dead, ::getpid(), my_start + 12345);  // "our" pid, but another process's start time
+  auto report = tracker::collect_garbage(true);
+  bool listed = false;
+  for (auto& u : report.unlinked) listed |= u == dead;
+  EXPECT_TRUE(listed) << "dry run does not list the block of a reused pid";
+  EXPECT_TRUE(exists(dead));  // dry run changed nothing
+  report = tracker::collect_garbage(false);
+  EXPECT_FALSE(exists(dead)) << "a reused pid kept a dead registrant's block alive";
+
+  auto live = unique_name("live");
+  auto b2 = SharedMemory::create(live, 64);
+  forge_registration(live, ::getpid(), my_start);  // truly us
+  tracker::collect_garbage(false);
+  EXPECT_TRUE(exists(live)) << "a live registrant's block was unlinked";
+  b2.unlink();
+  tracker::forget_block(live);
+  anchor.unlink();
+}
+
+// A block re-created under the same name after its registrant died is not
+// the registered block: the tracker leaves it alone (inode check).
+TEST_F(Tracker, RecreatedNameIsLeftAlone) {
+  auto name = unique_name("recreated");
+  auto anchor = SharedMemory::create(unique_name("anchor2"), 64, tracked());
+  {
+    auto first = SharedMemory::create(name, 64);
+    forge_registration(name, ::getpid(), tracker::process_start_time(::getpid()) + 999);  // a dead registrant
+  }
+  SharedMemory::unlink(name);
+  auto second = SharedMemory::create(name, 64);  // new inode, untracked
+  tracker::collect_garbage(false);
+  EXPECT_TRUE(exists(name));
+  second.unlink();
+  anchor.unlink();
+}
+
+}  // namespace
+}  // namespace shmkit::test

@@ -118,12 +118,16 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
 
   // a[i:j] with Python's clamping.
   std::vector<T> slice(std::ptrdiff_t i, std::ptrdiff_t j) const {
-    auto [b, e] = clamp(i, j);
+    // Plain variables, not a structured binding: clang < 16 cannot capture one.
+    const auto range = clamp(i, j);
+    const std::size_t b = range.first, e = range.second;
     return locked([&] { return std::vector<T>(data_ + b, data_ + e); });
   }
   // a[i:j] = values; values.size() must equal the slice's length.
   void assign(std::ptrdiff_t i, std::ptrdiff_t j, std::span<const T> values) {
-    auto [b, e] = clamp(i, j);
+    // Plain variables, not a structured binding: clang < 16 cannot capture one.
+    const auto range = clamp(i, j);
+    const std::size_t b = range.first, e = range.second;
     if (values.size() != e - b) {
       throw std::invalid_argument("shmkit: can only assign a sequence of the same size (slice of " +
                                   std::to_string(e - b) + ", got " +

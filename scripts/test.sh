@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The README's second command: install what is missing, then build and run
-# the whole test suite: the release preset and the ASan+UBSan (debug) preset,
-# and each libFuzzer target for a bounded time.
-#   SHMKIT_TEST_PRESETS="release debug"   which presets to build and test
+# the whole test suite: the release preset, the ASan+UBSan (debug) preset,
+# the TSan preset (thread-mode tests, label "threads"), and each libFuzzer
+# target for a bounded time.
+#   SHMKIT_TEST_PRESETS="release debug tsan"   which presets to build and test
 #   SHMKIT_FUZZ_SECONDS=20                seconds per fuzz target (0: skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 jobs=$(nproc)
-presets=${SHMKIT_TEST_PRESETS:-release debug}
+presets=${SHMKIT_TEST_PRESETS:-release debug tsan}
 fuzz_seconds=${SHMKIT_FUZZ_SECONDS:-20}
 
 if ((fuzz_seconds > 0)) && [[ -d tests/fuzz ]] && ls tests/fuzz/*.cpp >/dev/null 2>&1; then

@@ -81,6 +81,19 @@ void* map_block(int fd, std::size_t size, bool read_only, const SharedMemory::Op
   return p;
 }
 
+// The size to map from fstat: not empty, at least Options::min_size.
+std::size_t checked_size(const struct stat& st, const SharedMemory::Options& options,
+                         const std::string& what) {
+  const auto size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) throw std::invalid_argument(what + ": the block is empty (0 bytes)");
+  if (size < options.min_size) {
+    throw std::invalid_argument(what + ": the block is " + std::to_string(size) +
+                                " bytes, at least " + std::to_string(options.min_size) +
+                                " required");
+  }
+  return size;
+}
+
 std::string describe(std::string_view verb, std::string_view name) {
   std::string s = "shmkit: cannot ";
   s += verb;
@@ -175,13 +188,7 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
                   static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_mode & 07777));
     throw_errno(EPERM, what + detail);
   }
-  auto size = static_cast<std::size_t>(st.st_size);
-  if (size == 0) throw std::invalid_argument(what + ": the block is empty (0 bytes)");
-  if (size < options.min_size) {
-    throw std::invalid_argument(what + ": the block is " + std::to_string(size) +
-                                " bytes, at least " + std::to_string(options.min_size) +
-                                " required");
-  }
+  const std::size_t size = checked_size(st, options, what);
   void* data = map_block(fd, size, options.read_only, options, what);
   SharedMemory shm(std::string(name), guard.release(), data, size, false, false, options.read_only,
                    options.track);
@@ -224,13 +231,7 @@ SharedMemory SharedMemory::receive_fd(int socket, const Options& options) {
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
-  auto size = static_cast<std::size_t>(st.st_size);
-  if (size == 0) throw std::invalid_argument(what + ": the block is empty (0 bytes)");
-  if (size < options.min_size) {
-    throw std::invalid_argument(what + ": the block is " + std::to_string(size) +
-                                " bytes, at least " + std::to_string(options.min_size) +
-                                " required");
-  }
+  const std::size_t size = checked_size(st, options, what);
   void* data = map_block(fd, size, options.read_only, options, what);
   return SharedMemory(std::string(), guard.release(), data, size, false, true, options.read_only,
                       false);

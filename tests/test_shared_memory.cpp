@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "platform.hpp"  // src/: the descriptor-passing wire format
 #include "shmkit/shared_memory.hpp"
 #include "test_support.hpp"
 
@@ -568,24 +569,8 @@ TEST(SharedMemoryAnonymous, ReceiveRefusesAnUnsealedDescriptor) {
   int raw = ::memfd_create("unsealed", MFD_CLOEXEC);
   ASSERT_GE(raw, 0);
   ASSERT_EQ(::ftruncate(raw, 4096), 0);
-  auto st = run_child([&] {
-    // Send through the public helper's wire format from a plain memfd.
-    char byte = 'F';
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &raw, sizeof(int));
-    return ::sendmsg(sv[0], &msg, 0) == 1 ? 0 : 1;
-  });
-  ASSERT_TRUE(st.ok()) << st.describe();
+  // send_fd()'s wire format, but from a plain (unsealed) memfd.
+  platform::send_descriptor(sv[0], raw);
   std::string msg =
       message_of<std::invalid_argument>([&] { SharedMemory::receive_fd(sv[1]); });
   EXPECT_NE(msg.find("sealed"), std::string::npos) << msg;

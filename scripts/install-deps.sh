@@ -8,7 +8,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-atomic-dev libboost-dev
   libtbb-dev libssl-dev
-  python3 python3-numpy
+  python3 python3-numpy python3-matplotlib   # interop tests; BENCHMARKS.md plots
   clang libclang-rt-dev            # libFuzzer targets
   libreaderwriterqueue-dev libconcurrentqueue-dev   # bench-only baselines
 )

@@ -6,9 +6,12 @@
 //   shmkit rm NAME...           unlink blocks
 //   shmkit gc [--yes]           remove blocks whose every tracked user is dead
 //                               (a dry run unless --yes)
+//   shmkit bench [--full ...]   run the benchmark suite (bench/suite.py) from
+//                               the build tree this binary was built in
 //   shmkit demo                 create a block, start a second (exec'd) process
 //                               that attaches by name and answers
 // Exit status: 0 success, 1 a block could not be read/removed, 2 usage.
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -17,6 +20,7 @@
 #include <pwd.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 #include "inspect.hpp"
 #include "shmkit/shared_memory.hpp"
@@ -100,6 +104,7 @@ void usage(std::FILE* out) {
       "  show NAME [--json]   decode one block\n"
       "  rm NAME...           unlink blocks\n"
       "  gc [--yes]           remove blocks whose every tracked user has died (dry run without --yes)\n"
+      "  bench [--full]       run the benchmark suite (quick mode by default)\n"
       "  demo                 create a block, let a second process attach by name and answer\n"
       "  help                 this text\n",
       out);
@@ -222,6 +227,28 @@ int cmd_rm(int argc, char** argv) {
   return rc;
 }
 
+// The suite lives in the source tree (bench/suite.py) and runs the bench
+// binaries of the build tree this tool was built in.
+int cmd_bench(int argc, char** argv) {
+  const std::string script = std::string(SHMKIT_SOURCE_DIR) + "/bench/suite.py";
+  if (::access(script.c_str(), R_OK) != 0 || ::access(SHMKIT_BUILD_DIR "/bench", X_OK) != 0) {
+    std::fprintf(stderr,
+                 "shmkit bench: runs from a build tree: %s or %s/bench is missing "
+                 "(build the release preset of the source tree)\n",
+                 script.c_str(), SHMKIT_BUILD_DIR);
+    return 1;
+  }
+  std::vector<std::string> args{SHMKIT_PYTHON, script, "--build-dir", SHMKIT_BUILD_DIR};
+  for (int i = 2; i < argc; ++i) args.emplace_back(argv[i]);
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  std::fflush(nullptr);
+  ::execv(cargs[0], cargs.data());
+  std::fprintf(stderr, "shmkit bench: cannot run %s: %s\n", cargs[0], std::strerror(errno));
+  return 1;
+}
+
 int cmd_gc(int argc, char** argv) {
   if (wants_help(argc, argv)) {
     std::puts("usage: shmkit gc [--yes]\n\nDrops tracker registrations of dead processes and lists the blocks left\n"
@@ -260,6 +287,7 @@ int main(int argc, char** argv) {
     if (cmd == "show") return cmd_show(argc, argv);
     if (cmd == "rm") return cmd_rm(argc, argv);
     if (cmd == "gc") return cmd_gc(argc, argv);
+    if (cmd == "bench") return cmd_bench(argc, argv);
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       usage(stdout);
       return 0;

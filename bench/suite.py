@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""The shmkit benchmark suite: every bench binary, one report.
+
+    suite.py [--build-dir build/release] [--quick | --full] [--out RUN.json]
+             [--only NAME,...] [--markdown BENCHMARKS.md] [--plots DIR]
+
+--quick (the default; `shmkit bench` and the README's first command) runs
+each binary with 3 repetitions and short minimum times, in well under three
+minutes on 2 CPUs, showing progress, then prints one table: primitive, shmkit
+figure, baseline figure, ratio, target, met. --full uses 5 repetitions and
+Google Benchmark's default minimum time, writes the merged Google Benchmark
+JSON to --out, and with --markdown regenerates the part of BENCHMARKS.md
+between its "suite:begin" and "suite:end" markers (machine, compiler, flags,
+commit, date, one table per component), with --plots the PNG plots.
+
+Every comparison is computed inside one run of one binary: candidate and
+baseline are interleaved (--benchmark_enable_random_interleaving) and the
+ratio is of medians. Targets are reported, never asserted.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from compare import collect, fmt, value  # noqa: E402
+from targets import COMPARISONS  # noqa: E402
+
+# (binary, what it measures). Binaries that were not built are skipped.
+SUITES = [
+    ("bench_shared_memory", "SharedMemory create/attach vs raw syscalls and CPython"),
+    ("bench_shareable_list", "ShareableList get/set vs CPython"),
+    ("bench_sync", "locks, 1-8 processes and threads"),
+    ("bench_atomic", "atomics vs std::atomic"),
+    ("bench_sharedctypes", "Value/Array/Heap vs bare locks, memcpy and CPython"),
+    ("bench_lockfree", "queues, SeqLock, BroadcastRing vs Boost, moodycamel, TBB, pipes"),
+]
+
+
+def list_tests(binary):
+    out = subprocess.run([binary, "--benchmark_list_tests"], capture_output=True, text=True, check=True)
+    return [l for l in out.stdout.splitlines() if l.strip()]
+
+
+def run_binary(binary, reps, min_time, index, total, out_json):
+    n_tests = len(list_tests(binary))
+    expected = max(1, n_tests * reps)
+    args = [binary, f"--benchmark_repetitions={reps}", "--benchmark_enable_random_interleaving=true",
+            "--benchmark_report_aggregates_only=false", f"--benchmark_out={out_json}",
+            "--benchmark_out_format=json"]
+    if min_time is not None:
+        args.append(f"--benchmark_min_time={min_time}")
+    start = time.monotonic()
+    name = Path(binary).name
+    done = 0
+    tty = sys.stderr.isatty()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        # One console line per finished repetition (aggregates end in _mean etc.).
+        head = line.split(" ", 1)[0]
+        if head and not head.startswith(("-", "Benchmark")) and not head.endswith(("_mean", "_median", "_stddev", "_cv")):
+            done += 1
+            if tty:
+                sys.stderr.write(f"\r[{index}/{total}] {name}: {min(done, expected)}/{expected} runs, "
+                                 f"{time.monotonic() - start:5.1f}s ")
+                sys.stderr.flush()
+    rc = proc.wait()
+    sys.stderr.write(("\r" if tty else "") + f"[{index}/{total}] {name}: {done} runs in "
+                     f"{time.monotonic() - start:.1f}s{'' if rc == 0 else f' (exit {rc})'}\n")
+    if rc != 0:
+        return None
+    return json.loads(Path(out_json).read_text())
+
+
+def rows_for(series):
+    rows = []
+    for c in COMPARISONS:
+        cand, base = series.get(c["candidate"]), series.get(c["baseline"])
+        if not cand or not base:
+            continue
+        metric = c.get("metric", "ns")
+        cv, bv = value(cand, metric), value(base, metric)
+        if not cv or not bv:
+            continue
+        cm, bm = statistics.median(cv), statistics.median(bv)
+        if c["goal"] == "at_most":
+            ratio = cm / bm if metric == "ns" else bm / cm
+        else:
+            ratio = bm / cm if metric == "ns" else cm / bm
+        t = c.get("target")
+        met = None if t is None else (ratio <= t if c["goal"] == "at_most" else ratio >= t)
+        rows.append(dict(group=c.get("group", ""), title=c["title"], baseline=c["baseline_label"],
+                         cand=fmt(cm, metric), cand_range=f"{fmt(min(cv), metric)}-{fmt(max(cv), metric)}",
+                         base=fmt(bm, metric), base_range=f"{fmt(min(bv), metric)}-{fmt(max(bv), metric)}",
+                         ratio=f"{ratio:.2f}x",
+                         target="-" if t is None else ("<= " if c["goal"] == "at_most" else ">= ") + f"{t}x",
+                         met="-" if met is None else ("yes" if met else "NO"), reps=len(cv)))
+    return rows
+
+
+def print_table(rows):
+    header = ("primitive", "shmkit", "baseline", "baseline figure", "ratio", "target", "met")
+    table = [header] + [(r["title"], r["cand"], r["baseline"], r["base"], r["ratio"], r["target"], r["met"])
+                        for r in rows]
+    widths = [min(52, max(len(str(row[i])) for row in table)) for i in range(len(header))]
+    for i, row in enumerate(table):
+        print("  ".join(str(x)[:w].ljust(w) for x, w in zip(row, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    met = sum(r["met"] == "yes" for r in rows)
+    missed = [r["title"] for r in rows if r["met"] == "NO"]
+    print(f"\n{met} of {met + len(missed)} targets met" + (f"; missed: {', '.join(missed)}" if missed else ""))
+
+
+def machine_lines(context, build_dir):
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    virt = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True).stdout.strip() or "unknown"
+    cache = {}
+    try:
+        for line in (Path(build_dir) / "CMakeCache.txt").read_text().splitlines():
+            for key in ("CMAKE_CXX_COMPILER:", "CMAKE_BUILD_TYPE:", "CMAKE_CXX_FLAGS_RELWITHDEBINFO:"):
+                if line.startswith(key):
+                    cache[key.split(":")[0]] = line.split("=", 1)[1]
+    except OSError:
+        pass
+    compiler = subprocess.run([cache.get("CMAKE_CXX_COMPILER", "c++"), "--version"], capture_output=True,
+                              text=True).stdout.splitlines()[:1]
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return [
+        f"| CPU | {cpu}, {context.get('num_cpus')} CPUs as seen by the run |",
+        f"| virtualisation | {virt} |",
+        f"| kernel | {platform.release()} |",
+        f"| compiler | {compiler[0] if compiler else '?'}; build type {cache.get('CMAKE_BUILD_TYPE', '?')} "
+        f"(`{cache.get('CMAKE_CXX_FLAGS_RELWITHDEBINFO', '')}`), `-std=c++20` |",
+        f"| commit | `{commit}`{' plus uncommitted changes' if dirty else ''} |",
+        f"| date | {context.get('date', '?')} |",
+        f"| load average at the end | {os.getloadavg()[0]:.2f} |",
+    ]
+
+
+def markdown(rows, context, build_dir, plots):
+    out = ["<!-- suite:begin (generated by bench/suite.py --full --markdown; edits here are overwritten) -->",
+           "", "### Machine and build of this run", "", "| | |", "|---|---|"]
+    out += machine_lines(context, build_dir)
+    groups = []
+    for r in rows:
+        if r["group"] not in groups:
+            groups.append(r["group"])
+    for g in groups:
+        out += ["", f"### {g}", "",
+                "| comparison | shmkit median (min-max) | baseline | baseline median (min-max) | ratio | target | met |",
+                "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if r["group"] == g:
+                out.append(f"| {r['title']} | {r['cand']} ({r['cand_range']}) | {r['baseline']} | {r['base']} "
+                           f"({r['base_range']}) | {r['ratio']} | {r['target']} | {r['met']} |")
+    for p in plots:
+        out += ["", f"![{p.stem}]({p.as_posix()})"]
+    out += ["", "<!-- suite:end -->"]
+    return "\n".join(out)
+
+
+def plot(series, outdir):
+    """Throughput against processes for the locks, atomics and queues."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.stderr.write("suite: matplotlib (python3-matplotlib) is not installed; no plots\n")
+        return []
+    outdir.mkdir(parents=True, exist_ok=True)
+    made = []
+    import re
+    pattern = re.compile(r"^contended/(?P<lock>[^/]+)/procs/(?P<n>\d+)/")
+    curves = {}
+    for name, entries in series.items():
+        m = pattern.match(name)
+        if not m:
+            continue
+        vals = value(entries, "Mops/s")
+        if vals:
+            curves.setdefault(m.group("lock"), []).append((int(m.group("n")), statistics.median(vals)))
+    if curves:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for lock, pts in sorted(curves.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=lock)
+        ax.set_xlabel("processes (on the machine's CPUs; beyond them, oversubscribed)")
+        ax.set_ylabel("M operations/s while all run (median)")
+        ax.set_title("Locked increments and atomics: throughput against processes")
+        ax.set_xscale("log", base=2)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = outdir / "locks_vs_processes.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default=str(HERE.parent / "build" / "release"))
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true")
+    mode.add_argument("--full", action="store_true")
+    ap.add_argument("--out", help="write the merged Google Benchmark JSON here")
+    ap.add_argument("--only", help="comma-separated binaries to run")
+    ap.add_argument("--markdown", help="regenerate the suite section of this BENCHMARKS.md")
+    ap.add_argument("--plots", help="write PNG plots into this directory")
+    args = ap.parse_args()
+
+    reps, min_time = (5, None) if args.full else (3, 0.05)
+    bench_dir = Path(args.build_dir) / "bench"
+    chosen = [s for s in SUITES if not args.only or s[0] in args.only.split(",")]
+    present = [(b, d) for b, d in chosen if (bench_dir / b).exists()]
+    for b, _ in chosen:
+        if not (bench_dir / b).exists():
+            sys.stderr.write(f"suite: {b} not built in {bench_dir}; skipped\n")
+    if not present:
+        sys.exit(f"suite: no benchmark binaries in {bench_dir} (build the release preset first)")
+
+    merged = {"context": None, "benchmarks": []}
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"shmkit-suite-{os.getpid()}.json"
+    t0 = time.monotonic()
+    sys.stderr.write(f"shmkit benchmark suite ({'full' if args.full else 'quick'} mode: {reps} repetitions, "
+                     f"interleaved) on {os.cpu_count()} CPUs\n")
+    for i, (b, desc) in enumerate(present, 1):
+        data = run_binary(str(bench_dir / b), reps, min_time, i, len(present), tmp)
+        if data is None:
+            continue
+        merged["context"] = merged["context"] or data["context"]
+        for entry in data["benchmarks"]:
+            entry["binary"] = b
+        merged["benchmarks"] += data["benchmarks"]
+    tmp.unlink(missing_ok=True)
+    sys.stderr.write(f"done in {time.monotonic() - t0:.0f}s\n\n")
+
+    series = collect(merged["benchmarks"])
+    rows = rows_for(series)
+    print_table(rows)
+    if args.out:
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+    plots = plot(series, Path(args.plots)) if args.plots else []
+    if args.markdown:
+        md_path = Path(args.markdown)
+        text = md_path.read_text()
+        begin, end = text.find("<!-- suite:begin"), text.find("<!-- suite:end -->")
+        rel_plots = [Path(os.path.relpath(p, md_path.parent)) for p in plots]
+        section = markdown(rows, merged["context"] or {}, args.build_dir, rel_plots)
+        if begin == -1 or end == -1:
+            text = text.rstrip() + "\n\n" + section + "\n"
+        else:
+            text = text[:begin] + section + text[end + len("<!-- suite:end -->"):]
+        md_path.write_text(text)
+        sys.stderr.write(f"regenerated the suite section of {md_path}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@
 
 #include "platform.hpp"  // src/: the descriptor-passing wire format
 #include "shmkit/shared_memory.hpp"
+#include "shmkit/tracker.hpp"
 #include "test_support.hpp"
 
 namespace shmkit::test {
@@ -236,13 +237,25 @@ TEST(SharedMemory, PrefaultAndMlock) {
   shm.unlink();
 }
 
-TEST(SharedMemory, TrackOptionIsRecorded) {
+TEST(SharedMemory, TrackOptionRegistersWithTheTracker) {
+  // A private registry (see tracker.hpp), removed at the end.
+  const std::string registry = unique_name("registry");
+  ::setenv("SHMKIT_TRACKER_REGISTRY", registry.c_str(), 1);
   SharedMemory::Options opt;
   opt.track = true;
   auto shm = SharedMemory::create(unique_name("track"), 64, opt);
   EXPECT_TRUE(shm.tracked());
   EXPECT_FALSE(SharedMemory::attach(shm.name()).tracked());
-  shm.unlink();
+  auto registered = [&] {
+    for (const auto& r : tracker::registrations()) {
+      if (r.block == shm.name() && r.pid == ::getpid() && r.alive) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(registered());
+  shm.unlink();  // unregisters
+  EXPECT_FALSE(registered());
+  SharedMemory::unlink(registry);
 }
 
 // ------------------------------------------------------------ other processes

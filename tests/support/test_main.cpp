@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -38,6 +39,8 @@ class Watchdog : public testing::EmptyTestEventListener {
 class LeakCheck : public testing::Environment {
  public:
   void TearDown() override {
+    // The private tracker registry set up in main() is expected, not a leak.
+    if (const char* reg = std::getenv("SHMKIT_TRACKER_REGISTRY")) ::shm_unlink(("/" + std::string(reg)).c_str());
     auto left = shmkit::test::list_blocks(shmkit::test::name_prefix());
     for (const auto& name : left) {
       ADD_FAILURE() << "test suite left block /dev/shm/" << name << " behind (removed it now)";
@@ -59,5 +62,9 @@ int main(int argc, char** argv) {
   testing::UnitTest::GetInstance()->listeners().Append(new Watchdog);
   testing::AddGlobalTestEnvironment(new LeakCheck);
   (void)shmkit::test::name_prefix();  // fix the prefix to this process's pid
+  // Tests never touch the user's real tracker registry (tracker.hpp): each
+  // test process registers in a private one, removed by LeakCheck.
+  const std::string registry = shmkit::test::name_prefix() + "registry";
+  ::setenv("SHMKIT_TRACKER_REGISTRY", registry.c_str(), 0);
   return RUN_ALL_TESTS();
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "shmkit/array.hpp"
+#include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/tracker.hpp"
 #include "shmkit/value.hpp"
 #include "forge_registration.hpp"
@@ -51,6 +52,22 @@ TEST(Cli, ShowsACPythonShareableListAsPythonPrintsIt) {
             std::string::npos)
       << r.out;
   SharedMemory::unlink(name);
+}
+
+TEST(Cli, ShowsAQueuesCapacityAndDepth) {
+  auto name = unique_name("q");
+  auto q = SpscQueue<std::int64_t>::create(name, 1024);
+  for (std::int64_t i = 0; i < 5; ++i) ASSERT_TRUE(q.try_push(i));
+  std::int64_t x;
+  ASSERT_TRUE(q.try_pop(x));
+  auto r = cli({"show", name});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find(name + ": shmkit spsc_queue, 1024 slots (capacity), element 8 bytes"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("depth 4, pushed 5, popped 1\n"), std::string::npos) << r.out;
+  r = cli({"ls"});
+  EXPECT_NE(r.out.find(" spsc_queue "), std::string::npos) << r.out;
+  q.unlink();
 }
 
 TEST(Cli, LsShowsKindsAndRmRemoves) {

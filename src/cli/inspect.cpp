@@ -12,6 +12,10 @@
 #include <unistd.h>
 
 #include "shmkit/detail/shared_object.hpp"
+#include "shmkit/lockfree/broadcast_ring.hpp"
+#include "shmkit/lockfree/mpmc_queue.hpp"
+#include "shmkit/lockfree/seqlock.hpp"
+#include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/shareable_list.hpp"
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/tracker.hpp"
@@ -133,6 +137,43 @@ std::string json_item(const Item& item) {
   return std::visit(V{}, item);
 }
 
+// A queue's depth, a ring's published count, a seqlock's version: read from
+// the control words in the block's prefix (read-only mapping, atomic loads;
+// the prefix was bounds-checked with the header). Empty if the kind has none
+// or the prefix is too small for its control struct.
+template <class Control>
+const Control* control_of(const SharedMemory& shm, const BlockHeader& h) {
+  if (h.prefix_size < sizeof(Control)) return nullptr;
+  return reinterpret_cast<const Control*>(static_cast<const std::byte*>(shm.data()) + BlockHeader::kSize);
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> live_fields(const SharedMemory& shm, const BlockHeader& h) {
+  using K = BlockKind;
+  std::vector<std::pair<std::string, std::uint64_t>> f;
+  auto depth = [&](std::uint64_t tail, std::uint64_t head) {
+    f.emplace_back("depth", tail >= head ? tail - head : 0);  // forged indices: 0, never garbage
+    f.emplace_back("pushed", tail);
+    f.emplace_back("popped", head);
+  };
+  switch (static_cast<K>(h.kind)) {
+    case K::spsc_queue:
+      if (auto* c = control_of<SpscControl>(shm, h)) depth(c->tail.load(), c->head.load());
+      break;
+    case K::mpmc_queue:
+      if (auto* c = control_of<MpmcControl>(shm, h)) depth(c->tail.load(), c->head.load());
+      break;
+    case K::broadcast_ring:
+      if (auto* c = control_of<BroadcastControl>(shm, h)) f.emplace_back("published", c->write_index.load());
+      break;
+    case K::seqlock:
+      if (auto* c = control_of<SeqLockControl>(shm, h)) f.emplace_back("version", c->seq.load());
+      break;
+    default:
+      break;
+  }
+  return f;
+}
+
 bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, std::string& out) {
   const std::string kind = block_kind_name(h.kind);
   const bool object = h.kind == static_cast<std::uint32_t>(BlockKind::value) ||
@@ -158,9 +199,14 @@ bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, st
       for (std::size_t i = 0; i < values.size(); ++i) o << (i ? ", " : "") << "\"" << json_escape(values[i]) << "\"";
       o << "]";
     }
+    for (const auto& [k, v] : live_fields(shm, h)) o << ", \"" << k << "\": " << v;
     o << "}\n";
   } else {
-    o << shm.name() << ": shmkit " << kind << ", " << h.count << (object ? " x " : " (count), ")
+    const bool ring = h.kind == static_cast<std::uint32_t>(BlockKind::spsc_queue) ||
+                      h.kind == static_cast<std::uint32_t>(BlockKind::mpmc_queue) ||
+                      h.kind == static_cast<std::uint32_t>(BlockKind::broadcast_ring);
+    o << shm.name() << ": shmkit " << kind << ", " << h.count
+      << (object ? " x " : ring ? " slots (capacity), " : " (count), ")
       << (object ? "typecode '" + typecode + "'" : "") << (object ? ", " : "")
       << "element " << h.elem_size << " bytes, payload " << h.payload_size << " bytes at offset "
       << h.payload_offset << "\n";
@@ -170,6 +216,10 @@ bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, st
       for (std::size_t i = 0; i < values.size(); ++i) o << (i ? ", " : "") << values[i];
       if (h.count > values.size()) o << ", ... (" << h.count << " in all)";
       o << "\n";
+    }
+    const auto fields = live_fields(shm, h);
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      o << (i ? ", " : "") << fields[i].first << " " << fields[i].second << (i + 1 == fields.size() ? "\n" : "");
     }
   }
   out = o.str();

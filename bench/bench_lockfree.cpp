@@ -35,6 +35,7 @@
 #include <string>
 #include <tbb/concurrent_queue.h>
 
+#include "python_baseline.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
@@ -421,6 +422,16 @@ void BM_SeqLockWrite64(benchmark::State& state) {
   s.unlink();
 }
 
+// CPython's multiprocessing.Queue between two processes (python3 timing its
+// own loops, one run per repetition): the per-item and round-trip times are
+// this benchmark's single iteration.
+void BM_CPythonMpQueue(benchmark::State& state, const char* key) {
+  for (auto _ : state) {
+    auto f = shmkit::bench::run_python_baseline("bench_mp_queue.py", "20000 2000");
+    state.SetIterationTime(f.at(key) * 1e-9);
+  }
+}
+
 const bool registered = [] {
   register_capacity<1024>();
   register_capacity<65536>();
@@ -435,6 +446,10 @@ const bool registered = [] {
       ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("mpmc_scaling/shmkit_mpmc", BM_MpmcScaling)
       ->Arg(2)->Arg(4)->Arg(8)->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark("tput/cpython_mp_queue/procs", BM_CPythonMpQueue, "tput_ns_per_item")
+      ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark("rtt/cpython_mp_queue/procs", BM_CPythonMpQueue, "rtt_ns")
+      ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("seqlock_read/64B/shmkit", BM_SeqLockRead64);
   benchmark::RegisterBenchmark("seqlock_read/64B/shmkit_reader", BM_SeqLockReaderRead64);
   benchmark::RegisterBenchmark("seqlock_read/64B/plain_copy", BM_PlainCopy64);

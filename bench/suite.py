@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -189,7 +190,6 @@ def plot(series, outdir):
         return []
     outdir.mkdir(parents=True, exist_ok=True)
     made = []
-    import re
     pattern = re.compile(r"^contended/(?P<lock>[^/]+)/procs/(?P<n>\d+)/")
     curves = {}
     for name, entries in series.items():
@@ -212,6 +212,47 @@ def plot(series, outdir):
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = outdir / "locks_vs_processes.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+
+    # MpmcQueue throughput against processes (items/s while all run).
+    mp = re.compile(r"^mpmc_scaling/(?P<q>[^/]+)/(?P<n>\d+)/")
+    pts = sorted((int(m.group("n")), statistics.median(value(e, "Mitems/s")))
+                 for name, e in series.items() if (m := mp.match(name)) and value(e, "Mitems/s"))
+    if pts:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="shmkit::MpmcQueue")
+        ax.set_xlabel("processes (half producers, half consumers; beyond the CPUs, oversubscribed)")
+        ax.set_ylabel("M items/s while all run (median)")
+        ax.set_title("MpmcQueue: throughput against processes")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = outdir / "queues_vs_processes.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+
+    # Round trip between two processes against the spin ping-pong limit.
+    rt = re.compile(r"^rtt/(?P<q>[^/]+)/(?:(?P<cap>1024)/)?procs/")
+    bars = sorted((statistics.median(value(e, "ns")), m.group("q"))
+                  for name, e in series.items() if (m := rt.match(name)))
+    if bars:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        ax.barh([b[1] for b in bars], [b[0] for b in bars], color="#4c72b0")
+        limit = next((b[0] for b in bars if b[1] == "spin_pingpong"), None)
+        if limit:
+            ax.axvline(limit, color="#c44e52", linestyle="--", label=f"spin ping-pong limit {limit:.0f} ns")
+            ax.legend(fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("round trip between two pinned processes, ns (median, log scale)")
+        ax.set_title("Round trip through two queues (capacity 1024)")
+        ax.grid(True, axis="x", alpha=0.3)
+        fig.tight_layout()
+        path = outdir / "round_trip.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(path)

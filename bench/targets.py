@@ -135,4 +135,13 @@ COMPARISONS = [
     dict(group='Locks and atomics', title='sem_t: 8 processes on 2 CPUs vs 2 processes', metric='Mops/s', candidate='contended/sem_t/procs/8/iterations:1/manual_time', baseline='contended/sem_t/procs/2/iterations:1/manual_time', baseline_label='sem_t, 2 processes', goal='at_least', target=None),
     dict(group='Locks and atomics', title='Atomic fetch_add, uncontended', candidate='uncontended/shmkit::Atomic/min_time:0.200', baseline='uncontended/std::atomic/min_time:0.200', baseline_label='std::atomic on shm', goal='at_most', target=1.05),
     dict(group='Locks and atomics', title='Atomic fetch_add, 2 processes', metric='Mops/s', candidate='contended/shmkit::Atomic/procs/2/iterations:1/manual_time', baseline='contended/std::atomic/procs/2/iterations:1/manual_time', baseline_label='std::atomic on shm', goal='at_most', target=1.05),
+    # issue 8: CPython's multiprocessing.Queue, what a Python user would pick
+    dict(group='Lock-free structures', title="SpscQueue throughput vs CPython multiprocessing.Queue",
+         candidate="tput/shmkit_spsc/1024/procs/iterations:1/manual_time",
+         baseline="tput/cpython_mp_queue/procs/iterations:1/manual_time",
+         baseline_label="CPython multiprocessing.Queue", goal="at_least", target=None),
+    dict(group='Lock-free structures', title="SpscQueue round trip vs CPython multiprocessing.Queue",
+         candidate="rtt/shmkit_spsc/1024/procs/iterations:1/manual_time",
+         baseline="rtt/cpython_mp_queue/procs/iterations:1/manual_time",
+         baseline_label="CPython multiprocessing.Queue", goal="at_least", target=None),
 ]

@@ -444,8 +444,9 @@ const bool registered = [] {
       ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("rtt/pipe/procs", BM_Pipe, true)
       ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
-  benchmark::RegisterBenchmark("mpmc_scaling/shmkit_mpmc", BM_MpmcScaling)
-      ->Arg(2)->Arg(4)->Arg(8)->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+  auto* scaling = benchmark::RegisterBenchmark("mpmc_scaling/shmkit_mpmc", BM_MpmcScaling);
+  for (int n : bench::process_sweep()) scaling->Arg(n);
+  scaling->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("tput/cpython_mp_queue/procs", BM_CPythonMpQueue, "tput_ns_per_item")
       ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("rtt/cpython_mp_queue/procs", BM_CPythonMpQueue, "rtt_ns")

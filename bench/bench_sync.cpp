@@ -172,9 +172,10 @@ void register_lock(const char* name, bool process_capable) {
   benchmark::RegisterBenchmark((std::string("uncontended/") + name).c_str(), BM_Uncontended<L>)
       ->MinTime(0.2);
   if (process_capable) {
-    benchmark::RegisterBenchmark((std::string("contended/") + name + "/procs").c_str(),
-                                 BM_Contended<L>, true)
-        ->Arg(2)->Arg(4)->Arg(8)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+    auto* b = benchmark::RegisterBenchmark((std::string("contended/") + name + "/procs").c_str(),
+                                           BM_Contended<L>, true);
+    for (int n : bench::process_sweep()) b->Arg(n);
+    b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
   }
   benchmark::RegisterBenchmark((std::string("contended/") + name + "/threads").c_str(),
                                BM_Contended<L>, false)

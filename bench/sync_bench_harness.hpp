@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -52,7 +53,23 @@ inline void pin_to(int index) {
   ::sched_setaffinity(0, sizeof one, &one);  // 0 = calling thread
 }
 
-constexpr int kMaxWorkers = 16;
+constexpr int kMaxWorkers = 64;
+
+// The process counts a scaling benchmark sweeps: powers of two from 2 up to
+// the CPUs this process may use, the CPU count itself, then 2x and 4x that
+// (deliberately oversubscribed), at most kMaxWorkers. 2 CPUs: 2, 4, 8;
+// 16 CPUs: 2, 4, 8, 16, 32, 64. All even, so producer/consumer pairs split.
+inline std::vector<int> process_sweep() {
+  const int ncpu = cpu_count();
+  std::vector<int> sweep;
+  for (int n = 2; n <= ncpu; n *= 2) sweep.push_back(n);
+  const int even = ncpu % 2 == 0 ? ncpu : ncpu + 1;
+  for (int n : {even, 2 * even, 4 * even}) sweep.push_back(n);
+  std::sort(sweep.begin(), sweep.end());
+  sweep.erase(std::unique(sweep.begin(), sweep.end()), sweep.end());
+  std::erase_if(sweep, [](int n) { return n < 2 || n > kMaxWorkers; });
+  return sweep;
+}
 
 struct alignas(64) WorkerResult {
   std::uint64_t ops;

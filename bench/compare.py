@@ -50,13 +50,10 @@ def fmt(v, metric):
     return f"{v:.3g}"
 
 
-def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    markdown = "--markdown" in sys.argv
-    data = json.loads(Path(sys.argv[1]).read_text())
-    series = collect(data["benchmarks"])
-    rows = []
+def rows(series):
+    """One dict per comparison of targets.COMPARISONS found in `series`:
+    medians, min-max ranges, the ratio and whether its target is met."""
+    out = []
     for c in COMPARISONS:
         cand, base = series.get(c["candidate"]), series.get(c["baseline"])
         if not cand or not base:
@@ -66,33 +63,40 @@ def main():
         if not cv or not bv:
             continue
         cm, bm = statistics.median(cv), statistics.median(bv)
-        # "ratio" is how many times better the candidate is when
-        # higher_is_better (throughput, or a baseline/candidate speed-up),
-        # else candidate time / baseline time.
-        goal_target = c.get("target")
-        if c["goal"] == "at_most":       # candidate/baseline time <= target
+        # at_most: candidate time / baseline time (lower is better);
+        # at_least: how many times faster the candidate is.
+        if c["goal"] == "at_most":
             ratio = cm / bm if metric == "ns" else bm / cm
-            met = goal_target is None or ratio <= goal_target
-            target = f"<= {goal_target}x"
-        else:                             # speed-up >= target
+        else:
             ratio = bm / cm if metric == "ns" else cm / bm
-            met = goal_target is None or ratio >= goal_target
-            target = f">= {goal_target}x"
-        if goal_target is None:
-            target, met = "-", None
-        rows.append((c["title"], f"{fmt(cm, metric)} ({fmt(min(cv), metric)}-{fmt(max(cv), metric)})",
-                     c["baseline_label"], f"{fmt(bm, metric)} ({fmt(min(bv), metric)}-{fmt(max(bv), metric)})",
-                     f"{ratio:.2f}x", target, "-" if met is None else ("yes" if met else "NO"), len(cv)))
+        t = c.get("target")
+        met = None if t is None else (ratio <= t if c["goal"] == "at_most" else ratio >= t)
+        out.append(dict(group=c.get("group", ""), title=c["title"], baseline=c["baseline_label"],
+                        cand=fmt(cm, metric), cand_range=f"{fmt(min(cv), metric)}-{fmt(max(cv), metric)}",
+                        base=fmt(bm, metric), base_range=f"{fmt(min(bv), metric)}-{fmt(max(bv), metric)}",
+                        ratio=f"{ratio:.2f}x",
+                        target="-" if t is None else ("<= " if c["goal"] == "at_most" else ">= ") + f"{t}x",
+                        met="-" if met is None else ("yes" if met else "NO"), reps=len(cv)))
+    return out
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    markdown = "--markdown" in sys.argv
+    data = json.loads(Path(sys.argv[1]).read_text())
+    table = [(r["title"], f"{r['cand']} ({r['cand_range']})", r["baseline"], f"{r['base']} ({r['base_range']})",
+              r["ratio"], r["target"], r["met"], r["reps"]) for r in rows(collect(data["benchmarks"]))]
     header = ("comparison", "shmkit median (min-max)", "baseline", "baseline median (min-max)",
               "ratio", "target", "met", "reps")
     if markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
-        for r in rows:
+        for r in table:
             print("| " + " | ".join(str(x) for x in r) + " |")
     else:
-        widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-        for r in [header] + rows:
+        widths = [max(len(str(r[i])) for r in table + [header]) for i in range(len(header))]
+        for r in [header] + table:
             print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
 
 

@@ -30,8 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compare import collect, fmt, value  # noqa: E402
-from targets import COMPARISONS  # noqa: E402
+from compare import collect, rows, value  # noqa: E402
 
 # (binary, what it measures). Binaries that were not built are skipped.
 SUITES = [
@@ -77,32 +76,6 @@ def run_binary(binary, reps, min_time, index, total, out_json):
     if rc != 0:
         return None
     return json.loads(Path(out_json).read_text())
-
-
-def rows_for(series):
-    rows = []
-    for c in COMPARISONS:
-        cand, base = series.get(c["candidate"]), series.get(c["baseline"])
-        if not cand or not base:
-            continue
-        metric = c.get("metric", "ns")
-        cv, bv = value(cand, metric), value(base, metric)
-        if not cv or not bv:
-            continue
-        cm, bm = statistics.median(cv), statistics.median(bv)
-        if c["goal"] == "at_most":
-            ratio = cm / bm if metric == "ns" else bm / cm
-        else:
-            ratio = bm / cm if metric == "ns" else cm / bm
-        t = c.get("target")
-        met = None if t is None else (ratio <= t if c["goal"] == "at_most" else ratio >= t)
-        rows.append(dict(group=c.get("group", ""), title=c["title"], baseline=c["baseline_label"],
-                         cand=fmt(cm, metric), cand_range=f"{fmt(min(cv), metric)}-{fmt(max(cv), metric)}",
-                         base=fmt(bm, metric), base_range=f"{fmt(min(bv), metric)}-{fmt(max(bv), metric)}",
-                         ratio=f"{ratio:.2f}x",
-                         target="-" if t is None else ("<= " if c["goal"] == "at_most" else ">= ") + f"{t}x",
-                         met="-" if met is None else ("yes" if met else "NO"), reps=len(cv)))
-    return rows
 
 
 def print_table(rows):
@@ -179,6 +152,16 @@ def markdown(rows, context, build_dir, plots):
     return "\n".join(out)
 
 
+def save(fig, ax, path, made):
+    """The common end of every plot: grid, layout, PNG, close, record."""
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    made.append(path)
+
+
 def plot(series, outdir):
     """Throughput against processes for the locks, atomics and queues."""
     try:
@@ -208,13 +191,8 @@ def plot(series, outdir):
         ax.set_ylabel("M operations/s while all run (median)")
         ax.set_title("Locked increments and atomics: throughput against processes")
         ax.set_xscale("log", base=2)
-        ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = outdir / "locks_vs_processes.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        save(fig, ax, outdir / "locks_vs_processes.png", made)
 
     # MpmcQueue throughput against processes (items/s while all run).
     mp = re.compile(r"^mpmc_scaling/(?P<q>[^/]+)/(?P<n>\d+)/")
@@ -228,13 +206,8 @@ def plot(series, outdir):
         ax.set_title("MpmcQueue: throughput against processes")
         ax.set_xscale("log", base=2)
         ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = outdir / "queues_vs_processes.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        save(fig, ax, outdir / "queues_vs_processes.png", made)
 
     # Round trip between two processes against the spin ping-pong limit.
     rt = re.compile(r"^rtt/(?P<q>[^/]+)/(?:(?P<cap>1024)/)?procs/")
@@ -250,12 +223,7 @@ def plot(series, outdir):
         ax.set_xscale("log")
         ax.set_xlabel("round trip between two pinned processes, ns (median, log scale)")
         ax.set_title("Round trip through two queues (capacity 1024)")
-        ax.grid(True, axis="x", alpha=0.3)
-        fig.tight_layout()
-        path = outdir / "round_trip.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        save(fig, ax, outdir / "round_trip.png", made)
     return made
 
 
@@ -298,8 +266,8 @@ def main():
     sys.stderr.write(f"done in {time.monotonic() - t0:.0f}s\n\n")
 
     series = collect(merged["benchmarks"])
-    rows = rows_for(series)
-    print_table(rows)
+    table = rows(series)
+    print_table(table)
     if args.out:
         Path(args.out).write_text(json.dumps(merged, indent=1))
     plots = plot(series, Path(args.plots)) if args.plots else []
@@ -308,7 +276,7 @@ def main():
         text = md_path.read_text()
         begin, end = text.find("<!-- suite:begin"), text.find("<!-- suite:end -->")
         rel_plots = [Path(os.path.relpath(p, md_path.parent)) for p in plots]
-        section = markdown(rows, merged["context"] or {}, args.build_dir, rel_plots)
+        section = markdown(table, merged["context"] or {}, args.build_dir, rel_plots)
         if begin == -1 or end == -1:
             text = text.rstrip() + "\n\n" + section + "\n"
         else:

@@ -172,14 +172,8 @@ class BroadcastRing {
   static constexpr BlockKind kKind = BlockKind::broadcast_ring;
 
   static BroadcastRing create(std::string_view name, std::uint64_t capacity) {
-    lockfree_detail::check_capacity(capacity, kSlotSize, name);
-    BlockSpec spec;
-    spec.kind = kKind;
-    spec.type = TypeFingerprint::of<T>();
-    spec.count = capacity;
-    spec.prefix_size = sizeof(BroadcastControl);
-    spec.payload_size = capacity * kSlotSize;
-    spec.param[0] = kSlotSize;
+    const BlockSpec spec =
+        lockfree_detail::ring_spec<T, BroadcastControl>(kKind, capacity, kSlotSize, name);
     TypedBlock b = create_typed_block(name, spec, [](std::span<std::byte> prefix, std::span<std::byte>) {
       new (prefix.data()) BroadcastControl();  // slots: zero = "no item yet"
     });
@@ -187,9 +181,7 @@ class BroadcastRing {
   }
 
   static BroadcastRing attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
-    TypedBlock b = attach_typed_block(name, kKind, TypeFingerprint::of<T>(), options);
-    lockfree_detail::validate_ring(b.header, kSlotSize, sizeof(BroadcastControl), name);
-    return BroadcastRing(std::move(b));
+    return BroadcastRing(lockfree_detail::attach_ring<T, BroadcastControl>(name, kKind, kSlotSize, options));
   }
 
   // Adopts a block whose typed header the caller already validated for
@@ -197,9 +189,7 @@ class BroadcastRing {
   // an anonymous block shared with forked children; checks the ring's own
   // fields as attach() does.
   static BroadcastRing from_block(TypedBlock block) {
-    lockfree_detail::validate_ring(block.header, kSlotSize, sizeof(BroadcastControl),
-                                   block.shm.name().empty() ? "(anonymous)" : block.shm.name());
-    return BroadcastRing(std::move(block));
+    return BroadcastRing(lockfree_detail::adopt_ring<BroadcastControl>(std::move(block), kSlotSize));
   }
 
   BroadcastRing(BroadcastRing&&) noexcept = default;

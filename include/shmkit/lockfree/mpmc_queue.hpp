@@ -80,14 +80,8 @@ class MpmcQueue {
   static constexpr BlockKind kKind = BlockKind::mpmc_queue;
 
   static MpmcQueue create(std::string_view name, std::uint64_t capacity) {
-    lockfree_detail::check_capacity(capacity, sizeof(Slot), name);
-    BlockSpec spec;
-    spec.kind = kKind;
-    spec.type = TypeFingerprint::of<T>();
-    spec.count = capacity;
-    spec.prefix_size = sizeof(MpmcControl);
-    spec.payload_size = capacity * sizeof(Slot);
-    spec.param[0] = sizeof(Slot);
+    const BlockSpec spec =
+        lockfree_detail::ring_spec<T, MpmcControl>(kKind, capacity, sizeof(Slot), name);
     TypedBlock b = create_typed_block(
         name, spec, [capacity](std::span<std::byte> prefix, std::span<std::byte> payload) {
           new (prefix.data()) MpmcControl();
@@ -101,9 +95,7 @@ class MpmcQueue {
   }
 
   static MpmcQueue attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
-    TypedBlock b = attach_typed_block(name, kKind, TypeFingerprint::of<T>(), options);
-    lockfree_detail::validate_ring(b.header, sizeof(Slot), sizeof(MpmcControl), name);
-    return MpmcQueue(std::move(b));
+    return MpmcQueue(lockfree_detail::attach_ring<T, MpmcControl>(name, kKind, sizeof(Slot), options));
   }
 
   // Adopts a block whose typed header the caller already validated for
@@ -111,9 +103,7 @@ class MpmcQueue {
   // an anonymous block shared with forked children; checks the ring's own
   // fields as attach() does.
   static MpmcQueue from_block(TypedBlock block) {
-    lockfree_detail::validate_ring(block.header, sizeof(Slot), sizeof(MpmcControl),
-                                   block.shm.name().empty() ? "(anonymous)" : block.shm.name());
-    return MpmcQueue(std::move(block));
+    return MpmcQueue(lockfree_detail::adopt_ring<MpmcControl>(std::move(block), sizeof(Slot)));
   }
 
   MpmcQueue(MpmcQueue&&) noexcept = default;

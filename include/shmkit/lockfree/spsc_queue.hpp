@@ -82,14 +82,8 @@ class SpscQueue {
   // (a power of two). Throws std::system_error (EEXIST, ...) or
   // std::invalid_argument.
   static SpscQueue create(std::string_view name, std::uint64_t capacity) {
-    lockfree_detail::check_capacity(capacity, sizeof(T), name);
-    BlockSpec spec;
-    spec.kind = kKind;
-    spec.type = TypeFingerprint::of<T>();
-    spec.count = capacity;
-    spec.prefix_size = sizeof(SpscControl);
-    spec.payload_size = capacity * sizeof(T);
-    spec.param[0] = sizeof(T);
+    const BlockSpec spec =
+        lockfree_detail::ring_spec<T, SpscControl>(kKind, capacity, sizeof(T), name);
     TypedBlock b = create_typed_block(name, spec, [](std::span<std::byte> prefix, std::span<std::byte>) {
       new (prefix.data()) SpscControl();
     });
@@ -99,9 +93,7 @@ class SpscQueue {
   // Attaches to an existing queue of T. Throws std::invalid_argument naming
   // the block if it is not an SpscQueue<T> or its header is inconsistent.
   static SpscQueue attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
-    TypedBlock b = attach_typed_block(name, kKind, TypeFingerprint::of<T>(), options);
-    lockfree_detail::validate_ring(b.header, sizeof(T), sizeof(SpscControl), name);
-    return SpscQueue(std::move(b));
+    return SpscQueue(lockfree_detail::attach_ring<T, SpscControl>(name, kKind, sizeof(T), options));
   }
 
   // Adopts a block whose typed header the caller already validated for
@@ -109,9 +101,7 @@ class SpscQueue {
   // an anonymous block shared with forked children; checks the ring's own
   // fields as attach() does.
   static SpscQueue from_block(TypedBlock block) {
-    lockfree_detail::validate_ring(block.header, sizeof(T), sizeof(SpscControl),
-                                   block.shm.name().empty() ? "(anonymous)" : block.shm.name());
-    return SpscQueue(std::move(block));
+    return SpscQueue(lockfree_detail::adopt_ring<SpscControl>(std::move(block), sizeof(T)));
   }
 
   SpscQueue(SpscQueue&&) noexcept = default;

@@ -180,6 +180,38 @@ inline void check_capacity(std::uint64_t capacity, std::uint64_t slot_size, std:
   }
 }
 
+// What every ring (SpscQueue, MpmcQueue, BroadcastRing) does to create,
+// attach and adopt its block: `capacity` slots of `slot_size` bytes in the
+// payload, the Control struct in the prefix, the slot size in param[0].
+template <class T, class Control>
+BlockSpec ring_spec(BlockKind kind, std::uint64_t capacity, std::uint64_t slot_size,
+                    std::string_view name) {
+  check_capacity(capacity, slot_size, name);
+  BlockSpec spec;
+  spec.kind = kind;
+  spec.type = TypeFingerprint::of<T>();
+  spec.count = capacity;
+  spec.prefix_size = sizeof(Control);
+  spec.payload_size = capacity * slot_size;
+  spec.param[0] = slot_size;
+  return spec;
+}
+template <class T, class Control>
+TypedBlock attach_ring(std::string_view name, BlockKind kind, std::uint64_t slot_size,
+                       const AttachOptions& options) {
+  TypedBlock b = attach_typed_block(name, kind, TypeFingerprint::of<T>(), options);
+  validate_ring(b.header, slot_size, sizeof(Control), name);
+  return b;
+}
+// A block whose typed header the caller validated already (e.g. an
+// anonymous block shared with forked children): the ring's own checks.
+template <class Control>
+TypedBlock adopt_ring(TypedBlock block, std::uint64_t slot_size) {
+  validate_ring(block.header, slot_size, sizeof(Control),
+                block.shm.name().empty() ? "(anonymous)" : block.shm.name());
+  return block;
+}
+
 // Copies a trivially copyable value as atomic 64-bit words, so that a
 // concurrent writer is a defined (if useless) race that the caller detects
 // with a sequence number. Words are in shared memory, 8-byte aligned.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <sys/stat.h>
 #include <thread>
 
 #include "platform.hpp"
@@ -202,8 +203,20 @@ TypedBlock create_typed_block(std::string_view name, const BlockSpec& spec, cons
 TypedBlock attach_typed_block(std::string_view name, BlockKind kind, const TypeFingerprint& type,
                               const AttachOptions& options) {
   TypedBlock b;
-  b.shm = SharedMemory::attach(name, options.shm);
   const std::string what = block_what(name);
+  auto deadline = std::chrono::steady_clock::now() + options.init_timeout;
+  // A creator makes the name visible (shm_open O_CREAT|O_EXCL) before it
+  // sizes the block, so a 0-byte block may be one being created: wait while
+  // it is 0 bytes, like for a creator that has not published yet, then
+  // attach. (Sizing is one call, fallocate or ftruncate: a size between 0
+  // and the full size is never seen, and it does not go back to 0.)
+  SharedMemory::validate_name(name);
+  const std::string path = "/dev/shm/" + std::string(name);
+  for (struct stat st {}; ::stat(path.c_str(), &st) == 0 && st.st_size == 0 &&
+                          std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  b.shm = SharedMemory::attach(name, options.shm);
   if (b.shm.size() < BlockHeader::kSize) {
     bad(what, "is " + std::to_string(b.shm.size()) + " bytes, smaller than a shmkit header (" +
                   std::to_string(BlockHeader::kSize) + ")");
@@ -211,7 +224,6 @@ TypedBlock attach_typed_block(std::string_view name, BlockKind kind, const TypeF
   auto* h = static_cast<BlockHeader*>(b.shm.data());
   // A fresh block is all zeros until its creator writes the magic; any other
   // magic is a foreign block (a ShareableList, raw bytes): refuse at once.
-  auto deadline = std::chrono::steady_clock::now() + options.init_timeout;
   for (;;) {
     // (3) acquire: pairs with the release store (2) of the creator.
     std::uint32_t state = state_of(*h).load(std::memory_order_acquire);

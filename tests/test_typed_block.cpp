@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -149,6 +151,29 @@ TEST(TypedBlock, AttachWaitsForAnInitialisingCreator) {
   EXPECT_TRUE(wait_child(releaser).ok());
   EXPECT_TRUE(wait_child(creator).ok());
   b.shm.unlink();
+}
+
+// A 0-byte block is a creator between shm_open and sizing: attach waits the
+// init timeout for it, then says the block is empty. A block of a few bytes
+// cannot be one being created (sizing is one call): refused at once.
+TEST(TypedBlock, EmptyBlockIsWaitedForTinyOneRefusedAtOnce) {
+  auto name = unique_name("zero");
+  int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  AttachOptions opt;
+  opt.init_timeout = std::chrono::milliseconds(150);
+  auto t0 = std::chrono::steady_clock::now();
+  std::string e = error_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<int>(), opt); });
+  auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_NE(e.find("empty"), std::string::npos) << e;
+  EXPECT_GE(waited, std::chrono::milliseconds(150));
+  ASSERT_EQ(::ftruncate(fd, 16), 0);
+  t0 = std::chrono::steady_clock::now();
+  e = error_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<int>(), opt); });
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
+  EXPECT_NE(e.find("smaller than a shmkit header"), std::string::npos) << e;
+  ::close(fd);
+  SharedMemory::unlink(name);
 }
 
 // Lying headers: every field, checked one at a time.

@@ -21,10 +21,12 @@
 //     Any mismatch (not a shmkit block, other kind, other type, other
 //     version, offsets or sizes that do not fit the block) throws
 //     std::invalid_argument naming the block and the field.
-//   * Half-initialised blocks: an attacher that finds state != ready waits
-//     up to AttachOptions::init_timeout for the creator, then throws
-//     std::invalid_argument ("not initialised ... its creator may have died").
-//     A creator killed mid-create therefore never hangs an attacher.
+//   * Half-initialised blocks: an attacher that finds state != ready, or a
+//     block still 0 bytes long (its creator is between shm_open and sizing
+//     it), waits up to AttachOptions::init_timeout for the creator, then
+//     throws std::invalid_argument ("not initialised ... its creator may
+//     have died" / "the block is empty"). A creator killed mid-create
+//     therefore never hangs an attacher.
 //   * Shrinking: a block truncated by another process after attach raises
 //     SIGBUS on access beyond the new end; attach checks the size it maps.
 #pragma once

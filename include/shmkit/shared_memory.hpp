@@ -23,6 +23,10 @@
 //     used from distinct threads. The bytes of the block are shared with
 //     every process that maps it: synchronising access to them is the
 //     caller's business (see shmkit/sync/).
+//   * Races with a creator: create() makes the name visible before it sizes
+//     the block, so attach() in that instant finds an empty block and
+//     throws std::invalid_argument, as CPython's mmap does. Typed objects
+//     (shmkit/typed_block.hpp) wait for their creator instead.
 //   * Crash behaviour: a block outlives every process that maps it until it
 //     is unlinked. The destructor unmaps and closes but never unlinks, as in
 //     CPython. If a process dies, its mappings vanish and the block stays.

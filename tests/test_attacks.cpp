@@ -1,0 +1,153 @@
+// Hostile or broken peers: another user planting a block under the name we
+// are about to use, a peer shrinking a block in use, forged lock words.
+// Run as root these drop the attacker to "nobody"; otherwise the parts that
+// need a second user are skipped.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shmkit/array.hpp"
+#include "shmkit/sync/mutex.hpp"
+#include "shmkit/sync/robust_mutex.hpp"
+#include "shmkit/typed_block.hpp"
+#include "test_support.hpp"
+
+namespace shmkit::test {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr uid_t kNobody = 65534;
+
+int errno_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::system_error& e) {
+    return e.code().value();
+  }
+  return 0;
+}
+
+// As "nobody" (a real second user), with umask 0: shm_open(name, 0666).
+void plant_as_nobody(const std::string& name) {
+  auto st = run_child([&] {
+    if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) return 10;
+    ::umask(0);
+    int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0666);
+    if (fd < 0 || ::ftruncate(fd, 4096) != 0) return 11;
+    ::close(fd);
+    return 0;
+  });
+  ASSERT_TRUE(st.ok()) << st.describe();
+}
+
+TEST(Attacks, BlockPlantedByAnotherUserUnderOurName) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as a second user";
+  auto name = unique_name("planted");
+  plant_as_nobody(name);
+  // create() never adopts it: O_CREAT|O_EXCL fails.
+  EXPECT_EQ(errno_of([&] { SharedMemory::create(name, 4096); }), EEXIST);
+  // attach() checks owner and mode when asked to.
+  SharedMemory::Options strict;
+  strict.require_private = true;
+  EXPECT_EQ(errno_of([&] { SharedMemory::attach(name, strict); }), EPERM);
+  AttachOptions typed;
+  typed.shm.require_private = true;
+  EXPECT_EQ(errno_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<int>(), typed); }),
+            EPERM);
+  // Without the check, a typed attach still refuses the foreign bytes.
+  EXPECT_THROW(Array<int>::attach(name), std::invalid_argument);
+  SharedMemory::unlink(name);
+}
+
+TEST(Attacks, WorldWritableBlockOfOurOwnIsRefusedWhenAsked) {
+  auto name = unique_name("wide");
+  ::umask(0);
+  int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0666);
+  ::umask(022);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 4096), 0);
+  ::close(fd);
+  EXPECT_EQ(errno_of([&] { SharedMemory::create(name, 4096); }), EEXIST);
+  SharedMemory::Options strict;
+  strict.require_private = true;
+  EXPECT_EQ(errno_of([&] { SharedMemory::attach(name, strict); }), EPERM);
+  SharedMemory::unlink(name);
+}
+
+// Our block, mode 0600: another user can neither attach nor unlink it.
+TEST(Attacks, AnotherUserCannotTouchOurBlock) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as a second user";
+  auto name = unique_name("mine");
+  auto shm = SharedMemory::create(name, 4096);
+  auto st = run_child([&] {
+    if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) return 10;
+    if (errno_of([&] { SharedMemory::attach(name); }) != EACCES) return 11;
+    // /dev/shm is sticky: only the owner may remove the name (the kernel
+    // says EPERM; glibc's shm_unlink reports it as EACCES).
+    if (::shm_unlink(("/" + name).c_str()) == 0 || (errno != EACCES && errno != EPERM)) return 12;
+    return 0;
+  });
+  EXPECT_TRUE(st.ok()) << st.describe();
+  shm.unlink();
+}
+
+// A peer shrinks a block in use to 0 (documented in shared_memory.hpp): a
+// process touching the vanished pages dies with SIGBUS (never reads or
+// writes someone else's memory), and a new typed attach is refused.
+TEST(Attacks, PeerTruncatesABlockInUse) {
+  auto name = unique_name("shrunk");
+  auto a = Array<std::int64_t>::create(name, 100000);
+  a.set(99999, 7);
+  int fd = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 0), 0);  // the attack
+  ::close(fd);
+  auto st = run_child([&] {
+    // The default disposition, also under ASan (whose handler would turn the
+    // signal into an exit code): a raw rt_sigaction bypasses its interceptor.
+    struct {
+      void* handler;
+      unsigned long flags;
+      void* restorer;
+      unsigned long mask;
+    } dfl{nullptr, 0, nullptr, 0};  // SIG_DFL
+    ::syscall(SYS_rt_sigaction, SIGBUS, &dfl, nullptr, sizeof(unsigned long));
+    volatile std::int64_t x = a.get_obj()[99999];  // raw access to a page now gone
+    return static_cast<int>(x);
+  });
+  EXPECT_EQ(st.signal, SIGBUS) << st.describe();
+  AttachOptions opt;
+  opt.init_timeout = 50ms;
+  EXPECT_THROW(attach_typed_block(name, BlockKind::array, TypeFingerprint::of<std::int64_t>(), opt),
+               std::invalid_argument);
+  a.unlink();
+}
+
+// Forged lock words (a peer writes garbage where a lock lives): the timed
+// calls return within their bound; nothing spins forever.
+TEST(Attacks, ForgedLockWordsGiveBoundedWaits) {
+  auto block = SharedMemory::anonymous(4096);
+  auto* m = ::new (block.data()) Mutex();
+  std::uint32_t forged = 2;  // "locked, with waiters", by nobody alive
+  std::memcpy(static_cast<void*>(m), &forged, sizeof forged);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(m->try_lock_for(100ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+
+  auto* r = ::new (static_cast<std::byte*>(block.data()) + 64) RobustMutex();
+  // A lock word naming a thread id that does not exist, as a forger would.
+  r->native_handle()->__data.__lock = 0x3fffffff;
+  t0 = std::chrono::steady_clock::now();
+  LockResult res = r->try_lock_for(100ms);
+  EXPECT_FALSE(res == LockResult::acquired) << to_string(res);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+}  // namespace
+}  // namespace shmkit::test

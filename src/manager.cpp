@@ -93,16 +93,6 @@ namespace proto = detail::proto;
 namespace mgr = detail::mgr;
 using Clock = std::chrono::steady_clock;
 
-std::string hex(const std::uint8_t* p, std::size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  for (std::size_t i = 0; i < n; ++i) {
-    s += kHex[p[i] >> 4];
-    s += kHex[p[i] & 0xf];
-  }
-  return s;
-}
-
 // A std::system_error's what() made in the server already ends in
 // ": <strerror>"; the client's rethrow appends it again unless removed.
 std::string without_errno_suffix(std::string message, int err) {
@@ -349,7 +339,7 @@ SharedMemoryManager::SharedMemoryManager(Options options) : impl_(std::make_uniq
   validate_prefix(options.name_prefix);
   std::uint8_t a[8];
   platform::random_bytes(a, sizeof a);
-  impl_->address = "@shmkit-" + hex(a, sizeof a);
+  impl_->address = "@shmkit-" + platform::hex(a, sizeof a);
   impl_->authkey.resize(32);
   platform::random_bytes(impl_->authkey.data(), impl_->authkey.size());
   impl_->options = std::move(options);

@@ -193,15 +193,7 @@ void Server::finish(int code) noexcept {
 }
 
 std::string Server::fresh_name() {
-  std::uint8_t r[4];
-  platform::random_bytes(r, sizeof r);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string name = cfg_.options.name_prefix;
-  for (std::uint8_t b : r) {
-    name += kHex[b >> 4];
-    name += kHex[b & 0xf];
-  }
-  return name;
+  return platform::random_hex_name(cfg_.options.name_prefix, 4);
 }
 
 // Creates a block under a fresh name (retrying on EEXIST, as CPython),

@@ -1,5 +1,6 @@
 #include "platform.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sys/random.h>
@@ -26,16 +27,31 @@ void random_bytes(void* out, std::size_t n) {
   }
 }
 
-std::string random_block_name() {
-  unsigned char raw[4];
-  random_bytes(raw, sizeof raw);
+std::string hex(const void* data, std::size_t n) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string name = "psm_";
-  for (unsigned char b : raw) {
-    name += kHex[b >> 4];
-    name += kHex[b & 0xf];
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::string s;
+  s.reserve(2 * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    s += kHex[p[i] >> 4];
+    s += kHex[p[i] & 0xf];
   }
-  return name;
+  return s;
+}
+
+std::string random_hex_name(std::string_view prefix, std::size_t nbytes) {
+  unsigned char raw[32];
+  nbytes = std::min(nbytes, sizeof raw);
+  random_bytes(raw, nbytes);
+  return std::string(prefix) + hex(raw, nbytes);
+}
+
+std::string random_block_name() { return random_hex_name("psm_", 4); }
+
+std::string dev_shm_path(std::string_view name) {
+  std::string path = "/dev/shm/";
+  path += name;
+  return path;
 }
 
 std::string quoted(std::string_view name) {

@@ -16,8 +16,18 @@ namespace shmkit::platform {
 // Fills `out` from getrandom(2), retrying on EINTR; throws on failure.
 void random_bytes(void* out, std::size_t n);
 
+// Lowercase hex of `n` bytes (two digits a byte).
+std::string hex(const void* data, std::size_t n);
+
+// `prefix` + 2*nbytes lowercase hex digits from getrandom.
+std::string random_hex_name(std::string_view prefix, std::size_t nbytes);
+
 // "psm_" + 8 lowercase hex digits, as CPython's _make_filename on Linux.
 std::string random_block_name();
+
+// Where the block `name` lives in the filesystem: /dev/shm/NAME (what
+// shm_open("/NAME") opens).
+std::string dev_shm_path(std::string_view name);
 
 // Quotes a block name for a message: 'name'.
 std::string quoted(std::string_view name);

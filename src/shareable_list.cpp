@@ -52,10 +52,7 @@ std::string field_text(const std::byte* field) {
     if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
       s += static_cast<char>(c);
     } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      s += "\\x";
-      s += kHex[c >> 4];
-      s += kHex[c & 15];
+      s += "\\x" + platform::hex(&c, 1);
     }
   }
   s += '\'';
@@ -512,7 +509,6 @@ std::string quote_repr(std::string_view s, bool bytes) {
   const char q = use_double ? '"' : '\'';
   std::string out = bytes ? "b" : "";
   out += q;
-  static constexpr char kHex[] = "0123456789abcdef";
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     if (c == '\\' || c == static_cast<unsigned char>(q)) {
@@ -525,9 +521,7 @@ std::string quote_repr(std::string_view s, bool bytes) {
     } else if (c == '\t') {
       out += "\\t";
     } else if (c < 0x20 || c == 0x7f || (bytes && c >= 0x80)) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
+      out += "\\x" + platform::hex(&c, 1);
     } else {
       out += ch;  // printable ASCII, or UTF-8 of a str kept as is
     }

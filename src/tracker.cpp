@@ -63,7 +63,7 @@ std::string entry_name(const Entry& e) { return std::string(e.name, ::strnlen(e.
 
 std::uint64_t inode_of(std::string_view block) {
   struct stat st {};
-  if (::stat(("/dev/shm/" + std::string(block)).c_str(), &st) != 0) return 0;
+  if (::stat(platform::dev_shm_path(block).c_str(), &st) != 0) return 0;
   return static_cast<std::uint64_t>(st.st_ino);
 }
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "platform.hpp"
 #include "shmkit/detail/shared_object.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
@@ -104,14 +105,7 @@ std::string decode(char typecode, const std::byte* p, std::size_t size) {
     case '?': if (fits(1)) return as(std::uint8_t{}) ? "True" : "False"; break;
     default: break;
   }
-  std::string h = "0x";
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (std::size_t i = 0; i < size; ++i) {
-    auto b = static_cast<unsigned char>(p[i]);
-    h += kHex[b >> 4];
-    h += kHex[b & 15];
-  }
-  return h;
+  return "0x" + platform::hex(p, size);
 }
 
 std::string json_item(const Item& item) {
@@ -125,13 +119,7 @@ std::string json_item(const Item& item) {
     }
     std::string operator()(const std::string& s) const { return "\"" + json_escape(s) + "\""; }
     std::string operator()(const Bytes& b) const {
-      std::string hex;
-      static constexpr char kHex[] = "0123456789abcdef";
-      for (unsigned char c : b.str()) {
-        hex += kHex[c >> 4];
-        hex += kHex[c & 15];
-      }
-      return "{\"bytes_hex\": \"" + hex + "\"}";
+      return "{\"bytes_hex\": \"" + platform::hex(b.data(), b.size()) + "\"}";
     }
   };
   return std::visit(V{}, item);
@@ -253,7 +241,7 @@ BlockInfo inspect(const std::string& name) {
   BlockInfo info;
   info.name = name;
   struct stat st {};
-  if (::lstat(("/dev/shm/" + name).c_str(), &st) == 0) {
+  if (::lstat(platform::dev_shm_path(name).c_str(), &st) == 0) {
     info.size = static_cast<std::uint64_t>(st.st_size);
     info.uid = st.st_uid;
     info.mode = st.st_mode & 07777;
@@ -346,15 +334,8 @@ bool describe(const std::string& name, bool json, std::string& out) {
   SharedMemory raw = open_ro(name);
   const std::size_t n = std::min<std::size_t>(raw.size(), 256);
   if (json) {
-    std::string hex;
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (std::size_t i = 0; i < n; ++i) {
-      auto b = static_cast<unsigned char>(raw.buf()[i]);
-      hex += kHex[b >> 4];
-      hex += kHex[b & 15];
-    }
     out = "{\"name\": \"" + json_escape(name) + "\", \"kind\": \"unknown\", \"size\": " +
-          std::to_string(raw.size()) + ", \"head_hex\": \"" + hex + "\"}\n";
+          std::to_string(raw.size()) + ", \"head_hex\": \"" + platform::hex(raw.data(), n) + "\"}\n";
   } else {
     out = name + ": unknown contents, " + std::to_string(raw.size()) + " bytes; the first " +
           std::to_string(n) + ":\n" + hex_dump(raw.buf().data(), n);

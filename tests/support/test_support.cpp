@@ -1,5 +1,7 @@
 #include "test_support.hpp"
 
+#include "platform.hpp"  // src/
+
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -172,16 +174,6 @@ std::string python_path() { return SHMKIT_TEST_PYTHON; }
 std::string interop_dir() { return SHMKIT_TEST_INTEROP_DIR; }
 std::string peer_path() { return SHMKIT_TEST_PEER; }
 
-std::string to_hex(const void* data, std::size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  const auto* p = static_cast<const unsigned char*>(data);
-  std::string s;
-  s.reserve(2 * n);
-  for (std::size_t i = 0; i < n; ++i) {
-    s += kHex[p[i] >> 4];
-    s += kHex[p[i] & 0xf];
-  }
-  return s;
-}
+std::string to_hex(const void* data, std::size_t n) { return platform::hex(data, n); }
 
 }  // namespace shmkit::test

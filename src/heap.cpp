@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "platform.hpp"
+#include "robust_guard.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -133,33 +134,17 @@ struct Heap::State {
     ctl->rover = 0;
   }
 
-  // Takes the heap lock; repairs after a dead owner (see the header).
-  void lock() const {
-    LockResult r = ctl->mutex.lock();
-    if (r == LockResult::acquired) return;
-    if (r == LockResult::owner_died) {
-      try {
-        repair();
-      } catch (...) {
-        ctl->mutex.make_consistent();
-        ctl->mutex.unlock();
-        throw;
-      }
-      ctl->owner_deaths_recovered += 1;
-      ctl->mutex.make_consistent();
-      return;
-    }
-    throw std::system_error(ENOTRECOVERABLE, std::generic_category(),
-                            "shmkit: " + what() + ": its lock " + to_string(r));
-  }
-  void unlock() const { ctl->mutex.unlock(); }
-
-  struct Guard {
-    const State& s;
-    explicit Guard(const State& st) : s(st) { s.lock(); }
-    ~Guard() { s.unlock(); }
-    Guard(const Guard&) = delete;
-    Guard& operator=(const Guard&) = delete;
+  // Holds the heap lock; after a dead owner, repairs (see the header) and
+  // counts the recovery.
+  struct Guard : detail::RepairingGuard {
+    explicit Guard(const State& s)
+        : RepairingGuard(
+              s.ctl->mutex,
+              [&s] {
+                s.repair();
+                s.ctl->owner_deaths_recovered += 1;
+              },
+              [&s] { return "shmkit: " + s.what(); }) {}
   };
 
   // The chunk a handle names, validated; returns its size.

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "platform.hpp"
+#include "robust_guard.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -119,28 +120,18 @@ Registry* registry(bool create) {
   return g_registry.get();
 }
 
-// Takes the registry lock; after a dead owner, clears half-written entries.
-class Locked {
- public:
-  explicit Locked(Registry& r) : r_(r) {
-    LockResult res = r_.ctl->mutex.lock();
-    if (res == LockResult::owner_died) {
-      for (std::size_t i = 0; i < kMaxEntries; ++i) {
-        if (r_.entries[i].state != kUsed) r_.entries[i].state = kFree;
-        r_.entries[i].name[sizeof r_.entries[i].name - 1] = '\0';
-      }
-      r_.ctl->mutex.make_consistent();
-    } else if (res != LockResult::acquired) {
-      throw std::system_error(ENOTRECOVERABLE, std::generic_category(),
-                              "shmkit: tracker registry lock: " + std::string(to_string(res)));
-    }
-  }
-  ~Locked() { r_.ctl->mutex.unlock(); }
-  Locked(const Locked&) = delete;
-  Locked& operator=(const Locked&) = delete;
-
- private:
-  Registry& r_;
+// Holds the registry lock; after a dead owner, clears half-written entries.
+struct Locked : detail::RepairingGuard {
+  explicit Locked(Registry& r)
+      : RepairingGuard(
+            r.ctl->mutex,
+            [&r] {
+              for (std::size_t i = 0; i < kMaxEntries; ++i) {
+                if (r.entries[i].state != kUsed) r.entries[i].state = kFree;
+                r.entries[i].name[sizeof r.entries[i].name - 1] = '\0';
+              }
+            },
+            [] { return std::string("shmkit: tracker registry"); }) {}
 };
 
 struct Self {

@@ -3,6 +3,7 @@
 // (CPython's gh-82300), and reused pids fool it neither way.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <sys/mman.h>
@@ -28,7 +29,10 @@ SharedMemory::Options tracked() {
   return o;
 }
 
-bool exists(const std::string& name) { return !list_blocks(name).empty() && list_blocks(name)[0] == name; }
+bool exists(const std::string& name) {
+  const auto found = list_blocks(name);  // every name starting with `name`
+  return std::find(found.begin(), found.end(), name) != found.end();
+}
 
 // Polls until pred() or the deadline (the watcher works asynchronously).
 template <class P>

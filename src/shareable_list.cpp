@@ -312,10 +312,9 @@ ShareableListView::ShareableListView(std::span<std::byte> block, std::string nam
   }
   formats_start_ = data_start_ + offsets_[count_];
   codes_start_ = formats_start_ + kFormatField * count_;
-  for (std::size_t i = 0; i < count_; ++i) {
-    Code code;
-    (void)check_item(i, &code);
-  }
+  // Items' formats and codes are not checked here but on every access: one
+  // torn item (a writer killed inside set()) must not make the whole list
+  // unattachable; its get() fails and a set() rewrites it.
 }
 
 void ShareableListView::fail(const std::string& what) const {

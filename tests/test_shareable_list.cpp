@@ -588,6 +588,14 @@ std::string attach_image(const std::vector<std::byte>& bytes, bool exercise = tr
   std::string msg;
   try {
     auto sl = ShareableList::attach(u.name);
+    // Items are checked when read: the first item error is the message.
+    for (std::size_t i = 0; i < sl.size() && msg.empty(); ++i) {
+      try {
+        (void)sl[static_cast<std::ptrdiff_t>(i)];
+      } catch (const std::invalid_argument& e) {
+        msg = e.what();
+      }
+    }
     if (exercise) {
       for (std::size_t i = 0; i < sl.size(); ++i) {
         auto idx = static_cast<std::ptrdiff_t>(i);

@@ -27,8 +27,9 @@
 //     come from SharedMemory as std::system_error. Messages name the block.
 //     A failed set() leaves the old value intact.
 //   * Untrusted blocks: attach() checks the count and every offset against
-//     the block's size, and get()/set()/format() re-check the item's format
-//     and code on every call (another process may rewrite them). Anything
+//     the block's size, and get()/format() check the item's format and code
+//     on every call (another process may rewrite them); set() rewrites both
+//     without reading them, so it also mends a torn item. Anything
 //     that does not fit → std::invalid_argument naming the block and the
 //     field. Reading or writing an item's value never leaves that item's
 //     slot, nothing is ever accessed outside the mapping, and allocation is
@@ -44,7 +45,11 @@
 //   * Crash behaviour: the list is its SharedMemory block; it outlives every
 //     process until someone calls shm().unlink(). The destructor unmaps and
 //     never unlinks (as CPython). A process killed in the middle of set()
-//     may leave that one item torn; the checks above still hold.
+//     may leave that one item torn (new bytes under the old format, or a
+//     new format under the old code): reading it gives a mix or a clear
+//     std::invalid_argument naming the item, the rest of the list reads and
+//     attaches as before, and the next set() of the item repairs it
+//     (tests/test_fault_injection.cpp kills a writer at each step).
 //
 // CPython bugs, handled on purpose
 //   * gh-106939 / gh-96779: CPython strips trailing NULs from every str and

@@ -262,7 +262,9 @@ BlockInfo inspect(const std::string& name) {
       info.kind = block_kind_name(h.kind);
     } else {
       try {
-        ShareableList::attach(std::move(shm));
+        // format() checks every item's format and code, which attach
+        // leaves to each access.
+        (void)ShareableList::attach(std::move(shm)).format();
         info.kind = "ShareableList";
       } catch (const std::exception&) {
         info.kind = "unknown";

@@ -22,6 +22,8 @@
 
 #include "manager_internal.hpp"
 #include "platform.hpp"
+#include "shmkit/detail/fault.hpp"
+#include "shmkit/tracker.hpp"
 
 namespace shmkit::detail::mgr {
 namespace {
@@ -198,16 +200,30 @@ std::string Server::fresh_name() {
 
 // Creates a block under a fresh name (retrying on EEXIST, as CPython),
 // records it as owned and returns its name. make(name) returns its size.
+//
+// The fresh name is reserved with the tracker before the block exists
+// (tracker.hpp): the server's watcher then unlinks it if the server dies at
+// any point, SIGKILL included, so a killed server leaves nothing in
+// /dev/shm. (A reservation covers any file under the name; the name is
+// random and the create is O_EXCL, and on EEXIST the reservation is dropped
+// at once.)
 template <class Make>
 std::string Server::create_block(ManagedKind kind, char typecode, Make&& make) {
   for (int attempt = 0;; ++attempt) {
     std::string name = fresh_name();
+    tracker::reserve_block(name);
     try {
       const std::uint64_t size = make(name);
+      SHMKIT_FAULT_POINT(manager_created);
       owned_.push_back(ManagedBlock{name, kind, typecode, size});
+      SHMKIT_FAULT_POINT(manager_recorded);
       return name;
     } catch (const std::system_error& e) {
+      tracker::unregister_block(name);
       if (e.code().value() != EEXIST || attempt >= 64) throw;
+    } catch (...) {
+      tracker::unregister_block(name);
+      throw;
     }
   }
 }
@@ -289,6 +305,7 @@ proto::Reply Server::handle_one(const proto::Request& request) {
     } catch (const std::system_error& e) {
       if (e.code().value() != ENOENT) throw;
     }
+    tracker::unregister_block(r->name);
     owned_.erase(it);
     return DoneReply{};
   }

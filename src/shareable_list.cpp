@@ -10,6 +10,7 @@
 
 #include "platform.hpp"
 #include "shareable_list_view.hpp"
+#include "shmkit/detail/fault.hpp"
 
 namespace shmkit {
 namespace detail {
@@ -431,7 +432,9 @@ void ShareableListView::set(std::size_t i, const Item& value) {
     fixed_format(value, format, code);
     store_fixed(p, value);
   }
+  SHMKIT_FAULT_POINT(list_set_data);
   std::memcpy(base_ + formats_start_ + kFormatField * i, format, kFormatField);
+  SHMKIT_FAULT_POINT(list_set_format);
   base_[codes_start_ + i] = static_cast<std::byte>(code);
 }
 

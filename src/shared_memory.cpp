@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "platform.hpp"
+#include "shmkit/detail/fault.hpp"
 #include "shmkit/tracker.hpp"
 
 namespace shmkit {
@@ -43,6 +44,8 @@ class CreateGuard {
     errno = saved;
   }
   int release() noexcept { return std::exchange(fd_, -1); }
+  // The block is now under `path` (renamed): remove that on failure.
+  void rename(const std::string* path) noexcept { path_ = path; }
 
  private:
   int fd_;
@@ -65,6 +68,13 @@ void size_block(int fd, std::size_t size, bool reserve, const std::string& what)
   if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     throw_errno(errno, what + ": cannot set size (ftruncate)");
   }
+}
+
+// Sets the exact mode (the umask may have cleared bits of it) and the size.
+void prepare_block(int fd, mode_t mode, std::size_t size, const SharedMemory::Options& options,
+                   const std::string& what) {
+  if (::fchmod(fd, mode) != 0) throw_errno(errno, what + ": fchmod failed");
+  size_block(fd, size, options.reserve, what + " (" + std::to_string(size) + " bytes)");
 }
 
 void* map_block(int fd, std::size_t size, bool read_only, const SharedMemory::Options& options,
@@ -148,26 +158,71 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
     throw std::invalid_argument(what + ": size must be greater than zero");
   }
   const mode_t mode = options.mode & 07777;
-  std::string path = block_path(name);
-  int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);
-  if (fd < 0) throw_errno(errno, what);
-  CreateGuard guard(fd, &path);
-  // The umask may have cleared bits of `mode`; set them exactly.
-  if (::fchmod(fd, mode) != 0) throw_errno(errno, what + ": fchmod failed");
-  size_block(fd, size, options.reserve, what + " (" + std::to_string(size) + " bytes)");
-  void* data = map_block(fd, size, false, options, what);
-  SharedMemory shm(std::string(name), guard.release(), data, size, true, false, false,
-                   options.track);
-  if (options.track) {
-    try {
-      tracker::register_block(name);
-    } catch (...) {
-      shm.close();
-      ::shm_unlink(path.c_str());
-      throw;
-    }
+  const std::string path = block_path(name);
+  if (!options.track) {
+    int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);
+    if (fd < 0) throw_errno(errno, what);
+    CreateGuard guard(fd, &path);
+    SHMKIT_FAULT_POINT(create_opened);
+    prepare_block(fd, mode, size, options, what);
+    SHMKIT_FAULT_POINT(create_sized);
+    void* data = map_block(fd, size, false, options, what);
+    return SharedMemory(std::string(name), guard.release(), data, size, true, false, false, false);
   }
-  return shm;
+
+  // Tracked (see tracker.hpp): a kill at any step must leave registrations
+  // covering whatever exists, so the block is made under a registered
+  // temporary name and renamed to `name` only once it is sized and
+  // registered under `name` with its inode.
+  // The temporary name starts with `name`, so that `shmkit ls` and prefix
+  // scans show whose it is.
+  const std::string temp =
+      platform::random_hex_name(std::string(name.substr(0, 200)) + ".creating.", 8);
+  const std::string temp_path = block_path(temp);
+  tracker::reserve_block(temp);
+  SHMKIT_FAULT_POINT(create_reserved);
+  struct Unreserve {
+    const std::string& temp;
+    ~Unreserve() {
+      try {
+        tracker::unregister_block(temp);
+      } catch (...) {
+        // The registry is unusable: the entry goes when this process dies.
+      }
+    }
+  } unreserve{temp};
+  int fd = ::shm_open(temp_path.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);
+  if (fd < 0) throw_errno(errno, what + " (temporary name " + quoted(temp) + ")");
+  CreateGuard guard(fd, &temp_path);
+  SHMKIT_FAULT_POINT(create_opened);
+  prepare_block(fd, mode, size, options, what);
+  SHMKIT_FAULT_POINT(create_sized);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
+  const bool new_registration = tracker::register_created(name, static_cast<std::uint64_t>(st.st_ino));
+  // RENAME_NOREPLACE: fails with EEXIST if `name` exists, as O_EXCL would.
+  if (::renameat2(AT_FDCWD, platform::dev_shm_path(temp).c_str(), AT_FDCWD,
+                  platform::dev_shm_path(name).c_str(), RENAME_NOREPLACE) != 0) {
+    const int err = errno;
+    // Our registration must not outlive the attempt; one we had before
+    // (we attached `name` earlier) goes back to the file now there.
+    if (new_registration) {
+      tracker::unregister_block(name);
+    } else {
+      tracker::register_block(name);
+    }
+    throw_errno(err, what);
+  }
+  guard.rename(&path);
+  SHMKIT_FAULT_POINT(create_published);
+  try {
+    void* data = map_block(fd, size, false, options, what);
+    SharedMemory shm(std::string(name), guard.release(), data, size, true, false, false, true);
+    return shm;
+  } catch (...) {
+    tracker::forget_block(name);
+    throw;
+  }
 }
 
 SharedMemory SharedMemory::attach(std::string_view name) { return attach(name, Options{}); }
@@ -179,6 +234,7 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
   int fd = ::shm_open(path.c_str(), options.read_only ? O_RDONLY : O_RDWR, 0);
   if (fd < 0) throw_errno(errno, what);
   CreateGuard guard(fd, nullptr);
+  SHMKIT_FAULT_POINT(attach_opened);
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
   if (!S_ISREG(st.st_mode)) throw std::invalid_argument(what + ": not a regular file");
@@ -190,6 +246,7 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
   }
   const std::size_t size = checked_size(st, options, what);
   void* data = map_block(fd, size, options.read_only, options, what);
+  SHMKIT_FAULT_POINT(attach_mapped);
   SharedMemory shm(std::string(name), guard.release(), data, size, false, false, options.read_only,
                    options.track);
   if (options.track) tracker::register_block(name);
@@ -290,6 +347,7 @@ void SharedMemory::close() noexcept {
 void SharedMemory::unlink() {
   if (anonymous_ || name_.empty()) return;
   unlink(name_);
+  SHMKIT_FAULT_POINT(unlink_removed);
   if (tracked_) tracker::forget_block(name_);
 }
 

@@ -21,6 +21,7 @@
 
 #include "platform.hpp"
 #include "robust_guard.hpp"
+#include "shmkit/detail/fault.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -33,11 +34,16 @@ struct Entry {
   std::uint32_t state;
   std::uint32_t pid;
   std::uint64_t start_time;
-  std::uint64_t inode;  // of /dev/shm/<name> when registered
+  // Of /dev/shm/<name> when registered: the sweep unlinks only that very
+  // file. kReserved (0, no tmpfs inode) marks a name the registrant is about
+  // to create (a random temporary name, see SharedMemory::create): any file
+  // under it is the registrant's. kNoInode: the name did not exist.
+  std::uint64_t inode;
   char name[256];       // NUL-terminated
 };
 static_assert(std::is_standard_layout_v<Entry> && sizeof(Entry) == 280);
 constexpr std::uint32_t kFree = 0, kWriting = 1, kUsed = 2;
+constexpr std::uint64_t kReserved = 0, kNoInode = ~std::uint64_t{0};
 
 struct Control {
   RobustMutex mutex;  // guards every entry
@@ -62,6 +68,7 @@ namespace {
 
 std::string entry_name(const Entry& e) { return std::string(e.name, ::strnlen(e.name, sizeof e.name)); }
 
+// 0 if the name does not exist (tmpfs never gives inode 0).
 std::uint64_t inode_of(std::string_view block) {
   struct stat st {};
   if (::stat(platform::dev_shm_path(block).c_str(), &st) != 0) return 0;
@@ -179,7 +186,7 @@ void sweep(Registry& r, GcReport& report, bool dry_run, pid_t only_pid, bool war
     bool same = false;
     for (std::size_t i = 0; i < kMaxEntries && !same; ++i) {
       const Entry& e = r.entries[i];
-      same = e.inode == now && entry_name(e) == block;
+      same = (e.inode == now || e.inode == kReserved) && entry_name(e) == block;
     }
     if (!same) continue;
     if (!dry_run) {
@@ -291,11 +298,14 @@ std::uint64_t process_start_time(pid_t pid) {
   return 0;
 }
 
-void register_block(std::string_view block) {
+namespace {
+// Registers `block` with `inode` for this process; true if the entry is new
+// (false: an existing registration of ours was refreshed).
+bool add(std::string_view block, std::uint64_t inode) {
   SharedMemory::validate_name(block);
   Registry* r = registry(true);
   const Self me = self();
-  const std::uint64_t inode = inode_of(block);
+  bool added = false;
   {
     Locked lock(*r);
     for (int pass = 0; pass < 2; ++pass) {
@@ -318,8 +328,10 @@ void register_block(std::string_view block) {
         e.start_time = me.start;
         e.inode = inode;
         std::memset(e.name, 0, sizeof e.name);
+        SHMKIT_FAULT_POINT(registry_writing);
         std::memcpy(e.name, block.data(), block.size());
         e.state = kUsed;
+        added = true;
         break;
       }
       if (pass == 1) {
@@ -332,7 +344,24 @@ void register_block(std::string_view block) {
     }
   }
   ensure_watcher();
+  return added;
 }
+}  // namespace
+
+void register_block(std::string_view block) {
+  const std::uint64_t inode = inode_of(block);
+  (void)add(block, inode == 0 ? kNoInode : inode);
+}
+
+bool register_created(std::string_view block, std::uint64_t inode) {
+  if (inode == kReserved || inode == kNoInode) {
+    throw std::invalid_argument("shmkit: tracker: inode " + std::to_string(inode) +
+                                " of " + platform::quoted(block) + " is not a tmpfs inode");
+  }
+  return add(block, inode);
+}
+
+void reserve_block(std::string_view block) { (void)add(block, kReserved); }
 
 namespace {
 void remove_where(std::string_view block, bool only_self) {

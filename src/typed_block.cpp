@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "platform.hpp"
+#include "shmkit/detail/fault.hpp"
 
 namespace shmkit {
 namespace {
@@ -155,6 +156,7 @@ TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec
   init(r.prefix, r.payload);
   std::memcpy(&r.header, h, sizeof r.header);
   r.header.state = BlockHeader::kReady;
+  SHMKIT_FAULT_POINT(typed_initialising);
   // (2) release: pairs with the acquire loads (3); everything written above,
   // header, prefix and payload, is visible to whoever reads kReady.
   state_of(*h).store(BlockHeader::kReady, std::memory_order_release);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <sys/mman.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/tracker.hpp"
@@ -140,6 +142,59 @@ TEST_F(Tracker, ExplicitUnlinkUnregisters) {
   tracker::register_block(name);  // registering a missing block is harmless
   tracker::unregister_block(name);
   EXPECT_FALSE(registered_by(name, ::getpid()));
+}
+
+// A tracked create goes through a registered temporary name and a
+// renameat2(RENAME_NOREPLACE): an existing name fails with EEXIST as O_EXCL
+// would, leaves the existing block alone, and leaves no temporary block and
+// no registration behind; one we already had (we attached the block) stays.
+TEST_F(Tracker, TrackedCreateOfAnExistingNameFailsCleanly) {
+  auto name = unique_name("exists");
+  auto theirs = SharedMemory::create(name, 128);
+  std::memset(theirs.data(), 0x42, theirs.size());
+  try {
+    (void)SharedMemory::create(name, 64, tracked());
+    ADD_FAILURE() << "created over an existing block";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EEXIST) << e.what();
+  }
+  EXPECT_EQ(list_blocks(name), std::vector<std::string>{name}) << "a temporary block was left";
+  EXPECT_FALSE(registered_by(name, ::getpid()));
+  for (const auto& r : tracker::registrations()) EXPECT_NE(r.block.rfind(name, 0), 0u) << r.block;
+
+  auto mine = SharedMemory::attach(name, tracked());
+  EXPECT_THROW((void)SharedMemory::create(name, 64, tracked()), std::system_error);
+  EXPECT_TRUE(registered_by(name, ::getpid())) << "the attach's registration was lost";
+  tracker::collect_garbage(false);
+  EXPECT_TRUE(exists(name));
+  EXPECT_EQ(static_cast<unsigned char*>(mine.data())[0], 0x42);
+  mine.unlink();
+  EXPECT_FALSE(registered_by(name, ::getpid()));
+}
+
+// A tracked block appears under its name already sized: an observer polling
+// the name never sees it at 0 bytes (the temporary name takes that state).
+TEST_F(Tracker, TrackedCreateNeverShowsAnEmptyBlock) {
+  auto name = unique_name("sized");
+  std::atomic<bool> stop{false};
+  std::atomic<int> empty_seen{0}, seen{0};
+  std::thread watcher([&] {
+    const std::string path = "/dev/shm/" + name;
+    while (!stop.load()) {
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0) {
+        ++seen;
+        if (st.st_size == 0) ++empty_seen;
+      }
+    }
+  });
+  for (int i = 0; i < 200; ++i) {
+    auto shm = SharedMemory::create(name, 1 << 16, tracked());
+    shm.unlink();
+  }
+  stop = true;
+  watcher.join();
+  EXPECT_EQ(empty_seen.load(), 0) << "of " << seen.load() << " sightings";
 }
 
 // Forged entries written straight into the registry: a live pid with the

@@ -53,10 +53,13 @@
 //   * Thread safety: one handle may be used from several threads (calls are
 //     serialised on its connection). Not async-signal-safe. A moved-from
 //     handle may only be assigned to or destroyed.
-//   * Crash behaviour: if the server itself is killed (SIGKILL), nothing is
-//     left to unlink its blocks: they stay in /dev/shm (as with CPython);
-//     list() before the kill names them, and shutdown() then throws
-//     std::system_error saying the server died.
+//   * Crash behaviour: the server registers each block with the resource
+//     tracker (shmkit/tracker.hpp) before it creates it, so if the server
+//     itself is killed (SIGKILL, at any instruction) its tracker watcher
+//     unlinks every block it made, unlike CPython's, whose blocks stay
+//     until the starting process exits. Processes that mapped them keep
+//     their mappings; shutdown() then throws std::system_error saying the
+//     server died.
 #pragma once
 
 #include <chrono>

@@ -21,6 +21,13 @@
 //     process has registered, printing "shmkit tracker: unlinked leaked
 //     block 'NAME'" to stderr, then exits. A block another live process
 //     registered survives (the gh-82300 scenario).
+//   * A tracked create leaves no window where a kill leaks the block: the
+//     block is created under a random temporary name that is registered
+//     (reserved) first, sized, registered under its final name with its
+//     inode, and only then renamed there (renameat2 RENAME_NOREPLACE, so
+//     O_EXCL semantics hold). A kill at any step leaves registrations that
+//     cover whatever exists. It also means a tracked block never appears
+//     under its name at 0 bytes.
 //   * collect_garbage() does the same sweep on demand for every dead
 //     registrant (`shmkit gc`), which also covers a watcher that was itself
 //     killed. SharedMemory::unlink() removes the block's registrations.
@@ -50,6 +57,14 @@ std::string registry_name();
 // process has a watcher. Throws std::system_error if the registry cannot be
 // opened or is full.
 void register_block(std::string_view block);
+// For SharedMemory::create. reserve_block registers a name this process is
+// about to create: a random temporary name nobody else uses, so the sweep
+// unlinks whatever file is under it once the process dies.
+// register_created registers `block` as the file with inode `inode` (one
+// not yet under that name, about to be renamed there); true if the entry is
+// new, false if it refreshed an existing registration of this process.
+void reserve_block(std::string_view block);
+bool register_created(std::string_view block, std::uint64_t inode);
 // Removes the calling process's registration of `block` (no-op if none).
 void unregister_block(std::string_view block);
 // Removes every registration of `block` (it was unlinked).

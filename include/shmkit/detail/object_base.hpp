@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "shmkit/detail/fault.hpp"
 #include "shmkit/detail/shared_object.hpp"
 
 namespace shmkit::detail {
@@ -113,8 +114,12 @@ class ObjectBase {
       acquire(*lock_, place_, noun());
       struct Release {
         lock_type* l;
-        ~Release() { release(*l); }
+        ~Release() {
+          SHMKIT_FAULT_POINT(object_written);
+          release(*l);
+        }
       } release_on_exit{lock_};
+      SHMKIT_FAULT_POINT(object_locked);
       return fn();
     }
   }

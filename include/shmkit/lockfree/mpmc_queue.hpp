@@ -42,6 +42,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmkit/detail/fault.hpp"
 #include "shmkit/lockfree/detail/common.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -125,6 +126,7 @@ class MpmcQueue {
       if (diff == 0) {
         // relaxed: the slot's seq, not tail, carries the data.
         if (ctl_->tail.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          SHMKIT_FAULT_POINT(mpmc_push_claimed);
           std::memcpy(&s.value, &value, sizeof(T));
           // (2) release: pairs with (3); the value is written before the
           // consumer sees seq == pos + 1.
@@ -151,6 +153,7 @@ class MpmcQueue {
       const auto diff = static_cast<std::int64_t>(seq - (pos + 1));
       if (diff == 0) {
         if (ctl_->head.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          SHMKIT_FAULT_POINT(mpmc_pop_claimed);
           std::memcpy(&out, &s.value, sizeof(T));
           // (4) release: pairs with (1); our read is done before the next
           // lap's producer writes.

@@ -43,6 +43,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmkit/detail/fault.hpp"
 #include "shmkit/lockfree/detail/common.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -121,6 +122,7 @@ class SpscQueue {
       if (t - head_cache_ > mask_) return false;
     }
     std::memcpy(&slots_[t & mask_], &value, sizeof(T));
+    SHMKIT_FAULT_POINT(spsc_push_written);
     // (6) release: pairs with (7); the slot is written before it is seen.
     ctl_->tail.store(t + 1, std::memory_order_release);
     lockfree_detail::notify(ctl_->not_empty, asym_);
@@ -187,6 +189,7 @@ class SpscQueue {
       if (h == tail_cache_) return false;
     }
     std::memcpy(&out, &slots_[h & mask_], sizeof(T));
+    SHMKIT_FAULT_POINT(spsc_pop_copied);
     // (8) release: pairs with (5); our read of the slot is done before the
     // producer may overwrite it.
     ctl_->head.store(h + 1, std::memory_order_release);

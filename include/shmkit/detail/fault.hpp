@@ -1,0 +1,92 @@
+// shmkit/detail/fault.hpp — fault injection for tests: numbered kill points
+// inside the operations whose crash behaviour the headers promise, where a
+// test makes a process SIGKILL itself (Samba tdb's "die at step N" tests,
+// glibc's tst-robust kill tests).
+//
+// Contract
+//   * Compiled in only for tests. SHMKIT_FAULT_POINT(x) expands to nothing
+//     unless SHMKIT_FAULT_INJECTION is defined, which only the test-only
+//     library target shmkit_fault (tests/CMakeLists.txt) does; the installed
+//     library and every benchmark have no trace of it. A program must not
+//     mix the two builds (the inline code in headers differs).
+//   * arm(point, nth): the nth time this process passes `point` it raises
+//     SIGKILL at once: no destructor, no unlock, no flush runs, exactly as an
+//     OOM kill or `kill -9` at that instruction. Arming is per process
+//     (inherited by fork). SHMKIT_FAULT=<name>[:<nth>] in the environment
+//     arms the same way for an exec'd program.
+//   * hits(point) counts passes (armed or not), so a test can check that a
+//     scenario reaches the point it means to test.
+//   * Every point is listed in points() with its number, name and what state
+//     a kill there leaves; tests walk that list, so a point added here
+//     without a scenario fails the walk.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace shmkit::fault {
+
+enum class Point : std::uint16_t {
+  none = 0,
+  // SharedMemory::create / attach / unlink (src/shared_memory.cpp)
+  create_reserved = 1,   // tracked: temporary name registered, nothing created yet
+  create_opened = 2,     // the name exists (O_EXCL), 0 bytes, mode not yet exact
+  create_sized = 3,      // sized and reserved, not yet under its final name / mapped
+  create_published = 4,  // tracked: under its final name, temporary registration not yet dropped
+  attach_opened = 5,     // descriptor open, not mapped
+  attach_mapped = 6,     // mapped; tracked: not yet registered
+  unlink_removed = 7,    // name removed; registrations not yet dropped
+  // typed blocks (src/typed_block.cpp)
+  typed_initialising = 8,  // header, prefix and payload written; state still "initialising"
+  // the tracker's registry (src/tracker.cpp)
+  registry_writing = 9,  // an entry half written under the registry's RobustMutex
+  // Value / Array accessors (shmkit/detail/object_base.hpp)
+  object_locked = 10,   // the object's lock taken; the accessor's body not run
+  object_written = 11,  // the body (a store) done; the lock not released
+  // ShareableList::set (src/shareable_list.cpp)
+  list_set_data = 12,    // the slot holds the new bytes; format and code are old
+  list_set_format = 13,  // new format written; the type code is old
+  // Heap (src/heap.cpp)
+  heap_alloc_split = 14,      // the split-off tail's tag written; the head not committed
+  heap_alloc_committed = 15,  // the allocation committed; lock held, handle not returned
+  heap_free_marked = 16,      // the chunk marked free; lock held
+  // SpscQueue / MpmcQueue (shmkit/lockfree/*.hpp)
+  spsc_push_written = 17,  // the slot written; tail not published
+  spsc_pop_copied = 18,    // the item copied out; head not advanced
+  mpmc_push_claimed = 19,  // the slot claimed (tail CAS); value not published
+  mpmc_pop_claimed = 20,   // the slot claimed (head CAS); not released
+  // SharedMemoryManager's server (src/manager_server.cpp)
+  manager_created = 21,   // the server created a block; not yet recorded as owned
+  manager_recorded = 22,  // recorded as owned; the reply not yet sent
+};
+inline constexpr std::size_t kPointCount = 23;  // one past the last number
+
+struct PointInfo {
+  Point point;
+  std::string_view name;   // as SHMKIT_FAULT spells it: "create_opened"
+  std::string_view state;  // what a kill there leaves
+};
+
+// Every point above, in number order (none excluded).
+std::span<const PointInfo> points() noexcept;
+// The point named `name` (Point::none if there is none).
+Point point_named(std::string_view name) noexcept;
+
+// The nth pass through `point` (1 = the next) from now on SIGKILLs this
+// process. Point::none disarms.
+void arm(Point point, std::uint32_t nth = 1) noexcept;
+void disarm() noexcept;
+// Passes through `point` in this process so far.
+std::uint64_t hits(Point point) noexcept;
+
+// Called by SHMKIT_FAULT_POINT.
+void pass(Point point) noexcept;
+
+}  // namespace shmkit::fault
+
+#if defined(SHMKIT_FAULT_INJECTION)
+#define SHMKIT_FAULT_POINT(name) ::shmkit::fault::pass(::shmkit::fault::Point::name)
+#else
+#define SHMKIT_FAULT_POINT(name) static_cast<void>(0)
+#endif

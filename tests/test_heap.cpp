@@ -9,12 +9,43 @@
 #include <thread>
 #include <unistd.h>
 
+#include "heap_layout.hpp"
 #include "shmkit/heap.hpp"
+#include "shmkit/typed_block.hpp"
 #include "shmkit/value.hpp"
 #include "test_support.hpp"
 
 namespace shmkit::test {
 namespace {
+
+// The bytes of a heap's block as another process sees them: its control
+// area (the typed block's prefix) and its arena (the payload).
+struct HeapBytes {
+  detail::HeapControl* ctl;
+  std::byte* arena;
+};
+HeapBytes bytes_of(const Heap& heap) {
+  auto buf = heap.mapping()->buf();
+  BlockHeader h;
+  std::memcpy(&h, buf.data(), sizeof h);
+  return {reinterpret_cast<detail::HeapControl*>(buf.data() + BlockHeader::kSize),
+          buf.data() + h.payload_offset};
+}
+void store_word(std::byte* tag, std::uint64_t w) { std::memcpy(tag, &w, sizeof w); }
+
+// A child that takes the heap's lock and dies holding it: the next locker
+// in this process gets owner-died and runs the heap's repair.
+void die_holding_the_lock(const Heap& heap) {
+  pid_t pid = fork_child([&] {
+    (void)bytes_of(heap).ctl->mutex.lock();
+    return 0;  // exits holding it
+  });
+  ASSERT_TRUE(wait_child(pid).ok());
+}
+
+bool says(const std::exception& e, const std::string& what) {
+  return std::string(e.what()).find(what) != std::string::npos;
+}
 
 TEST(Heap, HandlesRoundTripAsStrings) {
   HeapHandle h{"some_heap", 4096, 7};
@@ -92,6 +123,82 @@ TEST(Heap, ForgedHandlesNeverEscapeTheArena) {
   HeapHandle other = a.handle;
   other.heap = "another";
   EXPECT_THROW(heap.resolve(other), std::invalid_argument);
+}
+
+// Found by fuzz_heap: a rover (the allocation hint in the control area) that
+// is 64-aligned and inside the arena but not a chunk boundary — left by a
+// writer killed between a merge and moving the rover, or written by another
+// process — made allocate read interior bytes as a tag and hand out a chunk
+// inside a free one, while check() accepted the heap. check() now rejects
+// it, naming the offset, and the repair after an owner death resets it.
+TEST(Heap, CheckRejectsARoverThatIsNotAChunkBoundary) {
+  auto heap = Heap::create(unique_name("heaprover"), 4096);
+  auto a = heap.allocate(60);
+  auto b = heap.allocate(60);
+  auto c = heap.allocate(60);
+  heap.deallocate(a.handle);
+  heap.deallocate(b.handle);
+  // a and b merged (one store to a's word); the rover still names b.
+  HeapBytes raw = bytes_of(heap);
+  store_word(raw.arena + a.handle.offset, 128 + 128);
+  raw.ctl->rover = b.handle.offset;
+  try {
+    heap.check();
+    ADD_FAILURE() << "check() accepted a rover inside a free chunk";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(says(e, "corrupt at arena offset " + std::to_string(b.handle.offset))) << e.what();
+    EXPECT_TRUE(says(e, "rover")) << e.what();
+  }
+  die_holding_the_lock(heap);
+  EXPECT_NO_THROW(heap.check());  // repaired: rover reset, counters recounted
+  EXPECT_EQ(heap.stats().owner_deaths_recovered, 1u);
+  EXPECT_EQ(heap.resolve(c.handle).size(), c.bytes.size());
+  heap.unlink();
+}
+
+// Found while writing fuzz_heap: a tag marked allocated with stray low bits
+// was accepted by resolve() and deallocate() while check() rejected the
+// chain. Both now refuse it as not a live object.
+TEST(Heap, ResolveRejectsATagThatCheckRejects) {
+  auto heap = Heap::create(unique_name("heapstray"), 4096);
+  auto a = heap.allocate(100);
+  HeapBytes raw = bytes_of(heap);
+  std::uint64_t w;
+  std::memcpy(&w, raw.arena + a.handle.offset, sizeof w);
+  store_word(raw.arena + a.handle.offset, w | 4);
+  EXPECT_THROW(heap.resolve(a.handle), std::invalid_argument);
+  EXPECT_THROW(heap.deallocate(a.handle), std::invalid_argument);
+  try {
+    heap.check();
+    ADD_FAILURE() << "check() accepted a tag with stray bits";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(says(e, "corrupt at arena offset " + std::to_string(a.handle.offset))) << e.what();
+    EXPECT_TRUE(says(e, "stray bits")) << e.what();
+  }
+  heap.unlink();
+}
+
+// A repair that finds the chain corrupt still resets the rover (first), so
+// that allocate does not follow a stale one; the corruption is reported,
+// naming the offset, and the lock stays usable.
+TEST(Heap, RepairOfACorruptChainReportsItAndResetsTheRover) {
+  auto heap = Heap::create(unique_name("heapbadchain"), 4096);
+  auto a = heap.allocate(100);
+  auto b = heap.allocate(100);
+  HeapBytes raw = bytes_of(heap);
+  raw.ctl->rover = b.handle.offset + 64;  // inside b
+  store_word(raw.arena + b.handle.offset, (4096 - b.handle.offset + 64) | 1);  // past the end
+  die_holding_the_lock(heap);
+  try {
+    (void)heap.stats();
+    ADD_FAILURE() << "the repair accepted a chunk running past the arena";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(says(e, "corrupt at arena offset " + std::to_string(b.handle.offset))) << e.what();
+  }
+  EXPECT_EQ(raw.ctl->rover, 0u);
+  EXPECT_THROW(heap.check(), std::runtime_error);  // still corrupt; still locks
+  EXPECT_NO_THROW(heap.resolve(a.handle));
+  heap.unlink();
 }
 
 // Thousands of objects from several processes at once, each filled with its

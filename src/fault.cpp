@@ -14,10 +14,10 @@ namespace {
 
 using P = Point;
 constexpr std::array<PointInfo, kPointCount - 1> kPoints{{
-    {P::create_reserved, "create_reserved", "tracked create: a temporary name registered, nothing created"},
-    {P::create_opened, "create_opened", "the block exists with 0 bytes under a name"},
-    {P::create_sized, "create_sized", "the block is sized, not yet published under its name / mapped"},
-    {P::create_published, "create_published", "tracked create: the block is under its final name, the temporary registration remains"},
+    {P::create_opened, "create_opened", "a new block exists with 0 bytes (named if untracked, unnamed if tracked)"},
+    {P::create_sized, "create_sized", "a new block is sized, not mapped (and unnamed if tracked)"},
+    {P::create_registered, "create_registered", "tracked create: registered with the inode, not yet linked to its name"},
+    {P::create_published, "create_published", "tracked create: linked to its name, not yet returned"},
     {P::attach_opened, "attach_opened", "an attacher has a descriptor, nothing mapped"},
     {P::attach_mapped, "attach_mapped", "an attacher mapped the block, not yet registered"},
     {P::unlink_removed, "unlink_removed", "the name is gone, registrations remain"},

@@ -44,8 +44,6 @@ class CreateGuard {
     errno = saved;
   }
   int release() noexcept { return std::exchange(fd_, -1); }
-  // The block is now under `path` (renamed): remove that on failure.
-  void rename(const std::string* path) noexcept { path_ = path; }
 
  private:
   int fd_;
@@ -157,72 +155,68 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
   if (size == 0) {
     throw std::invalid_argument(what + ": size must be greater than zero");
   }
+  // Tracked: never visible half made, and covered by the tracker from the
+  // moment it has a name (see create_filled).
+  if (options.track) return create_filled(name, size, options, {});
   const mode_t mode = options.mode & 07777;
   const std::string path = block_path(name);
-  if (!options.track) {
-    int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);
-    if (fd < 0) throw_errno(errno, what);
-    CreateGuard guard(fd, &path);
-    SHMKIT_FAULT_POINT(create_opened);
-    prepare_block(fd, mode, size, options, what);
-    SHMKIT_FAULT_POINT(create_sized);
-    void* data = map_block(fd, size, false, options, what);
-    return SharedMemory(std::string(name), guard.release(), data, size, true, false, false, false);
-  }
-
-  // Tracked (see tracker.hpp): a kill at any step must leave registrations
-  // covering whatever exists, so the block is made under a registered
-  // temporary name and renamed to `name` only once it is sized and
-  // registered under `name` with its inode.
-  // The temporary name starts with `name`, so that `shmkit ls` and prefix
-  // scans show whose it is.
-  const std::string temp =
-      platform::random_hex_name(std::string(name.substr(0, 200)) + ".creating.", 8);
-  const std::string temp_path = block_path(temp);
-  tracker::reserve_block(temp);
-  SHMKIT_FAULT_POINT(create_reserved);
-  struct Unreserve {
-    const std::string& temp;
-    ~Unreserve() {
-      try {
-        tracker::unregister_block(temp);
-      } catch (...) {
-        // The registry is unusable: the entry goes when this process dies.
-      }
-    }
-  } unreserve{temp};
-  int fd = ::shm_open(temp_path.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);
-  if (fd < 0) throw_errno(errno, what + " (temporary name " + quoted(temp) + ")");
-  CreateGuard guard(fd, &temp_path);
+  int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);
+  if (fd < 0) throw_errno(errno, what);
+  CreateGuard guard(fd, &path);
   SHMKIT_FAULT_POINT(create_opened);
   prepare_block(fd, mode, size, options, what);
   SHMKIT_FAULT_POINT(create_sized);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
-  const bool new_registration = tracker::register_created(name, static_cast<std::uint64_t>(st.st_ino));
-  // RENAME_NOREPLACE: fails with EEXIST if `name` exists, as O_EXCL would.
-  if (::renameat2(AT_FDCWD, platform::dev_shm_path(temp).c_str(), AT_FDCWD,
-                  platform::dev_shm_path(name).c_str(), RENAME_NOREPLACE) != 0) {
+  void* data = map_block(fd, size, false, options, what);
+  return SharedMemory(std::string(name), guard.release(), data, size, true, false, false, false);
+}
+
+SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size,
+                                         const Options& options, const Fill& fill) {
+  validate_name(name);
+  std::string what = describe("create", name);
+  if (size == 0) {
+    throw std::invalid_argument(what + ": size must be greater than zero");
+  }
+  const mode_t mode = options.mode & 07777;
+  // The block is made unnamed (O_TMPFILE in /dev/shm), sized and filled,
+  // registered (tracked) under `name` with its inode, and only then linked
+  // to `name`; linkat fails with EEXIST as O_EXCL would. Nobody sees it
+  // half made, a kill before the link frees it with the process, and a kill
+  // after the link leaves a registration that covers it.
+  int fd = ::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0) throw_errno(errno, what + ": cannot create an unnamed file in /dev/shm (O_TMPFILE)");
+  CreateGuard guard(fd, nullptr);
+  SHMKIT_FAULT_POINT(create_opened);
+  prepare_block(fd, mode, size, options, what);
+  SHMKIT_FAULT_POINT(create_sized);
+  void* data = map_block(fd, size, false, options, what);
+  SharedMemory shm(std::string(name), guard.release(), data, size, true, false, false, options.track);
+  if (fill) fill(shm.buf());
+  bool new_registration = false;
+  if (options.track) {
+    struct stat st {};
+    if (::fstat(shm.fd_, &st) != 0) throw_errno(errno, what + ": fstat failed");
+    new_registration = tracker::register_created(name, static_cast<std::uint64_t>(st.st_ino));
+    SHMKIT_FAULT_POINT(create_registered);
+  }
+  // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc path does not.
+  const std::string self = "/proc/self/fd/" + std::to_string(shm.fd_);
+  if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, platform::dev_shm_path(name).c_str(),
+               AT_SYMLINK_FOLLOW) != 0) {
     const int err = errno;
-    // Our registration must not outlive the attempt; one we had before
-    // (we attached `name` earlier) goes back to the file now there.
-    if (new_registration) {
-      tracker::unregister_block(name);
-    } else {
-      tracker::register_block(name);
+    if (options.track) {
+      // Our registration must not outlive the attempt; one we had before
+      // (we attached `name` earlier) goes back to the file now there.
+      if (new_registration) {
+        tracker::unregister_block(name);
+      } else {
+        tracker::register_block(name);
+      }
     }
     throw_errno(err, what);
   }
-  guard.rename(&path);
   SHMKIT_FAULT_POINT(create_published);
-  try {
-    void* data = map_block(fd, size, false, options, what);
-    SharedMemory shm(std::string(name), guard.release(), data, size, true, false, false, true);
-    return shm;
-  } catch (...) {
-    tracker::forget_block(name);
-    throw;
-  }
+  return shm;
 }
 
 SharedMemory SharedMemory::attach(std::string_view name) { return attach(name, Options{}); }

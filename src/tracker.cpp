@@ -37,7 +37,8 @@ struct Entry {
   // Of /dev/shm/<name> when registered: the sweep unlinks only that very
   // file. kReserved (0, no tmpfs inode) marks a name the registrant is about
   // to create (a random temporary name, see SharedMemory::create): any file
-  // under it is the registrant's. kNoInode: the name did not exist.
+  // under it is the registrant's (the manager's fresh names). kNoInode: the
+  // name did not exist.
   std::uint64_t inode;
   char name[256];       // NUL-terminated
 };
@@ -106,9 +107,17 @@ std::unique_ptr<Registry> open_registry(bool create) {
       if (!create) return nullptr;
     }
     try {
-      create_typed_block(name, registry_spec(), [](std::span<std::byte> prefix, std::span<std::byte>) {
-        ::new (prefix.data()) Control();
-      });
+      // Initialised before it has a name: a process killed while creating
+      // the registry must not leave a half-made one that every later
+      // tracker call would refuse.
+      const BlockSpec spec = registry_spec();
+      SharedMemory::create_filled(name, typed_region_size(spec), SharedMemory::Options{},
+                                  [&](std::span<std::byte> block) {
+                                    init_typed_region(block, spec, [](std::span<std::byte> prefix,
+                                                                      std::span<std::byte>) {
+                                      ::new (prefix.data()) Control();
+                                    });
+                                  });
     } catch (const std::system_error& e) {
       if (e.code().value() != EEXIST) throw;  // lost a race: attach the winner's
     }

@@ -144,10 +144,10 @@ TEST_F(Tracker, ExplicitUnlinkUnregisters) {
   EXPECT_FALSE(registered_by(name, ::getpid()));
 }
 
-// A tracked create goes through a registered temporary name and a
-// renameat2(RENAME_NOREPLACE): an existing name fails with EEXIST as O_EXCL
-// would, leaves the existing block alone, and leaves no temporary block and
-// no registration behind; one we already had (we attached the block) stays.
+// A tracked create makes the block unnamed, registers it and links it to
+// its name: an existing name fails with EEXIST as O_EXCL would, leaves the
+// existing block alone, and leaves no registration behind; one we already
+// had (we attached the block) stays.
 TEST_F(Tracker, TrackedCreateOfAnExistingNameFailsCleanly) {
   auto name = unique_name("exists");
   auto theirs = SharedMemory::create(name, 128);
@@ -158,7 +158,7 @@ TEST_F(Tracker, TrackedCreateOfAnExistingNameFailsCleanly) {
   } catch (const std::system_error& e) {
     EXPECT_EQ(e.code().value(), EEXIST) << e.what();
   }
-  EXPECT_EQ(list_blocks(name), std::vector<std::string>{name}) << "a temporary block was left";
+  EXPECT_EQ(list_blocks(name), std::vector<std::string>{name}) << "another block was left";
   EXPECT_FALSE(registered_by(name, ::getpid()));
   for (const auto& r : tracker::registrations()) EXPECT_NE(r.block.rfind(name, 0), 0u) << r.block;
 

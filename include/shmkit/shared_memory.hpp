@@ -36,6 +36,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -91,6 +92,15 @@ class SharedMemory {
   // Creates the block `name` (without a leading slash). EEXIST if it exists.
   static SharedMemory create(std::string_view name, std::size_t size);
   static SharedMemory create(std::string_view name, std::size_t size, const Options& options);
+  // Creates the block `name` unnamed (O_TMPFILE in /dev/shm), sizes it,
+  // maps it, lets `fill` write its bytes, registers it if options.track,
+  // and only then gives it its name (linkat; EEXIST if the name exists).
+  // No other process ever sees it half made, and a process killed before
+  // the name is given leaves nothing behind. Tracked creates always take
+  // this path. One more system call (the link) than create().
+  using Fill = std::function<void(std::span<std::byte>)>;
+  static SharedMemory create_filled(std::string_view name, std::size_t size,
+                                    const Options& options, const Fill& fill);
   // Attaches to the existing block `name`; the size is the block's (fstat).
   static SharedMemory attach(std::string_view name);
   static SharedMemory attach(std::string_view name, const Options& options);

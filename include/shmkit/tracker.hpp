@@ -22,12 +22,12 @@
 //     block 'NAME'" to stderr, then exits. A block another live process
 //     registered survives (the gh-82300 scenario).
 //   * A tracked create leaves no window where a kill leaks the block: the
-//     block is created under a random temporary name that is registered
-//     (reserved) first, sized, registered under its final name with its
-//     inode, and only then renamed there (renameat2 RENAME_NOREPLACE, so
-//     O_EXCL semantics hold). A kill at any step leaves registrations that
-//     cover whatever exists. It also means a tracked block never appears
-//     under its name at 0 bytes.
+//     block is made unnamed (O_TMPFILE), sized, registered under its name
+//     with its inode, and only then linked to the name
+//     (SharedMemory::create_filled). A kill before the link frees it with
+//     the process; after it, the registration covers it. A tracked block
+//     never appears under its name at 0 bytes. The registry itself is
+//     created the same way, fully initialised before it has a name.
 //   * collect_garbage() does the same sweep on demand for every dead
 //     registrant (`shmkit gc`), which also covers a watcher that was itself
 //     killed. SharedMemory::unlink() removes the block's registrations.
@@ -57,12 +57,12 @@ std::string registry_name();
 // process has a watcher. Throws std::system_error if the registry cannot be
 // opened or is full.
 void register_block(std::string_view block);
-// For SharedMemory::create. reserve_block registers a name this process is
-// about to create: a random temporary name nobody else uses, so the sweep
+// reserve_block registers a name this process is about to create: a fresh
+// random name nobody else uses (the SharedMemoryManager's), so the sweep
 // unlinks whatever file is under it once the process dies.
-// register_created registers `block` as the file with inode `inode` (one
-// not yet under that name, about to be renamed there); true if the entry is
-// new, false if it refreshed an existing registration of this process.
+// register_created (for SharedMemory::create_filled) registers `block` as
+// the file with inode `inode`, not yet linked to that name; true if the
+// entry is new, false if it refreshed a registration of this process.
 void reserve_block(std::string_view block);
 bool register_created(std::string_view block, std::uint64_t inode);
 // Removes the calling process's registration of `block` (no-op if none).

@@ -30,10 +30,11 @@ namespace shmkit::fault {
 enum class Point : std::uint16_t {
   none = 0,
   // SharedMemory::create / attach / unlink (src/shared_memory.cpp)
-  create_reserved = 1,   // tracked: temporary name registered, nothing created yet
-  create_opened = 2,     // the name exists (O_EXCL), 0 bytes, mode not yet exact
-  create_sized = 3,      // sized and reserved, not yet under its final name / mapped
-  create_published = 4,  // tracked: under its final name, temporary registration not yet dropped
+  create_opened = 1,      // the file exists (0 bytes, mode not yet exact): named if
+                          // untracked, unnamed (O_TMPFILE) if tracked or create_filled
+  create_sized = 2,       // sized and reserved; not mapped, not named (tracked)
+  create_registered = 3,  // tracked: registered with the inode, not yet linked to its name
+  create_published = 4,   // create_filled: linked to its name, not yet returned
   attach_opened = 5,     // descriptor open, not mapped
   attach_mapped = 6,     // mapped; tracked: not yet registered
   unlink_removed = 7,    // name removed; registrations not yet dropped

@@ -91,19 +91,30 @@ LockResult RobustMutex::try_lock_failed(int rc) noexcept {
 
 RobustMutex::~RobustMutex() { ::pthread_mutex_destroy(&mutex_); }
 
+// Waits in slices of kLostWakeRecheck up to `deadline` (time_point::max():
+// no deadline). Each new pthread_mutex_clocklock sets the futex "waiters"
+// bit again, so a wake-up lost to a waiter killed after being woken (see
+// the header) costs at most one slice.
 LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadline) noexcept {
-  auto since_epoch = deadline.time_since_epoch();
-  if (since_epoch.count() < 0) since_epoch = {};
-  auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(secs.count());
-  ts.tv_nsec = static_cast<long>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
-  int rc;
-  do {
-    rc = ::pthread_mutex_clocklock(&mutex_, CLOCK_MONOTONIC, &ts);
-  } while (rc == EINTR);
-  return detail::robust_lock_result(rc);
+  using Clock = std::chrono::steady_clock;
+  for (;;) {
+    const Clock::time_point now = Clock::now();
+    const Clock::time_point slice_end =
+        deadline - now > kLostWakeRecheck ? now + kLostWakeRecheck : deadline;
+    auto since_epoch = slice_end.time_since_epoch();
+    if (since_epoch.count() < 0) since_epoch = {};
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(secs.count());
+    ts.tv_nsec = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
+    int rc;
+    do {
+      rc = ::pthread_mutex_clocklock(&mutex_, CLOCK_MONOTONIC, &ts);
+    } while (rc == EINTR);
+    if (rc == ETIMEDOUT && slice_end < deadline) continue;
+    return try_lock_failed(rc);  // result; undoes glibc's not-recoverable leftover
+  }
 }
 
 }  // namespace shmkit

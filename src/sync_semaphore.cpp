@@ -28,7 +28,10 @@ bool Semaphore::acquire_slow(const std::chrono::steady_clock::time_point* deadli
       }
     }
     if (got) break;
-    const FutexResult r = deadline ? futex_wait_until(count_, 0, *deadline) : futex_wait(count_, 0);
+    // Bounded sleeps without a deadline too: see kLostWakeRecheck.
+    const FutexResult r = deadline ? futex_wait_until(count_, 0, *deadline)
+                                   : futex_wait_for(count_, 0, kLostWakeRecheck);
+    if (!deadline && r == FutexResult::timed_out) continue;
     if (r == FutexResult::timed_out) {
       got = try_acquire();
       break;

@@ -4,13 +4,19 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
+#include <sched.h>
+#include <thread>
 #include <mutex>
 #include <random>
 #include <vector>
 
 #include "shmkit/sync/condition.hpp"
 #include "shmkit/sync/event.hpp"
+#include "shmkit/shared_memory.hpp"
+#include "shmkit/sync/mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
+#include "shmkit/sync/semaphore.hpp"
 #include "test_sync_common.hpp"
 
 namespace shmkit::test {
@@ -334,6 +340,114 @@ TEST(RobustMutex, StormOfKilledOwners) {
               static_cast<unsigned long long>(st->ops.load()),
               static_cast<unsigned long long>(st->repairs.load()), ms_since(t0));
   EXPECT_GT(st->repairs.load(), 0u);
+}
+
+// ---------------------------------------------------------------- lost wake-ups
+// A waiter that unlock()/release() woke is SIGKILLed before it acts, while
+// the releaser takes the lock again on the fast path (which, for the robust
+// futex, drops the "waiters" bit): nothing wakes the second sleeper, and the
+// kernel's robust-futex exit rescue does not apply (the word is not 0).
+// Found by test_storm. The first waiter is made unable to run before it is
+// killed: it shares the parent's only CPU at SCHED_IDLE, and the parent does
+// not block between the wake and the kill. Every lock sleeps in slices of
+// kLostWakeRecheck, so the second waiter gets the lock soon after anyway.
+
+void pin_to_one_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  ASSERT_EQ(::sched_setaffinity(0, sizeof set, &set), 0);
+}
+
+int first_allowed_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) return c;
+  }
+  return 0;
+}
+
+struct LostWake {
+  std::atomic<int> second_got{0};
+};
+
+// take(): blocks until acquired; give(): releases; retake(): the parent's
+// fast-path reacquire after the wake, undone by give() once the first
+// waiter is dead (a semaphore: nothing, the woken unit stays for the taking).
+template <class Take, class Give, class Retake>
+void second_waiter_is_not_stranded(LostWake* s, Take take, Give give, Retake retake,
+                                   bool give_again) {
+  cpu_set_t saved;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof saved, &saved), 0);
+  const int cpu = first_allowed_cpu();
+  pin_to_one_cpu(cpu);
+  const pid_t first = fork_child([&] {
+    sched_param p{};
+    if (::sched_setscheduler(0, SCHED_IDLE, &p) != 0) return 2;
+    take();
+    return 0;
+  });
+  std::this_thread::sleep_for(200ms);  // the first waiter is asleep
+  const pid_t second = fork_child([&] {
+    take();
+    s->second_got = 1;
+    give();
+    return 0;
+  });
+  std::this_thread::sleep_for(200ms);  // the second one too
+  give();                              // wakes the first (it cannot run)
+  retake();
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  const ExitStatus st = wait_child(first, 10s);
+  EXPECT_EQ(st.signal, SIGKILL) << "the first waiter ran before it was killed: " << st.describe();
+  if (give_again) give();  // no "waiters" mark left: this wakes nobody
+  ::sched_setaffinity(0, sizeof saved, &saved);
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (s->second_got == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(s->second_got.load(), 1) << "the second waiter sleeps on a free lock";
+  EXPECT_TRUE(wait_child(second, 5s).ok());
+}
+
+TEST(LostWake, RobustMutexWaiterKilledAfterItsWakeDoesNotStrandTheNext) {
+  auto shm = SharedMemory::anonymous(4096);
+  struct S : LostWake {
+    RobustMutex m;
+  };
+  auto* s = new (shm.data()) S();
+  ASSERT_EQ(s->m.lock(), LockResult::acquired);
+  second_waiter_is_not_stranded(
+      s,
+      [s] {
+        if (s->m.lock() == LockResult::owner_died) (void)s->m.make_consistent();
+      },
+      [s] { (void)s->m.unlock(); },
+      [s] { ASSERT_EQ(s->m.lock(), LockResult::acquired); }, true);
+  s->~S();
+}
+
+TEST(LostWake, MutexWaiterKilledAfterItsWakeDoesNotStrandTheNext) {
+  auto shm = SharedMemory::anonymous(4096);
+  struct S : LostWake {
+    Mutex m;
+  };
+  auto* s = new (shm.data()) S();
+  s->m.lock();
+  second_waiter_is_not_stranded(
+      s, [s] { s->m.lock(); }, [s] { s->m.unlock(); }, [s] { ASSERT_TRUE(s->m.try_lock()); }, true);
+}
+
+TEST(LostWake, SemaphoreWaiterKilledAfterItsWakeDoesNotStrandTheNext) {
+  auto shm = SharedMemory::anonymous(4096);
+  struct S : LostWake {
+    Semaphore sem{0};
+  };
+  auto* s = new (shm.data()) S();
+  second_waiter_is_not_stranded(
+      s, [s] { s->sem.acquire(); }, [s] { (void)s->sem.release(); }, [] {}, false);
 }
 
 }  // namespace

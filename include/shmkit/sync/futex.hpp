@@ -49,6 +49,15 @@ FutexResult futex_wait_until(const FutexWord& word, std::uint32_t expected,
                              std::chrono::steady_clock::time_point deadline,
                              FutexScope scope = FutexScope::shared) noexcept;
 
+// How long a sleeper in a wake-one protocol (Mutex, Semaphore, RobustMutex)
+// sleeps before it looks at the word again. A waiter that is woken and then
+// killed before it acts takes the one wake meant for the next sleeper with
+// it, and nothing in the kernel hands it on (the robust-futex exit rescue
+// only covers a lock word left at 0); re-checking turns that loss into at
+// most this much delay instead of a hang. Waiting longer than this costs
+// one extra wake-up per interval.
+inline constexpr std::chrono::milliseconds kLostWakeRecheck{10};
+
 template <class Rep, class Period>
 FutexResult futex_wait_for(const FutexWord& word, std::uint32_t expected,
                            std::chrono::duration<Rep, Period> timeout,

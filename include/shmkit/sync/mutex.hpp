@@ -17,7 +17,9 @@
 //     sleeps in the kernel (shared FUTEX_WAIT); it never busy-waits forever.
 //   * Crash behaviour: if the holder dies, the Mutex stays locked forever;
 //     lock() then blocks forever and try_lock_for/try_lock_until time out
-//     cleanly (tested). For recovery from a dead owner use RobustMutex.
+//     cleanly (tested). For recovery from a dead owner use RobustMutex. A
+//     waiter killed just after being woken delays the next sleeper by at
+//     most kLostWakeRecheck (futex.hpp), never strands it.
 //   * Never throws; never touches the word after the releasing store (the
 //     wake that may follow uses only its address).
 #pragma once
@@ -126,8 +128,10 @@ class Mutex {
     if (spin()) return;
     // (2) acquire, pairs with (3) release. Setting 2 announces a sleeper; we
     // keep 2 even when we acquire, because others may still be sleeping.
+    // Bounded sleeps: see kLostWakeRecheck (a woken waiter killed before
+    // it took the lock must not leave the others asleep on a free lock).
     while (word_.exchange(kContended, std::memory_order_acquire) != kFree) {
-      futex_wait(word_, kContended);
+      futex_wait_for(word_, kContended, kLostWakeRecheck);
     }
   }
 

@@ -14,7 +14,9 @@
 //     in a shared FUTEX_WAIT on the count.
 //   * Crash behaviour: a unit taken by a process that dies is never returned
 //     (as with CPython's and POSIX semaphores); waiters time out cleanly with
-//     the timed variants. The count itself is never corrupted.
+//     the timed variants. The count itself is never corrupted. A waiter
+//     killed just after being woken delays the next sleeper by at most
+//     kLostWakeRecheck (futex.hpp), never strands it.
 #pragma once
 
 #include <atomic>

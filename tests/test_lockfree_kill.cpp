@@ -319,5 +319,33 @@ TEST(LockfreeKill, SeqLockWriterKilledThenReplaced) {
   EXPECT_EQ(s.version() % 2, 0u);
 }
 
+// A consumer killed and replaced by a handle the supervisor already had (one
+// consumer at a time, through any handle): that handle's cached tail is
+// from before the others consumed. Found by test_storm: try_pop used to
+// trust a cache behind head and popped garbage from an empty queue, moving
+// head past tail.
+TEST(LockfreeKill, SpscIdleHandleTakesOverAsConsumer) {
+  const std::string name = unique_name("takeover");
+  Unlinker u{name};
+  auto supervisor = SpscQueue<std::uint64_t>::create(name, 4);
+  const ExitStatus st = run_child([&] {
+    auto q = SpscQueue<std::uint64_t>::attach(name);
+    std::uint64_t v = 0;
+    for (std::uint64_t i = 0; i < 6; ++i) {
+      if (!q.try_push(100 + i) || !q.try_pop(v) || v != 100 + i) return 1;
+    }
+    return 0;
+  });
+  ASSERT_TRUE(st.ok()) << st.describe();
+  std::uint64_t v = 0;
+  EXPECT_FALSE(supervisor.try_pop(v)) << "popped " << v << " from an empty queue";
+  std::uint64_t batch[4];
+  EXPECT_EQ(supervisor.try_pop(std::span<std::uint64_t>(batch)), 0u);
+  EXPECT_EQ(supervisor.consumer_index(), supervisor.producer_index());
+  ASSERT_TRUE(supervisor.try_push(7));
+  ASSERT_TRUE(supervisor.try_pop(v));
+  EXPECT_EQ(v, 7u);
+}
+
 }  // namespace
 }  // namespace shmkit::test

@@ -183,7 +183,9 @@ class SpscQueue {
   [[nodiscard]] bool try_pop(T& out) noexcept {
     // relaxed: only this consumer writes head.
     const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
-    if (h == tail_cache_) {
+    // A cache behind head (this handle sat idle while another consumed) is
+    // as stale as one equal to it: reload.
+    if (h == tail_cache_ || tail_cache_ - h > capacity()) {
       // (7) acquire: pairs with (6); the slot's bytes are visible.
       tail_cache_ = ctl_->tail.load(std::memory_order_acquire);
       if (h == tail_cache_) return false;

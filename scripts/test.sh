@@ -5,8 +5,20 @@
 # target for a bounded time.
 #   SHMKIT_TEST_PRESETS="release debug tsan"   which presets to build and test
 #   SHMKIT_FUZZ_SECONDS=20                seconds per fuzz target (0: skip)
+#   SHMKIT_STORM_ROUNDS=100               rounds of each random-SIGKILL storm
+# `scripts/test.sh --nightly` is the nightly size: 1000 storm rounds and
+# 10 minutes per fuzz target (each still overridable by the variables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ ${1:-} == --nightly ]]; then
+  export SHMKIT_STORM_ROUNDS=${SHMKIT_STORM_ROUNDS:-1000}
+  export SHMKIT_FUZZ_SECONDS=${SHMKIT_FUZZ_SECONDS:-600}
+  export SHMKIT_TEST_TIMEOUT=${SHMKIT_TEST_TIMEOUT:-540}  # per-test watchdog (s)
+elif [[ $# -gt 0 ]]; then
+  echo "usage: scripts/test.sh [--nightly]" >&2
+  exit 2
+fi
+export SHMKIT_STORM_ROUNDS=${SHMKIT_STORM_ROUNDS:-100}
 scripts/install-deps.sh
 
 jobs=$(nproc)

@@ -81,11 +81,6 @@ void die_at(Point point, const std::function<void()>& op, std::uint32_t nth = 1)
                                 << st.describe();
 }
 
-bool exists(const std::string& name) {
-  const auto found = list_blocks(name);
-  return std::find(found.begin(), found.end(), name) != found.end();
-}
-
 // The block's size, or nothing if the name does not exist (one stat: the
 // tracker may remove the block at any moment).
 std::optional<std::size_t> size_of(const std::string& name) {
@@ -111,8 +106,7 @@ void expect_nothing_left(const std::string& prefix, const std::vector<std::strin
     }
     return out;
   };
-  const auto deadline = Clock::now() + 10s;
-  while (!left().empty() && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  (void)eventually([&] { return left().empty(); }, 10s, 5ms);
   for (const std::string& b : left()) {
     ADD_FAILURE() << "left in /dev/shm after the kill and gc: " << b;
     ::shm_unlink(("/" + b).c_str());
@@ -155,7 +149,7 @@ void tracked_create(Point point) {
 void untracked_typed_create(Point point) {
   const std::string name = unique_name("fi_typed");
   die_at(point, [&] { (void)Value<std::int64_t>::create(name, 7); });
-  ASSERT_TRUE(exists(name));  // untracked: the caller owns its lifetime
+  ASSERT_TRUE(block_exists(name));  // untracked: the caller owns its lifetime
   Stopwatch sw;
   try {
     (void)Value<std::int64_t>::attach(name);
@@ -208,7 +202,7 @@ void attach(Point point) {
   std::memset(shm.data(), 0x5a, shm.size());
   die_at(point, [&] { (void)SharedMemory::attach(name, tracked()); });
   (void)tracker::collect_garbage(false);
-  EXPECT_TRUE(exists(name)) << "a dead attacher's cleanup removed a block a live process uses";
+  EXPECT_TRUE(block_exists(name)) << "a dead attacher's cleanup removed a block a live process uses";
   auto again = SharedMemory::attach(name);
   const auto* b = static_cast<const unsigned char*>(again.data());
   EXPECT_TRUE(std::all_of(b, b + again.size(), [](unsigned char c) { return c == 0x5a; }));
@@ -228,13 +222,13 @@ void unlink_removed() {
   auto shm = SharedMemory::create(name, 4096, tracked());
   std::memset(shm.data(), 0x33, shm.size());
   die_at(Point::unlink_removed, [&] { SharedMemory::attach(name, tracked()).unlink(); });
-  EXPECT_FALSE(exists(name));
+  EXPECT_FALSE(block_exists(name));
   const auto* b = static_cast<const unsigned char*>(shm.data());
   EXPECT_TRUE(std::all_of(b, b + shm.size(), [](unsigned char c) { return c == 0x33; }));
   tracker::unregister_block(name);  // only the victim's stale entry is left
   auto fresh = SharedMemory::create(name, 64);  // someone else's block now
   (void)tracker::collect_garbage(false);
-  EXPECT_TRUE(exists(name)) << "a stale registration removed a re-created block";
+  EXPECT_TRUE(block_exists(name)) << "a stale registration removed a re-created block";
   fresh.unlink();
   expect_nothing_left(name);
 }
@@ -454,11 +448,8 @@ void manager(Point point) {
   EXPECT_LT(sw.ms(), 6000);
   // The client sees the connection close while the server is still
   // exiting: give it a moment to become a zombie.
-  const auto deadline = Clock::now() + 5s;
-  while (tracker::process_start_time(server) != 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(1ms);
-  }
-  EXPECT_EQ(tracker::process_start_time(server), 0u) << "the server did not die at " << point_name(point);
+  EXPECT_TRUE(eventually([&] { return tracker::process_start_time(server) == 0; }, 5s, 1ms))
+      << "the server did not die at " << point_name(point);
   EXPECT_THROW(mgr.shutdown(), std::system_error);
   expect_nothing_left(o.name_prefix);
 }

@@ -91,7 +91,6 @@ Options test_options() {
 
 std::string abstract_address() { return "@" + unique_name("sock"); }
 
-bool block_exists(const std::string& name) { return ::access(("/dev/shm/" + name).c_str(), F_OK) == 0; }
 
 int pidfd_of(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -873,9 +872,8 @@ TEST(Manager, SigkillOfTheServerMakesClientCallsFailWithinTheirTimeout) {
   EXPECT_THROW(mgr.shutdown(), std::system_error);
   EXPECT_FALSE(mgr.started());
   // The server's tracker watcher unlinks what the server made.
-  const auto deadline = Clock::now() + 10s;
-  while (block_exists(name) && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  EXPECT_FALSE(block_exists(name)) << "a killed server left " << name;
+  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 10ms))
+      << "a killed server left " << name;
 }
 
 TEST(Manager, AStoppedServerMakesCallsTimeOutNotHang) {

@@ -37,17 +37,6 @@ struct NamedBlock {
   SharedMemory shm;
 };
 
-// Polls `pred` (no sleeping) until it holds or `timeout` passes.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  const auto deadline = Clock::now() + timeout;
-  while (!pred()) {
-    if (Clock::now() >= deadline) return false;
-    ::sched_yield();
-  }
-  return true;
-}
-
 inline ExitStatus kill_and_wait(pid_t pid) {
   ::kill(pid, SIGKILL);
   return wait_child(pid);

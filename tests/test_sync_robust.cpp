@@ -404,11 +404,8 @@ void second_waiter_is_not_stranded(LostWake* s, Take take, Give give, Retake ret
   EXPECT_EQ(st.signal, SIGKILL) << "the first waiter ran before it was killed: " << st.describe();
   if (give_again) give();  // no "waiters" mark left: this wakes nobody
   ::sched_setaffinity(0, sizeof saved, &saved);
-  const auto deadline = std::chrono::steady_clock::now() + 3s;
-  while (s->second_got == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(1ms);
-  }
-  EXPECT_EQ(s->second_got.load(), 1) << "the second waiter sleeps on a free lock";
+  EXPECT_TRUE(eventually([&] { return s->second_got.load() == 1; }, 3s, 1ms))
+      << "the second waiter sleeps on a free lock";
   EXPECT_TRUE(wait_child(second, 5s).ok());
 }
 

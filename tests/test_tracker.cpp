@@ -31,21 +31,6 @@ SharedMemory::Options tracked() {
   return o;
 }
 
-bool exists(const std::string& name) {
-  const auto found = list_blocks(name);  // every name starting with `name`
-  return std::find(found.begin(), found.end(), name) != found.end();
-}
-
-// Polls until pred() or the deadline (the watcher works asynchronously).
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds limit = 10s) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
-}
 
 bool registered_by(const std::string& block, pid_t pid) {
   for (const auto& r : tracker::registrations()) {
@@ -100,12 +85,12 @@ TEST_F(Tracker, CreatorKilledBlockIsRemoved) {
   ASSERT_EQ(::pipe(p), 0);
   pid_t creator = child_holding(name, true, p[1]);
   wait_ready(p[0]);
-  ASSERT_TRUE(exists(name));
+  ASSERT_TRUE(block_exists(name));
   ASSERT_TRUE(registered_by(name, creator));
   ::kill(creator, SIGKILL);
   wait_child(creator);
-  EXPECT_TRUE(eventually([&] { return !exists(name); })) << "the watcher did not unlink " << name;
-  EXPECT_TRUE(eventually([&] { return !registered_by(name, creator); }));
+  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 5ms)) << "the watcher did not unlink " << name;
+  EXPECT_TRUE(eventually([&] { return !registered_by(name, creator); }, 10s, 5ms));
   ::close(p[0]);
   ::close(p[1]);
 }
@@ -123,12 +108,12 @@ TEST_F(Tracker, LiveRegistrantKeepsTheBlockAfterTheCreatorDies) {
   ::kill(creator, SIGKILL);
   wait_child(creator);
   // The creator's watcher has swept once its registration is gone.
-  ASSERT_TRUE(eventually([&] { return !registered_by(name, creator); }));
-  EXPECT_TRUE(exists(name)) << "unlinked although a live process registered it";
+  ASSERT_TRUE(eventually([&] { return !registered_by(name, creator); }, 10s, 5ms));
+  EXPECT_TRUE(block_exists(name)) << "unlinked although a live process registered it";
   EXPECT_TRUE(registered_by(name, user));
   ::kill(user, SIGKILL);
   wait_child(user);
-  EXPECT_TRUE(eventually([&] { return !exists(name); }));
+  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 5ms));
   ::close(p[0]);
   ::close(p[1]);
 }
@@ -166,7 +151,7 @@ TEST_F(Tracker, TrackedCreateOfAnExistingNameFailsCleanly) {
   EXPECT_THROW((void)SharedMemory::create(name, 64, tracked()), std::system_error);
   EXPECT_TRUE(registered_by(name, ::getpid())) << "the attach's registration was lost";
   tracker::collect_garbage(false);
-  EXPECT_TRUE(exists(name));
+  EXPECT_TRUE(block_exists(name));
   EXPECT_EQ(static_cast<unsigned char*>(mine.data())[0], 0x42);
   mine.unlink();
   EXPECT_FALSE(registered_by(name, ::getpid()));
@@ -212,15 +197,15 @@ TEST_F(Tracker, ReusedPidNeitherKeepsNorKills) {
   bool listed = false;
   for (auto& u : report.unlinked) listed |= u == dead;
   EXPECT_TRUE(listed) << "dry run does not list the block of a reused pid";
-  EXPECT_TRUE(exists(dead));  // dry run changed nothing
+  EXPECT_TRUE(block_exists(dead));  // dry run changed nothing
   report = tracker::collect_garbage(false);
-  EXPECT_FALSE(exists(dead)) << "a reused pid kept a dead registrant's block alive";
+  EXPECT_FALSE(block_exists(dead)) << "a reused pid kept a dead registrant's block alive";
 
   auto live = unique_name("live");
   auto b2 = SharedMemory::create(live, 64);
   forge_registration(live, ::getpid(), my_start);  // truly us
   tracker::collect_garbage(false);
-  EXPECT_TRUE(exists(live)) << "a live registrant's block was unlinked";
+  EXPECT_TRUE(block_exists(live)) << "a live registrant's block was unlinked";
   b2.unlink();
   tracker::forget_block(live);
   anchor.unlink();
@@ -238,7 +223,7 @@ TEST_F(Tracker, RecreatedNameIsLeftAlone) {
   SharedMemory::unlink(name);
   auto second = SharedMemory::create(name, 64);  // new inode, untracked
   tracker::collect_garbage(false);
-  EXPECT_TRUE(exists(name));
+  EXPECT_TRUE(block_exists(name));
   second.unlink();
   anchor.unlink();
 }

@@ -176,4 +176,8 @@ std::string peer_path() { return SHMKIT_TEST_PEER; }
 
 std::string to_hex(const void* data, std::size_t n) { return platform::hex(data, n); }
 
+bool block_exists(std::string_view name) {
+  return ::access(platform::dev_shm_path(name).c_str(), F_OK) == 0;
+}
+
 }  // namespace shmkit::test

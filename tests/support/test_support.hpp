@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <sys/types.h>
+#include <thread>
 #include <vector>
 
 namespace shmkit::test {
@@ -65,5 +66,28 @@ std::string peer_path();      // the exec'd helper binary (tests/support/peer.cp
 
 // Lowercase hex of `bytes` (for messages and python arguments).
 std::string to_hex(const void* data, std::size_t n);
+
+// Whether /dev/shm/<name> exists (one lookup, so a block another process
+// is removing is either seen or not, never half).
+bool block_exists(std::string_view name);
+
+// Polls `pred` until it holds or `timeout` passes; between polls it yields
+// the CPU (pause 0: for events between running processes) or sleeps
+// `pause` (for work done by another process on its own schedule, such as
+// a tracker watcher). True if pred() held.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s,
+                std::chrono::milliseconds pause = 0ms) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (pause.count() == 0) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(pause);
+    }
+  }
+  return true;
+}
 
 }  // namespace shmkit::test

@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "shmkit/detail/sync_common.hpp"
+
 namespace shmkit {
 namespace {
 
@@ -55,13 +57,8 @@ FutexResult futex_wait(const FutexWord& word, std::uint32_t expected, FutexScope
 FutexResult futex_wait_until(const FutexWord& word, std::uint32_t expected,
                              std::chrono::steady_clock::time_point deadline,
                              FutexScope scope) noexcept {
-  auto since_epoch = deadline.time_since_epoch();
-  if (since_epoch.count() < 0) return FutexResult::timed_out;
-  auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(secs.count());
-  ts.tv_nsec = static_cast<long>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
+  if (deadline.time_since_epoch().count() < 0) return FutexResult::timed_out;
+  const timespec ts = detail::to_timespec(deadline);
   return wait_impl(word, expected, &ts, scope);
 }
 

@@ -150,14 +150,14 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size) {
 
 SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
                                   const Options& options) {
+  // Tracked: never visible half made, and covered by the tracker from the
+  // moment it has a name (create_filled checks the arguments too).
+  if (options.track) return create_filled(name, size, options, {});
   validate_name(name);
   std::string what = describe("create", name);
   if (size == 0) {
     throw std::invalid_argument(what + ": size must be greater than zero");
   }
-  // Tracked: never visible half made, and covered by the tracker from the
-  // moment it has a name (see create_filled).
-  if (options.track) return create_filled(name, size, options, {});
   const mode_t mode = options.mode & 07777;
   const std::string path = block_path(name);
   int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, mode);

@@ -66,7 +66,7 @@ RobustMutex::RobustMutex() {
   if (rc != 0) throw std::system_error(rc, std::generic_category(), "shmkit: RobustMutex init");
 }
 
-LockResult RobustMutex::try_lock_failed(int rc) noexcept {
+LockResult RobustMutex::lock_result(int rc) noexcept {
   if (rc == ENOTRECOVERABLE) {
     // glibc's trylock took the low-level lock (CAS 0 -> tid) before seeing
     // __owner == PTHREAD_MUTEX_NOTRECOVERABLE, and its "unlock if oldval ==
@@ -101,19 +101,13 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
     const Clock::time_point now = Clock::now();
     const Clock::time_point slice_end =
         deadline - now > kLostWakeRecheck ? now + kLostWakeRecheck : deadline;
-    auto since_epoch = slice_end.time_since_epoch();
-    if (since_epoch.count() < 0) since_epoch = {};
-    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
-    timespec ts{};
-    ts.tv_sec = static_cast<time_t>(secs.count());
-    ts.tv_nsec = static_cast<long>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
+    const timespec ts = detail::to_timespec(slice_end);
     int rc;
     do {
       rc = ::pthread_mutex_clocklock(&mutex_, CLOCK_MONOTONIC, &ts);
     } while (rc == EINTR);
     if (rc == ETIMEDOUT && slice_end < deadline) continue;
-    return try_lock_failed(rc);  // result; undoes glibc's not-recoverable leftover
+    return lock_result(rc);
   }
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <ctime>
 #include <type_traits>
 
 namespace shmkit::detail {
@@ -36,6 +37,19 @@ std::chrono::steady_clock::time_point deadline_after(
   // A negative or zero timeout means "try once" (a deadline already passed).
   return std::chrono::steady_clock::now() +
          std::chrono::ceil<std::chrono::steady_clock::duration>(d);
+}
+
+// An absolute CLOCK_MONOTONIC timespec for futex and pthread_mutex_clocklock
+// (a time point before the clock's epoch becomes the epoch: already passed).
+inline timespec to_timespec(std::chrono::steady_clock::time_point tp) noexcept {
+  auto since_epoch = tp.time_since_epoch();
+  if (since_epoch.count() < 0) since_epoch = {};
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(secs.count());
+  ts.tv_nsec = static_cast<long>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
+  return ts;
 }
 
 }  // namespace shmkit::detail

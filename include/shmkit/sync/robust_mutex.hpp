@@ -105,14 +105,14 @@ class RobustMutex {
     const int rc = ::pthread_mutex_trylock(&mutex_);
     if (rc == 0) [[likely]] return LockResult::acquired;
     if (rc == EBUSY) return lock_until(std::chrono::steady_clock::time_point::max());
-    return try_lock_failed(rc);  // owner_died, or not_recoverable (glibc fix-up)
+    return lock_result(rc);  // owner_died, or not_recoverable (glibc fix-up)
   }
 
   // busy if another holds it; deadlock if the caller holds it.
   [[nodiscard]] LockResult try_lock() noexcept {
     const int rc = ::pthread_mutex_trylock(&mutex_);
     if (rc == 0) [[likely]] return LockResult::acquired;
-    return try_lock_failed(rc);
+    return lock_result(rc);
   }
 
   template <class Rep, class Period>
@@ -137,12 +137,12 @@ class RobustMutex {
 
  private:
   LockResult lock_until(std::chrono::steady_clock::time_point deadline) noexcept;
-  // The LockResult of a pthread lock call that did not simply succeed.
+  // The LockResult of a pthread_mutex_*lock return code.
   // Works around glibc (2.36 at least): pthread_mutex_trylock on a
   // not-recoverable robust mutex returns ENOTRECOVERABLE but leaves the
   // low-level lock word holding the caller's tid, so every later locker
   // would block forever. We release that word (see src/sync_mutex.cpp).
-  LockResult try_lock_failed(int rc) noexcept;
+  LockResult lock_result(int rc) noexcept;
 
   pthread_mutex_t mutex_;
 };

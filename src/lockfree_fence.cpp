@@ -20,10 +20,22 @@ long membarrier(int cmd) noexcept { return ::syscall(__NR_membarrier, cmd, 0, 0)
 // before fork() returns in it.
 void register_in_child() noexcept { (void)membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED); }
 
+// Whether the kernel offers GLOBAL_EXPEDITED at all (Linux >= 4.16). Any
+// process may issue it, registered or not: registration only decides whether
+// the process is one of those it interrupts.
+bool global_expedited_supported() noexcept {
+  static const bool supported = [] {
+    const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    return cmds >= 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
+  }();
+  return supported;
+}
+
 bool register_once() noexcept {
-  if constexpr (kTsan) return false;  // TSan does not model membarrier
-  const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
-  if (cmds < 0 || (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0) return false;
+  // TSan does not model a compiler-only light side: a TSan build keeps full
+  // (RMW) fences on its light side and never registers.
+  if constexpr (kTsan) return false;
+  if (!global_expedited_supported()) return false;
   if (membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0) return false;
   return ::pthread_atfork(nullptr, nullptr, register_in_child) == 0;
 }
@@ -35,22 +47,25 @@ bool asymmetric_fence_available() noexcept {
   return available;
 }
 
+// The pairing must hold whatever either side's registration did: a peer
+// that registered uses a compiler-only light side, so the heavy side issues
+// GLOBAL_EXPEDITED whenever the kernel has it — also when this process's own
+// registration failed (seccomp, a TSan build) — and does a full fence for
+// the peers that did not register (their light side is a full fence too).
+// If the membarrier call itself fails here (a seccomp filter on this process
+// alone), a registered peer's publish may go unseen by this sleeper's
+// re-check: the wake it then skips costs at most one bounded sleep slice
+// (every wait re-checks; see kLostWakeRecheck), never a hang.
 void heavy_fence() noexcept {
 #if defined(__SANITIZE_THREAD__)
-  tsan_fence();
-#else
-  // A process with the asymmetric fence off uses full fences on the light
-  // side too, so a full fence here suffices for it; the membarrier makes the
-  // registered processes' compiler-only barriers count as full ones.
+  tsan_fence();  // what TSan sees; the real fences below are for peers
+#endif
   std::atomic_thread_fence(std::memory_order_seq_cst);  // seq_cst: see above
-  if (asymmetric_fence_available()) {
+  if (global_expedited_supported()) {
     if (membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0) {
-      // Cannot fail once registered (the kernel documents no such error);
-      // the full fence above is then all we can do.
       std::atomic_thread_fence(std::memory_order_seq_cst);
     }
   }
-#endif
 }
 
 }  // namespace shmkit::lockfree_detail

@@ -1,45 +1,93 @@
-// src/sync_mutex.cpp — out-of-line parts of Mutex, RecursiveMutex and
-// RobustMutex.
+// src/sync_mutex.cpp — out-of-line parts of RecursiveMutex (the thread id
+// cache) and RobustMutex (identity, the liveness check, the slow paths).
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
+#include <cstring>
 #include <mutex>
-#include <system_error>
 
-#include "shmkit/sync/recursive_mutex.hpp"
 #include "shmkit/sync/futex.hpp"
+#include "shmkit/sync/recursive_mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 
 namespace shmkit {
 namespace detail {
 namespace {
-void clear_thread_id_in_child() noexcept { tls_thread_id = 0; }
+// A fork child is a new thread (and maybe, after unshare, in a new PID
+// namespace): it must not take its parent's identity for its own.
+void clear_thread_identity_in_child() noexcept {
+  tls_thread_id = 0;
+  tls_robust_identity = RobustIdentity{0, 0, 0};
+}
+
+void register_fork_handler() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] { ::pthread_atfork(nullptr, nullptr, clear_thread_identity_in_child); });
+}
+
+// What /proc/TID/stat says of a thread: gone (no such file), a zombie or
+// dead task, or running with a start time. `readable` is false when the file
+// could not be read for another reason (no /proc, hidepid): then nothing is
+// known beyond what kill(2) said.
+struct TaskStat {
+  bool readable = false;
+  bool exited = false;         // state 'Z' or 'X'
+  std::uint64_t start = 0;     // field 22, clock ticks after boot
+};
+
+TaskStat read_task_stat(const char* path) noexcept {
+  TaskStat t;
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return t;
+  char buf[512];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return t;
+  buf[n] = '\0';
+  // The command name "(comm)" may hold spaces and ')': fields start after
+  // the last ')'. Field 3 is the state, field 22 the start time.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] != ' ' || p[2] == '\0') return t;
+  t.readable = true;
+  t.exited = p[2] == 'Z' || p[2] == 'X';
+  int field = 3;
+  for (const char* q = p + 2; *q != '\0'; ++q) {
+    if (*q == ' ' && ++field == 22) {
+      t.start = std::strtoull(q + 1, nullptr, 10);
+      break;
+    }
+  }
+  return t;
+}
+
+std::uint32_t own_pid_namespace() noexcept {
+  struct stat st {};
+  if (::stat("/proc/self/ns/pid", &st) != 0) return 0;
+  return static_cast<std::uint32_t>(st.st_ino);
+}
 }  // namespace
 
 std::uint32_t fetch_thread_id() noexcept {
-  static std::once_flag once;
-  std::call_once(once, [] { ::pthread_atfork(nullptr, nullptr, clear_thread_id_in_child); });
+  register_fork_handler();
   tls_thread_id = static_cast<std::uint32_t>(::syscall(SYS_gettid));
   return tls_thread_id;
 }
 
-LockResult robust_lock_result(int rc) noexcept {
-  switch (rc) {
-    case 0: return LockResult::acquired;
-    case EOWNERDEAD: return LockResult::owner_died;
-    case ENOTRECOVERABLE: return LockResult::not_recoverable;
-    case EDEADLK: return LockResult::deadlock;
-    case EBUSY: return LockResult::busy;
-    case ETIMEDOUT: return LockResult::timed_out;
-    default:
-      std::fprintf(stderr, "shmkit: RobustMutex: pthread lock returned %d (a bug)\n", rc);
-      std::abort();
-  }
+const RobustIdentity& fetch_robust_identity() noexcept {
+  register_fork_handler();
+  RobustIdentity id{};
+  id.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+  id.start = static_cast<std::uint32_t>(read_task_stat("/proc/thread-self/stat").start);
+  id.pid_ns = own_pid_namespace();
+  tls_robust_identity = id;
+  return tls_robust_identity;
 }
 }  // namespace detail
 
@@ -55,59 +103,130 @@ const char* to_string(LockResult r) noexcept {
   return "?";
 }
 
-RobustMutex::RobustMutex() {
-  pthread_mutexattr_t attr;
-  int rc = ::pthread_mutexattr_init(&attr);
-  if (rc == 0) rc = ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  if (rc == 0) rc = ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  if (rc == 0) rc = ::pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
-  if (rc == 0) rc = ::pthread_mutex_init(&mutex_, &attr);
-  ::pthread_mutexattr_destroy(&attr);
-  if (rc != 0) throw std::system_error(rc, std::generic_category(), "shmkit: RobustMutex init");
+// The liveness check. Called only on slow paths (a held lock found by
+// try_lock or by an expiring wait), never on the uncontended path.
+bool RobustMutex::owner_is_dead(std::uint32_t seen, bool patient) const noexcept {
+  const std::uint32_t tid = seen & kTidMask;
+  if (tid == 0 || tid == kNotRecoverable) return false;
+  const detail::RobustIdentity& me = detail::robust_identity();
+  // (5) acquire, pairs with (4) release in publish(): the namespace read
+  // below is the one this identity's owner stored.
+  const std::uint64_t owner = owner_.load(std::memory_order_acquire);
+  const bool published = (owner >> 32) == tid;
+  // A thread id of another PID namespace means nothing here: never judge it.
+  // Unpublished, the namespace is the last publisher's (0: nobody's yet).
+  const std::uint32_t ns = pid_ns_.load(std::memory_order_relaxed);
+  if (published ? ns != me.pid_ns : (ns != 0 && ns != me.pid_ns)) return false;
+  if (!published && !patient) return false;
+  // kill(tid, 0) looks the id up in our namespace (a thread id works as well
+  // as a process id): ESRCH means no such task, so the owner has exited and
+  // its stores are all done (exit is a full barrier in the kernel).
+  if (::kill(static_cast<pid_t>(tid), 0) != 0 && errno == ESRCH) return true;
+  if (!published) return false;  // a task has the id: without a start time, assume it is the owner
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%u/stat", tid);
+  const detail::TaskStat t = detail::read_task_stat(path);
+  if (!t.readable) return false;   // hidepid or no /proc: cannot tell
+  if (t.exited) return true;       // a zombie: killed, not yet reaped
+  const auto start = static_cast<std::uint32_t>(owner);
+  return start != 0 && static_cast<std::uint32_t>(t.start) != start;  // the id was reused
 }
 
-LockResult RobustMutex::lock_result(int rc) noexcept {
-  if (rc == ENOTRECOVERABLE) {
-    // glibc's trylock took the low-level lock (CAS 0 -> tid) before seeing
-    // __owner == PTHREAD_MUTEX_NOTRECOVERABLE, and its "unlock if oldval ==
-    // id" test compares the CAS's old value (0), so it never unlocks. If the
-    // word holds our tid, nobody else can own it: give it back as lll_unlock
-    // would, waking the lockers that queued behind it (robust pshared mutexes
-    // use shared futexes). __data.__lock is part of glibc's public ABI
-    // (bits/struct_mutex.h).
-    constexpr std::uint32_t kTidMask = 0x3fffffff;  // FUTEX_TID_MASK
-    constexpr std::uint32_t kWaiters = 0x80000000;  // FUTEX_WAITERS
-    auto* word = reinterpret_cast<FutexWord*>(&mutex_.__data.__lock);
-    const std::uint32_t v = word->load(std::memory_order_relaxed);
-    if ((v & kTidMask) == detail::current_thread_id()) {
-      // release: we never entered a critical section, but lockers that see
-      // 0 must also see __owner == NOTRECOVERABLE (written before).
-      const std::uint32_t old = word->exchange(0, std::memory_order_release);
-      if (old & kWaiters) futex_wake_all(*word);
-    }
+bool RobustMutex::take_over(const detail::RobustIdentity& me, std::uint32_t seen) noexcept {
+  // (3) acquire, as (1): if the dead owner had released before dying the
+  // word would not be `seen`; otherwise its stores are visible because it
+  // has exited (see owner_is_dead). Keep kWaiters: others may sleep.
+  if (!word_.compare_exchange_strong(seen, me.tid | kOwnerDied | (seen & kWaiters),
+                                     std::memory_order_acquire, std::memory_order_relaxed)) {
+    return false;
   }
-  return detail::robust_lock_result(rc);
+  publish(me);
+  return true;
 }
 
-RobustMutex::~RobustMutex() { ::pthread_mutex_destroy(&mutex_); }
+LockResult RobustMutex::try_lock_held(const detail::RobustIdentity& me,
+                                      std::uint32_t seen) noexcept {
+  for (;;) {
+    if ((seen & ~kWaiters) == kNotRecoverable) return LockResult::not_recoverable;
+    if ((seen & kTidMask) == me.tid) return LockResult::deadlock;
+    if (seen == 0) {
+      // (1) acquire, as in lock().
+      if (word_.compare_exchange_strong(seen, me.tid, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+        publish(me);
+        return LockResult::acquired;
+      }
+      continue;
+    }
+    if (!owner_is_dead(seen, false)) return LockResult::busy;
+    if (take_over(me, seen)) return LockResult::owner_died;
+    seen = word_.load(std::memory_order_relaxed);
+  }
+}
 
-// Waits in slices of kLostWakeRecheck up to `deadline` (time_point::max():
-// no deadline). Each new pthread_mutex_clocklock sets the futex "waiters"
-// bit again, so a wake-up lost to a waiter killed after being woken (see
-// the header) costs at most one slice.
+// Spins briefly, then sleeps on the word in slices of kLostWakeRecheck up
+// to `deadline` (time_point::max(): none). After each slice that expires
+// with the lock still held, and once more at the deadline, it checks the
+// owner's liveness; a thread id with no published identity is judged only
+// when the same word was seen one slice earlier (its owner had a whole
+// slice to publish, so it is not merely between its two stores).
 LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadline) noexcept {
   using Clock = std::chrono::steady_clock;
+  const detail::RobustIdentity& me = detail::robust_identity();
+  std::uint32_t v = word_.load(std::memory_order_relaxed);
+  for (int i = 0; i < kSpinLimit && v != 0 && (v & kWaiters) == 0; ++i) {
+    detail::cpu_relax();
+    v = word_.load(std::memory_order_relaxed);
+  }
+  bool waited = false;  // once we have slept, we take the word with kWaiters
+  std::uint32_t last_slice_word = 0;
+  // Liveness check of the holder of `seen`; true if we took the lock over.
+  const auto check_owner = [&](std::uint32_t seen) noexcept {
+    const bool patient = last_slice_word != 0 && ((last_slice_word ^ seen) & ~kWaiters) == 0;
+    last_slice_word = seen;
+    return owner_is_dead(seen, patient) && take_over(me, seen);
+  };
   for (;;) {
+    if ((v & ~kWaiters) == kNotRecoverable) return LockResult::not_recoverable;
+    if (v == 0) {
+      // (1) acquire, as in lock(). A thread that slept keeps kWaiters set:
+      // others may still be sleeping (as Mutex keeps state 2).
+      if (word_.compare_exchange_weak(v, me.tid | (waited ? kWaiters : 0),
+                                      std::memory_order_acquire, std::memory_order_relaxed)) {
+        publish(me);
+        return LockResult::acquired;
+      }
+      continue;
+    }
+    if ((v & kTidMask) == me.tid) return LockResult::deadlock;
+    if ((v & kWaiters) == 0) {
+      if (!word_.compare_exchange_weak(v, v | kWaiters, std::memory_order_relaxed,
+                                       std::memory_order_relaxed)) {
+        continue;
+      }
+      v |= kWaiters;
+    }
     const Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      if (check_owner(v)) return LockResult::owner_died;
+      const std::uint32_t seen = word_.load(std::memory_order_relaxed);
+      if (seen == 0 || ((seen ^ v) & ~kWaiters) != 0) {
+        v = seen;  // released or changed hands meanwhile: one more try
+        if (seen == 0) continue;
+      }
+      return LockResult::timed_out;
+    }
+    // No overflow: deadline > now here.
     const Clock::time_point slice_end =
         deadline - now > kLostWakeRecheck ? now + kLostWakeRecheck : deadline;
-    const timespec ts = detail::to_timespec(slice_end);
-    int rc;
-    do {
-      rc = ::pthread_mutex_clocklock(&mutex_, CLOCK_MONOTONIC, &ts);
-    } while (rc == EINTR);
-    if (rc == ETIMEDOUT && slice_end < deadline) continue;
-    return lock_result(rc);
+    waited = true;
+    if (futex_wait_until(word_, v, slice_end) == FutexResult::timed_out && slice_end < deadline) {
+      const std::uint32_t seen = word_.load(std::memory_order_relaxed);
+      if (seen != 0 && ((seen ^ v) & ~kWaiters) == 0 && check_owner(seen)) {
+        return LockResult::owner_died;
+      }
+    }
+    v = word_.load(std::memory_order_relaxed);
   }
 }
 

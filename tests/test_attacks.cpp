@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "shmkit/array.hpp"
+#include "shmkit/sync/event.hpp"
 #include "shmkit/sync/mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/typed_block.hpp"
@@ -141,12 +142,67 @@ TEST(Attacks, ForgedLockWordsGiveBoundedWaits) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
 
   auto* r = ::new (static_cast<std::byte*>(block.data()) + 64) RobustMutex();
-  // A lock word naming a thread id that does not exist, as a forger would.
-  r->native_handle()->__data.__lock = 0x3fffffff;
+  // A lock word naming a live thread that will never unlock it (our parent,
+  // with waiters): the timed call returns, and nobody is woken for nothing.
+  r->native_handle().store(static_cast<std::uint32_t>(::getppid()) | RobustMutex::kWaiters);
   t0 = std::chrono::steady_clock::now();
   LockResult res = r->try_lock_for(100ms);
-  EXPECT_FALSE(res == LockResult::acquired) << to_string(res);
+  EXPECT_EQ(res, LockResult::timed_out) << to_string(res);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  // Every other value a forger can write: "not recoverable", a thread id
+  // that does not exist (a dead owner: the data is suspect), our own id.
+  r->native_handle().store(RobustMutex::kNotRecoverable | RobustMutex::kWaiters);
+  EXPECT_EQ(r->try_lock_for(100ms), LockResult::not_recoverable);
+  r->native_handle().store(0x3ffffffe);
+  EXPECT_EQ(r->try_lock_for(100ms), LockResult::owner_died);
+  EXPECT_TRUE(r->make_consistent());
+  EXPECT_TRUE(r->unlock());
+  r->native_handle().store(static_cast<std::uint32_t>(::gettid()));
+  EXPECT_EQ(r->try_lock(), LockResult::deadlock);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+// A peer rewrites the lock's bytes while another process holds it, aiming
+// at the holder's private memory: glibc's robust mutex keeps its robust-list
+// links at bytes 24..39 of the shared pthread_mutex_t (x86-64), and the
+// holder's unlock then wrote through them (prev->next = next, next->prev =
+// prev): a write to an address of the peer's choice. RobustMutex keeps no
+// pointer, so whatever the peer writes stays data in the block.
+std::uint64_t g_canary[2] = {0x1111111111111111, 0x2222222222222222};
+
+TEST(Attacks, RewrittenLockBytesNeverMakeTheHolderWriteItsOwnMemory) {
+  auto block = SharedMemory::anonymous(4096);
+  struct S {
+    RobustMutex m;
+    std::byte after[64];  // where glibc's list links would be: still in the block
+    Event locked;
+    Event forged;
+  };
+  static_assert(sizeof(S) >= 40, "the forged bytes lie inside the block");
+  auto* s = ::new (block.data()) S();
+  const pid_t holder = fork_child([s] {
+    if (s->m.lock() != LockResult::acquired) return 1;
+    s->locked.set();
+    s->forged.wait();
+    (void)s->m.unlock();  // whatever it reports, it must write nowhere else
+    return (g_canary[0] == 0x1111111111111111 && g_canary[1] == 0x2222222222222222) ? 0 : 3;
+  });
+  s->locked.wait();
+  // The peer knows the holder's addresses (a fork shares the layout): it
+  // writes &g_canary into every 8-byte word from byte 8 to byte 40, keeping
+  // the lock word, and the owner field glibc checks (byte 8) and the kind
+  // (byte 16) as they were, so glibc's unlock goes on to its list removal.
+  auto* bytes = reinterpret_cast<unsigned char*>(s);
+  unsigned char keep[24];
+  std::memcpy(keep, bytes, sizeof keep);
+  const auto target = reinterpret_cast<std::uintptr_t>(&g_canary[0]);
+  for (std::size_t off = 8; off < 40; off += 8) std::memcpy(bytes + off, &target, sizeof target);
+  std::memcpy(bytes + 8, keep + 8, 4);    // glibc: __owner
+  std::memcpy(bytes + 16, keep + 16, 4);  // glibc: __kind
+  s->forged.set();
+  const ExitStatus st = wait_child(holder, 10s);
+  EXPECT_TRUE(st.ok()) << "the holder's unlock wrote into its own memory or crashed: "
+                       << st.describe();
 }
 
 }  // namespace

@@ -1,12 +1,18 @@
 // shmkit/sync/robust_mutex.hpp — RobustMutex: a process-shared lock that
-// survives the death of its owner (glibc's PTHREAD_PROCESS_SHARED +
-// PTHREAD_MUTEX_ROBUST mutex underneath; glibc registers its robust list, we
-// never call set_robust_list ourselves).
+// survives the death of its owner, and keeps no pointer in the block.
 //
 // Contract
 //   * Construct it once, in place, in the block (placement-new) before any
-//     other process uses it; a zero-filled block is NOT a RobustMutex.
-//     Destroy it only when no process uses it.
+//     other process uses it (a zero-filled block is also a free RobustMutex).
+//     It is 16 bytes: a futex word holding the owner's thread id, and the
+//     owner's identity (thread start time, PID namespace) for the liveness
+//     check. Nothing in it is a pointer: a peer that rewrites it can make
+//     lockers wait (timed calls still return) or report a false owner death,
+//     never make a process write outside the block (the trust boundary; see
+//     the README). glibc's robust mutex, which shmkit used before, keeps its
+//     robust-list links inside the shared pthread_mutex_t, and a peer that
+//     rewrites them makes the holder's unlock write to an address of the
+//     peer's choice in the holder's own memory.
 //   * The owner is a thread; lock() returns a LockResult that must be looked
 //     at ([[nodiscard]]):
 //       acquired         the lock is held, the data is as the last holder left it
@@ -17,17 +23,37 @@
 //                        recoverable for good.
 //       not_recoverable  NOT acquired: a holder unlocked after owner death
 //                        without make_consistent(). Every later lock reports
-//                        this at once (never a hang). The data is lost as far
-//                        as the lock knows: recreate the block/mutex.
+//                        this at once (never a hang). Recreate the mutex.
 //       deadlock         NOT acquired: the caller already holds it (a bug).
 //       busy / timed_out NOT acquired: try_lock / the timed variants.
 //     The data is never touched by shmkit: owner death only changes what the
 //     next locker is told. Recovery is never silent and never made impossible
 //     except by that explicit unlock-without-repair.
 //   * unlock() returns false (and changes nothing) if the caller is not the
-//     owner. Deadlines are CLOCK_MONOTONIC (pthread_mutex_clocklock).
-//   * The owner is a thread: a thread that exits holding the lock counts as
-//     a dead owner too, and a fork child does not inherit ownership.
+//     owner. Deadlines are CLOCK_MONOTONIC and saturate ("forever" is forever).
+//   * Owner death is found by the lockers, not by the kernel: a locker that
+//     finds the lock held checks whether the owner's thread still lives —
+//     kill(tid, 0), then /proc/TID/stat for a zombie or a reused thread id
+//     (start time). A blocked lock() checks after every kLostWakeRecheck
+//     slice (futex.hpp), so a dead owner is found within about 10-20 ms; a
+//     try_lock() or an expiring timed call that finds the lock held checks at
+//     once (a few microseconds of system calls). A thread that exits holding
+//     the lock counts as dead; a fork child does not inherit ownership.
+//   * Limits of the liveness check (documented, tested where testable):
+//       - Owner and lockers must share one PID namespace: a locker in
+//         another namespace cannot judge the owner's thread id, so it never
+//         declares it dead (it waits; its timed calls time out).
+//       - A holder that calls exec(2) keeps its thread id and start time, so
+//         it is taken for alive: do not exec while holding the lock.
+//       - /proc mounted with hidepid hides other users' threads: a zombie
+//         owner is then found only once its parent reaps it.
+//   * Progress: lock spins briefly, then sleeps on the futex in slices of
+//     kLostWakeRecheck: a wake-up lost to a waiter killed after it was woken
+//     costs at most one slice (Storm.RobustMutexStorm, LostWake.*).
+//   * Works under ThreadSanitizer: every transition is an atomic operation
+//     on the word with the orders given below (glibc's robust mutex was taken
+//     by pthread_mutex_clocklock, which GCC 12's and clang 14's TSan do not
+//     intercept, so TSan reported races on the data it guarded).
 //   * Lockable interface: RobustLockable (below) wraps a RobustMutex with a
 //     repair function called on owner death, so std::scoped_lock,
 //     std::unique_lock and Condition can use it. Do not instantiate
@@ -35,23 +61,10 @@
 //     drop the LockResult (the standard library's calls are exempt from
 //     [[nodiscard]] warnings) and so make the mutex not recoverable by
 //     accident after an owner death.
-//   * glibc 2.36 leaves a not-recoverable mutex locked by the caller of
-//     pthread_mutex_trylock; try_lock() undoes that (src/sync_mutex.cpp), so
-//     not_recoverable is reported by every call, never turned into a hang.
-//   * Progress: lock blocks in the kernel (robust futex); the dead owner's
-//     entry is released by the kernel when its thread exits, however it dies.
-//     glibc and the kernel lose a wake-up when a waiter is woken and killed
-//     before it re-takes the lock while a third thread takes it on the fast
-//     path (which drops the "waiters" bit): the other sleepers would sleep
-//     on a free lock forever. So waits are slices of kLostWakeRecheck
-//     (futex.hpp): such a loss costs at most that delay (test_storm found
-//     it; Storm.RobustMutexStorm checks it).
-//   * Never throws (only the constructor may, if pthread_mutex_init fails).
+//   * Never throws.
 #pragma once
 
-#include <pthread.h>
-
-#include <cerrno>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -60,6 +73,7 @@
 #include <utility>
 
 #include "shmkit/detail/sync_common.hpp"
+#include "shmkit/sync/futex.hpp"
 
 namespace shmkit {
 
@@ -80,39 +94,73 @@ constexpr bool holds_lock(LockResult r) noexcept {
 const char* to_string(LockResult r) noexcept;
 
 namespace detail {
-// Maps a pthread_mutex_*lock return code to a LockResult (aborts with a
-// message on codes that can only mean a bug: EINVAL, EAGAIN, ...).
-LockResult robust_lock_result(int rc) noexcept;
+// Who the calling thread is, as a RobustMutex records it: its thread id,
+// the low 32 bits of its start time (/proc/thread-self/stat field 22, in
+// clock ticks; 0 if /proc cannot be read) and its PID namespace's inode
+// (0 if unknown). Computed once per thread; a fork child computes its own.
+struct RobustIdentity {
+  std::uint32_t tid;
+  std::uint32_t start;
+  std::uint32_t pid_ns;
+};
+inline thread_local RobustIdentity tls_robust_identity{0, 0, 0};
+const RobustIdentity& fetch_robust_identity() noexcept;
+inline const RobustIdentity& robust_identity() noexcept {
+  const RobustIdentity& id = tls_robust_identity;
+  return id.tid != 0 ? id : fetch_robust_identity();
+}
 }  // namespace detail
 
 class RobustMutex {
  public:
-  // Initialises the pthread mutex: PTHREAD_PROCESS_SHARED,
-  // PTHREAD_MUTEX_ROBUST, PTHREAD_MUTEX_ERRORCHECK (relock -> deadlock,
-  // foreign unlock -> false; glibc's robust path checks the owner anyway, so
-  // the error checking costs nothing). Throws std::system_error on failure.
-  RobustMutex();
-  // pthread_mutex_destroy: only when no process uses it any more.
-  ~RobustMutex();
-  // Lives at a fixed place in a block, and glibc's robust list links it by
-  // address: copying or moving it would corrupt that list.
+  // The futex word (the bits are shmkit's own; the kernel only waits on it):
+  //   bits 0-29  owner's thread id (0: free)
+  //   bit 30     kOwnerDied: taken over from a dead owner, make_consistent()
+  //              not yet called (unlock then makes it not recoverable)
+  //   bit 31     kWaiters: someone may sleep on the word; unlock wakes one
+  //   kNotRecoverable (every tid bit set, which no thread id reaches:
+  //              pid_max <= 2^22) is final.
+  // Invariant: a thread sleeps in FUTEX_WAIT only on a value with kWaiters
+  // set, so an unlock that cleared a word without it may skip the wake.
+  static constexpr std::uint32_t kTidMask = 0x3fffffffu;
+  static constexpr std::uint32_t kOwnerDied = 0x40000000u;
+  static constexpr std::uint32_t kWaiters = 0x80000000u;
+  static constexpr std::uint32_t kNotRecoverable = kTidMask;
+  // Spins (each a load + pause) before sleeping, as Mutex::kSpinLimit.
+  static constexpr int kSpinLimit = 10;
+
+  constexpr RobustMutex() noexcept = default;
+  ~RobustMutex() = default;
+  // Lives at a fixed place in a block that other processes map: a copy or a
+  // move would be a different lock, so both are deleted.
   RobustMutex(const RobustMutex&) = delete;
   RobustMutex& operator=(const RobustMutex&) = delete;
 
   [[nodiscard]] LockResult lock() noexcept {
-    // The uncontended path is glibc's own CAS; waiting is lock_until in
-    // slices (see lock_until in src/sync_mutex.cpp).
-    const int rc = ::pthread_mutex_trylock(&mutex_);
-    if (rc == 0) [[likely]] return LockResult::acquired;
-    if (rc == EBUSY) return lock_until(std::chrono::steady_clock::time_point::max());
-    return lock_result(rc);  // owner_died, or not_recoverable (glibc fix-up)
+    const detail::RobustIdentity& me = detail::robust_identity();
+    std::uint32_t expected = 0;
+    // (1) acquire, pairs with (2) release in unlock(): the previous holder's
+    // critical section happens-before ours.
+    if (word_.compare_exchange_strong(expected, me.tid, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) [[likely]] {
+      publish(me);
+      return LockResult::acquired;
+    }
+    return lock_until(std::chrono::steady_clock::time_point::max());
   }
 
-  // busy if another holds it; deadlock if the caller holds it.
+  // busy if a live thread holds it; deadlock if the caller holds it;
+  // owner_died (acquired) if its holder is dead.
   [[nodiscard]] LockResult try_lock() noexcept {
-    const int rc = ::pthread_mutex_trylock(&mutex_);
-    if (rc == 0) [[likely]] return LockResult::acquired;
-    return lock_result(rc);
+    const detail::RobustIdentity& me = detail::robust_identity();
+    std::uint32_t expected = 0;
+    // (1) acquire, as in lock().
+    if (word_.compare_exchange_strong(expected, me.tid, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) [[likely]] {
+      publish(me);
+      return LockResult::acquired;
+    }
+    return try_lock_held(me, expected);
   }
 
   template <class Rep, class Period>
@@ -128,27 +176,66 @@ class RobustMutex {
 
   // After owner_died, once the data is repaired: the mutex becomes normal
   // again. Returns false if the caller does not hold it in that state.
-  bool make_consistent() noexcept { return ::pthread_mutex_consistent(&mutex_) == 0; }
+  bool make_consistent() noexcept {
+    const std::uint32_t me = detail::robust_identity().tid;
+    const std::uint32_t v = word_.load(std::memory_order_relaxed);
+    if ((v & kTidMask) != me || (v & kOwnerDied) == 0) return false;
+    // Only the owner changes kOwnerDied; others may only add kWaiters.
+    word_.fetch_and(~kOwnerDied, std::memory_order_relaxed);
+    return true;
+  }
 
   // Releases the lock; false (nothing changed) if the caller is not the owner.
-  bool unlock() noexcept { return ::pthread_mutex_unlock(&mutex_) == 0; }
+  bool unlock() noexcept {
+    const std::uint32_t me = detail::robust_identity().tid;
+    const std::uint32_t v = word_.load(std::memory_order_relaxed);
+    if ((v & kTidMask) != me || v == kNotRecoverable) return false;
+    owner_.store(0, std::memory_order_relaxed);  // no stale identity for the next owner
+    // (2) release, pairs with (1)/(3) acquire. After this exchange the word
+    // belongs to the next holder: only its address is used below.
+    const std::uint32_t old = word_.exchange((v & kOwnerDied) ? kNotRecoverable : 0,
+                                             std::memory_order_release);
+    if (old & kOwnerDied) {
+      futex_wake_all(word_);  // everyone is told not_recoverable
+    } else if (old & kWaiters) {
+      futex_wake(word_, 1);
+    }
+    return true;
+  }
 
-  pthread_mutex_t* native_handle() noexcept { return &mutex_; }
+  // The futex word, for diagnostics and tests (forging it is what a hostile
+  // peer could do; see the contract).
+  FutexWord& native_handle() noexcept { return word_; }
 
  private:
-  LockResult lock_until(std::chrono::steady_clock::time_point deadline) noexcept;
-  // The LockResult of a pthread_mutex_*lock return code.
-  // Works around glibc (2.36 at least): pthread_mutex_trylock on a
-  // not-recoverable robust mutex returns ENOTRECOVERABLE but leaves the
-  // low-level lock word holding the caller's tid, so every later locker
-  // would block forever. We release that word (see src/sync_mutex.cpp).
-  LockResult lock_result(int rc) noexcept;
+  // The owner's identity, next to the word: (tid << 32) | start, and the
+  // PID namespace. Written by the owner right after it takes the word, so a
+  // locker may find the word taken but the identity not yet written (or
+  // cleared by the last unlock): it then judges by the thread id alone.
+  void publish(const detail::RobustIdentity& me) noexcept {
+    pid_ns_.store(me.pid_ns, std::memory_order_relaxed);
+    // (4) release, pairs with (5) acquire in owner_is_dead(): a locker that
+    // reads this identity reads the namespace stored before it.
+    owner_.store((std::uint64_t{me.tid} << 32) | me.start, std::memory_order_release);
+  }
 
-  pthread_mutex_t mutex_;
+  LockResult try_lock_held(const detail::RobustIdentity& me, std::uint32_t seen) noexcept;
+  LockResult lock_until(std::chrono::steady_clock::time_point deadline) noexcept;
+  // Takes over `seen` (held by a dead owner); true if this thread now owns it.
+  bool take_over(const detail::RobustIdentity& me, std::uint32_t seen) noexcept;
+  // True if the thread whose id is in `seen` is gone (never for a thread of
+  // another PID namespace). `patient`: the identity is not published, judge
+  // by the thread id alone (the caller saw the same word one slice ago).
+  bool owner_is_dead(std::uint32_t seen, bool patient) const noexcept;
+
+  FutexWord word_{0};
+  std::atomic<std::uint32_t> pid_ns_{0};
+  std::atomic<std::uint64_t> owner_{0};
 };
 
 static_assert(std::is_standard_layout_v<RobustMutex>, "RobustMutex lives in shared memory");
-static_assert(std::is_standard_layout_v<pthread_mutex_t>);
+static_assert(sizeof(RobustMutex) == 16, "RobustMutex is a futex word and the owner's identity");
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 // A Lockable/TimedLockable view of a RobustMutex, for std::scoped_lock,
 // std::unique_lock and Condition. It lives in one process (not in the block).

@@ -58,14 +58,18 @@ bool asymmetric_fence_available() noexcept {
 // (every wait re-checks; see kLostWakeRecheck), never a hang.
 void heavy_fence() noexcept {
 #if defined(__SANITIZE_THREAD__)
-  tsan_fence();  // what TSan sees; the real fences below are for peers
-#endif
+  // What TSan sees, and a full fence for unregistered peers (an acq_rel RMW
+  // is a locked instruction on x86; TSan does not model thread fences).
+  tsan_fence();
+  if (global_expedited_supported()) (void)membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+#else
   std::atomic_thread_fence(std::memory_order_seq_cst);  // seq_cst: see above
   if (global_expedited_supported()) {
     if (membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0) {
       std::atomic_thread_fence(std::memory_order_seq_cst);
     }
   }
+#endif
 }
 
 }  // namespace shmkit::lockfree_detail

@@ -174,7 +174,8 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
   using Clock = std::chrono::steady_clock;
   const detail::RobustIdentity& me = detail::robust_identity();
   std::uint32_t v = word_.load(std::memory_order_relaxed);
-  for (int i = 0; i < kSpinLimit && v != 0 && (v & kWaiters) == 0; ++i) {
+  for (std::uint32_t i = 0, n = detail::spin_iterations(); i < n && v != 0 && (v & kWaiters) == 0;
+       ++i) {
     detail::cpu_relax();
     v = word_.load(std::memory_order_relaxed);
   }

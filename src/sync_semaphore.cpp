@@ -1,5 +1,6 @@
 // src/sync_semaphore.cpp — Semaphore's slow paths.
 #include "shmkit/sync/semaphore.hpp"
+#include "shmkit/sync/spin.hpp"
 
 #include <climits>
 #include <cstdint>
@@ -7,7 +8,8 @@
 namespace shmkit {
 
 bool Semaphore::acquire_slow(const std::chrono::steady_clock::time_point* deadline) noexcept {
-  for (int i = 0; i < kSpinLimit; ++i) {
+  // Spins for the calibrated time budget (spin.hpp), as Mutex.
+  for (std::uint32_t i = 0, n = detail::spin_iterations(); i < n; ++i) {
     detail::cpu_relax();
     if (count_.load(std::memory_order_relaxed) > 0 && try_acquire()) return true;
   }

@@ -34,7 +34,7 @@ volatile sig_atomic_t g_trapped = 0;
 
 void on_sigsys(int, siginfo_t* info, void* ctx) {
   if (info->si_syscall == __NR_membarrier) {
-    ++g_trapped;
+    g_trapped = g_trapped + 1;
     static_cast<ucontext_t*>(ctx)->uc_mcontext.gregs[REG_RAX] = 0;  // "succeeded"
   }
 }

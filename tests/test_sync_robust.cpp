@@ -17,6 +17,7 @@
 #include "shmkit/sync/mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/sync/semaphore.hpp"
+#include "shmkit/tracker.hpp"
 #include "test_sync_common.hpp"
 
 namespace shmkit::test {
@@ -134,6 +135,81 @@ TEST(RobustMutex, UnlockWithoutRepairMakesItNotRecoverableNeverAHang) {
                 auto* ss = static_cast<Shared*>(shm.data());
                 return ss->m.lock() == LockResult::not_recoverable ? 0 : 1;
               }, 5s).ok());
+}
+
+// The owner is killed but not yet reaped: its task is a zombie, which
+// kill(2) still finds; /proc/PID/stat says 'Z', and that is death.
+TEST(RobustMutex, ZombieOwnerIsDead) {
+  NamedBlock block(4096);
+  Shared* s = setup_shared(block);
+  pid_t kid = fork_child([&] {
+    if (s->m.lock() != LockResult::acquired) return 1;
+    s->locked.set();
+    for (;;) ::pause();
+  });
+  s->locked.wait();
+  ASSERT_EQ(::kill(kid, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] {
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(kid), &info, WEXITED | WNOWAIT) == 0;
+  }));  // dead, and left unreaped
+  EXPECT_EQ(s->m.try_lock(), LockResult::owner_died);
+  EXPECT_TRUE(s->m.make_consistent());
+  EXPECT_TRUE(s->m.unlock());
+  EXPECT_EQ(wait_child(kid, 5s).signal, SIGKILL);
+}
+
+// What the liveness check trusts, forged in the lock's own bytes (as a
+// peer or a reused thread id would present them).
+TEST(RobustMutex, LivenessCheckJudgesOnlyWhatItCan) {
+  auto shm = SharedMemory::anonymous(4096);
+  auto* m = new (shm.data()) RobustMutex();
+  struct Raw {
+    std::atomic<std::uint32_t> word, ns;
+    std::atomic<std::uint64_t> owner;
+  };
+  static_assert(sizeof(Raw) == sizeof(RobustMutex));
+  auto* raw = reinterpret_cast<Raw*>(m);
+  // Our own identity, as the lock publishes it.
+  ASSERT_EQ(m->lock(), LockResult::acquired);
+  const std::uint32_t ns = raw->ns.load();
+  const std::uint64_t mine = raw->owner.load();
+  ASSERT_EQ(mine >> 32, static_cast<std::uint64_t>(::gettid()));
+  ASSERT_TRUE(m->unlock());
+  // A live process (our parent) with its true start time: alive, never taken.
+  const auto parent = static_cast<std::uint32_t>(::getppid());
+  const std::uint64_t parent_start = tracker::process_start_time(static_cast<pid_t>(parent));
+  ASSERT_NE(parent_start, 0u);
+  raw->word = parent;
+  raw->ns = ns;
+  raw->owner = (std::uint64_t{parent} << 32) | static_cast<std::uint32_t>(parent_start);
+  EXPECT_EQ(m->try_lock(), LockResult::busy);
+  EXPECT_EQ(m->try_lock_for(30ms), LockResult::timed_out);
+  // The same id with another start time: the id was reused, the owner is dead.
+  raw->owner = (std::uint64_t{parent} << 32) | static_cast<std::uint32_t>(parent_start + 1);
+  EXPECT_EQ(m->try_lock(), LockResult::owner_died);
+  EXPECT_TRUE(m->make_consistent());
+  EXPECT_TRUE(m->unlock());
+  // An owner of another PID namespace: its id means nothing here, even one
+  // no task of ours has; it is never declared dead (the wait times out).
+  raw->word = 0x3ffffffe;
+  raw->ns = ns + 1;
+  raw->owner = (std::uint64_t{0x3ffffffe} << 32) | 1;
+  EXPECT_EQ(m->try_lock(), LockResult::busy);
+  EXPECT_EQ(m->try_lock_for(30ms), LockResult::timed_out);
+  // The same, in our namespace: no such task, so the owner is dead.
+  raw->ns = ns;
+  EXPECT_EQ(m->try_lock(), LockResult::owner_died);
+  EXPECT_TRUE(m->make_consistent());
+  EXPECT_TRUE(m->unlock());
+  // An id not yet published (the owner died between taking the word and
+  // writing its identity): judged by the id alone once a slice has passed.
+  raw->word = 0x3ffffffe;
+  raw->owner = 0;
+  EXPECT_EQ(m->try_lock(), LockResult::busy);
+  EXPECT_EQ(m->try_lock_for(100ms), LockResult::owner_died);
+  EXPECT_TRUE(m->make_consistent());
+  EXPECT_TRUE(m->unlock());
 }
 
 TEST(RobustMutex, TimedVariantsNonOwnerUnlockAndRelock) {

@@ -13,8 +13,9 @@
 //     unlocked Mutex is a no-op. Not recursive: relocking deadlocks (use a
 //     timed variant or RecursiveMutex). Not fair: a running locker may barge
 //     ahead of a sleeping waiter (throughput over FIFO order).
-//   * Progress: try_lock is wait-free; lock spins briefly (bounded) and then
-//     sleeps in the kernel (shared FUTEX_WAIT); it never busy-waits forever.
+//   * Progress: try_lock is wait-free; lock spins for a calibrated time
+//     budget (spin.hpp), then sleeps in the kernel (shared FUTEX_WAIT); it
+//     never busy-waits forever.
 //   * Crash behaviour: if the holder dies, the Mutex stays locked forever;
 //     lock() then blocks forever and try_lock_for/try_lock_until time out
 //     cleanly (tested). For recovery from a dead owner use RobustMutex. A
@@ -31,6 +32,7 @@
 
 #include "shmkit/detail/sync_common.hpp"
 #include "shmkit/sync/futex.hpp"
+#include "shmkit/sync/spin.hpp"
 
 namespace shmkit {
 
@@ -46,13 +48,13 @@ class Mutex {
   static constexpr std::uint32_t kFree = 0;
   static constexpr std::uint32_t kLocked = 1;
   static constexpr std::uint32_t kContended = 2;
-  // Spin iterations (each a load + pause) before sleeping.
-  // Measured on the 2-core VM, 2 pinned processes, samples where neither
-  // waited for a CPU: 100 spins (glibc's adaptive default) lost ~30% of
-  // contended throughput to pthread (the spinner's loads steal the line from
-  // the holder), 0-20 spins matched or beat it. The spin also stops as soon
-  // as sleepers exist (word 2).
-  static constexpr int kSpinLimit = 10;
+  // Spinning before sleeping is bounded by time, not a count: the budget
+  // is spin_policy() (spin.hpp), calibrated on the CPU at the first
+  // contended lock (SHMKIT_SPIN_NS overrides it). Measured on the 2-core
+  // AMD EPYC VM, 2 pinned processes: 100 spins (glibc's adaptive default)
+  // lost ~30% of contended throughput to pthread (the spinner's loads steal
+  // the line from the holder); 0-20 PAUSEs (0-360 ns) matched or beat it.
+  // The spin also stops as soon as sleepers exist (word 2).
 
   constexpr Mutex() noexcept = default;
   // Lives at a fixed place in a block that other processes map: a copy or a
@@ -106,9 +108,9 @@ class Mutex {
   const FutexWord& native_handle() const noexcept { return word_; }
 
  private:
-  // Spins up to kSpinLimit while the lock looks taken; true if acquired.
+  // Spins up to the spin budget while the lock looks taken; true if acquired.
   bool spin() noexcept {
-    for (int i = 0; i < kSpinLimit; ++i) {
+    for (std::uint32_t i = 0, n = detail::spin_iterations(); i < n; ++i) {
       detail::cpu_relax();
       std::uint32_t v = word_.load(std::memory_order_relaxed);
       if (v == kFree) {

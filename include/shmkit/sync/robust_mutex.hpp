@@ -47,8 +47,8 @@
 //         it is taken for alive: do not exec while holding the lock.
 //       - /proc mounted with hidepid hides other users' threads: a zombie
 //         owner is then found only once its parent reaps it.
-//   * Progress: lock spins briefly, then sleeps on the futex in slices of
-//     kLostWakeRecheck: a wake-up lost to a waiter killed after it was woken
+//   * Progress: lock spins for the calibrated time budget (spin.hpp), then
+//     sleeps on the futex in slices of kLostWakeRecheck: a wake-up lost to a waiter killed after it was woken
 //     costs at most one slice (Storm.RobustMutexStorm, LostWake.*).
 //   * Works under ThreadSanitizer: every transition is an atomic operation
 //     on the word with the orders given below (glibc's robust mutex was taken
@@ -74,6 +74,7 @@
 
 #include "shmkit/detail/sync_common.hpp"
 #include "shmkit/sync/futex.hpp"
+#include "shmkit/sync/spin.hpp"
 
 namespace shmkit {
 
@@ -126,8 +127,6 @@ class RobustMutex {
   static constexpr std::uint32_t kOwnerDied = 0x40000000u;
   static constexpr std::uint32_t kWaiters = 0x80000000u;
   static constexpr std::uint32_t kNotRecoverable = kTidMask;
-  // Spins (each a load + pause) before sleeping, as Mutex::kSpinLimit.
-  static constexpr int kSpinLimit = 10;
 
   constexpr RobustMutex() noexcept = default;
   ~RobustMutex() = default;

@@ -34,7 +34,6 @@ class Semaphore {
   // count_: the value (the futex word; sleepers wait while it is 0).
   // waiters_: processes inside the slow path; release skips FUTEX_WAKE at 0.
   // max_: the bound, 0 for none; written once at construction.
-  static constexpr int kSpinLimit = 10;  // as Mutex (see mutex.hpp)
 
   constexpr Semaphore() noexcept = default;
   constexpr explicit Semaphore(std::uint32_t initial, std::uint32_t max_value = 0) noexcept

@@ -18,6 +18,8 @@
 // Run: bench_sync --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
 //      --benchmark_report_aggregates_only=true   (medians are the figures)
 #include <benchmark/benchmark.h>
+
+#include <cstdio>
 #include <pthread.h>
 #include <semaphore.h>
 
@@ -32,6 +34,7 @@
 #include "shmkit/sync/mutex.hpp"
 #include "shmkit/sync/recursive_mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
+#include "shmkit/sync/spin.hpp"
 #include "sync_bench_harness.hpp"
 
 namespace {
@@ -199,6 +202,12 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("cpus", std::to_string(bench::cpu_count()));
   benchmark::AddCustomContext("placement", "worker i pinned to allowed CPU i % ncpu");
+  const shmkit::SpinPolicy& spin = shmkit::spin_policy();
+  char policy[160];
+  std::snprintf(policy, sizeof policy, "%.1f ns per cpu_relax; budget %u ns = %u iterations%s",
+                spin.ns_per_relax, spin.budget_ns, spin.iterations,
+                spin.from_environment ? " (SHMKIT_SPIN_NS)" : "");
+  benchmark::AddCustomContext("spin_policy", policy);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

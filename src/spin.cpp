@@ -21,6 +21,12 @@ double measure_ns_per_relax() noexcept {
   return best > 0.1 ? best : 0.1;  // a compiler barrier costs next to nothing
 }
 
+std::uint32_t iterations_for(std::uint64_t ns, double ns_per_relax) noexcept {
+  if (ns == 0) return 0;
+  const double n = static_cast<double>(ns) / ns_per_relax;
+  return n < 1 ? 1u : n > 100000 ? 100000u : static_cast<std::uint32_t>(n + 0.5);
+}
+
 SpinPolicy calibrate() noexcept {
   SpinPolicy p{};
   p.ns_per_relax = measure_ns_per_relax();
@@ -33,12 +39,8 @@ SpinPolicy calibrate() noexcept {
       p.from_environment = true;
     }
   }
-  if (p.budget_ns == 0) {
-    p.iterations = 0;
-  } else {
-    const double n = p.budget_ns / p.ns_per_relax;
-    p.iterations = n < 1 ? 1u : n > 100000 ? 100000u : static_cast<std::uint32_t>(n + 0.5);
-  }
+  p.iterations = iterations_for(p.budget_ns, p.ns_per_relax);
+  p.wait_iterations = iterations_for(std::uint64_t{p.budget_ns} * kWaitSpinFactor, p.ns_per_relax);
   return p;
 }
 

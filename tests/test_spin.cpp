@@ -27,6 +27,7 @@ TEST(SpinPolicy, DefaultBudgetIsTimeConvertedToIterations) {
                 if (want >= 1 && want <= 100000 && (p.iterations + 1 < want || p.iterations > want + 1)) {
                   return 4;
                 }
+                if (p.wait_iterations < p.iterations) return 6;  // waits spin kWaitSpinFactor x longer
                 return &spin_policy() == &p ? 0 : 5;  // computed once
               }).ok());
 }
@@ -35,7 +36,10 @@ TEST(SpinPolicy, EnvironmentOverridesAndMalformedIsIgnored) {
   EXPECT_TRUE(run_child([] {
                 ::setenv("SHMKIT_SPIN_NS", "0", 1);
                 const SpinPolicy& p = spin_policy();
-                return p.from_environment && p.budget_ns == 0 && p.iterations == 0 ? 0 : 1;
+                return p.from_environment && p.budget_ns == 0 && p.iterations == 0 &&
+                               p.wait_iterations == 0
+                           ? 0
+                           : 1;
               }).ok());
   EXPECT_TRUE(run_child([] {
                 ::setenv("SHMKIT_SPIN_NS", "5000", 1);

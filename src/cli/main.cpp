@@ -12,12 +12,14 @@
 //                               that attaches by name and answers
 // Exit status: 0 success, 1 a block could not be read/removed, 2 usage.
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <string>
 #include <string_view>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -217,8 +219,13 @@ int cmd_rm(int argc, char** argv) {
   int rc = 0;
   for (int i = 2; i < argc; ++i) {
     try {
+      // The registrations of the file removed, not of one created under
+      // the name since.
+      shmkit::SharedMemory::validate_name(argv[i]);
+      struct stat st {};
+      const bool known = ::stat(("/dev/shm/" + std::string(argv[i])).c_str(), &st) == 0;
       shmkit::SharedMemory::unlink(argv[i]);
-      shmkit::tracker::forget_block(argv[i]);
+      if (known) shmkit::tracker::forget_block(argv[i], static_cast<std::uint64_t>(st.st_ino));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "shmkit rm: %s\n", e.what());
       rc = 1;
@@ -253,7 +260,8 @@ int cmd_gc(int argc, char** argv) {
   if (wants_help(argc, argv)) {
     std::puts("usage: shmkit gc [--yes]\n\nDrops tracker registrations of dead processes and lists the blocks left\n"
               "with no live registrant; with --yes, unlinks them. Blocks nobody tracked\n"
-              "are never touched.");
+              "are never touched, nor are registrations made in another PID namespace\n"
+              "(another container sharing /dev/shm): they are listed as not judged.");
     return 0;
   }
   bool yes = argc == 3 && std::string_view(argv[2]) == "--yes";
@@ -265,6 +273,11 @@ int cmd_gc(int argc, char** argv) {
   for (const auto& d : report.dropped) {
     std::printf("%s registration of '%s' by dead process %d\n", yes ? "dropped" : "would drop",
                 d.block.c_str(), d.pid);
+  }
+  // A pid means nothing outside its PID namespace (another container).
+  for (const auto& n : report.not_judged) {
+    std::printf("kept registration of '%s' by pid %d of pid namespace %llu: other namespace, not judged\n",
+                n.block.c_str(), n.pid, static_cast<unsigned long long>(n.pid_namespace.inode));
   }
   for (const auto& b : report.unlinked) std::printf("%s %s\n", yes ? "removed" : "would remove", b.c_str());
   if (report.dropped.empty() && report.unlinked.empty()) std::puts("nothing to collect");

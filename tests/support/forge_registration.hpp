@@ -16,15 +16,18 @@
 
 namespace shmkit::test {
 
-// The registry's entry layout (src/tracker.cpp).
+// The registry's entry layout, version 2 (src/tracker.cpp).
 struct RawRegistration {
   std::uint32_t state, pid;
-  std::uint64_t start_time, inode;
+  std::uint64_t start_time, inode, pidns_inode, pidns_device;
   char name[256];
 };
-static_assert(sizeof(RawRegistration) == 280);
+static_assert(sizeof(RawRegistration) == 296);
 
-inline void forge_registration(const std::string& block, pid_t pid, std::uint64_t start) {
+// A registration of the file now under `block` by (pid, start) of PID
+// namespace `ns` (by default this process's).
+inline void forge_registration(const std::string& block, pid_t pid, std::uint64_t start,
+                               tracker::PidNamespace ns = tracker::current_pid_namespace()) {
   auto shm = SharedMemory::attach(tracker::registry_name());
   const auto* h = static_cast<const BlockHeader*>(shm.data());
   auto* entries = reinterpret_cast<RawRegistration*>(static_cast<std::byte*>(shm.data()) + h->payload_offset);
@@ -35,6 +38,8 @@ inline void forge_registration(const std::string& block, pid_t pid, std::uint64_
       entries[i].pid = static_cast<std::uint32_t>(pid);
       entries[i].start_time = start;
       entries[i].inode = st.st_ino;
+      entries[i].pidns_inode = ns.inode;
+      entries[i].pidns_device = ns.device;
       std::memset(entries[i].name, 0, sizeof entries[i].name);
       std::memcpy(entries[i].name, block.data(), block.size());
       entries[i].state = 2;

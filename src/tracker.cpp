@@ -60,9 +60,17 @@ struct Control {
 };
 
 struct Registry {
-  SharedMemory shm;
+  SharedMemory shm;        // a registrant's, by name
+  void* raw = nullptr;     // the watcher's: mapped from the descriptor it was given
+  std::size_t raw_size = 0;
   Control* ctl = nullptr;
   Entry* entries = nullptr;
+  Registry() = default;
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+  ~Registry() {
+    if (raw != nullptr) ::munmap(raw, raw_size);
+  }
 };
 
 }  // namespace
@@ -168,6 +176,33 @@ std::unique_ptr<Registry> open_registry(bool create) {
   }
   throw std::system_error(EAGAIN, std::generic_category(),
                           "shmkit: cannot open tracker registry " + platform::quoted(name));
+}
+
+// The watcher's registry: the very file its registrant registered in (open
+// descriptor `fd`, even if its name has gone since), validated as
+// open_registry does.
+std::unique_ptr<Registry> registry_from_fd(int fd, const std::string& name) {
+  const std::string what = "shmkit: tracker registry " + platform::quoted(name);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) platform::throw_errno(errno, what + ": fstat failed");
+  if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
+    throw std::invalid_argument(what + ": not a regular file private to this user");
+  }
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) platform::throw_errno(errno, what + ": mmap failed");
+  auto r = std::make_unique<Registry>();
+  r->raw = p;
+  r->raw_size = size;
+  TypedRegion t = open_typed_region({static_cast<std::byte*>(p), size}, BlockKind::registry,
+                                    TypeFingerprint::of<Entry>(), what);
+  if (t.header.count != kMaxEntries || t.prefix.size() < sizeof(Control) ||
+      t.header.param[0] != kRegistryVersion) {
+    throw std::invalid_argument(what + " has an unexpected layout");
+  }
+  r->ctl = reinterpret_cast<Control*>(t.prefix.data());
+  r->entries = reinterpret_cast<Entry*>(t.payload.data());
+  return r;
 }
 
 // This process's mapping of the registry, opened on first use.
@@ -337,34 +372,36 @@ int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pi
 
 // ------------------------------------------------------------ the watcher
 
-// Set by the watcher program from its arguments: the registry it sweeps.
-std::optional<std::string> g_registry_name_given;
-
 std::mutex g_watcher_mutex;  // guards g_watched_for and the spawn
 pid_t g_watched_for = 0;     // the pid whose watcher this process started
 
-// Moves `fd` to a number above 3 (posix_spawn dup2s it onto 3), close-on-exec.
-int above_three(int fd) {
-  if (fd > 3) return fd;
+// A close-on-exec duplicate of `fd` numbered 10 or more, so that
+// posix_spawn's dup2 onto 3 or 4 is never a same-number no-op that would
+// leave close-on-exec set.
+int high_dup(int fd) {
   const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
-  const int err = errno;
-  ::close(fd);
-  if (moved < 0) platform::throw_errno(err, "shmkit: tracker: fcntl(F_DUPFD_CLOEXEC) failed");
+  if (moved < 0) platform::throw_errno(errno, "shmkit: tracker: fcntl(F_DUPFD_CLOEXEC) failed");
   return moved;
 }
 
 // Starts this process's watcher (see tracker_watcher.hpp) and waits for its
 // "ok". Throws std::system_error naming the program on any failure.
-void start_watcher(const Self& me, const std::string& registry) {
+void start_watcher(const Self& me, Registry& reg) {
   const std::string path = watcher_path();
+  const std::string registry = reg.shm.name();
   const std::string what = "shmkit: tracker: watcher " + platform::quoted(path);
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) platform::throw_errno(errno, what + ": pipe2 failed");
-  int rd = p[0], wr = -1;
+  int rd = p[0], wr = -1, regfd = -1;
   try {
-    wr = above_three(p[1]);
+    wr = high_dup(p[1]);
+    ::close(p[1]);
+    p[1] = -1;
+    regfd = high_dup(reg.shm.fd());
   } catch (...) {
-    ::close(rd);
+    for (int fd : {rd, p[1], wr}) {
+      if (fd >= 0) ::close(fd);
+    }
     throw;
   }
   std::vector<std::string> args{path,
@@ -385,8 +422,9 @@ void start_watcher(const Self& me, const std::string& registry) {
   ::posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   ::posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   ::posix_spawn_file_actions_adddup2(&fa, wr, 3);
+  ::posix_spawn_file_actions_adddup2(&fa, regfd, 4);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  ::posix_spawn_file_actions_addclosefrom_np(&fa, 4);  // the program closes the rest too
+  ::posix_spawn_file_actions_addclosefrom_np(&fa, 5);  // the program closes the rest too
 #endif
   sigset_t none, all;
   sigemptyset(&none);
@@ -399,6 +437,7 @@ void start_watcher(const Self& me, const std::string& registry) {
   ::posix_spawn_file_actions_destroy(&fa);
   ::posix_spawnattr_destroy(&attr);
   ::close(wr);
+  ::close(regfd);
   if (rc != 0) {
     ::close(rd);
     platform::throw_errno(rc, what + ": cannot start it");
@@ -435,7 +474,7 @@ void start_watcher(const Self& me, const std::string& registry) {
   }
 }
 
-void ensure_watcher(const std::string& registry) {
+void ensure_watcher(Registry& registry) {
   const Self me = self();
   std::lock_guard g(g_watcher_mutex);
   if (g_watched_for == me.pid) return;
@@ -467,13 +506,14 @@ void say(int fd, const std::string& text) {
 namespace detail {
 
 int watcher_main(int argc, char** argv) {
-  constexpr int kAnswer = 3;
-  // Nothing inherited but stdin/stdout/stderr and the answer pipe.
+  constexpr int kAnswer = 3, kRegistry = 4;
+  // Nothing inherited but stdin/stdout/stderr, the answer pipe and the
+  // registry.
 #ifdef SYS_close_range
-  if (::syscall(SYS_close_range, 4u, ~0u, 0u) != 0)
+  if (::syscall(SYS_close_range, 5u, ~0u, 0u) != 0)
 #endif
   {
-    for (int fd = 4; fd < 1024; ++fd) ::close(fd);
+    for (int fd = 5; fd < 1024; ++fd) ::close(fd);
   }
   if (argc != 7 || std::atoi(argv[1]) != kWatcherProtocol) {
     say(kAnswer, "error: protocol mismatch (this watcher speaks " + std::to_string(kWatcherProtocol) +
@@ -506,18 +546,14 @@ int watcher_main(int argc, char** argv) {
   // killed meanwhile (then its start time no longer matches, or it is gone).
   bool gone = fd < 0 && errno == ESRCH;
   if (me.proc_is_ours && process_start_time(pid) != start) gone = true;
-  Registry* r = nullptr;
+  std::unique_ptr<Registry> r;
   try {
-    g_registry_name_given = argv[2];
-    r = registry(false);
+    r = registry_from_fd(kRegistry, argv[2]);
   } catch (const std::exception& e) {
     say(kAnswer, std::string("error: ") + e.what() + "\n");
     ::_exit(1);
   }
-  if (r == nullptr) {
-    say(kAnswer, "error: the registry " + platform::quoted(argv[2]) + " does not exist\n");
-    ::_exit(1);
-  }
+  ::close(kRegistry);  // the mapping stays
   say(kAnswer, "ok\n");
   ::close(kAnswer);
   if (!gone) wait_for_death(fd, pid, start, me.proc_is_ours);
@@ -538,7 +574,6 @@ int watcher_main(int argc, char** argv) {
 }  // namespace detail
 
 std::string registry_name() {
-  if (g_registry_name_given) return *g_registry_name_given;
   if (const char* env = std::getenv("SHMKIT_TRACKER_REGISTRY"); env != nullptr && *env != '\0') {
     SharedMemory::validate_name(env);
     return env;
@@ -583,7 +618,7 @@ namespace {
 bool add(std::string_view block, std::uint64_t inode) {
   SharedMemory::validate_name(block);
   Registry* r = registry(true);
-  ensure_watcher(r->shm.name());
+  ensure_watcher(*r);
   const Self me = self();
   bool added = false;
   Locked lock(*r);

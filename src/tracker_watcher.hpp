@@ -4,11 +4,14 @@
 //
 // Protocol (kWatcherProtocol): the library posix_spawns
 //   shmkit-watcher <protocol> <registry> <pid> <start_time> <pidns_inode> <pidns_device>
-// with descriptor 3 the write end of a pipe. The program forks once (its
-// parent exits at once, so the registrant reaps it and the watcher is never
-// the registrant's child), calls setsid, opens a pidfd of the registrant
-// and the registry, writes "ok\n" (or "error: ...\n") on descriptor 3 and
-// closes it. When the registrant dies it sweeps the registrant's entries.
+// with descriptor 3 the write end of a pipe and descriptor 4 the registry
+// (the very file the registrant registers in, even if its name goes). The
+// program closes every other descriptor above 2, forks once (its parent
+// exits at once, so the registrant reaps it and the watcher is never the
+// registrant's child), calls setsid, opens a pidfd of the registrant, maps
+// and validates the registry, writes "ok\n" (or "error: ...\n") on
+// descriptor 3 and closes it. When the registrant dies it sweeps the
+// registrant's entries.
 #pragma once
 
 namespace shmkit::tracker::detail {

@@ -508,6 +508,113 @@ TEST_F(Tracker, AnotherPidNamespacesRegistrationIsNeverJudged) {
   ::close(ready[0]);
 }
 
+// An entry forged as another namespace's, with a pid and start time that
+// would read as dead here: gc keeps its block and reports it not judged.
+TEST_F(Tracker, OtherNamespaceEntriesAreReportedNotJudged) {
+  auto anchor = SharedMemory::create(unique_name("anchor3"), 64, tracked());  // the registry exists
+  auto name = unique_name("foreign");
+  auto block = SharedMemory::create(name, 64);
+  tracker::PidNamespace other = tracker::current_pid_namespace();
+  ASSERT_NE(other.inode, 0u);
+  other.inode += 1;
+  forge_registration(name, ::getpid(), tracker::process_start_time(::getpid()) + 4242, other);
+  for (bool dry : {true, false}) {
+    const auto report = tracker::collect_garbage(dry);
+    EXPECT_TRUE(std::none_of(report.unlinked.begin(), report.unlinked.end(), [&](auto& b) { return b == name; }));
+    EXPECT_TRUE(std::none_of(report.dropped.begin(), report.dropped.end(), [&](auto& r) { return r.block == name; }));
+    EXPECT_TRUE(std::any_of(report.not_judged.begin(), report.not_judged.end(), [&](auto& r) {
+      return r.block == name && r.pid_namespace == other && !r.judged;
+    }));
+    EXPECT_TRUE(block_exists(name));
+  }
+  bool listed = false;
+  for (const auto& r : tracker::registrations()) {
+    if (r.block != name) continue;
+    listed = true;
+    EXPECT_FALSE(r.judged);
+    EXPECT_FALSE(r.alive);
+    EXPECT_EQ(r.inode, block.inode());
+  }
+  EXPECT_TRUE(listed);
+  block.unlink();
+  tracker::forget_block(name, block.inode());
+  for (const auto& r : tracker::registrations()) EXPECT_NE(r.block, name);
+  anchor.unlink();
+}
+
+// ------------------------------------------------------------ the watcher program
+
+// The watcher holds nothing of the registrant but what it needs: stdin and
+// stdout on /dev/null, stderr, the registry and a pidfd. A descriptor the
+// registrant left inheritable (no O_CLOEXEC) is not among them.
+TEST_F(Tracker, WatcherInheritsNoDescriptorItDoesNotNeed) {
+  auto name = unique_name("fds");
+  const std::string marker = "SHMKIT_TEST_WATCHER_MARK=" + unique_name("mark");
+  const ExitStatus st = run_child([&] {
+    auto other = SharedMemory::create(unique_name("other"), 4096);
+    const int leaky = ::dup(other.fd());  // inheritable
+    struct stat ost {};
+    ::fstat(other.fd(), &ost);
+    other.unlink();
+    ::putenv(const_cast<char*>(marker.c_str()));
+    auto shm = SharedMemory::create(name, 4096, tracked());
+    const pid_t watcher = process_with_environ(marker);
+    if (watcher == 0) return 2;
+    int bad = 0;
+    const std::string dir = "/proc/" + std::to_string(watcher) + "/fd";
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return 3;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const int fd = std::atoi(e->d_name);
+      char target[512] = {};
+      (void)!::readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
+      struct stat fst {};
+      (void)::stat((dir + "/" + e->d_name).c_str(), &fst);
+      const std::string t = target;
+      bool ok = (fd <= 1 && t == "/dev/null") || fd == 2 || t == "anon_inode:[pidfd]" ||
+                t == "/dev/shm/" + tracker::registry_name();
+      if (fst.st_ino == ost.st_ino && fst.st_dev == ost.st_dev) ok = false;
+      if (!ok) {
+        std::fprintf(stderr, "watcher fd %d -> %s\n", fd, target);
+        ++bad;
+      }
+    }
+    ::closedir(d);
+    ::close(leaky);
+    shm.unlink();
+    return bad == 0 ? 0 : 1;
+  });
+  EXPECT_TRUE(st.ok()) << st.describe();
+}
+
+// No watcher program: a tracked create fails with a system_error naming the
+// path, and registers nothing (there is no unwatched fallback).
+TEST_F(Tracker, MissingWatcherFailsClearlyAndRegistersNothing) {
+  auto name = unique_name("nowatcher");
+  const ExitStatus st = run_child([&] {
+    ::setenv("SHMKIT_WATCHER", "/nonexistent/shmkit-watcher", 1);
+    try {
+      (void)SharedMemory::create(name, 4096, tracked());
+      return 1;
+    } catch (const std::system_error& e) {
+      if (std::string(e.what()).find("/nonexistent/shmkit-watcher") == std::string::npos) {
+        std::fprintf(stderr, "message does not name the path: %s\n", e.what());
+        return 2;
+      }
+    }
+    if (block_exists(name) || registered_by(name, ::getpid())) return 3;
+    try {
+      auto plain = SharedMemory::create(name, 64);  // untracked still works
+      plain.unlink();
+    } catch (const std::exception&) {
+      return 4;
+    }
+    return 0;
+  });
+  EXPECT_TRUE(st.ok()) << st.describe();
+}
+
 // ------------------------------------------------------------ name/inode races
 
 // Issue 13, 2.9: attach registered whatever file was under the name when it

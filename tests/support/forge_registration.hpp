@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "shmkit/shared_memory.hpp"
+#include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/tracker.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -23,6 +24,24 @@ struct RawRegistration {
   char name[256];
 };
 static_assert(sizeof(RawRegistration) == 296);
+
+// Creates an empty registry (layout version 2) named `name`, as the tracker
+// would: for a test process that has already opened another registry (the
+// tracker keeps the first one it opens).
+inline void make_registry(const std::string& name) {
+  BlockSpec spec;
+  spec.kind = BlockKind::registry;
+  spec.type.size = sizeof(RawRegistration);
+  spec.type.align = alignof(RawRegistration);
+  spec.type.name_hash = fnv1a("shmkit::tracker::Entry/v2");
+  spec.count = tracker::kMaxEntries;
+  spec.prefix_size = sizeof(RobustMutex);  // the registry's lock
+  spec.payload_size = tracker::kMaxEntries * sizeof(RawRegistration);
+  spec.param[0] = tracker::kRegistryVersion;
+  (void)create_typed_block(name, spec, [](std::span<std::byte> prefix, std::span<std::byte>) {
+    ::new (prefix.data()) RobustMutex();
+  });
+}
 
 // A registration of the file now under `block` by (pid, start) of PID
 // namespace `ns` (by default this process's).

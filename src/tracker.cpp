@@ -186,7 +186,10 @@ std::unique_ptr<Registry> registry_from_fd(int fd, const std::string& name) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) platform::throw_errno(errno, what + ": fstat failed");
   if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
-    throw std::invalid_argument(what + ": not a regular file private to this user");
+    char detail[96];
+    std::snprintf(detail, sizeof detail, ": not a regular file private to this user (mode %06o, owner uid %u)",
+                  static_cast<unsigned>(st.st_mode), static_cast<unsigned>(st.st_uid));
+    throw std::invalid_argument(what + detail);
   }
   const auto size = static_cast<std::size_t>(st.st_size);
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -384,6 +387,31 @@ int high_dup(int fd) {
   return moved;
 }
 
+// A descriptor (high_dup) of the file `reg` maps, for the watcher. The
+// handle's own descriptor may have been closed behind our back (a daemon
+// that closes every descriptor after fork, as the manager's server does) and
+// its number reused: then the name is opened again, if it still names that
+// file.
+int registry_descriptor(const Registry& reg) {
+  const auto same = [&](int fd) {
+    struct stat st {};
+    return fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+           static_cast<std::uint64_t>(st.st_ino) == reg.shm.inode();
+  };
+  if (same(reg.shm.fd())) return high_dup(reg.shm.fd());
+  const int fd = ::open(platform::dev_shm_path(reg.shm.name()).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (!same(fd)) {
+    if (fd >= 0) ::close(fd);
+    throw std::system_error(EBADF, std::generic_category(),
+                            "shmkit: tracker registry " + platform::quoted(reg.shm.name()) +
+                                ": this process closed its descriptor and the name no longer names "
+                                "the registry it uses; no watcher can be started for it");
+  }
+  const int moved = high_dup(fd);
+  ::close(fd);
+  return moved;
+}
+
 // Starts this process's watcher (see tracker_watcher.hpp) and waits for its
 // "ok". Throws std::system_error naming the program on any failure.
 void start_watcher(const Self& me, Registry& reg) {
@@ -397,7 +425,7 @@ void start_watcher(const Self& me, Registry& reg) {
     wr = high_dup(p[1]);
     ::close(p[1]);
     p[1] = -1;
-    regfd = high_dup(reg.shm.fd());
+    regfd = registry_descriptor(reg);
   } catch (...) {
     for (int fd : {rd, p[1], wr}) {
       if (fd >= 0) ::close(fd);

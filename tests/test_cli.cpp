@@ -157,7 +157,10 @@ TEST(Cli, GcDoesNotJudgeAnotherPidNamespace) {
   tracker::PidNamespace other = tracker::current_pid_namespace();
   other.inode += 1;
   forge_registration(name, ::getpid(), tracker::process_start_time(::getpid()) + 7, other);
-  auto r = cli({"gc", "--yes"});
+  auto r = cli({"ls"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find(std::to_string(::getpid()) + "(other-ns)"), std::string::npos) << r.out;
+  r = cli({"gc", "--yes"});
   ASSERT_TRUE(r.status.ok()) << r.err;
   EXPECT_NE(r.out.find("'" + name + "' by pid " + std::to_string(::getpid())), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("other namespace, not judged"), std::string::npos) << r.out;

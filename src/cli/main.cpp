@@ -1,6 +1,7 @@
 // shmkit — the command-line tool.
 //   shmkit ls [--json]          every block in /dev/shm: size, owner, mode, age,
 //                               kind (from its header), live tracked users
+//                               (and those of other PID namespaces, unjudged)
 //   shmkit show NAME [--json]   decode a block (ShareableList, Value/Array, heap,
 //                               queue headers; hex for anything else)
 //   shmkit rm NAME...           unlink blocks
@@ -165,6 +166,10 @@ int cmd_ls(int argc, char** argv) {
                   mode_string(b.mode).c_str(), b.age_seconds, b.kind.c_str(),
                   shmkit::cli::json_escape(b.problem).c_str());
       for (std::size_t k = 0; k < b.users.size(); ++k) std::printf("%s%d", k ? ", " : "", b.users[k]);
+      std::printf("], \"other_namespace_users\": [");
+      for (std::size_t k = 0; k < b.other_namespace_users.size(); ++k) {
+        std::printf("%s%d", k ? ", " : "", b.other_namespace_users[k]);
+      }
       std::printf("]}");
     }
     std::printf("\n]\n");
@@ -174,6 +179,8 @@ int cmd_ls(int argc, char** argv) {
   for (const auto& b : blocks) {
     std::string users;
     for (pid_t p : b.users) users += (users.empty() ? "" : ",") + std::to_string(p);
+    // Pids of another PID namespace, liveness unknown here.
+    for (pid_t p : b.other_namespace_users) users += (users.empty() ? "" : ",") + std::to_string(p) + "(other-ns)";
     std::string kind = b.problem.empty() ? b.kind : b.kind + " (invalid)";
     std::printf("%-32s %12llu %-10s %-5s %6s %-16s %s\n", b.name.c_str(),
                 static_cast<unsigned long long>(b.size), owner_string(b.uid).c_str(),

@@ -204,15 +204,9 @@ SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size
   if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, platform::dev_shm_path(name).c_str(),
                AT_SYMLINK_FOLLOW) != 0) {
     const int err = errno;
-    if (options.track) {
-      // Our registration must not outlive the attempt; one we had before
-      // (we attached `name` earlier) goes back to the file now there.
-      if (new_registration) {
-        tracker::unregister_block(name);
-      } else {
-        tracker::register_block(name);
-      }
-    }
+    // Our registration of the unnamed file must not outlive the attempt;
+    // one we had of the file under the name (we attached it) stays.
+    if (options.track && new_registration) tracker::unregister_block(name, shm.inode_);
     throw_errno(err, what);
   }
   SHMKIT_FAULT_POINT(create_published);
@@ -243,7 +237,7 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
   SHMKIT_FAULT_POINT(attach_mapped);
   SharedMemory shm(std::string(name), guard.release(), data, size, false, false, options.read_only,
                    options.track);
-  if (options.track) tracker::register_block(name);
+  if (options.track) tracker::register_block(name, shm.inode_);  // the file we opened
   return shm;
 }
 
@@ -297,11 +291,15 @@ SharedMemory::SharedMemory(std::string name, int fd, void* data, std::size_t siz
       created_(created),
       anonymous_(anonymous),
       read_only_(read_only),
-      tracked_(tracked) {}
+      tracked_(tracked) {
+  struct stat st {};
+  if (fd_ >= 0 && ::fstat(fd_, &st) == 0) inode_ = static_cast<std::uint64_t>(st.st_ino);
+}
 
 SharedMemory::SharedMemory(SharedMemory&& other) noexcept
     : name_(std::move(other.name_)),
       fd_(std::exchange(other.fd_, -1)),
+      inode_(std::exchange(other.inode_, 0)),
       data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
       created_(other.created_),
@@ -314,6 +312,7 @@ SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
     close();
     name_ = std::move(other.name_);
     fd_ = std::exchange(other.fd_, -1);
+    inode_ = std::exchange(other.inode_, 0);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     created_ = other.created_;
@@ -342,7 +341,7 @@ void SharedMemory::unlink() {
   if (anonymous_ || name_.empty()) return;
   unlink(name_);
   SHMKIT_FAULT_POINT(unlink_removed);
-  if (tracked_) tracker::forget_block(name_);
+  if (tracked_) tracker::forget_block(name_, inode_);  // only the file we removed
 }
 
 void SharedMemory::unlink(std::string_view name) {

@@ -146,6 +146,52 @@ TEST(Cli, GcIsADryRunUnlessYes) {
   ::shm_unlink(("/" + registry).c_str());
 }
 
+// Issue 13, 2.8: a registration made in another PID namespace (another
+// container sharing /dev/shm) is kept and reported, never judged.
+TEST(Cli, GcDoesNotJudgeAnotherPidNamespace) {
+  const std::string registry = unique_name("registry");
+  ::setenv("SHMKIT_TRACKER_REGISTRY", registry.c_str(), 1);  // the CLI inherits it
+  auto name = unique_name("gc_ns");
+  auto block = SharedMemory::create(name, 64);
+  make_registry(registry);
+  tracker::PidNamespace other = tracker::current_pid_namespace();
+  other.inode += 1;
+  forge_registration(name, ::getpid(), tracker::process_start_time(::getpid()) + 7, other);
+  auto r = cli({"ls"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find(std::to_string(::getpid()) + "(other-ns)"), std::string::npos) << r.out;
+  r = cli({"gc", "--yes"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find("'" + name + "' by pid " + std::to_string(::getpid())), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("other namespace, not judged"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("removed " + name), std::string::npos) << r.out;
+  EXPECT_FALSE(list_blocks(name).empty());
+  block.unlink();
+  ::shm_unlink(("/" + registry).c_str());
+}
+
+// A tracker registry of layout version 1 (before the PID namespace was
+// recorded) is refused with a message that says what to do, never read as
+// version 2.
+TEST(Cli, RegistryOfAnotherVersionIsRefused) {
+  const std::string registry = unique_name("registry_v1");
+  BlockSpec spec;  // what shmkit's tracker made before layout version 2
+  spec.kind = BlockKind::registry;
+  spec.type.size = 280;
+  spec.type.align = 8;
+  spec.type.name_hash = fnv1a("shmkit::tracker::Entry/v1");
+  spec.count = tracker::kMaxEntries;
+  spec.prefix_size = 64;
+  spec.payload_size = tracker::kMaxEntries * 280;
+  (void)create_typed_block(registry, spec, [](std::span<std::byte>, std::span<std::byte>) {});
+  ::setenv("SHMKIT_TRACKER_REGISTRY", registry.c_str(), 1);  // the CLI inherits it
+  auto r = cli({"gc"});
+  EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
+  EXPECT_NE(r.err.find("layout version 1, this shmkit needs version 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("shmkit rm " + registry), std::string::npos) << r.err;
+  ::shm_unlink(("/" + registry).c_str());
+}
+
 TEST(Cli, HelpAndUsage) {
   for (const char* c : {"ls", "show", "rm", "gc"}) {
     auto r = cli({c, "--help"});

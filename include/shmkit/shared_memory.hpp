@@ -36,6 +36,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -80,8 +81,8 @@ class SharedMemory {
     // (gh-82300), never while a registered process is alive. unlink() on a
     // tracked handle removes the block's registrations. Off by default:
     // shmkit blocks live until unlink() or until the SharedMemoryManager
-    // that owns them shuts down. Registering forks this process's watcher
-    // once (see tracker.hpp).
+    // that owns them shuts down. Registering starts this process's watcher
+    // program once (see tracker.hpp).
     bool track = false;
   };
 
@@ -138,6 +139,10 @@ class SharedMemory {
   void* data() const noexcept { return data_; }
   // The open descriptor, or -1 after close().
   int fd() const noexcept { return fd_; }
+  // The block's inode number (fstat of the descriptor at create/attach), kept
+  // after close(): the tracker registers and forgets that very file, not
+  // whatever is under the name later. 0 for a default-constructed handle.
+  std::uint64_t inode() const noexcept { return inode_; }
   // True if this handle created the block (create/anonymous).
   bool created() const noexcept { return created_; }
   bool anonymous() const noexcept { return anonymous_; }
@@ -167,6 +172,7 @@ class SharedMemory {
 
   std::string name_;
   int fd_ = -1;
+  std::uint64_t inode_ = 0;
   void* data_ = nullptr;
   std::size_t size_ = 0;
   bool created_ = false;

@@ -8,19 +8,44 @@
 //     even if other programs still use it (gh-82300, open since 2019). Its
 //     bookkeeping is per tracker, so it cannot know about the others.
 //   * shmkit keeps one registry per user: a typed block
-//     "shmkit.registry.<uid>" (mode 0600) holding (block name, pid, process
-//     start time) entries under a RobustMutex. A registration is keyed by
-//     pid *and* start time (/proc/<pid>/stat field 22), so a reused pid is
-//     never mistaken for the registrant: liveness is "that pid exists and
-//     started at that time".
-//   * Each process that registers anything gets one watcher process
-//     (forked once, setsid, all other descriptors closed) holding the read
-//     end of a pipe whose write end only the registrant holds. When the
-//     registrant dies, by exit or SIGKILL, the pipe reads EOF; the watcher
-//     removes the registrant's entries and unlinks every block that no live
-//     process has registered, printing "shmkit tracker: unlinked leaked
-//     block 'NAME'" to stderr, then exits. A block another live process
-//     registered survives (the gh-82300 scenario).
+//     "shmkit.registry.<uid>" (mode 0600) holding (block name, inode, pid,
+//     process start time, PID namespace) entries under a RobustMutex. A
+//     registration is keyed by pid *and* start time (/proc/<pid>/stat field
+//     22), so a reused pid is never mistaken for the registrant: liveness is
+//     "that pid exists and started at that time".
+//   * PID namespaces (containers in one pod share /dev/shm, not pids): each
+//     entry records the registrant's PID namespace (inode and device of
+//     /proc/self/ns/pid). A pid means nothing outside its namespace, so an
+//     entry of another namespace is never judged: it is neither dropped nor
+//     does it let its block be unlinked; collect_garbage() reports it as not
+//     judged. Nor are entries judged by a process whose /proc is not its own
+//     namespace's (a new PID namespace without its own /proc mount).
+//   * Inodes: a registration names the very file the registrant opened (the
+//     inode of its open descriptor, SharedMemory::inode()), never whatever
+//     file is under the name a moment later, and unlink() drops only the
+//     registrations of the file it removed. The sweep unlinks a name only if
+//     the file under it is the one a dead registrant registered.
+//   * Each process that registers anything gets one watcher: the program
+//     shmkit-watcher, started with posix_spawn (no fork of the registrant:
+//     it maps none of the registrant's blocks, runs none of its code, needs
+//     none of its locks), detached (it forks once itself and calls setsid,
+//     so it is never the registrant's child), with stdin/stdout on
+//     /dev/null and every descriptor above stderr closed. It holds a pidfd
+//     of the registrant and the registry's mapping. When the registrant
+//     dies, by exit or SIGKILL, the watcher removes the registrant's entries
+//     and unlinks every block that no live (or unjudged) process has
+//     registered, printing "shmkit tracker: unlinked leaked block 'NAME'" to
+//     stderr, then exits. A block another live process registered survives
+//     (the gh-82300 scenario).
+//   * Finding shmkit-watcher, in this order: $SHMKIT_WATCHER if set (used as
+//     is, no fallback); the installed path (CMAKE_INSTALL_FULL_LIBEXECDIR
+//     "/shmkit-watcher" at configure time) if executable; the build tree's
+//     if executable. A relocated install sets SHMKIT_WATCHER (the CMake
+//     package exports the program as the imported target shmkit::watcher).
+//     None found, one that cannot be started, or one that does not answer
+//     "ok" (another protocol version, no registry) is an error: the
+//     registration throws std::system_error naming the path, and nothing is
+//     registered. There is no unwatched fallback.
 //   * A tracked create leaves no window where a kill leaks the block: the
 //     block is made unnamed (O_TMPFILE), sized, registered under its name
 //     with its inode, and only then linked to the name
@@ -36,6 +61,10 @@
 //     entry, which the next locker (told owner-died) validates and repairs.
 //   * The registry holds kMaxEntries registrations; registering beyond that
 //     throws std::system_error(ENOSPC).
+//   * Versions: the registry's layout is version kRegistryVersion (in its
+//     header and its entry type). A registry of another version (made by
+//     an older or newer shmkit) is refused with std::invalid_argument that
+//     says so and what to do; it is never reinterpreted or replaced.
 #pragma once
 
 #include <cstdint>
@@ -47,15 +76,25 @@
 namespace shmkit::tracker {
 
 constexpr std::size_t kMaxEntries = 1024;
+// The registry layout's version (2: PID namespace in each entry).
+constexpr std::uint32_t kRegistryVersion = 2;
 
 // The registry block's name: $SHMKIT_TRACKER_REGISTRY if set (to isolate a
 // test or a group of programs), else "shmkit.registry.<euid>". Read once,
 // at a process's first tracker call.
 std::string registry_name();
 
-// Registers `block` for the calling process (idempotent) and makes sure this
-// process has a watcher. Throws std::system_error if the registry cannot be
-// opened or is full.
+// The watcher program this process starts (lookup order above). Throws
+// std::system_error(ENOENT) naming every path tried if none is found.
+std::string watcher_path();
+
+// Registers the file `block` whose inode is `inode` (fstat of the open
+// descriptor: SharedMemory::inode()) for the calling process (idempotent)
+// and makes sure this process has a watcher. Throws std::system_error if
+// the registry cannot be opened or is full, or the watcher cannot start.
+void register_block(std::string_view block, std::uint64_t inode);
+// The same for whatever file is under the name now (stat), or the name if
+// none is: racy against a re-creation of the name; prefer the above.
 void register_block(std::string_view block);
 // reserve_block registers a name this process is about to create: a fresh
 // random name nobody else uses (the SharedMemoryManager's), so the sweep
@@ -65,31 +104,52 @@ void register_block(std::string_view block);
 // entry is new, false if it refreshed a registration of this process.
 void reserve_block(std::string_view block);
 bool register_created(std::string_view block, std::uint64_t inode);
-// Removes the calling process's registration of `block` (no-op if none).
+// Removes the calling process's registrations of `block` (no-op if none):
+// all of them, or only that of the file with inode `inode`.
 void unregister_block(std::string_view block);
-// Removes every registration of `block` (it was unlinked).
-void forget_block(std::string_view block);
+void unregister_block(std::string_view block, std::uint64_t inode);
+// Removes every process's registration of the file `block` with inode
+// `inode` (it was unlinked). Registrations of another file under the same
+// name (created since) stay.
+void forget_block(std::string_view block, std::uint64_t inode);
+
+// A PID namespace: inode and device of /proc/<pid>/ns/pid ({0, 0}: unknown,
+// no /proc).
+struct PidNamespace {
+  std::uint64_t inode = 0;
+  std::uint64_t device = 0;
+  friend bool operator==(const PidNamespace&, const PidNamespace&) = default;
+};
+// The calling process's.
+PidNamespace current_pid_namespace();
 
 struct Registration {
   std::string block;
-  pid_t pid = 0;
+  pid_t pid = 0;                 // in the registrant's PID namespace
   std::uint64_t start_time = 0;  // clock ticks since boot (/proc/<pid>/stat)
+  std::uint64_t inode = 0;       // of the registered file (0: a reserved name)
+  PidNamespace pid_namespace;    // the registrant's
+  // false: another PID namespace (or this process's /proc is not its own
+  // namespace's): liveness unknown, `alive` is false, never unlinked for.
+  bool judged = false;
   bool alive = false;
 };
 // A snapshot of the registry (empty if it does not exist yet).
 std::vector<Registration> registrations();
 
-// The start time of process `pid`: 0 if it does not exist or has exited
-// (a zombie not yet reaped counts as exited).
+// The start time of process `pid` (as this process's /proc sees pids): 0 if
+// it does not exist or has exited (a zombie not yet reaped counts as
+// exited).
 std::uint64_t process_start_time(pid_t pid);
 
 struct GcReport {
-  std::vector<std::string> unlinked;  // blocks whose registrants are all dead
-  std::vector<Registration> dropped;  // dead registrations removed
+  std::vector<std::string> unlinked;      // blocks whose registrants are all dead
+  std::vector<Registration> dropped;      // dead registrations removed
+  std::vector<Registration> not_judged;   // other namespace: kept, never judged
 };
 // Sweeps the registry: drops registrations of dead processes and unlinks
-// blocks left with no live registrant. With dry_run nothing changes and the
-// report says what would.
+// blocks left with no live (or unjudged) registrant. With dry_run nothing
+// changes and the report says what would.
 GcReport collect_garbage(bool dry_run);
 
 }  // namespace shmkit::tracker

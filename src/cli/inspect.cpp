@@ -33,11 +33,15 @@ SharedMemory open_ro(const std::string& name) {
   return SharedMemory::attach(name, ro);
 }
 
-std::map<std::string, std::vector<pid_t>> live_users() {
-  std::map<std::string, std::vector<pid_t>> users;
+struct Users {
+  std::vector<pid_t> live, other_namespace;
+};
+std::map<std::string, Users> tracked_users() {
+  std::map<std::string, Users> users;
   try {
     for (const auto& r : tracker::registrations()) {
-      if (r.alive) users[r.block].push_back(r.pid);
+      if (r.alive) users[r.block].live.push_back(r.pid);
+      if (!r.judged) users[r.block].other_namespace.push_back(r.pid);
     }
   } catch (const std::exception&) {
     // No readable registry: no user information.
@@ -289,11 +293,14 @@ std::vector<BlockInfo> list_blocks() {
     ::closedir(d);
   }
   std::sort(names.begin(), names.end());
-  auto users = live_users();
+  auto users = tracked_users();
   std::vector<BlockInfo> out;
   for (const auto& n : names) {
     BlockInfo b = inspect(n);
-    if (auto it = users.find(n); it != users.end()) b.users = it->second;
+    if (auto it = users.find(n); it != users.end()) {
+      b.users = it->second.live;
+      b.other_namespace_users = it->second.other_namespace;
+    }
     out.push_back(std::move(b));
   }
   return out;

@@ -19,6 +19,9 @@ struct BlockInfo {
   std::string kind;             // "ShareableList", "array", "value", "heap", ..., "unknown", "empty", "no access"
   std::string problem;          // why a shmkit block did not validate ("" if fine)
   std::vector<pid_t> users;     // live processes the tracker has registered for it
+  // Registrants in another PID namespace (another container): pids of that
+  // namespace, liveness unknown here (tracker.hpp).
+  std::vector<pid_t> other_namespace_users;
 };
 
 // Every entry of /dev/shm except POSIX semaphores (sem.*), sorted by name.

@@ -1,6 +1,7 @@
 // shmkit — the command-line tool.
 //   shmkit ls [--json]          every block in /dev/shm: size, owner, mode, age,
 //                               kind (from its header), live tracked users
+//                               (and those of other PID namespaces, unjudged)
 //   shmkit show NAME [--json]   decode a block (ShareableList, Value/Array, heap,
 //                               queue headers; hex for anything else)
 //   shmkit rm NAME...           unlink blocks
@@ -12,12 +13,14 @@
 //                               that attaches by name and answers
 // Exit status: 0 success, 1 a block could not be read/removed, 2 usage.
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <string>
 #include <string_view>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -163,6 +166,10 @@ int cmd_ls(int argc, char** argv) {
                   mode_string(b.mode).c_str(), b.age_seconds, b.kind.c_str(),
                   shmkit::cli::json_escape(b.problem).c_str());
       for (std::size_t k = 0; k < b.users.size(); ++k) std::printf("%s%d", k ? ", " : "", b.users[k]);
+      std::printf("], \"other_namespace_users\": [");
+      for (std::size_t k = 0; k < b.other_namespace_users.size(); ++k) {
+        std::printf("%s%d", k ? ", " : "", b.other_namespace_users[k]);
+      }
       std::printf("]}");
     }
     std::printf("\n]\n");
@@ -172,6 +179,8 @@ int cmd_ls(int argc, char** argv) {
   for (const auto& b : blocks) {
     std::string users;
     for (pid_t p : b.users) users += (users.empty() ? "" : ",") + std::to_string(p);
+    // Pids of another PID namespace, liveness unknown here.
+    for (pid_t p : b.other_namespace_users) users += (users.empty() ? "" : ",") + std::to_string(p) + "(other-ns)";
     std::string kind = b.problem.empty() ? b.kind : b.kind + " (invalid)";
     std::printf("%-32s %12llu %-10s %-5s %6s %-16s %s\n", b.name.c_str(),
                 static_cast<unsigned long long>(b.size), owner_string(b.uid).c_str(),
@@ -217,8 +226,13 @@ int cmd_rm(int argc, char** argv) {
   int rc = 0;
   for (int i = 2; i < argc; ++i) {
     try {
+      // The registrations of the file removed, not of one created under
+      // the name since.
+      shmkit::SharedMemory::validate_name(argv[i]);
+      struct stat st {};
+      const bool known = ::stat(("/dev/shm/" + std::string(argv[i])).c_str(), &st) == 0;
       shmkit::SharedMemory::unlink(argv[i]);
-      shmkit::tracker::forget_block(argv[i]);
+      if (known) shmkit::tracker::forget_block(argv[i], static_cast<std::uint64_t>(st.st_ino));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "shmkit rm: %s\n", e.what());
       rc = 1;
@@ -253,7 +267,8 @@ int cmd_gc(int argc, char** argv) {
   if (wants_help(argc, argv)) {
     std::puts("usage: shmkit gc [--yes]\n\nDrops tracker registrations of dead processes and lists the blocks left\n"
               "with no live registrant; with --yes, unlinks them. Blocks nobody tracked\n"
-              "are never touched.");
+              "are never touched, nor are registrations made in another PID namespace\n"
+              "(another container sharing /dev/shm): they are listed as not judged.");
     return 0;
   }
   bool yes = argc == 3 && std::string_view(argv[2]) == "--yes";
@@ -265,6 +280,11 @@ int cmd_gc(int argc, char** argv) {
   for (const auto& d : report.dropped) {
     std::printf("%s registration of '%s' by dead process %d\n", yes ? "dropped" : "would drop",
                 d.block.c_str(), d.pid);
+  }
+  // A pid means nothing outside its PID namespace (another container).
+  for (const auto& n : report.not_judged) {
+    std::printf("kept registration of '%s' by pid %d of pid namespace %llu: other namespace, not judged\n",
+                n.block.c_str(), n.pid, static_cast<unsigned long long>(n.pid_namespace.inode));
   }
   for (const auto& b : report.unlinked) std::printf("%s %s\n", yes ? "removed" : "would remove", b.c_str());
   if (report.dropped.empty() && report.unlinked.empty()) std::puts("nothing to collect");

@@ -95,13 +95,21 @@ void HeapArena::bad_request(std::uint64_t size, std::uint64_t need) const {
                               std::to_string(need) + " bytes");
 }
 
+void HeapArena::generations_exhausted() const {
+  throw std::system_error(ENOMEM, std::generic_category(),
+                          "shmkit: " + what() +
+                              " has no fresh generation left (its counter is at 2^64 - 1)");
+}
+
 // Walks the chain: recomputes the derived counters and, with `merge`, merges
 // adjacent free chunks. Sets rover_seen if `rover` is one of the chunk
 // boundaries met (before merging).
-HeapStats HeapArena::walk_chain(bool merge, std::uint64_t rover, bool& rover_seen) const {
+HeapStats HeapArena::walk_chain(bool merge, std::uint64_t rover, bool& rover_seen,
+                               std::uint64_t& max_generation) const {
   HeapStats st;
   st.arena_bytes = size_;
   rover_seen = false;
+  max_generation = 0;
   for (std::uint64_t off = 0; off < size_;) {
     if (off == rover) rover_seen = true;
     std::uint64_t w = word_at(off);
@@ -109,6 +117,8 @@ HeapStats HeapArena::walk_chain(bool merge, std::uint64_t rover, bool& rover_see
     if (w & kChunkAllocated) {
       st.used_bytes += size;
       st.live_objects += 1;
+      max_generation = std::max(
+          max_generation, std::atomic_ref(tag_at(off)->generation).load(std::memory_order_relaxed));
     } else {
       if (merge) size = merge_forward(off, size);
       st.free_chunks += 1;
@@ -122,7 +132,8 @@ HeapStats HeapArena::walk_chain(bool merge, std::uint64_t rover, bool& rover_see
 
 HeapStats HeapArena::walk(bool merge) const {
   bool rover_seen;
-  return walk_chain(merge, 0, rover_seen);
+  std::uint64_t max_generation;
+  return walk_chain(merge, 0, rover_seen, max_generation);
 }
 
 void HeapArena::check() const {
@@ -134,9 +145,16 @@ void HeapArena::check() const {
   // a free chunk or a live object.
   const std::uint64_t rover = ctl_->rover;
   bool rover_seen;
-  HeapStats st = walk_chain(false, rover, rover_seen);
+  std::uint64_t max_generation;
+  HeapStats st = walk_chain(false, rover, rover_seen, max_generation);
   if (rover < size_ && rover % Heap::kAlignment == 0 && !rover_seen) {
     corrupt(rover, "the allocation hint (rover) is not a chunk boundary");
+  }
+  const std::uint64_t last = std::atomic_ref(ctl_->last_generation).load(std::memory_order_relaxed);
+  if (last < max_generation) {
+    throw std::runtime_error("shmkit: " + what() + ": the generation counter (" +
+                             std::to_string(last) + ") is behind an allocated chunk's (" +
+                             std::to_string(max_generation) + ")");
   }
   if (st.used_bytes != ctl_->used_bytes || st.live_objects != ctl_->live_objects) {
     throw std::runtime_error("shmkit: " + what() + ": counters disagree with the chain (" +
@@ -149,9 +167,16 @@ void HeapArena::repair() const {
   // The hint first: if the walk finds the chain corrupt, at least allocate
   // no longer follows a rover that may be stale.
   ctl_->rover = 0;
-  HeapStats st = walk(true);
+  bool rover_seen;
+  std::uint64_t max_generation;
+  HeapStats st = walk_chain(true, 0, rover_seen, max_generation);
   ctl_->used_bytes = st.used_bytes;
   ctl_->live_objects = st.live_objects;
+  // Never lowered: a free chunk's old generation must not come back either.
+  std::atomic_ref last(ctl_->last_generation);
+  if (last.load(std::memory_order_relaxed) < max_generation) {
+    last.store(max_generation, std::memory_order_relaxed);
+  }
 }
 
 void HeapArena::recover_owner_death() const {
@@ -192,10 +217,16 @@ BlockSpec heap_spec(std::size_t arena_bytes) {
   spec.payload_size = round_up(std::max<std::uint64_t>(arena_bytes, 2 * Heap::kChunkTag), 64);
   spec.count = spec.payload_size / 64;
   spec.prefix_size = sizeof(detail::HeapControl);
+  spec.param[0] = detail::kHeapLayoutVersion;
   return spec;
 }
 
 std::shared_ptr<Heap::State> open_state(SharedMemory shm, const TypedRegion& r, std::string name) {
+  if (r.header.param[0] != detail::kHeapLayoutVersion) {
+    throw std::invalid_argument("shmkit: heap " + platform::quoted(name) + ": heap layout version " +
+                                std::to_string(r.header.param[0]) + " (param[0]), this shmkit reads " +
+                                std::to_string(detail::kHeapLayoutVersion));
+  }
   return std::make_shared<Heap::State>(std::make_shared<SharedMemory>(std::move(shm)), r,
                                        std::move(name));
 }

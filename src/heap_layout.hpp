@@ -40,6 +40,11 @@
 
 namespace shmkit::detail {
 
+// The heap's on-block format version, recorded in the block header's
+// param[0] (blocks of format 1 recorded 0 there). 2: 64-bit generations from
+// HeapControl::last_generation.
+inline constexpr std::uint64_t kHeapLayoutVersion = 2;
+
 // The heap's control area: the typed block's prefix.
 struct HeapControl {
   RobustMutex mutex;  // guards every field below and every chunk tag
@@ -49,6 +54,13 @@ struct HeapControl {
   std::uint64_t live_objects;
   // Not derived: survives repairs.
   std::uint64_t owner_deaths_recovered;
+  // The generation of the last allocation (0: none yet). Every allocation
+  // takes the next one, so a generation never repeats in the heap's
+  // lifetime (2^64 allocations do not happen); a handle carries it. Stored
+  // before the chunk's tag is, so at every instant it is >= every
+  // generation in an allocated tag (check() verifies it; repair() restores
+  // it after a foreign write).
+  std::uint64_t last_generation;
 };
 static_assert(std::is_standard_layout_v<HeapControl>);
 
@@ -57,12 +69,16 @@ static_assert(std::is_standard_layout_v<HeapControl>);
 // it changes by single 8-byte stores (atomic_ref, relaxed: the heap mutex
 // orders them for the living; the single store is what makes a kill
 // between two stores harmless).
+// The generation is meaningful in an allocated tag only: a free tag keeps
+// the last one, and a merge turns tags into interior bytes that the next
+// allocation zero-fills, which is why generations come from the control
+// area's counter, never from the tag.
 struct ChunkTag {
   std::uint64_t word;        // size in bytes (multiple of 64, tag included) | kChunkAllocated
-  std::uint32_t generation;  // incremented by every allocation of this chunk
-  std::uint32_t owner_pid;   // the allocating process (diagnostics)
+  std::uint64_t generation;  // HeapControl::last_generation when allocated
   std::uint64_t requested;   // bytes the allocator asked for
-  char pad[40];
+  std::uint32_t owner_pid;   // the allocating process (diagnostics)
+  char pad[36];
 };
 static_assert(sizeof(ChunkTag) == Heap::kChunkTag && std::is_standard_layout_v<ChunkTag>);
 static_assert(offsetof(ChunkTag, word) == 0 && offsetof(ChunkTag, generation) == 8);
@@ -74,7 +90,7 @@ inline constexpr std::uint64_t kChunkSizeMask = ~std::uint64_t{63};
 struct HeapChunk {
   std::uint64_t offset = 0;
   std::uint64_t size = 0;  // tag included
-  std::uint32_t generation = 0;
+  std::uint64_t generation = 0;
 };
 
 // Writes a fresh heap: the control area's mutex and zero counters, one free
@@ -111,7 +127,7 @@ class HeapArena {
   // First fit for `size` bytes from the rover, merging free chunks it
   // passes; commits with one store (see heap.hpp). Does not zero the
   // payload. std::invalid_argument for size 0, std::system_error(ENOMEM) if
-  // nothing fits.
+  // nothing fits or the generation counter is at its maximum.
   HeapChunk allocate_chunk(std::uint64_t size, std::uint32_t pid) const;
   // Marks the live chunk `h` names free (checked as resolve checks it).
   void free_chunk(const HeapHandle& h) const;
@@ -119,10 +135,14 @@ class HeapArena {
   // Walks the whole chain, counting; with `merge`, also merges runs of free
   // chunks. stats() is walk(false).
   HeapStats walk(bool merge) const;
-  // walk(false), then: the counters must agree with the chain and the rover
-  // must be a chunk boundary (allocate would follow it otherwise).
+  // walk(false), then: the counters must agree with the chain, the rover
+  // must be a chunk boundary (allocate would follow it otherwise), and the
+  // generation counter must not be behind any allocated tag (it would hand
+  // out that generation again).
   void check() const;
-  // Recomputes what is derived from the chain (counters, rover), merging.
+  // Recomputes what is derived from the chain (counters, rover), merging,
+  // and raises the generation counter to the chain's largest generation if
+  // it is behind (it never lowers it).
   void repair() const;
   // What the lock's next owner does after owner-died: repair, then count it.
   void recover_owner_death() const;
@@ -140,12 +160,14 @@ class HeapArena {
   std::uint64_t chunk_size(std::uint64_t off, std::uint64_t w) const;
   std::uint64_t merge_forward(std::uint64_t off, std::uint64_t size) const;
   std::uint64_t live_chunk(const HeapHandle& h) const;
-  HeapStats walk_chain(bool merge, std::uint64_t rover, bool& rover_seen) const;
+  HeapStats walk_chain(bool merge, std::uint64_t rover, bool& rover_seen,
+                       std::uint64_t& max_generation) const;
   // The throws, out of line (src/heap.cpp): they build strings.
   [[noreturn]] void corrupt(std::uint64_t off, const char* why) const;
   enum class BadHandle { other_heap, outside, not_live };
   [[noreturn]] void bad_handle(const HeapHandle& h, BadHandle why) const;
   [[noreturn]] void bad_request(std::uint64_t size, std::uint64_t need) const;
+  [[noreturn]] void generations_exhausted() const;
 
   HeapControl* ctl_;
   std::byte* arena_;
@@ -218,6 +240,13 @@ inline void HeapArena::free_chunk(const HeapHandle& h) const {
 inline HeapChunk HeapArena::allocate_chunk(std::uint64_t size, std::uint32_t pid) const {
   if (size == 0 || size > size_) [[unlikely]] bad_request(size, 0);
   const std::uint64_t need = (size + Heap::kChunkTag + Heap::kAlignment - 1) & kChunkSizeMask;
+  // Checked before anything changes. 2^64 allocations do not happen: only
+  // a foreign write gets here, and then no allocation can get a fresh
+  // generation, ever (not corruption: the chain is fine, and lowering the
+  // counter is what must never happen).
+  const std::uint64_t last_generation =
+      std::atomic_ref(ctl_->last_generation).load(std::memory_order_relaxed);
+  if (last_generation == ~std::uint64_t{0}) [[unlikely]] generations_exhausted();
   std::uint64_t rover = ctl_->rover;
   if (rover >= size_ || rover % Heap::kAlignment != 0) rover = 0;  // a hint, never trusted
   // Two passes: [rover, end) then [0, end). The second pass revisits the
@@ -240,7 +269,14 @@ inline HeapChunk HeapArena::allocate_chunk(std::uint64_t size, std::uint32_t pid
             SHMKIT_FAULT_POINT(heap_alloc_split);
             take = need;
           }
-          const std::uint32_t generation = t->generation + 1;
+          // A fresh generation (heap.hpp): the counter first, then the tag,
+          // then the commit. A kill between them skips a number, never
+          // reuses one; each is one 8-byte store. (Relaxed: the heap mutex
+          // orders them for the living; were a compiler to sink the
+          // counter's store past the commit, the repair after a dead owner
+          // raises the counter to the chain's largest generation anyway.)
+          const std::uint64_t generation = last_generation + 1;
+          std::atomic_ref(ctl_->last_generation).store(generation, std::memory_order_relaxed);
           std::atomic_ref(t->generation).store(generation, std::memory_order_relaxed);
           t->owner_pid = pid;
           t->requested = size;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
@@ -85,6 +86,33 @@ std::string prefix(std::string_view address) {
   return "shmkit: manager at " + platform::quoted(address) + ": ";
 }
 
+std::string socket_in(std::string_view dir) { return std::string(dir) + "/listener"; }
+
+std::string make_socket_dir() {
+  // "<base>/shmkit-XXXXXX/listener" must fit sun_path (107 bytes and a NUL).
+  constexpr std::size_t kRoom = sizeof(sockaddr_un::sun_path) - 1;
+  constexpr std::size_t kTail = std::string_view("/shmkit-XXXXXX/listener").size();
+  std::string base = "/tmp";
+  if (const char* t = std::getenv("TMPDIR"); t != nullptr && t[0] == '/') {
+    std::string_view v(t);
+    while (v.size() > 1 && v.back() == '/') v.remove_suffix(1);
+    if (v.size() + kTail <= kRoom) base = std::string(v);
+  }
+  std::string templ = base + "/shmkit-XXXXXX";
+  // mkdtemp: mode 0700 (less if the umask says so, never more).
+  if (::mkdtemp(templ.data()) == nullptr) {
+    platform::throw_errno(errno, "shmkit: manager: cannot make a socket directory " +
+                                     platform::quoted(templ) + " (mkdtemp)");
+  }
+  return templ;
+}
+
+void remove_socket_dir(const std::string& dir) noexcept {
+  if (dir.empty()) return;
+  (void)::unlink(socket_in(dir).c_str());
+  (void)::rmdir(dir.c_str());
+}
+
 }  // namespace detail::mgr
 
 namespace {
@@ -104,10 +132,17 @@ std::string without_errno_suffix(std::string message, int err) {
   return message;
 }
 
-void validate_prefix(const std::string& p) {
+void validate_options(const ManagerOptions& o) {
+  const std::string& p = o.name_prefix;
   if (p.size() > 200 || p.find('/') != std::string::npos || p.find('\0') != std::string::npos) {
     throw std::invalid_argument("shmkit: manager: name_prefix " + platform::quoted(p) +
                                 " must be at most 200 bytes without '/' or NUL");
+  }
+  if (o.max_handshakes == 0) {
+    throw std::invalid_argument("shmkit: manager: max_handshakes must be at least 1");
+  }
+  if (o.handshake_timeout.count() <= 0) {
+    throw std::invalid_argument("shmkit: manager: handshake_timeout must be positive");
   }
 }
 
@@ -128,6 +163,10 @@ struct SharedMemoryManager::Impl {
   pid_t owner_pid = -1;
   bool shut_down = false;
   bool connected_handle = false;  // made by connect()
+  // The default address: made by start() (then `address` is in it),
+  // removed after the server is reaped. Used by the starting process only.
+  bool default_address = false;
+  std::string socket_dir;
   // The connection, valid only in the process that opened it.
   int fd = -1;
   pid_t fd_pid = -1;
@@ -169,7 +208,10 @@ struct SharedMemoryManager::Impl {
   }
 
   // Reads one whole frame (at most `cap` bytes after the length field).
-  std::vector<std::uint8_t> recv_frame(std::size_t cap, Clock::time_point deadline) {
+  // `closed`: what an orderly close before the frame means.
+  std::vector<std::uint8_t> recv_frame(
+      std::size_t cap, Clock::time_point deadline,
+      const char* closed = "the server closed the connection (did it stop or die?)") {
     std::vector<std::uint8_t> buf;
     std::size_t want = proto::kLengthSize;
     for (;;) {
@@ -187,7 +229,7 @@ struct SharedMemoryManager::Impl {
         continue;
       }
       buf.resize(have);
-      if (n == 0) fail(ECONNRESET, "the server closed the connection (did it stop or die?)");
+      if (n == 0) fail(ECONNRESET, closed);
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) fail(errno, "recv");
       const int left = ms_left(deadline);
@@ -200,6 +242,9 @@ struct SharedMemoryManager::Impl {
   }
 
   void connect_socket(Clock::time_point deadline) {
+    if (address.empty()) {
+      fail(ENOTCONN, "no address yet (a default manager gets one from start())");
+    }
     const mgr::SocketAddress sa = mgr::socket_address(address);
     fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) fail(errno, "socket");
@@ -230,7 +275,11 @@ struct SharedMemoryManager::Impl {
   }
 
   void handshake(Clock::time_point deadline) {
-    const std::vector<std::uint8_t> hello_frame = recv_frame(proto::kMaxHandshakeFrame, deadline);
+    const std::vector<std::uint8_t> hello_frame = recv_frame(
+        proto::kMaxHandshakeFrame, deadline,
+        "the server closed the connection before its hello (it refuses other users than its own "
+        "and ManagerOptions::allowed_uids, and connections beyond max_connections; or it "
+        "stopped or died)");
     const auto hello = proto::decode_hello(proto::frame_at(hello_frame, hello_frame.size()));
     if (!hello || hello->magic != proto::kMagic) {
       fail(EPROTO, "not a shmkit manager (bad hello)");
@@ -336,10 +385,8 @@ struct SharedMemoryManager::Impl {
 SharedMemoryManager::SharedMemoryManager() : SharedMemoryManager(Options{}) {}
 
 SharedMemoryManager::SharedMemoryManager(Options options) : impl_(std::make_unique<Impl>()) {
-  validate_prefix(options.name_prefix);
-  std::uint8_t a[8];
-  platform::random_bytes(a, sizeof a);
-  impl_->address = "@shmkit-" + platform::hex(a, sizeof a);
+  validate_options(options);
+  impl_->default_address = true;  // start() makes it
   impl_->authkey.resize(32);
   platform::random_bytes(impl_->authkey.data(), impl_->authkey.size());
   impl_->options = std::move(options);
@@ -349,7 +396,7 @@ SharedMemoryManager::SharedMemoryManager(std::string address, std::string authke
     : impl_(std::make_unique<Impl>()) {
   (void)mgr::socket_address(address);  // validates
   if (authkey.empty()) throw std::invalid_argument("shmkit: manager: the authkey must not be empty");
-  validate_prefix(options.name_prefix);
+  validate_options(options);
   impl_->address = std::move(address);
   impl_->authkey = std::move(authkey);
   impl_->options = std::move(options);
@@ -394,6 +441,22 @@ void SharedMemoryManager::start() {
   if (m.server_pid > 0 || m.shut_down) {
     throw std::logic_error(m.where() + (m.shut_down ? "already shut down" : "already started"));
   }
+  if (m.default_address) {
+    m.socket_dir = mgr::make_socket_dir();
+    m.address = mgr::socket_in(m.socket_dir);
+  }
+  // Until the server is up, a failure removes the directory again.
+  struct DirGuard {
+    Impl& m;
+    bool keep = false;
+    ~DirGuard() {
+      if (!keep && m.default_address) {
+        mgr::remove_socket_dir(m.socket_dir);
+        m.socket_dir.clear();
+        m.address.clear();
+      }
+    }
+  } dir_guard{m};
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) platform::throw_errno(errno, m.where() + "pipe2");
   const pid_t self = ::getpid();
@@ -401,7 +464,7 @@ void SharedMemoryManager::start() {
   // whichever thread called start() (PR_SET_PDEATHSIG would follow the
   // thread, and is kept as the fallback for kernels without pidfd_open).
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, self, 0));
-  mgr::ServerConfig config{m.address, m.authkey, m.options, pipefd[1], pidfd, self};
+  mgr::ServerConfig config{m.address, m.authkey, m.options, m.socket_dir, pipefd[1], pidfd, self};
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;
@@ -445,7 +508,10 @@ void SharedMemoryManager::start() {
   ::close(pipefd[0]);
   std::int32_t code = -1;
   if (record.size() >= sizeof code) std::memcpy(&code, record.data(), sizeof code);
-  if (code == 0) return;
+  if (code == 0) {
+    dir_guard.keep = true;
+    return;
+  }
 
   (void)m.reap(std::chrono::milliseconds(1000));
   m.owner_pid = -1;
@@ -482,6 +548,9 @@ void SharedMemoryManager::shutdown() {
   const int status = m.reap(error ? std::chrono::milliseconds(0) + m.options.timeout / 4
                                   : m.options.timeout);
   m.shut_down = true;
+  // A server that exited removed its socket and directory; one that was
+  // killed could not.
+  mgr::remove_socket_dir(m.socket_dir);
   // A server that exited 0 on its own (SIGTERM, SIGHUP) unlinked its blocks.
   if (error && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     std::string how = "the server could not be asked to shut down";

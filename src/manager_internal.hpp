@@ -32,10 +32,19 @@ bool mac_equal(const proto::Mac& a, const proto::Mac& b) noexcept;
 // "shmkit: manager at '<address>': "
 std::string prefix(std::string_view address);
 
+// The default address's directory: mkdtemp("$TMPDIR/shmkit-XXXXXX") (/tmp
+// if TMPDIR is unset, relative, or too long for the socket path), mode 0700.
+// Returns the directory; the socket is socket_in(dir). std::system_error.
+std::string make_socket_dir();
+std::string socket_in(std::string_view dir);  // "<dir>/listener"
+// Removes socket_in(dir) and dir; what is already gone is no error.
+void remove_socket_dir(const std::string& dir) noexcept;
+
 struct ServerConfig {
   std::string address;
   std::string authkey;
   SharedMemoryManager::Options options;
+  std::string socket_dir;  // the default address's directory (removed at exit), or empty
   int ready_fd = -1;      // write end of the readiness pipe
   int parent_pidfd = -1;  // pidfd of the starting process, or -1
   pid_t parent_pid = -1;

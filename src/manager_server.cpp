@@ -2,7 +2,11 @@
 // listening socket, a signalfd (SIGTERM/SIGHUP), a pidfd of the starting
 // process and every connection. Each connection is a small state machine
 // (await auth -> ready) with its own buffers and deadline, so a slow,
-// stalled or hostile client costs the others nothing. See
+// stalled or hostile client costs the others nothing. Admission: a peer of
+// another uid is closed at accept (SO_PEERCRED); at most max_handshakes
+// connections are in the handshake at once (the listener is not polled
+// while that many are, so the rest wait in the kernel's backlog, in order);
+// max_connections counts authenticated connections only. See
 // include/shmkit/manager.hpp for the contract, manager_protocol.hpp for the
 // wire format.
 #include <algorithm>
@@ -92,6 +96,7 @@ class Server {
   std::string create_block(ManagedKind kind, char typecode, Make&& make);
   void queue(Conn& c, std::vector<std::uint8_t> frame, Clock::time_point now);
   void drop(Conn& c) noexcept;
+  bool peer_allowed(int fd) const noexcept;
   [[noreturn]] void shutdown_from(Conn& c);
   void close_inherited_descriptors() noexcept;
 
@@ -101,6 +106,9 @@ class Server {
   Clock::time_point accept_paused_until_{};
   bool path_bound_ = false;
   struct stat path_stat_ {};
+  uid_t uid_ = 0;                 // ours: the peers we accept (and allowed_uids)
+  std::size_t handshaking_ = 0;   // live connections not yet authenticated
+  std::size_t authed_ = 0;        // live authenticated connections
   std::list<Conn> conns_;
   std::vector<ManagedBlock> owned_;
 };
@@ -146,6 +154,7 @@ void Server::setup() {
     if (::getppid() != cfg_.parent_pid) finish(0);
   }
 
+  uid_ = ::geteuid();
   const SocketAddress sa = socket_address(cfg_.address);
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) platform::throw_errno(errno, prefix(cfg_.address) + "socket");
@@ -183,6 +192,9 @@ void Server::cleanup() noexcept {
       ::unlink(cfg_.address.c_str());
     }
     path_bound_ = false;
+    // The default address's directory (made by the starter for us): empty
+    // now, unless someone else put something there.
+    if (!cfg_.socket_dir.empty()) ::rmdir(cfg_.socket_dir.c_str());
   }
 }
 
@@ -334,6 +346,19 @@ void Server::drop(Conn& c) noexcept {
   if (c.dead) return;
   ::close(c.fd);
   c.dead = true;
+  (c.authed ? authed_ : handshaking_) -= 1;
+}
+
+// The peer's effective uid when it connected: ours, or one the options allow.
+bool Server::peer_allowed(int fd) const noexcept {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred) {
+    return false;
+  }
+  if (cred.uid == uid_) return true;
+  const auto& allowed = cfg_.options.allowed_uids;
+  return std::find(allowed.begin(), allowed.end(), cred.uid) != allowed.end();
 }
 
 void Server::queue(Conn& c, std::vector<std::uint8_t> frame, Clock::time_point now) {
@@ -454,8 +479,16 @@ void Server::handle_auth(Conn& c, const proto::Frame& f) {
     c.out = proto::encode(proto::AuthFail{static_cast<std::uint32_t>(proto::AuthFailReason::bad_key)});
     return;
   }
+  if (authed_ >= cfg_.options.max_connections) {
+    // Others authenticated first: the cap is reached. Nothing to say that
+    // the peer could act on; it sees the close.
+    drop(c);
+    return;
+  }
   c.closing = false;
   c.authed = true;
+  handshaking_ -= 1;
+  authed_ += 1;
   c.deadline = kNever;
   c.out = proto::encode(proto::AuthOk{hmac(cfg_.authkey, proto::mac_input(true, c.nonce, auth->nonce))});
 }
@@ -480,7 +513,8 @@ void Server::shutdown_from(Conn& c) {
 }
 
 void Server::accept_all(Clock::time_point now) {
-  for (;;) {
+  // Only while a handshake slot is free: the rest stay in the backlog.
+  while (handshaking_ < cfg_.options.max_handshakes) {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       // Out of descriptors: the pending connection stays readable, so stop
@@ -490,13 +524,17 @@ void Server::accept_all(Clock::time_point now) {
       }
       return;  // EAGAIN: all taken
     }
-    if (conns_.size() >= cfg_.options.max_connections) {
+    // Another user (not allowed), or the cap of authenticated connections
+    // reached: closed before a byte is sent, without taking a slot.
+    if (!peer_allowed(fd) || authed_ >= cfg_.options.max_connections) {
       ::close(fd);
       continue;
     }
     Conn& c = conns_.emplace_back();
     c.fd = fd;
-    c.deadline = now + cfg_.options.server_io_timeout;  // the whole handshake
+    handshaking_ += 1;
+    // The whole handshake.
+    c.deadline = now + std::min(cfg_.options.handshake_timeout, cfg_.options.server_io_timeout);
     try {
       platform::random_bytes(c.nonce.data(), c.nonce.size());
       queue(c, proto::encode(proto::Hello{proto::kMagic, proto::kVersion, c.nonce}), now);
@@ -513,11 +551,13 @@ void Server::run() {
   for (;;) {
     fds.clear();
     order.clear();
-    const bool accepting = Clock::now() >= accept_paused_until_;
+    const bool accepting = Clock::now() >= accept_paused_until_ &&
+                           handshaking_ < cfg_.options.max_handshakes;
     fds.push_back({accepting ? listen_fd_ : -1, POLLIN, 0});
     fds.push_back({signal_fd_, POLLIN, 0});
     fds.push_back({cfg_.parent_pidfd, POLLIN, 0});  // ignored by poll when -1
-    Clock::time_point next = accepting ? kNever : accept_paused_until_;
+    Clock::time_point next = kNever;
+    if (Clock::now() < accept_paused_until_) next = accept_paused_until_;
     for (Conn& c : conns_) {
       short events = c.has_output() ? POLLOUT : POLLIN;
       fds.push_back({c.fd, events, 0});

@@ -52,8 +52,11 @@ TEST(Heap, HandlesRoundTripAsStrings) {
   EXPECT_EQ(h.to_string(), "heap:some_heap:4096:7");
   EXPECT_EQ(HeapHandle::parse(h.to_string()), h);
   EXPECT_EQ(HeapHandle::parse("heap::64:1").heap, "");
+  const HeapHandle max{"h", 64, ~std::uint64_t{0}};  // generations are 64-bit
+  EXPECT_EQ(max.to_string(), "heap:h:64:18446744073709551615");
+  EXPECT_EQ(HeapHandle::parse(max.to_string()), max);
   for (const char* bad : {"", "heap:", "heap:x:1", "heap:x:a:1", "heap:x:1:", "heap:x:-1:1",
-                          "nope:x:1:1", "heap:a/b:64:1", "heap:x:64:99999999999"}) {
+                          "nope:x:1:1", "heap:a/b:64:1", "heap:x:64:18446744073709551616"}) {
     EXPECT_THROW(HeapHandle::parse(bad), std::invalid_argument) << bad;
   }
 }
@@ -123,6 +126,132 @@ TEST(Heap, ForgedHandlesNeverEscapeTheArena) {
   HeapHandle other = a.handle;
   other.heap = "another";
   EXPECT_THROW(heap.resolve(other), std::invalid_argument);
+}
+
+// Issue 13: generations lived in the chunk tags, so a merge (which turns a
+// tag into interior bytes) and the zero fill of the next allocation over it
+// reset a freed object's generation; a later split at that offset handed out
+// generation 1 again, and the freed object's stale handle resolved to, and
+// freed, the new object. Generations now come from one heap-wide counter.
+TEST(Heap, AStaleHandleNeverNamesAnObjectReallocatedAtItsOffset) {
+  auto heap = Heap::create(unique_name("heapaba"), 512);  // four 128-byte chunks
+  auto p = heap.allocate(64);                              // [0, 128)
+  auto a = heap.allocate(64);                              // [128, 256)
+  auto q = heap.allocate(64);
+  auto r = heap.allocate(64);
+  ASSERT_EQ(a.handle.offset, 128u);
+  heap.deallocate(p.handle);
+  heap.deallocate(a.handle);
+  // [0, 256) merges into one chunk and is handed out whole: a's tag is now
+  // payload, zero-filled.
+  auto big = heap.allocate(150);
+  ASSERT_EQ(big.handle.offset, 0u);
+  heap.deallocate(big.handle);
+  // Split again: the second allocation lands at a's offset.
+  auto first = heap.allocate(64);
+  auto b = heap.allocate(64);
+  ASSERT_EQ(b.handle.offset, a.handle.offset) << "the allocator no longer re-splits here";
+  std::memset(b.bytes.data(), 0x42, b.bytes.size());
+  EXPECT_NE(b.handle.generation, a.handle.generation);
+  EXPECT_THROW(heap.resolve(a.handle), std::invalid_argument);     // not b
+  EXPECT_THROW(heap.deallocate(a.handle), std::invalid_argument);  // nor frees b
+  auto still = heap.resolve(b.handle);
+  for (std::byte x : still) ASSERT_EQ(x, std::byte{0x42});
+  EXPECT_EQ(heap.stats().live_objects, 4u);
+  for (const auto& h : {first.handle, b.handle, q.handle, r.handle}) heap.deallocate(h);
+  EXPECT_NO_THROW(heap.check());
+  heap.unlink();
+}
+
+// Every allocation in a heap's lifetime gets a generation never handed out
+// before, whatever merges and splits happen, and in every process.
+TEST(Heap, GenerationsNeverRepeatInAHeapsLifetime) {
+  auto name = unique_name("heapgen");
+  auto heap = Heap::create(name, 8192);
+  std::set<std::uint64_t> seen;
+  std::vector<HeapHandle> live;
+  std::mt19937 rng(13);
+  for (int i = 0; i < 20000; ++i) {
+    if (live.empty() || (rng() % 2 == 0 && live.size() < 40)) {
+      try {
+        auto a = heap.allocate(1 + rng() % 700);
+        ASSERT_TRUE(seen.insert(a.handle.generation).second)
+            << "generation " << a.handle.generation << " handed out twice (op " << i << ")";
+        live.push_back(a.handle);
+      } catch (const std::system_error&) {  // full: free something
+      }
+    } else {
+      auto k = rng() % live.size();
+      heap.deallocate(live[k]);
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+  }
+  // Another process continues the same sequence.
+  const std::uint64_t last = *seen.rbegin();
+  ExitStatus st = run_child([&] {
+    auto h = Heap::attach(name);
+    auto a = h.allocate(10);
+    return a.handle.generation > last ? 0 : 1;
+  });
+  EXPECT_TRUE(st.ok()) << st.describe();
+  auto after = heap.allocate(10);
+  EXPECT_GT(after.handle.generation, last + 1);
+  heap.unlink();
+}
+
+// The generation counter is the one thing about generations not derived
+// from the chain: check() reports it behind an allocated tag (it would hand
+// that generation out again), and the repair after a dead owner raises it,
+// never lowers it.
+TEST(Heap, AGenerationCounterBehindTheChainIsReportedAndRepaired) {
+  auto heap = Heap::create(unique_name("heapgenctl"), 4096);
+  auto a = heap.allocate(100);
+  auto b = heap.allocate(100);
+  HeapBytes raw = bytes_of(heap);
+  ASSERT_EQ(raw.ctl->last_generation, b.handle.generation);
+  raw.ctl->last_generation = a.handle.generation;  // behind b
+  try {
+    heap.check();
+    ADD_FAILURE() << "check() accepted a generation counter behind an allocated chunk";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(says(e, "generation counter")) << e.what();
+  }
+  die_holding_the_lock(heap);
+  EXPECT_NO_THROW(heap.check());
+  EXPECT_EQ(raw.ctl->last_generation, b.handle.generation);
+  auto c = heap.allocate(100);
+  EXPECT_GT(c.handle.generation, b.handle.generation);
+  // Exhausted (only a foreign write gets there): refused, nothing changed.
+  raw.ctl->last_generation = ~std::uint64_t{0};
+  try {
+    (void)heap.allocate(10);
+    ADD_FAILURE() << "allocated with an exhausted generation counter";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), ENOMEM);
+    EXPECT_TRUE(says(e, "generation")) << e.what();
+  }
+  EXPECT_EQ(heap.stats().live_objects, 3u);
+  raw.ctl->last_generation = c.handle.generation;
+  EXPECT_NO_THROW(heap.check());
+  heap.unlink();
+}
+
+// Format 1 heaps (32-bit generations in the tags) are refused by attach.
+TEST(Heap, AttachRefusesAnotherHeapLayoutVersion) {
+  auto name = unique_name("heapv1");
+  auto heap = Heap::create(name, 4096);
+  auto buf = heap.mapping()->buf();
+  auto* h = reinterpret_cast<BlockHeader*>(buf.data());
+  EXPECT_EQ(h->param[0], 2u);
+  h->param[0] = 0;  // what version 1 recorded
+  try {
+    (void)Heap::attach(name);
+    ADD_FAILURE() << "attached a heap of layout version 1";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(says(e, "heap layout version 0")) << e.what();
+    EXPECT_TRUE(says(e, name)) << e.what();
+  }
+  heap.unlink();
 }
 
 // Found by fuzz_heap: a rover (the allocation hint in the control area) that

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <grp.h>
 #include <sys/un.h>
 #include <thread>
 #include <unistd.h>
@@ -90,6 +91,17 @@ Options test_options() {
 }
 
 std::string abstract_address() { return "@" + unique_name("sock"); }
+
+// In a forked child of this (root) test: become uid/gid 65534, as a second
+// local user would be.
+constexpr uid_t kNobody = 65534;
+bool become_nobody() {
+  return ::setgroups(0, nullptr) == 0 && ::setresgid(kNobody, kNobody, kNobody) == 0 &&
+         ::setresuid(kNobody, kNobody, kNobody) == 0;
+}
+bool is_root() { return ::geteuid() == 0; }
+
+std::string dir_of(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
 
 int pidfd_of(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
@@ -281,21 +293,116 @@ TEST(Manager, LifecycleCreatesEachKindOthersAttachShutdownUnlinksAll) {
   EXPECT_THROW(mgr.start(), std::logic_error);
 }
 
-TEST(Manager, DefaultsAreARandomAbstractAddressAndKeyAndTheDestructorShutsDown) {
-  std::string name;
+TEST(Manager, DefaultsAreAPrivateSocketAndARandomKeyAndTheDestructorShutsDown) {
+  std::string name, address;
   {
     SharedMemoryManager mgr;
-    EXPECT_TRUE(mgr.address().starts_with("@shmkit-")) << mgr.address();
+    EXPECT_EQ(mgr.address(), "");  // made by start()
     EXPECT_EQ(mgr.authkey().size(), 32u);
     SharedMemoryManager other;
-    EXPECT_NE(mgr.address(), other.address());
     EXPECT_NE(mgr.authkey(), other.authkey());
+    EXPECT_EQ(errno_of([&] { other.list(); }), ENOTCONN);  // not started: no address
     mgr.start();
+    other.start();
+    address = mgr.address();
+    EXPECT_NE(address, other.address());
     name = mgr.create_shared_memory(10);
     EXPECT_TRUE(name.starts_with("psm_")) << name;
     EXPECT_TRUE(block_exists(name));
   }  // ~SharedMemoryManager: CPython's `with SharedMemoryManager() as smm:`
   EXPECT_FALSE(block_exists(name));
+  EXPECT_NE(::access(address.c_str(), F_OK), 0) << "socket left behind";
+  EXPECT_NE(::access(dir_of(address).c_str(), F_OK), 0) << "socket directory left behind";
+}
+
+// Issue 13: the default address was an abstract socket ("@shmkit-...",
+// listed in /proc/net/unix) that every local user could connect to. It is
+// now a socket in a fresh 0700 directory, as CPython's is.
+TEST(Manager, TheDefaultAddressIsInA0700DirectoryAnotherUserCannotConnectTo) {
+  Options o = test_options();
+  SharedMemoryManager mgr(o);
+  mgr.start();
+  const std::string address = mgr.address();
+  ASSERT_FALSE(address.starts_with("@")) << address;
+  EXPECT_TRUE(address.ends_with("/listener")) << address;
+  const std::string dir = dir_of(address);
+  EXPECT_NE(dir.find("/shmkit-"), std::string::npos) << dir;
+  struct stat st {};
+  ASSERT_EQ(::lstat(dir.c_str(), &st), 0) << dir;
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(st.st_uid, ::geteuid());
+  ASSERT_EQ(::lstat(address.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  // Our own user connects.
+  ExitStatus mine = run_child([&] {
+    auto client = SharedMemoryManager::connect(address, mgr.authkey(), test_options());
+    return client.create_shared_memory(8).empty() ? 1 : 0;
+  });
+  EXPECT_TRUE(mine.ok()) << mine.describe();
+  if (is_root()) {
+    // Another user cannot reach the socket at all, key or not.
+    ExitStatus other = run_child([&] {
+      if (!become_nobody()) return 10;
+      if (raw_connect(address) >= 0) return 11;
+      auto client = SharedMemoryManager::connect(address, mgr.authkey(), test_options());
+      const int err = errno_of([&] { client.list(); });
+      return err == EACCES ? 0 : 12;
+    });
+    EXPECT_TRUE(other.ok()) << other.describe();
+  }
+  EXPECT_EQ(mgr.list().size(), 1u);
+  mgr.shutdown();
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "socket directory left behind";
+  EXPECT_TRUE(list_blocks(o.name_prefix).empty());
+}
+
+// The server cannot remove its socket when it is SIGKILLed: the starting
+// handle does, once it has reaped it. And when the starter is SIGKILLed,
+// the server removes it as it exits.
+TEST(Manager, TheDefaultSocketDirectoryGoesWhenTheServerOrTheStarterIsKilled) {
+  {
+    SharedMemoryManager mgr(test_options());
+    mgr.start();
+    const std::string dir = dir_of(mgr.address());
+    ASSERT_EQ(::kill(mgr.server_pid(), SIGKILL), 0);
+    EXPECT_THROW(mgr.shutdown(), std::system_error);
+    EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "socket directory left behind";
+  }
+  const Options o = test_options();
+  int report[2];
+  ASSERT_EQ(::pipe(report), 0);
+  const pid_t starter = fork_child([&]() -> int {
+    ::close(report[0]);
+    SharedMemoryManager mgr(o);
+    mgr.start();
+    char buf[256] = {};
+    const pid_t server = mgr.server_pid();
+    std::memcpy(buf, &server, sizeof server);
+    std::snprintf(buf + sizeof server, sizeof buf - sizeof server, "%s", mgr.address().c_str());
+    (void)!::write(report[1], buf, sizeof buf);
+    for (;;) ::pause();  // until SIGKILL
+  });
+  ::close(report[1]);
+  char buf[256] = {};
+  const ssize_t got = ::read(report[0], buf, sizeof buf);
+  ::close(report[0]);
+  pid_t server = -1;
+  std::string dir;
+  if (got == static_cast<ssize_t>(sizeof buf)) {
+    std::memcpy(&server, buf, sizeof server);
+    dir = dir_of(buf + sizeof server);
+  }
+  const int server_fd = server > 0 ? pidfd_of(server) : -1;
+  const bool was_there = !dir.empty() && ::access(dir.c_str(), F_OK) == 0;
+  // The kill first: a failed check below must not leave the starter behind.
+  ASSERT_EQ(::kill(starter, SIGKILL), 0);
+  EXPECT_EQ(wait_child(starter, 5s).signal, SIGKILL);
+  ASSERT_GE(server_fd, 0);
+  ASSERT_TRUE(was_there) << "no socket directory: " << dir;
+  EXPECT_TRUE(wait_exit(server_fd, 5s)) << "the server outlived its starting process";
+  ::close(server_fd);
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "socket directory left behind";
 }
 
 TEST(Manager, FilesystemSocketIsMode0600AndRemovedAtShutdown) {
@@ -338,6 +445,13 @@ TEST(Manager, BadArgumentsAreRefusedBeforeAnythingStarts) {
   EXPECT_THROW(SharedMemoryManager("@ok", ""), std::invalid_argument);
   Options o;
   o.name_prefix = "a/b";
+  EXPECT_THROW(SharedMemoryManager("@ok", kKey, o), std::invalid_argument);
+  o = Options{};
+  o.max_handshakes = 0;
+  EXPECT_THROW(SharedMemoryManager("@ok", kKey, o), std::invalid_argument);
+  EXPECT_THROW(SharedMemoryManager{o}, std::invalid_argument);
+  o = Options{};
+  o.handshake_timeout = 0ms;
   EXPECT_THROW(SharedMemoryManager("@ok", kKey, o), std::invalid_argument);
   auto client = SharedMemoryManager::connect("@ok", kKey);
   EXPECT_THROW(client.start(), std::logic_error);
@@ -637,6 +751,126 @@ TEST(Manager, ConnectionsBeyondTheCapAreClosedAndTheOthersServed) {
   }
   EXPECT_TRUE(served);
   for (int fd : held) ::close(fd);
+  mgr.shutdown();
+}
+
+// ---------------------------------------------------------------- admission (issue 13)
+
+// An explicit abstract address stays reachable by any local user (that is
+// what abstract means), but the server checks SO_PEERCRED: another uid is
+// closed at accept, even with the right key, unless allowed_uids names it.
+TEST(Manager, AnotherUserIsClosedAtAcceptEvenWithTheKeyUnlessAllowed) {
+  if (!is_root()) GTEST_SKIP() << "needs root to act as a second user";
+  for (const bool allow : {false, true}) {
+    Options o = test_options();
+    if (allow) o.allowed_uids = {kNobody};
+    SharedMemoryManager mgr(abstract_address(), kKey, o);
+    mgr.start();
+    ExitStatus st = run_child([&] {
+      if (!become_nobody()) return 10;
+      auto client = SharedMemoryManager::connect(mgr.address(), kKey, test_options());
+      if (allow) return client.list().empty() ? 0 : 11;
+      const int err = errno_of([&] { client.list(); });
+      return err == ECONNRESET ? 0 : 12;
+    });
+    EXPECT_TRUE(st.ok()) << (allow ? "allowed: " : "not allowed: ") << st.describe();
+    mgr.shutdown();
+  }
+}
+
+// Issue 13, as reproduced: uid 65534 held 16 connections to the manager's
+// (then abstract, default) address and the right key was refused, because
+// unauthenticated connections counted against max_connections.
+TEST(Manager, ConnectionsHeldByAnotherUserNeverLockOutAClientWithTheKey) {
+  if (!is_root()) GTEST_SKIP() << "needs root to act as a second user";
+  Options o = test_options();
+  o.max_connections = 4;
+  SharedMemoryManager mgr(abstract_address(), kKey, o);
+  mgr.start();
+  int ready[2], release[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(release), 0);
+  const pid_t holder = fork_child([&] {
+    ::close(ready[0]);
+    ::close(release[1]);
+    if (!become_nobody()) return 10;
+    std::vector<int> held;
+    for (int i = 0; i < 16; ++i) held.push_back(raw_connect(mgr.address()));
+    char c = 1;
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(release[0], &c, 1);  // hold them until told
+    int dropped = 0;  // the server closed every one of them
+    for (int fd : held) dropped += fd >= 0 && dropped_within(fd, 5s) ? 1 : 0;
+    return dropped == 16 ? 0 : 11;
+  });
+  ::close(ready[1]);
+  ::close(release[0]);
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  // The 16 are open (or were refused): a client with the key works, from
+  // this process and from another. (No throw escapes before the holder is
+  // released.)
+  EXPECT_NO_THROW(EXPECT_TRUE(mgr.list().empty()));
+  ExitStatus client = run_child([&] {
+    auto other = SharedMemoryManager::connect(mgr.address(), kKey, test_options());
+    return other.create_shared_memory(8).empty() ? 1 : 0;
+  });
+  EXPECT_TRUE(client.ok()) << client.describe();
+  c = 1;
+  (void)!::write(release[1], &c, 1);
+  ExitStatus h = wait_child(holder, 30s);
+  EXPECT_TRUE(h.ok()) << h.describe();
+  ::close(ready[0]);
+  ::close(release[1]);
+  EXPECT_EQ(mgr.list().size(), 1u);
+  mgr.shutdown();
+}
+
+// Our own user's connections that never authenticate (a stuck or hostile
+// peer of the same uid): they take at most max_handshakes slots, each for
+// at most handshake_timeout, and never count against max_connections, so a
+// client with the key is delayed, never refused.
+TEST(Manager, StalledHandshakesDelayButNeverRefuseAClientWithTheKey) {
+  Options o = test_options();
+  o.max_connections = 2;
+  o.max_handshakes = 4;
+  o.handshake_timeout = 300ms;
+  SharedMemoryManager mgr(abstract_address(), kKey, o);
+  mgr.start();
+  std::vector<int> held;
+  for (int i = 0; i < 16; ++i) {
+    held.push_back(raw_connect(mgr.address()));
+    ASSERT_GE(held.back(), 0);
+  }
+  // Behind 16 stalled peers (4 at a time, 300 ms each): served within the
+  // client's 10 s timeout.
+  EXPECT_NO_THROW(EXPECT_TRUE(mgr.list().empty()));
+  ExitStatus client = run_child([&] {
+    auto other = SharedMemoryManager::connect(mgr.address(), kKey, test_options());
+    return other.list().empty() ? 0 : 1;
+  });
+  EXPECT_TRUE(client.ok()) << client.describe();
+  for (int fd : held) {
+    EXPECT_TRUE(dropped_within(fd, 10s));
+    ::close(fd);
+  }
+  mgr.shutdown();
+}
+
+// A connection that stalls in the handshake is dropped by handshake_timeout,
+// not by the (long) I/O timeout that authenticated clients get.
+TEST(Manager, AStalledHandshakeIsDroppedWithinTheHandshakeTimeout) {
+  Options o = test_options();
+  o.server_io_timeout = 60s;
+  o.handshake_timeout = 500ms;
+  SharedMemoryManager mgr(abstract_address(), kKey, o);
+  mgr.start();
+  const int fd = raw_connect(mgr.address());
+  ASSERT_GE(fd, 0);
+  EXPECT_FALSE(read_frame(fd, 5s).empty()) << "no hello";
+  EXPECT_TRUE(dropped_within(fd, 10s)) << "a stalled handshake was kept past 10 s";
+  ::close(fd);
+  EXPECT_TRUE(mgr.list().empty());
   mgr.shutdown();
 }
 

@@ -775,7 +775,7 @@ struct ObjectRecord {
 };
 
 HeapHandle handle_of(const ObjectRecord& rec, const std::string& heap_name) {
-  return {heap_name, rec.offset.load(), static_cast<std::uint32_t>(rec.generation.load())};
+  return {heap_name, rec.offset.load(), rec.generation.load()};
 }
 
 struct HeapStormState {

@@ -24,10 +24,18 @@
 //     consistent. What can be lost: an allocation committed by a process that
 //     died before handing its handle on stays allocated (a leak, never an
 //     overlap); stats() and check() show it.
-//   * Handles carry the chunk's generation: a handle to a freed (or freed and
-//     reused) chunk is rejected by resolve() with std::invalid_argument, not
-//     read as someone else's object. A forged handle can at worst name bytes
-//     inside the arena, never outside it.
+//   * Handles carry a generation: a 64-bit number that the heap's control
+//     area counts up on every allocation (under the lock, stored before the
+//     chunk is committed), so it never repeats in the heap's lifetime,
+//     whatever merges and splits reuse an offset. A handle to a freed (or
+//     freed and reused) chunk is rejected by resolve() and deallocate() with
+//     std::invalid_argument, never read or freed as someone else's object.
+//     (The counter is not derived: the repair keeps it, raising it to the
+//     chain's largest generation if a foreign write put it behind.) A forged
+//     handle can at worst name bytes inside the arena, never outside it.
+//   * On-block format version 2 (header param[0]); attach refuses a heap of
+//     another version (version 1 had 32-bit generations in the chunk tags)
+//     with std::invalid_argument.
 //   * Heap is a cheap copyable handle (shared ownership of one mapping);
 //     objects created in it keep the mapping alive.
 #pragma once
@@ -47,9 +55,10 @@ namespace shmkit {
 struct HeapHandle {
   std::string heap;              // the heap block's name (empty: anonymous heap)
   std::uint64_t offset = 0;      // of the chunk in the arena
-  std::uint32_t generation = 0;  // the chunk's allocation count when handed out
+  std::uint64_t generation = 0;  // the allocation's number in the heap (1, 2, ...)
 
-  // "heap:<name>:<offset>:<generation>"
+  // "heap:<name>:<offset>:<generation>", both numbers in decimal (the
+  // generation up to 2^64 - 1; handles of format-1 heaps parse the same).
   std::string to_string() const;
   // Parses to_string()'s form; std::invalid_argument otherwise.
   static HeapHandle parse(std::string_view text);
@@ -81,7 +90,9 @@ class Heap {
     HeapHandle handle;
   };
   // Allocates `size` bytes (> 0). Throws std::system_error(ENOMEM) when no
-  // free chunk is large enough, std::runtime_error if the heap is corrupt.
+  // free chunk is large enough (or, after a foreign write only, when the
+  // generation counter is at 2^64 - 1), std::runtime_error if the heap is
+  // corrupt.
   Allocation allocate(std::size_t size);
   // Frees the object; std::invalid_argument for a handle that does not name
   // a live allocation of this heap.

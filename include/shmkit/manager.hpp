@@ -12,15 +12,37 @@
 //     a Linux abstract address spelled with a leading '@'. Call start() from
 //     a process whose other threads are not inside shmkit or OpenSSL (the
 //     usual rule for fork in a threaded program).
+//   * The default address (as CPython's): start() makes a fresh directory
+//     "$TMPDIR/shmkit-XXXXXX" (or /tmp/..., mode 0700, mkdtemp) and listens
+//     on "<dir>/listener" in it, so only our user (and root) can even
+//     connect. The socket and the directory are removed at shutdown, by the
+//     server when it exits on its own (SIGTERM, its starter's death), and by
+//     the starting handle after it reaps a server that was killed; only if
+//     the starter and the server are both SIGKILLed does the empty-but-for-
+//     the-socket directory stay (as CPython's pymp-* directories do). An
+//     explicit abstract address ("@name") is listed in /proc/net/unix and any
+//     local user can connect to it: use one only where that is acceptable.
+//   * Who may connect: the server checks each connection's peer credentials
+//     (SO_PEERCRED) at accept and closes, before sending a byte, any whose
+//     effective uid is neither the server's own nor in Options::allowed_uids
+//     (its calls fail with ECONNRESET). This holds for every address kind.
+//   * Admission: at most Options::max_handshakes connections are in the
+//     handshake at once; while that many are, the server accepts no more
+//     (later ones wait in the listen backlog, first come first served) and
+//     each must finish within Options::handshake_timeout of its accept or is
+//     dropped. Options::max_connections counts authenticated connections
+//     only, so connections that never authenticate can delay a client (by at
+//     most a few handshake timeouts) but never make the server refuse it.
 //   * Clients authenticate with the authkey by a mutual HMAC-SHA256
 //     challenge-response over fresh random nonces (the server proves that it
 //     knows the key too); MACs are compared in constant time. The wire format
 //     is shmkit's own versioned, length-prefixed binary protocol, documented
 //     in src/manager_protocol.hpp. The server is one poll() event loop that
 //     never blocks on a client: frames are capped (128 bytes before auth,
-//     32 MiB after), a handshake and every started frame must complete
-//     within Options::server_io_timeout, and a peer that sends a wrong key,
-//     an oversized or malformed frame, or stalls is dropped alone.
+//     32 MiB after), a handshake must complete within
+//     Options::handshake_timeout and every started frame within
+//     Options::server_io_timeout, and a peer that sends a wrong key, an
+//     oversized or malformed frame, or stalls is dropped alone.
 //   * Ownership: every block the server creates is unlinked by shutdown(),
 //     by the destructor of the manager that started it (CPython's `with
 //     SharedMemoryManager() as smm:`), by SIGTERM/SIGHUP to the server, and
@@ -110,8 +132,22 @@ struct ManagerOptions {
   // Names of created blocks: name_prefix + 8 random lowercase hex digits
   // (CPython's "psm_" by default). At most 200 bytes, no '/'.
   std::string name_prefix = "psm_";
-  // Server side: connections beyond this are closed at once.
+  // Server side: authenticated connections beyond this are closed (at
+  // accept, or when a handshake completes with the cap reached).
+  // Connections still in the handshake do not count (max_handshakes does).
   std::size_t max_connections = 1024;
+  // Server side: connections in the handshake at once (>= 1); while this
+  // many are, further connections wait in the listen backlog.
+  std::size_t max_handshakes = 4;
+  // Server side: a connection must finish the handshake within this time
+  // of its accept (and within server_io_timeout), else it is dropped.
+  std::chrono::milliseconds handshake_timeout{2000};
+  // Server side: effective uids allowed to connect besides the server's own
+  // (SO_PEERCRED); connections of any other uid are closed at accept. Root
+  // is not implied: list 0 to let root in to a non-root server. Only useful
+  // with an address the other user can reach: an abstract one, or a path in
+  // a directory they may enter (the default directory is 0700).
+  std::vector<uid_t> allowed_uids;
 };
 
 class SharedMemoryManager {
@@ -120,12 +156,15 @@ class SharedMemoryManager {
   // default argument here.)
   using Options = ManagerOptions;
 
-  // A random abstract address ("@shmkit-" + 16 hex digits) and a random
-  // 32-byte authkey (getrandom), like CPython's defaults.
+  // The default address (a socket in a fresh 0700 directory, made by
+  // start(): address() is empty until then) and a random 32-byte authkey
+  // (getrandom), like CPython's defaults.
   SharedMemoryManager();
   explicit SharedMemoryManager(Options options);
-  // `address`: "@name" (abstract) or a filesystem path, at most 107 bytes;
-  // `authkey`: any non-empty byte string. std::invalid_argument otherwise.
+  // `address`: "@name" (abstract: any local user can connect, see the
+  // contract) or a filesystem path, at most 107 bytes; `authkey`: any
+  // non-empty byte string. std::invalid_argument otherwise (also for
+  // max_handshakes 0 or a handshake_timeout <= 0).
   SharedMemoryManager(std::string address, std::string authkey, Options options = {});
   // A handle on a manager that another process started. Connects lazily on
   // the first call (so this never throws for an unreachable server).
@@ -144,13 +183,15 @@ class SharedMemoryManager {
   // Forks the server; returns when it listens. std::logic_error if already
   // started or shut down, or if this is a connected handle;
   // std::system_error (EADDRINUSE, EACCES, ENAMETOOLONG, ...) from the
-  // server's bind/listen, naming the address.
+  // server's bind/listen, naming the address, or from making the default
+  // address's directory.
   void start();
   // Unlinks every block the server created, stops it and (for the starting
   // handle) reaps the process. Idempotent. std::system_error if the server
   // cannot be reached or had died: its blocks may then be left behind.
   void shutdown();
 
+  // Empty for a default manager until start() has made its directory.
   const std::string& address() const noexcept;
   // The key as raw bytes (may hold any byte value).
   const std::string& authkey() const noexcept;

@@ -22,7 +22,11 @@
 //     returned, minus what was freed): allocations never overlap each other
 //     or anything live, and merges never swallow a live chunk;
 //   * a handle accepted at a chunk boundary names a live chunk of that
-//     generation. (One accepted between boundaries names bytes inside some
+//     generation, and never one this model saw freed (a stale handle);
+//   * every allocation's generation is above every generation seen before
+//     (generations never repeat: they come from the control area's counter,
+//     which never falls behind an allocated tag and which a repair never
+//     lowers). (A handle accepted between boundaries names bytes inside some
 //     chunk that happen to look like a tag: allowed for resolve, see
 //     heap.hpp on forged handles; freeing it corrupts the counters, so the
 //     model stops trusting the heap.)
@@ -31,8 +35,8 @@
 //   [0]      flags: bit 0 ignores the image and starts from a fresh heap
 //   [1]      number of script ops (at most kMaxOps used)
 //   [2..3]   arena size in 64-byte lines (clamped to 1..kMaxLines)
-//   [4..35]  control counters: rover, used_bytes, live_objects,
-//            owner_deaths_recovered
+//   [4..43]  control counters: rover, used_bytes, live_objects,
+//            owner_deaths_recovered, last_generation
 //   then     the script: 9 bytes per op: kind, u32 a, u32 b (see run_op)
 //   then     the arena image, zero-filled past its end
 #include <algorithm>
@@ -45,7 +49,9 @@
 #include <iterator>
 #include <map>
 #include <new>
+#include <set>
 #include <span>
+#include <utility>
 #include <stdexcept>
 #include <system_error>
 
@@ -60,7 +66,8 @@ using shmkit::detail::HeapControl;
 
 constexpr std::size_t kMaxLines = 1024;  // a 64 KiB arena at most
 constexpr std::size_t kMaxOps = 48;
-constexpr std::size_t kHeaderBytes = 36;
+constexpr std::size_t kHeaderBytes = 44;
+constexpr std::size_t kMaxRetired = 64;
 constexpr std::size_t kOpBytes = 9;
 constexpr std::uint64_t kLine = 64;
 constexpr unsigned char kFill = 0xa5;  // 0xa5a5...: stray bits, never a valid tag word
@@ -90,7 +97,7 @@ std::uint32_t u32_at(const std::uint8_t* p) {
 
 struct Live {
   std::uint64_t size;
-  std::uint32_t generation;
+  std::uint64_t generation;
   friend bool operator==(const Live&, const Live&) = default;
 };
 using Chunks = std::map<std::uint64_t, Live>;
@@ -102,9 +109,21 @@ class Driver {
 
   void run_op(std::uint8_t kind, std::uint32_t a, std::uint32_t b);
   // Starts trusting the heap as it is now (fresh, or accepted by check()
-  // or a repair): the model is what the chain holds.
+  // or a repair): the model is what the chain holds. Trusted already (a
+  // repair of a heap the model trusted): what it saw freed stays stale and
+  // the counter must not have gone back.
   void trust() {
     model_ = chain();
+    const std::uint64_t counter = heap_.control().last_generation;
+    for (const auto& [off, l] : model_) {
+      if (l.generation > counter) die("an accepted heap's counter is behind a tag", off);
+    }
+    if (trusted_) {
+      if (counter < max_generation_) die("a repair lowered the generation counter", counter);
+    } else {
+      retired_.clear();
+    }
+    max_generation_ = counter;
     trusted_ = true;
   }
 
@@ -114,10 +133,10 @@ class Driver {
     std::memcpy(&w, arena_.data() + off, 8);
     return w;
   }
-  std::uint32_t generation(std::uint64_t off) const {
+  std::uint64_t generation(std::uint64_t off) const {
     if (off > arena_.size() || arena_.size() - off < kLine) return 0;
-    std::uint32_t g;
-    std::memcpy(&g, arena_.data() + off + offsetof(ChunkTag, generation), 4);
+    std::uint64_t g;
+    std::memcpy(&g, arena_.data() + off + offsetof(ChunkTag, generation), 8);
     return g;
   }
 
@@ -161,6 +180,11 @@ class Driver {
   std::span<std::byte> arena_;
   bool trusted_ = false;
   Chunks model_;  // allocated chunks, while trusted_
+  // While trusted_: handles freed (stale: never accepted again), and the
+  // largest generation handed out or found (the next must be above it).
+  std::vector<HeapHandle> retired_;
+  std::set<std::pair<std::uint64_t, std::uint64_t>> retired_set_;
+  std::uint64_t max_generation_ = 0;
 };
 
 // kind >> 3 & 3 picks how the handle is made:
@@ -168,8 +192,13 @@ class Driver {
 //   1: line a (a little past the arena too), the generation in that tag
 //   2: the (a mod n)-th allocated chunk on the chain, its generation
 //   3: line a, generation b
+// except that kind & 0x60 == 0x60 (with any of 1-3) reuses the (a mod n)-th
+// handle this model saw freed, if any: a stale handle.
 HeapHandle Driver::handle_for(std::uint8_t kind, std::uint32_t a, std::uint32_t b) const {
   const std::uint64_t lines = arena_.size() / kLine;
+  if ((kind & 0x60) == 0x60 && ((kind >> 3) & 3) != 0 && !retired_.empty()) {
+    return retired_[a % retired_.size()];
+  }
   HeapHandle h{"fuzz", 0, b};
   switch ((kind >> 3) & 3) {
     case 0:
@@ -226,7 +255,16 @@ void Driver::on_accepted_handle(const HeapHandle& h, bool freed) {
   if (it == model_.end() || it->second.generation != h.generation) {
     die("a handle to a free or stale chunk was accepted", h.offset);
   }
-  if (freed) model_.erase(it);
+  if (retired_set_.count({h.offset, h.generation}) != 0) {
+    die("a freed object's handle was accepted (its generation was handed out again)", h.offset);
+  }
+  if (freed) {
+    model_.erase(it);
+    if (retired_.size() < kMaxRetired) {
+      retired_.push_back(h);
+      retired_set_.insert({h.offset, h.generation});
+    }
+  }
 }
 
 void Driver::check_stats(const shmkit::HeapStats& st) const {
@@ -261,6 +299,11 @@ void Driver::allocate(std::uint64_t n) {
     for (const auto& [off, l] : model_) {
       if (off < c.offset + c.size && c.offset < off + l.size) die("allocation overlaps a live chunk", off);
     }
+    if (c.generation <= max_generation_) die("a generation was handed out again", c.generation);
+    if (heap_.control().last_generation != c.generation) {
+      die("the generation counter does not say what allocate returned", c.generation);
+    }
+    max_generation_ = c.generation;
     model_[c.offset] = Live{c.size, c.generation};
   }
 }
@@ -278,11 +321,12 @@ void Driver::check_after_repair() {
 }
 
 // kind >> 3 & 3: 0 a byte at a, 1 the word of tag line a, 2 the generation
-// of tag line a, 3 control counter a % 4. The value is b.
+// of tag line a, 3 control counter a % 5. The value is b (kind & 0x80 with
+// mode 3: ~b, to reach the top of the generation counter).
 void Driver::scribble(std::uint8_t mode, std::uint32_t a, std::uint32_t b) {
   const std::uint64_t lines = arena_.size() / kLine;
   std::byte* base = arena_.data();
-  switch (mode) {
+  switch (mode & 3) {
     case 0:
       base[a % arena_.size()] = static_cast<std::byte>(b);
       break;
@@ -291,14 +335,16 @@ void Driver::scribble(std::uint8_t mode, std::uint32_t a, std::uint32_t b) {
       std::memcpy(base + (a % lines) * kLine, &w, 8);
       break;
     }
-    case 2:
-      std::memcpy(base + (a % lines) * kLine + offsetof(ChunkTag, generation), &b, 4);
+    case 2: {
+      const std::uint64_t g = b;
+      std::memcpy(base + (a % lines) * kLine + offsetof(ChunkTag, generation), &g, 8);
       break;
+    }
     default: {
       HeapControl& ctl = heap_.control();
       std::uint64_t* fields[] = {&ctl.rover, &ctl.used_bytes, &ctl.live_objects,
-                                 &ctl.owner_deaths_recovered};
-      *fields[a % 4] = b;
+                                 &ctl.owner_deaths_recovered, &ctl.last_generation};
+      *fields[a % 5] = (mode & 4) != 0 ? ~std::uint64_t{b} : b;
       break;
     }
   }
@@ -346,7 +392,7 @@ void Driver::run_op(std::uint8_t kind, std::uint32_t a, std::uint32_t b) {
         check_after_repair();
         break;
       case 6:
-        scribble((kind >> 3) & 3, a, b);
+        scribble(static_cast<std::uint8_t>(((kind >> 3) & 3) | ((kind >> 5) & 4)), a, b);
         break;
       default:
         allocate(a % 256 + 1);
@@ -391,10 +437,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else {
     // The counters as another process left them; the mutex stays zero (the
     // layout functions never touch it: locking is the Heap's).
-    std::memcpy(control.p + offsetof(HeapControl, rover), data + 4, 32);
+    std::memcpy(control.p + offsetof(HeapControl, rover), data + 4, 40);
     std::memcpy(arena.p, image, image_size);
   }
   static_assert(offsetof(HeapControl, owner_deaths_recovered) == offsetof(HeapControl, rover) + 24);
+  static_assert(offsetof(HeapControl, last_generation) == offsetof(HeapControl, rover) + 32);
 
   Driver d(control_span, arena_span);
   if (fresh) d.trust();

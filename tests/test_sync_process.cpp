@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
+#include <sched.h>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -511,6 +513,58 @@ TEST(Condition, SpuriousNotifiesDoNotBreakPredicateWaits) {
   }
   s->cv.notify_one();
   EXPECT_TRUE(wait_child(kid, 10s).ok());
+}
+
+// A notify_one whose wake goes to a waiter that is SIGKILLed before it
+// returns: the kernel hands the wake to nobody else. The first waiter is
+// made unable to run between the wake and the kill (it shares the parent's
+// only CPU at SCHED_IDLE; the parent does not block in between), as in
+// LostWake.* (test_sync_robust.cpp). Condition waits sleep in slices of
+// kLostWakeRecheck and re-read the sequence, so the second waiter sees the
+// notify within a slice instead of sleeping forever.
+TEST(Condition, NotifyAbsorbedByAKilledWaiterIsNotLost) {
+  NamedBlock block(4096);
+  struct S {
+    Mutex m;
+    Condition cv;
+    std::atomic<std::uint32_t> go{0};
+    std::atomic<std::uint32_t> second_got{0};
+  };
+  auto* s = new (block.shm.data()) S{};
+  cpu_set_t saved;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof saved, &saved), 0);
+  int cpu = 0;
+  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved)) ++cpu;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  ASSERT_EQ(::sched_setaffinity(0, sizeof one, &one), 0);
+  auto waiter = [s] {
+    std::unique_lock lk(s->m);
+    s->cv.wait(lk, [s] { return s->go.load() != 0; });
+  };
+  const pid_t first = fork_child([&] {
+    sched_param p{};
+    if (::sched_setscheduler(0, SCHED_IDLE, &p) != 0) return 2;
+    waiter();
+    return 0;
+  });
+  std::this_thread::sleep_for(200ms);  // the first waiter is asleep (first in the futex queue)
+  const pid_t second = fork_child([&] {
+    waiter();
+    s->second_got = 1;
+    return 0;
+  });
+  std::this_thread::sleep_for(200ms);  // the second one too
+  s->go = 1;
+  s->cv.notify_one();  // wakes the first (it cannot run)
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  const ExitStatus st = wait_child(first, 10s);
+  ::sched_setaffinity(0, sizeof saved, &saved);
+  EXPECT_EQ(st.signal, SIGKILL) << "the first waiter ran before it was killed: " << st.describe();
+  EXPECT_TRUE(eventually([&] { return s->second_got.load() == 1; }, 3s, 1ms))
+      << "the second waiter still sleeps: the notify died with the first";
+  EXPECT_TRUE(wait_child(second, 5s).ok());
 }
 
 TEST(Condition, TimedWaitTimesOutWithLockHeld) {

@@ -42,6 +42,8 @@ constexpr std::array<PointInfo, kPointCount - 1> kPoints{{
     {P::mpmc_pop_released, "mpmc_pop_released", "an MPMC slot released, sleeping producers never woken"},
     {P::broadcast_published, "broadcast_published", "a BroadcastRing item published, sleeping readers never woken"},
     {P::seqlock_stored, "seqlock_stored", "a SeqLock value stored, sleeping readers never woken"},
+    {P::spsc_push_published, "spsc_push_published", "an SPSC item published, a sleeping consumer never woken"},
+    {P::spsc_pop_released, "spsc_pop_released", "an SPSC slot freed, a sleeping producer never woken"},
 }};
 
 constexpr bool numbered_in_order() {

@@ -515,6 +515,42 @@ void mpmc_pop_released() {
   expect_nothing_left(name);
 }
 
+// SPSC: the consumer asleep in pop() / the producer asleep in push(); the
+// victim (a replacement on the other side) publishes / frees a slot.
+void spsc_sleeper(Point point) {
+  const std::string name = unique_name("fi_spsc_wake");
+  auto q = SpscQueue<Msg>::create(name, 16);
+  if (point == Point::spsc_push_published) {
+    sleeper_not_stranded(
+        point,
+        [&] {
+          const Msg m = SpscQueue<Msg>::attach(name).pop();
+          return m.seq == 5 && m.check == ~std::uint64_t{5} ? 0 : 3;
+        },
+        [&] { (void)SpscQueue<Msg>::attach(name).try_push(msg(5)); });
+    EXPECT_TRUE(q.empty());
+  } else {
+    for (std::uint64_t i = 0; i < 16; ++i) ASSERT_TRUE(q.try_push(msg(i)));
+    sleeper_not_stranded(
+        point,
+        [&] {
+          SpscQueue<Msg>::attach(name).push(msg(99));
+          return 0;
+        },
+        [&] {
+          Msg m{};
+          (void)SpscQueue<Msg>::attach(name).try_pop(m);
+        });
+    for (std::uint64_t i = 1; i <= 16; ++i) {
+      Msg m{};
+      ASSERT_TRUE(q.try_pop(m));
+      EXPECT_EQ(m.seq, i == 16 ? 99 : i);
+    }
+  }
+  q.unlink();
+  expect_nothing_left(name);
+}
+
 // A reader asleep in read_for() (a long timeout: it must return with the
 // item long before it); the victim writer publishes.
 void broadcast_published() {
@@ -629,6 +665,8 @@ const std::map<Point, std::function<void()>>& scenarios() {
       {Point::mpmc_pop_released, [] { mpmc_pop_released(); }},
       {Point::broadcast_published, [] { broadcast_published(); }},
       {Point::seqlock_stored, [] { seqlock_stored(); }},
+      {Point::spsc_push_published, [] { spsc_sleeper(Point::spsc_push_published); }},
+      {Point::spsc_pop_released, [] { spsc_sleeper(Point::spsc_pop_released); }},
       {Point::manager_created, [] { manager(Point::manager_created); }},
       {Point::manager_recorded, [] { manager(Point::manager_recorded); }},
   };

@@ -67,8 +67,10 @@ enum class Point : std::uint16_t {
   mpmc_pop_released = 26,    // the slot released to producers; sleeping producers not woken
   broadcast_published = 27,  // BroadcastRing item published; sleeping readers not woken
   seqlock_stored = 28,       // SeqLock value stored (sequence even); sleeping readers not woken
+  spsc_push_published = 29,  // SpscQueue item published (tail); a sleeping consumer not woken
+  spsc_pop_released = 30,    // SpscQueue slot freed (head); a sleeping producer not woken
 };
-inline constexpr std::size_t kPointCount = 29;  // one past the last number
+inline constexpr std::size_t kPointCount = 31;  // one past the last number
 
 struct PointInfo {
   Point point;

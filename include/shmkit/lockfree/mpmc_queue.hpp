@@ -42,8 +42,11 @@
 //     new position (its item is not lost; the skip is still counted). So no
 //     survivor waits on a dead claimant for more than about
 //     kUnrecordedClaimGrace plus one slice. A stopped (SIGSTOP) claimant is
-//     alive: its slot waits for it. Outside those windows a kill loses
-//     nothing committed.
+//     alive: its slot waits for it; so does one that /proc hides from the
+//     survivor (hidepid), which then behaves as a stall until the claimant
+//     is gone. Outside those windows a kill loses nothing committed. A
+//     survivor that uses only try_ calls must call unblock() itself when it
+//     finds the queue empty (or full) for long.
 //   * Untrusted block: positions are masked before addressing; a forged
 //     sequence number makes try_ calls return false rather than loop; a
 //     forged claim record can make unblock() skip or release a slot (that
@@ -51,9 +54,12 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <pthread.h>
@@ -98,12 +104,20 @@ inline std::uint64_t claimant_id() noexcept {
   return id != 0 ? id : compute_claimant_id();
 }
 
-// Whether the process a claim names still runs (a zombie counts as dead).
+// Whether the process a claim names may still run. Dead: no such pid, a
+// zombie, or a different start time (the pid was reused). When /proc hides
+// the process (hidepid, another user's) it counts as alive: a survivor then
+// waits rather than step over a claimant that may still write.
 inline bool claimant_alive(std::uint64_t id) noexcept {
   const auto pid = static_cast<pid_t>(id >> 32);
   if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
   const std::uint64_t start = tracker::process_start_time(pid);
-  return start != 0 && (start & 0xffffffffu) == (id & 0xffffffffu);
+  if (start != 0) return (start & 0xffffffffu) == (id & 0xffffffffu);
+  // 0: a zombie (its stat is readable) or a process /proc does not show us.
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  return ::access(path, R_OK) != 0;
 }
 
 }  // namespace lockfree_detail

@@ -144,13 +144,24 @@ bool wait_until(WaitSlot& w, Attempt&& attempt,
     // Bounded slices (kLostWakeRecheck, as the locks): a notifier killed
     // between its publishing store and its wake leaves seq unchanged and
     // nobody to bump it; the sleeper finds the item at its next re-check
-    // instead of sleeping forever. `stalled` runs between slices: it lets a
-    // structure look for a dead peer blocking the condition.
-    const auto now = std::chrono::steady_clock::now();
-    if (deadline && now >= *deadline) return false;
-    const auto slice_end = now + kLostWakeRecheck;
-    (void)futex_wait_until(w.seq, s, deadline && *deadline < slice_end ? *deadline : slice_end);
-    stalled();
+    // instead of sleeping forever. While seq still holds `s` no notifier
+    // has bumped it, so sleepers is still 1 and the pairing (2)/(3) still
+    // stands: the re-check needs no new heavy fence (an idle sleeper costs
+    // one futex wake-up per slice, no membarrier). A notifier killed
+    // between clearing sleepers and (4) leaves sleepers 0: later notifiers
+    // then skip the wake, and these re-checks still find their items
+    // within a slice. `stalled` runs between slices: it lets a structure
+    // look for a dead peer blocking the condition.
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      if (deadline && now >= *deadline) return false;
+      const auto slice_end = now + kLostWakeRecheck;
+      (void)futex_wait_until(w.seq, s, deadline && *deadline < slice_end ? *deadline : slice_end);
+      stalled();
+      // (1) as above. Moved: a notifier saw us; redo the handshake.
+      if (w.seq.load(std::memory_order_acquire) != s) break;
+      if (attempt()) return true;
+    }
   }
 }
 template <class Attempt>

@@ -1301,7 +1301,7 @@ constexpr std::uint64_t kProbeOrigin = 0xfeed;
 // once, or lost only as the header allows.
 struct MpmcStormState {
   CrewControl crew;
-  std::atomic<std::uint64_t> epoch;  // the queue's name suffix; bumped when the parent recreates it
+  std::atomic<std::uint64_t> epoch;  // the queue's name suffix: stays 0 (dead claims are stepped over, the queue is never recreated)
   std::atomic<std::uint64_t> next_seq[kMpmcProducers];   // recorded after each accepted push
   std::atomic<std::uint64_t> quota_end[kMpmcProducers];  // a producer idles at this seq
   std::atomic<std::uint8_t> seen[kMpmcProducers][kWindow];

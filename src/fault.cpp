@@ -32,10 +32,18 @@ constexpr std::array<PointInfo, kPointCount - 1> kPoints{{
     {P::heap_free_marked, "heap_free_marked", "a heap chunk marked free, the lock held"},
     {P::spsc_push_written, "spsc_push_written", "an SPSC slot written, tail not published"},
     {P::spsc_pop_copied, "spsc_pop_copied", "an SPSC item copied out, head not advanced"},
-    {P::mpmc_push_claimed, "mpmc_push_claimed", "an MPMC slot claimed by a producer, never published"},
-    {P::mpmc_pop_claimed, "mpmc_pop_claimed", "an MPMC slot claimed by a consumer, never released"},
+    {P::mpmc_push_claimed, "mpmc_push_claimed", "an MPMC slot claimed and recorded by a producer, never published"},
+    {P::mpmc_pop_claimed, "mpmc_pop_claimed", "an MPMC slot claimed and recorded by a consumer, never released"},
     {P::manager_created, "manager_created", "the manager server created a block, not recorded as owned"},
     {P::manager_recorded, "manager_recorded", "the manager server owns a new block, the reply not sent"},
+    {P::mpmc_push_won, "mpmc_push_won", "an MPMC slot claimed by a producer (tail CAS), the claim not recorded"},
+    {P::mpmc_push_published, "mpmc_push_published", "an MPMC item published, sleeping consumers never woken"},
+    {P::mpmc_pop_won, "mpmc_pop_won", "an MPMC slot claimed by a consumer (head CAS), the claim not recorded"},
+    {P::mpmc_pop_released, "mpmc_pop_released", "an MPMC slot released, sleeping producers never woken"},
+    {P::broadcast_published, "broadcast_published", "a BroadcastRing item published, sleeping readers never woken"},
+    {P::seqlock_stored, "seqlock_stored", "a SeqLock value stored, sleeping readers never woken"},
+    {P::spsc_push_published, "spsc_push_published", "an SPSC item published, a sleeping consumer never woken"},
+    {P::spsc_pop_released, "spsc_pop_released", "an SPSC slot freed, a sleeping producer never woken"},
 }};
 
 constexpr bool numbered_in_order() {

@@ -51,6 +51,11 @@ void queue_ops(std::span<std::byte> image) {
   (void)q.try_push(std::span<const typename Q::value_type>(many, 40));
   (void)q.try_pop(std::span<typename Q::value_type>(many, 40));
   (void)q.size();
+  if constexpr (Q::kKind == shmkit::BlockKind::mpmc_queue) {
+    // Reads forged claim records (a pid to look up), CASes only in the ring.
+    for (int i = 0; i < 3; ++i) (void)q.unblock();
+    (void)q.losses();
+  }
 }
 
 void broadcast_ops(std::span<std::byte> image) {
@@ -80,6 +85,7 @@ void fix_header(std::span<std::byte> image) {
   h->elem_size = t.size;
   h->elem_align = t.align;
   h->type_hash = t.name_hash;
+  if constexpr (Q::kKind == shmkit::BlockKind::mpmc_queue) h->param[1] = shmkit::kMpmcLayout;
 }
 
 template <class Q, class Ops>

@@ -55,13 +55,22 @@ enum class Point : std::uint16_t {
   // SpscQueue / MpmcQueue (shmkit/lockfree/*.hpp)
   spsc_push_written = 17,  // the slot written; tail not published
   spsc_pop_copied = 18,    // the item copied out; head not advanced
-  mpmc_push_claimed = 19,  // the slot claimed (tail CAS); value not published
-  mpmc_pop_claimed = 20,   // the slot claimed (head CAS); not released
+  mpmc_push_claimed = 19,  // the slot claimed (tail CAS) and recorded; value not published
+  mpmc_pop_claimed = 20,   // the slot claimed (head CAS) and recorded; not released
   // SharedMemoryManager's server (src/manager_server.cpp)
   manager_created = 21,   // the server created a block; not yet recorded as owned
   manager_recorded = 22,  // recorded as owned; the reply not yet sent
+  // MpmcQueue (shmkit/lockfree/mpmc_queue.hpp), BroadcastRing, SeqLock
+  mpmc_push_won = 23,        // tail CAS won; the claim not yet recorded in the slot
+  mpmc_push_published = 24,  // the item published; sleeping consumers not woken
+  mpmc_pop_won = 25,         // head CAS won; the claim not yet recorded in the slot
+  mpmc_pop_released = 26,    // the slot released to producers; sleeping producers not woken
+  broadcast_published = 27,  // BroadcastRing item published; sleeping readers not woken
+  seqlock_stored = 28,       // SeqLock value stored (sequence even); sleeping readers not woken
+  spsc_push_published = 29,  // SpscQueue item published (tail); a sleeping consumer not woken
+  spsc_pop_released = 30,    // SpscQueue slot freed (head); a sleeping producer not woken
 };
-inline constexpr std::size_t kPointCount = 23;  // one past the last number
+inline constexpr std::size_t kPointCount = 31;  // one past the last number
 
 struct PointInfo {
   Point point;

@@ -43,6 +43,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmkit/detail/fault.hpp"
 #include "shmkit/lockfree/detail/common.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -211,6 +212,7 @@ class BroadcastRing {
     BroadcastReader<T>::seq_of(s).store(2 * i + 2, std::memory_order_release);
     // (3) release: pairs with (4).
     ctl_->write_index.store(i + 1, std::memory_order_release);
+    SHMKIT_FAULT_POINT(broadcast_published);
     lockfree_detail::notify(ctl_->published, asym_);
   }
 

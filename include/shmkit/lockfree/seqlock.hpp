@@ -23,8 +23,9 @@
 //   * Crash semantics. A writer killed mid-store leaves the sequence odd:
 //     readers then see "write in progress" forever — try_read() returns
 //     false, read_for() returns nullopt at its deadline, read() sleeps on the
-//     futex (no spinning) until a new writer attaches and stores, which
-//     repairs the sequence. The last completely written value is gone only
+//     futex (in bounded slices, no spinning) until a new writer attaches
+//     and stores, which repairs the sequence (a repairing writer killed
+//     before its wake costs a sleeping reader one kLostWakeRecheck slice). The last completely written value is gone only
 //     in that case (its words were partly overwritten). Readers dying leave
 //     nothing behind.
 #pragma once
@@ -37,6 +38,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmkit/detail/fault.hpp"
 #include "shmkit/lockfree/detail/common.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -161,6 +163,7 @@ class SeqLock {
     lockfree_detail::store_words(words_, value);
     // (2) release: pairs with (3); a reader that sees odd + 1 sees all words.
     ctl_->seq.store(odd + 1, std::memory_order_release);
+    SHMKIT_FAULT_POINT(seqlock_stored);
     lockfree_detail::notify(ctl_->changed, asym_);
   }
 

@@ -125,6 +125,7 @@ class SpscQueue {
     SHMKIT_FAULT_POINT(spsc_push_written);
     // (6) release: pairs with (7); the slot is written before it is seen.
     ctl_->tail.store(t + 1, std::memory_order_release);
+    SHMKIT_FAULT_POINT(spsc_push_published);
     lockfree_detail::notify(ctl_->not_empty, asym_);
     return true;
   }
@@ -195,6 +196,7 @@ class SpscQueue {
     // (8) release: pairs with (5); our read of the slot is done before the
     // producer may overwrite it.
     ctl_->head.store(h + 1, std::memory_order_release);
+    SHMKIT_FAULT_POINT(spsc_pop_released);
     lockfree_detail::notify(ctl_->not_full, asym_);
     return true;
   }

@@ -22,11 +22,18 @@
 //     and sleeping.
 //   * Crash behaviour: a waiter that dies leaves only a stale waiter count
 //     (notifies then make one extra syscall); a dead notifier wakes nobody.
+//     Waiters sleep in slices of kLostWakeRecheck (futex.hpp) and re-read
+//     the sequence after each: a notify_one whose wake went to a waiter
+//     killed before it returned (the wake is absorbed by the dead process)
+//     reaches the other waiters within one slice instead of never. Then
+//     more waiters than notified may return (allowed: wake-ups may be
+//     spurious). Timed waits return true when the sequence moved.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -56,7 +63,7 @@ class Condition {
   void wait(Lock& lock) noexcept {
     const std::uint32_t s = enter();
     lock.unlock();
-    futex_wait(seq_, s);
+    (void)sleep_while(s, std::nullopt);
     leave();
     lock.lock();
   }
@@ -73,10 +80,10 @@ class Condition {
   bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
     const std::uint32_t s = enter();
     lock.unlock();
-    const FutexResult r = futex_wait_until(seq_, s, detail::to_steady(deadline));
+    const bool notified = sleep_while(s, detail::to_steady(deadline));
     leave();
     lock.lock();
-    return r != FutexResult::timed_out;
+    return notified;
   }
 
   template <class Lock, class Rep, class Period>
@@ -106,7 +113,7 @@ class Condition {
   [[nodiscard]] LockResult wait(RobustMutex& mutex) noexcept {
     const std::uint32_t s = enter();
     (void)mutex.unlock();
-    futex_wait(seq_, s);
+    (void)sleep_while(s, std::nullopt);
     leave();
     return mutex.lock();
   }
@@ -116,9 +123,9 @@ class Condition {
       RobustMutex& mutex, const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
     const std::uint32_t s = enter();
     (void)mutex.unlock();
-    const FutexResult r = futex_wait_until(seq_, s, detail::to_steady(deadline));
+    const bool notified = sleep_while(s, detail::to_steady(deadline));
     leave();
-    return {mutex.lock(), r == FutexResult::timed_out};
+    return {mutex.lock(), !notified};
   }
 
   template <class Rep, class Period>
@@ -140,6 +147,22 @@ class Condition {
   }
 
  private:
+  // Sleeps while seq_ == s, in slices of kLostWakeRecheck: a notify whose
+  // FUTEX_WAKE went to a waiter killed before it returned bumped seq_ but
+  // woke nobody else; the next slice sees the new sequence. False if
+  // `deadline` passed first.
+  bool sleep_while(std::uint32_t s,
+                   std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+    for (;;) {
+      // (5) acquire: pairs with the release part of (1).
+      if (seq_.load(std::memory_order_acquire) != s) return true;
+      const auto now = std::chrono::steady_clock::now();
+      if (deadline && now >= *deadline) return false;
+      const auto slice_end = now + kLostWakeRecheck;
+      (void)futex_wait_until(seq_, s, deadline && *deadline < slice_end ? *deadline : slice_end);
+    }
+  }
+
   std::uint32_t enter() noexcept {
     waiters_.fetch_add(1, std::memory_order_seq_cst);  // (3) see notify()
     return seq_.load(std::memory_order_seq_cst);       // (4) see notify()

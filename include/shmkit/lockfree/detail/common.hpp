@@ -8,6 +8,7 @@
 //             sleepers.store(1)
 //             heavy_fence()  (2) seq_cst-equivalent, pairs with (3)
 //             re-check the condition; if still false, futex_wait(seq, s)
+//             for at most kLostWakeRecheck, then start over
 //   notifier: publish (a release store of an index or a slot sequence)
 //             light_fence()  (3) pairs with (2)
 //             if sleepers.load(relaxed): sleepers = 0; seq.fetch_add(1) (4);
@@ -26,6 +27,11 @@
 // share a queue across processes).
 // A sleeper that dies leaves sleepers == 1: the next notify clears it with
 // one futex_wake syscall, after which the fast path is syscall-free again.
+// A notifier that dies between (its publish) and (4) leaves the sleeper
+// without a wake: every sleep is therefore a slice of kLostWakeRecheck
+// (shmkit/sync/futex.hpp) after which the sleeper re-checks, so such a kill
+// costs it at most one slice (a sleeper with nothing to wait for wakes once
+// per slice: ~100 cheap wake-ups a second).
 #pragma once
 
 #include <atomic>
@@ -119,10 +125,12 @@ inline constexpr int kSpinIterations = 2000;  // ~ a few microseconds
 
 // Runs `attempt` (a try_ operation returning true on success) until it
 // succeeds or `deadline` passes (nullopt: no deadline). Spins briefly, then
-// sleeps on w.seq. Returns whether an attempt succeeded.
-template <class Attempt>
+// sleeps on w.seq in slices of at most kLostWakeRecheck, re-checking after
+// each (no sleep is unbounded). Returns whether an attempt succeeded.
+template <class Attempt, class Stalled>
 bool wait_until(WaitSlot& w, Attempt&& attempt,
-                std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+                std::optional<std::chrono::steady_clock::time_point> deadline,
+                Stalled&& stalled) noexcept {
   for (int i = 0; i < kSpinIterations; ++i) {
     if (attempt()) return true;
     cpu_relax();
@@ -133,13 +141,33 @@ bool wait_until(WaitSlot& w, Attempt&& attempt,
     w.sleepers.store(1, std::memory_order_relaxed);
     heavy_fence();  // (2) pairs with (3)
     if (attempt()) return true;
-    if (deadline) {
-      if (std::chrono::steady_clock::now() >= *deadline) return false;
-      futex_wait_until(w.seq, s, *deadline);
-    } else {
-      futex_wait(w.seq, s);
+    // Bounded slices (kLostWakeRecheck, as the locks): a notifier killed
+    // between its publishing store and its wake leaves seq unchanged and
+    // nobody to bump it; the sleeper finds the item at its next re-check
+    // instead of sleeping forever. While seq still holds `s` no notifier
+    // has bumped it, so sleepers is still 1 and the pairing (2)/(3) still
+    // stands: the re-check needs no new heavy fence (an idle sleeper costs
+    // one futex wake-up per slice, no membarrier). A notifier killed
+    // between clearing sleepers and (4) leaves sleepers 0: later notifiers
+    // then skip the wake, and these re-checks still find their items
+    // within a slice. `stalled` runs between slices: it lets a structure
+    // look for a dead peer blocking the condition.
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      if (deadline && now >= *deadline) return false;
+      const auto slice_end = now + kLostWakeRecheck;
+      (void)futex_wait_until(w.seq, s, deadline && *deadline < slice_end ? *deadline : slice_end);
+      stalled();
+      // (1) as above. Moved: a notifier saw us; redo the handshake.
+      if (w.seq.load(std::memory_order_acquire) != s) break;
+      if (attempt()) return true;
     }
   }
+}
+template <class Attempt>
+bool wait_until(WaitSlot& w, Attempt&& attempt,
+                std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+  return wait_until(w, attempt, deadline, [] {});
 }
 
 inline bool is_power_of_two(std::uint64_t x) noexcept { return x != 0 && (x & (x - 1)) == 0; }

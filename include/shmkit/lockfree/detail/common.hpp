@@ -22,9 +22,11 @@
 // and folly::asymmetricHeavyBarrier). Without membarrier (old kernel) both
 // are std::atomic_thread_fence (seq_cst), which is correct and costs a full
 // fence per notify. Under TSan (which models neither) both are an acq_rel
-// RMW on one process-wide word. Every process using a block must be built
-// the same way in this respect (a TSan build and a normal build must not
-// share a queue across processes).
+// RMW on one process-wide word, and the heavy side still issues the
+// membarrier for registered peers. The pairing holds whatever either side's
+// registration did: the heavy side issues GLOBAL_EXPEDITED whenever the
+// kernel has it, registered or not (src/lockfree_fence.cpp,
+// AsymmetricFence.*).
 // A sleeper that dies leaves sleepers == 1: the next notify clears it with
 // one futex_wake syscall, after which the fast path is syscall-free again.
 // A notifier that dies between (its publish) and (4) leaves the sleeper
@@ -44,7 +46,9 @@
 #include <string>
 #include <type_traits>
 
+#include "shmkit/detail/sync_common.hpp"
 #include "shmkit/sync/futex.hpp"
+#include "shmkit/sync/spin.hpp"
 #include "shmkit/typed_block.hpp"
 
 namespace shmkit::lockfree_detail {
@@ -91,13 +95,7 @@ inline void light_fence([[maybe_unused]] bool asym) noexcept {
 #endif
 }
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
+using detail::cpu_relax;  // x86 PAUSE, aarch64 YIELD, else a compiler barrier
 
 // A condition other processes may sleep on. 4-byte futex words, on a line of
 // their own (they are read by the notifier on every operation, written only
@@ -121,17 +119,16 @@ inline void notify(WaitSlot& w, bool asym) noexcept {
   }
 }
 
-inline constexpr int kSpinIterations = 2000;  // ~ a few microseconds
-
 // Runs `attempt` (a try_ operation returning true on success) until it
-// succeeds or `deadline` passes (nullopt: no deadline). Spins briefly, then
-// sleeps on w.seq in slices of at most kLostWakeRecheck, re-checking after
+// succeeds or `deadline` passes (nullopt: no deadline). Spins for the
+// calibrated wait budget (spin.hpp: kWaitSpinFactor x the lock budget, 18 us
+// by default, in time whatever the CPU), then sleeps on w.seq in slices of at most kLostWakeRecheck, re-checking after
 // each (no sleep is unbounded). Returns whether an attempt succeeded.
 template <class Attempt, class Stalled>
 bool wait_until(WaitSlot& w, Attempt&& attempt,
                 std::optional<std::chrono::steady_clock::time_point> deadline,
                 Stalled&& stalled) noexcept {
-  for (int i = 0; i < kSpinIterations; ++i) {
+  for (std::uint32_t i = 0, n = detail::wait_spin_iterations(); i < n; ++i) {
     if (attempt()) return true;
     cpu_relax();
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -45,9 +46,22 @@ TypedRegion views(std::span<std::byte> region, const BlockHeader& copy, BlockKin
     bad(what, "holds a " + block_kind_name(copy.kind) + ", not a " +
                   block_kind_name(static_cast<std::uint32_t>(kind)));
   }
-  if (copy.fingerprint() != type) {
-    bad(what, "holds elements of " + describe_type(copy.fingerprint()) + ", not " +
-                  describe_type(type));
+  const TypeFingerprint got = copy.fingerprint();
+  if (got != type) {
+    const char* field = got.typecode != type.typecode ? "typecode"
+                        : got.size != type.size       ? "elem_size"
+                        : got.align != type.align     ? "elem_align"
+                                                      : "type_hash";
+    bad(what, "holds elements of " + describe_type(got) + ", not " + describe_type(type) + " (" +
+                  field + " differs)");
+  }
+  // Offsets are relative to the region; the accessors need absolute
+  // alignment (a Heap region is only 64-byte aligned).
+  const auto base = reinterpret_cast<std::uintptr_t>(region.data());
+  if (base % BlockHeader::kPayloadAlignment != 0 || (base + copy.payload_offset) % type.align != 0) {
+    bad(what, "payload at payload_offset " + std::to_string(copy.payload_offset) +
+                  " is not aligned to elem_align " + std::to_string(type.align) +
+                  " in this mapping");
   }
   TypedRegion r;
   r.header = copy;
@@ -114,8 +128,8 @@ void validate_block_header(const BlockHeader& h, std::size_t block_size, std::st
   }
   if (h.payload_offset < BlockHeader::kSize + std::uint64_t{h.prefix_size} ||
       h.payload_offset % align != 0 || h.payload_offset % BlockHeader::kPayloadAlignment != 0) {
-    bad(what, "payload_offset " + std::to_string(h.payload_offset) + " is misplaced (prefix " +
-                  std::to_string(h.prefix_size) + " bytes)");
+    bad(what, "payload_offset " + std::to_string(h.payload_offset) + " is misplaced (prefix_size " +
+                  std::to_string(h.prefix_size) + " bytes, elem_align " + std::to_string(align) + ")");
   }
   // Overflow-safe: payload_offset <= block_size checked first.
   if (h.payload_offset > block_size || h.payload_size > block_size - h.payload_offset) {
@@ -131,6 +145,11 @@ TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec
   if (region.size() < typed_region_size(spec)) {
     throw std::invalid_argument("shmkit: typed region of " + std::to_string(region.size()) +
                                 " bytes is too small for its spec");
+  }
+  const auto base = reinterpret_cast<std::uintptr_t>(region.data());
+  if (base % BlockHeader::kPayloadAlignment != 0 || (base + offset) % spec.type.align != 0) {
+    throw std::invalid_argument("shmkit: typed region is not aligned for its elements (align " +
+                                std::to_string(spec.type.align) + ")");
   }
   auto* h = reinterpret_cast<BlockHeader*>(region.data());
   // (1) relaxed: nobody may rely on the fields before (2) publishes them;

@@ -75,12 +75,12 @@ class Value : public detail::ObjectBase<T, Lock, BlockKind::value> {
   }
   static Value attach(std::string_view name, LockArg lock = {}) {
     return Value(detail::attach_named_object(name, BlockKind::value, TypeFingerprint::of<T>(),
-                                             Base::Traits::kind, detail::lock_size<Lock>()),
+                                             detail::object_layout<T, Lock>(1)),
                  lock);
   }
   static Value attach(const Heap& heap, const HeapHandle& handle, LockArg lock = {}) {
     return Value(detail::attach_heap_object(heap, handle, BlockKind::value, TypeFingerprint::of<T>(),
-                                            Base::Traits::kind, detail::lock_size<Lock>()),
+                                            detail::object_layout<T, Lock>(1)),
                  lock);
   }
   // Attaches the handle's heap by name, then the object.
@@ -190,13 +190,12 @@ class AtomicValue : public detail::ObjectBase<T, NoLock, BlockKind::value> {
     return AtomicValue(detail::create_anonymous_object(spec(), init_with(initial)));
   }
   static AtomicValue attach(std::string_view name) {
-    return AtomicValue(detail::attach_named_object(name, BlockKind::value, TypeFingerprint::of<T>(),
-                                                   detail::LockKind::atomic, 0));
+    return AtomicValue(
+        detail::attach_named_object(name, BlockKind::value, TypeFingerprint::of<T>(), layout()));
   }
   static AtomicValue attach(const Heap& heap, const HeapHandle& handle) {
     return AtomicValue(detail::attach_heap_object(heap, handle, BlockKind::value,
-                                                  TypeFingerprint::of<T>(),
-                                                  detail::LockKind::atomic, 0));
+                                                  TypeFingerprint::of<T>(), layout()));
   }
 
   // All operations are Boost.Atomic's, lock-free, inlined, noexcept.
@@ -233,6 +232,9 @@ class AtomicValue : public detail::ObjectBase<T, NoLock, BlockKind::value> {
  private:
   Cell& cell() const noexcept { return *reinterpret_cast<Cell*>(this->data_); }
   Atomic<T>& atom() const noexcept { return cell().value(); }
+  static constexpr detail::ObjectLayout layout() {
+    return detail::ObjectLayout{detail::LockKind::atomic, 0, sizeof(Cell), 1};
+  }
   static BlockSpec spec() {
     return detail::object_spec(BlockKind::value, TypeFingerprint::of<T>(), 1, sizeof(Cell),
                                detail::LockKind::atomic, 0);

@@ -9,7 +9,11 @@
 //     forked children only (anonymous(...)). In each case the bytes start
 //     with a BlockHeader (shmkit/typed_block.hpp): attaching with another T,
 //     another lock policy, to an Array, a ShareableList or a half-initialised
-//     block is a clear std::invalid_argument, never undefined behaviour.
+//     block is a clear std::invalid_argument, never undefined behaviour. The
+//     header is untrusted: every layout field (element size and stride,
+//     count, lock kind and size, prefix size, payload offset and alignment)
+//     must be what this type would have created, so a forged header can
+//     never make an accessor touch memory outside the block's payload.
 //   * T: trivially copyable, standard layout (static_assert). CPython's
 //     typecodes map to fixed types, as in the array module on Linux LP64:
 //       'c' char          'b' std::int8_t    'B' std::uint8_t

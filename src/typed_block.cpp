@@ -233,8 +233,8 @@ TypedBlock attach_typed_block(std::string_view name, BlockKind kind, const TypeF
   // and the full size is never seen, and it does not go back to 0.)
   SharedMemory::validate_name(name);
   const std::string path = platform::dev_shm_path(name);
-  for (struct stat st {}; ::stat(path.c_str(), &st) == 0 && st.st_size == 0 &&
-                          std::chrono::steady_clock::now() < deadline;) {
+  for (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                          st.st_size == 0 && std::chrono::steady_clock::now() < deadline;) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   b.shm = SharedMemory::attach(name, options.shm);

@@ -11,6 +11,7 @@
 
 #include "platform.hpp"
 #include "shmkit/detail/fault.hpp"
+#include "shmkit/detail/sync_common.hpp"
 
 namespace shmkit {
 namespace {
@@ -225,7 +226,7 @@ TypedBlock attach_typed_block(std::string_view name, BlockKind kind, const TypeF
                               const AttachOptions& options) {
   TypedBlock b;
   const std::string what = block_what(name);
-  auto deadline = std::chrono::steady_clock::now() + options.init_timeout;
+  const auto deadline = detail::deadline_after(options.init_timeout);  // saturating
   // A creator makes the name visible (shm_open O_CREAT|O_EXCL) before it
   // sizes the block, so a 0-byte block may be one being created: wait while
   // it is 0 bytes, like for a creator that has not published yet, then

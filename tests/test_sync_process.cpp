@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <limits>
 #include <mutex>
+#include <sys/ptrace.h>
+#include <sys/user.h>
 #include <thread>
 #include <vector>
 
@@ -603,6 +605,107 @@ TEST(Barrier, ManyRoundsAcrossProcesses) {
     EXPECT_TRUE(st.ok()) << st.describe();
   }
   EXPECT_EQ(s->last_count.load(), 2 * kRounds);  // exactly one per generation
+}
+
+// More callers than parties (issue 13, 2.11). CPython (threading.Barrier
+// semantics) makes the (parties+1)-th caller wait for the next round; no
+// party ever passes a round alone. parties = 2, three callers, and the race
+// the old code lost made deterministic: C is stopped (ptrace, single
+// steps) just before its first atomic read-modify-write in wait_for, i.e.
+// after it has looked at the barrier and before it is counted. A and B then
+// fill and complete round 1; C goes on. C must wait for round 2 (the old
+// code counted it in round 2 but let it pass at once, alone, as it had seen
+// round 1's word), and pass only when a fourth caller arrives.
+TEST(Barrier, ExtraCallerWaitsForTheNextRound) {
+#if !defined(__x86_64__)
+  GTEST_SKIP() << "finds the lock prefix of an x86-64 instruction";
+#else
+  NamedBlock block(4096);
+  auto* b = new (block.shm.data()) Barrier(2);
+  const pid_t c = fork_child([&] {
+    if (::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) return 50;
+    ::raise(SIGSTOP);
+    const BarrierResult r = b->wait_for(20s);
+    return r == BarrierResult::passed || r == BarrierResult::passed_last ? 0 : 10 + static_cast<int>(r);
+  });
+  int status = 0;
+  ASSERT_EQ(::waitpid(c, &status, 0), c);
+  if (!WIFSTOPPED(status)) {
+    GTEST_SKIP() << "ptrace is not available here: " << wait_child(c).describe();
+  }
+  // Single-step C up to its first lock-prefixed instruction (0xF0): the
+  // atomic RMW that counts it in (a fetch_add or a CAS on the arrival word).
+  bool at_rmw = false;
+  for (int step = 0; step < 1'000'000 && !at_rmw; ++step) {
+    ASSERT_EQ(::ptrace(PTRACE_SINGLESTEP, c, nullptr, nullptr), 0);
+    ASSERT_EQ(::waitpid(c, &status, 0), c);
+    ASSERT_TRUE(WIFSTOPPED(status)) << "C ended while stepped";
+    user_regs_struct regs{};
+    ASSERT_EQ(::ptrace(PTRACE_GETREGS, c, nullptr, &regs), 0);
+    errno = 0;
+    const long text = ::ptrace(PTRACE_PEEKTEXT, c, reinterpret_cast<void*>(regs.rip), nullptr);
+    ASSERT_EQ(errno, 0);
+    at_rmw = (text & 0xff) == 0xf0;
+  }
+  ASSERT_TRUE(at_rmw) << "C never reached an atomic instruction";
+  // A and B (this process) fill round 1 while C is held.
+  const pid_t a = fork_child([&] {
+    const BarrierResult r = b->wait_for(20s);
+    return r == BarrierResult::passed ? 0 : 10 + static_cast<int>(r);
+  });
+  ASSERT_TRUE(eventually([&] { return b->n_waiting() == 1; }, 20s));
+  EXPECT_EQ(b->wait_for(20s), BarrierResult::passed_last);
+  auto st = wait_child(a, 20s);
+  EXPECT_TRUE(st.ok()) << "A: " << st.describe();
+  ASSERT_EQ(::ptrace(PTRACE_DETACH, c, nullptr, nullptr), 0);
+  // C is the first caller of round 2: still waiting 300 ms later.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(::waitpid(c, &status, WNOHANG), 0) << "the third caller passed a round of two alone";
+  EXPECT_FALSE(b->broken());
+  const BarrierResult mine = b->wait_for(20s);  // the fourth caller: completes round 2
+  EXPECT_EQ(mine, BarrierResult::passed_last);
+  st = wait_child(c, 20s);
+  EXPECT_TRUE(st.ok()) << "C: " << st.describe();
+#endif
+}
+
+// The same under load: three processes, parties = 2, 6000 waits in all
+// (3000 full rounds; the processes share the calls, so none is left at the
+// end without a partner). Nobody may leave a round before both its parties
+// arrived: when the d-th caller leaves, at least 2 * ceil(d / 2) calls have
+// arrived. No wait may be broken or time out.
+TEST(Barrier, ThreeCallersOnTwoPartiesNeverPassAlone) {
+  NamedBlock block(4096);
+  struct S {
+    Barrier b;
+    std::atomic<std::uint64_t> claimed;
+    std::atomic<std::uint64_t> arrived;
+    std::atomic<std::uint64_t> left;
+    std::atomic<std::uint32_t> last;
+  };
+  auto* s = new (block.shm.data()) S{Barrier(2), {0}, {0}, {0}, {0}};
+  constexpr std::uint64_t kCalls = 6000;
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 3; ++i) {
+    kids.push_back(fork_child([&] {
+      auto shm = SharedMemory::attach(block.name);
+      auto* ss = static_cast<S*>(shm.data());
+      while (ss->claimed.fetch_add(1) < kCalls) {
+        ss->arrived.fetch_add(1);
+        const BarrierResult r = ss->b.wait_for(5s);
+        const std::uint64_t d = ss->left.fetch_add(1) + 1;
+        if (r == BarrierResult::passed_last) ss->last.fetch_add(1);
+        else if (r != BarrierResult::passed) return 10 + static_cast<int>(r);
+        if (ss->arrived.load() < 2 * ((d + 1) / 2)) return 2;  // passed alone
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) {
+    auto st = wait_child(k, 60s);
+    EXPECT_TRUE(st.ok()) << st.describe() << " (2: a caller passed alone; 12: broken; 13: timed out)";
+  }
+  EXPECT_EQ(s->last.load(), kCalls / 2);  // one per round
 }
 
 TEST(Barrier, TimeoutBreaksItAndResetRepairs) {

@@ -58,6 +58,10 @@ FutexResult futex_wait_until(const FutexWord& word, std::uint32_t expected,
                              std::chrono::steady_clock::time_point deadline,
                              FutexScope scope) noexcept {
   if (deadline.time_since_epoch().count() < 0) return FutexResult::timed_out;
+  // The saturated "forever" (detail::deadline_after): no timeout at all.
+  if (deadline == std::chrono::steady_clock::time_point::max()) {
+    return wait_impl(word, expected, nullptr, scope);
+  }
   const timespec ts = detail::to_timespec(deadline);
   return wait_impl(word, expected, &ts, scope);
 }

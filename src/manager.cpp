@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "manager_internal.hpp"
+#include "shmkit/detail/sync_common.hpp"
 #include "platform.hpp"
 
 namespace shmkit {
@@ -328,7 +329,7 @@ struct SharedMemoryManager::Impl {
                                   std::to_string(proto::kMaxFrame) + "-byte frame limit");
     }
     std::lock_guard lock(mutex);
-    const auto deadline = Clock::now() + options.timeout;
+    const auto deadline = detail::deadline_after(options.timeout);
     ensure_connected(deadline);
     send_all(frame, deadline);
     const std::vector<std::uint8_t> in = recv_frame(proto::kMaxFrame, deadline);
@@ -360,7 +361,7 @@ struct SharedMemoryManager::Impl {
   // Waits up to `timeout` for the server process to exit; SIGKILLs it after
   // that. Returns its wait status.
   int reap(std::chrono::milliseconds timeout) noexcept {
-    const auto deadline = Clock::now() + timeout;
+    const auto deadline = detail::deadline_after(timeout);
     int status = 0;
     for (;;) {
       const pid_t r = ::waitpid(server_pid, &status, WNOHANG);
@@ -485,7 +486,7 @@ void SharedMemoryManager::start() {
   // Wait for "listening" (i32 0) or an error (i32 errno + message).
   std::string record;
   bool timed_out = false;
-  const auto deadline = Clock::now() + m.options.timeout;
+  const auto deadline = detail::deadline_after(m.options.timeout);
   for (;;) {
     pollfd p{pipefd[0], POLLIN, 0};
     const int r = ::poll(&p, 1, ms_left(deadline));

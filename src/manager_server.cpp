@@ -27,6 +27,7 @@
 #include "manager_internal.hpp"
 #include "platform.hpp"
 #include "shmkit/detail/fault.hpp"
+#include "shmkit/detail/sync_common.hpp"
 #include "shmkit/tracker.hpp"
 
 namespace shmkit::detail::mgr {
@@ -370,7 +371,7 @@ void Server::queue(Conn& c, std::vector<std::uint8_t> frame, Clock::time_point n
   }
   // The reply must be taken within the I/O timeout (the handshake keeps its
   // own, earlier deadline).
-  if (c.authed) c.deadline = now + cfg_.options.server_io_timeout;
+  if (c.authed) c.deadline = detail::deadline_after(now, cfg_.options.server_io_timeout);
 }
 
 // Sends what it can without blocking; true when nothing is left to send.
@@ -458,7 +459,7 @@ void Server::process(Conn& c, Clock::time_point now) {
     if (c.in.empty()) {
       c.deadline = kNever;
     } else if (c.deadline == kNever) {
-      c.deadline = now + cfg_.options.server_io_timeout;
+      c.deadline = detail::deadline_after(now, cfg_.options.server_io_timeout);
     }
   }
 }
@@ -496,7 +497,7 @@ void Server::handle_auth(Conn& c, const proto::Frame& f) {
 void Server::shutdown_from(Conn& c) {
   cleanup();  // unlink first: the reply means "done"
   std::vector<std::uint8_t> done = proto::encode(proto::Reply{proto::DoneReply{}});
-  const auto deadline = Clock::now() + cfg_.options.server_io_timeout;
+  const auto deadline = detail::deadline_after(cfg_.options.server_io_timeout);
   std::size_t off = 0;
   while (off < done.size() && Clock::now() < deadline) {
     const ssize_t n = ::send(c.fd, done.data() + off, done.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -534,7 +535,8 @@ void Server::accept_all(Clock::time_point now) {
     c.fd = fd;
     handshaking_ += 1;
     // The whole handshake.
-    c.deadline = now + std::min(cfg_.options.handshake_timeout, cfg_.options.server_io_timeout);
+    c.deadline = detail::deadline_after(
+        now, std::min(cfg_.options.handshake_timeout, cfg_.options.server_io_timeout));
     try {
       platform::random_bytes(c.nonce.data(), c.nonce.size());
       queue(c, proto::encode(proto::Hello{proto::kMagic, proto::kVersion, c.nonce}), now);

@@ -102,6 +102,17 @@ std::size_t checked_size(const struct stat& st, const SharedMemory::Options& opt
   return size;
 }
 
+// What a non-regular file at a block's name is, for messages.
+const char* file_kind(mode_t mode) noexcept {
+  if (S_ISFIFO(mode)) return "FIFO";
+  if (S_ISDIR(mode)) return "directory";
+  if (S_ISSOCK(mode)) return "socket";
+  if (S_ISCHR(mode)) return "character device";
+  if (S_ISBLK(mode)) return "block device";
+  if (S_ISLNK(mode)) return "symbolic link";
+  return "file of unknown type";
+}
+
 std::string describe(std::string_view verb, std::string_view name) {
   std::string s = "shmkit: cannot ";
   s += verb;
@@ -219,13 +230,34 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
   validate_name(name);
   std::string what = describe("attach", name);
   std::string path = block_path(name);
-  int fd = ::shm_open(path.c_str(), options.read_only ? O_RDONLY : O_RDWR, 0);
-  if (fd < 0) throw_errno(errno, what);
+  // O_NONBLOCK: whatever sits at the name is opened before its type is
+  // known, and a FIFO opened for reading would wait for a writer forever.
+  // Non-blocking, the open returns at once; the type is then checked on the
+  // descriptor (no rename race) and only a regular file goes on. (glibc's
+  // shm_open adds O_NOFOLLOW | O_CLOEXEC; a directory opened for writing is
+  // EINVAL there, a socket ENXIO from the kernel.)
+  int fd = ::shm_open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_NONBLOCK, 0);
+  if (fd < 0) {
+    const int err = errno;
+    struct stat lst {};
+    if ((err == EINVAL || err == ENXIO) && ::lstat(platform::dev_shm_path(name).c_str(), &lst) == 0 &&
+        !S_ISREG(lst.st_mode)) {
+      throw_errno(err, what + ": it is a " + file_kind(lst.st_mode) + ", not a regular file");
+    }
+    throw_errno(err, what);
+  }
   CreateGuard guard(fd, nullptr);
   SHMKIT_FAULT_POINT(attach_opened);
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
-  if (!S_ISREG(st.st_mode)) throw std::invalid_argument(what + ": not a regular file");
+  if (!S_ISREG(st.st_mode)) {
+    throw_errno(EINVAL, what + ": it is a " + file_kind(st.st_mode) +
+                            ", not a regular file (a shared memory block is one)");
+  }
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    throw_errno(errno, what + ": fcntl(F_SETFL) failed");
+  }
   if (options.require_private && (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0)) {
     char detail[80];
     std::snprintf(detail, sizeof detail, ": not private to this user (owner uid %u, mode %04o)",

@@ -7,26 +7,48 @@
 namespace shmkit::detail {
 namespace {
 
-void check_lock(const TypedRegion& r, LockKind lock, std::uint32_t lock_size,
-                const std::string& what) {
-  if (r.header.param[0] != static_cast<std::uint64_t>(lock)) {
-    throw std::invalid_argument("shmkit: " + what + " was made with lock '" +
-                                lock_kind_name(r.header.param[0]) + "', not '" +
-                                lock_kind_name(static_cast<std::uint64_t>(lock)) + "'");
+[[noreturn]] void refuse(const std::string& what, const std::string& why) {
+  throw std::invalid_argument("shmkit: " + what + ": " + why);
+}
+
+// Every layout field of the (validated) header snapshot against what
+// object_spec writes for the attaching type.
+void check_object(const TypedRegion& r, const ObjectLayout& want, const std::string& what) {
+  const BlockHeader& h = r.header;
+  const auto lock = static_cast<std::uint64_t>(want.lock);
+  if (h.param[0] != lock) {
+    refuse(what, std::string("was made with lock '") + lock_kind_name(h.param[0]) + "', not '" +
+                     lock_kind_name(lock) + "'");
   }
-  if (r.header.param[1] != lock_size || r.header.prefix_size < lock_size) {
-    throw std::invalid_argument("shmkit: " + what + ": lock size " +
-                                std::to_string(r.header.param[1]) + " in a prefix of " +
-                                std::to_string(r.header.prefix_size) + " bytes, expected " +
-                                std::to_string(lock_size));
+  if (h.param[1] != want.lock_size) {
+    refuse(what, "lock size (param[1]) is " + std::to_string(h.param[1]) + ", expected " +
+                     std::to_string(want.lock_size));
   }
-  // Elements: exactly count of them in the payload (overflow-safe).
-  const std::uint64_t elem = r.header.param[2];
-  if (elem == 0 || r.header.count == 0 || r.header.count > r.header.payload_size / elem ||
-      r.header.count * elem != r.header.payload_size) {
-    throw std::invalid_argument("shmkit: " + what + ": " + std::to_string(r.header.count) +
-                                " elements do not fill a payload of " +
-                                std::to_string(r.header.payload_size) + " bytes");
+  if (h.prefix_size != want.lock_size) {
+    refuse(what, "prefix_size is " + std::to_string(h.prefix_size) + ", expected " +
+                     std::to_string(want.lock_size) + " (the lock)");
+  }
+  const std::uint64_t elem = h.param[2];
+  if (elem != want.elem_bytes) {
+    refuse(what, "bytes per element (param[2]) is " + std::to_string(elem) + ", expected " +
+                     std::to_string(want.elem_bytes) + " for this element type");
+  }
+  if (h.param[3] != 0) refuse(what, "param[3] is " + std::to_string(h.param[3]) + ", expected 0");
+  // Exactly count elements fill the payload (overflow-safe: elem > 0 here).
+  if (h.count == 0 || (want.count != 0 && h.count != want.count) ||
+      h.count > h.payload_size / elem || h.count * elem != h.payload_size) {
+    refuse(what, "count " + std::to_string(h.count) + ": that many elements of " +
+                     std::to_string(elem) + " bytes do not fill a payload of " +
+                     std::to_string(h.payload_size) + " bytes" +
+                     (want.count != 0 ? " (expected count " + std::to_string(want.count) + ")"
+                                      : std::string()));
+  }
+  BlockSpec spec;
+  spec.type = h.fingerprint();
+  spec.prefix_size = want.lock_size;
+  if (h.payload_offset != payload_offset_for(spec)) {
+    refuse(what, "payload_offset is " + std::to_string(h.payload_offset) + ", expected " +
+                     std::to_string(payload_offset_for(spec)));
   }
 }
 
@@ -115,23 +137,30 @@ ObjectPlace create_anonymous_object(const BlockSpec& spec, const RegionInit& ini
 }
 
 ObjectPlace attach_named_object(std::string_view name, BlockKind kind, const TypeFingerprint& type,
-                                LockKind lock, std::uint32_t lock_size) {
+                                const ObjectLayout& layout) {
   TypedBlock b = attach_typed_block(name, kind, type);
   ObjectPlace p;
   p.name = std::string(name);
-  check_lock(b, lock, lock_size, p.what(block_kind_name(static_cast<std::uint32_t>(kind))));
+  check_object(b, layout, p.what(block_kind_name(static_cast<std::uint32_t>(kind))));
   p.region = b;
   p.mapping = std::make_shared<SharedMemory>(std::move(b.shm));
   return p;
 }
 
+TypedRegion open_object_region(std::span<std::byte> region, BlockKind kind,
+                               const TypeFingerprint& type, const ObjectLayout& layout,
+                               std::string_view what) {
+  TypedRegion r = open_typed_region(region, kind, type, what);
+  check_object(r, layout, std::string(what));
+  return r;
+}
+
 ObjectPlace attach_heap_object(const Heap& heap, const HeapHandle& handle, BlockKind kind,
-                               const TypeFingerprint& type, LockKind lock, std::uint32_t lock_size) {
+                               const TypeFingerprint& type, const ObjectLayout& layout) {
   ObjectPlace p;
   p.handle = handle;
   const std::string what = p.what(block_kind_name(static_cast<std::uint32_t>(kind)));
-  p.region = open_typed_region(heap.resolve(handle), kind, type, what);
-  check_lock(p.region, lock, lock_size, what);
+  p.region = open_object_region(heap.resolve(handle), kind, type, layout, what);
   p.heap = heap;
   p.mapping = heap.mapping();
   return p;

@@ -30,10 +30,9 @@ bool Semaphore::acquire_slow(const std::chrono::steady_clock::time_point* deadli
       }
     }
     if (got) break;
-    // Bounded sleeps without a deadline too: see kLostWakeRecheck.
-    const FutexResult r = deadline ? futex_wait_until(count_, 0, *deadline)
-                                   : futex_wait_for(count_, 0, kLostWakeRecheck);
-    if (!deadline && r == FutexResult::timed_out) continue;
+    // Bounded sleeps, with a deadline or without: see kLostWakeRecheck.
+    const FutexResult r = futex_wait_slice(
+        count_, 0, deadline ? *deadline : std::chrono::steady_clock::time_point::max());
     if (r == FutexResult::timed_out) {
       got = try_acquire();
       break;

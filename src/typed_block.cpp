@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "platform.hpp"
 #include "shmkit/detail/fault.hpp"
+#include "shmkit/detail/sync_common.hpp"
 
 namespace shmkit {
 namespace {
@@ -45,9 +47,22 @@ TypedRegion views(std::span<std::byte> region, const BlockHeader& copy, BlockKin
     bad(what, "holds a " + block_kind_name(copy.kind) + ", not a " +
                   block_kind_name(static_cast<std::uint32_t>(kind)));
   }
-  if (copy.fingerprint() != type) {
-    bad(what, "holds elements of " + describe_type(copy.fingerprint()) + ", not " +
-                  describe_type(type));
+  const TypeFingerprint got = copy.fingerprint();
+  if (got != type) {
+    const char* field = got.typecode != type.typecode ? "typecode"
+                        : got.size != type.size       ? "elem_size"
+                        : got.align != type.align     ? "elem_align"
+                                                      : "type_hash";
+    bad(what, "holds elements of " + describe_type(got) + ", not " + describe_type(type) + " (" +
+                  field + " differs)");
+  }
+  // Offsets are relative to the region; the accessors need absolute
+  // alignment (a Heap region is only 64-byte aligned).
+  const auto base = reinterpret_cast<std::uintptr_t>(region.data());
+  if (base % BlockHeader::kPayloadAlignment != 0 || (base + copy.payload_offset) % type.align != 0) {
+    bad(what, "payload at payload_offset " + std::to_string(copy.payload_offset) +
+                  " is not aligned to elem_align " + std::to_string(type.align) +
+                  " in this mapping");
   }
   TypedRegion r;
   r.header = copy;
@@ -114,8 +129,8 @@ void validate_block_header(const BlockHeader& h, std::size_t block_size, std::st
   }
   if (h.payload_offset < BlockHeader::kSize + std::uint64_t{h.prefix_size} ||
       h.payload_offset % align != 0 || h.payload_offset % BlockHeader::kPayloadAlignment != 0) {
-    bad(what, "payload_offset " + std::to_string(h.payload_offset) + " is misplaced (prefix " +
-                  std::to_string(h.prefix_size) + " bytes)");
+    bad(what, "payload_offset " + std::to_string(h.payload_offset) + " is misplaced (prefix_size " +
+                  std::to_string(h.prefix_size) + " bytes, elem_align " + std::to_string(align) + ")");
   }
   // Overflow-safe: payload_offset <= block_size checked first.
   if (h.payload_offset > block_size || h.payload_size > block_size - h.payload_offset) {
@@ -131,6 +146,11 @@ TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec
   if (region.size() < typed_region_size(spec)) {
     throw std::invalid_argument("shmkit: typed region of " + std::to_string(region.size()) +
                                 " bytes is too small for its spec");
+  }
+  const auto base = reinterpret_cast<std::uintptr_t>(region.data());
+  if (base % BlockHeader::kPayloadAlignment != 0 || (base + offset) % spec.type.align != 0) {
+    throw std::invalid_argument("shmkit: typed region is not aligned for its elements (align " +
+                                std::to_string(spec.type.align) + ")");
   }
   auto* h = reinterpret_cast<BlockHeader*>(region.data());
   // (1) relaxed: nobody may rely on the fields before (2) publishes them;
@@ -206,7 +226,7 @@ TypedBlock attach_typed_block(std::string_view name, BlockKind kind, const TypeF
                               const AttachOptions& options) {
   TypedBlock b;
   const std::string what = block_what(name);
-  auto deadline = std::chrono::steady_clock::now() + options.init_timeout;
+  const auto deadline = detail::deadline_after(options.init_timeout);  // saturating
   // A creator makes the name visible (shm_open O_CREAT|O_EXCL) before it
   // sizes the block, so a 0-byte block may be one being created: wait while
   // it is 0 bytes, like for a creator that has not published yet, then
@@ -214,8 +234,8 @@ TypedBlock attach_typed_block(std::string_view name, BlockKind kind, const TypeF
   // and the full size is never seen, and it does not go back to 0.)
   SharedMemory::validate_name(name);
   const std::string path = platform::dev_shm_path(name);
-  for (struct stat st {}; ::stat(path.c_str(), &st) == 0 && st.st_size == 0 &&
-                          std::chrono::steady_clock::now() < deadline;) {
+  for (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                          st.st_size == 0 && std::chrono::steady_clock::now() < deadline;) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   b.shm = SharedMemory::attach(name, options.shm);

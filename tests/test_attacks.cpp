@@ -17,6 +17,7 @@
 #include "shmkit/sync/mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/typed_block.hpp"
+#include "shmkit/value.hpp"
 #include "test_support.hpp"
 
 namespace shmkit::test {
@@ -128,6 +129,65 @@ TEST(Attacks, PeerTruncatesABlockInUse) {
   EXPECT_THROW(attach_typed_block(name, BlockKind::array, TypeFingerprint::of<std::int64_t>(), opt),
                std::invalid_argument);
   a.unlink();
+}
+
+// A forged object header (issue 13, 2.1). The element fingerprint (size 8)
+// is right, but the layout fields say 1 byte per element and count = the
+// payload's bytes: count * 1 == payload_size held, attach used to accept it,
+// and Array<int64_t> then read and wrote 8x past its payload. Every layout
+// field must match what the attaching type would have created.
+TEST(Attacks, ForgedObjectLayoutIsRefused) {
+  auto name = unique_name("forged_stride");
+  auto made = Array<std::int64_t>::create(name, 16);
+  auto* h = static_cast<BlockHeader*>(made.shm().data());
+  const BlockHeader good = *h;
+  auto refused = [&](const char* field, auto mutate) {
+    *h = good;
+    mutate(*h);
+    try {
+      (void)Array<std::int64_t>::attach(name);
+      ADD_FAILURE() << field << ": a forged header was accepted";
+    } catch (const std::invalid_argument& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(name), std::string::npos) << field << ": " << msg;
+      EXPECT_NE(msg.find(field), std::string::npos) << field << ": " << msg;
+    }
+  };
+  // The reported attack: 1 byte per element, 128 elements in 128 bytes.
+  refused("bytes per element", [](BlockHeader& x) {
+    x.param[2] = 1;
+    x.count = x.payload_size;
+  });
+  refused("bytes per element", [](BlockHeader& x) {  // a wider stride
+    x.param[2] = 16;
+    x.count = x.payload_size / 16;
+  });
+  refused("elem_size", [](BlockHeader& x) {  // the fingerprint's size
+    x.elem_size = 1;
+    x.elem_align = 1;
+    x.count = x.payload_size;
+  });
+  refused("prefix_size", [](BlockHeader& x) { x.prefix_size += 64; });
+  refused("lock size", [](BlockHeader& x) { x.param[1] = 1; });
+  refused("lock", [](BlockHeader& x) { x.param[0] = 1; });  // a Mutex, not a RecursiveMutex
+  refused("count", [](BlockHeader& x) { x.count = 0; });
+  refused("count", [](BlockHeader& x) { x.count = 17; });
+  refused("param[3]", [](BlockHeader& x) { x.param[3] = 5; });
+  *h = good;
+  EXPECT_EQ(Array<std::int64_t>::attach(name).size(), 16u);
+
+  // A Value holds exactly one element.
+  auto vname = unique_name("forged_value");
+  auto v = Value<double>::create(vname, 1.5);
+  auto* vh = static_cast<BlockHeader*>(v.shm().data());
+  const BlockHeader vgood = *vh;
+  vh->param[2] = 4;
+  vh->count = 2;
+  EXPECT_THROW((void)Value<double>::attach(vname), std::invalid_argument);
+  *vh = vgood;
+  EXPECT_EQ(Value<double>::attach(vname).value(), 1.5);
+  v.unlink();
+  made.unlink();
 }
 
 // Forged lock words (a peer writes garbage where a lock lives): the timed

@@ -120,6 +120,23 @@ TEST(Cli, InvalidBlocksAreReportedNeverCrash) {
   shm.unlink();
 }
 
+// A FIFO planted at /dev/shm/NAME (issue 13, 2.3): `shmkit show` used to hang
+// in open(); now it reports what the file is, and `ls` lists it.
+TEST(Cli, ShowOnAFifoFailsAtOnce) {
+  auto name = unique_name("fifo");
+  const std::string path = "/dev/shm/" + name;
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto r = run_process({SHMKIT_TEST_CLI, "show", name}, 10s);
+  EXPECT_TRUE(r.status.exited) << r.status.describe();
+  EXPECT_EQ(r.status.code, 1);
+  EXPECT_NE(r.err.find("FIFO"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
+  r = run_process({SHMKIT_TEST_CLI, "ls"}, 10s);
+  EXPECT_TRUE(r.status.ok()) << r.status.describe();
+  EXPECT_NE(r.out.find(name), std::string::npos) << r.out;
+  ::unlink(path.c_str());
+}
+
 TEST(Cli, GcIsADryRunUnlessYes) {
   const std::string registry = unique_name("registry");
   ::setenv("SHMKIT_TRACKER_REGISTRY", registry.c_str(), 1);  // the CLI inherits it

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <regex>
@@ -14,6 +15,8 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "platform.hpp"  // src/: the descriptor-passing wire format
@@ -457,6 +460,90 @@ TEST(SharedMemoryErrors, SymlinkIsRefused) {
   EXPECT_EQ(errno_of([&] { SharedMemory::create(name, 64); }), EEXIST);
   SharedMemory::unlink(name);
   real.unlink();
+}
+
+// Not a regular file at /dev/shm/NAME (issue 13, 2.3). A FIFO used to hang
+// a read-only attach in open() (a FIFO opened O_RDONLY waits for a writer)
+// before the file type was ever checked. Each attach runs in a child with a
+// deadline, so the old code fails here instead of hanging the suite.
+// Expected: std::system_error naming the block and the kind of file, errno
+// EINVAL (as glibc's shm_open reports a directory) once the file opened, or
+// the open's own errno where it refuses the file (EINVAL for a directory
+// opened for writing, ENXIO for a socket).
+TEST(SharedMemoryErrors, NonRegularFilesAreRefusedWithoutBlocking) {
+  // 0: the expected error; 1: attached; 2: another exception; 3: errno mismatch.
+  auto attach_in_child = [](const std::string& name, bool read_only,
+                            std::initializer_list<int> errnos, const char* kind) {
+    return run_child(
+        [&]() -> int {
+          SharedMemory::Options o;
+          o.read_only = read_only;
+          try {
+            SharedMemory::attach(name, o);
+            return 1;
+          } catch (const std::system_error& e) {
+            const std::string msg = e.what();
+            for (int err : errnos) {
+              if (e.code().value() != err) continue;
+              if ((err == EINVAL || err == ENXIO) && (msg.find(name) == std::string::npos ||
+                                                      msg.find(kind) == std::string::npos)) {
+                std::fprintf(stderr, "message: %s\n", msg.c_str());
+                return 4;
+              }
+              return 0;
+            }
+            std::fprintf(stderr, "errno %d: %s\n", e.code().value(), msg.c_str());
+            return 3;
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s\n", e.what());
+            return 2;
+          }
+        },
+        5s);
+  };
+  const auto fifo = unique_name("fifo");
+  const std::string fifo_path = "/dev/shm/" + fifo;
+  ASSERT_EQ(::mkfifo(fifo_path.c_str(), 0600), 0);
+  auto st = attach_in_child(fifo, true, {EINVAL}, "FIFO");
+  EXPECT_TRUE(st.ok()) << "read-only attach of a FIFO: " << st.describe();
+  st = attach_in_child(fifo, false, {EINVAL}, "FIFO");
+  EXPECT_TRUE(st.ok()) << "attach of a FIFO: " << st.describe();
+  ::unlink(fifo_path.c_str());
+
+  const auto dir = unique_name("dir");
+  const std::string dir_path = "/dev/shm/" + dir;
+  ASSERT_EQ(::mkdir(dir_path.c_str(), 0700), 0);
+  st = attach_in_child(dir, true, {EINVAL}, "directory");
+  EXPECT_TRUE(st.ok()) << "read-only attach of a directory: " << st.describe();
+  st = attach_in_child(dir, false, {EINVAL, EISDIR}, "directory");
+  EXPECT_TRUE(st.ok()) << "attach of a directory: " << st.describe();
+  ::rmdir(dir_path.c_str());
+
+  const auto sock = unique_name("sock");
+  const std::string sock_path = "/dev/shm/" + sock;
+  const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock_path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, sock_path.c_str(), sock_path.size() + 1);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  st = attach_in_child(sock, true, {ENXIO, EINVAL}, "socket");
+  EXPECT_TRUE(st.ok()) << "attach of a socket: " << st.describe();
+  ::close(s);
+  ::unlink(sock_path.c_str());
+
+  // A character device (/dev/null's numbers): needs CAP_MKNOD; where
+  // /dev/shm is mounted nodev the open itself is EACCES.
+  const auto dev = unique_name("chr");
+  const std::string dev_path = "/dev/shm/" + dev;
+  if (::mknod(dev_path.c_str(), S_IFCHR | 0600, ::makedev(1, 3)) == 0) {
+    st = attach_in_child(dev, true, {EINVAL, EACCES}, "character device");
+    EXPECT_TRUE(st.ok()) << "attach of a character device: " << st.describe();
+    st = attach_in_child(dev, false, {EINVAL, EACCES}, "character device");
+    EXPECT_TRUE(st.ok()) << "attach of a character device: " << st.describe();
+    ::unlink(dev_path.c_str());
+  }
 }
 
 // ------------------------------------------------------------ modes

@@ -6,10 +6,14 @@
 #include <sched.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <mutex>
+#include <sys/ptrace.h>
+#include <sys/user.h>
 #include <thread>
 #include <vector>
 
@@ -678,6 +682,107 @@ TEST(Barrier, ManyRoundsAcrossProcesses) {
   EXPECT_EQ(s->last_count.load(), 2 * kRounds);  // exactly one per generation
 }
 
+// More callers than parties (issue 13, 2.11). CPython (threading.Barrier
+// semantics) makes the (parties+1)-th caller wait for the next round; no
+// party ever passes a round alone. parties = 2, three callers, and the race
+// the old code lost made deterministic: C is stopped (ptrace, single
+// steps) just before its first atomic read-modify-write in wait_for, i.e.
+// after it has looked at the barrier and before it is counted. A and B then
+// fill and complete round 1; C goes on. C must wait for round 2 (the old
+// code counted it in round 2 but let it pass at once, alone, as it had seen
+// round 1's word), and pass only when a fourth caller arrives.
+TEST(Barrier, ExtraCallerWaitsForTheNextRound) {
+#if !defined(__x86_64__)
+  GTEST_SKIP() << "finds the lock prefix of an x86-64 instruction";
+#else
+  NamedBlock block(4096);
+  auto* b = new (block.shm.data()) Barrier(2);
+  const pid_t c = fork_child([&] {
+    if (::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) return 50;
+    ::raise(SIGSTOP);
+    const BarrierResult r = b->wait_for(20s);
+    return r == BarrierResult::passed || r == BarrierResult::passed_last ? 0 : 10 + static_cast<int>(r);
+  });
+  int status = 0;
+  ASSERT_EQ(::waitpid(c, &status, 0), c);
+  if (!WIFSTOPPED(status)) {
+    GTEST_SKIP() << "ptrace is not available here: " << wait_child(c).describe();
+  }
+  // Single-step C up to its first lock-prefixed instruction (0xF0): the
+  // atomic RMW that counts it in (a fetch_add or a CAS on the arrival word).
+  bool at_rmw = false;
+  for (int step = 0; step < 1'000'000 && !at_rmw; ++step) {
+    ASSERT_EQ(::ptrace(PTRACE_SINGLESTEP, c, nullptr, nullptr), 0);
+    ASSERT_EQ(::waitpid(c, &status, 0), c);
+    ASSERT_TRUE(WIFSTOPPED(status)) << "C ended while stepped";
+    user_regs_struct regs{};
+    ASSERT_EQ(::ptrace(PTRACE_GETREGS, c, nullptr, &regs), 0);
+    errno = 0;
+    const long text = ::ptrace(PTRACE_PEEKTEXT, c, reinterpret_cast<void*>(regs.rip), nullptr);
+    ASSERT_EQ(errno, 0);
+    at_rmw = (text & 0xff) == 0xf0;
+  }
+  ASSERT_TRUE(at_rmw) << "C never reached an atomic instruction";
+  // A and B (this process) fill round 1 while C is held.
+  const pid_t a = fork_child([&] {
+    const BarrierResult r = b->wait_for(20s);
+    return r == BarrierResult::passed ? 0 : 10 + static_cast<int>(r);
+  });
+  ASSERT_TRUE(eventually([&] { return b->n_waiting() == 1; }, 20s));
+  EXPECT_EQ(b->wait_for(20s), BarrierResult::passed_last);
+  auto st = wait_child(a, 20s);
+  EXPECT_TRUE(st.ok()) << "A: " << st.describe();
+  ASSERT_EQ(::ptrace(PTRACE_DETACH, c, nullptr, nullptr), 0);
+  // C is the first caller of round 2: still waiting 300 ms later.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(::waitpid(c, &status, WNOHANG), 0) << "the third caller passed a round of two alone";
+  EXPECT_FALSE(b->broken());
+  const BarrierResult mine = b->wait_for(20s);  // the fourth caller: completes round 2
+  EXPECT_EQ(mine, BarrierResult::passed_last);
+  st = wait_child(c, 20s);
+  EXPECT_TRUE(st.ok()) << "C: " << st.describe();
+#endif
+}
+
+// The same under load: three processes, parties = 2, 6000 waits in all
+// (3000 full rounds; the processes share the calls, so none is left at the
+// end without a partner). Nobody may leave a round before both its parties
+// arrived: when the d-th caller leaves, at least 2 * ceil(d / 2) calls have
+// arrived. No wait may be broken or time out.
+TEST(Barrier, ThreeCallersOnTwoPartiesNeverPassAlone) {
+  NamedBlock block(4096);
+  struct S {
+    Barrier b;
+    std::atomic<std::uint64_t> claimed;
+    std::atomic<std::uint64_t> arrived;
+    std::atomic<std::uint64_t> left;
+    std::atomic<std::uint32_t> last;
+  };
+  auto* s = new (block.shm.data()) S{Barrier(2), {0}, {0}, {0}, {0}};
+  constexpr std::uint64_t kCalls = 6000;
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 3; ++i) {
+    kids.push_back(fork_child([&] {
+      auto shm = SharedMemory::attach(block.name);
+      auto* ss = static_cast<S*>(shm.data());
+      while (ss->claimed.fetch_add(1) < kCalls) {
+        ss->arrived.fetch_add(1);
+        const BarrierResult r = ss->b.wait_for(5s);
+        const std::uint64_t d = ss->left.fetch_add(1) + 1;
+        if (r == BarrierResult::passed_last) ss->last.fetch_add(1);
+        else if (r != BarrierResult::passed) return 10 + static_cast<int>(r);
+        if (ss->arrived.load() < 2 * ((d + 1) / 2)) return 2;  // passed alone
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) {
+    auto st = wait_child(k, 60s);
+    EXPECT_TRUE(st.ok()) << st.describe() << " (2: a caller passed alone; 12: broken; 13: timed out)";
+  }
+  EXPECT_EQ(s->last.load(), kCalls / 2);  // one per round
+}
+
 TEST(Barrier, TimeoutBreaksItAndResetRepairs) {
   NamedBlock block(4096);
   auto* b = new (block.shm.data()) Barrier(2);
@@ -702,6 +807,265 @@ TEST(Barrier, AbortWakesWaitersWithBroken) {
   b->abort();
   EXPECT_TRUE(wait_child(kid, 10s).ok());
   EXPECT_EQ(b->wait_until(std::chrono::system_clock::now() + 1s), BarrierResult::broken);
+}
+
+// ------------------------------------------------------------ "forever" deadlines
+// Issue 13, 2.4: try_lock_for(hours::max()) and friends overflowed the
+// deadline arithmetic into the past and returned false at once. Every timed
+// call must treat an out-of-range timeout as "wait until it happens".
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+// Forks one waiter per "forever" spelling; each runs op(timeout) and exits 0
+// if it returned true (got what it waited for), 1 if it gave up.
+template <class Op>
+std::vector<pid_t> fork_forever_waiters(const Op& op) {
+  using namespace std::chrono;
+  std::vector<pid_t> kids;
+  auto fork_one = [&](auto timeout) { kids.push_back(fork_child([=] { return op(timeout) ? 0 : 1; })); };
+  fork_one(hours::max());
+  fork_one(seconds::max());
+  fork_one(nanoseconds::max());
+  fork_one(duration<double>::max());
+  fork_one(steady_clock::time_point::max());
+  fork_one(system_clock::time_point::max());
+  fork_one(time_point_cast<seconds>(system_clock::now()) + years(300));  // the year ~2300
+  return kids;
+}
+
+// The waiters must all still be waiting 200 ms later; then release() lets
+// them through and every one must succeed.
+template <class Release>
+void expect_waiting_then_released(const std::vector<pid_t>& kids, Release release) {
+  std::this_thread::sleep_for(200ms);
+  std::vector<bool> gone(kids.size());
+  for (std::size_t i = 0; i < kids.size(); ++i) {
+    int status = 0;
+    gone[i] = ::waitpid(kids[i], &status, WNOHANG) == kids[i];
+    EXPECT_FALSE(gone[i]) << "waiter " << i
+                          << " returned at once: its \"forever\" deadline was in the past";
+  }
+  release();
+  for (std::size_t i = 0; i < kids.size(); ++i) {
+    if (gone[i]) continue;
+    auto st = wait_child(kids[i], 20s);
+    EXPECT_TRUE(st.ok()) << "waiter " << i << ": " << st.describe();
+  }
+}
+
+TEST(Deadlines, SaturateInsteadOfOverflowing) {
+  using namespace std::chrono;
+  using TP = steady_clock::time_point;
+  const TP now = steady_clock::now();
+  EXPECT_EQ(detail::deadline_after(hours::max()), TP::max());
+  EXPECT_EQ(detail::deadline_after(nanoseconds::max()), TP::max());
+  EXPECT_EQ(detail::deadline_after(duration<double>::max()), TP::max());
+  EXPECT_EQ(detail::deadline_after(duration<double>(std::numeric_limits<double>::infinity())), TP::max());
+  EXPECT_LE(detail::deadline_after(hours::min()), now);
+  EXPECT_LE(detail::deadline_after(-hours(1)), now);
+  const TP zero = detail::deadline_after(seconds(0));
+  EXPECT_LE(zero, steady_clock::now());
+  const TP nan = detail::deadline_after(duration<double>(std::numeric_limits<double>::quiet_NaN()));
+  EXPECT_LE(nan, steady_clock::now());
+  EXPECT_GE(detail::deadline_after(hours::min()), TP{});  // never before the epoch
+  // Ordinary values are unchanged (rounded up to ticks).
+  const TP t = detail::deadline_after(now, milliseconds(1500));
+  EXPECT_EQ(t - now, milliseconds(1500));
+  EXPECT_EQ(detail::deadline_after(now, duration<double>(0.5)) - now, milliseconds(500));
+  EXPECT_EQ(detail::deadline_after(now, duration<long long, std::ratio<1, 3>>(3)) - now, seconds(1));
+  EXPECT_EQ(detail::to_steady(steady_clock::time_point::max()), TP::max());
+  EXPECT_EQ(detail::to_steady(time_point<steady_clock, hours>::max()), TP::max());
+  EXPECT_EQ(detail::to_steady(system_clock::time_point::max()), TP::max());
+  EXPECT_EQ(detail::to_steady(time_point<system_clock, hours>::max()), TP::max());
+  EXPECT_GT(detail::to_steady(time_point_cast<seconds>(system_clock::now()) + years(300)),
+            now + years(250));
+  EXPECT_EQ(detail::to_steady(steady_clock::time_point::min()), TP{});
+  EXPECT_EQ(detail::to_steady(system_clock::time_point::min()), TP{});
+  EXPECT_EQ(detail::to_steady(time_point<system_clock, hours>::min()), TP{});
+  const auto sys = detail::to_steady(system_clock::now() + seconds(10));
+  EXPECT_GT(sys, now + seconds(9));
+  EXPECT_LT(sys, now + seconds(11));
+}
+
+TEST(Deadlines, FutexWaitForMaxWaitsForTheWake) {
+  NamedBlock block(4096);
+  auto* w = new (block.shm.data()) FutexWord(0);
+  const pid_t kid = fork_child([&] {
+    while (w->load() == 0) {
+      if (futex_wait_for(*w, 0, std::chrono::nanoseconds::max()) == FutexResult::timed_out) return 1;
+    }
+    return 0;
+  });
+  expect_waiting_then_released(std::vector<pid_t>{kid}, [&] {
+    w->store(1);
+    futex_wake_all(*w);
+  });
+}
+
+TEST(Deadlines, MutexTimedLockWithForeverWaits) {
+  NamedBlock block(4096);
+  auto* m = new (block.shm.data()) Mutex();
+  m->lock();
+  auto kids = fork_forever_waiters(Overloaded{
+      [m]<class R, class P>(std::chrono::duration<R, P> d) {
+        if (!m->try_lock_for(d)) return false;
+        m->unlock();
+        return true;
+      },
+      [m]<class C, class D>(std::chrono::time_point<C, D> t) {
+        if (!m->try_lock_until(t)) return false;
+        m->unlock();
+        return true;
+      }});
+  expect_waiting_then_released(kids, [&] { m->unlock(); });
+}
+
+TEST(Deadlines, RecursiveMutexTimedLockWithForeverWaits) {
+  NamedBlock block(4096);
+  auto* m = new (block.shm.data()) RecursiveMutex();
+  m->lock();
+  auto kids = fork_forever_waiters(Overloaded{
+      [m]<class R, class P>(std::chrono::duration<R, P> d) {
+        if (!m->try_lock_for(d)) return false;
+        return m->unlock();
+      },
+      [m]<class C, class D>(std::chrono::time_point<C, D> t) {
+        if (!m->try_lock_until(t)) return false;
+        return m->unlock();
+      }});
+  expect_waiting_then_released(kids, [&] { EXPECT_TRUE(m->unlock()); });
+}
+
+TEST(Deadlines, RobustMutexTimedLockWithForeverWaits) {
+  NamedBlock block(4096);
+  auto* m = new (block.shm.data()) RobustMutex();
+  ASSERT_EQ(m->lock(), LockResult::acquired);
+  auto kids = fork_forever_waiters(Overloaded{
+      [m]<class R, class P>(std::chrono::duration<R, P> d) {
+        return m->try_lock_for(d) == LockResult::acquired && m->unlock();
+      },
+      [m]<class C, class D>(std::chrono::time_point<C, D> t) {
+        return m->try_lock_until(t) == LockResult::acquired && m->unlock();
+      }});
+  expect_waiting_then_released(kids, [&] { EXPECT_TRUE(m->unlock()); });
+}
+
+TEST(Deadlines, SemaphoreTimedAcquireWithForeverWaits) {
+  NamedBlock block(4096);
+  auto* sem = new (block.shm.data()) Semaphore(0);
+  auto kids = fork_forever_waiters(Overloaded{
+      [sem]<class R, class P>(std::chrono::duration<R, P> d) { return sem->try_acquire_for(d); },
+      [sem]<class C, class D>(std::chrono::time_point<C, D> t) { return sem->try_acquire_until(t); }});
+  expect_waiting_then_released(kids, [&] { EXPECT_TRUE(sem->release(static_cast<std::uint32_t>(kids.size()))); });
+  EXPECT_EQ(sem->value(), 0u);
+}
+
+TEST(Deadlines, EventTimedWaitWithForeverWaits) {
+  NamedBlock block(4096);
+  auto* ev = new (block.shm.data()) Event();
+  auto kids = fork_forever_waiters(Overloaded{
+      [ev]<class R, class P>(std::chrono::duration<R, P> d) { return ev->wait_for(d); },
+      [ev]<class C, class D>(std::chrono::time_point<C, D> t) { return ev->wait_until(t); }});
+  expect_waiting_then_released(kids, [&] { ev->set(); });
+}
+
+TEST(Deadlines, ConditionTimedWaitWithForeverWaits) {
+  NamedBlock block(4096);
+  struct S {
+    Mutex m;
+    Condition cv;
+    std::atomic<std::uint32_t> go;
+  };
+  auto* s = new (block.shm.data()) S{};
+  auto ready = [s] { return s->go.load() != 0; };
+  auto kids = fork_forever_waiters(Overloaded{
+      [s, ready]<class R, class P>(std::chrono::duration<R, P> d) {
+        std::scoped_lock lock(s->m);
+        return s->cv.wait_for(s->m, d, ready);
+      },
+      [s, ready]<class C, class D>(std::chrono::time_point<C, D> t) {
+        std::scoped_lock lock(s->m);
+        return s->cv.wait_until(s->m, t, ready);
+      }});
+  expect_waiting_then_released(kids, [&] {
+    std::scoped_lock lock(s->m);
+    s->go.store(1);
+    s->cv.notify_all();
+  });
+}
+
+TEST(Deadlines, BarrierTimedWaitWithForeverWaits) {
+  NamedBlock block(4096);
+  auto* b = new (block.shm.data()) Barrier(8);  // seven waiters and us
+  auto passed = [](BarrierResult r) { return r == BarrierResult::passed || r == BarrierResult::passed_last; };
+  auto kids = fork_forever_waiters(Overloaded{
+      [b, passed]<class R, class P>(std::chrono::duration<R, P> d) { return passed(b->wait_for(d)); },
+      [b, passed]<class C, class D>(std::chrono::time_point<C, D> t) { return passed(b->wait_until(t)); }});
+  ASSERT_EQ(kids.size(), 7u);
+  expect_waiting_then_released(kids, [&] { EXPECT_EQ(b->wait(), BarrierResult::passed_last); });
+}
+
+// Zero, negative and past deadlines still mean "try once": false at once
+// while the resource is taken, true when it is free.
+TEST(Deadlines, ZeroAndNegativeTimeoutsTryOnce) {
+  using namespace std::chrono;
+  NamedBlock block(4096);
+  struct S {
+    Mutex m;
+    RecursiveMutex rm;
+    Semaphore sem;
+    Event ev;
+    Barrier b;
+  };
+  auto* s = new (block.shm.data()) S{{}, {}, Semaphore(0), {}, Barrier(2)};
+  const auto t0 = Clock::now();
+  {
+    s->m.lock();
+    const bool held = run_child([&] {
+      return !s->m.try_lock_for(0s) && !s->m.try_lock_for(-1s) && !s->m.try_lock_for(hours::min()) &&
+                     !s->m.try_lock_until(steady_clock::time_point::min()) &&
+                     !s->m.try_lock_until(system_clock::time_point::min()) &&
+                     !s->m.try_lock_until(system_clock::now() - 1s)
+                 ? 0
+                 : 1;
+    }).ok();
+    EXPECT_TRUE(held);
+    s->m.unlock();
+    EXPECT_TRUE(s->m.try_lock_for(0s));
+    s->m.unlock();
+    EXPECT_TRUE(s->m.try_lock_for(hours::min()));
+    s->m.unlock();
+  }
+  {
+    s->rm.lock();
+    const bool held = run_child([&] {
+      return !s->rm.try_lock_for(0s) && !s->rm.try_lock_for(-1s) &&
+                     !s->rm.try_lock_until(system_clock::time_point::min())
+                 ? 0
+                 : 1;
+    }).ok();
+    EXPECT_TRUE(held);
+    EXPECT_TRUE(s->rm.unlock());
+    EXPECT_TRUE(s->rm.try_lock_for(-1s));
+    EXPECT_TRUE(s->rm.unlock());
+  }
+  EXPECT_FALSE(s->sem.try_acquire_for(0s));
+  EXPECT_FALSE(s->sem.try_acquire_for(hours::min()));
+  EXPECT_FALSE(s->sem.try_acquire_until(system_clock::time_point::min()));
+  EXPECT_TRUE(s->sem.release());
+  EXPECT_TRUE(s->sem.try_acquire_for(-1s));
+  EXPECT_FALSE(s->ev.wait_for(0s));
+  EXPECT_FALSE(s->ev.wait_for(hours::min()));
+  EXPECT_FALSE(s->ev.wait_until(steady_clock::time_point::min()));
+  s->ev.set();
+  EXPECT_TRUE(s->ev.wait_for(-1s));
+  EXPECT_EQ(s->b.wait_for(hours::min()), BarrierResult::timed_out);
+  EXPECT_LT(ms_since(t0), 10'000.0);  // nothing waited for long
 }
 
 }  // namespace

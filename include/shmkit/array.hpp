@@ -74,12 +74,12 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
   }
   static Array attach(std::string_view name, LockArg lock = {}) {
     return Array(detail::attach_named_object(name, BlockKind::array, TypeFingerprint::of<T>(),
-                                             Base::Traits::kind, detail::lock_size<Lock>()),
+                                             detail::object_layout<T, Lock>(0)),
                  lock);
   }
   static Array attach(const Heap& heap, const HeapHandle& handle, LockArg lock = {}) {
     return Array(detail::attach_heap_object(heap, handle, BlockKind::array, TypeFingerprint::of<T>(),
-                                            Base::Traits::kind, detail::lock_size<Lock>()),
+                                            detail::object_layout<T, Lock>(0)),
                  lock);
   }
   static Array attach(const HeapHandle& handle, LockArg lock = {}) {

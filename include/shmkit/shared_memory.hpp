@@ -13,8 +13,15 @@
 //                              or empty (CPython's ValueError)
 //       std::system_error      any OS failure, errno kept: ENOENT
 //                              (FileNotFoundError), EEXIST (FileExistsError),
-//                              EACCES, ENOSPC, ...
+//                              EACCES, ENOSPC, ...; EINVAL when the name
+//                              is not a regular file (a FIFO, directory or
+//                              device planted there: the message says which)
 //     Every message names the block.
+//   * Attach never blocks on what it finds at the name: it opens
+//     non-blocking (a FIFO opened for reading would wait for a writer
+//     forever), checks the type on the descriptor, and refuses anything but
+//     a regular file before mapping it. A socket fails in the open (ENXIO),
+//     a directory opened for writing too (EINVAL, glibc's shm_open).
 //   * Beyond CPython: the mode is exactly 0600 (or Options::mode) whatever the
 //     umask; the memory is reserved at create (fallocate), so a full /dev/shm
 //     fails at create() with ENOSPC instead of killing a later writer with

@@ -9,7 +9,11 @@
 //     forked children only (anonymous(...)). In each case the bytes start
 //     with a BlockHeader (shmkit/typed_block.hpp): attaching with another T,
 //     another lock policy, to an Array, a ShareableList or a half-initialised
-//     block is a clear std::invalid_argument, never undefined behaviour.
+//     block is a clear std::invalid_argument, never undefined behaviour. The
+//     header is untrusted: every layout field (element size and stride,
+//     count, lock kind and size, prefix size, payload offset and alignment)
+//     must be what this type would have created, so a forged header can
+//     never make an accessor touch memory outside the block's payload.
 //   * T: trivially copyable, standard layout (static_assert). CPython's
 //     typecodes map to fixed types, as in the array module on Linux LP64:
 //       'c' char          'b' std::int8_t    'B' std::uint8_t
@@ -75,12 +79,12 @@ class Value : public detail::ObjectBase<T, Lock, BlockKind::value> {
   }
   static Value attach(std::string_view name, LockArg lock = {}) {
     return Value(detail::attach_named_object(name, BlockKind::value, TypeFingerprint::of<T>(),
-                                             Base::Traits::kind, detail::lock_size<Lock>()),
+                                             detail::object_layout<T, Lock>(1)),
                  lock);
   }
   static Value attach(const Heap& heap, const HeapHandle& handle, LockArg lock = {}) {
     return Value(detail::attach_heap_object(heap, handle, BlockKind::value, TypeFingerprint::of<T>(),
-                                            Base::Traits::kind, detail::lock_size<Lock>()),
+                                            detail::object_layout<T, Lock>(1)),
                  lock);
   }
   // Attaches the handle's heap by name, then the object.
@@ -190,13 +194,12 @@ class AtomicValue : public detail::ObjectBase<T, NoLock, BlockKind::value> {
     return AtomicValue(detail::create_anonymous_object(spec(), init_with(initial)));
   }
   static AtomicValue attach(std::string_view name) {
-    return AtomicValue(detail::attach_named_object(name, BlockKind::value, TypeFingerprint::of<T>(),
-                                                   detail::LockKind::atomic, 0));
+    return AtomicValue(
+        detail::attach_named_object(name, BlockKind::value, TypeFingerprint::of<T>(), layout()));
   }
   static AtomicValue attach(const Heap& heap, const HeapHandle& handle) {
     return AtomicValue(detail::attach_heap_object(heap, handle, BlockKind::value,
-                                                  TypeFingerprint::of<T>(),
-                                                  detail::LockKind::atomic, 0));
+                                                  TypeFingerprint::of<T>(), layout()));
   }
 
   // All operations are Boost.Atomic's, lock-free, inlined, noexcept.
@@ -233,6 +236,9 @@ class AtomicValue : public detail::ObjectBase<T, NoLock, BlockKind::value> {
  private:
   Cell& cell() const noexcept { return *reinterpret_cast<Cell*>(this->data_); }
   Atomic<T>& atom() const noexcept { return cell().value(); }
+  static constexpr detail::ObjectLayout layout() {
+    return detail::ObjectLayout{detail::LockKind::atomic, 0, sizeof(Cell), 1};
+  }
   static BlockSpec spec() {
     return detail::object_spec(BlockKind::value, TypeFingerprint::of<T>(), 1, sizeof(Cell),
                                detail::LockKind::atomic, 0);

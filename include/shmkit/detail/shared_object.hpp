@@ -209,8 +209,23 @@ struct ObjectPlace {
 
 // Layout of an object: the lock (if in the block) in the prefix, the
 // elements in the payload. Recorded so attach can check the lock policy.
+// Fields: count = elements, prefix_size = lock_size, payload_size = count *
+// elem_bytes, param[0] = lock kind, param[1] = lock size, param[2] =
+// elem_bytes (bytes per element in the payload), param[3] = 0.
 BlockSpec object_spec(BlockKind kind, const TypeFingerprint& type, std::uint64_t count,
                       std::uint64_t elem_bytes, LockKind lock, std::uint32_t lock_size);
+
+// What an attaching handle needs an object's region to be, beyond its kind
+// and element type. Attach recomputes the layout object_spec would have
+// written for this type and refuses any header field that differs (the
+// header is untrusted: a forged stride or count would otherwise send the
+// accessors past the payload).
+struct ObjectLayout {
+  LockKind lock = LockKind::none;
+  std::uint32_t lock_size = 0;   // bytes of the lock in the prefix (0: none in the block)
+  std::uint64_t elem_bytes = 0;  // bytes per element: sizeof(T), or the atomic cell's
+  std::uint64_t count = 0;       // the exact element count (a Value: 1); 0: any (an Array)
+};
 
 // The three places an object can live. `init` constructs the lock and the
 // elements in the zero-filled region.
@@ -218,17 +233,33 @@ ObjectPlace create_named_object(std::string_view name, const BlockSpec& spec, co
 ObjectPlace create_heap_object(const Heap& heap, const BlockSpec& spec, const RegionInit& init);
 ObjectPlace create_anonymous_object(const BlockSpec& spec, const RegionInit& init);
 ObjectPlace attach_named_object(std::string_view name, BlockKind kind, const TypeFingerprint& type,
-                                LockKind lock, std::uint32_t lock_size);
+                                const ObjectLayout& layout);
 ObjectPlace attach_heap_object(const Heap& heap, const HeapHandle& handle, BlockKind kind,
-                               const TypeFingerprint& type, LockKind lock, std::uint32_t lock_size);
+                               const TypeFingerprint& type, const ObjectLayout& layout);
+// open_typed_region plus the ObjectLayout checks (what attach_heap_object
+// does with the heap's bytes; the fuzz target drives it). `what` names the
+// object in messages.
+TypedRegion open_object_region(std::span<std::byte> region, BlockKind kind,
+                               const TypeFingerprint& type, const ObjectLayout& layout,
+                               std::string_view what);
 
 template <class Policy>
 constexpr std::uint32_t lock_size() {
   if constexpr (LockTraits<Policy>::in_block) {
-    return sizeof(typename LockTraits<Policy>::lock_type);
+    using L = typename LockTraits<Policy>::lock_type;
+    // The prefix starts at byte 128 of a 64-byte aligned region.
+    static_assert(alignof(L) <= BlockHeader::kPayloadAlignment, "an in-block lock must fit the prefix's alignment");
+    return sizeof(L);
   } else {
     return 0;
   }
+}
+
+// The layout Value<T, Policy> (count 1) and Array<T, Policy> (count 0: any)
+// create and attach.
+template <class T, class Policy>
+constexpr ObjectLayout object_layout(std::uint64_t count) {
+  return ObjectLayout{LockTraits<Policy>::kind, lock_size<Policy>(), sizeof(T), count};
 }
 
 }  // namespace detail

@@ -11,7 +11,11 @@
 //   * Progress: set/clear/is_set are lock-free; wait sleeps in a shared
 //     FUTEX_WAIT. A set() followed at once by clear() may be missed by a
 //     waiter that had not yet woken (as CPython's Event).
-//   * Crash behaviour: no owner; a dead process leaves the flag as it was.
+//   * Timeouts saturate: wait_for(duration::max()) and wait_until of a time
+//     point beyond the clock's range wait forever; zero or negative: look once.
+//   * Crash behaviour: no owner; a dead process leaves the flag as it was. A
+//     setter killed between its store and its wake costs a sleeper at most
+//     kLostWakeRecheck: sleeps are bounded slices that re-check the flag.
 #pragma once
 
 #include <atomic>
@@ -80,8 +84,11 @@ class Event {
           !word_.compare_exchange_strong(v, kClearWaiters, std::memory_order_relaxed)) {
         continue;  // it changed under us: look again
       }
-      const FutexResult r = deadline ? futex_wait_until(word_, kClearWaiters, *deadline)
-                                     : futex_wait(word_, kClearWaiters);
+      // Bounded sleeps (a setter killed between its store and its wake must
+      // not strand us), up to the deadline or forever.
+      const FutexResult r =
+          futex_wait_slice(word_, kClearWaiters,
+                           deadline ? *deadline : std::chrono::steady_clock::time_point::max());
       if (r == FutexResult::timed_out) return is_set();
     }
   }

@@ -22,6 +22,8 @@
 #include <chrono>
 #include <cstdint>
 
+#include "shmkit/detail/sync_common.hpp"
+
 namespace shmkit {
 
 using FutexWord = std::atomic<std::uint32_t>;
@@ -45,6 +47,7 @@ FutexResult futex_wait(const FutexWord& word, std::uint32_t expected,
                        FutexScope scope = FutexScope::shared) noexcept;
 
 // As futex_wait, giving up at `deadline` (CLOCK_MONOTONIC).
+// time_point::max() is no deadline at all (see detail::deadline_after).
 FutexResult futex_wait_until(const FutexWord& word, std::uint32_t expected,
                              std::chrono::steady_clock::time_point deadline,
                              FutexScope scope = FutexScope::shared) noexcept;
@@ -58,15 +61,29 @@ FutexResult futex_wait_until(const FutexWord& word, std::uint32_t expected,
 // one extra wake-up per interval.
 inline constexpr std::chrono::milliseconds kLostWakeRecheck{10};
 
+// One bounded sleep towards `deadline` (time_point::max(): none): waits
+// while word == expected, at most until min(deadline, now +
+// kLostWakeRecheck). timed_out only once `deadline` itself has passed; the
+// end of a slice reads as `woken` (re-check and call again). The building
+// block of every blocking loop that must survive a lost wake-up.
+inline FutexResult futex_wait_slice(const FutexWord& word, std::uint32_t expected,
+                                    std::chrono::steady_clock::time_point deadline,
+                                    FutexScope scope = FutexScope::shared) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  if (now >= deadline) return FutexResult::timed_out;
+  // deadline > now here, so deadline - now cannot overflow.
+  const bool last = deadline - now <= kLostWakeRecheck;
+  const FutexResult r =
+      futex_wait_until(word, expected, last ? deadline : now + kLostWakeRecheck, scope);
+  return (r == FutexResult::timed_out && !last) ? FutexResult::woken : r;
+}
+
 template <class Rep, class Period>
 FutexResult futex_wait_for(const FutexWord& word, std::uint32_t expected,
                            std::chrono::duration<Rep, Period> timeout,
                            FutexScope scope = FutexScope::shared) noexcept {
-  return futex_wait_until(
-      word, expected,
-      std::chrono::steady_clock::now() +
-          std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
-      scope);
+  // Saturating: duration::max() waits until woken, never "already past".
+  return futex_wait_until(word, expected, detail::deadline_after(timeout), scope);
 }
 
 // Wakes up to `count` waiters on `word` (count >= 1); returns how many woke.

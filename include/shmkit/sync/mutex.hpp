@@ -8,6 +8,9 @@
 //   * Lockable and TimedLockable: std::scoped_lock, std::unique_lock work.
 //     Python's acquire(block, timeout) is try_lock() / try_lock_for(timeout).
 //     Deadlines are CLOCK_MONOTONIC (steady_clock); other clocks are converted.
+//     Timeouts saturate (detail::deadline_after): try_lock_for(hours::max())
+//     and try_lock_until(time_point::max()) wait until they get the lock; a
+//     zero or negative timeout tries once.
 //   * No owner is recorded (as CPython's Lock, a semaphore): unlock() by a
 //     thread that did not lock is allowed and releases it; unlock() of an
 //     unlocked Mutex is a no-op. Not recursive: relocking deadlocks (use a
@@ -137,12 +140,14 @@ class Mutex {
     }
   }
 
+  // Bounded sleeps up to the deadline, as lock_slow(): a timed lock with a
+  // far (or saturated "forever") deadline must survive a lost wake too.
   bool lock_until(std::chrono::steady_clock::time_point deadline) noexcept {
     if (spin()) return true;
     for (;;) {
       // (2) acquire, as in lock_slow().
       if (word_.exchange(kContended, std::memory_order_acquire) == kFree) return true;
-      if (futex_wait_until(word_, kContended, deadline) == FutexResult::timed_out) {
+      if (futex_wait_slice(word_, kContended, deadline) == FutexResult::timed_out) {
         // One last look: a wake may have raced with the timeout. The word
         // stays 2 if we give up, which costs at most one spurious wake.
         std::uint32_t expected = kFree;

@@ -5,7 +5,8 @@
 //   * A zero-filled block is a Semaphore with value 0 and no bound. Construct
 //     in place for another initial value or a bound (max_value, 0 = none).
 //   * acquire() takes one unit, blocking while the value is 0; try_acquire,
-//     try_acquire_for/until (CLOCK_MONOTONIC) give up. release(n) adds n
+//     try_acquire_for/until (CLOCK_MONOTONIC) give up (timeouts saturate:
+//     duration::max() waits forever, zero or negative tries once). release(n) adds n
 //     units and wakes up to n sleepers; with a bound it returns false and
 //     changes nothing if the value would exceed it (CPython's ValueError).
 //   * Any process may release; there is no owner. Not FIFO: a running

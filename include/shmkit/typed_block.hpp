@@ -19,8 +19,11 @@
 //     state = ready with a release store. attach_typed_block() validates
 //     everything it reads: a block written by another process is untrusted.
 //     Any mismatch (not a shmkit block, other kind, other type, other
-//     version, offsets or sizes that do not fit the block) throws
-//     std::invalid_argument naming the block and the field.
+//     version, offsets or sizes that do not fit the block, a payload not
+//     aligned for the element type at the address it is mapped) throws
+//     std::invalid_argument naming the block and the field. The kind-specific
+//     fields (count, prefix, param[]) are the kind's to check: Value/Array
+//     (detail::open_object_region) and the rings check every one of them.
 //   * Half-initialised blocks: an attacher that finds state != ready, or a
 //     block still 0 bytes long (its creator is between shm_open and sizing
 //     it), waits up to AttachOptions::init_timeout for the creator, then

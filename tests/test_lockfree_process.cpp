@@ -20,6 +20,35 @@ TEST(LockfreeProcess, BroadcastSlowReaderLappedExactly) {
   broadcast_lapping(true, 2'000'000 / kScale, 1024);
 }
 
+// "Wait forever" timeouts saturate instead of overflowing into the past
+// (issue 13, 2.4): pop_for(duration::max()) in another process is still
+// waiting after 200 ms, and returns the item once it is pushed.
+template <template <class> class Queue>
+void forever_pop_waits(int consumers) {
+  const std::string name = unique_name("forever");
+  auto q = Queue<std::uint64_t>::create(name, 16);
+  auto shm = SharedMemory::anonymous(4096);
+  auto* popped = ::new (shm.data()) std::atomic<int>(0);
+  std::vector<pid_t> kids;
+  for (int k = 0; k < consumers; ++k) {
+    kids.push_back(fork_child([&, k] {
+      auto mine = Queue<std::uint64_t>::attach(name);
+      std::uint64_t v = 0;
+      const bool ok = k == 0 ? mine.pop_for(v, std::chrono::hours::max())
+                             : mine.pop_for(v, std::chrono::nanoseconds::max());
+      popped->fetch_add(1);
+      return ok && v == 7 ? 0 : 1;
+    }));
+  }
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(popped->load(), 0) << "a pop_for(max) returned at once";
+  for (int k = 0; k < consumers; ++k) EXPECT_TRUE(q.push_for(7, 1s));
+  for (pid_t kid : kids) EXPECT_TRUE(wait_child(kid, 10s).ok());
+  q.unlink();
+}
+TEST(LockfreeProcess, SpscForeverPopWaits) { forever_pop_waits<SpscQueue>(1); }
+TEST(LockfreeProcess, MpmcForeverPopWaits) { forever_pop_waits<MpmcQueue>(2); }
+
 // ---------------------------------------------------------------- headers
 
 template <class F>

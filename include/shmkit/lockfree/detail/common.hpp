@@ -290,8 +290,7 @@ inline void load_words(const std::uint64_t* src, T& out) noexcept {
 
 template <class T>
 inline std::optional<std::chrono::steady_clock::time_point> deadline_after(T timeout) noexcept {
-  return std::chrono::steady_clock::now() +
-         std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
+  return detail::deadline_after(timeout);  // saturating: duration::max() waits forever
 }
 
 }  // namespace shmkit::lockfree_detail

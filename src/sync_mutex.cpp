@@ -122,12 +122,12 @@ bool RobustMutex::owner_is_dead(std::uint32_t seen, bool patient) const noexcept
   // as a process id): ESRCH means no such task, so the owner has exited and
   // its stores are all done (exit is a full barrier in the kernel).
   if (::kill(static_cast<pid_t>(tid), 0) != 0 && errno == ESRCH) return true;
-  if (!published) return false;  // a task has the id: without a start time, assume it is the owner
   char path[48];
   std::snprintf(path, sizeof path, "/proc/%u/stat", tid);
   const detail::TaskStat t = detail::read_task_stat(path);
   if (!t.readable) return false;   // hidepid or no /proc: cannot tell
-  if (t.exited) return true;       // a zombie: killed, not yet reaped
+  if (t.exited) return true;       // a zombie: killed, not yet reaped (it keeps its id)
+  if (!published) return false;    // a live task has the id: without a start time, it is the owner
   const auto start = static_cast<std::uint32_t>(owner);
   return start != 0 && static_cast<std::uint32_t>(t.start) != start;  // the id was reused
 }

@@ -159,6 +159,32 @@ TEST(RobustMutex, ZombieOwnerIsDead) {
   EXPECT_EQ(wait_child(kid, 5s).signal, SIGKILL);
 }
 
+// The owner was killed between taking the word and writing its identity,
+// and is a zombie (its parent has not reaped it, as a storm's parent does
+// only later): the thread id still exists, but the task has exited.
+// Test_storm hung on this before the check read /proc for unpublished ids.
+TEST(RobustMutex, ZombieOwnerThatDiedBeforePublishingIsDead) {
+  NamedBlock block(4096);
+  Shared* s = setup_shared(block);
+  pid_t kid = fork_child([&] {
+    if (s->m.lock() != LockResult::acquired) return 1;
+    s->locked.set();
+    for (;;) ::pause();
+  });
+  s->locked.wait();
+  ASSERT_EQ(::kill(kid, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] {
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(kid), &info, WEXITED | WNOWAIT) == 0;
+  }));
+  // Unpublish: the identity word (bytes 8..15) back to 0.
+  reinterpret_cast<std::atomic<std::uint64_t>*>(reinterpret_cast<char*>(&s->m) + 8)->store(0);
+  EXPECT_EQ(s->m.try_lock_for(2s), LockResult::owner_died);
+  EXPECT_TRUE(s->m.make_consistent());
+  EXPECT_TRUE(s->m.unlock());
+  EXPECT_EQ(wait_child(kid, 5s).signal, SIGKILL);
+}
+
 // What the liveness check trusts, forged in the lock's own bytes (as a
 // peer or a reused thread id would present them).
 TEST(RobustMutex, LivenessCheckJudgesOnlyWhatItCan) {

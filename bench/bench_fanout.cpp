@@ -35,9 +35,11 @@
 //       plain_ring is a minimal rigtorp-style ring with cached indices
 //       (PlainRing below); batch32 uses SpscQueue's span try_push/try_pop
 //       with 32 items. real_time = ns per item delivered.
-//   spsc_limit/rtt/<spin_pingpong|shmkit_spsc|plain_ring>  ping-pong;
-//       real_time = ns per round trip (the same loops as bench_lockfree, here
-//       so the ratios are inside this binary's run).
+//   spsc_limit/rtt/spin_pingpong, spsc_limit/rtt/<shmkit_spsc|plain_ring>/1024
+//       ping-pong (through two queues); real_time = ns per round trip. The
+//       same loops as bench_lockfree's rtt/ rows, under other names: the suite
+//       merges binaries by run name, and these ratios must stay inside this
+//       binary's run.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -45,7 +47,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <new>
 #include <span>
 #include <string>

@@ -9,6 +9,11 @@
 // writer figure measures what the readers cost it through the cache, not
 // time-slicing with them; reader figures with 2 or 4 readers on one CPU
 // include that time-slicing (the same for both sides of every ratio).
+// Read runq_wait next to every figure: when other jobs take the CPUs, the
+// writer and its readers run in turns instead of together, which hides the
+// cache-line traffic between them and flatters whichever side causes more
+// of it (on 2 busy CPUs the BroadcastRing publish ratios were 3-4x better
+// than in the quiet repetitions of the same runs).
 //
 //   fanout/broadcast_ring/<n>subs    publisher push()es a counter into one
 //       BroadcastRing (capacity kCap) as fast as it can; n subscribers poll

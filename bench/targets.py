@@ -149,7 +149,10 @@ COMPARISONS = [
     # never waits: like for like. The ring writes each item once whatever the
     # number of subscribers, the queues once per subscriber, so from 2
     # subscribers on the ring should publish at least as fast; with 1 the two
-    # do comparable work and no target is set.
+    # do comparable work and no target is set. Trust these rows only when the
+    # runs' runq_wait is near what the placement implies (0 for the writer,
+    # 1 - 1/n for n readers sharing a CPU): on busy CPUs the writer and the
+    # readers take turns and the cost of their shared lines disappears.
     dict(group='Fan-out and SeqLock readers', title="BroadcastRing publish, 1 subscriber process",
          candidate="fanout/broadcast_ring/1subs/iterations:1/manual_time",
          baseline="fanout/spsc_per_sub/1subs/iterations:1/manual_time",

@@ -12,8 +12,9 @@
 // Read runq_wait next to every figure: when other jobs take the CPUs, the
 // writer and its readers run in turns instead of together, which hides the
 // cache-line traffic between them and flatters whichever side causes more
-// of it (on 2 busy CPUs the BroadcastRing publish ratios were 3-4x better
-// than in the quiet repetitions of the same runs).
+// of it (on 2 busy CPUs the BroadcastRing publish ratios with 1 and 2
+// subscribers came out about 3-4x better than in the quiet repetitions of
+// the same runs).
 //
 //   fanout/broadcast_ring/<n>subs    publisher push()es a counter into one
 //       BroadcastRing (capacity kCap) as fast as it can; n subscribers poll

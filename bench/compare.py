@@ -65,16 +65,20 @@ def rows(series):
         cm, bm = statistics.median(cv), statistics.median(bv)
         # at_most: candidate time / baseline time (lower is better);
         # at_least: how many times faster the candidate is.
-        if c["goal"] == "at_most":
-            ratio = cm / bm if metric == "ns" else bm / cm
-        else:
-            ratio = bm / cm if metric == "ns" else cm / bm
+        # A counter can be 0 (a lag of 0 items): then there is no ratio.
+        try:
+            if c["goal"] == "at_most":
+                ratio = cm / bm if metric == "ns" else bm / cm
+            else:
+                ratio = bm / cm if metric == "ns" else cm / bm
+        except ZeroDivisionError:
+            ratio = None
         t = c.get("target")
-        met = None if t is None else (ratio <= t if c["goal"] == "at_most" else ratio >= t)
+        met = None if t is None or ratio is None else (ratio <= t if c["goal"] == "at_most" else ratio >= t)
         out.append(dict(group=c.get("group", ""), title=c["title"], baseline=c["baseline_label"],
                         cand=fmt(cm, metric), cand_range=f"{fmt(min(cv), metric)}-{fmt(max(cv), metric)}",
                         base=fmt(bm, metric), base_range=f"{fmt(min(bv), metric)}-{fmt(max(bv), metric)}",
-                        ratio=f"{ratio:.2f}x",
+                        ratio="n/a" if ratio is None else f"{ratio:.2f}x",
                         target="-" if t is None else ("<= " if c["goal"] == "at_most" else ">= ") + f"{t}x",
                         met="-" if met is None else ("yes" if met else "NO"), reps=len(cv)))
     return out

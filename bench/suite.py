@@ -39,7 +39,8 @@ SUITES = [
     ("bench_sync", "locks, 1-8 processes and threads"),
     ("bench_atomic", "atomics vs std::atomic"),
     ("bench_sharedctypes", "Value/Array/Heap vs bare locks, memcpy and CPython"),
-    ("bench_lockfree", "queues, SeqLock, BroadcastRing vs Boost, moodycamel, TBB, pipes"),
+    ("bench_lockfree", "queues, SeqLock vs Boost, moodycamel, TBB, pipes"),
+    ("bench_fanout", "BroadcastRing and SeqLock with 0-4 reader processes; SpscQueue vs a plain ring"),
 ]
 
 

@@ -86,9 +86,18 @@ class BroadcastReader {
  public:
   [[nodiscard]] BroadcastResult try_read(T& out) noexcept {
     for (int attempt = 0; attempt < 4; ++attempt) {
-      // (4) acquire: pairs with (3); slots up to w - 1 are complete.
-      const std::uint64_t w = ctl_->write_index.load(std::memory_order_acquire);
-      if (cursor_ >= w) return {};
+      // The write index is re-read only when the cursor has caught up with
+      // the last value seen: the writer stores it on every publish, so
+      // reading it per item would pull its line across on every read. A
+      // stale value is safe: the slot's sequence below says whether the slot
+      // holds item cursor_, and an overwritten one re-reads the index.
+      std::uint64_t w = known_written_;
+      if (cursor_ >= w) {
+        // (4) acquire: pairs with (3); slots up to w - 1 are complete.
+        w = ctl_->write_index.load(std::memory_order_acquire);
+        known_written_ = w;
+        if (cursor_ >= w) return {};
+      }
       if (w - cursor_ > (mask_ + 1)) return skip_to(w - (mask_ + 1));
       const std::uint64_t* slot = base_ + (cursor_ & mask_) * (1 + kWords);
       const std::uint64_t want = 2 * cursor_ + 2;
@@ -112,6 +121,7 @@ class BroadcastReader {
       // and re-read the write index to learn how far.
       if (attempt == 3) return skip_to(cursor_ + 1);
       const std::uint64_t w2 = ctl_->write_index.load(std::memory_order_acquire);
+      known_written_ = w2;
       if (w2 - cursor_ <= (mask_ + 1)) return skip_to(cursor_ + 1);
     }
     return skip_to(cursor_ + 1);
@@ -156,6 +166,7 @@ class BroadcastReader {
   const std::uint64_t* base_;
   std::uint64_t mask_;  // the ring's validated mask: addressing stays in bounds
   std::uint64_t cursor_;
+  std::uint64_t known_written_ = 0;  // the last write index read (a lower bound)
 };
 
 template <class T>

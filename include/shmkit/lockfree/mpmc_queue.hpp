@@ -338,7 +338,7 @@ class MpmcQueue {
     return push_until(value, *lockfree_detail::deadline_after(timeout));
   }
   T pop() noexcept {
-    T out;
+    T out{};  // always written below (the untimed wait returns only on success)
     (void)pop_until_opt(out, std::nullopt);
     return out;
   }
@@ -404,7 +404,9 @@ class MpmcQueue {
         asym_(lockfree_detail::asymmetric_fence_available()) {}
 
   static TypedBlock checked(TypedBlock b) {
-    const std::string_view name = b.shm.name().empty() ? "(anonymous)" : b.shm.name();
+    // Not a ?: of the two: its type would be a temporary std::string.
+    std::string_view name = b.shm.name();
+    if (name.empty()) name = "(anonymous)";
     if (b.header.param[1] != kMpmcLayout) {
       lockfree_detail::bad_block(name, "MpmcQueue slot layout " + std::to_string(b.header.param[1]) +
                                            ", expected " + std::to_string(kMpmcLayout));

@@ -89,7 +89,7 @@ class SeqLockReader {
   // Retries as SeqLock::read(); sleeps on the futex while a dead writer's
   // odd sequence is not repaired.
   T read() noexcept {
-    T out;
+    T out{};  // always written below (the untimed wait returns only on success)
     if (try_read(out)) return out;
     (void)lockfree_detail::wait_until(*changed_, [&] { return try_read(out); }, std::nullopt);
     return out;
@@ -183,7 +183,7 @@ class SeqLock {
   // Retries until it gets a consistent value (sleeps while a writer killed
   // mid-store is not replaced).
   T read() const noexcept {
-    T out;
+    T out{};  // always written below (the untimed wait returns only on success)
     if (try_read(out)) return out;
     (void)lockfree_detail::wait_until(ctl_->changed, [&] { return try_read(out); }, std::nullopt);
     return out;

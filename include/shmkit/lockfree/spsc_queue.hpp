@@ -220,7 +220,7 @@ class SpscQueue {
   }
 
   T pop() noexcept {
-    T out;
+    T out{};  // always written below (the untimed wait returns only on success)
     (void)lockfree_detail::wait_until(ctl_->not_empty, [&] { return try_pop(out); }, std::nullopt);
     return out;
   }

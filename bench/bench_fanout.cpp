@@ -62,6 +62,7 @@
 #include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/shared_memory.hpp"
+#include "round_trip_harness.hpp"
 #include "sync_bench_harness.hpp"
 
 using namespace std::chrono_literals;
@@ -404,79 +405,14 @@ void BM_SpscBatchThroughput(benchmark::State& state) {
 
 template <class Q>
 void round_trip(benchmark::State& state, Q* there, Q* back) {
-  for (auto _ : state) {
-    auto r = bench::run_workers(true, 2, kWindow,
-                                [there, back](int me, std::atomic<std::uint32_t>& stop,
-                                              bench::WorkerResult& out) {
-      std::uint64_t n = 0;
-      Item v = 0;
-      if (me == 0) {
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          while (!there->try_push(++v)) {
-            if (stop.load(std::memory_order_relaxed)) goto done;
-          }
-          Item w;
-          while (!back->try_pop(w)) {
-            if (stop.load(std::memory_order_relaxed)) goto done;
-          }
-          ++n;
-        }
-      done:
-        out.ops = n;
-      } else {
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          if (there->try_pop(v)) {
-            while (!back->try_push(v)) {
-              if (stop.load(std::memory_order_relaxed)) break;
-            }
-          }
-        }
-        out.ops = 0;
-      }
-    });
-    report_items(state, r);
-  }
+  for (auto _ : state) report_items(state, bench::queue_round_trip(there, back, true, kWindow));
 }
-
-struct SpinPair {
-  alignas(128) std::atomic<std::uint64_t> ping{0};
-  alignas(128) std::atomic<std::uint64_t> pong{0};
-};
 
 // Two atomics on separate lines: the physical limit of a cross-core round trip.
 void BM_SpinPingPong(benchmark::State& state) {
-  auto block = shmkit::SharedMemory::anonymous(sizeof(SpinPair));
-  auto* p = new (block.data()) SpinPair();
-  for (auto _ : state) {
-    p->ping = 0;
-    p->pong = 0;
-    auto r = bench::run_workers(true, 2, kWindow,
-                                [p](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-      std::uint64_t n = 0;
-      if (me == 0) {
-        for (std::uint64_t i = 1; stop.load(std::memory_order_relaxed) == 0; ++i) {
-          p->ping.store(i, std::memory_order_release);
-          while (p->pong.load(std::memory_order_acquire) != i) {
-            if (stop.load(std::memory_order_relaxed)) goto done;
-          }
-          ++n;
-        }
-      done:
-        out.ops = n;
-      } else {
-        std::uint64_t seen = 0;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          const std::uint64_t v = p->ping.load(std::memory_order_acquire);
-          if (v != seen) {
-            seen = v;
-            p->pong.store(v, std::memory_order_release);
-          }
-        }
-        out.ops = 0;
-      }
-    });
-    report_items(state, r);
-  }
+  auto block = shmkit::SharedMemory::anonymous(sizeof(bench::SpinPair));
+  auto* p = new (block.data()) bench::SpinPair();
+  for (auto _ : state) report_items(state, bench::spin_ping_pong(p, true, kWindow));
 }
 
 // ------------------------------------------------------------ registration

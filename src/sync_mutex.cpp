@@ -150,12 +150,7 @@ LockResult RobustMutex::try_lock_held(const detail::RobustIdentity& me,
     if ((seen & ~kWaiters) == kNotRecoverable) return LockResult::not_recoverable;
     if ((seen & kTidMask) == me.tid) return LockResult::deadlock;
     if (seen == 0) {
-      // (1) acquire, as in lock().
-      if (word_.compare_exchange_strong(seen, me.tid, std::memory_order_acquire,
-                                        std::memory_order_relaxed)) {
-        publish(me);
-        return LockResult::acquired;
-      }
+      if (try_take(me, seen)) return LockResult::acquired;  // released meanwhile
       continue;
     }
     if (!owner_is_dead(seen, false)) return LockResult::busy;

@@ -139,20 +139,26 @@ TEST(RobustMutex, UnlockWithoutRepairMakesItNotRecoverableNeverAHang) {
 
 // The owner is killed but not yet reaped: its task is a zombie, which
 // kill(2) still finds; /proc/PID/stat says 'Z', and that is death.
-TEST(RobustMutex, ZombieOwnerIsDead) {
-  NamedBlock block(4096);
-  Shared* s = setup_shared(block);
+// A child takes the lock and is SIGKILLed; it is left unreaped (a zombie).
+pid_t zombie_holder(Shared* s) {
   pid_t kid = fork_child([&] {
     if (s->m.lock() != LockResult::acquired) return 1;
     s->locked.set();
     for (;;) ::pause();
   });
   s->locked.wait();
-  ASSERT_EQ(::kill(kid, SIGKILL), 0);
-  ASSERT_TRUE(eventually([&] {
+  EXPECT_EQ(::kill(kid, SIGKILL), 0);
+  EXPECT_TRUE(eventually([&] {
     siginfo_t info{};
     return ::waitid(P_PID, static_cast<id_t>(kid), &info, WEXITED | WNOWAIT) == 0;
-  }));  // dead, and left unreaped
+  }));
+  return kid;
+}
+
+TEST(RobustMutex, ZombieOwnerIsDead) {
+  NamedBlock block(4096);
+  Shared* s = setup_shared(block);
+  const pid_t kid = zombie_holder(s);
   EXPECT_EQ(s->m.try_lock(), LockResult::owner_died);
   EXPECT_TRUE(s->m.make_consistent());
   EXPECT_TRUE(s->m.unlock());
@@ -166,17 +172,7 @@ TEST(RobustMutex, ZombieOwnerIsDead) {
 TEST(RobustMutex, ZombieOwnerThatDiedBeforePublishingIsDead) {
   NamedBlock block(4096);
   Shared* s = setup_shared(block);
-  pid_t kid = fork_child([&] {
-    if (s->m.lock() != LockResult::acquired) return 1;
-    s->locked.set();
-    for (;;) ::pause();
-  });
-  s->locked.wait();
-  ASSERT_EQ(::kill(kid, SIGKILL), 0);
-  ASSERT_TRUE(eventually([&] {
-    siginfo_t info{};
-    return ::waitid(P_PID, static_cast<id_t>(kid), &info, WEXITED | WNOWAIT) == 0;
-  }));
+  const pid_t kid = zombie_holder(s);
   // Unpublish: the identity word (bytes 8..15) back to 0.
   reinterpret_cast<std::atomic<std::uint64_t>*>(reinterpret_cast<char*>(&s->m) + 8)->store(0);
   EXPECT_EQ(s->m.try_lock_for(2s), LockResult::owner_died);

@@ -136,15 +136,8 @@ class RobustMutex {
   RobustMutex& operator=(const RobustMutex&) = delete;
 
   [[nodiscard]] LockResult lock() noexcept {
-    const detail::RobustIdentity& me = detail::robust_identity();
-    std::uint32_t expected = 0;
-    // (1) acquire, pairs with (2) release in unlock(): the previous holder's
-    // critical section happens-before ours.
-    if (word_.compare_exchange_strong(expected, me.tid, std::memory_order_acquire,
-                                      std::memory_order_relaxed)) [[likely]] {
-      publish(me);
-      return LockResult::acquired;
-    }
+    std::uint32_t seen = 0;
+    if (try_take(detail::robust_identity(), seen)) [[likely]] return LockResult::acquired;
     return lock_until(std::chrono::steady_clock::time_point::max());
   }
 
@@ -152,14 +145,9 @@ class RobustMutex {
   // owner_died (acquired) if its holder is dead.
   [[nodiscard]] LockResult try_lock() noexcept {
     const detail::RobustIdentity& me = detail::robust_identity();
-    std::uint32_t expected = 0;
-    // (1) acquire, as in lock().
-    if (word_.compare_exchange_strong(expected, me.tid, std::memory_order_acquire,
-                                      std::memory_order_relaxed)) [[likely]] {
-      publish(me);
-      return LockResult::acquired;
-    }
-    return try_lock_held(me, expected);
+    std::uint32_t seen = 0;
+    if (try_take(me, seen)) [[likely]] return LockResult::acquired;
+    return try_lock_held(me, seen);
   }
 
   template <class Rep, class Period>
@@ -207,6 +195,19 @@ class RobustMutex {
   FutexWord& native_handle() noexcept { return word_; }
 
  private:
+  // The uncontended path: 0 -> our tid. On failure `seen` holds the word.
+  bool try_take(const detail::RobustIdentity& me, std::uint32_t& seen) noexcept {
+    seen = 0;
+    // (1) acquire, pairs with (2) release in unlock(): the previous holder's
+    // critical section happens-before ours.
+    if (!word_.compare_exchange_strong(seen, me.tid, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      return false;
+    }
+    publish(me);
+    return true;
+  }
+
   // The owner's identity, next to the word: (tid << 32) | start, and the
   // PID namespace. Written by the owner right after it takes the word, so a
   // locker may find the word taken but the identity not yet written (or

@@ -31,8 +31,12 @@
 //     freed and reused) chunk is rejected by resolve() and deallocate() with
 //     std::invalid_argument, never read or freed as someone else's object.
 //     (The counter is not derived: the repair keeps it, raising it to the
-//     chain's largest generation if a foreign write put it behind.) A forged
-//     handle can at worst name bytes inside the arena, never outside it.
+//     chain's largest generation if a foreign write put it behind.) A peer
+//     that rewrites the counter lower can make a generation of a *freed*
+//     object come back (nothing left in the block remembers it): that is
+//     data corruption inside the trust boundary (README), like any write to
+//     the objects themselves. A forged handle can at worst name bytes inside
+//     the arena, never outside it.
 //   * On-block format version 2 (header param[0]); attach refuses a heap of
 //     another version (version 1 had 32-bit generations in the chunk tags)
 //     with std::invalid_argument.

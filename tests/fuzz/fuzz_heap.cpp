@@ -121,7 +121,10 @@ class Driver {
     if (trusted_) {
       if (counter < max_generation_) die("a repair lowered the generation counter", counter);
     } else {
+      // A fresh start: handles freed before the heap was scribbled say
+      // nothing about it now (a scribble may have lowered the counter).
       retired_.clear();
+      retired_set_.clear();
     }
     max_generation_ = counter;
     trusted_ = true;

@@ -105,19 +105,15 @@ const char* to_string(LockResult r) noexcept {
 
 // The liveness check. Called only on slow paths (a held lock found by
 // try_lock or by an expiring wait), never on the uncontended path.
-bool RobustMutex::owner_is_dead(std::uint32_t seen, bool patient) const noexcept {
-  const std::uint32_t tid = seen & kTidMask;
+bool RobustMutex::owner_is_dead(std::uint64_t seen) const noexcept {
+  const auto tid = static_cast<std::uint32_t>(seen & kTidMask);
   if (tid == 0 || tid == kNotRecoverable) return false;
-  const detail::RobustIdentity& me = detail::robust_identity();
-  // (5) acquire, pairs with (4) release in publish(): the namespace read
-  // below is the one this identity's owner stored.
-  const std::uint64_t owner = owner_.load(std::memory_order_acquire);
-  const bool published = (owner >> 32) == tid;
   // A thread id of another PID namespace means nothing here: never judge it.
-  // Unpublished, the namespace is the last publisher's (0: nobody's yet).
+  // (The namespace is written just after the CAS that takes the word: in
+  // that window it is the previous owner's, which matters only to a lock
+  // shared across namespaces, where owner death is not judged anyway.)
   const std::uint32_t ns = pid_ns_.load(std::memory_order_relaxed);
-  if (published ? ns != me.pid_ns : (ns != 0 && ns != me.pid_ns)) return false;
-  if (!published && !patient) return false;
+  if (ns != 0 && ns != detail::robust_identity().pid_ns) return false;
   // kill(tid, 0) looks the id up in our namespace (a thread id works as well
   // as a process id): ESRCH means no such task, so the owner has exited and
   // its stores are all done (exit is a full barrier in the kernel).
@@ -125,71 +121,66 @@ bool RobustMutex::owner_is_dead(std::uint32_t seen, bool patient) const noexcept
   char path[48];
   std::snprintf(path, sizeof path, "/proc/%u/stat", tid);
   const detail::TaskStat t = detail::read_task_stat(path);
-  if (!t.readable) return false;   // hidepid or no /proc: cannot tell
-  if (t.exited) return true;       // a zombie: killed, not yet reaped (it keeps its id)
-  if (!published) return false;    // a live task has the id: without a start time, it is the owner
-  const auto start = static_cast<std::uint32_t>(owner);
-  return start != 0 && static_cast<std::uint32_t>(t.start) != start;  // the id was reused
+  if (!t.readable) return false;  // hidepid or no /proc: cannot tell
+  if (t.exited) return true;      // a zombie: killed, not yet reaped (it keeps its id)
+  // The id belongs to a live task: the owner, unless the owner died and the
+  // id was reused (another start time). 0: the owner's start was unknown.
+  const auto start = static_cast<std::uint32_t>(seen >> 32);
+  return start != 0 && static_cast<std::uint32_t>(t.start) != start;
 }
 
-bool RobustMutex::take_over(const detail::RobustIdentity& me, std::uint32_t seen) noexcept {
+bool RobustMutex::take_over(const detail::RobustIdentity& me, std::uint64_t seen) noexcept {
   // (3) acquire, as (1): if the dead owner had released before dying the
   // word would not be `seen`; otherwise its stores are visible because it
   // has exited (see owner_is_dead). Keep kWaiters: others may sleep.
-  if (!word_.compare_exchange_strong(seen, me.tid | kOwnerDied | (seen & kWaiters),
+  if (!word_.compare_exchange_strong(seen, identity_word(me) | kOwnerDied | (seen & kWaiters),
                                      std::memory_order_acquire, std::memory_order_relaxed)) {
     return false;
   }
-  publish(me);
+  note_namespace(me);
   return true;
 }
 
 LockResult RobustMutex::try_lock_held(const detail::RobustIdentity& me,
-                                      std::uint32_t seen) noexcept {
+                                      std::uint64_t seen) noexcept {
   for (;;) {
-    if ((seen & ~kWaiters) == kNotRecoverable) return LockResult::not_recoverable;
+    if ((seen & kLowHalf & ~std::uint64_t{kWaiters}) == kNotRecoverable) {
+      return LockResult::not_recoverable;
+    }
     if ((seen & kTidMask) == me.tid) return LockResult::deadlock;
     if (seen == 0) {
       if (try_take(me, seen)) return LockResult::acquired;  // released meanwhile
       continue;
     }
-    if (!owner_is_dead(seen, false)) return LockResult::busy;
+    if (!owner_is_dead(seen)) return LockResult::busy;
     if (take_over(me, seen)) return LockResult::owner_died;
     seen = word_.load(std::memory_order_relaxed);
   }
 }
 
-// Spins briefly, then sleeps on the word in slices of kLostWakeRecheck up
-// to `deadline` (time_point::max(): none). After each slice that expires
-// with the lock still held, and once more at the deadline, it checks the
-// owner's liveness; a thread id with no published identity is judged only
-// when the same word was seen one slice earlier (its owner had a whole
-// slice to publish, so it is not merely between its two stores).
+// Spins for the budget, then sleeps on the futex half of the word in slices
+// of kLostWakeRecheck up to `deadline` (time_point::max(): none). After each
+// slice that expires with the lock still held by the same owner, and once
+// more at the deadline, it checks the owner's liveness.
 LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadline) noexcept {
   using Clock = std::chrono::steady_clock;
+  constexpr std::uint64_t kOwnerBits = ~std::uint64_t{kWaiters};  // who, not who sleeps
   const detail::RobustIdentity& me = detail::robust_identity();
-  std::uint32_t v = word_.load(std::memory_order_relaxed);
+  std::uint64_t v = word_.load(std::memory_order_relaxed);
   for (std::uint32_t i = 0, n = detail::spin_iterations(); i < n && v != 0 && (v & kWaiters) == 0;
        ++i) {
     detail::cpu_relax();
     v = word_.load(std::memory_order_relaxed);
   }
   bool waited = false;  // once we have slept, we take the word with kWaiters
-  std::uint32_t last_slice_word = 0;
-  // Liveness check of the holder of `seen`; true if we took the lock over.
-  const auto check_owner = [&](std::uint32_t seen) noexcept {
-    const bool patient = last_slice_word != 0 && ((last_slice_word ^ seen) & ~kWaiters) == 0;
-    last_slice_word = seen;
-    return owner_is_dead(seen, patient) && take_over(me, seen);
-  };
   for (;;) {
-    if ((v & ~kWaiters) == kNotRecoverable) return LockResult::not_recoverable;
+    if ((v & kLowHalf & kOwnerBits) == kNotRecoverable) return LockResult::not_recoverable;
     if (v == 0) {
       // (1) acquire, as in lock(). A thread that slept keeps kWaiters set:
       // others may still be sleeping (as Mutex keeps state 2).
-      if (word_.compare_exchange_weak(v, me.tid | (waited ? kWaiters : 0),
+      if (word_.compare_exchange_weak(v, identity_word(me) | (waited ? kWaiters : 0),
                                       std::memory_order_acquire, std::memory_order_relaxed)) {
-        publish(me);
+        note_namespace(me);
         return LockResult::acquired;
       }
       continue;
@@ -204,11 +195,11 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
     }
     const Clock::time_point now = Clock::now();
     if (now >= deadline) {
-      if (check_owner(v)) return LockResult::owner_died;
-      const std::uint32_t seen = word_.load(std::memory_order_relaxed);
-      if (seen == 0 || ((seen ^ v) & ~kWaiters) != 0) {
-        v = seen;  // released or changed hands meanwhile: one more try
-        if (seen == 0) continue;
+      if (owner_is_dead(v) && take_over(me, v)) return LockResult::owner_died;
+      const std::uint64_t seen = word_.load(std::memory_order_relaxed);
+      if (seen == 0) {  // released meanwhile: one more try
+        v = seen;
+        continue;
       }
       return LockResult::timed_out;
     }
@@ -216,9 +207,12 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
     const Clock::time_point slice_end =
         deadline - now > kLostWakeRecheck ? now + kLostWakeRecheck : deadline;
     waited = true;
-    if (futex_wait_until(word_, v, slice_end) == FutexResult::timed_out && slice_end < deadline) {
-      const std::uint32_t seen = word_.load(std::memory_order_relaxed);
-      if (seen != 0 && ((seen ^ v) & ~kWaiters) == 0 && check_owner(seen)) {
+    if (futex_wait_until(futex_word(), static_cast<std::uint32_t>(v), slice_end) ==
+            FutexResult::timed_out &&
+        slice_end < deadline) {
+      const std::uint64_t seen = word_.load(std::memory_order_relaxed);
+      if (seen != 0 && ((seen ^ v) & kOwnerBits) == 0 && owner_is_dead(seen) &&
+          take_over(me, seen)) {
         return LockResult::owner_died;
       }
     }

@@ -205,6 +205,7 @@ TEST(Attacks, ForgedLockWordsGiveBoundedWaits) {
   // A lock word naming a live thread that will never unlock it (our parent,
   // with waiters): the timed call returns, and nobody is woken for nothing.
   r->native_handle().store(static_cast<std::uint32_t>(::getppid()) | RobustMutex::kWaiters);
+  // (The high half, the owner's start time, is 0: "unknown", judged by the id.)
   t0 = std::chrono::steady_clock::now();
   LockResult res = r->try_lock_for(100ms);
   EXPECT_EQ(res, LockResult::timed_out) << to_string(res);

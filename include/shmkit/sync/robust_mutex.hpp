@@ -65,6 +65,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -114,7 +115,11 @@ inline const RobustIdentity& robust_identity() noexcept {
 
 class RobustMutex {
  public:
-  // The futex word (the bits are shmkit's own; the kernel only waits on it):
+  // The lock word is 64 bits, so the owner's identity is taken in the same
+  // CAS as the lock (no window in which a dead owner's start time is not
+  // there yet). Its low half is the futex word the kernel waits on; its
+  // high half is the low 32 bits of the owner thread's start time (0:
+  // unknown). The low half's bits are shmkit's own:
   //   bits 0-29  owner's thread id (0: free)
   //   bit 30     kOwnerDied: taken over from a dead owner, make_consistent()
   //              not yet called (unlock then makes it not recoverable)
@@ -127,6 +132,7 @@ class RobustMutex {
   static constexpr std::uint32_t kOwnerDied = 0x40000000u;
   static constexpr std::uint32_t kWaiters = 0x80000000u;
   static constexpr std::uint32_t kNotRecoverable = kTidMask;
+  static constexpr std::uint64_t kLowHalf = 0xffffffffu;
 
   constexpr RobustMutex() noexcept = default;
   ~RobustMutex() = default;
@@ -136,7 +142,7 @@ class RobustMutex {
   RobustMutex& operator=(const RobustMutex&) = delete;
 
   [[nodiscard]] LockResult lock() noexcept {
-    std::uint32_t seen = 0;
+    std::uint64_t seen = 0;
     if (try_take(detail::robust_identity(), seen)) [[likely]] return LockResult::acquired;
     return lock_until(std::chrono::steady_clock::time_point::max());
   }
@@ -145,7 +151,7 @@ class RobustMutex {
   // owner_died (acquired) if its holder is dead.
   [[nodiscard]] LockResult try_lock() noexcept {
     const detail::RobustIdentity& me = detail::robust_identity();
-    std::uint32_t seen = 0;
+    std::uint64_t seen = 0;
     if (try_take(me, seen)) [[likely]] return LockResult::acquired;
     return try_lock_held(me, seen);
   }
@@ -165,77 +171,86 @@ class RobustMutex {
   // again. Returns false if the caller does not hold it in that state.
   bool make_consistent() noexcept {
     const std::uint32_t me = detail::robust_identity().tid;
-    const std::uint32_t v = word_.load(std::memory_order_relaxed);
+    const std::uint64_t v = word_.load(std::memory_order_relaxed);
     if ((v & kTidMask) != me || (v & kOwnerDied) == 0) return false;
     // Only the owner changes kOwnerDied; others may only add kWaiters.
-    word_.fetch_and(~kOwnerDied, std::memory_order_relaxed);
+    word_.fetch_and(~std::uint64_t{kOwnerDied}, std::memory_order_relaxed);
     return true;
   }
 
   // Releases the lock; false (nothing changed) if the caller is not the owner.
   bool unlock() noexcept {
     const std::uint32_t me = detail::robust_identity().tid;
-    const std::uint32_t v = word_.load(std::memory_order_relaxed);
-    if ((v & kTidMask) != me || v == kNotRecoverable) return false;
-    owner_.store(0, std::memory_order_relaxed);  // no stale identity for the next owner
+    const std::uint64_t v = word_.load(std::memory_order_relaxed);
+    if ((v & kTidMask) != me || (v & kLowHalf) == kNotRecoverable) return false;
     // (2) release, pairs with (1)/(3) acquire. After this exchange the word
     // belongs to the next holder: only its address is used below.
-    const std::uint32_t old = word_.exchange((v & kOwnerDied) ? kNotRecoverable : 0,
+    const std::uint64_t old = word_.exchange((v & kOwnerDied) ? kNotRecoverable : 0,
                                              std::memory_order_release);
     if (old & kOwnerDied) {
-      futex_wake_all(word_);  // everyone is told not_recoverable
+      futex_wake_all(futex_word());  // everyone is told not_recoverable
     } else if (old & kWaiters) {
-      futex_wake(word_, 1);
+      futex_wake(futex_word(), 1);
     }
     return true;
   }
 
-  // The futex word, for diagnostics and tests (forging it is what a hostile
-  // peer could do; see the contract).
-  FutexWord& native_handle() noexcept { return word_; }
+  // The 64-bit lock word, for diagnostics and tests (forging it is what a
+  // hostile peer could do; see the contract).
+  std::atomic<std::uint64_t>& native_handle() noexcept { return word_; }
 
  private:
-  // The uncontended path: 0 -> our tid. On failure `seen` holds the word.
-  bool try_take(const detail::RobustIdentity& me, std::uint32_t& seen) noexcept {
+  // The uncontended path: 0 -> our identity. On failure `seen` holds the word.
+  bool try_take(const detail::RobustIdentity& me, std::uint64_t& seen) noexcept {
     seen = 0;
     // (1) acquire, pairs with (2) release in unlock(): the previous holder's
     // critical section happens-before ours.
-    if (!word_.compare_exchange_strong(seen, me.tid, std::memory_order_acquire,
+    if (!word_.compare_exchange_strong(seen, identity_word(me), std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
       return false;
     }
-    publish(me);
+    note_namespace(me);
     return true;
   }
 
-  // The owner's identity, next to the word: (tid << 32) | start, and the
-  // PID namespace. Written by the owner right after it takes the word, so a
-  // locker may find the word taken but the identity not yet written (or
-  // cleared by the last unlock): it then judges by the thread id alone.
-  void publish(const detail::RobustIdentity& me) noexcept {
-    pid_ns_.store(me.pid_ns, std::memory_order_relaxed);
-    // (4) release, pairs with (5) acquire in owner_is_dead(): a locker that
-    // reads this identity reads the namespace stored before it.
-    owner_.store((std::uint64_t{me.tid} << 32) | me.start, std::memory_order_release);
+  static std::uint64_t identity_word(const detail::RobustIdentity& me) noexcept {
+    return (std::uint64_t{me.start} << 32) | me.tid;
+  }
+  // The owners' PID namespace, written by each new owner after its CAS (a
+  // plain store only when it changes: all owners usually share one).
+  void note_namespace(const detail::RobustIdentity& me) noexcept {
+    if (pid_ns_.load(std::memory_order_relaxed) != me.pid_ns) {
+      pid_ns_.store(me.pid_ns, std::memory_order_relaxed);
+    }
+  }
+  // The low half of word_, where the kernel's futex looks (little-endian:
+  // the low half is at the lower address).
+  FutexWord& futex_word() noexcept {
+    static_assert(std::endian::native == std::endian::little,
+                  "RobustMutex's futex word is the low half of a 64-bit word (little-endian)");
+    // Only the kernel reads through this reference (the futex calls take its
+    // address); C++ code accesses the word as the 64-bit atomic it is.
+    void* low_half = &word_;
+    return *static_cast<FutexWord*>(low_half);
   }
 
-  LockResult try_lock_held(const detail::RobustIdentity& me, std::uint32_t seen) noexcept;
+  LockResult try_lock_held(const detail::RobustIdentity& me, std::uint64_t seen) noexcept;
   LockResult lock_until(std::chrono::steady_clock::time_point deadline) noexcept;
   // Takes over `seen` (held by a dead owner); true if this thread now owns it.
-  bool take_over(const detail::RobustIdentity& me, std::uint32_t seen) noexcept;
-  // True if the thread whose id is in `seen` is gone (never for a thread of
-  // another PID namespace). `patient`: the identity is not published, judge
-  // by the thread id alone (the caller saw the same word one slice ago).
-  bool owner_is_dead(std::uint32_t seen, bool patient) const noexcept;
+  bool take_over(const detail::RobustIdentity& me, std::uint64_t seen) noexcept;
+  // True if the thread in `seen` is gone (never for a thread of another PID
+  // namespace).
+  bool owner_is_dead(std::uint64_t seen) const noexcept;
 
-  FutexWord word_{0};
+  std::atomic<std::uint64_t> word_{0};
   std::atomic<std::uint32_t> pid_ns_{0};
-  std::atomic<std::uint64_t> owner_{0};
+  std::uint32_t reserved_ = 0;
 };
 
 static_assert(std::is_standard_layout_v<RobustMutex>, "RobustMutex lives in shared memory");
-static_assert(sizeof(RobustMutex) == 16, "RobustMutex is a futex word and the owner's identity");
+static_assert(sizeof(RobustMutex) == 16, "RobustMutex is a 64-bit lock word and a namespace");
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && alignof(std::atomic<std::uint64_t>) == 8);
 
 // A Lockable/TimedLockable view of a RobustMutex, for std::scoped_lock,
 // std::unique_lock and Condition. It lives in one process (not in the block).

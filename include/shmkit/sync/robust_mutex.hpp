@@ -4,9 +4,10 @@
 // Contract
 //   * Construct it once, in place, in the block (placement-new) before any
 //     other process uses it (a zero-filled block is also a free RobustMutex).
-//     It is 16 bytes: a futex word holding the owner's thread id, and the
-//     owner's identity (thread start time, PID namespace) for the liveness
-//     check. Nothing in it is a pointer: a peer that rewrites it can make
+//     It is 16 bytes: a 64-bit lock word holding the owner's thread id and
+//     flags (its low half, the futex word) and the owner's start time (its
+//     high half), taken in one CAS, then the owners' PID namespace. Nothing
+//     in it is a pointer: a peer that rewrites it can make
 //     lockers wait (timed calls still return) or report a false owner death,
 //     never make a process write outside the block (the trust boundary; see
 //     the README). glibc's robust mutex, which shmkit used before, keeps its

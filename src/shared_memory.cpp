@@ -159,6 +159,16 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size) {
   return create(name, size, Options{});
 }
 
+namespace {
+// The inode of a block this process just made (attach and receive_fd take
+// it from the fstat they make anyway).
+std::uint64_t inode_of(int fd, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
+  return static_cast<std::uint64_t>(st.st_ino);
+}
+}  // namespace
+
 SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
                                   const Options& options) {
   // Tracked: never visible half made, and covered by the tracker from the
@@ -178,7 +188,8 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
   prepare_block(fd, mode, size, options, what);
   SHMKIT_FAULT_POINT(create_sized);
   void* data = map_block(fd, size, false, options, what);
-  return SharedMemory(std::string(name), guard.release(), data, size, true, false, false, false);
+  return SharedMemory(std::string(name), guard.release(), inode_of(fd, what), data, size, true,
+                      false, false, false);
 }
 
 SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size,
@@ -201,13 +212,13 @@ SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size
   prepare_block(fd, mode, size, options, what);
   SHMKIT_FAULT_POINT(create_sized);
   void* data = map_block(fd, size, false, options, what);
-  SharedMemory shm(std::string(name), guard.release(), data, size, true, false, false, options.track);
+  const std::uint64_t inode = inode_of(fd, what);
+  SharedMemory shm(std::string(name), guard.release(), inode, data, size, true, false, false,
+                   options.track);
   if (fill) fill(shm.buf());
   bool new_registration = false;
   if (options.track) {
-    struct stat st {};
-    if (::fstat(shm.fd_, &st) != 0) throw_errno(errno, what + ": fstat failed");
-    new_registration = tracker::register_created(name, static_cast<std::uint64_t>(st.st_ino));
+    new_registration = tracker::register_created(name, inode);
     SHMKIT_FAULT_POINT(create_registered);
   }
   // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc path does not.
@@ -267,8 +278,8 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
   const std::size_t size = checked_size(st, options, what);
   void* data = map_block(fd, size, options.read_only, options, what);
   SHMKIT_FAULT_POINT(attach_mapped);
-  SharedMemory shm(std::string(name), guard.release(), data, size, false, false, options.read_only,
-                   options.track);
+  SharedMemory shm(std::string(name), guard.release(), static_cast<std::uint64_t>(st.st_ino), data,
+                   size, false, false, options.read_only, options.track);
   if (options.track) tracker::register_block(name, shm.inode_);  // the file we opened
   return shm;
 }
@@ -284,7 +295,8 @@ SharedMemory SharedMemory::anonymous(std::size_t size, const Options& options) {
   size_block(fd, size, options.reserve, what);
   if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) throw_errno(errno, what + ": F_ADD_SEALS failed");
   void* data = map_block(fd, size, false, options, what);
-  return SharedMemory(std::string(), guard.release(), data, size, true, true, false, false);
+  return SharedMemory(std::string(), guard.release(), inode_of(fd, what), data, size, true, true,
+                      false, false);
 }
 
 void SharedMemory::send_fd(int socket) const {
@@ -310,23 +322,22 @@ SharedMemory SharedMemory::receive_fd(int socket, const Options& options) {
   if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
   const std::size_t size = checked_size(st, options, what);
   void* data = map_block(fd, size, options.read_only, options, what);
-  return SharedMemory(std::string(), guard.release(), data, size, false, true, options.read_only,
-                      false);
+  return SharedMemory(std::string(), guard.release(), static_cast<std::uint64_t>(st.st_ino), data,
+                      size, false, true, options.read_only, false);
 }
 
-SharedMemory::SharedMemory(std::string name, int fd, void* data, std::size_t size, bool created,
-                           bool anonymous, bool read_only, bool tracked) noexcept
+SharedMemory::SharedMemory(std::string name, int fd, std::uint64_t inode, void* data,
+                           std::size_t size, bool created, bool anonymous, bool read_only,
+                           bool tracked) noexcept
     : name_(std::move(name)),
       fd_(fd),
+      inode_(inode),
       data_(data),
       size_(size),
       created_(created),
       anonymous_(anonymous),
       read_only_(read_only),
-      tracked_(tracked) {
-  struct stat st {};
-  if (fd_ >= 0 && ::fstat(fd_, &st) == 0) inode_ = static_cast<std::uint64_t>(st.st_ino);
-}
+      tracked_(tracked) {}
 
 SharedMemory::SharedMemory(SharedMemory&& other) noexcept
     : name_(std::move(other.name_)),

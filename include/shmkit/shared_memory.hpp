@@ -174,8 +174,9 @@ class SharedMemory {
   static void validate_name(std::string_view name);
 
  private:
-  SharedMemory(std::string name, int fd, void* data, std::size_t size, bool created,
-               bool anonymous, bool read_only, bool tracked) noexcept;
+  // `inode`: the file's, from the fstat the caller made (0: unknown).
+  SharedMemory(std::string name, int fd, std::uint64_t inode, void* data, std::size_t size,
+               bool created, bool anonymous, bool read_only, bool tracked) noexcept;
 
   std::string name_;
   int fd_ = -1;

@@ -522,14 +522,6 @@ TEST(Condition, SpuriousNotifiesDoNotBreakPredicateWaits) {
   EXPECT_TRUE(wait_child(kid, 10s).ok());
 }
 
-// Whether `pid` sleeps in the kernel (state S in /proc/PID/stat).
-bool asleep_in_kernel(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'S';
-}
-
 // A notify_one whose wake goes to a waiter that is SIGKILLed before it
 // returns: the kernel hands the wake to nobody else. The first waiter is
 // made unable to run between the wake and the kill (it shares the parent's
@@ -545,20 +537,14 @@ TEST(Condition, NotifyAbsorbedByAKilledWaiterIsNotLost) {
     std::atomic<std::uint32_t> go{0};
     std::atomic<std::uint32_t> second_got{0};
   };
-  cpu_set_t saved;
-  ASSERT_EQ(::sched_getaffinity(0, sizeof saved, &saved), 0);
-  int cpu = 0;
-  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved)) ++cpu;
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
   // The first waiter wakes once per slice too, and on a loaded machine it
   // can get the CPU between the notify and the kill; then the wake was not
   // absorbed and the attempt proves nothing: try again (a few times).
   bool pinned = false;
   for (int attempt = 0; attempt < 5 && !pinned; ++attempt) {
     auto* s = new (block.shm.data()) S{};
-    ASSERT_EQ(::sched_setaffinity(0, sizeof one, &one), 0);
+    PinnedToOneCpu pin;
+    ASSERT_TRUE(pin.ok());
     auto waiter = [s] {
       std::unique_lock lk(s->m);
       s->cv.wait(lk, [s] { return s->go.load() != 0; });
@@ -582,7 +568,7 @@ TEST(Condition, NotifyAbsorbedByAKilledWaiterIsNotLost) {
     s->cv.notify_one();  // wakes the first (it cannot run)
     ASSERT_EQ(::kill(first, SIGKILL), 0);
     const ExitStatus st = wait_child(first, 10s);
-    ::sched_setaffinity(0, sizeof saved, &saved);
+    pin.release();
     pinned = st.signal == SIGKILL;
     EXPECT_TRUE(eventually([&] { return s->second_got.load() == 1; }, 3s, 1ms))
         << "the second waiter still sleeps: the notify died with the first";

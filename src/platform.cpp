@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <system_error>
@@ -111,6 +113,29 @@ int receive_descriptor(int socket) {
   }
   if (fd < 0) throw_errno(EPROTO, "shmkit: receiving a descriptor: message carried none");
   return fd;
+}
+
+TaskStat read_task_stat(const char* path) noexcept {
+  TaskStat t;
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return t;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return t;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] != ' ' || p[2] == '\0') return t;
+  t.readable = true;
+  t.exited = p[2] == 'Z' || p[2] == 'X';  // field 3, the state
+  int field = 3;
+  for (const char* q = p + 2; *q != '\0'; ++q) {
+    if (*q == ' ' && ++field == 22) {
+      t.start = std::strtoull(q + 1, nullptr, 10);
+      break;
+    }
+  }
+  return t;
 }
 
 }  // namespace shmkit::platform

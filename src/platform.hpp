@@ -38,4 +38,18 @@ std::string quoted(std::string_view name);
 void send_descriptor(int socket, int fd);
 int receive_descriptor(int socket);
 
+// What /proc/PID/stat (or /proc/TID/stat, /proc/self/stat, ...) at `path`
+// says of a task: `readable` false when the file could not be read (no such
+// task, no /proc, hidepid); otherwise whether it has exited (state 'Z' or
+// 'X': a zombie keeps its id until reaped) and its start time (field 22,
+// clock ticks after boot). The command name "(comm)" may hold spaces and
+// ')', so fields are counted after the last ')'. Async-signal-safe reads
+// only (open/read/close), no allocation.
+struct TaskStat {
+  bool readable = false;
+  bool exited = false;
+  std::uint64_t start = 0;
+};
+TaskStat read_task_stat(const char* path) noexcept;
+
 }  // namespace shmkit::platform

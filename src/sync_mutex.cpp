@@ -13,9 +13,11 @@
 #include <cstring>
 #include <mutex>
 
+#include "platform.hpp"
 #include "shmkit/sync/futex.hpp"
 #include "shmkit/sync/recursive_mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
+#include "shmkit/tracker.hpp"
 
 namespace shmkit {
 namespace detail {
@@ -30,41 +32,6 @@ void clear_thread_identity_in_child() noexcept {
 void register_fork_handler() noexcept {
   static std::once_flag once;
   std::call_once(once, [] { ::pthread_atfork(nullptr, nullptr, clear_thread_identity_in_child); });
-}
-
-// What /proc/TID/stat says of a thread: gone (no such file), a zombie or
-// dead task, or running with a start time. `readable` is false when the file
-// could not be read for another reason (no /proc, hidepid): then nothing is
-// known beyond what kill(2) said.
-struct TaskStat {
-  bool readable = false;
-  bool exited = false;         // state 'Z' or 'X'
-  std::uint64_t start = 0;     // field 22, clock ticks after boot
-};
-
-TaskStat read_task_stat(const char* path) noexcept {
-  TaskStat t;
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return t;
-  char buf[512];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return t;
-  buf[n] = '\0';
-  // The command name "(comm)" may hold spaces and ')': fields start after
-  // the last ')'. Field 3 is the state, field 22 the start time.
-  const char* p = std::strrchr(buf, ')');
-  if (p == nullptr || p[1] != ' ' || p[2] == '\0') return t;
-  t.readable = true;
-  t.exited = p[2] == 'Z' || p[2] == 'X';
-  int field = 3;
-  for (const char* q = p + 2; *q != '\0'; ++q) {
-    if (*q == ' ' && ++field == 22) {
-      t.start = std::strtoull(q + 1, nullptr, 10);
-      break;
-    }
-  }
-  return t;
 }
 
 std::uint32_t own_pid_namespace() noexcept {
@@ -84,7 +51,7 @@ const RobustIdentity& fetch_robust_identity() noexcept {
   register_fork_handler();
   RobustIdentity id{};
   id.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
-  id.start = static_cast<std::uint32_t>(read_task_stat("/proc/thread-self/stat").start);
+  id.start = static_cast<std::uint32_t>(platform::read_task_stat("/proc/thread-self/stat").start);
   id.pid_ns = own_pid_namespace();
   tls_robust_identity = id;
   return tls_robust_identity;
@@ -114,19 +81,9 @@ bool RobustMutex::owner_is_dead(std::uint64_t seen) const noexcept {
   // shared across namespaces, where owner death is not judged anyway.)
   const std::uint32_t ns = pid_ns_.load(std::memory_order_relaxed);
   if (ns != 0 && ns != detail::robust_identity().pid_ns) return false;
-  // kill(tid, 0) looks the id up in our namespace (a thread id works as well
-  // as a process id): ESRCH means no such task, so the owner has exited and
-  // its stores are all done (exit is a full barrier in the kernel).
-  if (::kill(static_cast<pid_t>(tid), 0) != 0 && errno == ESRCH) return true;
-  char path[48];
-  std::snprintf(path, sizeof path, "/proc/%u/stat", tid);
-  const detail::TaskStat t = detail::read_task_stat(path);
-  if (!t.readable) return false;  // hidepid or no /proc: cannot tell
-  if (t.exited) return true;      // a zombie: killed, not yet reaped (it keeps its id)
-  // The id belongs to a live task: the owner, unless the owner died and the
-  // id was reused (another start time). 0: the owner's start was unknown.
-  const auto start = static_cast<std::uint32_t>(seen >> 32);
-  return start != 0 && static_cast<std::uint32_t>(t.start) != start;
+  // Dead: no such id, a zombie, or a live task with another start time (the
+  // id was reused). Start 0: the owner's start was unknown, not judged by it.
+  return tracker::task_has_exited(static_cast<pid_t>(tid), seen >> 32, 0xffffffffu);
 }
 
 bool RobustMutex::take_over(const detail::RobustIdentity& me, std::uint64_t seen) noexcept {

@@ -235,25 +235,8 @@ struct Locked : shmkit::detail::RepairingGuard {
 // The start time in /proc/<pid>/stat's format at `path`; 0 if unreadable,
 // or the process has exited (a zombie, 'Z', or dead, 'X').
 std::uint64_t start_time_at(const char* path) {
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[1024];
-  ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return 0;
-  buf[n] = '\0';
-  // Fields after "(comm)": the command may contain spaces and ')'.
-  const char* p = std::strrchr(buf, ')');
-  if (p == nullptr) return 0;
-  // p+2 is field 3 (state); starttime is field 22.
-  if (p[1] != ' ' || p[2] == 'Z' || p[2] == 'X') return 0;
-  int field = 3;
-  for (const char* q = p + 2; *q != '\0'; ++q) {
-    if (*q == ' ') {
-      if (++field == 22) return std::strtoull(q + 1, nullptr, 10);
-    }
-  }
-  return 0;
+  const platform::TaskStat t = platform::read_task_stat(path);
+  return t.readable && !t.exited ? t.start : 0;
 }
 
 PidNamespace pid_namespace_at(const char* path) {
@@ -636,6 +619,21 @@ std::uint64_t process_start_time(pid_t pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   return start_time_at(path);
+}
+
+bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask) noexcept {
+  if (tid <= 0) return false;
+  // kill(tid, 0) looks the id up in our namespace (a thread id works as well
+  // as a process id): ESRCH means no such task, so it has exited and its
+  // stores are all done (exit is a full barrier in the kernel).
+  if (::kill(tid, 0) != 0 && errno == ESRCH) return true;
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(tid));
+  const platform::TaskStat t = platform::read_task_stat(path);
+  if (!t.readable) return false;  // hidepid or no /proc: cannot tell
+  if (t.exited) return true;      // a zombie: killed, not yet reaped (it keeps its id)
+  // A live task with that id: the same one, unless the id was reused.
+  return (start & start_mask) != 0 && (t.start & start_mask) != (start & start_mask);
 }
 
 namespace {

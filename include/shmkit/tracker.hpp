@@ -142,6 +142,19 @@ std::vector<Registration> registrations();
 // exited).
 std::uint64_t process_start_time(pid_t pid);
 
+// Whether the task (process or thread) `tid` that started at `start` (clock
+// ticks after boot, as /proc/<tid>/stat field 22) has certainly exited: no
+// such id (kill(2) says ESRCH), a zombie not yet reaped, or its id now names
+// a task with another start time (the id was reused). Only the low bits
+// selected by `start_mask` are compared; `start` 0 means the start is
+// unknown, and then a live task with that id is taken to be the same one.
+// False when it cannot tell (/proc hides the task: hidepid, another user's):
+// a caller then must assume it may still run. A task of another PID
+// namespace is the caller's to exclude. Never blocks; no allocation.
+// Shared by RobustMutex's owner check, MpmcQueue's claimant check and the
+// tracker.
+bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask = ~std::uint64_t{0}) noexcept;
+
 struct GcReport {
   std::vector<std::string> unlinked;      // blocks whose registrants are all dead
   std::vector<Registration> dropped;      // dead registrations removed

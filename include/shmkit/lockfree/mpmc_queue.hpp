@@ -111,13 +111,7 @@ inline std::uint64_t claimant_id() noexcept {
 inline bool claimant_alive(std::uint64_t id) noexcept {
   const auto pid = static_cast<pid_t>(id >> 32);
   if (pid <= 0) return false;
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
-  const std::uint64_t start = tracker::process_start_time(pid);
-  if (start != 0) return (start & 0xffffffffu) == (id & 0xffffffffu);
-  // 0: a zombie (its stat is readable) or a process /proc does not show us.
-  char path[32];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  return ::access(path, R_OK) != 0;
+  return !tracker::task_has_exited(pid, id & 0xffffffffu, 0xffffffffu);
 }
 
 }  // namespace lockfree_detail

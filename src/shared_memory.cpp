@@ -265,10 +265,9 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
     throw_errno(EINVAL, what + ": it is a " + file_kind(st.st_mode) +
                             ", not a regular file (a shared memory block is one)");
   }
-  const int fl = ::fcntl(fd, F_GETFL);
-  if (fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
-    throw_errno(errno, what + ": fcntl(F_SETFL) failed");
-  }
+  // O_NONBLOCK stays set: on a regular file it changes nothing (reads,
+  // writes, ftruncate and mmap never block on it), so clearing it would cost
+  // two fcntl calls on every attach for nothing.
   if (options.require_private && (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0)) {
     char detail[80];
     std::snprintf(detail, sizeof detail, ": not private to this user (owner uid %u, mode %04o)",

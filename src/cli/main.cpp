@@ -1,7 +1,8 @@
 // shmkit — the command-line tool.
 //   shmkit ls [--json]          every block in /dev/shm: size, owner, mode, age,
 //                               kind (from its header), live tracked users
-//                               (and those of other PID namespaces, unjudged)
+//                               (and those of other PID namespaces, unjudged;
+//                               an MPI job's users with their ranks)
 //   shmkit show NAME [--json]   decode a block (ShareableList, Value/Array, heap,
 //                               queue headers; hex for anything else)
 //   shmkit rm NAME...           unlink blocks
@@ -147,7 +148,8 @@ int cmd_ls(int argc, char** argv) {
     std::puts("usage: shmkit ls [--json]\n\nLists every block in /dev/shm (POSIX semaphores excepted): name, size,\n"
               "owner, mode, age (since its last status change), the kind read from its\n"
               "header (ShareableList, value, array, heap, queue..., unknown) and the live\n"
-              "processes the shmkit tracker has registered for it.");
+              "processes the shmkit tracker has registered for it (a shmkit::mpi job's\n"
+              "block: each with its MPI rank, from the node's table).");
     return 0;
   }
   bool json = argc > 2 && std::string_view(argv[2]) == "--json";

@@ -228,9 +228,19 @@ std::string NodeView::next_name(std::string_view label) const {
   return prefix() + "n" + std::to_string(node_index_) + "." + std::to_string(seq_) + "." + std::string(label);
 }
 
-std::string NodeView::agree_name(const std::string& proposed) const {
+std::string NodeView::agree_name(std::string_view label, bool full_name) const {
   char buf[SharedMemory::kMaxNameLength + 1] = {};
-  if (is_leader()) std::snprintf(buf, sizeof buf, "%s", proposed.c_str());
+  detail::Outcome o;
+  if (is_leader()) {
+    try {
+      const std::string name = full_name ? std::string(label) : next_name(label);
+      std::snprintf(buf, sizeof buf, "%s", name.c_str());
+    } catch (...) {
+      o = detail::capture(std::current_exception());
+    }
+  }
+  o = broadcast_outcome(o, 0);
+  if (o.failed) detail::rethrow(o);
   check(MPI_Bcast(buf, sizeof buf, MPI_CHAR, 0, node_comm_), "MPI_Bcast (name)");
   buf[sizeof buf - 1] = '\0';
   return buf;
@@ -252,7 +262,8 @@ int NodeView::first_failure(const detail::Outcome& mine) const {
 void NodeView::ensure_directory() {
   if (directory_ != nullptr) return;
   using Table = RawArray<mpi_directory::RankEntry>;
-  const std::string name = agree_name(prefix() + "n" + std::to_string(node_index_) + std::string(mpi_directory::kSuffix));
+  const std::string name =
+      agree_name(prefix() + "n" + std::to_string(node_index_) + std::string(mpi_directory::kSuffix), true);
   const auto size = static_cast<std::size_t>(node_size_);
   auto create = [size](const std::string& n) { return Table::create(n, size); };
   auto attach = [](const std::string& n) { return Table::attach(n); };

@@ -150,7 +150,8 @@ class NodeView {
   const std::string& job() const noexcept { return job_; }
 
   // The name the next create*(label) on this view will use (same on every
-  // rank of the node). Labels: 1-64 of [A-Za-z0-9_-].
+  // rank of the node). Labels: 1-64 of [A-Za-z0-9_-]; every rank of the node
+  // passes the same one (the leader's is used).
   std::string next_name(std::string_view label) const;
   // Prefix of every block of this job ("shmkit.mpi.<job>.").
   std::string prefix() const { return "shmkit.mpi." + job_ + "."; }
@@ -166,7 +167,7 @@ class NodeView {
   template <class Obj, class Create, class Attach>
   NodeShared<Obj> create_with(std::string_view label, Create&& create, Attach&& attach) {
     ensure_directory();
-    std::string name = agree_name(next_name(label));
+    std::string name = agree_name(label);
     ++seq_;
     return collective<Obj>(name, create, attach);
   }
@@ -222,7 +223,10 @@ class NodeView {
     return NodeShared<Obj>(std::move(*obj), name);
   }
 
-  std::string agree_name(const std::string& proposed) const;
+  // The leader's next_name(label) (or `label` itself when it is a full
+  // name), on every rank of the node; an invalid label on the leader throws
+  // on every rank. Only the leader's label counts.
+  std::string agree_name(std::string_view label, bool full_name = false) const;
   detail::Outcome broadcast_outcome(const detail::Outcome& mine, int root) const;
   int first_failure(const detail::Outcome& mine) const;  // lowest failing node rank, -1 if none
   void ensure_directory();

@@ -9,6 +9,7 @@
 //   abort           rank 1 calls MPI_Abort while the others wait in a pop
 //   squat V / enospc V   the last node's leader cannot create (a squatted name /
 //                   no space); every rank of that node must see the same error
+//   badlabel V      the leaders pass an invalid label: every rank throws it
 //   ls V CLI        rank 0 runs `CLI ls` while the job holds its blocks
 #include <mpi.h>
 
@@ -225,6 +226,25 @@ int leader_fails(bool squat, int virtual_nodes) {
   return 0;
 }
 
+// The leaders pass an invalid label, the others a valid one: the leader's
+// counts, and every rank throws its invalid_argument (nobody waits).
+int bad_label(int virtual_nodes) {
+  NodeView v(MPI_COMM_WORLD, virtual_nodes);
+  char outcome[600] = "ok";
+  try {
+    auto a = v.create<shmkit::RawArray<double>>(v.is_leader() ? "no/slash" : "fine", 4);
+  } catch (const std::exception& e) {
+    std::snprintf(outcome, sizeof outcome, "%s", describe(e).c_str());
+  }
+  std::vector<char> all(600 * static_cast<std::size_t>(v.size()));
+  MPI_Gather(outcome, 600, MPI_CHAR, all.data(), 600, MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (v.rank() != 0) return 0;
+  int same = 0;
+  for (int r = 0; r < v.size(); ++r) same += std::string(&all[600 * static_cast<std::size_t>(r)]) == outcome;
+  std::printf("bad label: %d of %d ranks threw the same: %s\n", same, v.size(), outcome);
+  return 0;
+}
+
 // Rank 0 runs `shmkit ls` while every rank holds the job's blocks.
 int ls(int virtual_nodes, const std::string& cli) {
   NodeView v(MPI_COMM_WORLD, virtual_nodes);
@@ -255,10 +275,12 @@ int main(int argc, char** argv) {
       rc = killed(what == "abort");
     } else if (what == "squat" || what == "enospc") {
       rc = leader_fails(what == "squat", vn);
+    } else if (what == "badlabel") {
+      rc = bad_label(vn);
     } else if (what == "ls" && argc > 3) {
       rc = ls(vn, argv[3]);
     } else {
-      std::fprintf(stderr, "usage: mpi_worker exact|kill|abort|squat|enospc|ls [virtual_nodes] [n | shmkit]\n");
+      std::fprintf(stderr, "usage: mpi_worker exact|kill|abort|squat|enospc|badlabel|ls [virtual_nodes] [n | shmkit]\n");
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mpi_worker: %s\n", e.what());

@@ -110,6 +110,16 @@ TEST(Mpi, SquattedNameReachesEveryRankOfTheNode) { expect_leader_failure("squat"
 
 TEST(Mpi, NoSpaceReachesEveryRankOfTheNode) { expect_leader_failure("enospc", ENOSPC); }
 
+TEST(Mpi, LeadersInvalidLabelReachesEveryRank) {
+  Job job = run_job(4, {"badlabel", "2"});
+  ASSERT_TRUE(job.result.status.ok()) << report(job);
+  EXPECT_NE(job.result.out.find("bad label: 4 of 4 ranks threw the same: invalid_argument shmkit: mpi: label "
+                                "\"no/slash\""),
+            std::string::npos)
+      << report(job);
+  EXPECT_EQ(list_blocks(job.prefix()), std::vector<std::string>{}) << report(job);
+}
+
 #ifdef SHMKIT_TEST_CLI
 TEST(Mpi, LsShowsTheJobsBlocksAndRanks) {
   Job job = run_job(4, {"ls", "2", SHMKIT_TEST_CLI});

@@ -13,6 +13,8 @@
 //       (atomic sequence numbers, double-buffered values, summed in rank order,
 //       spin-then-yield) or MPI_Allreduce on the node communicator.
 //       real_time = ns per sum (as rank 0 sees it).
+//     Counter runq_wait (the timed rows): the fraction of the run rank 0 spent
+//     runnable but not running; trust a figure only when it is near 0.
 //   mpi_memory/one_copy_per_node   proportional set size of the whole node
 //   mpi_memory/one_copy_per_rank   (4 ranks, sum of /proc/self/smaps_rollup Pss)
 //       holding a table of $SHMKIT_BENCH_MPI_TABLE_MIB MiB (default 256) once per
@@ -25,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -136,7 +139,30 @@ void serve() {
   }
 }
 
+// Nanoseconds this thread has waited on a run queue (/proc/thread-self/schedstat
+// field 2), to report runq_wait: the fraction of a run's wall time rank 0 was
+// runnable but not running. Near 0 the figures are the transport's; high, they
+// are the machine's load (other jobs on the 2 CPUs).
+std::int64_t runq_wait_ns() {
+  std::ifstream in("/proc/thread-self/schedstat");
+  long long run = 0, wait = -1;
+  in >> run >> wait;
+  return wait;
+}
+
+struct RunqWait {
+  benchmark::State& state;
+  std::int64_t wait0 = runq_wait_ns();
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~RunqWait() {
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::int64_t wait1 = runq_wait_ns();
+    if (wall > 0 && wait0 >= 0 && wait1 >= 0) state.counters["runq_wait"] = static_cast<double>(wait1 - wait0) * 1e-9 / wall;
+  }
+};
+
 void BM_RttShmkit(benchmark::State& state) {
+  RunqWait rq{state};
   command(kRttShmkit, static_cast<std::int64_t>(state.max_iterations));
   std::uint64_t i = 0;
   for (auto _ : state) {
@@ -147,6 +173,7 @@ void BM_RttShmkit(benchmark::State& state) {
 }
 
 void BM_RttMpi(benchmark::State& state) {
+  RunqWait rq{state};
   command(kRttMpi, static_cast<std::int64_t>(state.max_iterations));
   std::uint64_t i = 0;
   for (auto _ : state) {
@@ -159,12 +186,14 @@ void BM_RttMpi(benchmark::State& state) {
 }
 
 void BM_SumShmkit(benchmark::State& state) {
+  RunqWait rq{state};
   command(kSumShmkit, static_cast<std::int64_t>(state.max_iterations));
   for (auto _ : state) benchmark::DoNotOptimize(shmkit_node_sum(0.25));
   state.counters["ranks"] = g_node->node_size();
 }
 
 void BM_SumMpi(benchmark::State& state) {
+  RunqWait rq{state};
   command(kSumMpi, static_cast<std::int64_t>(state.max_iterations));
   for (auto _ : state) {
     double mine = 0.25, sum = 0;
@@ -355,7 +384,7 @@ int main(int argc, char** argv) {
       int n = static_cast<int>(rest.size());
       benchmark::Initialize(&n, rest.data());
       benchmark::AddCustomContext("mpi_ranks", std::to_string(g_node->size()));
-      benchmark::AddCustomContext("mpi_placement", "mpirun's default binding (2 ranks: one core each)");
+      benchmark::AddCustomContext("mpi_placement", "mpirun --bind-to core (2 ranks: one core each)");
       if (g_node->size() >= 2) {
         benchmark::RegisterBenchmark("mpi_rtt/shmkit_spsc", BM_RttShmkit)->UseRealTime();
         benchmark::RegisterBenchmark("mpi_rtt/mpi_send_recv", BM_RttMpi)->UseRealTime();

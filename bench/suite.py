@@ -41,7 +41,10 @@ SUITES = [
     ("bench_sharedctypes", "Value/Array/Heap vs bare locks, memcpy and CPython"),
     ("bench_lockfree", "queues, SeqLock vs Boost, moodycamel, TBB, pipes"),
     ("bench_fanout", "BroadcastRing and SeqLock with 0-4 reader processes; SpscQueue vs a plain ring"),
+    ("bench_mpi", "shmkit::mpi vs MPI on one node (starts its own mpirun jobs)"),
 ]
+# Why a binary may be missing beyond "not built yet".
+SKIP_REASONS = {"bench_mpi": "shmkit was configured without MPI (libopenmpi-dev, openmpi-bin)"}
 
 
 def list_tests(binary):
@@ -265,7 +268,8 @@ def main():
     present = [(b, d) for b, d in chosen if (bench_dir / b).exists()]
     for b, _ in chosen:
         if not (bench_dir / b).exists():
-            sys.stderr.write(f"suite: {b} not built in {bench_dir}; skipped\n")
+            why = f" ({SKIP_REASONS[b]})" if b in SKIP_REASONS else ""
+            sys.stderr.write(f"suite: {b} not built in {bench_dir}; skipped{why}\n")
     if not present:
         sys.exit(f"suite: no benchmark binaries in {bench_dir} (build the release preset first)")
 

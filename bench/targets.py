@@ -241,4 +241,23 @@ COMPARISONS = [
          candidate="rtt/shmkit_spsc/1024/procs/iterations:1/manual_time",
          baseline="rtt/cpython_mp_queue/procs/iterations:1/manual_time",
          baseline_label="CPython multiprocessing.Queue", goal="at_least", target=None),
+    # issue 16: shmkit::mpi against MPI on one node (bench_mpi: 2 ranks bound to
+    # 2 cores by mpirun; the memory rows from a 4-rank probe). No targets yet:
+    # the ratios are reported.
+    dict(group='MPI node-local layer', title="8-byte round trip between two ranks: SpscQueue vs MPI_Send/MPI_Recv",
+         candidate="mpi_rtt/shmkit_spsc/real_time", baseline="mpi_rtt/mpi_send_recv/real_time",
+         baseline_label="MPI_Send/MPI_Recv (Open MPI vader)", goal="at_least", target=None),
+    dict(group='MPI node-local layer', title="node-local sum of one double per rank (2 ranks): shmkit slots vs MPI_Allreduce",
+         candidate="mpi_node_sum/shmkit_slots/real_time", baseline="mpi_node_sum/mpi_allreduce/real_time",
+         baseline_label="MPI_Allreduce on the node communicator", goal="at_least", target=None),
+    # PSS_MiB is lower-is-better: with goal at_most the reported ratio is
+    # baseline / candidate, how many times less memory the node uses.
+    dict(group='MPI node-local layer', title="node memory (PSS), 4 ranks sharing a 256 MiB table: one copy vs one per rank",
+         metric="PSS_MiB", candidate="mpi_memory/one_copy_per_node/iterations:1",
+         baseline="mpi_memory/one_copy_per_rank/iterations:1", baseline_label="a private copy per rank",
+         goal="at_most", target=None),
+    dict(group='MPI node-local layer', title="table's share of node PSS, 4 ranks: one copy vs one per rank",
+         metric="table_PSS_MiB", candidate="mpi_memory/one_copy_per_node/iterations:1",
+         baseline="mpi_memory/one_copy_per_rank/iterations:1", baseline_label="a private copy per rank",
+         goal="at_most", target=None),
 ]

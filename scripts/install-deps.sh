@@ -11,6 +11,7 @@ pkgs=(
   python3 python3-numpy python3-matplotlib   # interop tests; BENCHMARKS.md plots
   clang libclang-rt-dev            # libFuzzer targets
   libreaderwriterqueue-dev libconcurrentqueue-dev   # bench-only baselines
+  libopenmpi-dev openmpi-bin python3-mpi4py         # optional shmkit::mpi (found by CMake)
 )
 
 missing=()

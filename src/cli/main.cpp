@@ -1,7 +1,8 @@
 // shmkit — the command-line tool.
 //   shmkit ls [--json]          every block in /dev/shm: size, owner, mode, age,
 //                               kind (from its header), live tracked users
-//                               (and those of other PID namespaces, unjudged)
+//                               (and those of other PID namespaces, unjudged;
+//                               an MPI job's users with their ranks)
 //   shmkit show NAME [--json]   decode a block (ShareableList, Value/Array, heap,
 //                               queue headers; hex for anything else)
 //   shmkit rm NAME...           unlink blocks
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "inspect.hpp"
+#include "mpi_directory.hpp"
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/tracker.hpp"
 
@@ -146,7 +148,8 @@ int cmd_ls(int argc, char** argv) {
     std::puts("usage: shmkit ls [--json]\n\nLists every block in /dev/shm (POSIX semaphores excepted): name, size,\n"
               "owner, mode, age (since its last status change), the kind read from its\n"
               "header (ShareableList, value, array, heap, queue..., unknown) and the live\n"
-              "processes the shmkit tracker has registered for it.");
+              "processes the shmkit tracker has registered for it (a shmkit::mpi job's\n"
+              "block: each with its MPI rank, from the node's table).");
     return 0;
   }
   bool json = argc > 2 && std::string_view(argv[2]) == "--json";
@@ -166,6 +169,10 @@ int cmd_ls(int argc, char** argv) {
                   mode_string(b.mode).c_str(), b.age_seconds, b.kind.c_str(),
                   shmkit::cli::json_escape(b.problem).c_str());
       for (std::size_t k = 0; k < b.users.size(); ++k) std::printf("%s%d", k ? ", " : "", b.users[k]);
+      std::printf("], \"mpi_ranks\": [");  // parallel to users; -1: not a rank of an MPI job
+      for (std::size_t k = 0; k < b.users.size(); ++k) {
+        std::printf("%s%d", k ? ", " : "", shmkit::mpi_directory::rank_of(b.name, b.users[k]).value_or(-1));
+      }
       std::printf("], \"other_namespace_users\": [");
       for (std::size_t k = 0; k < b.other_namespace_users.size(); ++k) {
         std::printf("%s%d", k ? ", " : "", b.other_namespace_users[k]);
@@ -178,7 +185,11 @@ int cmd_ls(int argc, char** argv) {
   std::printf("%-32s %12s %-10s %-5s %6s %-16s %s\n", "NAME", "SIZE", "OWNER", "MODE", "AGE", "KIND", "USERS");
   for (const auto& b : blocks) {
     std::string users;
-    for (pid_t p : b.users) users += (users.empty() ? "" : ",") + std::to_string(p);
+    for (pid_t p : b.users) {
+      users += (users.empty() ? "" : ",") + std::to_string(p);
+      // A shmkit::mpi job's block: the rank each user is, from the node's table.
+      if (auto rank = shmkit::mpi_directory::rank_of(b.name, p)) users += "(rank " + std::to_string(*rank) + ")";
+    }
     // Pids of another PID namespace, liveness unknown here.
     for (pid_t p : b.other_namespace_users) users += (users.empty() ? "" : ",") + std::to_string(p) + "(other-ns)";
     std::string kind = b.problem.empty() ? b.kind : b.kind + " (invalid)";

@@ -184,12 +184,24 @@ class BroadcastRing {
   static constexpr BlockKind kKind = BlockKind::broadcast_ring;
 
   static BroadcastRing create(std::string_view name, std::uint64_t capacity) {
-    const BlockSpec spec =
-        lockfree_detail::ring_spec<T, BroadcastControl>(kKind, capacity, kSlotSize, name);
-    TypedBlock b = create_typed_block(name, spec, [](std::span<std::byte> prefix, std::span<std::byte>) {
-      new (prefix.data()) BroadcastControl();  // slots: zero = "no item yet"
-    });
+    TypedBlock b = create_typed_block(name, region_spec(capacity, name),
+                                      [](std::span<std::byte> prefix, std::span<std::byte> payload) {
+                                        init_region(prefix, payload);
+                                      });
     return BroadcastRing(std::move(b));
+  }
+
+  // A ring region inside a structure of your own (examples/order_book), as
+  // SeqLock::region_spec: the creator places region_spec(capacity) with
+  // init_typed_region(bytes, spec, init_region-calling lambda); every process
+  // opens it with open_typed_region() and passes it to from_block(). Throws
+  // std::invalid_argument (naming `name`) for a capacity that is not a power
+  // of two in [1, 2^40 / slot size].
+  static BlockSpec region_spec(std::uint64_t capacity, std::string_view name = "(region)") {
+    return lockfree_detail::ring_spec<T, BroadcastControl>(kKind, capacity, kSlotSize, name);
+  }
+  static void init_region(std::span<std::byte> prefix, std::span<std::byte>) noexcept {
+    new (prefix.data()) BroadcastControl();  // slots: zero = "no item yet"
   }
 
   static BroadcastRing attach(std::string_view name, const AttachOptions& options = AttachOptions()) {

@@ -213,7 +213,11 @@ inline constexpr std::uint64_t kTopRegion = round64(sizeof(BookState));  // in t
 // A SeqLock region: header, SeqLockControl (two cache lines), the words.
 inline constexpr std::uint64_t kTopRegionSize =
     round64(shmkit::BlockHeader::kSize + sizeof(shmkit::SeqLockControl)) + round64(sizeof(TopOfBook));
-inline constexpr std::uint64_t kRingRegion = kTopRegion + kTopRegionSize;  // in the payload
+// The ring's control words want 128-byte alignment in the mapping.
+inline constexpr std::uint64_t kRingAlign = alignof(shmkit::BroadcastControl);
+inline constexpr std::uint64_t kRingRegion =  // in the payload
+    (kPayloadOffset + kTopRegion + kTopRegionSize + kRingAlign - 1) / kRingAlign * kRingAlign - kPayloadOffset;
+static_assert((kPayloadOffset + kRingRegion) % kRingAlign == 0);
 // Absolute offsets in the block, for readers without shmkit (Python).
 inline constexpr std::uint64_t kTopRegionOffset = kPayloadOffset + kTopRegion;
 inline constexpr std::uint64_t kTopSeqOffset = kTopRegionOffset + shmkit::BlockHeader::kSize;
@@ -318,13 +322,16 @@ inline void compute(const BookState& s, const Order& o, Journal& j, StepHook hoo
   }
 }
 
-// Writes journal `j` into `s` (absolute values: idempotent). The caller
-// validated `j`.
+// Writes journal `j` into `s` (absolute values: idempotent). The journal is
+// in the block, so counts and indices are clamped here whatever validated
+// them before (a peer that ignores the mutex can rewrite it at any time).
 inline void apply_journal(BookState& s, const Journal& j, const Order* o = nullptr,
                           StepHook hook = nullptr) noexcept {
-  for (std::uint64_t i = 0; i < j.n_writes; ++i) {
-    s.qty[j.writes[i].index / kLevels][j.writes[i].index % kLevels] = j.writes[i].value;
-    if (hook && i == j.n_writes / 2) hook(Step::book_half, *o);
+  const std::uint64_t n = std::min(j.n_writes, kMaxWrites);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const std::uint64_t index = j.writes[i].index;
+    if (index < 2 * static_cast<std::uint64_t>(kLevels)) s.qty[index / kLevels][index % kLevels] = j.writes[i].value;
+    if (hook && i == n / 2) hook(Step::book_half, *o);
   }
   s.best_bid = j.new_best_bid;
   s.best_ask = j.new_best_ask;
@@ -601,7 +608,8 @@ class OrderBook {
     if (hook) hook(Step::book_done, *o);
     // Only the trades the ring does not have yet (push() advances the write
     // index last, so a push cut short is redone in the same slot).
-    for (std::uint64_t k = trades_.write_index() - j.ring_base; k < j.n_trades; ++k) {
+    const std::uint64_t n = std::min(j.n_trades, kMaxTrades);
+    for (std::uint64_t k = trades_.write_index() - j.ring_base; k < n; ++k) {
       trades_.push(j.trades[k]);
       if (hook && k == 0 && j.n_trades > 1) hook(Step::trade_pushed, *o);
     }

@@ -278,7 +278,9 @@ TEST(TypedBlock, SeqLockAndRingNestInARegionOfYourOwn) {
   auto name = unique_name("nested");
   const BlockSpec top_spec = SeqLock<Point>::region_spec();
   const BlockSpec ring_spec = BroadcastRing<Point>::region_spec(8, name);
-  const std::uint64_t top_at = 0, top_size = (typed_region_size(top_spec) + 63) / 64 * 64;
+  // The ring's region must sit 128-byte aligned in the mapping (its control
+  // words are); the outer payload starts at 128 + 0 prefix = 128.
+  const std::uint64_t top_at = 0, top_size = (typed_region_size(top_spec) + 127) / 128 * 128;
   BlockSpec spec;
   spec.kind = static_cast<BlockKind>(static_cast<std::uint32_t>(BlockKind::user) + 8);
   spec.type = TypeFingerprint::of<Point>();
@@ -298,6 +300,7 @@ TEST(TypedBlock, SeqLockAndRingNestInARegionOfYourOwn) {
         open_typed_region(b.shm.buf().subspan(base, size), kind, TypeFingerprint::of<Point>(), "nested");
     return b;
   };
+  ASSERT_EQ(outer.header.payload_offset % 128, 0u);
   auto top = SeqLock<Point>::from_block(open(top_at, top_size, BlockKind::seqlock));
   EXPECT_EQ(top.read().y, 2.0);
   auto ring = BroadcastRing<Point>::from_block(
@@ -319,6 +322,13 @@ TEST(TypedBlock, SeqLockAndRingNestInARegionOfYourOwn) {
   TypedBlock wrong = open(top_size, typed_region_size(ring_spec), BlockKind::broadcast_ring);
   wrong.header.count = 2;
   EXPECT_THROW((void)SeqLock<Point>::from_block(std::move(wrong)), std::invalid_argument);
+  // A ring region 64 bytes off its alignment is refused, not used misaligned.
+  TypedBlock off;
+  off.shm = SharedMemory::attach(name);
+  static_cast<TypedRegion&>(off) = open_typed_region(off.shm.buf().subspan(outer.header.payload_offset + top_size),
+                                                     BlockKind::broadcast_ring, TypeFingerprint::of<Point>(), "nested");
+  off.prefix = std::span<std::byte>(off.shm.buf().data() + 64, 0);  // where a misplaced region's prefix would be
+  EXPECT_THROW((void)BroadcastRing<Point>::from_block(std::move(off)), std::invalid_argument);
   outer.shm.unlink();
 }
 

@@ -20,6 +20,8 @@
 //     language memory models?", 2012). On x86-64 these are plain MOVs.
 //   * Layout: header (kind seqlock, count 1, param[0] = payload bytes =
 //     sizeof(T) rounded up to 8), prefix = SeqLockControl, payload = words.
+//     The same region can sit inside a block of your own (region_spec(),
+//     init_region(), from_block(); examples/order_book.hpp).
 //   * Crash semantics. A writer killed mid-store leaves the sequence odd:
 //     readers then see "write in progress" forever — try_read() returns
 //     false, read_for() returns nullopt at its deadline, read() sleeps on the

@@ -41,6 +41,7 @@ SUITES = [
     ("bench_sharedctypes", "Value/Array/Heap vs bare locks, memcpy and CPython"),
     ("bench_lockfree", "queues, SeqLock vs Boost, moodycamel, TBB, pipes"),
     ("bench_fanout", "BroadcastRing and SeqLock with 0-4 reader processes; SpscQueue vs a plain ring"),
+    ("bench_order_book", "the example order book: SeqLock top-of-book reads vs the RobustMutex; writer with 0-4 readers"),
 ]
 
 

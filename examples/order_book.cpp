@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <random>
@@ -97,7 +98,12 @@ pid_t spawn(const std::function<int()>& body) {
   }
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a killed parent
-    const int rc = body();
+    int rc = 99;
+    try {
+      rc = body();
+    } catch (const std::exception& e) {
+      std::printf("child %d: FAIL: %s\n", static_cast<int>(::getpid()), e.what());
+    }
     std::fflush(nullptr);  // _exit does not flush
     ::_exit(rc);
   }
@@ -208,7 +214,7 @@ int writer(const std::string& name, std::uint64_t orders, bool hooked, std::uint
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   const std::uint64_t orders = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200000;
   const int readers = argc > 2 ? std::atoi(argv[2]) : 3;
   const int random_kills = argc > 3 ? std::atoi(argv[3]) : 100;
@@ -328,4 +334,14 @@ int main(int argc, char** argv) {
   }
   std::printf("order_book: %s\n", ok ? "OK" : "FAIL");
   return ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // the block is unlinked whatever failed
+    std::printf("order_book: FAIL: %s\n", e.what());
+    if (g_block[0] != '\0') (void)::shm_unlink(g_block);
+    return 1;
+  }
 }

@@ -14,7 +14,11 @@
 //     stream against the replay's, trade by trade (none lost, none twice);
 //   * at the end the whole book equals the serial replay's.
 //
-//   order_book [ORDERS [READERS [RANDOM_KILLS]]]
+//   * with PYTHON given, python3 reads the final top of book from the block
+//     with mmap and struct alone, as the header documents for readers
+//     without shmkit.
+//
+//   order_book [ORDERS [READERS [RANDOM_KILLS [PYTHON]]]]
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -212,6 +216,45 @@ int writer(const std::string& name, std::uint64_t orders, bool hooked, std::uint
   return 0;
 }
 
+// The documented layout, read by a program that has no shmkit: python3's
+// mmap and struct, as order_book.hpp tells a Python reader to (seq, unpack,
+// seq again; keep it if both are equal and even). Returns what it printed.
+std::string python_top(const std::string& python, const std::string& name) {
+  static const char* const script =
+      "import mmap, os, struct, sys\n"
+      "fd = os.open('/dev/shm/' + sys.argv[1], os.O_RDONLY)\n"
+      "m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)\n"
+      "seq_at, top_at, fmt = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
+      "while True:\n"
+      "    s1, = struct.unpack_from('<Q', m, seq_at)\n"
+      "    top = struct.unpack_from(fmt, m, top_at)\n"
+      "    s2, = struct.unpack_from('<Q', m, seq_at)\n"
+      "    if s1 == s2 and s1 % 2 == 0:\n"
+      "        break\n"
+      "print(' '.join(map(str, top)))\n";
+  int out[2];
+  if (::pipe(out) != 0) return "pipe failed";
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    const std::string seq_at = std::to_string(kTopSeqOffset), top_at = std::to_string(kTopOffset);
+    const std::string fmt(kTopStructFormat);
+    ::execl(python.c_str(), python.c_str(), "-c", script, name.c_str(), seq_at.c_str(), top_at.c_str(),
+            fmt.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buf[256];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  (void)wait_status(pid);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -327,6 +370,19 @@ int run(int argc, char** argv) {
               static_cast<unsigned long long>(stats.rolled_back),
               static_cast<unsigned long long>(stats.rolled_forward));
   ok = ok && same;
+  if (argc > 4) {
+    const TopOfBook t = book.top();
+    char want[256];
+    std::snprintf(want, sizeof want, "%llu %lld %llu %lld %llu %llu %llu", static_cast<unsigned long long>(t.seq),
+                  static_cast<long long>(t.bid_price), static_cast<unsigned long long>(t.bid_size),
+                  static_cast<long long>(t.ask_price), static_cast<unsigned long long>(t.ask_size),
+                  static_cast<unsigned long long>(t.trades), static_cast<unsigned long long>(t.check));
+    const std::string got = python_top(argv[4], name);
+    const bool py_ok = got == want;
+    std::printf("python3 struct.unpack_from('%s', block, %llu): %s: %s\n", std::string(kTopStructFormat).c_str(),
+                static_cast<unsigned long long>(kTopOffset), got.c_str(), py_ok ? "equals top()" : "FAIL");
+    ok = ok && py_ok;
+  }
   book.unlink();
   if (::access(("/dev/shm/" + name).c_str(), F_OK) == 0) {
     std::printf("block still in /dev/shm: FAIL\n");

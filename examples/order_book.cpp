@@ -5,7 +5,8 @@
 //     (never taking the lock) and one reads every trade from the ring;
 //   * writer processes apply one deterministic order stream under the
 //     RobustMutex, and are SIGKILLed mid-update: first once at every Step of
-//     apply() (several times each, via the step hook), then at random
+//     apply() (several times each, via the step hook), then half-way
+//     through the repair of a killed writer's committed update, then at random
 //     moments; each time a new writer attaches, repairs (rolls the journal
 //     back or forward) and carries on from the next order;
 //   * every reader checks every snapshot it sees: its checksum (never torn),
@@ -190,7 +191,7 @@ void kill_hook(Step s, const Order& o) {
 // last writer died), applies the rest.
 int writer(const std::string& name, std::uint64_t orders, bool hooked, std::uint64_t kill_after_ns = 0) {
   OrderBook book = OrderBook::attach(name);
-  std::uint64_t next = book.applied();  // repairs if the last writer died
+  std::uint64_t next = book.applied(hooked ? kill_hook : nullptr);  // repairs if the last writer died
   if (kill_after_ns != 0) {
     sigevent ev{};
     ev.sigev_notify = SIGEV_SIGNAL;
@@ -328,6 +329,35 @@ int run(int argc, char** argv) {
   for (int s = 0; s < kSteps; ++s) std::printf(" %s x%d", step_name(static_cast<Step>(s)), per_step[s]);
   std::printf("; each next writer rolled back (filling) or forward (committed..top_stored) as expected: %s\n",
               ok ? "ok" : "FAIL");
+
+  // 1b. A writer killed while it repairs (rolling a committed journal
+  // forward): the journal is still committed, and the next one repairs.
+  int during_repair = 0;
+  for (int rep = 0; rep < kKillsPerStep; ++rep) {
+    const std::uint64_t target = book.applied() + 5;
+    if (target >= orders) break;
+    g_kill_step = Step::committed;
+    g_kill_order = target;
+    const int first = wait_status(spawn([&] { return writer(name, orders, true); }));
+    g_kill_step = Step::book_half;  // the next writer dies half-way through its repair
+    const int second = wait_status(spawn([&] { return writer(name, orders, true); }));
+    const Stats before = book.stats();
+    g_kill_order = ~std::uint64_t{0};
+    const int third = wait_status(spawn([&] {
+      OrderBook b = OrderBook::attach(name);
+      return b.applied() == target + 1 ? 0 : 1;  // repaired: order `target` is in
+    }));
+    const Stats after = book.stats();
+    const bool killed_twice = WIFSIGNALED(first) && WTERMSIG(first) == SIGKILL && WIFSIGNALED(second) &&
+                              WTERMSIG(second) == SIGKILL;
+    if (!killed_twice || third != 0 || after.rolled_forward != before.rolled_forward + 1) {
+      std::printf("writer killed during a repair (order %llu): FAIL\n", static_cast<unsigned long long>(target));
+      ok = false;
+    }
+    ++during_repair;
+  }
+  std::printf("killed %d writers half-way through a roll-forward repair; the next writer repaired: %s\n",
+              during_repair, ok ? "ok" : "FAIL");
 
   // 2. Kills at random moments (including inside SeqLock and ring stores).
   std::mt19937_64 rng(::getpid());

@@ -409,7 +409,7 @@ class OrderBook {
   // if the previous holder died. `hook` is for tests (Step).
   ApplyResult apply(const Order& o, StepHook hook = nullptr) noexcept {
     ApplyResult res;
-    if (!lock(res)) return res;
+    if (!lock(res, hook)) return res;
     if (hook) hook(Step::locked, o);
     if (o.id != state_->applied) {
       res.status = Status::skipped;
@@ -442,10 +442,11 @@ class OrderBook {
 
   // Orders applied so far (the id the next order needs), read under the
   // mutex (repairing first if a writer died); where a restarted writer
-  // resumes its stream. ~0 if the mutex is not recoverable.
-  std::uint64_t applied() noexcept {
+  // resumes its stream. ~0 if the mutex is not recoverable. `hook` as
+  // apply()'s (a repair passes book_half..top_stored with the journal's order).
+  std::uint64_t applied(StepHook hook = nullptr) noexcept {
     ApplyResult res;
-    if (!lock(res)) return ~std::uint64_t{0};
+    if (!lock(res, hook)) return ~std::uint64_t{0};
     const std::uint64_t n = state_->applied;
     (void)ctl_->mutex.unlock();
     return n;
@@ -551,7 +552,7 @@ class OrderBook {
 
   // Takes the mutex; repairs after a dead holder. False (res says why) if
   // not held.
-  bool lock(ApplyResult& res) noexcept {
+  bool lock(ApplyResult& res, StepHook hook = nullptr) noexcept {
     // try_lock first: it checks a holder's liveness at once, where a
     // blocked lock() would notice a dead holder only after a sleep slice
     // (robust_mutex.hpp), so a writer that replaces a killed one repairs
@@ -568,7 +569,11 @@ class OrderBook {
     // everything the dead holder stored (J1-J3).
     const std::uint64_t st = std::atomic_ref<std::uint64_t>(j.state).load(std::memory_order_relaxed);
     if (st == kCommitted && journal_valid(j)) {
-      roll_forward(nullptr, nullptr);
+      // A repair killed in turn leaves the journal committed: the next
+      // locker rolls forward again (absolute values, trades by ring index).
+      Order o{};
+      o.id = j.order_id;
+      roll_forward(&o, hook);
       set_state(j, kIdle);
       count(ctl_->rolled_forward);
       res.repair = Repair::rolled_forward;

@@ -7,9 +7,10 @@
 //     (TypeName "shmkit.OrderBook/v1"), count 1. Prefix: BookControl (the
 //     RobustMutex, repair counters, the journal). Payload: BookState (the
 //     levels), then a SeqLock<TopOfBook> region and a BroadcastRing<Trade>
-//     region, each a typed region with its own header (typed_block.hpp) at a
-//     64-byte aligned offset. `shmkit show NAME` prints the kind, the type
-//     name, count, state and the payload in hex.
+//     region, each a typed region with its own header (typed_block.hpp), the
+//     ring's 128-byte aligned in the mapping (its control words are).
+//     `shmkit show NAME` prints the kind, the type name, count, state and the
+//     payload in hex.
 //   * Writers: any number of processes may call apply(); the RobustMutex
 //     makes one of them the matching engine at a time. apply() applies order
 //     `id` only if it is the next one (state.applied == id), so a writer that
@@ -17,8 +18,9 @@
 //     twice. Blocking (the mutex); never throws.
 //   * Readers: top()/try_top()/top_reader() read the top of book (best bid
 //     and ask, their sizes, the number of orders applied) through the SeqLock
-//     without taking the lock: obstruction-free, never a torn or crossed
-//     book. trades_from(cursor) reads the trade stream (BroadcastRing:
+//     without taking the lock: obstruction-free, never torn (SeqLock), never
+//     crossed (matching rests no order through the other side's best
+//     price). trades_from(cursor) reads the trade stream (BroadcastRing:
 //     wait-free, a lapped reader learns how many trades it lost). Readers
 //     never write the block.
 //   * Crash semantics. An order changes many words (levels, best prices,
@@ -39,7 +41,12 @@
 //                        at commit says how many it has: none is published
 //                        twice or lost), store the top of book (which also
 //                        repairs a SeqLock left odd by a kill mid-store);
-//     then make_consistent(). Readers meanwhile see the last complete top of
+//     then make_consistent(). A repair killed in turn leaves the journal as
+//     it was (committed), so the next locker repairs again. Lockers try_lock
+//     first, which judges a holder's liveness at once, so a writer started
+//     after a kill repairs immediately (a blocked lock() notices a dead
+//     holder only after a sleep slice, robust_mutex.hpp). Readers meanwhile
+//     see the last complete top of
 //     book (or "write in progress" while a dead writer's SeqLock store is
 //     unrepaired) and no new trades. stats() counts repairs.
 //   * Untrusted block: attach checks the header, the sizes and both nested

@@ -42,6 +42,7 @@ SUITES = [
     ("bench_lockfree", "queues, SeqLock vs Boost, moodycamel, TBB, pipes"),
     ("bench_fanout", "BroadcastRing and SeqLock with 0-4 reader processes; SpscQueue vs a plain ring"),
     ("bench_mpi", "shmkit::mpi vs MPI on one node (starts its own mpirun jobs)"),
+    ("bench_order_book", "the example order book: SeqLock top-of-book reads vs the RobustMutex; writer with 0-4 readers"),
 ]
 # Why a binary may be missing beyond "not built yet".
 SKIP_REASONS = {"bench_mpi": "shmkit was configured without MPI (libopenmpi-dev, openmpi-bin)"}

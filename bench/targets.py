@@ -260,4 +260,20 @@ COMPARISONS = [
          metric="table_PSS_MiB", candidate="mpi_memory/one_copy_per_node/iterations:1",
          baseline="mpi_memory/one_copy_per_rank/iterations:1", baseline_label="a private copy per rank",
          goal="at_most", target=None),
+    # issue 17: the order book of examples/order_book.hpp (bench_order_book;
+    # writer on CPU 0, readers on the others; trust the rows with 4 readers
+    # only as far as their runq_wait says the CPUs allowed).
+    dict(group='Order book (examples/order_book)', title="Top-of-book read while the writer applies orders: SeqLock vs taking the RobustMutex",
+         candidate="order_book/top_read/seqlock/iterations:1/manual_time",
+         baseline="order_book/top_read/robust_mutex/iterations:1/manual_time",
+         baseline_label="RobustMutex + the same TopOfBook", goal="at_least", target=None),
+    dict(group='Order book (examples/order_book)', title="Writer's order rate, 1 reader process polling the top of book",
+         candidate="order_book/writer/1readers/iterations:1/manual_time",
+         baseline="order_book/writer/0readers/iterations:1/manual_time",
+         baseline_label="no reader", goal="at_most", target=None),
+    dict(group='Order book (examples/order_book)', title="Writer's order rate, 4 reader processes polling the top of book",
+         candidate="order_book/writer/4readers/iterations:1/manual_time",
+         baseline="order_book/writer/0readers/iterations:1/manual_time",
+         baseline_label="no reader", goal="at_most", target=None),
 ]
+

@@ -169,6 +169,10 @@ TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec
   h->payload_offset = offset;
   h->payload_size = spec.payload_size;
   for (int i = 0; i < 4; ++i) h->param[i] = spec.param[i];
+  std::memset(h->type_name, 0, sizeof h->type_name);
+  if (!spec.type_name.empty()) {  // (an empty view's data() may be null)
+    std::memcpy(h->type_name, spec.type_name.data(), std::min(spec.type_name.size(), sizeof h->type_name));
+  }
   TypedRegion r;
   r.live = h;
   r.prefix = region.subspan(BlockHeader::kSize, spec.prefix_size);

@@ -10,6 +10,7 @@
 #include "shmkit/array.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/tracker.hpp"
+#include "shmkit/typed_block.hpp"
 #include "shmkit/value.hpp"
 #include "forge_registration.hpp"
 #include "test_support.hpp"
@@ -221,6 +222,64 @@ TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(r.status.code, 2);
   r = cli({"gc", "--nope"});
   EXPECT_EQ(r.status.code, 2);
+}
+
+// A user kind (BlockKind::user and up, examples/order_book): shmkit cannot
+// decode its payload, so `show` prints the header fields a user knows it by
+// (kind number, type name checked against the hash, count, state) and the
+// payload in hex; `ls` prints them on its line; both also in --json.
+struct CliUserThing {
+  std::uint64_t a, b;
+};
+TEST(Cli, ShowsAUserKindsHeaderAndPayload) {
+  auto name = unique_name("user");
+  BlockSpec spec;
+  spec.kind = static_cast<BlockKind>(static_cast<std::uint32_t>(BlockKind::user) + 3);
+  spec.type = TypeFingerprint::of<CliUserThing>();
+  spec.type.name_hash = fnv1a("test.Thing/v1");  // as TypeName<CliUserThing> = "test.Thing/v1" would
+  spec.type_name = "test.Thing/v1";
+  spec.count = 2;
+  spec.prefix_size = 8;
+  spec.payload_size = 2 * sizeof(CliUserThing);
+  spec.param[0] = 77;
+  auto made = create_typed_block(name, spec, [](auto, std::span<std::byte> payload) {
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::byte>(0xa0 + i);
+  });
+  const std::string offset = std::to_string(made.header.payload_offset);
+  auto r = cli({"show", name});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  char hash[24];
+  std::snprintf(hash, sizeof hash, "0x%016llx", static_cast<unsigned long long>(fnv1a("test.Thing/v1")));
+  EXPECT_EQ(r.out, name + ": shmkit user+3 (kind 1027), type \"test.Thing/v1\" (matches the type hash, " + hash +
+                       "), struct element 16 bytes (align 8), count 2, state ready\n"
+                       "prefix 8 bytes at offset 128, payload 32 bytes at offset " + offset + ", params 77 0 0 0\n"
+                       "payload:\n"
+                       "00000000  a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af  |................|\n"
+                       "00000010  b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 ba bb bc bd be bf  |................|\n");
+  r = cli({"show", name, "--json"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find("\"kind\": \"user+3\", \"kind_number\": 1027, \"type_name\": \"test.Thing/v1\", "
+                       "\"type_name_matches_hash\": true"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"count\": 2, \"state\": \"ready\", \"prefix_size\": 8"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"payload_hex\": \"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\""),
+            std::string::npos) << r.out;
+  r = cli({"ls"});
+  EXPECT_NE(r.out.find(" user+3=1027 \"test.Thing/v1\" x2 ready "), std::string::npos) << r.out;
+  r = cli({"ls", "--json"});
+  EXPECT_NE(r.out.find("\"name\": \"" + name + "\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"kind\": \"user+3\", \"problem\": \"\", \"kind_number\": 1027, \"type_name\": "
+                       "\"test.Thing/v1\", \"count\": 2, \"state\": \"ready\""), std::string::npos) << r.out;
+
+  // A name that does not hash to the type hash is flagged, never trusted.
+  auto liar = unique_name("userliar");
+  spec.type_name = "other.Thing/v1";
+  auto lie = create_typed_block(liar, spec, [](auto, auto) {});
+  r = cli({"show", liar});
+  EXPECT_NE(r.out.find("type \"other.Thing/v1\" (does NOT match the type hash"), std::string::npos) << r.out;
+  r = cli({"show", liar, "--json"});
+  EXPECT_NE(r.out.find("\"type_name_matches_hash\": false"), std::string::npos) << r.out;
+  made.shm.unlink();
+  lie.shm.unlink();
 }
 
 }  // namespace

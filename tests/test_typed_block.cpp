@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "shmkit/lockfree/broadcast_ring.hpp"
+#include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/typed_block.hpp"
 #include "test_support.hpp"
 
@@ -234,6 +236,100 @@ TEST(TypedBlock, KindNames) {
   EXPECT_EQ(block_kind_name(static_cast<std::uint32_t>(BlockKind::spsc_queue)), "spsc_queue");
   EXPECT_EQ(block_kind_name(static_cast<std::uint32_t>(BlockKind::user) + 5), "user+5");
   EXPECT_EQ(block_kind_name(999), "unknown(999)");
+}
+
+// BlockSpec::type_name lands in the header for tools, cut to 24 bytes;
+// attach checks the hash, never the name.
+TEST(TypedBlock, TypeNameIsRecordedForTools) {
+  auto name = unique_name("tname");
+  BlockSpec spec;
+  spec.kind = static_cast<BlockKind>(static_cast<std::uint32_t>(BlockKind::user) + 7);
+  spec.type = TypeFingerprint::of<Point>();
+  spec.type_name = "Point/v1";
+  spec.count = 1;
+  spec.payload_size = sizeof(Point);
+  auto made = create_typed_block(name, spec, [](auto, auto) {});
+  EXPECT_EQ(std::string(made.header.type_name), "Point/v1");
+  auto st = run_child([&] {
+    auto b = attach_typed_block(name, spec.kind, TypeFingerprint::of<Point>());
+    return std::string_view(b.live->type_name) == "Point/v1" ? 0 : 1;
+  });
+  EXPECT_TRUE(st.ok()) << st.describe();
+  made.shm.unlink();
+
+  auto longer = unique_name("tname_long");
+  spec.type_name = "a.type.name.longer.than.24.bytes";
+  auto cut = create_typed_block(longer, spec, [](auto, auto) {});
+  EXPECT_EQ(std::string(cut.header.type_name, sizeof cut.header.type_name), "a.type.name.longer.than.");
+  cut.shm.unlink();
+
+  auto none = unique_name("tname_none");
+  spec.type_name = {};
+  auto unnamed = create_typed_block(none, spec, [](auto, auto) {});
+  EXPECT_EQ(std::string(unnamed.header.type_name, sizeof unnamed.header.type_name), std::string(24, '\0'));
+  unnamed.shm.unlink();
+}
+
+// A structure of one's own holding a SeqLock and a BroadcastRing as typed
+// regions inside its payload (examples/order_book.hpp does this): created
+// with region_spec()/init_region(), opened in another process through
+// open_typed_region() and from_block() over a second mapping.
+TEST(TypedBlock, SeqLockAndRingNestInARegionOfYourOwn) {
+  auto name = unique_name("nested");
+  const BlockSpec top_spec = SeqLock<Point>::region_spec();
+  const BlockSpec ring_spec = BroadcastRing<Point>::region_spec(8, name);
+  // The ring's region must sit 128-byte aligned in the mapping (its control
+  // words are); the outer payload starts at 128 + 0 prefix = 128.
+  const std::uint64_t top_at = 0, top_size = (typed_region_size(top_spec) + 127) / 128 * 128;
+  BlockSpec spec;
+  spec.kind = static_cast<BlockKind>(static_cast<std::uint32_t>(BlockKind::user) + 8);
+  spec.type = TypeFingerprint::of<Point>();
+  spec.count = 1;
+  spec.payload_size = top_size + typed_region_size(ring_spec);
+  auto outer = create_typed_block(name, spec, [&](auto, std::span<std::byte> payload) {
+    init_typed_region(payload.subspan(top_at, top_size), top_spec, [](auto prefix, auto words) {
+      SeqLock<Point>::init_region(prefix, words, Point{1, 2});
+    });
+    init_typed_region(payload.subspan(top_size), ring_spec, BroadcastRing<Point>::init_region);
+  });
+  auto open = [&](std::uint64_t at, std::uint64_t size, BlockKind kind) {
+    TypedBlock b;
+    b.shm = SharedMemory::attach(name);
+    const std::uint64_t base = outer.header.payload_offset + at;
+    static_cast<TypedRegion&>(b) =
+        open_typed_region(b.shm.buf().subspan(base, size), kind, TypeFingerprint::of<Point>(), "nested");
+    return b;
+  };
+  ASSERT_EQ(outer.header.payload_offset % 128, 0u);
+  auto top = SeqLock<Point>::from_block(open(top_at, top_size, BlockKind::seqlock));
+  EXPECT_EQ(top.read().y, 2.0);
+  auto ring = BroadcastRing<Point>::from_block(
+      open(top_size, typed_region_size(ring_spec), BlockKind::broadcast_ring));
+  auto reader = ring.reader_at(0);
+  auto st = run_child([&] {
+    auto t = SeqLock<Point>::from_block(open(top_at, top_size, BlockKind::seqlock));
+    auto r = BroadcastRing<Point>::from_block(open(top_size, typed_region_size(ring_spec), BlockKind::broadcast_ring));
+    t.store(Point{3, 4});
+    r.push(Point{5, 6});
+    return 0;
+  });
+  ASSERT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(top.read().x, 3.0);
+  Point p{};
+  ASSERT_TRUE(reader.try_read(p));
+  EXPECT_EQ(p.y, 6.0);
+  // The ring's region is not a SeqLock's: from_block checks its own fields.
+  TypedBlock wrong = open(top_size, typed_region_size(ring_spec), BlockKind::broadcast_ring);
+  wrong.header.count = 2;
+  EXPECT_THROW((void)SeqLock<Point>::from_block(std::move(wrong)), std::invalid_argument);
+  // A ring region 64 bytes off its alignment is refused, not used misaligned.
+  TypedBlock off;
+  off.shm = SharedMemory::attach(name);
+  static_cast<TypedRegion&>(off) = open_typed_region(off.shm.buf().subspan(outer.header.payload_offset + top_size),
+                                                     BlockKind::broadcast_ring, TypeFingerprint::of<Point>(), "nested");
+  off.prefix = std::span<std::byte>(off.shm.buf().data() + 64, 0);  // where a misplaced region's prefix would be
+  EXPECT_THROW((void)BroadcastRing<Point>::from_block(std::move(off)), std::invalid_argument);
+  outer.shm.unlink();
 }
 
 }  // namespace

@@ -8,7 +8,8 @@
 //   * Layout (native byte order, 128 bytes, documented field by field below;
 //     `shmkit show` and Python read it): magic, layout version, kind, init
 //     state, element type fingerprint (typecode, size, alignment, name hash),
-//     element count, prefix size, payload offset and size. A kind-specific
+//     element count, prefix size, payload offset and size, and the element
+//     type's name for tools (BlockSpec::type_name). A kind-specific
 //     prefix (a Value's lock, a queue's indices) follows the header at byte
 //     128; the payload starts at payload_offset, a multiple of 64 and of the
 //     element alignment, after the prefix.
@@ -167,7 +168,11 @@ struct BlockHeader {
   std::uint64_t payload_offset;  // 56  from the block's start
   std::uint64_t payload_size;    // 64  bytes
   std::uint64_t param[4];        // 72  kind-specific (e.g. the lock kind of a Value)
-  char reserved2[24];            // 104
+  // 104  the element type's name for tools (`shmkit show`): BlockSpec::type_name,
+  // its first 24 bytes, NUL-padded (no NUL when exactly 24). Informational
+  // only: attach checks type_hash, never this. All zero when the creator gave
+  // none (shmkit's own kinds, blocks made before this field was named).
+  char type_name[24];
 
   TypeFingerprint fingerprint() const noexcept {
     TypeFingerprint f;
@@ -181,6 +186,7 @@ struct BlockHeader {
 static_assert(sizeof(BlockHeader) == BlockHeader::kSize);
 static_assert(std::is_standard_layout_v<BlockHeader> && std::is_trivially_copyable_v<BlockHeader>);
 static_assert(offsetof(BlockHeader, payload_offset) == 56);
+static_assert(offsetof(BlockHeader, type_name) == 104);
 static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free &&
               std::atomic_ref<std::uint64_t>::is_always_lock_free);
 
@@ -192,6 +198,10 @@ struct BlockSpec {
   std::uint32_t prefix_size = 0;   // kind-specific bytes after the header
   std::uint64_t payload_size = 0;  // bytes of payload (> 0)
   std::uint64_t param[4] = {};     // recorded as is
+  // Recorded (first 24 bytes) in BlockHeader::type_name for `shmkit show` and
+  // `ls`. Give your TypeName<T>::value here, short enough to fit (the tools
+  // check fnv1a(name) against type_hash when it does). Empty: none recorded.
+  std::string_view type_name;
 };
 
 // A typed region's validated views.

@@ -166,7 +166,63 @@ std::vector<std::pair<std::string, std::uint64_t>> live_fields(const SharedMemor
   return f;
 }
 
+std::string state_name(std::uint32_t state) {
+  switch (state) {
+    case BlockHeader::kReady: return "ready";
+    case BlockHeader::kInitialising: return "initialising";
+    case BlockHeader::kEmpty: return "empty";
+    default: return "state " + std::to_string(state);
+  }
+}
+
+constexpr std::size_t kShowPayloadBytes = 256;
+
+// A user kind (BlockKind::user and up): shmkit knows only the header, so it
+// prints every header field a user needs to recognise the block (kind
+// number, type name checked against the type hash, count, state, sizes) and
+// the start of the payload in hex. The header was validated; the payload
+// offset and size fit the mapping.
+std::string describe_user(const SharedMemory& shm, const BlockHeader& h, bool json) {
+  const std::string type = header_type_name(h.type_name);
+  const bool matches = !type.empty() && fnv1a(type) == h.type_hash;
+  const std::string type_check = type.empty() ? "none recorded"
+                                 : matches    ? "matches the type hash"
+                                 : type.size() == sizeof h.type_name ? "cut to 24 bytes, not checked"
+                                                                     : "does NOT match the type hash";
+  const std::string typecode = h.typecode != 0 ? std::string(1, h.typecode) : std::string("struct");
+  const auto* payload = static_cast<const std::byte*>(shm.data()) + h.payload_offset;
+  const std::size_t shown = static_cast<std::size_t>(std::min<std::uint64_t>(h.payload_size, kShowPayloadBytes));
+  char hash[24];
+  std::snprintf(hash, sizeof hash, "0x%016llx", static_cast<unsigned long long>(h.type_hash));
+  std::ostringstream o;
+  if (json) {
+    o << "{\"name\": \"" << json_escape(shm.name()) << "\", \"kind\": \"" << block_kind_name(h.kind)
+      << "\", \"kind_number\": " << h.kind << ", \"type_name\": \"" << json_escape(type)
+      << "\", \"type_name_matches_hash\": " << (matches ? "true" : "false") << ", \"type_hash\": \"" << hash
+      << "\", \"typecode\": \"" << json_escape(typecode) << "\", \"elem_size\": " << h.elem_size
+      << ", \"elem_align\": " << h.elem_align << ", \"count\": " << h.count << ", \"state\": \""
+      << state_name(h.state) << "\", \"prefix_size\": " << h.prefix_size
+      << ", \"payload_offset\": " << h.payload_offset << ", \"payload_size\": " << h.payload_size
+      << ", \"params\": [" << h.param[0] << ", " << h.param[1] << ", " << h.param[2] << ", " << h.param[3]
+      << "], \"payload_hex\": \"" << platform::hex(payload, shown) << "\"}\n";
+    return o.str();
+  }
+  o << shm.name() << ": shmkit " << block_kind_name(h.kind) << " (kind " << h.kind << "), type \""
+    << type << "\" (" << type_check << ", " << hash << "), " << typecode << " element " << h.elem_size
+    << " bytes (align " << h.elem_align << "), count " << h.count << ", state " << state_name(h.state) << "\n";
+  o << "prefix " << h.prefix_size << " bytes at offset " << BlockHeader::kSize << ", payload "
+    << h.payload_size << " bytes at offset " << h.payload_offset << ", params " << h.param[0] << " "
+    << h.param[1] << " " << h.param[2] << " " << h.param[3] << "\n";
+  o << "payload" << (shown < h.payload_size ? " (first " + std::to_string(shown) + " bytes)" : "") << ":\n"
+    << hex_dump(payload, shown);
+  return o.str();
+}
+
 bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, std::string& out) {
+  if (h.kind >= static_cast<std::uint32_t>(BlockKind::user)) {
+    out = describe_user(shm, h, json);
+    return true;
+  }
   const std::string kind = block_kind_name(h.kind);
   const bool object = h.kind == static_cast<std::uint32_t>(BlockKind::value) ||
                       h.kind == static_cast<std::uint32_t>(BlockKind::array);
@@ -220,6 +276,15 @@ bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, st
 
 }  // namespace
 
+std::string header_type_name(const char (&field)[24]) {
+  std::string out;
+  for (char c : field) {
+    if (c == '\0') break;
+    out += (c >= 32 && c < 127) ? c : '?';
+  }
+  return out;
+}
+
 std::string json_escape(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
@@ -264,6 +329,10 @@ BlockInfo inspect(const std::string& name) {
     BlockHeader h;
     if (typed_header(shm, h, info.problem)) {
       info.kind = block_kind_name(h.kind);
+      info.kind_number = h.kind;
+      info.type_name = header_type_name(h.type_name);
+      info.count = h.count;
+      info.state = state_name(h.state);
     } else {
       try {
         // format() checks every item's format and code, which attach

@@ -22,6 +22,12 @@ struct BlockInfo {
   // Registrants in another PID namespace (another container): pids of that
   // namespace, liveness unknown here (tracker.hpp).
   std::vector<pid_t> other_namespace_users;
+  // A typed block's header fields (kind_number -1 for anything else): what
+  // `ls` prints for a user kind, whose name alone ("user+N") says little.
+  std::int64_t kind_number = -1;
+  std::string type_name;  // BlockHeader::type_name, "" if the creator gave none
+  std::uint64_t count = 0;
+  std::string state;      // "ready", "initialising", "empty", "state N"
 };
 
 // Every entry of /dev/shm except POSIX semaphores (sem.*), sorted by name.
@@ -33,5 +39,9 @@ BlockInfo inspect(const std::string& name);
 bool describe(const std::string& name, bool json, std::string& out);
 
 std::string json_escape(const std::string& s);
+
+// The header's type name (up to 24 bytes, up to the first NUL); bytes that
+// are not printable ASCII become '?'.
+std::string header_type_name(const char (&field)[24]);
 
 }  // namespace shmkit::cli

@@ -163,11 +163,18 @@ int cmd_ls(int argc, char** argv) {
     for (std::size_t i = 0; i < blocks.size(); ++i) {
       const auto& b = blocks[i];
       std::printf("%s\n  {\"name\": \"%s\", \"size\": %llu, \"owner\": \"%s\", \"mode\": \"%s\", "
-                  "\"age_seconds\": %.0f, \"kind\": \"%s\", \"problem\": \"%s\", \"users\": [",
+                  "\"age_seconds\": %.0f, \"kind\": \"%s\", \"problem\": \"%s\", ",
                   i ? "," : "", shmkit::cli::json_escape(b.name).c_str(),
                   static_cast<unsigned long long>(b.size), shmkit::cli::json_escape(owner_string(b.uid)).c_str(),
                   mode_string(b.mode).c_str(), b.age_seconds, b.kind.c_str(),
                   shmkit::cli::json_escape(b.problem).c_str());
+      // A typed block's header fields (what a user kind is known by).
+      if (b.kind_number >= 0) {
+        std::printf("\"kind_number\": %lld, \"type_name\": \"%s\", \"count\": %llu, \"state\": \"%s\", ",
+                    static_cast<long long>(b.kind_number), shmkit::cli::json_escape(b.type_name).c_str(),
+                    static_cast<unsigned long long>(b.count), b.state.c_str());
+      }
+      std::printf("\"users\": [");
       for (std::size_t k = 0; k < b.users.size(); ++k) std::printf("%s%d", k ? ", " : "", b.users[k]);
       std::printf("], \"mpi_ranks\": [");  // parallel to users; -1: not a rank of an MPI job
       for (std::size_t k = 0; k < b.users.size(); ++k) {
@@ -193,6 +200,11 @@ int cmd_ls(int argc, char** argv) {
     // Pids of another PID namespace, liveness unknown here.
     for (pid_t p : b.other_namespace_users) users += (users.empty() ? "" : ",") + std::to_string(p) + "(other-ns)";
     std::string kind = b.problem.empty() ? b.kind : b.kind + " (invalid)";
+    // A user kind: its number, type name, count and state ("user+1" alone says little).
+    if (b.kind_number >= 1024) {
+      kind += "=" + std::to_string(b.kind_number) + " \"" + b.type_name + "\" x" + std::to_string(b.count) +
+              " " + b.state;
+    }
     std::printf("%-32s %12llu %-10s %-5s %6s %-16s %s\n", b.name.c_str(),
                 static_cast<unsigned long long>(b.size), owner_string(b.uid).c_str(),
                 mode_string(b.mode).c_str(), age_string(b.age_seconds).c_str(), kind.c_str(),

@@ -30,6 +30,8 @@
 //     reads return empty), the item in that slot one lap earlier is reported
 //     lost if a reader still wanted it, and a new writer that attaches
 //     continues at the write index. A reader killed leaves nothing behind.
+//   * A ring can also sit as a typed region inside a block of your own
+//     (region_spec(), init_region(), from_block(); examples/order_book.hpp).
 //   * Untrusted block: positions are masked before addressing; a forged
 //     sequence or write index yields empty/lapped results, never an access
 //     outside the payload.
@@ -184,12 +186,26 @@ class BroadcastRing {
   static constexpr BlockKind kKind = BlockKind::broadcast_ring;
 
   static BroadcastRing create(std::string_view name, std::uint64_t capacity) {
-    const BlockSpec spec =
-        lockfree_detail::ring_spec<T, BroadcastControl>(kKind, capacity, kSlotSize, name);
-    TypedBlock b = create_typed_block(name, spec, [](std::span<std::byte> prefix, std::span<std::byte>) {
-      new (prefix.data()) BroadcastControl();  // slots: zero = "no item yet"
-    });
+    TypedBlock b = create_typed_block(name, region_spec(capacity, name),
+                                      [](std::span<std::byte> prefix, std::span<std::byte> payload) {
+                                        init_region(prefix, payload);
+                                      });
     return BroadcastRing(std::move(b));
+  }
+
+  // A ring region inside a structure of your own (examples/order_book), as
+  // SeqLock::region_spec, but at an offset of the block that is a multiple
+  // of alignof(BroadcastControl) (128: the control words sit on line pairs
+  // of their own). The creator places region_spec(capacity) with
+  // init_typed_region(bytes, spec, init_region-calling lambda); every process
+  // opens it with open_typed_region() and passes it to from_block(). Throws
+  // std::invalid_argument (naming `name`) for a capacity that is not a power
+  // of two in [1, 2^40 / slot size].
+  static BlockSpec region_spec(std::uint64_t capacity, std::string_view name = "(region)") {
+    return lockfree_detail::ring_spec<T, BroadcastControl>(kKind, capacity, kSlotSize, name);
+  }
+  static void init_region(std::span<std::byte> prefix, std::span<std::byte>) noexcept {
+    new (prefix.data()) BroadcastControl();  // slots: zero = "no item yet"
   }
 
   static BroadcastRing attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
@@ -201,6 +217,11 @@ class BroadcastRing {
   // an anonymous block shared with forked children; checks the ring's own
   // fields as attach() does.
   static BroadcastRing from_block(TypedBlock block) {
+    if (reinterpret_cast<std::uintptr_t>(block.prefix.data()) % alignof(BroadcastControl) != 0) {
+      lockfree_detail::bad_block(block.shm.name().empty() ? "(anonymous)" : block.shm.name(),
+                                 "ring region is not aligned to " + std::to_string(alignof(BroadcastControl)) +
+                                     " bytes");
+    }
     return BroadcastRing(lockfree_detail::adopt_ring<BroadcastControl>(std::move(block), kSlotSize));
   }
 

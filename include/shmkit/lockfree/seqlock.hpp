@@ -20,6 +20,8 @@
 //     language memory models?", 2012). On x86-64 these are plain MOVs.
 //   * Layout: header (kind seqlock, count 1, param[0] = payload bytes =
 //     sizeof(T) rounded up to 8), prefix = SeqLockControl, payload = words.
+//     The same region can sit inside a block of your own (region_spec(),
+//     init_region(), from_block(); examples/order_book.hpp).
 //   * Crash semantics. A writer killed mid-store leaves the sequence odd:
 //     readers then see "write in progress" forever — try_read() returns
 //     false, read_for() returns nullopt at its deadline, read() sleeps on the
@@ -119,6 +121,24 @@ class SeqLock {
   static constexpr BlockKind kKind = BlockKind::seqlock;
 
   static SeqLock create(std::string_view name, const T& initial = T{}) {
+    TypedBlock b = create_typed_block(
+        name, region_spec(), [&initial](std::span<std::byte> prefix, std::span<std::byte> payload) {
+          init_region(prefix, payload, initial);
+        });
+    return SeqLock(std::move(b));
+  }
+
+  static SeqLock attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
+    return from_block(attach_typed_block(name, kKind, TypeFingerprint::of<T>(), options));
+  }
+
+  // A SeqLock region inside a structure of your own (examples/order_book):
+  // the creator places region_spec() at a 64-byte aligned offset with
+  // init_typed_region(bytes, region_spec(), init_region-calling lambda);
+  // every process then opens it with open_typed_region(bytes, kKind,
+  // TypeFingerprint::of<T>(), ...) into a TypedBlock whose shm is a mapping
+  // that holds those bytes, and passes it to from_block().
+  static BlockSpec region_spec() noexcept {
     BlockSpec spec;
     spec.kind = kKind;
     spec.type = TypeFingerprint::of<T>();
@@ -126,21 +146,25 @@ class SeqLock {
     spec.prefix_size = sizeof(SeqLockControl);
     spec.payload_size = kPayload;
     spec.param[0] = kPayload;
-    TypedBlock b = create_typed_block(
-        name, spec, [&initial](std::span<std::byte> prefix, std::span<std::byte> payload) {
-          new (prefix.data()) SeqLockControl();
-          lockfree_detail::store_words(reinterpret_cast<std::uint64_t*>(payload.data()), initial);
-        });
-    return SeqLock(std::move(b));
+    return spec;
+  }
+  static void init_region(std::span<std::byte> prefix, std::span<std::byte> payload,
+                          const T& initial = T{}) noexcept {
+    new (prefix.data()) SeqLockControl();
+    lockfree_detail::store_words(reinterpret_cast<std::uint64_t*>(payload.data()), initial);
   }
 
-  static SeqLock attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
-    TypedBlock b = attach_typed_block(name, kKind, TypeFingerprint::of<T>(), options);
+  // Adopts a block whose typed header the caller already validated for
+  // kind SeqLock and element T (open_typed_region / attach_typed_block);
+  // checks the SeqLock's own fields as attach() does (std::invalid_argument
+  // naming the block).
+  static SeqLock from_block(TypedBlock b) {
     const BlockHeader& h = b.header;
     if (h.count != 1 || h.param[0] != kPayload || h.payload_size != kPayload ||
         h.prefix_size < sizeof(SeqLockControl)) {
-      lockfree_detail::bad_block(name, "is not a consistent SeqLock of " +
-                                           std::to_string(sizeof(T)) + "-byte values");
+      lockfree_detail::bad_block(b.shm.name().empty() ? "(anonymous)" : b.shm.name(),
+                                 "is not a consistent SeqLock of " + std::to_string(sizeof(T)) +
+                                     "-byte values");
     }
     return SeqLock(std::move(b));
   }

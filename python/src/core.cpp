@@ -431,9 +431,18 @@ PyMethodDef list_methods[] = {
     {"close", list_close, METH_NOARGS, "Unmaps this handle's view of the list."},
     {nullptr, nullptr, 0, nullptr},
 };
+PyObject* list_name(PyObject* o, void*) {
+  const auto& n = reinterpret_cast<ListObject*>(o)->list.name();
+  return PyUnicode_DecodeUTF8(n.data(), static_cast<Py_ssize_t>(n.size()), "surrogateescape");
+}
+PyGetSetDef list_getset[] = {
+    {"name", list_name, nullptr, "The block's name.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
 PyType_Slot list_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(list_dealloc)},
     {Py_tp_methods, list_methods},
+    {Py_tp_getset, list_getset},
     {Py_tp_doc, const_cast<char*>("shmkit::ShareableList: CPython's layout, read and written in C++.")},
     {0, nullptr},
 };

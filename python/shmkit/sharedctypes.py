@@ -40,7 +40,9 @@ race, as it would be in C++. An Array is a zero-copy numpy array with
 ``numpy.asarray(arr)``; its exports keep the block mapped.
 """
 import ctypes
+import errno
 import os
+import warnings
 import weakref
 
 from . import _core
@@ -159,20 +161,37 @@ class _Place:
         self.is_array = is_array
 
 
-def _unlink_if_creator(name, pid):
+def _unlink_if_creator(mapping, pid):
     if os.getpid() == pid:  # a forked child's copy never unlinks
         try:
-            _core.unlink(name)
+            mapping.unlink()  # also drops the tracker's registration
         except FileNotFoundError:
             pass
 
 
+_warned_untracked = False
+
+
 def _create(ctype, count, is_array, initial, lock_kind, name):
+    global _warned_untracked
     code, size, align, tname = _fingerprint(ctype)
-    mapping, offset, count, lock_kind, _ = _core.create_object(
-        name, is_array, code, size, align, tname, count, lock_kind, initial, name is None)
-    place = _Place(mapping, mapping.name, offset, count, lock_kind, _spec(ctype), is_array)
-    return place
+    track = name is None and not _warned_untracked
+    try:
+        result = _core.create_object(name, is_array, code, size, align, tname, count, lock_kind,
+                                     initial, track)
+    except OSError as e:
+        if not track or e.errno != errno.ENOSPC or "regist" not in str(e):
+            raise
+        # The tracker's registry is full (kMaxEntries live registrations):
+        # go on untracked (unlinked with the object or at exit, but not
+        # after a crash), and say so once.
+        _warned_untracked = True
+        warnings.warn("shmkit: the tracker's registry is full; further unnamed objects are "
+                      "not tracked (%s)" % e, ResourceWarning, stacklevel=3)
+        result = _core.create_object(name, is_array, code, size, align, tname, count, lock_kind,
+                                     initial, False)
+    mapping, offset, count, lock_kind, _ = result
+    return _Place(mapping, mapping.name, offset, count, lock_kind, _spec(ctype), is_array)
 
 
 def _attach(ctype, count, is_array, lock_kind, name, track=False):
@@ -189,7 +208,8 @@ def _raw_object(place, ctype, owner):
     obj = _shared_class(t).from_buffer(place.mapping, place.offset)
     obj.__dict__["_shmkit_place"] = place
     if owner:
-        obj.__dict__["_shmkit_finalizer"] = weakref.finalize(obj, _unlink_if_creator, place.name, os.getpid())
+        obj.__dict__["_shmkit_finalizer"] = weakref.finalize(obj, _unlink_if_creator, place.mapping,
+                                                             os.getpid())
     return obj
 
 
@@ -201,10 +221,8 @@ def _reduce_raw(obj):
 
 
 def _rebuild_raw(spec, is_array, name, count, lock_kind):
-    ctype = _from_spec(spec)
-    elem = ctype._type_ if is_array else ctype
-    place = _attach(elem if is_array else ctype, count, is_array, lock_kind, name)
-    return _raw_object(place, elem if is_array else ctype, False)
+    elem = _from_spec(spec)  # the element type (an array's too)
+    return _raw_object(_attach(elem, count, is_array, lock_kind, name), elem, False)
 
 
 def _atomic_ref(place, ctype):
@@ -254,7 +272,7 @@ def RawValue(typecode_or_type, *args, name=None, create=True):
     return _raw_object(place, type_, name is None)
 
 
-def RawArray(typecode_or_type, size_or_initializer, *, name=None, create=True):
+def RawArray(typecode_or_type, size_or_initializer=None, *, name=None, create=True):
     """A ctypes array in shared memory: ``size`` zeros, or a copy of a
     sequence. ``name=``/``create=False`` as RawValue."""
     type_ = _element_type(typecode_or_type)
@@ -310,7 +328,7 @@ def Value(typecode_or_type, *args, lock=True, ctx=None, name=None, create=True):
     return _wrap(place, type_, external, name is None and create)
 
 
-def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None, name=None, create=True):
+def Array(typecode_or_type, size_or_initializer=None, *, lock=True, ctx=None, name=None, create=True):
     """A synchronized shared array (CPython's Array); ``lock=False`` gives
     the raw ctypes array."""
     type_ = _element_type(typecode_or_type)
@@ -463,10 +481,8 @@ class SynchronizedBase:
 
 
 def _rebuild_synchronized(spec, is_array, name, count, lock_kind, external):
-    ctype = _from_spec(spec)
-    elem = ctype._type_ if is_array else ctype
-    place = _attach(elem, count, is_array, lock_kind, name)
-    return _wrap(place, elem, external, False)
+    elem = _from_spec(spec)
+    return _wrap(_attach(elem, count, is_array, lock_kind, name), elem, external, False)
 
 
 class Synchronized(SynchronizedBase):

@@ -11,9 +11,16 @@ import os
 import subprocess
 import sys
 
-try:
-    import pytest
-except ImportError:
+
+def main():
+    try:
+        import pytest
+    except ImportError:
+        pytest = borrow_debians_pytest()
+    return pytest.main(sys.argv[1:])
+
+
+def borrow_debians_pytest():
     debian = os.environ.get("SHMKIT_PY_DEBIAN_PYTHON", "/usr/bin/python3")
     where = subprocess.run(
         [debian, "-c", "import os, pytest; print(os.path.dirname(os.path.dirname(pytest.__file__)))"],
@@ -24,5 +31,10 @@ except ImportError:
     sys.path.append(where.stdout.strip())
     print("run_pytest: pytest borrowed from", where.stdout.strip(), flush=True)
     import pytest
+    return pytest
 
-sys.exit(pytest.main(sys.argv[1:]))
+
+# Children started by spawn/forkserver import this file as __mp_main__:
+# they must not run the suite again.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,10 +42,10 @@ def median(fn, ops, reps):
 
 def loop(stmt, env):
     """A loop function running stmt ops times (compiled once)."""
-    src = "def f(ops):\n    for _i in range(ops):\n        %s\n" % stmt
+    src = "def _loop_(ops):\n    for _i in range(ops):\n        %s\n" % stmt
     ns = dict(env)
     exec(src, ns)
-    return ns["f"]
+    return ns["_loop_"]
 
 
 def rows(reps, ops):

@@ -131,8 +131,7 @@ def _shared_class(ctype):
         return _shared_classes[ctype]
     except KeyError:
         pass
-    body = {"__reduce__": _reduce_raw, "__getattr__": _raw_getattr,
-            "__module__": __name__, "__qualname__": ctype.__name__}
+    body = {"__reduce__": _reduce_raw, "__module__": __name__, "__qualname__": ctype.__name__}
     if issubclass(ctype, ctypes.Array):
         body["__array__"] = _raw_array
     cls = type(ctype)(ctype.__name__, (ctype,), body)
@@ -206,7 +205,11 @@ def _raw_object(place, ctype, owner):
     ctype, or of ctype * count for an array)."""
     t = ctype * place.count if place.is_array else ctype
     obj = _shared_class(t).from_buffer(place.mapping, place.offset)
-    obj.__dict__["_shmkit_place"] = place
+    d = obj.__dict__
+    d["_shmkit_place"] = place
+    if _is_atomic(place, ctype):
+        # Bound C methods in the instance: v.fetch_add(1) is one C call.
+        _bind_atomics(d, _sync.AtomicRef._over(place.mapping, place.offset, _fingerprint(ctype)[0]))
     if owner:
         obj.__dict__["_shmkit_finalizer"] = weakref.finalize(obj, _unlink_if_creator, place.mapping,
                                                              os.getpid())
@@ -225,28 +228,15 @@ def _rebuild_raw(spec, is_array, name, count, lock_kind):
     return _raw_object(_attach(elem, count, is_array, lock_kind, name), elem, False)
 
 
-def _atomic_ref(place, ctype):
-    if _sync is None:
-        raise AttributeError("shmkit: atomic operations need shmkit._sync, which this build lacks")
-    code = _fingerprint(ctype)[0] if not place.is_array else None
-    if place.is_array or code not in _INTEGER_CODES:
-        raise AttributeError("shmkit: atomic operations are for integer Values, not %s" % (ctype,))
-    return _sync.AtomicRef._over(place.mapping, place.offset, code)
+def _is_atomic(place, ctype):
+    """Integer Values (not arrays) get the atomic operations."""
+    return (_sync is not None and not place.is_array and isinstance(ctype, type)
+            and issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in _INTEGER_CODES)
 
 
 def _bind_atomics(target_dict, ref):
     for op in _ATOMIC_OPS:
         target_dict[op] = getattr(ref, op)
-
-
-def _raw_getattr(self, attr):
-    if attr in _ATOMIC_OPS:
-        place = self.__dict__.get("_shmkit_place")
-        if place is not None:
-            ref = _atomic_ref(place, _base_types[type(self)])
-            _bind_atomics(self.__dict__, ref)
-            return self.__dict__[attr]
-    raise AttributeError("%r object has no attribute %r" % (type(self).__name__, attr))
 
 
 def _raw_array(self, dtype=None, copy=None):
@@ -365,6 +355,9 @@ def _wrap(place, type_, external, owner):
     lock = external if external is not None else _in_block_lock(place)
     s = synchronized(obj, lock)
     s._place = place
+    if "fetch_add" in obj.__dict__:
+        for op in _ATOMIC_OPS:
+            s.__dict__[op] = obj.__dict__[op]
     return s
 
 
@@ -402,21 +395,30 @@ def synchronized(obj, lock=None, ctx=None):
 _class_cache = weakref.WeakKeyDictionary()
 
 
-def _make_property(name):
-    def get(self):
-        self.acquire()
-        try:
-            return getattr(self._obj, name)
-        finally:
-            self.release()
+_PROPERTY_TEMPLATE = """
+def get(self):
+    self.acquire()
+    try:
+        return self._obj.%s
+    finally:
+        self.release()
+def set(self, value):
+    self.acquire()
+    try:
+        self._obj.%s = value
+    finally:
+        self.release()
+"""
 
-    def set(self, value):
-        self.acquire()
-        try:
-            setattr(self._obj, name, value)
-        finally:
-            self.release()
-    return property(get, set)
+
+def _make_property(name):
+    """A locked property reading self._obj.<name> directly (as CPython's:
+    compiled per name, no getattr() call)."""
+    if not name.isidentifier():
+        raise ValueError("shmkit: field name %r is not an identifier" % name)
+    ns = {}
+    exec(_PROPERTY_TEMPLATE % (name, name), ns)
+    return property(ns["get"], ns["set"])
 
 
 def _new_rlock(ctx):
@@ -458,14 +460,6 @@ class SynchronizedBase:
 
     def get_lock(self):
         return self._lock
-
-    def __getattr__(self, attr):
-        # Atomic operations: bound once, then one C call each.
-        if attr in _ATOMIC_OPS and self._place is not None:
-            ref = _atomic_ref(self._place, _base_types[type(self._obj)])
-            _bind_atomics(self.__dict__, ref)
-            return self.__dict__[attr]
-        raise AttributeError("%r object has no attribute %r" % (type(self).__name__, attr))
 
     def unlink(self):
         """Removes a named object's block (others keep their mappings)."""

@@ -32,7 +32,9 @@ if sm is not None:
     # A tracked block: the bundled watcher must start and answer.
     m = sm.SharedMemory(create=True, size=64, track=True)
     m.buf[:2] = b"ok"
-    assert bytes(sm.SharedMemory(m.name, track=False).buf[:2]) == b"ok"
+    other = sm.SharedMemory(m.name, track=False)
+    assert bytes(other.buf[:2]) == b"ok"
+    other.close()
     m.close()
     m.unlink()
 print("installed package ok:", shmkit.__file__)

@@ -149,10 +149,12 @@ class SharedMemory:
         (its name removed; mappings stay valid until closed). Once, across
         all handles: FileNotFoundError the second time. Removes the block's
         tracker registrations."""
-        if self._mapping is not None:
-            self._mapping.unlink()
-        elif self._name:
-            _core.unlink(self.name)
+        if not self._name:
+            return
+        if self._mapping is not None and self._name == "/" + self._mapping.name:
+            self._mapping.unlink()  # by this handle: forgets its tracker registrations
+        else:
+            _core.unlink(self.name)  # _name was changed: unlink what it names now
 
 
 class ShareableList:

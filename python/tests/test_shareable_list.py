@@ -182,3 +182,29 @@ def test_manager_not_started_is_value_error_and_another_process_connects():
     finally:
         smm.shutdown()
     assert not block_exists(name)
+
+
+def test_a_typed_block_is_not_a_list(names):
+    from shmkit import sharedctypes as sc
+    n = names()
+    v = sc.Value("q", 5, name=n)
+    with pytest.raises(ValueError):
+        sm.ShareableList(name=n)
+    v.unlink()
+
+
+def test_manager_bad_arguments():
+    with pytest.raises(TypeError):
+        sm.SharedMemoryManager(123, b"k")
+    with pytest.raises(TypeError):
+        sm.SharedMemoryManager("/tmp/x", "not bytes")
+    with pytest.raises(ValueError):
+        sm.SharedMemoryManager("/tmp/x")  # an address needs its authkey
+    nowhere = sm.SharedMemoryManager("/tmp/pyt_no_such_dir_%d/s" % os.getpid(), b"k", connect=True)
+    with pytest.raises(OSError):
+        nowhere.SharedMemory(8)
+    with sm.SharedMemoryManager() as smm:
+        with pytest.raises(ValueError):
+            smm.SharedMemory(0)
+        with pytest.raises(TypeError):
+            smm.ShareableList([object()])

@@ -27,7 +27,11 @@ Where the bytes live: every object is its own typed block
 * ``lock=True`` (and ``None``) puts a recursive lock in the block (CPython's
   default RLock; C++ ``Value<T>``'s default ``RecursiveMutex``);
   ``lock="mutex"``/``"rlock"``/``"robust"`` pick the in-block lock kind
-  (``"robust"``: a holder killed inside is reported to the next acquirer);
+  (``"robust"``: when a holder was killed inside, the next accessor raises
+  ``OwnerDiedError`` *holding the lock*: repair the value through
+  ``get_obj()``, then ``get_lock().make_consistent()`` and ``release()``;
+  these locks are not recursive, so do not use the accessors inside
+  ``with v.get_lock():``);
   a lock object is used as given (CPython's ``lock=some_lock``);
   ``lock=False`` gives the raw ctypes object.
 

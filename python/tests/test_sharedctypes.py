@@ -215,3 +215,48 @@ def test_no_block_outlives_its_objects():
     assert len(made) == 101
     left = [n for n in made if block_exists(n)]
     assert not left, "left in /dev/shm: %s" % left
+
+
+def _wait_then_add(v, seen):
+    changed = v.wait(0, timeout=30)  # returns once the value is no longer 0
+    seen.value = v.load()
+    v.fetch_add(10)
+    return changed
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_wait_and_notify_across_processes(method):
+    ctx = multiprocessing.get_context(method)
+    v = sc.Value("i", 0)
+    seen = sc.RawValue("i", -1)
+    p = ctx.Process(target=_wait_then_add, args=(v, seen))
+    p.start()
+    v.store(5)
+    v.notify()
+    p.join(60)
+    assert p.exitcode == 0
+    assert seen.value == 5 and v.value == 15
+
+
+def _die_holding(v):
+    v.get_lock().acquire()
+    v.get_obj().value = 99  # half-way through an update
+    os.kill(os.getpid(), 9)
+
+
+def test_robust_value_reports_a_killed_holder():
+    from shmkit._sync import OwnerDiedError
+    v = sc.Value("q", 1, lock="robust")
+    p = multiprocessing.get_context("fork").Process(target=_die_holding, args=(v,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == -9
+    with pytest.raises(OwnerDiedError):
+        v.value  # told, holding the lock: repair, mark consistent, release
+    lock = v.get_lock()
+    v.get_obj().value = 1
+    lock.make_consistent()
+    lock.release()
+    assert v.value == 1
+    v.value = 2  # usable again
+    assert v.value == 2

@@ -7,6 +7,7 @@
 * ``names`` hands out unique block names and fails the test if any of them
   is still in /dev/shm at its end (a leak), removing it.
 """
+import atexit
 import itertools
 import os
 import sys
@@ -29,9 +30,14 @@ def block_exists(name):
     return os.path.exists("/dev/shm/" + name)
 
 
-def pytest_sessionfinish(session, exitstatus):
-    if os.environ.get("SHMKIT_TRACKER_REGISTRY") == REGISTRY and block_exists(REGISTRY):
+def _remove_registry():
+    if os.getpid() == int(REGISTRY.rsplit("_", 1)[1]) and block_exists(REGISTRY):
         os.unlink("/dev/shm/" + REGISTRY)
+
+
+# At exit, after the finalizers of objects still alive (which may touch the
+# registry: atexit runs last what was registered first).
+atexit.register(_remove_registry)
 
 
 class Names:

@@ -84,6 +84,7 @@ std::string block_kind_name(std::uint32_t kind) {
     case BlockKind::seqlock: return "seqlock";
     case BlockKind::broadcast_ring: return "broadcast_ring";
     case BlockKind::registry: return "tracker_registry";
+    case BlockKind::sync: return "sync";
     default: break;
   }
   if (kind >= static_cast<std::uint32_t>(BlockKind::user)) {

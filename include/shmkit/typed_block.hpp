@@ -60,6 +60,7 @@ enum class BlockKind : std::uint32_t {
   seqlock = 6,
   broadcast_ring = 7,
   registry = 8,  // the resource tracker's (shmkit/tracker.hpp)
+  sync = 9,      // one sync primitive alone (Python's shmkit.synchronize; shmkit/sync/standalone.hpp)
   user = 1024,
 };
 

@@ -134,6 +134,22 @@ class Condition {
     return wait_until(mutex, detail::deadline_after(timeout));
   }
 
+  // The wait split in steps, for a caller that must run code between bounded
+  // sleeps (the Python binding releases the GIL and checks for Ctrl-C):
+  //   const std::uint32_t t = c.begin_wait();   // registers; lock still held
+  //   lock.unlock();
+  //   while (!c.wait_slice(t, slice_deadline)) { ...check signals, deadline... }
+  //   c.end_wait();                             // always, once per begin_wait
+  //   lock.lock();
+  // wait_slice sleeps at most until `deadline` (and kLostWakeRecheck) and
+  // returns true once a notify has come since begin_wait.
+  [[nodiscard]] std::uint32_t begin_wait() noexcept { return enter(); }
+  [[nodiscard]] bool wait_slice(std::uint32_t ticket,
+                                std::chrono::steady_clock::time_point deadline) noexcept {
+    return sleep_while(ticket, deadline);
+  }
+  void end_wait() noexcept { leave(); }
+
   void notify_one() noexcept { notify(1); }
   void notify_all() noexcept { notify(INT32_MAX); }
   // Wakes up to n waiters (CPython's notify(n)).

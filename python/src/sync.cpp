@@ -177,8 +177,10 @@ int parse_timeout_obj(PyObject* t, double* timeout) {
 }
 
 Clock::time_point deadline_for(double timeout) {
-  if (timeout < 0) return Clock::time_point::max();
-  return shmkit::detail::deadline_after(std::chrono::duration<double>(timeout));
+  // Saturating: beyond ~30 years is forever (steady_clock's nanoseconds
+  // would overflow near 292 years).
+  if (timeout < 0 || timeout > 1e9) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
 }
 
 // Calls attempt(slice_end) without the GIL, slice after slice, until it

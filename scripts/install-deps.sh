@@ -9,6 +9,7 @@ pkgs=(
   libboost-atomic-dev libboost-dev
   libtbb-dev libssl-dev
   python3 python3-numpy python3-matplotlib   # interop tests; BENCHMARKS.md plots
+  python3-dev python3-pytest libpython3.11-testsuite   # the Python package: build, pytest, CPython's own tests
   clang libclang-rt-dev            # libFuzzer targets
   libreaderwriterqueue-dev libconcurrentqueue-dev   # bench-only baselines
 )

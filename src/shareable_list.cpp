@@ -233,6 +233,16 @@ ListPlan plan_list(const std::vector<Item>& items, std::string_view block_name) 
                                     ": str is not valid UTF-8");
       }
       e.slot = kAlignment * (bytes.size() / kAlignment + 1);
+      if (is_str) {
+        // CPython sizes a str slot by characters (len(item)). Where the UTF-8
+        // bytes fit that slot, take it, so the block is CPython's byte for
+        // byte; only where they do not (gh-88336: CPython would truncate)
+        // is the slot sized by bytes.
+        std::size_t chars = 0;
+        for (char c : bytes) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+        const std::size_t cpython_slot = kAlignment * (chars / kAlignment + 1);
+        if (bytes.size() <= cpython_slot) e.slot = cpython_slot;
+      }
       e.code = is_str ? Code::kStr : Code::kBytes;
       (void)str_format(bytes, e.slot, e.format);  // always fits: slot <= 9999992
     } else {

@@ -120,11 +120,17 @@ std::string cpython_format(const Item& v) {
   if (v.index() < 4) return fixed_format(v);
   return std::to_string(8 * (bytes_of(v).size() / 8 + 1)) + "s";
 }
-// shmkit's: CPython's, except values ending in NUL ("<len>s<pad>x").
+// shmkit's: CPython's, except values ending in NUL ("<len>s<pad>x") and a
+// str whose UTF-8 bytes do not fit its character-sized slot.
 std::string shmkit_format(const Item& v) {
   if (v.index() < 4) return fixed_format(v);
   auto b = bytes_of(v);
   std::size_t slot = 8 * (b.size() / 8 + 1);
+  if (v.index() == 4) {
+    std::size_t chars = 0;
+    for (char c : b) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    if (b.size() <= 8 * (chars / 8 + 1)) slot = 8 * (chars / 8 + 1);
+  }
   if (!b.empty() && b.back() == '\0') {
     for (std::size_t pad : {slot - b.size(), std::size_t{0}}) {
       auto f = std::to_string(b.size()) + "s" + std::to_string(pad) + "x";

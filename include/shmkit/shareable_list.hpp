@@ -67,13 +67,15 @@
 //     are lost on reading, as in CPython.
 //   * gh-88336 / gh-145261: CPython 3.11 sizes a str slot by characters, not
 //     UTF-8 bytes, and silently truncates a longer encoding (which may then
-//     not decode). shmkit sizes slots by bytes, so CPython can read whatever
-//     shmkit writes. Reading a CPython-written list never touches bytes
+//     not decode). shmkit gives a str CPython's character-sized slot when
+//     its UTF-8 bytes fit it (so the block is CPython's byte for byte) and
+//     sizes the slot by bytes only when they do not, so CPython can read
+//     whatever shmkit writes. Reading a CPython-written list never touches bytes
 //     outside an item's slot; a str whose stored bytes are not valid UTF-8
 //     raises std::invalid_argument, as CPython raises UnicodeDecodeError.
 //   * So format() equals what CPython writes for the same list except for
-//     values ending in NUL (above) and, against 3.11, for a str whose UTF-8
-//     length rounds to a bigger slot than its character count does.
+//     values ending in NUL (above) and for a str whose UTF-8 bytes do not
+//     fit the slot its character count gives (where CPython truncates).
 //   * Strings are UTF-8: set()/create() refuse a std::string that is not
 //     valid UTF-8 (CPython could not read it back).
 #pragma once

@@ -88,6 +88,8 @@ def shmkit_format(v):
         return "d"
     n = encoded_len(v)
     slot = 8 * (n // 8 + 1)
+    if isinstance(v, str) and n <= 8 * (len(v) // 8 + 1):
+        slot = 8 * (len(v) // 8 + 1)  # CPython's character-sized slot fits
     ends_nul = (v.encode() if isinstance(v, str) else v).endswith(b"\x00")
     if ends_nul:
         for pad in (slot - n, 0):

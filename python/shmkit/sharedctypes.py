@@ -1,0 +1,504 @@
+"""Drop-in for :mod:`multiprocessing.sharedctypes` over shmkit's typed blocks.
+
+``RawValue``, ``RawArray``, ``Value``, ``Array``, ``copy`` and
+``synchronized`` have CPython's signatures and return what CPython's return:
+a ctypes object over shared bytes (the raw ones, and ``lock=False``), or a
+``Synchronized``/``SynchronizedArray``/``SynchronizedString`` wrapper with
+``get_lock()``, ``get_obj()`` and CPython's properties (a Structure's fields
+too). Element types are typecodes or ctypes types, ``ctypes.Structure``
+included (pointer types are refused: a pointer means nothing in another
+process).
+
+Where the bytes live: every object is its own typed block
+(shmkit/typed_block.hpp, the layout of shmkit/object_layout.hpp), so C++'s
+``shmkit::Value<T>``/``Array<T>`` attach it and the other way round.
+
+* Unnamed objects get a fresh ``psm_`` name, are registered with shmkit's
+  tracker (so a crash leaks nothing) and are unlinked when the creating
+  process drops its object (or exits), as CPython frees its heap blocks.
+  Other processes may use them while the creator keeps its object.
+* ``name=`` makes a named object (``create=False`` attaches to an existing
+  one, checking every header field): it lives until ``unlink()``, as C++
+  objects do. A Structure shared with C++ names itself with
+  ``_shmkit_type_name_`` (C++: ``shmkit::TypeName<T>``); otherwise its
+  module-qualified name is used.
+* Every object pickles by name, to any process (spawn, forkserver, an
+  unrelated one), not only to forked children.
+* ``lock=True`` (and ``None``) puts a recursive lock in the block (CPython's
+  default RLock; C++ ``Value<T>``'s default ``RecursiveMutex``);
+  ``lock="mutex"``/``"rlock"``/``"robust"`` pick the in-block lock kind
+  (``"robust"``: a holder killed inside is reported to the next acquirer);
+  a lock object is used as given (CPython's ``lock=some_lock``);
+  ``lock=False`` gives the raw ctypes object.
+
+Beyond CPython, integer objects (typecodes b B h H i I l L q Q and their
+ctypes types) have lock-free atomic operations: ``fetch_add``, ``fetch_sub``,
+``exchange``, ``compare_exchange``, ``load``, ``store``, ``wait`` and
+``notify`` (shmkit._sync.AtomicRef over the value's bytes). They do not take
+the object's lock: mixing them with ``v.value += 1`` under the lock is a
+race, as it would be in C++. An Array is a zero-copy numpy array with
+``numpy.asarray(arr)``; its exports keep the block mapped.
+"""
+import ctypes
+import os
+import weakref
+
+from . import _core
+
+try:
+    from . import _sync
+except ImportError:  # built without shmkit._sync: no in-block locks, no atomics
+    _sync = None
+
+__all__ = ["RawValue", "RawArray", "Value", "Array", "copy", "synchronized",
+           "Synchronized", "SynchronizedArray", "SynchronizedString"]
+
+typecode_to_type = {
+    "c": ctypes.c_char, "u": ctypes.c_wchar,
+    "b": ctypes.c_byte, "B": ctypes.c_ubyte,
+    "h": ctypes.c_short, "H": ctypes.c_ushort,
+    "i": ctypes.c_int, "I": ctypes.c_uint,
+    "l": ctypes.c_long, "L": ctypes.c_ulong,
+    "q": ctypes.c_longlong, "Q": ctypes.c_ulonglong,
+    "f": ctypes.c_float, "d": ctypes.c_double,
+}
+
+# ctypes' _type_ codes that are C++ typecodes too (python_typecode<T>()).
+_CPP_TYPECODES = set("cbBhHiIqQfd?")
+_INTEGER_CODES = set("bBhHiIlLqQ")
+_POINTER_CODES = set("zZPOX")
+_ATOMIC_OPS = ("fetch_add", "fetch_sub", "exchange", "compare_exchange", "load", "store",
+               "wait", "notify")
+
+_LOCK_KINDS = {"mutex": _core.LOCK_MUTEX, "rlock": _core.LOCK_RLOCK, "robust": _core.LOCK_ROBUST}
+_LOCK_TYPES = {}
+if _sync is not None:
+    _LOCK_TYPES = {_core.LOCK_MUTEX: _sync.Mutex, _core.LOCK_RLOCK: _sync.RecursiveMutex,
+                   _core.LOCK_ROBUST: _sync.RobustMutex}
+
+
+# ---------------------------------------------------------------- types
+
+def _fingerprint(ctype):
+    """(typecode, size, align, type name) as the typed block records it."""
+    if isinstance(ctype, type) and issubclass(ctype, ctypes._SimpleCData):
+        code = ctype._type_
+        if code in _POINTER_CODES:
+            raise TypeError("shmkit: %s is a pointer type; a pointer means nothing in "
+                            "another process" % ctype.__name__)
+        if code in ("l", "L") and ctypes.sizeof(ctype) == 8:
+            code = "q" if code == "l" else "Q"  # LP64, as C++'s python_typecode
+        if code in _CPP_TYPECODES:
+            return code, ctypes.sizeof(ctype), ctypes.alignment(ctype), ""
+        return "", ctypes.sizeof(ctype), ctypes.alignment(ctype), "ctypes." + ctype.__name__
+    if isinstance(ctype, type) and issubclass(ctype, (ctypes.Structure, ctypes.Union, ctypes.Array)):
+        return "", ctypes.sizeof(ctype), ctypes.alignment(ctype), _type_name(ctype)
+    raise TypeError("shmkit: an element type is a typecode or a ctypes type, not %r" % (ctype,))
+
+
+def _type_name(ctype):
+    if issubclass(ctype, ctypes.Array):
+        return "%s[%d]" % (_type_name(ctype._type_) if not issubclass(ctype._type_, ctypes._SimpleCData)
+                           else "ctypes." + ctype._type_.__name__, ctype._length_)
+    declared = ctype.__dict__.get("_shmkit_type_name_")
+    if declared:
+        return declared
+    return "%s.%s" % (ctype.__module__, ctype.__qualname__)
+
+
+def _spec(ctype):
+    """A picklable description of ctype (array types are not picklable)."""
+    if isinstance(ctype, type) and issubclass(ctype, ctypes.Array):
+        return ("*", _spec(ctype._type_), ctype._length_)
+    return ctype
+
+
+def _from_spec(spec):
+    if isinstance(spec, tuple):
+        return _from_spec(spec[1]) * spec[2]
+    return spec
+
+
+_shared_classes = {}
+
+
+def _shared_class(ctype):
+    """A subclass of ctype whose instances over shared bytes pickle by name
+    and offer atomic operations (integers)."""
+    try:
+        return _shared_classes[ctype]
+    except KeyError:
+        pass
+    body = {"__reduce__": _reduce_raw, "__getattr__": _raw_getattr,
+            "__module__": __name__, "__qualname__": ctype.__name__}
+    if issubclass(ctype, ctypes.Array):
+        body["__array__"] = _raw_array
+    cls = type(ctype)(ctype.__name__, (ctype,), body)
+    _shared_classes[ctype] = cls
+    _base_types[cls] = ctype
+    return cls
+
+
+_base_types = {}  # shared subclass -> its ctypes type
+
+
+# ---------------------------------------------------------------- blocks
+
+class _Place:
+    """One object's block in this process: the mapping and how to name it."""
+    __slots__ = ("mapping", "name", "offset", "count", "lock_kind", "spec", "is_array",
+                 "__weakref__")
+
+    def __init__(self, mapping, name, offset, count, lock_kind, spec, is_array):
+        self.mapping = mapping
+        self.name = name
+        self.offset = offset
+        self.count = count
+        self.lock_kind = lock_kind
+        self.spec = spec
+        self.is_array = is_array
+
+
+def _unlink_if_creator(name, pid):
+    if os.getpid() == pid:  # a forked child's copy never unlinks
+        try:
+            _core.unlink(name)
+        except FileNotFoundError:
+            pass
+
+
+def _create(ctype, count, is_array, initial, lock_kind, name):
+    code, size, align, tname = _fingerprint(ctype)
+    mapping, offset, count, lock_kind, _ = _core.create_object(
+        name, is_array, code, size, align, tname, count, lock_kind, initial, name is None)
+    place = _Place(mapping, mapping.name, offset, count, lock_kind, _spec(ctype), is_array)
+    return place
+
+
+def _attach(ctype, count, is_array, lock_kind, name, track=False):
+    code, size, align, tname = _fingerprint(ctype)
+    mapping, offset, count, lock_kind, _ = _core.attach_object(
+        name, is_array, code, size, align, tname, count, lock_kind, track)
+    return _Place(mapping, name, offset, count, lock_kind, _spec(ctype), is_array)
+
+
+def _raw_object(place, ctype, owner):
+    """The ctypes object over the place's payload (a shared subclass of
+    ctype, or of ctype * count for an array)."""
+    t = ctype * place.count if place.is_array else ctype
+    obj = _shared_class(t).from_buffer(place.mapping, place.offset)
+    obj.__dict__["_shmkit_place"] = place
+    if owner:
+        obj.__dict__["_shmkit_finalizer"] = weakref.finalize(obj, _unlink_if_creator, place.name, os.getpid())
+    return obj
+
+
+def _reduce_raw(obj):
+    place = obj.__dict__.get("_shmkit_place")
+    if place is None:  # not over a block (made directly from the class): by value
+        return super(type(obj), obj).__reduce__()
+    return _rebuild_raw, (place.spec, place.is_array, place.name, place.count, place.lock_kind)
+
+
+def _rebuild_raw(spec, is_array, name, count, lock_kind):
+    ctype = _from_spec(spec)
+    elem = ctype._type_ if is_array else ctype
+    place = _attach(elem if is_array else ctype, count, is_array, lock_kind, name)
+    return _raw_object(place, elem if is_array else ctype, False)
+
+
+def _atomic_ref(place, ctype):
+    if _sync is None:
+        raise AttributeError("shmkit: atomic operations need shmkit._sync, which this build lacks")
+    code = _fingerprint(ctype)[0] if not place.is_array else None
+    if place.is_array or code not in _INTEGER_CODES:
+        raise AttributeError("shmkit: atomic operations are for integer Values, not %s" % (ctype,))
+    return _sync.AtomicRef._over(place.mapping, place.offset, code)
+
+
+def _bind_atomics(target_dict, ref):
+    for op in _ATOMIC_OPS:
+        target_dict[op] = getattr(ref, op)
+
+
+def _raw_getattr(self, attr):
+    if attr in _ATOMIC_OPS:
+        place = self.__dict__.get("_shmkit_place")
+        if place is not None:
+            ref = _atomic_ref(place, _base_types[type(self)])
+            _bind_atomics(self.__dict__, ref)
+            return self.__dict__[attr]
+    raise AttributeError("%r object has no attribute %r" % (type(self).__name__, attr))
+
+
+def _raw_array(self, dtype=None, copy=None):
+    import numpy
+    a = numpy.asarray(memoryview(self))  # zero-copy; holds an export of the block
+    return a if dtype is None else a.astype(dtype, copy=False)
+
+
+# ---------------------------------------------------------------- public API
+
+def _element_type(typecode_or_type):
+    return typecode_to_type.get(typecode_or_type, typecode_or_type)
+
+
+def RawValue(typecode_or_type, *args, name=None, create=True):
+    """A ctypes object in shared memory (zero-filled, then ``type(*args)``).
+    ``name=`` makes (or with ``create=False`` attaches) a named object."""
+    type_ = _element_type(typecode_or_type)
+    if not create:
+        return _raw_object(_attach(type_, 1, False, _core.LOCK_NONE, _need(name)), type_, False)
+    initial = bytes(type_(*args)) if args else None
+    place = _create(type_, 1, False, initial, _core.LOCK_NONE, name)
+    return _raw_object(place, type_, name is None)
+
+
+def RawArray(typecode_or_type, size_or_initializer, *, name=None, create=True):
+    """A ctypes array in shared memory: ``size`` zeros, or a copy of a
+    sequence. ``name=``/``create=False`` as RawValue."""
+    type_ = _element_type(typecode_or_type)
+    if not create:
+        count = size_or_initializer if isinstance(size_or_initializer, int) else 0
+        return _raw_object(_attach(type_, count, True, _core.LOCK_NONE, _need(name)), type_, False)
+    count, initial = _array_init(type_, size_or_initializer)
+    place = _create(type_, count, True, initial, _core.LOCK_NONE, name)
+    return _raw_object(place, type_, name is None)
+
+
+def _array_init(type_, size_or_initializer):
+    if isinstance(size_or_initializer, int):
+        return size_or_initializer, None
+    seq = size_or_initializer
+    if isinstance(seq, (bytes, bytearray)) and type_ is ctypes.c_char:
+        return len(seq), bytes(seq)
+    seq = list(seq)
+    return len(seq), bytes((type_ * len(seq))(*seq))
+
+
+def _need(name):
+    if name is None:
+        raise ValueError("shmkit: create=False attaches by name: give name=")
+    return name
+
+
+def _lock_kind(lock):
+    """(in-block lock kind, external lock object or None)."""
+    if lock is None or lock is True:
+        return _core.LOCK_RLOCK, None
+    if isinstance(lock, str) and lock in _LOCK_KINDS:
+        return _LOCK_KINDS[lock], None
+    if not hasattr(lock, "acquire"):
+        raise AttributeError("%r has no method 'acquire'" % lock)
+    return _core.LOCK_EXTERNAL, lock
+
+
+def Value(typecode_or_type, *args, lock=True, ctx=None, name=None, create=True):
+    """A synchronized shared object (CPython's Value); ``lock=False`` gives
+    the raw ctypes object. See the module docstring for ``lock`` values and
+    ``name=``/``create=False``."""
+    type_ = _element_type(typecode_or_type)
+    if lock is False:
+        return RawValue(type_, *args, name=name, create=create)
+    kind, external = _lock_kind(lock)
+    if create:
+        initial = bytes(type_(*args)) if args else None
+        place = _create(type_, 1, False, initial, _in_block_or_none(kind), name)
+    else:
+        place = _attach(type_, 1, False, -1 if lock is True or lock is None else _in_block_or_none(kind),
+                        _need(name))
+    return _wrap(place, type_, external, name is None and create)
+
+
+def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None, name=None, create=True):
+    """A synchronized shared array (CPython's Array); ``lock=False`` gives
+    the raw ctypes array."""
+    type_ = _element_type(typecode_or_type)
+    if lock is False:
+        return RawArray(type_, size_or_initializer, name=name, create=create)
+    kind, external = _lock_kind(lock)
+    if create:
+        count, initial = _array_init(type_, size_or_initializer)
+        place = _create(type_, count, True, initial, _in_block_or_none(kind), name)
+    else:
+        count = size_or_initializer if isinstance(size_or_initializer, int) else 0
+        place = _attach(type_, count, True, -1 if lock is True or lock is None else _in_block_or_none(kind),
+                        _need(name))
+    return _wrap(place, type_, external, name is None and create)
+
+
+def _in_block_or_none(kind):
+    # An external lock lives elsewhere: the block records "none", so C++
+    # attaches it as a RawValue/RawArray and brings its own lock.
+    return _core.LOCK_NONE if kind == _core.LOCK_EXTERNAL else kind
+
+
+def _in_block_lock(place):
+    if place.lock_kind == _core.LOCK_NONE:
+        return None
+    if _sync is None:
+        raise RuntimeError("shmkit: this object's lock is in its block and needs shmkit._sync, "
+                           "which this build lacks")
+    return _LOCK_TYPES[place.lock_kind]._over(place.mapping, _core.HEADER_SIZE)
+
+
+def _wrap(place, type_, external, owner):
+    obj = _raw_object(place, type_, owner)
+    lock = external if external is not None else _in_block_lock(place)
+    s = synchronized(obj, lock)
+    s._place = place
+    return s
+
+
+def copy(obj):
+    """A new raw shared object holding a copy of obj's bytes (CPython's copy)."""
+    if isinstance(obj, SynchronizedBase):
+        obj = obj.get_obj()
+    type_ = _base_types.get(type(obj), type(obj))  # a shared object copies as its ctypes type
+    if isinstance(obj, ctypes.Array):
+        return RawArray(type_._type_, bytes(obj) if type_._type_ is ctypes.c_char else list(obj))
+    new = RawValue(type_)
+    ctypes.memmove(ctypes.addressof(new), ctypes.addressof(obj), ctypes.sizeof(obj))
+    return new
+
+
+def synchronized(obj, lock=None, ctx=None):
+    """Wraps a ctypes object with a lock (a new shmkit RLock if None)."""
+    assert not isinstance(obj, SynchronizedBase), "object already synchronized"
+    if isinstance(obj, ctypes._SimpleCData):
+        return Synchronized(obj, lock, ctx)
+    if isinstance(obj, ctypes.Array):
+        if obj._type_ is ctypes.c_char:
+            return SynchronizedString(obj, lock, ctx)
+        return SynchronizedArray(obj, lock, ctx)
+    cls = type(obj)
+    try:
+        scls = _class_cache[cls]
+    except KeyError:
+        names = [field[0] for field in cls._fields_]
+        d = {n: _make_property(n) for n in names}
+        scls = _class_cache[cls] = type("Synchronized" + cls.__name__, (SynchronizedBase,), d)
+    return scls(obj, lock, ctx)
+
+
+_class_cache = weakref.WeakKeyDictionary()
+
+
+def _make_property(name):
+    def get(self):
+        self.acquire()
+        try:
+            return getattr(self._obj, name)
+        finally:
+            self.release()
+
+    def set(self, value):
+        self.acquire()
+        try:
+            setattr(self._obj, name, value)
+        finally:
+            self.release()
+    return property(get, set)
+
+
+def _new_rlock(ctx):
+    try:
+        from .synchronize import RLock
+        return RLock()
+    except ImportError:
+        import multiprocessing
+        return (ctx or multiprocessing.get_context()).RLock()
+
+
+class SynchronizedBase:
+    """A shared ctypes object and the lock that guards it (CPython's)."""
+
+    _place = None
+
+    def __init__(self, obj, lock=None, ctx=None):
+        self._obj = obj
+        self._lock = lock if lock else _new_rlock(ctx)
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *args):
+        return self._lock.__exit__(*args)
+
+    def __reduce__(self):
+        place = self._obj.__dict__.get("_shmkit_place") if hasattr(self._obj, "__dict__") else None
+        if place is None:
+            raise TypeError("shmkit: only shared objects pickle (this one wraps a private ctypes object)")
+        external = None if place.lock_kind != _core.LOCK_NONE else self._lock
+        return _rebuild_synchronized, (place.spec, place.is_array, place.name, place.count,
+                                       place.lock_kind, external)
+
+    def get_obj(self):
+        return self._obj
+
+    def get_lock(self):
+        return self._lock
+
+    def __getattr__(self, attr):
+        # Atomic operations: bound once, then one C call each.
+        if attr in _ATOMIC_OPS and self._place is not None:
+            ref = _atomic_ref(self._place, _base_types[type(self._obj)])
+            _bind_atomics(self.__dict__, ref)
+            return self.__dict__[attr]
+        raise AttributeError("%r object has no attribute %r" % (type(self).__name__, attr))
+
+    def unlink(self):
+        """Removes a named object's block (others keep their mappings)."""
+        _core.unlink(self._place.name)
+
+    @property
+    def name(self):
+        "The object's block name."
+        return self._place.name if self._place is not None else None
+
+    def __repr__(self):
+        return "<%s wrapper for %s>" % (type(self).__name__, self._obj)
+
+
+def _rebuild_synchronized(spec, is_array, name, count, lock_kind, external):
+    ctype = _from_spec(spec)
+    elem = ctype._type_ if is_array else ctype
+    place = _attach(elem, count, is_array, lock_kind, name)
+    return _wrap(place, elem, external, False)
+
+
+class Synchronized(SynchronizedBase):
+    value = _make_property("value")
+
+
+class SynchronizedArray(SynchronizedBase):
+
+    def __len__(self):
+        return len(self._obj)
+
+    def __getitem__(self, i):
+        with self:
+            return self._obj[i]
+
+    def __setitem__(self, i, value):
+        with self:
+            self._obj[i] = value
+
+    def __getslice__(self, start, stop):
+        with self:
+            return self._obj[start:stop]
+
+    def __setslice__(self, start, stop, values):
+        with self:
+            self._obj[start:stop] = values
+
+    def __array__(self, dtype=None, copy=None):
+        """A zero-copy numpy view (unlocked: synchronise with get_lock())."""
+        return _raw_array(self._obj, dtype)
+
+
+class SynchronizedString(SynchronizedArray):
+    value = _make_property("value")
+    raw = _make_property("raw")

@@ -15,7 +15,9 @@ number of each, survives a claimant killed mid-operation) are the C++
 * ``item=numpy.dtype(...)`` with ``type_name=``: raw items; ``get_many``
   returns a numpy array over the bytes popped (no further copy).
 * ``item=bytes, maxbytes=N``: bytes of up to N bytes (a uint32 length, then
-  the data; the slot is 4 + N rounded up to 8 bytes).
+  the data; the slot is 4 + N rounded up to 8 bytes, and its type name
+  ``shmkit.bytes/<slot - 4>``, so handles whose N round to the same slot
+  attach to each other; each refuses puts longer than its own N).
 
 ``put(item, block=True, timeout=None)`` raises :class:`queue.Full` on
 timeout, ``get(block=True, timeout=None)`` :class:`queue.Empty`, as the
@@ -73,7 +75,7 @@ def _item_spec(item: Any, type_name: Optional[str], maxbytes: Optional[int]):
         if maxbytes is None or maxbytes < 0:
             raise ValueError("a bytes queue needs maxbytes >= 0")
         size = (4 + maxbytes + 7) // 8 * 8
-        return size, 4, None, type_name or f"shmkit.bytes/{size - 4}", "y", size - 4, None, None
+        return size, 4, None, type_name or f"shmkit.bytes/{size - 4}", "y", maxbytes, None, None
     if isinstance(item, str):
         if item in _TYPECODES:
             code = {"l": "q", "L": "Q"}.get(item, item)

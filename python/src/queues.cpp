@@ -415,8 +415,8 @@ PyObject* unpack_item(QueueObj* self, const unsigned char* src) {
       std::uint32_t n;
       std::memcpy(&n, src, 4);
       // The length comes from shared memory: never read past the item.
-      if (n > static_cast<std::uint64_t>(self->maxbytes)) {
-        PyErr_Format(PyExc_ValueError, "corrupt item: length %u > maxbytes %zd", n, self->maxbytes);
+      if (n > static_cast<std::uint64_t>(self->item - 4)) {
+        PyErr_Format(PyExc_ValueError, "corrupt item: length %u > the slot's %zd bytes", n, self->item - 4);
         return nullptr;
       }
       return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(src + 4), n);

@@ -1,0 +1,194 @@
+"""shmkit.queues: SpscQueue and MpmcQueue behaviour, processes, pickling,
+leaks, bad input."""
+import faulthandler
+import gc
+import multiprocessing
+import os
+import pickle
+import queue
+import struct
+
+import pytest
+
+from shmkit.queues import Empty, Full, MpmcQueue, SpscQueue
+from conftest import block_exists
+
+KINDS = [SpscQueue, MpmcQueue]
+
+
+@pytest.fixture(autouse=True)
+def watchdog():
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.mark.parametrize("Q", KINDS)
+@pytest.mark.parametrize("item,values", [
+    ("q", [0, -1, 2**63 - 1, -2**63]), ("Q", [0, 2**64 - 1]), ("i", [-2**31, 2**31 - 1]),
+    ("B", [0, 255]), ("d", [0.5, -1e300]), ("f", [0.5]), ("?", [True, False]), ("c", [b"x"]),
+])
+def test_typecodes_round_trip(Q, item, values, names):
+    q = Q(names("q"), 8, item)
+    for v in values:
+        q.put(v)
+    assert [q.get() for _ in values] == values
+    q.unlink()
+
+
+@pytest.mark.parametrize("Q", KINDS)
+def test_full_empty_timeouts_and_batches(Q, names):
+    q = Q(names("q"), 4, "q")
+    with pytest.raises(Empty):
+        q.get(timeout=0.01)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    q.put_many([1, 2, 3, 4])
+    assert q.full() and q.qsize() == 4
+    with pytest.raises(Full):
+        q.put(5, timeout=0.01)
+    with pytest.raises(Full) as e:
+        q.put_many([5, 6], timeout=0.01)
+    assert e.value.count == 0
+    assert q.get_many(10) == [1, 2, 3, 4]
+    assert q.get_many(10, timeout=0.01) == []
+    q.put_many([7, 8, 9])
+    assert q.get_many(2) == [7, 8] and q.get() == 9
+    q.unlink()
+
+
+@pytest.mark.parametrize("Q", KINDS)
+def test_struct_bytes_and_numpy_items(Q, names):
+    q = Q(names("s"), 8, "qd", type_name="Pair/v1")
+    q.put((1, 2.5))
+    q.put(struct.pack("qd", 3, 4.5))
+    assert q.get_many(5) == [(1, 2.5), (3, 4.5)]
+    b = Q(names("b"), 8, bytes, maxbytes=10)
+    b.put(b"")
+    b.put(b"0123456789")
+    b.put(bytearray(b"\x00\x00"))
+    assert [b.get(), b.get(), b.get()] == [b"", b"0123456789", b"\x00\x00"]
+    with pytest.raises(ValueError):
+        b.put(b"x" * 11)
+    np = pytest.importorskip("numpy")
+    dt = np.dtype([("a", "<i8"), ("b", "<f8")], align=True)
+    n = Q(names("n"), 16, dt, type_name="Pair/v1")
+    arr = np.zeros(5, dtype=dt)
+    arr["a"] = np.arange(5)
+    n.put_many(arr)
+    out = n.get_many(3)
+    assert isinstance(out, np.ndarray) and list(out["a"]) == [0, 1, 2]
+    assert n.get()["a"] == 3
+    for x in (q, b, n):
+        x.unlink()
+
+
+def _consume(q, n, out):
+    total = 0
+    for _ in range(n):
+        total += q.get(timeout=30)
+    out.put(total)
+
+
+@pytest.mark.parametrize("Q", KINDS)
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_between_processes_and_pickled(Q, method, names):
+    q = Q(names("p"), 64, "q")
+    ctx = multiprocessing.get_context(method)
+    out = ctx.SimpleQueue()
+    p = ctx.Process(target=_consume, args=(q, 10000, out))
+    p.start()
+    for i in range(10000):
+        q.put(i, timeout=30)
+    assert out.get() == sum(range(10000))
+    p.join(30)
+    assert p.exitcode == 0
+    q.unlink()
+
+
+def test_mpmc_many_producers_and_consumers(names):
+    q = MpmcQueue(names("m"), 128, "q")
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.SimpleQueue()
+    cons = [ctx.Process(target=_consume, args=(q, 5000, out)) for _ in range(2)]
+    prods = [ctx.Process(target=_produce, args=(q, k, 5000)) for k in range(2)]
+    for p in cons + prods:
+        p.start()
+    totals = [out.get(), out.get()]
+    for p in cons + prods:
+        p.join(30)
+        assert p.exitcode == 0
+    assert sum(totals) == 2 * sum(range(5000))
+    q.unlink()
+
+
+def _produce(q, k, n):
+    for i in range(n):
+        q.put(i, timeout=30)
+
+
+def test_creator_unlinks_on_collection_and_pickle_attaches():
+    q = SpscQueue(capacity=8, item="d")
+    name = q.name
+    q2 = pickle.loads(pickle.dumps(q))
+    q.put(1.5)
+    assert q2.get() == 1.5 and q2.name == name
+    del q, q2
+    gc.collect()
+    assert not block_exists(name)
+
+
+def test_bad_input(names):
+    with pytest.raises(ValueError):
+        SpscQueue(capacity=3, item="q")  # not a power of two
+    with pytest.raises(ValueError):
+        MpmcQueue(capacity=1, item="q")
+    with pytest.raises(ValueError):
+        SpscQueue(capacity=8, item="qi", type_name="X")  # 12 bytes, 8-aligned
+    with pytest.raises(ValueError):
+        SpscQueue(capacity=8, item="4000s", type_name="X")  # unsupported size
+    with pytest.raises(ValueError):
+        SpscQueue(capacity=8, item="qq")  # struct without a type name
+    with pytest.raises(struct.error):
+        SpscQueue(capacity=8, item="zz", type_name="X")
+    with pytest.raises(TypeError):
+        SpscQueue(123, item="q")
+    with pytest.raises(FileNotFoundError):
+        SpscQueue("shmkit_no_such_queue_%d" % os.getpid(), item="q")
+    q = SpscQueue(names("q"), 8, "d")
+    with pytest.raises(ValueError):
+        SpscQueue(q.name, item="q")  # another type
+    with pytest.raises(ValueError):
+        MpmcQueue(q.name, item="d")  # another kind
+    with pytest.raises(TypeError):
+        q.put("not a number")
+    with pytest.raises(ValueError):
+        q.put(1.0, timeout=-1) if q.full() else q.get(timeout=-1)
+    i = SpscQueue(names("i"), 8, "b")
+    with pytest.raises(OverflowError):
+        i.put(128)
+    with pytest.raises(ValueError):
+        i.get_many(-1)
+    s = SpscQueue(names("t"), 8, "qd", type_name="Pair/v1")
+    with pytest.raises(struct.error):
+        s.put((1,))
+    with pytest.raises(ValueError):
+        s.put(b"short")
+    q.unlink()
+    q.close()
+    with pytest.raises(ValueError):
+        q.put(1.0)
+    for x in (i, s):
+        x.unlink()
+
+
+def test_a_garbage_block_is_refused(names):
+    for content in (os.urandom(4096), b"SHMKIT\x00\x01" + b"\x00" * 4088):
+        name = names("g")
+        with open("/dev/shm/" + name, "wb") as f:
+            f.write(content)
+        try:
+            with pytest.raises(ValueError):
+                SpscQueue(name, item="q")
+        finally:
+            os.unlink("/dev/shm/" + name)

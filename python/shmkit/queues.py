@@ -44,8 +44,11 @@ from typing import Any, Optional
 
 from . import _queues
 
-__all__ = ["SpscQueue", "MpmcQueue", "Full", "Empty", "supported_item_sizes"]
+__all__ = ["SpscQueue", "MpmcQueue", "SeqLock", "BroadcastRing", "BroadcastReader", "Lapped",
+           "Full", "Empty", "supported_item_sizes"]
 
+Lapped = _queues.Lapped
+BroadcastReader = _queues.BroadcastReader
 Full = _queue_module.Full
 Empty = _queue_module.Empty
 
@@ -215,3 +218,95 @@ class MpmcQueue(_QueueBase):
     never blocks the others for long (see shmkit/lockfree/mpmc_queue.hpp)."""
 
     _kind = "mpmc"
+
+
+class _Named:
+    """Creation/attach arguments and pickling shared by SeqLock and
+    BroadcastRing."""
+
+    def _finish(self, create: bool, spec: tuple, dt: Any) -> None:
+        self._spec = spec
+        self._dtype = dt
+        if create:
+            self._finalizer = weakref.finalize(self, _unlink_if_creator, _Unlinker(self.name),
+                                               os.getpid())
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class SeqLock(_Named, _queues._SeqLock):
+    """One writer publishes a value, any number of readers in any processes
+    read it without locks and never see a torn value (shmkit::SeqLock<T>):
+    SeqLock(name=None, item='d', *, create=None, type_name=None,
+    maxbytes=None, initial=None). store(value), read(timeout=None),
+    try_read() -> value or None, version."""
+
+    def __new__(cls, name: Optional[str] = None, item: Any = "d", *, create: Optional[bool] = None,
+                type_name: Optional[str] = None, maxbytes: Optional[int] = None,
+                initial: Any = None, track: bool = True):
+        if create is None:
+            create = name is None
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be str, not {type(name).__name__}")
+        size, align, code, tname, mode, mb, st, dt = _item_spec(item, type_name, maxbytes)
+        args = (name, bool(create), size, align, code, tname, mode, mb, st, initial)
+        try:
+            self = super().__new__(cls, *args, track=track and bool(create))
+        except OSError:
+            if not (create and track):
+                raise
+            self = super().__new__(cls, *args, track=False)
+        self._finish(create, (item, type_name, maxbytes), dt)
+        return self
+
+    def __reduce__(self):
+        item, type_name, maxbytes = self._spec
+        return (_attach_seqlock, (type(self), self.name, item, type_name, maxbytes))
+
+
+def _attach_seqlock(cls, name, item, type_name, maxbytes):
+    return cls(name, item, create=False, type_name=type_name, maxbytes=maxbytes)
+
+
+class BroadcastRing(_Named, _queues._BroadcastRing):
+    """One writer publishes a stream, any number of readers each read all of
+    it at their own pace (shmkit::BroadcastRing<T>); the writer never waits,
+    a reader that falls `capacity` behind gets Lapped(lost):
+    BroadcastRing(name=None, capacity=None, item='q', *, create=None,
+    type_name=None, maxbytes=None). push(value); reader(cursor=None|'oldest'|n)
+    returns a BroadcastReader with read(block=True, timeout=None) (queue.Empty
+    on timeout), cursor and backlog()."""
+
+    def __new__(cls, name: Optional[str] = None, capacity: Optional[int] = None, item: Any = "q", *,
+                create: Optional[bool] = None, type_name: Optional[str] = None,
+                maxbytes: Optional[int] = None, track: bool = True):
+        if create is None:
+            create = capacity is not None
+        if create and capacity is None:
+            raise ValueError("creating a BroadcastRing needs a capacity (a power of two)")
+        if not create and name is None:
+            raise ValueError("attaching a BroadcastRing needs its name")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be str, not {type(name).__name__}")
+        size, align, code, tname, mode, mb, st, dt = _item_spec(item, type_name, maxbytes)
+        args = (name, bool(create), capacity or 0, size, align, code, tname, mode, mb, st)
+        try:
+            self = super().__new__(cls, *args, track=track and bool(create))
+        except OSError:
+            if not (create and track):
+                raise
+            self = super().__new__(cls, *args, track=False)
+        self._finish(create, (item, type_name, maxbytes), dt)
+        return self
+
+    def __reduce__(self):
+        item, type_name, maxbytes = self._spec
+        return (_attach_ring, (type(self), self.name, item, type_name, maxbytes))
+
+
+def _attach_ring(cls, name, item, type_name, maxbytes):
+    return cls(name, item=item, create=False, type_name=type_name, maxbytes=maxbytes)

@@ -47,11 +47,16 @@
 #include <system_error>
 #include <utility>
 
+#include "shmkit/lockfree/broadcast_ring.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
+#include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/typed_block.hpp"
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+// The object structs extend CodecHead (single inheritance, no virtuals):
+// offsetof of their weakref slot is what GCC computes for any such struct.
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
 
 namespace {
 
@@ -254,16 +259,21 @@ PyObject* supported_sizes() {
 
 // ------------------------------------------------------------ the type
 
-struct QueueObj {
+// How an object converts Python items to bytes and back: the head of every
+// object type of this module.
+struct CodecHead {
   PyObject_HEAD
-  const Ops* ops;
-  void* q;
-  bool mpmc;
   char mode;  // 's' scalar, 't' tuple (struct), 'y' bounded bytes, 'r' raw
   char code;  // mode 's': the typecode
   Py_ssize_t item;
   Py_ssize_t maxbytes;  // mode 'y'
   PyObject* st;         // mode 't': a struct.Struct
+};
+
+struct QueueObj : CodecHead {
+  const Ops* ops;
+  void* q;
+  bool mpmc;
   unsigned char* scratch;  // one item
   PyObject* weakrefs;
 };
@@ -279,7 +289,7 @@ bool check_open(QueueObj* self) {
 }
 
 // Packs `obj` into one item at `dst` (item bytes). 0 or -1 with an exception.
-int pack_item(QueueObj* self, PyObject* obj, unsigned char* dst) {
+int pack_item(CodecHead* self, PyObject* obj, unsigned char* dst) {
   switch (self->mode) {
     case 's': {
       switch (self->code) {
@@ -394,7 +404,7 @@ int pack_item(QueueObj* self, PyObject* obj, unsigned char* dst) {
   }
 }
 
-PyObject* unpack_item(QueueObj* self, const unsigned char* src) {
+PyObject* unpack_item(CodecHead* self, const unsigned char* src) {
   switch (self->mode) {
     case 's':
       switch (self->code) {
@@ -916,6 +926,563 @@ PyGetSetDef q_getset[] = {
 
 PyTypeObject QueueType{PyVarObject_HEAD_INIT(nullptr, 0)};
 
+// ============================================ SeqLock and BroadcastRing
+// Both copy items as 64-bit words, so their layout depends only on the
+// number of words: instantiated over Words<W>, the item's bytes padded with
+// zeros to whole words (a C++ T of the same size reads its sizeof(T) bytes).
+
+template <std::size_t W>
+struct Words {
+  std::uint64_t w[W];
+};
+
+struct WordOps {
+  std::size_t words;
+  // SeqLock
+  void* (*create)(std::string_view name, const shmkit::TypeFingerprint& f, const void* initial, bool track);
+  void* (*attach)(std::string_view name, const shmkit::TypeFingerprint& f);
+  void (*destroy)(void*);
+  void (*store)(void*, const void*);
+  bool (*try_read)(void*, void*);
+  bool (*read_until)(void*, void*, Clock::time_point);
+  std::uint64_t (*version)(void*);
+  const std::string& (*name)(void*);
+  void (*unlink)(void*);
+  // BroadcastRing
+  void* (*bcreate)(std::string_view name, std::uint64_t capacity, const shmkit::TypeFingerprint& f, bool track);
+  void* (*battach)(std::string_view name, const shmkit::TypeFingerprint& f);
+  void (*bdestroy)(void*);
+  void (*push)(void*, const void*);
+  std::uint64_t (*write_index)(void*);
+  std::uint64_t (*capacity)(void*);
+  const std::string& (*bname)(void*);
+  void (*bunlink)(void*);
+  void* (*reader_at)(void* ring, std::uint64_t cursor);
+  void (*reader_destroy)(void*);
+  int (*read)(void* reader, void* out, std::uint64_t* lost, Clock::time_point deadline);  // 0 ok 1 empty 2 lapped
+  std::uint64_t (*cursor)(void*);
+  std::uint64_t (*backlog)(void*);
+};
+
+template <std::size_t W>
+struct WordImpl {
+  using T = Words<W>;
+  using Seq = shmkit::SeqLock<T>;
+  using Ring = shmkit::BroadcastRing<T>;
+  using Reader = shmkit::BroadcastReader<T>;
+
+  static void* create(std::string_view name, const shmkit::TypeFingerprint& f, const void* initial, bool track) {
+    shmkit::BlockSpec spec;
+    spec.kind = shmkit::BlockKind::seqlock;
+    spec.type = f;
+    spec.count = 1;
+    spec.prefix_size = sizeof(shmkit::SeqLockControl);
+    spec.payload_size = sizeof(T);
+    spec.param[0] = sizeof(T);
+    shmkit::SharedMemory::Options o;
+    o.track = track;
+    shmkit::TypedBlock b = shmkit::create_typed_block(
+        name, spec,
+        [initial](std::span<std::byte> prefix, std::span<std::byte> payload) {
+          new (prefix.data()) shmkit::SeqLockControl();
+          // No reader can see the block before it is published.
+          std::memcpy(payload.data(), initial, sizeof(T));
+        },
+        o);
+    return new Seq(Seq::from_block(std::move(b)));
+  }
+  static void* attach(std::string_view name, const shmkit::TypeFingerprint& f) {
+    return new Seq(Seq::from_block(shmkit::attach_typed_block(name, shmkit::BlockKind::seqlock, f)));
+  }
+  static void destroy(void* p) { delete static_cast<Seq*>(p); }
+  static void store(void* p, const void* v) { static_cast<Seq*>(p)->store(*static_cast<const T*>(v)); }
+  static bool try_read(void* p, void* out) { return static_cast<Seq*>(p)->try_read(*static_cast<T*>(out)); }
+  static bool read_until(void* p, void* out, Clock::time_point d) {
+    const auto now = Clock::now();
+    auto r = static_cast<Seq*>(p)->read_for(d > now ? d - now : Clock::duration::zero());
+    if (!r) return false;
+    *static_cast<T*>(out) = *r;
+    return true;
+  }
+  static std::uint64_t version(void* p) { return static_cast<Seq*>(p)->version(); }
+  static const std::string& name(void* p) { return static_cast<Seq*>(p)->name(); }
+  static void unlink(void* p) { static_cast<Seq*>(p)->unlink(); }
+
+  static void* bcreate(std::string_view name, std::uint64_t capacity, const shmkit::TypeFingerprint& f, bool track) {
+    constexpr std::uint64_t slot = 8 * (1 + W);
+    if (capacity == 0 || (capacity & (capacity - 1)) != 0 || capacity > (std::uint64_t{1} << 40) / slot) {
+      throw std::invalid_argument("shmkit: cannot create block \"" + std::string(name) + "\": capacity " +
+                                  std::to_string(capacity) + " is not a power of two in [1, 2^40 / slot size]");
+    }
+    shmkit::BlockSpec spec;
+    spec.kind = shmkit::BlockKind::broadcast_ring;
+    spec.type = f;
+    spec.count = capacity;
+    spec.prefix_size = sizeof(shmkit::BroadcastControl);
+    spec.payload_size = capacity * slot;
+    spec.param[0] = slot;
+    shmkit::SharedMemory::Options o;
+    o.track = track;
+    shmkit::TypedBlock b = shmkit::create_typed_block(
+        name, spec,
+        [](std::span<std::byte> prefix, std::span<std::byte>) { new (prefix.data()) shmkit::BroadcastControl(); }, o);
+    return new Ring(Ring::from_block(std::move(b)));
+  }
+  static void* battach(std::string_view name, const shmkit::TypeFingerprint& f) {
+    return new Ring(Ring::from_block(shmkit::attach_typed_block(name, shmkit::BlockKind::broadcast_ring, f)));
+  }
+  static void bdestroy(void* p) { delete static_cast<Ring*>(p); }
+  static void push(void* p, const void* v) { static_cast<Ring*>(p)->push(*static_cast<const T*>(v)); }
+  static std::uint64_t write_index(void* p) { return static_cast<Ring*>(p)->write_index(); }
+  static std::uint64_t capacity(void* p) { return static_cast<Ring*>(p)->capacity(); }
+  static const std::string& bname(void* p) { return static_cast<Ring*>(p)->name(); }
+  static void bunlink(void* p) { static_cast<Ring*>(p)->unlink(); }
+  static void* reader_at(void* p, std::uint64_t cursor) { return new Reader(static_cast<Ring*>(p)->reader_at(cursor)); }
+  static void reader_destroy(void* r) { delete static_cast<Reader*>(r); }
+  static int read(void* r, void* out, std::uint64_t* lost, Clock::time_point d) {
+    const auto now = Clock::now();
+    const shmkit::BroadcastResult res =
+        static_cast<Reader*>(r)->read_for(*static_cast<T*>(out), d > now ? d - now : Clock::duration::zero());
+    *lost = res.lost;
+    return res.status == shmkit::BroadcastStatus::ok ? 0 : res.status == shmkit::BroadcastStatus::empty ? 1 : 2;
+  }
+  static std::uint64_t cursor(void* r) { return static_cast<Reader*>(r)->cursor(); }
+  static std::uint64_t backlog(void* r) { return static_cast<Reader*>(r)->backlog(); }
+
+  static constexpr WordOps ops{W, create, attach, destroy, store, try_read, read_until, version, name, unlink,
+                               bcreate, battach, bdestroy, push, write_index, capacity, bname, bunlink,
+                               reader_at, reader_destroy, read, cursor, backlog};
+};
+
+// 1-32 words (8-256 bytes), then 48, 64, 128, 256 and 512 words.
+template <std::size_t... I>
+constexpr auto make_word_table(std::index_sequence<I...>) {
+  return std::array<const WordOps*, sizeof...(I)>{
+      &WordImpl<(I < 32 ? I + 1 : I == 32 ? 48 : I == 33 ? 64 : I == 34 ? 128 : I == 35 ? 256 : 512)>::ops...};
+}
+constexpr auto kWordTable = make_word_table(std::make_index_sequence<37>());
+
+const WordOps* find_word_ops(Py_ssize_t item) {
+  const std::size_t w = (static_cast<std::size_t>(item) + 7) / 8;
+  for (const WordOps* o : kWordTable) {
+    if (o->words == w) return o;
+  }
+  return nullptr;
+}
+
+// Fills the codec and the fingerprint from the Python description of an
+// item; -1 with an exception.
+int init_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, const char* typecode, const char* type_name,
+               const char* mode, Py_ssize_t maxbytes, PyObject* st, shmkit::TypeFingerprint* f) {
+  if (item <= 0 || align <= 0 || align > 8 || (align & (align - 1)) != 0 || item % align != 0) {
+    PyErr_Format(PyExc_ValueError, "item of %zd bytes aligned to %zd: the alignment must be a power of two <= 8 "
+                 "dividing the size", item, align);
+    return -1;
+  }
+  if (std::strlen(mode) != 1 || std::strchr("styr", mode[0]) == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "mode must be one of s t y r");
+    return -1;
+  }
+  if (mode[0] == 't' && (st == nullptr || st == Py_None)) {
+    PyErr_SetString(PyExc_ValueError, "mode 't' needs a struct.Struct");
+    return -1;
+  }
+  if (mode[0] == 'y' && (maxbytes < 0 || maxbytes + 4 > item)) {
+    PyErr_SetString(PyExc_ValueError, "bytes items: maxbytes + 4 must fit the item");
+    return -1;
+  }
+  if (mode[0] == 's' && (typecode == nullptr || std::strchr("bBhHiIqQfd?c", typecode[0]) == nullptr)) {
+    PyErr_SetString(PyExc_ValueError, "mode 's' needs a typecode among b B h H i I q Q f d ? c");
+    return -1;
+  }
+  f->typecode = (typecode != nullptr && typecode[0] != '\0') ? typecode[0] : 0;
+  f->size = static_cast<std::uint32_t>(item);
+  f->align = static_cast<std::uint32_t>(align);
+  if (f->typecode == 0 && (type_name == nullptr || type_name[0] == '\0')) {
+    PyErr_SetString(PyExc_ValueError, "a struct item needs a type name");
+    return -1;
+  }
+  f->name_hash = f->typecode != 0 ? shmkit::fnv1a(std::string_view(&f->typecode, 1)) : shmkit::fnv1a(type_name);
+  c->mode = mode[0];
+  c->code = typecode != nullptr ? typecode[0] : 0;
+  c->item = item;
+  c->maxbytes = maxbytes;
+  c->st = (st != nullptr && st != Py_None) ? Py_NewRef(st) : nullptr;
+  return 0;
+}
+
+// ------------------------------------------------------------ _SeqLock
+
+struct SeqObj : CodecHead {
+  const WordOps* ops;
+  void* p;
+  PyObject* weakrefs;
+};
+
+SeqObj* as_seq(PyObject* o) { return reinterpret_cast<SeqObj*>(o); }
+
+// _SeqLock(name, create, item_size, item_align, typecode, type_name, mode,
+//          maxbytes=0, struct=None, initial=None, track=False)
+PyObject* seq_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
+  static const char* kwlist[] = {"name", "create", "item_size", "item_align", "typecode", "type_name", "mode",
+                                 "maxbytes", "struct", "initial", "track", nullptr};
+  const char* name = nullptr;
+  int create = 0, track = 0;
+  Py_ssize_t item = 0, align = 0, maxbytes = 0;
+  const char *typecode = nullptr, *type_name = nullptr, *mode = nullptr;
+  PyObject *st = nullptr, *initial = nullptr;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "zpnnzzs|nOOp", const_cast<char**>(kwlist), &name, &create, &item,
+                                   &align, &typecode, &type_name, &mode, &maxbytes, &st, &initial, &track)) {
+    return nullptr;
+  }
+  PyObject* o = type->tp_alloc(type, 0);
+  if (o == nullptr) return nullptr;
+  SeqObj* self = as_seq(o);
+  shmkit::TypeFingerprint f;
+  if (init_codec(self, item, align, typecode, type_name, mode, maxbytes, st, &f) < 0) {
+    Py_DECREF(o);
+    return nullptr;
+  }
+  const WordOps* ops = find_word_ops(item);
+  if (ops == nullptr) {
+    Py_DECREF(o);
+    PyErr_Format(PyExc_ValueError, "SeqLock/BroadcastRing items hold up to 256 bytes, or 384, 512, 1024, 2048 "
+                 "or 4096; not %zd", item);
+    return nullptr;
+  }
+  std::uint64_t buf[512] = {};
+  if (create && initial != nullptr && initial != Py_None &&
+      pack_item(self, initial, reinterpret_cast<unsigned char*>(buf)) < 0) {
+    Py_DECREF(o);
+    return nullptr;
+  }
+  try {
+    std::string n = name != nullptr ? name : "";
+    PyThreadState* ts = PyEval_SaveThread();
+    try {
+      self->p = create ? ops->create(n, f, buf, track != 0) : ops->attach(n, f);
+    } catch (...) {
+      PyEval_RestoreThread(ts);
+      throw;
+    }
+    PyEval_RestoreThread(ts);
+  } catch (...) {
+    set_error_from_current_exception();
+    Py_DECREF(o);
+    return nullptr;
+  }
+  self->ops = ops;
+  return o;
+}
+
+void seq_dealloc(PyObject* o) {
+  SeqObj* self = as_seq(o);
+  if (self->weakrefs != nullptr) PyObject_ClearWeakRefs(o);
+  if (self->p != nullptr) self->ops->destroy(self->p);
+  Py_XDECREF(self->st);
+  Py_TYPE(o)->tp_free(o);
+}
+
+bool seq_open(SeqObj* self) {
+  if (self->p == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "operation on a closed SeqLock");
+    return false;
+  }
+  return true;
+}
+
+PyObject* seq_store(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
+  SeqObj* self = as_seq(o);
+  if (!seq_open(self)) return nullptr;
+  if (nargs != 1) {
+    PyErr_SetString(PyExc_TypeError, "store(value)");
+    return nullptr;
+  }
+  std::uint64_t buf[512] = {};
+  if (self->item > 64) std::memset(buf, 0, sizeof buf);
+  if (pack_item(self, args[0], reinterpret_cast<unsigned char*>(buf)) < 0) return nullptr;
+  self->ops->store(self->p, buf);
+  Py_RETURN_NONE;
+}
+
+// try_read() -> value, or None if a write overlapped.
+PyObject* seq_try_read(PyObject* o, PyObject*) {
+  SeqObj* self = as_seq(o);
+  if (!seq_open(self)) return nullptr;
+  std::uint64_t buf[512];
+  if (!self->ops->try_read(self->p, buf)) Py_RETURN_NONE;
+  return unpack_item(self, reinterpret_cast<unsigned char*>(buf));
+}
+
+// read(timeout=None) -> value; TimeoutError if no consistent value in time
+// (only while a writer killed mid-store is not replaced).
+PyObject* seq_read(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  SeqObj* self = as_seq(o);
+  if (!seq_open(self)) return nullptr;
+  std::uint64_t buf[512];
+  if (self->ops->try_read(self->p, buf)) [[likely]] return unpack_item(self, reinterpret_cast<unsigned char*>(buf));
+  bool block;
+  double timeout;
+  if (parse_block_timeout(args, nargs, kwnames, 0, "read", &block, &timeout) < 0) return nullptr;
+  const WordOps* ops = self->ops;
+  void* p = self->p;
+  const int r = wait_sliced(deadline_for(block ? timeout : 0.0), [&](Clock::time_point end) { return ops->read_until(p, buf, end); });
+  if (r < 0) return nullptr;
+  if (r == 0) {
+    PyErr_SetString(PyExc_TimeoutError, "SeqLock.read(): no consistent value in time (a writer died mid-store?)");
+    return nullptr;
+  }
+  return unpack_item(self, reinterpret_cast<unsigned char*>(buf));
+}
+
+PyObject* seq_version(PyObject* o, void*) {
+  SeqObj* self = as_seq(o);
+  if (!seq_open(self)) return nullptr;
+  return PyLong_FromUnsignedLongLong(self->ops->version(self->p));
+}
+PyObject* seq_name(PyObject* o, void*) {
+  SeqObj* self = as_seq(o);
+  if (!seq_open(self)) return nullptr;
+  return PyUnicode_FromString(self->ops->name(self->p).c_str());
+}
+PyObject* seq_unlink(PyObject* o, PyObject*) {
+  SeqObj* self = as_seq(o);
+  if (!seq_open(self)) return nullptr;
+  try {
+    self->ops->unlink(self->p);
+  } catch (...) {
+    set_error_from_current_exception();
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+PyObject* seq_close(PyObject* o, PyObject*) {
+  SeqObj* self = as_seq(o);
+  if (self->p != nullptr) self->ops->destroy(self->p);
+  self->p = nullptr;
+  Py_RETURN_NONE;
+}
+
+PyMethodDef seq_methods[] = {
+    {"store", FASTCALL(seq_store), METH_FASTCALL, "store(value): the writer publishes a value (wait-free)."},
+    {"try_read", seq_try_read, METH_NOARGS, "The value, or None if a write overlapped the copy."},
+    {"read", FASTCALL(seq_read), METH_FASTCALL | METH_KEYWORDS,
+     "read(block=True, timeout=None): a consistent value (never torn)."},
+    {"unlink", seq_unlink, METH_NOARGS, nullptr},
+    {"close", seq_close, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+PyGetSetDef seq_getset[] = {
+    {"version", seq_version, nullptr, "The sequence number (even when stable; +2 per store).", nullptr},
+    {"name", seq_name, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyTypeObject SeqType{PyVarObject_HEAD_INIT(nullptr, 0)};
+
+// ------------------------------------------------------ _BroadcastRing
+
+PyObject* g_lapped = nullptr;  // shmkit._queues.Lapped
+
+struct RingObj : CodecHead {
+  const WordOps* ops;
+  void* p;
+  PyObject* weakrefs;
+};
+struct ReaderObj : CodecHead {
+  const WordOps* ops;
+  void* r;
+  PyObject* ring;  // keeps the mapping alive
+};
+
+RingObj* as_ring(PyObject* o) { return reinterpret_cast<RingObj*>(o); }
+ReaderObj* as_reader(PyObject* o) { return reinterpret_cast<ReaderObj*>(o); }
+PyTypeObject RingType{PyVarObject_HEAD_INIT(nullptr, 0)};
+PyTypeObject ReaderType{PyVarObject_HEAD_INIT(nullptr, 0)};
+
+// _BroadcastRing(name, create, capacity, item_size, item_align, typecode,
+//                type_name, mode, maxbytes=0, struct=None, track=False)
+PyObject* ring_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
+  static const char* kwlist[] = {"name", "create", "capacity", "item_size", "item_align", "typecode", "type_name",
+                                 "mode", "maxbytes", "struct", "track", nullptr};
+  const char* name = nullptr;
+  int create = 0, track = 0;
+  unsigned long long capacity = 0;
+  Py_ssize_t item = 0, align = 0, maxbytes = 0;
+  const char *typecode = nullptr, *type_name = nullptr, *mode = nullptr;
+  PyObject* st = nullptr;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "zpKnnzzs|nOp", const_cast<char**>(kwlist), &name, &create,
+                                   &capacity, &item, &align, &typecode, &type_name, &mode, &maxbytes, &st, &track)) {
+    return nullptr;
+  }
+  PyObject* o = type->tp_alloc(type, 0);
+  if (o == nullptr) return nullptr;
+  RingObj* self = as_ring(o);
+  shmkit::TypeFingerprint f;
+  if (init_codec(self, item, align, typecode, type_name, mode, maxbytes, st, &f) < 0) {
+    Py_DECREF(o);
+    return nullptr;
+  }
+  const WordOps* ops = find_word_ops(item);
+  if (ops == nullptr) {
+    Py_DECREF(o);
+    PyErr_Format(PyExc_ValueError, "SeqLock/BroadcastRing items hold up to 256 bytes, or 384, 512, 1024, 2048 "
+                 "or 4096; not %zd", item);
+    return nullptr;
+  }
+  try {
+    std::string n = name != nullptr ? name : "";
+    PyThreadState* ts = PyEval_SaveThread();
+    try {
+      self->p = create ? ops->bcreate(n, capacity, f, track != 0) : ops->battach(n, f);
+    } catch (...) {
+      PyEval_RestoreThread(ts);
+      throw;
+    }
+    PyEval_RestoreThread(ts);
+  } catch (...) {
+    set_error_from_current_exception();
+    Py_DECREF(o);
+    return nullptr;
+  }
+  self->ops = ops;
+  return o;
+}
+
+void ring_dealloc(PyObject* o) {
+  RingObj* self = as_ring(o);
+  if (self->weakrefs != nullptr) PyObject_ClearWeakRefs(o);
+  if (self->p != nullptr) self->ops->bdestroy(self->p);
+  Py_XDECREF(self->st);
+  Py_TYPE(o)->tp_free(o);
+}
+
+PyObject* ring_push(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
+  RingObj* self = as_ring(o);
+  if (nargs != 1) {
+    PyErr_SetString(PyExc_TypeError, "push(value)");
+    return nullptr;
+  }
+  std::uint64_t buf[512] = {};
+  if (pack_item(self, args[0], reinterpret_cast<unsigned char*>(buf)) < 0) return nullptr;
+  self->ops->push(self->p, buf);
+  Py_RETURN_NONE;
+}
+
+// reader(cursor=None): from the next item pushed (None), or from `cursor`
+// ("oldest": the oldest item still in the ring).
+PyObject* ring_reader(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
+  RingObj* self = as_ring(o);
+  std::uint64_t cursor = self->ops->write_index(self->p);
+  if (nargs > 1) {
+    PyErr_SetString(PyExc_TypeError, "reader(cursor=None)");
+    return nullptr;
+  }
+  if (nargs == 1 && args[0] != Py_None) {
+    if (PyUnicode_Check(args[0]) && PyUnicode_CompareWithASCIIString(args[0], "oldest") == 0) {
+      const std::uint64_t cap = self->ops->capacity(self->p);
+      cursor = cursor > cap ? cursor - cap : 0;
+    } else {
+      cursor = PyLong_AsUnsignedLongLong(args[0]);
+      if (PyErr_Occurred()) return nullptr;
+    }
+  }
+  ReaderObj* r = PyObject_New(ReaderObj, &ReaderType);
+  if (r == nullptr) return nullptr;
+  r->mode = self->mode;
+  r->code = self->code;
+  r->item = self->item;
+  r->maxbytes = self->maxbytes;
+  r->st = Py_XNewRef(self->st);
+  r->ops = self->ops;
+  r->ring = Py_NewRef(o);
+  r->r = self->ops->reader_at(self->p, cursor);
+  return reinterpret_cast<PyObject*>(r);
+}
+
+PyObject* ring_write_index(PyObject* o, void*) { return PyLong_FromUnsignedLongLong(as_ring(o)->ops->write_index(as_ring(o)->p)); }
+PyObject* ring_capacity(PyObject* o, void*) { return PyLong_FromUnsignedLongLong(as_ring(o)->ops->capacity(as_ring(o)->p)); }
+PyObject* ring_name(PyObject* o, void*) { return PyUnicode_FromString(as_ring(o)->ops->bname(as_ring(o)->p).c_str()); }
+PyObject* ring_unlink(PyObject* o, PyObject*) {
+  try {
+    as_ring(o)->ops->bunlink(as_ring(o)->p);
+  } catch (...) {
+    set_error_from_current_exception();
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef ring_methods[] = {
+    {"push", FASTCALL(ring_push), METH_FASTCALL, "push(value): the writer publishes an item (wait-free)."},
+    {"reader", FASTCALL(ring_reader), METH_FASTCALL,
+     "reader(cursor=None): a reader from the next item (None), 'oldest', or a saved cursor."},
+    {"unlink", ring_unlink, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+PyGetSetDef ring_getset[] = {
+    {"write_index", ring_write_index, nullptr, "Items published so far.", nullptr},
+    {"capacity", ring_capacity, nullptr, nullptr, nullptr},
+    {"name", ring_name, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+void reader_dealloc(PyObject* o) {
+  ReaderObj* self = as_reader(o);
+  if (self->r != nullptr) self->ops->reader_destroy(self->r);
+  Py_XDECREF(self->st);
+  Py_XDECREF(self->ring);
+  PyObject_Free(o);
+}
+
+// read(block=True, timeout=None) -> item; queue.Empty on timeout; Lapped
+// (with .lost) when items were overwritten before this reader got them (the
+// cursor then skips them; the next read continues).
+PyObject* reader_read(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  ReaderObj* self = as_reader(o);
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 0, "read", &block, &timeout) < 0) {
+    return nullptr;
+  }
+  std::uint64_t buf[512];
+  std::uint64_t lost = 0;
+  int status = self->ops->read(self->r, buf, &lost, Clock::time_point{});
+  if (status == 1 && block) {
+    const WordOps* ops = self->ops;
+    void* r = self->r;
+    const int w = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) {
+      status = ops->read(r, buf, &lost, end);
+      return status != 1;
+    });
+    if (w < 0) return nullptr;
+  }
+  if (status == 0) return unpack_item(self, reinterpret_cast<unsigned char*>(buf));
+  if (status == 1) {
+    PyErr_SetNone(g_empty);
+    return nullptr;
+  }
+  PyObject* exc = PyObject_CallFunction(g_lapped, "K", static_cast<unsigned long long>(lost));
+  if (exc != nullptr) {
+    PyObject* l = PyLong_FromUnsignedLongLong(lost);
+    if (l != nullptr) {
+      PyObject_SetAttrString(exc, "lost", l);
+      Py_DECREF(l);
+    }
+    PyErr_SetObject(g_lapped, exc);
+    Py_DECREF(exc);
+  }
+  return nullptr;
+}
+PyObject* reader_cursor(PyObject* o, void*) { return PyLong_FromUnsignedLongLong(as_reader(o)->ops->cursor(as_reader(o)->r)); }
+PyObject* reader_backlog(PyObject* o, PyObject*) { return PyLong_FromUnsignedLongLong(as_reader(o)->ops->backlog(as_reader(o)->r)); }
+
+PyMethodDef reader_methods[] = {
+    {"read", FASTCALL(reader_read), METH_FASTCALL | METH_KEYWORDS,
+     "read(block=True, timeout=None): the next item; queue.Empty on timeout; Lapped(lost) if overwritten."},
+    {"backlog", reader_backlog, METH_NOARGS, "Items published and not yet read."},
+    {nullptr, nullptr, 0, nullptr}};
+PyGetSetDef reader_getset[] = {
+    {"cursor", reader_cursor, nullptr, "The index of the next item this reader wants.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
 PyObject* py_supported_sizes(PyObject*, PyObject*) { return supported_sizes(); }
 
 PyMethodDef module_methods[] = {
@@ -939,6 +1506,37 @@ PyMODINIT_FUNC PyInit__queues() {
   QueueType.tp_getset = q_getset;
   QueueType.tp_weaklistoffset = offsetof(QueueObj, weakrefs);
   if (PyType_Ready(&QueueType) < 0) return nullptr;
+  SeqType.tp_name = "shmkit._queues._SeqLock";
+  SeqType.tp_doc = "A shmkit SeqLock block (shmkit/lockfree/seqlock.hpp).";
+  SeqType.tp_basicsize = sizeof(SeqObj);
+  SeqType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE;
+  SeqType.tp_new = seq_new;
+  SeqType.tp_dealloc = seq_dealloc;
+  SeqType.tp_methods = seq_methods;
+  SeqType.tp_getset = seq_getset;
+  SeqType.tp_weaklistoffset = offsetof(SeqObj, weakrefs);
+  RingType.tp_name = "shmkit._queues._BroadcastRing";
+  RingType.tp_doc = "A shmkit BroadcastRing block (shmkit/lockfree/broadcast_ring.hpp).";
+  RingType.tp_basicsize = sizeof(RingObj);
+  RingType.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE;
+  RingType.tp_new = ring_new;
+  RingType.tp_dealloc = ring_dealloc;
+  RingType.tp_methods = ring_methods;
+  RingType.tp_getset = ring_getset;
+  RingType.tp_weaklistoffset = offsetof(RingObj, weakrefs);
+  ReaderType.tp_name = "shmkit._queues.BroadcastReader";
+  ReaderType.tp_doc = "A reader of a BroadcastRing: a process-local cursor.";
+  ReaderType.tp_basicsize = sizeof(ReaderObj);
+  ReaderType.tp_flags = Py_TPFLAGS_DEFAULT;
+  ReaderType.tp_dealloc = reader_dealloc;
+  ReaderType.tp_methods = reader_methods;
+  ReaderType.tp_getset = reader_getset;
+  if (PyType_Ready(&SeqType) < 0 || PyType_Ready(&RingType) < 0 || PyType_Ready(&ReaderType) < 0) return nullptr;
+  g_lapped = PyErr_NewExceptionWithDoc("shmkit._queues.Lapped",
+                                       "A BroadcastRing reader fell more than `capacity` items behind: `lost` "
+                                       "items were overwritten; the reader continues after them.",
+                                       PyExc_Exception, nullptr);
+  if (g_lapped == nullptr) return nullptr;
   PyObject* qmod = PyImport_ImportModule("queue");
   if (qmod == nullptr) return nullptr;
   g_full = PyObject_GetAttrString(qmod, "Full");
@@ -948,6 +1546,16 @@ PyMODINIT_FUNC PyInit__queues() {
   PyObject* m = PyModule_Create(&module_def);
   if (m == nullptr) return nullptr;
   Py_INCREF(&QueueType);
+  Py_INCREF(&SeqType);
+  Py_INCREF(&RingType);
+  Py_INCREF(&ReaderType);
+  if (PyModule_AddObject(m, "_SeqLock", reinterpret_cast<PyObject*>(&SeqType)) < 0 ||
+      PyModule_AddObject(m, "_BroadcastRing", reinterpret_cast<PyObject*>(&RingType)) < 0 ||
+      PyModule_AddObject(m, "BroadcastReader", reinterpret_cast<PyObject*>(&ReaderType)) < 0 ||
+      PyModule_AddObject(m, "Lapped", Py_NewRef(g_lapped)) < 0) {
+    Py_DECREF(m);
+    return nullptr;
+  }
   if (PyModule_AddObject(m, "_Queue", reinterpret_cast<PyObject*>(&QueueType)) < 0) {
     Py_DECREF(&QueueType);
     Py_DECREF(m);

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from shmkit.queues import Empty, Full, MpmcQueue, SpscQueue
+from shmkit.queues import BroadcastRing, Empty, Full, Lapped, MpmcQueue, SeqLock, SpscQueue
 from conftest import block_exists
 
 KINDS = [SpscQueue, MpmcQueue]
@@ -192,3 +192,59 @@ def test_a_garbage_block_is_refused(names):
                 SpscQueue(name, item="q")
         finally:
             os.unlink("/dev/shm/" + name)
+
+
+def _store_many(name, n):
+    s = SeqLock(name, "qq", type_name="Twin/v1")
+    for i in range(n):
+        s.store((i, i))
+
+
+def test_seqlock_readers_never_see_a_torn_value(names):
+    s = SeqLock(names("s"), "qq", create=True, type_name="Twin/v1", initial=(0, 0))
+    assert s.read() == (0, 0) and s.try_read() == (0, 0)
+    p = multiprocessing.get_context("fork").Process(target=_store_many, args=(s.name, 200000))
+    p.start()
+    while p.is_alive():
+        a, b = s.read(timeout=10)
+        assert a == b
+    p.join(30)
+    assert s.read() == (199999, 199999) and s.version == 2 * 200000
+    s2 = pickle.loads(pickle.dumps(s))
+    assert s2.read() == (199999, 199999)
+    s.unlink()
+
+
+def test_broadcast_ring_readers_and_laps(names):
+    r = BroadcastRing(names("r"), 4, "d")
+    a, b = r.reader(), r.reader()
+    for i in range(3):
+        r.push(float(i))
+    assert [a.read(), a.read(), a.read()] == [0.0, 1.0, 2.0]
+    with pytest.raises(Empty):
+        a.read(timeout=0.01)
+    for i in range(3, 10):
+        r.push(float(i))
+    with pytest.raises(Lapped) as e:
+        b.read()
+    assert e.value.lost == 6  # b wanted item 0; items 6..9 remain
+    assert [b.read() for _ in range(4)] == [6.0, 7.0, 8.0, 9.0]
+    assert r.reader("oldest").cursor == 6 and r.write_index == 10
+    r2 = pickle.loads(pickle.dumps(r))
+    assert r2.reader(9).read() == 9.0
+    r.unlink()
+
+
+def test_seqlock_and_ring_bad_input(names):
+    with pytest.raises(ValueError):
+        BroadcastRing(capacity=3, item="q")
+    with pytest.raises(ValueError):
+        SeqLock(item="5000s", type_name="Big")
+    s = SeqLock(names("s"), "d", create=True)
+    with pytest.raises(ValueError):
+        SeqLock(s.name, "q")
+    with pytest.raises(ValueError):
+        BroadcastRing(s.name, item="d")
+    with pytest.raises(TypeError):
+        s.store("x")
+    s.unlink()

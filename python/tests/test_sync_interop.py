@@ -9,7 +9,7 @@ import pytest
 
 from shmkit import _sync
 from shmkit import synchronize as S
-from shmkit.queues import MpmcQueue, SpscQueue
+from shmkit.queues import BroadcastRing, MpmcQueue, SeqLock, SpscQueue
 from conftest import block_exists
 
 
@@ -173,3 +173,41 @@ def test_atomic_ref_shared_with_cpp(peer, names):
     assert waiter.wait(30) == 0
     del a
     blk.unlink()
+
+
+TYPES = [("q", "q", None, lambda i: i, lambda i: float(i)),
+         ("d", "d", None, lambda i: float(i), lambda i: float(i)),
+         ("pair", "qd", "Pair/v1", lambda i: (i, i / 2.0), lambda i: i + i / 2.0)]
+
+
+@pytest.mark.parametrize("ptype,item,type_name,make,num", TYPES)
+def test_seqlock_both_ways(peer, names, ptype, item, type_name, make, num):
+    s = SeqLock(names("s"), item, create=True, type_name=type_name)
+    assert run(peer, "seqlock-store", ptype, s.name, 7) == ["stored"]
+    assert s.read() == make(7) and s.version == 2
+    s.unlink()
+    name = names("cs")
+    h = Held(peer, "seqlock-create", ptype, name)
+    assert h.first == "created"
+    a = SeqLock(name, item, type_name=type_name)
+    a.store(make(5))
+    del a
+    assert h.finish() == [f"{num(5):.1f}"]
+
+
+@pytest.mark.parametrize("ptype,item,type_name,make,num", TYPES)
+def test_broadcast_ring_both_ways(peer, names, ptype, item, type_name, make, num):
+    r = BroadcastRing(names("r"), 256, item, type_name=type_name)
+    rd = r.reader(0)
+    assert run(peer, "ring-push", ptype, r.name, 100) == ["pushed"]
+    assert [rd.read(timeout=10) for _ in range(100)] == [make(i) for i in range(100)]
+    r.unlink()
+    name = names("cr")
+    h = Held(peer, "ring-create", ptype, name, 256)
+    assert h.first == "created"
+    a = BroadcastRing(name, item=item, type_name=type_name)
+    for i in range(50):
+        a.push(make(i))
+    del a
+    out, _ = h.p.communicate("50\n", timeout=60)
+    assert h.p.returncode == 0 and out.split() == [f"{sum(num(i) for i in range(50)):.1f}"]

@@ -135,12 +135,19 @@ class SeqLock {
   }
 
   static SeqLock attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
-    TypedBlock b = attach_typed_block(name, kKind, TypeFingerprint::of<T>(), options);
+    return from_block(attach_typed_block(name, kKind, TypeFingerprint::of<T>(), options));
+  }
+
+  // Adopts a block whose typed header the caller already validated for kind
+  // SeqLock (attach_typed_block, e.g. with the fingerprint of a type another
+  // language names: the Python binding); checks the SeqLock's own fields as
+  // attach() does.
+  static SeqLock from_block(TypedBlock b) {
     const BlockHeader& h = b.header;
     if (h.count != 1 || h.param[0] != kPayload || h.payload_size != kPayload ||
         h.prefix_size < sizeof(SeqLockControl)) {
-      lockfree_detail::bad_block(name, "is not a consistent SeqLock of " +
-                                           std::to_string(sizeof(T)) + "-byte values");
+      lockfree_detail::bad_block(b.shm.name(), "is not a consistent SeqLock of " +
+                                                   std::to_string(sizeof(T)) + "-byte values");
     }
     return SeqLock(std::move(b));
   }

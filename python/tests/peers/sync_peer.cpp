@@ -23,6 +23,13 @@
 //                            "created", wait for a line on stdin, unlink
 //   queue-push KIND TYPE NAME N       attach, push 0..N-1 (pair: (i, i/2.0))
 //   queue-pop KIND TYPE NAME N        attach, pop N items, print their sum
+//   seqlock-create TYPE NAME  create a SeqLock (q|d|pair), "created", wait for
+//                            a line on stdin, print the value read, unlink
+//   seqlock-store TYPE NAME V attach, store V (pair: (V, V/2))
+//   ring-create TYPE NAME CAP create a BroadcastRing, "created", wait for a
+//                            line, read items 0..N-1 where N is the line's
+//                            number, print their sum, unlink
+//   ring-push TYPE NAME N    attach, push 0..N-1
 //   atomic-add NAME OFFSET N  attach a SharedMemory block, fetch_add 1 to the
 //                            int64 at OFFSET N times, notify, print the last
 //                            old value
@@ -37,7 +44,9 @@
 #include <string_view>
 
 #include "shmkit/atomic.hpp"
+#include "shmkit/lockfree/broadcast_ring.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
+#include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/sync/futex.hpp"
@@ -158,6 +167,48 @@ int queue_cmd(const std::string& cmd, const std::string& name, long n) {
   return 0;
 }
 
+template <class T>
+int seqlock_cmd(const std::string& cmd, const std::string& name, long v) {
+  if (cmd == "seqlock-create") {
+    auto s = shmkit::SeqLock<T>::create(name);
+    say("created");
+    wait_line();
+    std::printf("%.1f\n", value_of(s.read()));
+    std::fflush(stdout);
+    s.unlink();
+    return 0;
+  }
+  shmkit::SeqLock<T>::attach(name).store(item<T>(v));
+  say("stored");
+  return 0;
+}
+
+template <class T>
+int ring_cmd(const std::string& cmd, const std::string& name, long n) {
+  if (cmd == "ring-create") {
+    auto r = shmkit::BroadcastRing<T>::create(name, static_cast<std::uint64_t>(n));
+    say("created");
+    std::string line;
+    std::getline(std::cin, line);
+    const long count = std::atol(line.c_str());
+    auto rd = r.reader_at(0);
+    double sum = 0;
+    for (long i = 0; i < count; ++i) {
+      T v{};
+      if (rd.read_for(v, std::chrono::seconds(10)).status != shmkit::BroadcastStatus::ok) return 4;
+      sum += value_of(v);
+    }
+    std::printf("%.1f\n", sum);
+    std::fflush(stdout);
+    r.unlink();
+    return 0;
+  }
+  auto r = shmkit::BroadcastRing<T>::attach(name);
+  for (long i = 0; i < n; ++i) r.push(item<T>(i));
+  say("pushed");
+  return 0;
+}
+
 template <template <class> class Q>
 int queue_typed(const std::string& cmd, const std::string& type, const std::string& name, long n) {
   if (type == "q") return queue_cmd<Q, std::int64_t>(cmd, name, n);
@@ -231,6 +282,16 @@ int run(int argc, char** argv) {
     const long n = std::atol(argv[5]);
     if (std::string(argv[2]) == "spsc") return queue_typed<shmkit::SpscQueue>(cmd, argv[3], argv[4], n);
     return queue_typed<shmkit::MpmcQueue>(cmd, argv[3], argv[4], n);
+  }
+  if ((cmd == "seqlock-create" || cmd == "seqlock-store" || cmd == "ring-create" || cmd == "ring-push") &&
+      argc >= 4) {
+    const std::string type = argv[2];
+    const long n = argc >= 5 ? std::atol(argv[4]) : 0;
+    const bool seq = cmd.rfind("seqlock", 0) == 0;
+    if (type == "q") return seq ? seqlock_cmd<std::int64_t>(cmd, argv[3], n) : ring_cmd<std::int64_t>(cmd, argv[3], n);
+    if (type == "d") return seq ? seqlock_cmd<double>(cmd, argv[3], n) : ring_cmd<double>(cmd, argv[3], n);
+    if (type == "pair") return seq ? seqlock_cmd<Pair>(cmd, argv[3], n) : ring_cmd<Pair>(cmd, argv[3], n);
+    return 2;
   }
   if (cmd == "atomic-add" && argc >= 5) {
     auto shm = shmkit::SharedMemory::attach(argv[2]);

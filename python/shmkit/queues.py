@@ -26,6 +26,15 @@ sequence, or for raw/struct items a buffer of whole items), ``get_many(max,
 block=True, timeout=None)`` waits for one item then takes up to ``max``.
 Waiting releases the GIL; Ctrl-C interrupts it.
 
+Zero copy (SpscQueue): ``with q.get_view(max) as batch:`` gives up to
+``max`` items in place (``numpy.frombuffer(batch, dtype)`` or
+``memoryview(batch)``, no copy); the slots go back to the producer when the
+view is released, which raises ``BufferError`` while an array or memoryview
+over it is still alive (export counting), so no view ever sees a slot being
+reused. A view never blocks (it is empty when nothing is there), stops at the
+end of the ring (the next one continues from its start), and while it is
+outstanding this handle's get/get_many raise RuntimeError.
+
 Create with ``SpscQueue(capacity=1024, item="d")`` (a fresh ``psm_`` name,
 or ``name=``), attach with ``SpscQueue(name, item="d")``; a queue pickles as
 its name and item type. The creator's object unlinks the block when it is

@@ -113,6 +113,9 @@ struct Ops {
   std::uint64_t (*capacity)(bool mpmc, void* q);
   const std::string& (*name)(bool mpmc, void* q);
   void (*unlink)(bool mpmc, void* q);
+  // SpscQueue only: the zero-copy consumer.
+  const void* (*peek)(void* q, std::size_t max, std::size_t* n);
+  void (*consume)(void* q, std::size_t n);
 };
 
 template <std::size_t N>
@@ -222,8 +225,15 @@ struct Impl {
     else static_cast<Spsc*>(q)->unlink();
   }
 
+  static const void* peek(void* q, std::size_t max, std::size_t* n) {
+    const std::span<const T> s = static_cast<Spsc*>(q)->peek(max);
+    *n = s.size();
+    return s.data();
+  }
+  static void consume(void* q, std::size_t n) { static_cast<Spsc*>(q)->consume(n); }
+
   static constexpr Ops ops{N, create, attach, destroy, try_push, try_pop, push_until, pop_until, size, capacity,
-                           name, unlink};
+                           name, unlink, peek, consume};
 };
 
 // The element sizes instantiated.
@@ -276,6 +286,7 @@ struct QueueObj : CodecHead {
   bool mpmc;
   unsigned char* scratch;  // one item
   PyObject* weakrefs;
+  PyObject* view;  // the outstanding BatchView (borrowed), or nullptr
 };
 
 QueueObj* as_q(PyObject* o) { return reinterpret_cast<QueueObj*>(o); }
@@ -283,6 +294,15 @@ QueueObj* as_q(PyObject* o) { return reinterpret_cast<QueueObj*>(o); }
 bool check_open(QueueObj* self) {
   if (self->q == nullptr) {
     PyErr_SetString(PyExc_ValueError, "operation on a closed queue");
+    return false;
+  }
+  return true;
+}
+
+// A consumer call while a BatchView is outstanding would pop its items.
+bool check_no_view(QueueObj* self) {
+  if (self->view != nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "release() the outstanding BatchView of this queue first");
     return false;
   }
   return true;
@@ -540,6 +560,7 @@ PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
 PyObject* q_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
   if (!check_open(self)) return nullptr;
+  if (!check_no_view(self)) [[unlikely]] return nullptr;
   alignas(16) unsigned char local[64];
   unsigned char* buf = self->item <= 64 ? local : self->scratch;
   if (self->ops->try_pop(self->mpmc, self->q, buf, 1) == 1) [[likely]] return unpack_item(self, buf);
@@ -684,6 +705,7 @@ PyObject* pop_batch(QueueObj* self, Py_ssize_t max, bool block, double timeout, 
 PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
   if (!check_open(self)) return nullptr;
+  if (!check_no_view(self)) return nullptr;
   if (nargs < 1) {
     PyErr_SetString(PyExc_TypeError, "get_many(max, block=True, timeout=None)");
     return nullptr;
@@ -724,6 +746,7 @@ PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
 PyObject* q_get_many_bytes(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
   if (!check_open(self)) return nullptr;
+  if (!check_no_view(self)) return nullptr;
   if (nargs < 1) {
     PyErr_SetString(PyExc_TypeError, "get_many_bytes(max, block=True, timeout=None)");
     return nullptr;
@@ -769,6 +792,10 @@ PyObject* q_unlink(PyObject* o, PyObject*) {
 }
 PyObject* q_close(PyObject* o, PyObject*) {
   QueueObj* self = as_q(o);
+  if (self->view != nullptr) {
+    PyErr_SetString(PyExc_BufferError, "cannot close a queue while a BatchView of it exists");
+    return nullptr;
+  }
   if (self->q != nullptr) {
     self->ops->destroy(self->mpmc, self->q);
     self->q = nullptr;
@@ -897,6 +924,110 @@ PyObject* q_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   return o;
 }
 
+// ------------------------------------------------------------ BatchView
+// Items of an SpscQueue read in place (zero copy). A buffer exporter: numpy
+// arrays and memoryviews over it count as exports, and release() (which
+// hands the slots back to the producer) raises BufferError while any is
+// alive, so no view can see a slot the producer reuses.
+
+struct ViewObj {
+  PyObject_HEAD
+  PyObject* queue;  // strong; nullptr once released
+  const void* data;
+  std::size_t n;
+  Py_ssize_t item;
+  Py_ssize_t exports;
+};
+
+PyTypeObject ViewType{PyVarObject_HEAD_INIT(nullptr, 0)};
+ViewObj* as_view(PyObject* o) { return reinterpret_cast<ViewObj*>(o); }
+
+void view_finish(ViewObj* v) {
+  if (v->queue == nullptr) return;
+  QueueObj* q = as_q(v->queue);
+  if (q->q != nullptr) q->ops->consume(q->q, v->n);
+  q->view = nullptr;
+  Py_CLEAR(v->queue);
+  v->n = 0;
+}
+
+int view_getbuffer(PyObject* o, Py_buffer* b, int flags) {
+  ViewObj* v = as_view(o);
+  if (v->queue == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "the BatchView was released");
+    b->obj = nullptr;
+    return -1;
+  }
+  static char empty = 0;
+  void* data = v->n != 0 ? const_cast<void*>(v->data) : &empty;
+  const int r = PyBuffer_FillInfo(b, o, data, static_cast<Py_ssize_t>(v->n) * v->item, 1, flags);
+  if (r == 0) ++v->exports;
+  return r;
+}
+void view_releasebuffer(PyObject* o, Py_buffer*) { --as_view(o)->exports; }
+PyBufferProcs view_as_buffer = {view_getbuffer, view_releasebuffer};
+
+PyObject* view_release(PyObject* o, PyObject*) {
+  ViewObj* v = as_view(o);
+  if (v->exports > 0) {
+    PyErr_Format(PyExc_BufferError, "cannot release a BatchView while %zd buffer(s) of it are exported "
+                 "(delete the numpy arrays / memoryviews first)", v->exports);
+    return nullptr;
+  }
+  view_finish(v);
+  Py_RETURN_NONE;
+}
+PyObject* view_enter(PyObject* o, PyObject*) { return Py_NewRef(o); }
+PyObject* view_exit(PyObject* o, PyObject* const*, Py_ssize_t) { return view_release(o, nullptr); }
+Py_ssize_t view_len(PyObject* o) { return static_cast<Py_ssize_t>(as_view(o)->n); }
+PyObject* view_itemsize(PyObject* o, void*) { return PyLong_FromSsize_t(as_view(o)->item); }
+PyObject* view_exports(PyObject* o, void*) { return PyLong_FromSsize_t(as_view(o)->exports); }
+
+void view_dealloc(PyObject* o) {
+  // Dropped without release(): its items count as consumed. No export can
+  // be alive here (each holds a reference to the view).
+  view_finish(as_view(o));
+  PyObject_Free(o);
+}
+
+PyMethodDef view_methods[] = {
+    {"release", view_release, METH_NOARGS,
+     "Hands the items back to the producer (BufferError while buffers of the view are exported)."},
+    {"__enter__", view_enter, METH_NOARGS, nullptr},
+    {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(view_exit)), METH_FASTCALL, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+PyGetSetDef view_getset[] = {
+    {"itemsize", view_itemsize, nullptr, nullptr, nullptr},
+    {"_exports", view_exports, nullptr, "Buffers of this view alive.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+PySequenceMethods view_as_sequence = {view_len};
+
+// get_view(max) -> BatchView of up to `max` items in place (SpscQueue only;
+// never blocks: empty if nothing is there).
+PyObject* q_get_view(PyObject* o, PyObject* arg) {
+  QueueObj* self = as_q(o);
+  if (!check_open(self) || !check_no_view(self)) return nullptr;
+  if (self->mpmc) {
+    PyErr_SetString(PyExc_TypeError, "zero-copy views are for SpscQueue (an MpmcQueue slot carries a sequence "
+                    "number between items)");
+    return nullptr;
+  }
+  const Py_ssize_t max = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+  if (max == -1 && PyErr_Occurred()) return nullptr;
+  if (max < 0) {
+    PyErr_SetString(PyExc_ValueError, "get_view(max): max must be >= 0");
+    return nullptr;
+  }
+  ViewObj* v = PyObject_New(ViewObj, &ViewType);
+  if (v == nullptr) return nullptr;
+  v->data = self->ops->peek(self->q, static_cast<std::size_t>(max), &v->n);
+  v->item = self->item;
+  v->exports = 0;
+  v->queue = Py_NewRef(o);
+  self->view = reinterpret_cast<PyObject*>(v);
+  return reinterpret_cast<PyObject*>(v);
+}
+
 #define FASTCALL(f) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f))
 
 PyMethodDef q_methods[] = {
@@ -910,6 +1041,8 @@ PyMethodDef q_methods[] = {
      "get_many(max, block=True, timeout=None) -> list: waits for one item, then takes up to max."},
     {"get_many_bytes", FASTCALL(q_get_many_bytes), METH_FASTCALL | METH_KEYWORDS,
      "get_many_bytes(max, block=True, timeout=None) -> bytes of whole items."},
+    {"get_view", q_get_view, METH_O,
+     "get_view(max) -> BatchView: up to max items in place, zero copy (SpscQueue; never blocks)."},
     {"qsize", q_qsize, METH_NOARGS, "Items in the queue (a snapshot)."},
     {"empty", q_empty, METH_NOARGS, nullptr},
     {"full", q_full, METH_NOARGS, nullptr},
@@ -1506,6 +1639,16 @@ PyMODINIT_FUNC PyInit__queues() {
   QueueType.tp_getset = q_getset;
   QueueType.tp_weaklistoffset = offsetof(QueueObj, weakrefs);
   if (PyType_Ready(&QueueType) < 0) return nullptr;
+  ViewType.tp_name = "shmkit._queues.BatchView";
+  ViewType.tp_doc = "Items of an SpscQueue read in place; release() hands them back to the producer.";
+  ViewType.tp_basicsize = sizeof(ViewObj);
+  ViewType.tp_flags = Py_TPFLAGS_DEFAULT;
+  ViewType.tp_dealloc = view_dealloc;
+  ViewType.tp_methods = view_methods;
+  ViewType.tp_getset = view_getset;
+  ViewType.tp_as_buffer = &view_as_buffer;
+  ViewType.tp_as_sequence = &view_as_sequence;
+  if (PyType_Ready(&ViewType) < 0) return nullptr;
   SeqType.tp_name = "shmkit._queues._SeqLock";
   SeqType.tp_doc = "A shmkit SeqLock block (shmkit/lockfree/seqlock.hpp).";
   SeqType.tp_basicsize = sizeof(SeqObj);

@@ -248,3 +248,36 @@ def test_seqlock_and_ring_bad_input(names):
     with pytest.raises(TypeError):
         s.store("x")
     s.unlink()
+
+
+def test_zero_copy_views_count_their_exports(names):
+    np = pytest.importorskip("numpy")
+    q = SpscQueue(names("z"), 8, "d")
+    q.put_many([float(i) for i in range(6)])
+    with q.get_view(4) as v:
+        assert len(v) == 4
+        a = np.frombuffer(v, dtype=np.float64)
+        assert list(a) == [0.0, 1.0, 2.0, 3.0] and not a.flags.writeable
+        with pytest.raises(RuntimeError):
+            q.get()  # the view's items are not popped yet
+        with pytest.raises(BufferError):
+            v.release()  # `a` still exports it
+        q.put_many([6.0, 7.0])  # room: the other 2 slots
+        with pytest.raises(Full):
+            q.put(8.0, timeout=0.01)  # the view's slots are not back yet
+        del a
+    assert q.qsize() == 4
+    q.put_many([8.0, 9.0, 10.0, 11.0], timeout=10)  # given back on release
+    v = q.get_view(100)
+    assert len(v) == 4 and list(np.frombuffer(v)) == [4.0, 5.0, 6.0, 7.0]  # stops at the ring's end
+    del v  # dropped: consumed
+    assert q.get_many(10) == [8.0, 9.0, 10.0, 11.0]
+    with q.get_view(3) as empty:
+        assert len(empty) == 0 and bytes(empty) == b""
+    with pytest.raises(ValueError):
+        memoryview(empty)  # released
+    m = MpmcQueue(names("zm"), 8, "q")
+    with pytest.raises(TypeError):
+        m.get_view(1)
+    q.unlink()
+    m.unlink()

@@ -40,7 +40,9 @@ race, as it would be in C++. An Array is a zero-copy numpy array with
 ``numpy.asarray(arr)``; its exports keep the block mapped.
 """
 import ctypes
+import errno
 import os
+import warnings
 import weakref
 
 from . import _core
@@ -129,8 +131,7 @@ def _shared_class(ctype):
         return _shared_classes[ctype]
     except KeyError:
         pass
-    body = {"__reduce__": _reduce_raw, "__getattr__": _raw_getattr,
-            "__module__": __name__, "__qualname__": ctype.__name__}
+    body = {"__reduce__": _reduce_raw, "__module__": __name__, "__qualname__": ctype.__name__}
     if issubclass(ctype, ctypes.Array):
         body["__array__"] = _raw_array
     cls = type(ctype)(ctype.__name__, (ctype,), body)
@@ -159,20 +160,37 @@ class _Place:
         self.is_array = is_array
 
 
-def _unlink_if_creator(name, pid):
+def _unlink_if_creator(mapping, pid):
     if os.getpid() == pid:  # a forked child's copy never unlinks
         try:
-            _core.unlink(name)
+            mapping.unlink()  # also drops the tracker's registration
         except FileNotFoundError:
             pass
 
 
+_warned_untracked = False
+
+
 def _create(ctype, count, is_array, initial, lock_kind, name):
+    global _warned_untracked
     code, size, align, tname = _fingerprint(ctype)
-    mapping, offset, count, lock_kind, _ = _core.create_object(
-        name, is_array, code, size, align, tname, count, lock_kind, initial, name is None)
-    place = _Place(mapping, mapping.name, offset, count, lock_kind, _spec(ctype), is_array)
-    return place
+    track = name is None and not _warned_untracked
+    try:
+        result = _core.create_object(name, is_array, code, size, align, tname, count, lock_kind,
+                                     initial, track)
+    except OSError as e:
+        if not track or e.errno != errno.ENOSPC or "regist" not in str(e):
+            raise
+        # The tracker's registry is full (kMaxEntries live registrations):
+        # go on untracked (unlinked with the object or at exit, but not
+        # after a crash), and say so once.
+        _warned_untracked = True
+        warnings.warn("shmkit: the tracker's registry is full; further unnamed objects are "
+                      "not tracked (%s)" % e, ResourceWarning, stacklevel=3)
+        result = _core.create_object(name, is_array, code, size, align, tname, count, lock_kind,
+                                     initial, False)
+    mapping, offset, count, lock_kind, _ = result
+    return _Place(mapping, mapping.name, offset, count, lock_kind, _spec(ctype), is_array)
 
 
 def _attach(ctype, count, is_array, lock_kind, name, track=False):
@@ -187,9 +205,14 @@ def _raw_object(place, ctype, owner):
     ctype, or of ctype * count for an array)."""
     t = ctype * place.count if place.is_array else ctype
     obj = _shared_class(t).from_buffer(place.mapping, place.offset)
-    obj.__dict__["_shmkit_place"] = place
+    d = obj.__dict__
+    d["_shmkit_place"] = place
+    if _is_atomic(place, ctype):
+        # Bound C methods in the instance: v.fetch_add(1) is one C call.
+        _bind_atomics(d, _sync.AtomicRef._over(place.mapping, place.offset, _fingerprint(ctype)[0]))
     if owner:
-        obj.__dict__["_shmkit_finalizer"] = weakref.finalize(obj, _unlink_if_creator, place.name, os.getpid())
+        obj.__dict__["_shmkit_finalizer"] = weakref.finalize(obj, _unlink_if_creator, place.mapping,
+                                                             os.getpid())
     return obj
 
 
@@ -201,34 +224,19 @@ def _reduce_raw(obj):
 
 
 def _rebuild_raw(spec, is_array, name, count, lock_kind):
-    ctype = _from_spec(spec)
-    elem = ctype._type_ if is_array else ctype
-    place = _attach(elem if is_array else ctype, count, is_array, lock_kind, name)
-    return _raw_object(place, elem if is_array else ctype, False)
+    elem = _from_spec(spec)  # the element type (an array's too)
+    return _raw_object(_attach(elem, count, is_array, lock_kind, name), elem, False)
 
 
-def _atomic_ref(place, ctype):
-    if _sync is None:
-        raise AttributeError("shmkit: atomic operations need shmkit._sync, which this build lacks")
-    code = _fingerprint(ctype)[0] if not place.is_array else None
-    if place.is_array or code not in _INTEGER_CODES:
-        raise AttributeError("shmkit: atomic operations are for integer Values, not %s" % (ctype,))
-    return _sync.AtomicRef._over(place.mapping, place.offset, code)
+def _is_atomic(place, ctype):
+    """Integer Values (not arrays) get the atomic operations."""
+    return (_sync is not None and not place.is_array and isinstance(ctype, type)
+            and issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in _INTEGER_CODES)
 
 
 def _bind_atomics(target_dict, ref):
     for op in _ATOMIC_OPS:
         target_dict[op] = getattr(ref, op)
-
-
-def _raw_getattr(self, attr):
-    if attr in _ATOMIC_OPS:
-        place = self.__dict__.get("_shmkit_place")
-        if place is not None:
-            ref = _atomic_ref(place, _base_types[type(self)])
-            _bind_atomics(self.__dict__, ref)
-            return self.__dict__[attr]
-    raise AttributeError("%r object has no attribute %r" % (type(self).__name__, attr))
 
 
 def _raw_array(self, dtype=None, copy=None):
@@ -254,7 +262,7 @@ def RawValue(typecode_or_type, *args, name=None, create=True):
     return _raw_object(place, type_, name is None)
 
 
-def RawArray(typecode_or_type, size_or_initializer, *, name=None, create=True):
+def RawArray(typecode_or_type, size_or_initializer=None, *, name=None, create=True):
     """A ctypes array in shared memory: ``size`` zeros, or a copy of a
     sequence. ``name=``/``create=False`` as RawValue."""
     type_ = _element_type(typecode_or_type)
@@ -310,7 +318,7 @@ def Value(typecode_or_type, *args, lock=True, ctx=None, name=None, create=True):
     return _wrap(place, type_, external, name is None and create)
 
 
-def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None, name=None, create=True):
+def Array(typecode_or_type, size_or_initializer=None, *, lock=True, ctx=None, name=None, create=True):
     """A synchronized shared array (CPython's Array); ``lock=False`` gives
     the raw ctypes array."""
     type_ = _element_type(typecode_or_type)
@@ -347,6 +355,9 @@ def _wrap(place, type_, external, owner):
     lock = external if external is not None else _in_block_lock(place)
     s = synchronized(obj, lock)
     s._place = place
+    if "fetch_add" in obj.__dict__:
+        for op in _ATOMIC_OPS:
+            s.__dict__[op] = obj.__dict__[op]
     return s
 
 
@@ -384,21 +395,30 @@ def synchronized(obj, lock=None, ctx=None):
 _class_cache = weakref.WeakKeyDictionary()
 
 
-def _make_property(name):
-    def get(self):
-        self.acquire()
-        try:
-            return getattr(self._obj, name)
-        finally:
-            self.release()
+_PROPERTY_TEMPLATE = """
+def get(self):
+    self.acquire()
+    try:
+        return self._obj.%s
+    finally:
+        self.release()
+def set(self, value):
+    self.acquire()
+    try:
+        self._obj.%s = value
+    finally:
+        self.release()
+"""
 
-    def set(self, value):
-        self.acquire()
-        try:
-            setattr(self._obj, name, value)
-        finally:
-            self.release()
-    return property(get, set)
+
+def _make_property(name):
+    """A locked property reading self._obj.<name> directly (as CPython's:
+    compiled per name, no getattr() call)."""
+    if not name.isidentifier():
+        raise ValueError("shmkit: field name %r is not an identifier" % name)
+    ns = {}
+    exec(_PROPERTY_TEMPLATE % (name, name), ns)
+    return property(ns["get"], ns["set"])
 
 
 def _new_rlock(ctx):
@@ -441,14 +461,6 @@ class SynchronizedBase:
     def get_lock(self):
         return self._lock
 
-    def __getattr__(self, attr):
-        # Atomic operations: bound once, then one C call each.
-        if attr in _ATOMIC_OPS and self._place is not None:
-            ref = _atomic_ref(self._place, _base_types[type(self._obj)])
-            _bind_atomics(self.__dict__, ref)
-            return self.__dict__[attr]
-        raise AttributeError("%r object has no attribute %r" % (type(self).__name__, attr))
-
     def unlink(self):
         """Removes a named object's block (others keep their mappings)."""
         _core.unlink(self._place.name)
@@ -463,10 +475,8 @@ class SynchronizedBase:
 
 
 def _rebuild_synchronized(spec, is_array, name, count, lock_kind, external):
-    ctype = _from_spec(spec)
-    elem = ctype._type_ if is_array else ctype
-    place = _attach(elem, count, is_array, lock_kind, name)
-    return _wrap(place, elem, external, False)
+    elem = _from_spec(spec)
+    return _wrap(_attach(elem, count, is_array, lock_kind, name), elem, external, False)
 
 
 class Synchronized(SynchronizedBase):

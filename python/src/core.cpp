@@ -29,6 +29,7 @@
 #include "shmkit/sync/mutex.hpp"
 #include "shmkit/sync/recursive_mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
+#include "shmkit/tracker.hpp"
 #include "shmkit/typed_block.hpp"
 
 namespace {
@@ -829,6 +830,24 @@ PyObject* core_attach_object(PyObject*, PyObject* const* a, Py_ssize_t n) {
   }
 }
 
+// _registrations() -> [(block, pid)]: the tracker registry now (tests, tools).
+PyObject* core_registrations(PyObject*, PyObject*) {
+  try {
+    auto regs = without_gil([] { return shmkit::tracker::registrations(); });
+    Ref out(PyList_New(0));
+    if (!out) return nullptr;
+    for (const auto& r : regs) {
+      Ref t(Py_BuildValue("(s#i)", r.block.data(), static_cast<Py_ssize_t>(r.block.size()),
+                          static_cast<int>(r.pid)));
+      if (!t || PyList_Append(out.get(), t.get()) != 0) return nullptr;
+    }
+    return out.release();
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+}
+
 // ------------------------------------------------------------ module
 
 PyObject* core_noop(PyObject*, PyObject* const*, Py_ssize_t) { Py_RETURN_NONE; }
@@ -851,6 +870,8 @@ PyMethodDef core_methods[] = {
      "A Value/Array block (shmkit/object_layout.hpp)."},
     {"attach_object", fastcall(core_attach_object), METH_FASTCALL,
      "Attaches a Value/Array block, checking every header field."},
+    {"_registrations", core_registrations, METH_NOARGS,
+     "[(block, pid)] registered with shmkit's tracker now (its registry: $SHMKIT_TRACKER_REGISTRY)."},
     {nullptr, nullptr, 0, nullptr},
 };
 

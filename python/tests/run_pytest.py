@@ -11,21 +11,30 @@ import os
 import subprocess
 import sys
 
-# Guarded: spawn and forkserver children re-import the main module (this
-# script) as __mp_main__, and must not run the suite again.
-if __name__ == "__main__":
+
+def main():
     try:
         import pytest
     except ImportError:
-        debian = os.environ.get("SHMKIT_PY_DEBIAN_PYTHON", "/usr/bin/python3")
-        where = subprocess.run(
-            [debian, "-c", "import os, pytest; print(os.path.dirname(os.path.dirname(pytest.__file__)))"],
-            capture_output=True, text=True)
-        if where.returncode != 0:
-            sys.exit("run_pytest: no pytest for %s, nor for %s (apt-get install python3-pytest)"
-                     % (sys.executable, debian))
-        sys.path.append(where.stdout.strip())
-        print("run_pytest: pytest borrowed from", where.stdout.strip(), flush=True)
-        import pytest
+        pytest = borrow_debians_pytest()
+    return pytest.main(sys.argv[1:])
 
-    sys.exit(pytest.main(sys.argv[1:]))
+
+def borrow_debians_pytest():
+    debian = os.environ.get("SHMKIT_PY_DEBIAN_PYTHON", "/usr/bin/python3")
+    where = subprocess.run(
+        [debian, "-c", "import os, pytest; print(os.path.dirname(os.path.dirname(pytest.__file__)))"],
+        capture_output=True, text=True)
+    if where.returncode != 0:
+        sys.exit("run_pytest: no pytest for %s, nor for %s (apt-get install python3-pytest)"
+                 % (sys.executable, debian))
+    sys.path.append(where.stdout.strip())
+    print("run_pytest: pytest borrowed from", where.stdout.strip(), flush=True)
+    import pytest
+    return pytest
+
+
+# Children started by spawn/forkserver import this file as __mp_main__:
+# they must not run the suite again.
+if __name__ == "__main__":
+    sys.exit(main())

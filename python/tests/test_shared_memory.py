@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from conftest import block_exists, eventually
+from shmkit import _core
 from shmkit import shared_memory as sm
 
 
@@ -140,11 +141,12 @@ def test_tracker_keeps_a_block_another_live_process_uses(names):
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "made"
     mine = sm.SharedMemory(n)  # track=True: this process registers it too
+    creator = p.pid
+    assert (n, creator) in _core._registrations() and (n, os.getpid()) in _core._registrations()
     p.communicate("")
     # The creator's watcher has run (its registration is gone) and kept the block.
-    import shmkit._core  # noqa: F401
-    assert not eventually(lambda: not block_exists(n), timeout=1.0)
-    assert mine.buf[0] == 1
+    assert eventually(lambda: (n, creator) not in _core._registrations())
+    assert block_exists(n) and mine.buf[0] == 1
     mine.close()
     mine.unlink()
 
@@ -169,5 +171,27 @@ def test_subclass_flags_create_or_attach(names):
     b = OptionalAttach(n)
     assert b.size == 24
     b.close()
+    a.close()
+    a.unlink()
+
+
+def test_tracked_create_registers_and_unlink_forgets(names):
+    n = names()
+    a = sm.SharedMemory(n, create=True, size=8)  # track=True
+    assert (n, os.getpid()) in _core._registrations()
+    a.close()
+    a.unlink()
+    assert all(r[0] != n for r in _core._registrations())
+
+
+def test_numpy_view_keeps_the_mapping(names):
+    numpy = pytest.importorskip("numpy")
+    a = sm.SharedMemory(names(), create=True, size=80)
+    arr = numpy.frombuffer(a.buf, dtype=numpy.int64)
+    arr[3] = 12345
+    assert int.from_bytes(bytes(a.buf[24:32]), "little") == 12345
+    with pytest.raises(BufferError):
+        a.close()
+    del arr
     a.close()
     a.unlink()

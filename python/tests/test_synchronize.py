@@ -257,7 +257,7 @@ def test_unpickling_after_the_creator_is_gone_raises_file_not_found():
 # --------------------------------------------------------------------- Ctrl-C
 
 @pytest.mark.parametrize("what", ["lock", "rlock", "robust", "semaphore", "event", "condition",
-                                  "atomic"])
+                                  "atomic", "spsc_get", "mpmc_put", "ring_read"])
 def test_ctrl_c_interrupts_a_blocked_wait(what):
     r = run_python(f"""
         import mmap, os, signal, threading, time
@@ -276,8 +276,16 @@ def test_ctrl_c_interrupts_a_blocked_wait(what):
             call = S.Event().wait
         elif what == "condition":
             c = S.Condition(); c.acquire(); call = c.wait
-        else:
+        elif what == "atomic":
             m = mmap.mmap(-1, 4096); a = _sync.AtomicRef(m, 0, "q"); call = lambda: a.wait(0)
+        else:
+            from shmkit import queues as Q
+            if what == "spsc_get":
+                q = Q.SpscQueue(capacity=2); call = q.get
+            elif what == "mpmc_put":
+                q = Q.MpmcQueue(capacity=2); q.put(1); q.put(2); call = lambda: q.put(3)
+            else:
+                r = Q.BroadcastRing(capacity=2); call = r.reader().read
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
         try:
             call()

@@ -284,9 +284,9 @@ struct QueueObj : CodecHead {
   const Ops* ops;
   void* q;
   bool mpmc;
-  unsigned char* scratch;  // one item
   PyObject* weakrefs;
   PyObject* view;  // the outstanding BatchView (borrowed), or nullptr
+  Py_ssize_t waiting;  // calls waiting without the GIL: close() must not free the queue under them
 };
 
 QueueObj* as_q(PyObject* o) { return reinterpret_cast<QueueObj*>(o); }
@@ -509,6 +509,15 @@ Clock::time_point deadline_for(double timeout) {
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
 }
 
+// Counts a call that waits without the GIL (changed with the GIL held).
+struct Waiting {
+  Py_ssize_t& n;
+  explicit Waiting(Py_ssize_t& count) : n(count) { ++n; }
+  ~Waiting() { --n; }
+  Waiting(const Waiting&) = delete;
+  Waiting& operator=(const Waiting&) = delete;
+};
+
 template <class Attempt>
 int wait_sliced(Clock::time_point deadline, Attempt&& attempt) {
   for (;;) {
@@ -532,8 +541,9 @@ PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
     PyErr_SetString(PyExc_TypeError, "put(item, block=True, timeout=None)");
     return nullptr;
   }
-  alignas(16) unsigned char local[64];
-  unsigned char* buf = self->item <= 64 ? local : self->scratch;
+  // On the stack (items are at most 4096 bytes): another thread may use
+  // this handle while we wait without the GIL.
+  alignas(16) unsigned char buf[4096];
   if (self->mode == 'y') std::memset(buf, 0, static_cast<std::size_t>(self->item));
   if (pack_item(self, args[0], buf) < 0) return nullptr;
   if (self->ops->try_push(self->mpmc, self->q, buf, 1) == 1) [[likely]] Py_RETURN_NONE;
@@ -547,6 +557,7 @@ PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   const Ops* ops = self->ops;
   const bool mpmc = self->mpmc;
   void* q = self->q;
+  Waiting guard(self->waiting);
   const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return ops->push_until(mpmc, q, buf, end); });
   if (r < 0) return nullptr;
   if (r == 0) {
@@ -561,8 +572,9 @@ PyObject* q_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   QueueObj* self = as_q(o);
   if (!check_open(self)) return nullptr;
   if (!check_no_view(self)) [[unlikely]] return nullptr;
-  alignas(16) unsigned char local[64];
-  unsigned char* buf = self->item <= 64 ? local : self->scratch;
+  // On the stack (items are at most 4096 bytes): another thread may use
+  // this handle while we wait without the GIL.
+  alignas(16) unsigned char buf[4096];
   if (self->ops->try_pop(self->mpmc, self->q, buf, 1) == 1) [[likely]] return unpack_item(self, buf);
   bool block;
   double timeout;
@@ -574,6 +586,7 @@ PyObject* q_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   const Ops* ops = self->ops;
   const bool mpmc = self->mpmc;
   void* q = self->q;
+  Waiting guard(self->waiting);
   const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return ops->pop_until(mpmc, q, buf, end); });
   if (r < 0) return nullptr;
   if (r == 0) {
@@ -647,6 +660,7 @@ PyObject* q_put_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
     const bool mpmc = self->mpmc;
     void* q = self->q;
     const std::size_t item = static_cast<std::size_t>(self->item);
+    Waiting guard(self->waiting);
     r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) {
       while (done < n) {
         if (!ops->push_until(mpmc, q, data + done * item, end)) return false;
@@ -686,6 +700,7 @@ PyObject* pop_batch(QueueObj* self, Py_ssize_t max, bool block, double timeout, 
     const Ops* ops = self->ops;
     const bool mpmc = self->mpmc;
     void* q = self->q;
+    Waiting guard(self->waiting);
     const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return ops->pop_until(mpmc, q, dst, end); });
     if (r < 0) {
       Py_DECREF(out);
@@ -796,6 +811,10 @@ PyObject* q_close(PyObject* o, PyObject*) {
     PyErr_SetString(PyExc_BufferError, "cannot close a queue while a BatchView of it exists");
     return nullptr;
   }
+  if (self->waiting > 0) {
+    PyErr_SetString(PyExc_RuntimeError, "cannot close a queue while other threads wait on it");
+    return nullptr;
+  }
   if (self->q != nullptr) {
     self->ops->destroy(self->mpmc, self->q);
     self->q = nullptr;
@@ -814,13 +833,13 @@ PyObject* q_get_capacity(PyObject* o, void*) {
 }
 PyObject* q_get_itemsize(PyObject* o, void*) { return PyLong_FromSsize_t(as_q(o)->item); }
 PyObject* q_get_closed(PyObject* o, void*) { return PyBool_FromLong(as_q(o)->q == nullptr); }
+PyObject* q_get_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_q(o)->waiting); }
 
 void q_dealloc(PyObject* o) {
   QueueObj* self = as_q(o);
   if (self->weakrefs != nullptr) PyObject_ClearWeakRefs(o);
   if (self->q != nullptr) self->ops->destroy(self->mpmc, self->q);
   Py_XDECREF(self->st);
-  PyMem_Free(self->scratch);
   Py_TYPE(o)->tp_free(o);
 }
 
@@ -915,12 +934,7 @@ PyObject* q_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   self->item = item;
   self->maxbytes = maxbytes;
   self->st = (st != nullptr && st != Py_None) ? Py_NewRef(st) : nullptr;
-  self->scratch = static_cast<unsigned char*>(PyMem_Malloc(static_cast<std::size_t>(item)));
   self->weakrefs = nullptr;
-  if (self->scratch == nullptr) {
-    Py_DECREF(o);
-    return PyErr_NoMemory();
-  }
   return o;
 }
 
@@ -1055,6 +1069,7 @@ PyGetSetDef q_getset[] = {
     {"capacity", q_get_capacity, nullptr, nullptr, nullptr},
     {"itemsize", q_get_itemsize, nullptr, nullptr, nullptr},
     {"closed", q_get_closed, nullptr, nullptr, nullptr},
+    {"_waiting", q_get_waiting, nullptr, "Calls of this handle waiting without the GIL.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyTypeObject QueueType{PyVarObject_HEAD_INIT(nullptr, 0)};
@@ -1250,6 +1265,7 @@ struct SeqObj : CodecHead {
   const WordOps* ops;
   void* p;
   PyObject* weakrefs;
+  Py_ssize_t waiting;  // calls waiting without the GIL
 };
 
 SeqObj* as_seq(PyObject* o) { return reinterpret_cast<SeqObj*>(o); }
@@ -1359,6 +1375,7 @@ PyObject* seq_read(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObjec
   if (parse_block_timeout(args, nargs, kwnames, 0, "read", &block, &timeout) < 0) return nullptr;
   const WordOps* ops = self->ops;
   void* p = self->p;
+  Waiting guard(self->waiting);
   const int r = wait_sliced(deadline_for(block ? timeout : 0.0), [&](Clock::time_point end) { return ops->read_until(p, buf, end); });
   if (r < 0) return nullptr;
   if (r == 0) {
@@ -1391,6 +1408,10 @@ PyObject* seq_unlink(PyObject* o, PyObject*) {
 }
 PyObject* seq_close(PyObject* o, PyObject*) {
   SeqObj* self = as_seq(o);
+  if (self->waiting > 0) {
+    PyErr_SetString(PyExc_RuntimeError, "cannot close a SeqLock while other threads wait on it");
+    return nullptr;
+  }
   if (self->p != nullptr) self->ops->destroy(self->p);
   self->p = nullptr;
   Py_RETURN_NONE;

@@ -281,3 +281,20 @@ def test_zero_copy_views_count_their_exports(names):
         m.get_view(1)
     q.unlink()
     m.unlink()
+
+
+def test_close_while_another_thread_waits_is_refused(names):
+    import threading
+    from conftest import eventually
+    q = SpscQueue(names("w"), 2, "q")
+    got = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=30)))
+    t.start()
+    assert eventually(lambda: q._waiting == 1)
+    with pytest.raises(RuntimeError):
+        q.close()  # would free the queue under the waiting thread
+    q.put(5)
+    t.join(30)
+    assert got == [5] and q._waiting == 0
+    q.unlink()
+    q.close()

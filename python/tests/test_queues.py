@@ -188,8 +188,10 @@ def test_a_garbage_block_is_refused(names):
         with open("/dev/shm/" + name, "wb") as f:
             f.write(content)
         try:
-            with pytest.raises(ValueError):
-                SpscQueue(name, item="q")
+            for attach in (lambda: SpscQueue(name, item="q"), lambda: MpmcQueue(name, item="q"),
+                           lambda: SeqLock(name, "q"), lambda: BroadcastRing(name, item="q")):
+                with pytest.raises(ValueError):
+                    attach()
         finally:
             os.unlink("/dev/shm/" + name)
 

@@ -120,6 +120,13 @@ class _Shared:
         _own(self, block)
         return self
 
+    @classmethod
+    def attach(cls, name: str) -> Any:
+        """The primitive in block `name` (made by another process, Python or
+        C++: shmkit::StandaloneSync). FileNotFoundError if there is none,
+        ValueError if the block holds something else."""
+        return _rebuild(cls, cls._prim, name)
+
     @property
     def name(self) -> str:
         """The name of the block holding this primitive (attachable by C++)."""

@@ -49,6 +49,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <algorithm>
 #include <limits>
 #include <type_traits>
@@ -79,6 +80,9 @@ using Clock = std::chrono::steady_clock;
 // How long a blocked call sleeps without the GIL before it looks for
 // signals: Ctrl-C latency, and the cost of one wake-up per slice.
 constexpr std::chrono::milliseconds kSlice{20};
+// Spin iterations with the GIL held before a contended acquire sleeps (see
+// spin_briefly).
+constexpr int kGilSpin = 100;
 
 PyObject* g_owner_died = nullptr;       // shmkit._sync.OwnerDiedError
 PyObject* g_not_recoverable = nullptr;  // shmkit._sync.NotRecoverableError
@@ -177,8 +181,42 @@ int parse_timeout_obj(PyObject* t, double* timeout) {
 }
 
 Clock::time_point deadline_for(double timeout) {
-  if (timeout < 0) return Clock::time_point::max();
-  return shmkit::detail::deadline_after(std::chrono::duration<double>(timeout));
+  // Saturating: beyond ~30 years is forever (steady_clock's nanoseconds
+  // would overflow near 292 years).
+  if (timeout < 0 || timeout > 1e9) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+}
+
+inline void pause_cpu() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// Tries `attempt` a few times with the GIL held before the caller gives
+// the GIL up to sleep: a lock held by another process is usually released
+// within a short critical section, and releasing and re-taking the GIL plus
+// a futex sleep and wake cost microseconds. SHMKIT_PY_SPIN (iterations,
+// default kGilSpin) tunes it; 0 disables it.
+int gil_spin_iterations() {
+  static const int n = [] {
+    const char* e = std::getenv("SHMKIT_PY_SPIN");
+    if (e == nullptr || *e == '\0') return kGilSpin;
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    return (end != nullptr && *end == '\0' && v >= 0 && v <= 100000) ? static_cast<int>(v) : kGilSpin;
+  }();
+  return n;
+}
+template <class Attempt>
+bool spin_briefly(Attempt&& attempt) {
+  for (int i = 0, n = gil_spin_iterations(); i < n; ++i) {
+    pause_cpu();
+    if (attempt()) return true;
+  }
+  return false;
 }
 
 // Calls attempt(slice_end) without the GIL, slice after slice, until it
@@ -297,6 +335,7 @@ PyObject* mutex_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
   shmkit::Mutex& m = prim<shmkit::Mutex>(self);
   if (nargs == 0 && kwnames == nullptr) {
     if (m.try_lock()) [[likely]] Py_RETURN_TRUE;
+    if (spin_briefly([&] { return !m.is_locked() && m.try_lock(); })) Py_RETURN_TRUE;
     const int r = wait_sliced(Clock::time_point::max(), [&](Clock::time_point end) { return m.try_lock_until(end); });
     if (r < 0) return nullptr;
     return PyBool_FromLong(r);
@@ -306,6 +345,7 @@ PyObject* mutex_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
   if (parse_block_timeout(args, nargs, kwnames, "acquire", &block, &timeout) < 0) return nullptr;
   if (m.try_lock()) Py_RETURN_TRUE;
   if (!block) Py_RETURN_FALSE;
+  if (spin_briefly([&] { return !m.is_locked() && m.try_lock(); })) Py_RETURN_TRUE;
   const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return m.try_lock_until(end); });
   if (r < 0) return nullptr;
   return PyBool_FromLong(r);
@@ -344,6 +384,7 @@ PyObject* rmutex_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   shmkit::RecursiveMutex& m = prim<shmkit::RecursiveMutex>(self);
   if (nargs == 0 && kwnames == nullptr) {
     if (m.try_lock()) [[likely]] Py_RETURN_TRUE;
+    if (spin_briefly([&] { return m.try_lock(); })) Py_RETURN_TRUE;
     const int r = wait_sliced(Clock::time_point::max(), [&](Clock::time_point end) { return m.try_lock_until(end); });
     if (r < 0) return nullptr;
     return PyBool_FromLong(r);
@@ -353,6 +394,7 @@ PyObject* rmutex_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   if (parse_block_timeout(args, nargs, kwnames, "acquire", &block, &timeout) < 0) return nullptr;
   if (m.try_lock()) Py_RETURN_TRUE;
   if (!block) Py_RETURN_FALSE;
+  if (spin_briefly([&] { return m.try_lock(); })) Py_RETURN_TRUE;
   const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return m.try_lock_until(end); });
   if (r < 0) return nullptr;
   return PyBool_FromLong(r);

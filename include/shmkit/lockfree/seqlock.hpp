@@ -155,9 +155,10 @@ class SeqLock {
   }
 
   // Adopts a block whose typed header the caller already validated for
-  // kind SeqLock and element T (open_typed_region / attach_typed_block);
-  // checks the SeqLock's own fields as attach() does (std::invalid_argument
-  // naming the block).
+  // kind SeqLock and element T (open_typed_region / attach_typed_block,
+  // e.g. with the fingerprint of a type another language names: the Python
+  // binding); checks the SeqLock's own fields as attach() does
+  // (std::invalid_argument naming the block).
   static SeqLock from_block(TypedBlock b) {
     const BlockHeader& h = b.header;
     if (h.count != 1 || h.param[0] != kPayload || h.payload_size != kPayload ||

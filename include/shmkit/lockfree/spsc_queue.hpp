@@ -8,7 +8,8 @@
 //     process: every slot address is masked, so it stays in bounds).
 //   * Capacity: a power of two fixed at create(); all `capacity` slots are
 //     usable. T: trivially copyable (static_assert).
-//   * Progress: try_push/try_pop and the batch forms are wait-free. push/pop
+//   * Progress: try_push/try_pop, the batch forms and peek/consume (the
+//     zero-copy consumer) are wait-free. push/pop
 //     spin briefly, then sleep on a shared futex word; the other side wakes
 //     them with a syscall only when a sleeper may exist (see
 //     lockfree/detail/common.hpp). *_for/*_until variants return false at the
@@ -238,6 +239,30 @@ class SpscQueue {
         ctl_->not_empty, [&] { return (n = try_pop(out)) != 0; },
         lockfree_detail::deadline_after(timeout));
     return n;
+  }
+
+  // ------------------------------------------------- zero-copy consumer
+  // The items ready at the head, in place: up to `max` of them, contiguous
+  // (a batch stops at the end of the ring; the next peek() continues from
+  // its start). They stay as they are until consume(): the producer cannot
+  // overwrite a slot before head passes it. Between peek() and consume()
+  // this consumer must not pop. Wait-free.
+  [[nodiscard]] std::span<const T> peek(std::size_t max) noexcept {
+    const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
+    tail_cache_ = ctl_->tail.load(std::memory_order_acquire);  // (7)
+    // A forged tail may claim more than capacity: never expose more.
+    const std::uint64_t ready = std::min<std::uint64_t>(tail_cache_ - h, capacity());
+    const std::uint64_t to_end = capacity() - (h & mask_);
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>({ready, to_end, max}));
+    return {&slots_[h & mask_], n};
+  }
+  // Hands the first n items of the last peek() back to the producer (n at
+  // most that peek's size).
+  void consume(std::size_t n) noexcept {
+    if (n == 0) return;
+    const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
+    ctl_->head.store(h + n, std::memory_order_release);  // (8)
+    lockfree_detail::notify(ctl_->not_full, asym_);
   }
 
   // ------------------------------------------------------------ observers

@@ -1,0 +1,129 @@
+"""Speed of shmkit's Python locks, atomics and queues against CPython's, each
+ratio measured in the same run:
+
+  python3 python/bench/bench_sync.py [--quick]
+
+with the package on PYTHONPATH (build/release/python/site-main). Rows:
+  lock           Lock acquire+release, uncontended      target <= 1.0x CPython's time
+  lock_2p        2 processes contending for one lock    target >= 2x CPython's throughput
+  fetch_add      Value('q').fetch_add (AtomicRef)       target >= 10x `with v.get_lock(): v.value += 1`
+  queue_8b       8-byte queue put+get (SpscQueue 'q')   target >= 50x multiprocessing.Queue
+Times are the best of several repeats (ns per operation); the 2-process rows
+are total operations per second of both processes, pinned to two CPUs, the
+median of 7 alternating runs.
+"""
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import timeit
+
+from shmkit import _sync
+from shmkit import synchronize as S
+from shmkit.queues import SpscQueue
+
+
+def per_op(stmt, glb, number, repeat=7):
+    return min(timeit.repeat(stmt, globals=glb, number=number, repeat=repeat)) / number * 1e9
+
+
+def paired(a, b, rounds=9):
+    """(best ns/op of a, of b), measured alternately so that a burst of load
+    on the machine hits both: a and b are (stmt, globals, number)."""
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(per_op(*a, repeat=1))
+        tb.append(per_op(*b, repeat=1))
+    return min(ta), min(tb)
+
+
+def _contend(lock, start, n, out, cpu):
+    # Pinned, one process per CPU: unpinned, the scheduler's moves dominate.
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    start.wait()
+    a, r = lock.acquire, lock.release
+    t0 = time.perf_counter()
+    for _ in range(n):
+        a()
+        r()
+    out.put(time.perf_counter() - t0)
+
+
+def contended(lock, n):
+    """Ops/s of 2 processes doing n acquire+release each on `lock`."""
+    ctx = mp.get_context("fork")
+    start, out = ctx.Event(), ctx.SimpleQueue()
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = [cpus[0], cpus[1]] if len(cpus) >= 2 else [None, None]
+    ps = [ctx.Process(target=_contend, args=(lock, start, n, out, pin[i])) for i in range(2)]
+    for p in ps:
+        p.start()
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    start.set()
+    for p in ps:
+        p.join()
+    wall = time.perf_counter() - t0
+    return 2 * n / wall
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    k = 1 if args.quick else 5
+    rows = []
+
+    shm_lock, cpy_lock = S.Lock(), mp.Lock()
+    glb = {"a": shm_lock.acquire, "r": shm_lock.release, "l": shm_lock}
+    cglb = {"a": cpy_lock.acquire, "r": cpy_lock.release, "l": cpy_lock}
+    s, c = paired(("l.acquire(); l.release()", glb, 100000 * k),
+                  ("l.acquire(); l.release()", cglb, 100000 * k))
+    rows.append(("lock", "Lock acquire+release, uncontended (ns)", s, c, s / c, "<= 1.0", s / c <= 1.0))
+
+    n = 50000 * k
+    # Alternating runs, the median of each (the 2-process rows are noisy).
+    runs = [(contended(S.Lock(), n), contended(mp.Lock(), n)) for _ in range(7)]
+    s2 = statistics.median(r[0] for r in runs)
+    c2 = statistics.median(r[1] for r in runs)
+    rows.append(("lock_2p", "2-process contended lock (ops/s)", s2, c2, s2 / c2, ">= 2.0", s2 / c2 >= 2.0))
+
+    v = mp.Value("q", 0)
+    blk = _sync.TypedBlock.create(None, 1024 + 77, "q", None, 8, 8, 1, 0, 8)
+    atom = _sync.AtomicRef(blk, blk.payload_offset, "q")
+
+    def locked_inc():
+        with v.get_lock():
+            v.value += 1
+
+    # shmkit.sharedctypes.Value binds AtomicRef.fetch_add into the instance;
+    # without it (a partial install) the AtomicRef over a block is measured.
+    try:
+        from shmkit.sharedctypes import Value as SkValue
+        sk_value = SkValue("q", 0)
+        fetch_add = sk_value.fetch_add
+    except (ImportError, AttributeError):
+        fetch_add = atom.fetch_add
+    s, c = paired(("f(1)", {"f": fetch_add}, 200000 * k), ("g()", {"g": locked_inc}, 20000 * k))
+    rows.append(("fetch_add", "Value.fetch_add vs locked += (ns)", s, c, c / s, ">= 10", c / s >= 10))
+
+    q = SpscQueue(capacity=1024, item="q")
+    mq = mp.Queue()
+    s, c = paired(("p(1); g()", {"p": q.put, "g": q.get}, 200000 * k),
+                  ("p(1); g()", {"p": mq.put, "g": mq.get}, 2000 * k), rounds=3)
+    rows.append(("queue_8b", "8-byte queue put+get (ns)", s, c, c / s, ">= 50", c / s >= 50))
+
+    del atom
+    blk.unlink()
+    q.unlink()
+    print(f"# python {sys.version.split()[0]}, pid {os.getpid()}, {os.cpu_count()} CPUs")
+    print(f"{'row':10} {'what':42} {'shmkit':>12} {'CPython':>12} {'ratio':>8} {'target':>7} met")
+    for key, what, s, c, ratio, target, met in rows:
+        print(f"{key:10} {what:42} {s:12.1f} {c:12.1f} {ratio:8.2f} {target:>7} {'yes' if met else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

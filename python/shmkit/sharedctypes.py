@@ -175,15 +175,17 @@ def _unlink_if_creator(mapping, pid):
 _warned_untracked = False
 
 
-def _create(ctype, count, is_array, initial, lock_kind, name):
+def _create(ctype, count, is_array, initial, lock_kind, name, track=None):
     global _warned_untracked
     code, size, align, tname = _fingerprint(ctype)
-    track = name is None and not _warned_untracked
+    explicit = track is not None
+    if not explicit:
+        track = name is None and not _warned_untracked
     try:
         result = _core.create_object(name, is_array, code, size, align, tname, count, lock_kind,
                                      initial, track)
     except OSError as e:
-        if not track or e.errno != errno.ENOSPC or "regist" not in str(e):
+        if explicit or not track or e.errno != errno.ENOSPC or "regist" not in str(e):
             raise
         # The tracker's registry is full (kMaxEntries live registrations):
         # go on untracked (unlinked with the object or at exit, but not
@@ -255,26 +257,32 @@ def _element_type(typecode_or_type):
     return typecode_to_type.get(typecode_or_type, typecode_or_type)
 
 
-def RawValue(typecode_or_type, *args, name=None, create=True):
+def RawValue(typecode_or_type, *args, name=None, create=True, track=None):
     """A ctypes object in shared memory (zero-filled, then ``type(*args)``).
-    ``name=`` makes (or with ``create=False`` attaches) a named object."""
+    ``name=`` makes (or with ``create=False`` attaches) a named object.
+    ``track=True`` registers this process's use of a named object with
+    shmkit's tracker (the block is unlinked once every registered process
+    has died); unnamed objects are always tracked, named ones by default
+    not."""
     type_ = _element_type(typecode_or_type)
     if not create:
-        return _raw_object(_attach(type_, 1, False, _core.LOCK_NONE, _need(name)), type_, False)
+        return _raw_object(_attach(type_, 1, False, _core.LOCK_NONE, _need(name), bool(track)),
+                           type_, False)
     initial = bytes(type_(*args)) if args else None
-    place = _create(type_, 1, False, initial, _core.LOCK_NONE, name)
+    place = _create(type_, 1, False, initial, _core.LOCK_NONE, name, track)
     return _raw_object(place, type_, name is None)
 
 
-def RawArray(typecode_or_type, size_or_initializer=None, *, name=None, create=True):
+def RawArray(typecode_or_type, size_or_initializer=None, *, name=None, create=True, track=None):
     """A ctypes array in shared memory: ``size`` zeros, or a copy of a
-    sequence. ``name=``/``create=False`` as RawValue."""
+    sequence. ``name=``/``create=False``/``track=`` as RawValue."""
     type_ = _element_type(typecode_or_type)
     if not create:
         count = size_or_initializer if isinstance(size_or_initializer, int) else 0
-        return _raw_object(_attach(type_, count, True, _core.LOCK_NONE, _need(name)), type_, False)
+        return _raw_object(_attach(type_, count, True, _core.LOCK_NONE, _need(name), bool(track)),
+                           type_, False)
     count, initial = _array_init(type_, size_or_initializer)
-    place = _create(type_, count, True, initial, _core.LOCK_NONE, name)
+    place = _create(type_, count, True, initial, _core.LOCK_NONE, name, track)
     return _raw_object(place, type_, name is None)
 
 
@@ -305,37 +313,38 @@ def _lock_kind(lock):
     return _core.LOCK_EXTERNAL, lock
 
 
-def Value(typecode_or_type, *args, lock=True, ctx=None, name=None, create=True):
+def Value(typecode_or_type, *args, lock=True, ctx=None, name=None, create=True, track=None):
     """A synchronized shared object (CPython's Value); ``lock=False`` gives
     the raw ctypes object. See the module docstring for ``lock`` values and
-    ``name=``/``create=False``."""
+    ``name=``/``create=False``; ``track=`` as RawValue."""
     type_ = _element_type(typecode_or_type)
     if lock is False:
-        return RawValue(type_, *args, name=name, create=create)
+        return RawValue(type_, *args, name=name, create=create, track=track)
     kind, external = _lock_kind(lock)
     if create:
         initial = bytes(type_(*args)) if args else None
-        place = _create(type_, 1, False, initial, _in_block_or_none(kind), name)
+        place = _create(type_, 1, False, initial, _in_block_or_none(kind), name, track)
     else:
         place = _attach(type_, 1, False, -1 if lock is True or lock is None else _in_block_or_none(kind),
-                        _need(name))
+                        _need(name), bool(track))
     return _wrap(place, type_, external, name is None and create)
 
 
-def Array(typecode_or_type, size_or_initializer=None, *, lock=True, ctx=None, name=None, create=True):
+def Array(typecode_or_type, size_or_initializer=None, *, lock=True, ctx=None, name=None, create=True,
+          track=None):
     """A synchronized shared array (CPython's Array); ``lock=False`` gives
-    the raw ctypes array."""
+    the raw ctypes array; ``track=`` as RawValue."""
     type_ = _element_type(typecode_or_type)
     if lock is False:
-        return RawArray(type_, size_or_initializer, name=name, create=create)
+        return RawArray(type_, size_or_initializer, name=name, create=create, track=track)
     kind, external = _lock_kind(lock)
     if create:
         count, initial = _array_init(type_, size_or_initializer)
-        place = _create(type_, count, True, initial, _in_block_or_none(kind), name)
+        place = _create(type_, count, True, initial, _in_block_or_none(kind), name, track)
     else:
         count = size_or_initializer if isinstance(size_or_initializer, int) else 0
         place = _attach(type_, count, True, -1 if lock is True or lock is None else _in_block_or_none(kind),
-                        _need(name))
+                        _need(name), bool(track))
     return _wrap(place, type_, external, name is None and create)
 
 
@@ -466,8 +475,9 @@ class SynchronizedBase:
         return self._lock
 
     def unlink(self):
-        """Removes a named object's block (others keep their mappings)."""
-        _core.unlink(self._place.name)
+        """Removes a named object's block (others keep their mappings) and
+        the tracker's registrations of it."""
+        self._place.mapping.unlink()
 
     @property
     def name(self):

@@ -151,6 +151,27 @@ def test_numpy_views_count_exports():
     assert raw[:] == [7] * 5
 
 
+def test_named_objects_are_tracked_only_when_asked(names):
+    from shmkit import _core
+
+    def registered(name):
+        return [pid for n, pid in _core._registrations() if n == name]
+
+    quiet, tracked = names(), names()
+    a = sc.RawArray("d", 4, name=quiet)  # named: not tracked by default
+    b = sc.Array("q", 4, name=tracked, track=True)
+    assert registered(quiet) == []
+    assert registered(tracked) == [os.getpid()]
+    c = sc.RawArray("d", 4, name=quiet, create=False)
+    assert c[:] == [0.0] * 4 and registered(quiet) == []
+    d = sc.RawArray("d", 4, name=quiet, create=False, track=True)
+    assert registered(quiet) == [os.getpid()]
+    b.unlink()  # unlink drops the registrations of that file
+    assert registered(tracked) == []
+    d._shmkit_place.mapping.unlink()
+    assert registered(quiet) == [] and a[:] == [0.0] * 4
+
+
 def test_named_objects_shared_by_name(names):
     n = names()
     v = sc.Value("q", 41, name=n)

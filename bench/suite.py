@@ -43,9 +43,11 @@ SUITES = [
     ("bench_fanout", "BroadcastRing and SeqLock with 0-4 reader processes; SpscQueue vs a plain ring"),
     ("bench_mpi", "shmkit::mpi vs MPI on one node (starts its own mpirun jobs)"),
     ("bench_order_book", "the example order book: SeqLock top-of-book reads vs the RobustMutex; writer with 0-4 readers"),
+    ("bench_python", "the Python package vs CPython: locks, atomics, queues, ShareableList, the call cost"),
 ]
 # Why a binary may be missing beyond "not built yet".
-SKIP_REASONS = {"bench_mpi": "shmkit was configured without MPI (libopenmpi-dev, openmpi-bin)"}
+SKIP_REASONS = {"bench_mpi": "shmkit was configured without MPI (libopenmpi-dev, openmpi-bin)",
+                "bench_python": "shmkit was configured without the Python extension (python3-dev)"}
 
 
 def list_tests(binary):

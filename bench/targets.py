@@ -275,5 +275,27 @@ COMPARISONS = [
          candidate="order_book/writer/4readers/iterations:1/manual_time",
          baseline="order_book/writer/0readers/iterations:1/manual_time",
          baseline_label="no reader", goal="at_most", target=None),
+    # issue 15: the Python package against CPython, same run (bench_python =
+    # python/bench/gbench.py under the main interpreter).
+    dict(group='Python package', title="Lock acquire+release, uncontended", candidate="python/lock/shmkit",
+         baseline="python/lock/cpython", baseline_label="CPython multiprocessing.Lock", goal="at_most", target=1.0),
+    dict(group='Python package', title="Lock, 2 processes contended (pinned)", metric="Mops/s",
+         candidate="python/lock_2p/shmkit", baseline="python/lock_2p/cpython",
+         baseline_label="CPython multiprocessing.Lock", goal="at_least", target=2.0),
+    dict(group='Python package', title="Value.fetch_add vs `with v.get_lock(): v.value += 1`",
+         candidate="python/fetch_add/shmkit", baseline="python/fetch_add/cpython_locked_inc",
+         baseline_label="CPython Value, locked +=", goal="at_least", target=10.0),
+    dict(group='Python package', title="8-byte queue put+get (SpscQueue)", candidate="python/queue_8b/shmkit_spsc",
+         baseline="python/queue_8b/cpython_mp_queue", baseline_label="CPython multiprocessing.Queue",
+         goal="at_least", target=50.0),
+    dict(group='Python package', title="ShareableList get int", candidate="python/shareable_list_get/shmkit",
+         baseline="python/shareable_list_get/cpython", baseline_label="CPython ShareableList",
+         goal="at_least", target=1.5),
+    dict(group='Python package', title="ShareableList set int", candidate="python/shareable_list_set/shmkit",
+         baseline="python/shareable_list_set/cpython", baseline_label="CPython ShareableList",
+         goal="at_least", target=1.5),
+    dict(group='Python package', title="one call into the extension (METH_FASTCALL) vs a Python function call",
+         candidate="python/call/c_api_noop", baseline="python/call/python_function",
+         baseline_label="a Python function doing nothing", goal="at_least", target=None),
 ]
 

@@ -1,0 +1,152 @@
+"""The Python rows of the benchmark suite: shmkit's package against CPython,
+speaking enough of Google Benchmark's command line and JSON that
+bench/suite.py runs it like its C++ binaries (the launcher
+build/<preset>/bench/bench_python puts the package on PYTHONPATH):
+
+    gbench.py [--benchmark_list_tests] [--benchmark_repetitions=N]
+              [--benchmark_min_time=S] [--benchmark_out=FILE] [...]
+
+Each repetition measures every candidate and every baseline once, in a
+random order (the same interleaving as the C++ binaries'), so a burst of
+load hits both sides of a ratio. Times are ns per operation of a timed loop
+minus the same loop doing nothing (bench_core.timed); the 2-process lock
+rows are operations per second of both processes together ("Mops/s").
+Names are python/<row>/<side>; bench/targets.py pairs them.
+"""
+import datetime
+import json
+import multiprocessing as mp
+import multiprocessing.shared_memory as cp_shm
+import multiprocessing.sharedctypes as cp_sc
+import os
+import platform
+import random
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_core  # noqa: E402
+import bench_sync  # noqa: E402
+from shmkit import _core  # noqa: E402
+from shmkit import shared_memory as sk_shm  # noqa: E402
+from shmkit import sharedctypes as sk_sc  # noqa: E402
+from shmkit import synchronize as S  # noqa: E402
+from shmkit.queues import SpscQueue  # noqa: E402
+
+
+class Fixtures:
+    """The objects every repetition measures (made once, released at the end)."""
+
+    def __init__(self):
+        self.sk_lock, self.cp_lock = S.Lock(), mp.Lock()
+        self.sk_value, self.cp_value = sk_sc.Value("q", 0), cp_sc.Value("q", 0)
+        self.sk_value.fetch_add(0)
+        self.sk_list, self.cp_list = sk_shm.ShareableList(range(16)), cp_shm.ShareableList(range(16))
+        self.queue, self.mp_queue = SpscQueue(capacity=1024, item="q"), mp.Queue()
+
+    def close(self):
+        for sl in (self.sk_list, self.cp_list):
+            sl.shm.close()
+            sl.shm.unlink()
+        self.queue.unlink()
+
+
+def cpython_locked_add(v):
+    def add():
+        with v.get_lock():
+            v.value += 1
+    return add
+
+
+def python_noop(*_):
+    return None
+
+
+def benchmarks(fx, scale):
+    """name -> (callable returning one measurement, metric, ops)."""
+    loop, timed = bench_core.loop, bench_core.timed
+    n = max(1000, int(200000 * scale))
+
+    def t(stmt, env, ops=n):
+        f = loop(stmt, env)
+        return (lambda: timed(f, ops)), "ns", ops
+
+    def contended(make):
+        ops = 50000  # each process; its own loop is timed (bench_sync.contended)
+        return (lambda: bench_sync.contended(make(), ops) / 1e6), "Mops/s", 2 * ops
+
+    return {
+        "python/call/c_api_noop": t("f()", {"f": _core._noop}),
+        "python/call/python_function": t("f()", {"f": python_noop}),
+        "python/lock/shmkit": t("a(); r()", {"a": fx.sk_lock.acquire, "r": fx.sk_lock.release}),
+        "python/lock/cpython": t("a(); r()", {"a": fx.cp_lock.acquire, "r": fx.cp_lock.release}),
+        "python/lock_2p/shmkit": contended(S.Lock),
+        "python/lock_2p/cpython": contended(mp.Lock),
+        "python/fetch_add/shmkit": t("f(1)", {"f": fx.sk_value.fetch_add}),
+        "python/fetch_add/cpython_locked_inc": t("g()", {"g": cpython_locked_add(fx.cp_value)},
+                                                  max(1000, n // 10)),
+        "python/queue_8b/shmkit_spsc": t("p(1); g()", {"p": fx.queue.put, "g": fx.queue.get}),
+        "python/queue_8b/cpython_mp_queue": t("p(1); g()", {"p": fx.mp_queue.put, "g": fx.mp_queue.get},
+                                              max(200, n // 100)),
+        "python/shareable_list_get/shmkit": t("sl[3]", {"sl": fx.sk_list}),
+        "python/shareable_list_get/cpython": t("sl[3]", {"sl": fx.cp_list}),
+        "python/shareable_list_set/shmkit": t("sl[3] = _i", {"sl": fx.sk_list}),
+        "python/shareable_list_set/cpython": t("sl[3] = _i", {"sl": fx.cp_list}),
+    }
+
+
+def entry(name, rep, reps, value, metric, ops):
+    e = {"name": name, "run_name": name, "run_type": "iteration", "repetitions": reps,
+         "repetition_index": rep, "threads": 1, "iterations": ops, "time_unit": "ns"}
+    if metric == "ns":
+        e["real_time"] = e["cpu_time"] = value
+    else:  # a throughput counter; real_time: ns per operation of the pair
+        e["real_time"] = e["cpu_time"] = 1e3 / value if value else 0.0
+        e[metric] = value * 1e6
+    return e
+
+
+def main(argv):
+    opts = dict(a.split("=", 1) if "=" in a else (a, "") for a in argv)
+    names = None
+    fx = None
+    if "--benchmark_list_tests" in opts:
+        fx = Fixtures()
+        try:
+            print("\n".join(benchmarks(fx, 1.0)))
+        finally:
+            fx.close()
+        return 0
+    reps = int(opts.get("--benchmark_repetitions", "1"))
+    min_time = opts.get("--benchmark_min_time")
+    scale = 0.25 if min_time is not None and float(min_time.rstrip("s")) < 0.5 else 1.0
+    fx = Fixtures()
+    try:
+        table = benchmarks(fx, scale)
+        names = list(table)
+        results = []
+        for rep in range(reps):
+            order = names[:]
+            random.shuffle(order)
+            for name in order:
+                fn, metric, ops = table[name]
+                value = fn()
+                results.append(entry(name, rep, reps, value, metric, ops))
+                shown = f"{value:.1f} ns" if metric == "ns" else f"{value:.2f} {metric}"
+                print(f"{name} {shown}", flush=True)
+    finally:
+        fx.close()
+    context = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+               "host_name": socket.gethostname(), "executable": sys.argv[0],
+               "num_cpus": os.cpu_count(), "python": platform.python_version(),
+               "python_executable": sys.executable, "library_build_type": "release"}
+    out = opts.get("--benchmark_out")
+    data = {"context": context, "benchmarks": results}
+    if out:
+        with open(out, "w") as f:
+            json.dump(data, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

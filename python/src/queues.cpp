@@ -47,6 +47,7 @@
 #include <system_error>
 #include <utility>
 
+#include "common.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/seqlock.hpp"
@@ -66,32 +67,8 @@ constexpr std::chrono::milliseconds kSlice{20};
 PyObject* g_full = nullptr;   // queue.Full
 PyObject* g_empty = nullptr;  // queue.Empty
 
-void set_error_from_current_exception() {
-  try {
-    throw;
-  } catch (const std::system_error& e) {
-    const int err = e.code().value();
-    PyObject* type = err == ENOENT ? PyExc_FileNotFoundError
-                     : err == EEXIST ? PyExc_FileExistsError
-                     : err == EACCES || err == EPERM ? PyExc_PermissionError
-                                                     : PyExc_OSError;
-    PyObject* args = Py_BuildValue("(is)", err, e.what());
-    if (args != nullptr) {
-      PyErr_SetObject(type, args);
-      Py_DECREF(args);
-    }
-  } catch (const std::invalid_argument& e) {
-    PyErr_SetString(PyExc_ValueError, e.what());
-  } catch (const std::out_of_range& e) {
-    PyErr_SetString(PyExc_IndexError, e.what());
-  } catch (const std::bad_alloc&) {
-    PyErr_NoMemory();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  } catch (...) {
-    PyErr_SetString(PyExc_RuntimeError, "shmkit: unknown C++ exception");
-  }
-}
+// The C++ -> Python exception mapping every module shares (common.hpp).
+using shmkit::python::translate_exception;
 
 template <std::size_t N>
 struct Blob {
@@ -800,7 +777,7 @@ PyObject* q_unlink(PyObject* o, PyObject*) {
   try {
     self->ops->unlink(self->mpmc, self->q);
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     return nullptr;
   }
   Py_RETURN_NONE;
@@ -917,7 +894,7 @@ PyObject* q_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     }
     PyEval_RestoreThread(ts);
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     return nullptr;
   }
   PyObject* o = type->tp_alloc(type, 0);
@@ -1316,7 +1293,7 @@ PyObject* seq_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     }
     PyEval_RestoreThread(ts);
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     Py_DECREF(o);
     return nullptr;
   }
@@ -1401,7 +1378,7 @@ PyObject* seq_unlink(PyObject* o, PyObject*) {
   try {
     self->ops->unlink(self->p);
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     return nullptr;
   }
   Py_RETURN_NONE;
@@ -1493,7 +1470,7 @@ PyObject* ring_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     }
     PyEval_RestoreThread(ts);
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     Py_DECREF(o);
     return nullptr;
   }
@@ -1559,7 +1536,7 @@ PyObject* ring_unlink(PyObject* o, PyObject*) {
   try {
     as_ring(o)->ops->bunlink(as_ring(o)->p);
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     return nullptr;
   }
   Py_RETURN_NONE;

@@ -59,6 +59,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "common.hpp"
 #include "shmkit/atomic.hpp"
 #include "shmkit/sync/condition.hpp"
 #include "shmkit/sync/event.hpp"
@@ -89,33 +90,8 @@ PyObject* g_not_recoverable = nullptr;  // shmkit._sync.NotRecoverableError
 
 // ----------------------------------------------------------------- errors
 
-// Sets the Python exception for the C++ exception being handled.
-void set_error_from_current_exception() {
-  try {
-    throw;
-  } catch (const std::system_error& e) {
-    const int err = e.code().value();
-    PyObject* type = err == ENOENT ? PyExc_FileNotFoundError
-                     : err == EEXIST ? PyExc_FileExistsError
-                     : err == EACCES || err == EPERM ? PyExc_PermissionError
-                                                     : PyExc_OSError;
-    PyObject* args = Py_BuildValue("(is)", err, e.what());
-    if (args != nullptr) {
-      PyErr_SetObject(type, args);
-      Py_DECREF(args);
-    }
-  } catch (const std::invalid_argument& e) {
-    PyErr_SetString(PyExc_ValueError, e.what());
-  } catch (const std::out_of_range& e) {
-    PyErr_SetString(PyExc_IndexError, e.what());
-  } catch (const std::bad_alloc&) {
-    PyErr_NoMemory();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  } catch (...) {
-    PyErr_SetString(PyExc_RuntimeError, "shmkit: unknown C++ exception");
-  }
-}
+// The C++ -> Python exception mapping every module shares (common.hpp).
+using shmkit::python::translate_exception;
 
 // ------------------------------------------------------------ arguments
 
@@ -1227,7 +1203,7 @@ PyObject* block_create(PyObject*, PyObject* args, PyObject* kwds) {
     }
     return wrap_block(std::move(b));
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     return nullptr;
   }
 }
@@ -1262,7 +1238,7 @@ PyObject* block_attach(PyObject*, PyObject* args, PyObject* kwds) {
     PyEval_RestoreThread(ts);
     return wrap_block(std::move(b));
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     return nullptr;
   }
 }
@@ -1308,7 +1284,7 @@ PyObject* block_unlink(PyObject* o, PyObject*) {
   try {
     b->block->shm.unlink();
   } catch (...) {
-    set_error_from_current_exception();
+    translate_exception();
     return nullptr;
   }
   Py_RETURN_NONE;

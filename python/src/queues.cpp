@@ -61,8 +61,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-constexpr std::chrono::milliseconds kSlice{20};
+using shmkit::python::Clock;
+using shmkit::python::deadline_for;
+using shmkit::python::kSlice;
+using shmkit::python::wait_sliced;
 
 PyObject* g_full = nullptr;   // queue.Full
 PyObject* g_empty = nullptr;  // queue.Empty
@@ -479,12 +481,6 @@ int parse_block_timeout(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
   return 0;
 }
 
-Clock::time_point deadline_for(double timeout) {
-  // Saturating: beyond ~30 years is forever (steady_clock's nanoseconds
-  // would overflow near 292 years).
-  if (timeout < 0 || timeout > 1e9) return Clock::time_point::max();
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
-}
 
 // Counts a call that waits without the GIL (changed with the GIL held).
 struct Waiting {
@@ -495,20 +491,6 @@ struct Waiting {
   Waiting& operator=(const Waiting&) = delete;
 };
 
-template <class Attempt>
-int wait_sliced(Clock::time_point deadline, Attempt&& attempt) {
-  for (;;) {
-    const auto now = Clock::now();
-    const auto end = (deadline > now && deadline - now > kSlice) ? now + kSlice : deadline;
-    bool ok;
-    Py_BEGIN_ALLOW_THREADS
-    ok = attempt(end);
-    Py_END_ALLOW_THREADS
-    if (ok) return 1;
-    if (PyErr_CheckSignals() < 0) return -1;
-    if (Clock::now() >= deadline) return 0;
-  }
-}
 
 // put(item, block=True, timeout=None)
 PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {

@@ -77,10 +77,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-// How long a blocked call sleeps without the GIL before it looks for
-// signals: Ctrl-C latency, and the cost of one wake-up per slice.
-constexpr std::chrono::milliseconds kSlice{20};
+using shmkit::python::Clock;
+using shmkit::python::deadline_for;
+using shmkit::python::kSlice;
+using shmkit::python::wait_sliced;
 // Spin iterations with the GIL held before a contended acquire sleeps (see
 // spin_briefly).
 constexpr int kGilSpin = 100;
@@ -156,20 +156,7 @@ int parse_timeout_obj(PyObject* t, double* timeout) {
   return 0;
 }
 
-Clock::time_point deadline_for(double timeout) {
-  // Saturating: beyond ~30 years is forever (steady_clock's nanoseconds
-  // would overflow near 292 years).
-  if (timeout < 0 || timeout > 1e9) return Clock::time_point::max();
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
-}
 
-inline void pause_cpu() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
 
 // Tries `attempt` a few times with the GIL held before the caller gives
 // the GIL up to sleep: a lock held by another process is usually released
@@ -189,29 +176,12 @@ int gil_spin_iterations() {
 template <class Attempt>
 bool spin_briefly(Attempt&& attempt) {
   for (int i = 0, n = gil_spin_iterations(); i < n; ++i) {
-    pause_cpu();
+    shmkit::detail::cpu_relax();  // PAUSE / YIELD, as the library's spins (spin.hpp)
     if (attempt()) return true;
   }
   return false;
 }
 
-// Calls attempt(slice_end) without the GIL, slice after slice, until it
-// returns true (1), the deadline passes (0) or a signal handler raises (-1).
-// attempt must not touch Python objects.
-template <class Attempt>
-int wait_sliced(Clock::time_point deadline, Attempt&& attempt) {
-  for (;;) {
-    const auto now = Clock::now();
-    const auto end = (deadline > now && deadline - now > kSlice) ? now + kSlice : deadline;
-    bool ok;
-    Py_BEGIN_ALLOW_THREADS
-    ok = attempt(end);
-    Py_END_ALLOW_THREADS
-    if (ok) return 1;
-    if (PyErr_CheckSignals() < 0) return -1;
-    if (Clock::now() >= deadline) return 0;
-  }
-}
 
 // ------------------------------------------------------------ binding
 

@@ -30,7 +30,7 @@ constexpr std::array<PointInfo, kPointCount - 1> kPoints{{
     {P::heap_alloc_split, "heap_alloc_split", "a heap split half done (tail tag written), the heap lock held"},
     {P::heap_alloc_committed, "heap_alloc_committed", "a heap allocation committed, its handle never returned, the lock held"},
     {P::heap_free_marked, "heap_free_marked", "a heap chunk marked free, the lock held"},
-    {P::spsc_push_written, "spsc_push_written", "an SPSC slot written, tail not published"},
+    {P::spsc_push_written, "spsc_push_written", "an SPSC slot written, its mark not stored"},
     {P::spsc_pop_copied, "spsc_pop_copied", "an SPSC item copied out, head not advanced"},
     {P::mpmc_push_claimed, "mpmc_push_claimed", "an MPMC slot claimed and recorded by a producer, never published"},
     {P::mpmc_pop_claimed, "mpmc_pop_claimed", "an MPMC slot claimed and recorded by a consumer, never released"},
@@ -44,6 +44,7 @@ constexpr std::array<PointInfo, kPointCount - 1> kPoints{{
     {P::seqlock_stored, "seqlock_stored", "a SeqLock value stored, sleeping readers never woken"},
     {P::spsc_push_published, "spsc_push_published", "an SPSC item published, a sleeping consumer never woken"},
     {P::spsc_pop_released, "spsc_pop_released", "an SPSC slot freed, a sleeping producer never woken"},
+    {P::spsc_push_marked, "spsc_push_marked", "an SPSC item published (its mark stored), tail not advanced"},
 }};
 
 constexpr bool numbered_in_order() {

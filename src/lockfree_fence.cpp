@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <ctime>
 
 #include "shmkit/lockfree/detail/common.hpp"
 
@@ -41,6 +42,42 @@ bool register_once() noexcept {
 }
 
 }  // namespace
+
+namespace {
+std::atomic<std::uint64_t> g_token{0};
+
+std::uint64_t draw_token() noexcept {
+  // Async-signal-safe (it also runs in a fork child): getpid and
+  // clock_gettime. The pid tells apart the live processes; the clock tells
+  // apart a reused pid. splitmix64's finaliser spreads both.
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  std::uint64_t x = (static_cast<std::uint64_t>(::getpid()) << 40) ^
+                    (static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec));
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x == 0 ? 1 : x;  // 0 is what a fresh block holds: never a token
+}
+
+void redraw_token_in_child() noexcept { g_token.store(draw_token(), std::memory_order_relaxed); }
+}  // namespace
+
+std::uint64_t process_token() noexcept {
+  // relaxed: a process-local value; the atfork handler runs in the child
+  // before any of its code that could read it.
+  const std::uint64_t t = g_token.load(std::memory_order_relaxed);
+  if (t != 0) [[likely]] return t;
+  static const bool registered = [] {
+    g_token.store(draw_token(), std::memory_order_relaxed);
+    ::pthread_atfork(nullptr, nullptr, redraw_token_in_child);
+    return true;
+  }();
+  (void)registered;
+  return g_token.load(std::memory_order_relaxed);
+}
 
 bool asymmetric_fence_available() noexcept {
   static const bool available = register_once();

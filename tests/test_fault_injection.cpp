@@ -362,14 +362,17 @@ struct Msg {
 };
 Msg msg(std::uint64_t i) { return Msg{i, ~i}; }
 
-// SPSC: a producer killed before publishing loses only its unpublished item;
-// a consumer killed before advancing head has consumed nothing: the next
-// consumer gets every committed item exactly once, in order.
+// SPSC: a producer killed before publishing (its mark) loses only its
+// unpublished item; one killed after the mark but before advancing tail has
+// committed it, and the next producer steps over it; a consumer killed
+// before advancing head has consumed nothing: the next consumer gets every
+// committed item exactly once, in order.
 void spsc(Point point) {
   const std::string name = unique_name("fi_spsc");
   auto q = SpscQueue<Msg>::create(name, 16);
   for (std::uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(q.try_push(msg(i)));
-  if (point == Point::spsc_push_written) {
+  const bool pushing = point == Point::spsc_push_written || point == Point::spsc_push_marked;
+  if (pushing) {
     die_at(point, [&] { (void)SpscQueue<Msg>::attach(name).try_push(msg(10)); });
   } else {
     die_at(point, [&] {
@@ -377,7 +380,11 @@ void spsc(Point point) {
       (void)SpscQueue<Msg>::attach(name).try_pop(m);
     });
   }
-  for (std::uint64_t i = 0; i < 10; ++i) {
+  const std::uint64_t committed = point == Point::spsc_push_marked ? 11 : 10;
+  if (point == Point::spsc_push_marked) {
+    EXPECT_EQ(q.producer_index(), 10u) << "the victim was to die before its tail store";
+  }
+  for (std::uint64_t i = 0; i < committed; ++i) {
     Msg m{};
     ASSERT_TRUE(q.pop_for(m, 1s)) << "committed item " << i << " lost";
     EXPECT_EQ(m.seq, i);
@@ -387,9 +394,11 @@ void spsc(Point point) {
   Stopwatch sw;
   EXPECT_FALSE(q.pop_for(m, 50ms)) << "an unpublished item became visible";
   EXPECT_LT(sw.ms(), 5000);
-  ASSERT_TRUE(q.try_push(msg(99)));  // the next producer continues from tail
+  ASSERT_TRUE(q.try_push(msg(99)));  // the next producer continues after the last committed item
+  EXPECT_EQ(q.producer_index(), committed + 1);
   ASSERT_TRUE(q.try_pop(m));
   EXPECT_EQ(m.seq, 99u);
+  EXPECT_FALSE(q.try_pop(m));
   q.unlink();
   expect_nothing_left(name);
 }
@@ -657,6 +666,7 @@ const std::map<Point, std::function<void()>>& scenarios() {
       {Point::heap_free_marked, [] { heap(Point::heap_free_marked); }},
       {Point::spsc_push_written, [] { spsc(Point::spsc_push_written); }},
       {Point::spsc_pop_copied, [] { spsc(Point::spsc_pop_copied); }},
+      {Point::spsc_push_marked, [] { spsc(Point::spsc_push_marked); }},
       {Point::mpmc_push_claimed, [] { mpmc(Point::mpmc_push_claimed); }},
       {Point::mpmc_pop_claimed, [] { mpmc(Point::mpmc_pop_claimed); }},
       {Point::mpmc_push_won, [] { mpmc(Point::mpmc_push_won); }},

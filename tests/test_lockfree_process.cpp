@@ -143,17 +143,23 @@ TEST(LockfreeHeader, ForgedIndicesStayInBounds) {
     auto q = SpscQueue<std::uint64_t>::create(a, 8);
     auto raw = SharedMemory::attach(a);
     auto* sc = reinterpret_cast<SpscControl*>(static_cast<std::byte*>(raw.data()) + BlockHeader::kSize);
+    auto* marks = reinterpret_cast<std::atomic<std::uint64_t>*>(reinterpret_cast<std::byte*>(sc) + sizeof(SpscControl));
     sc->tail.store(0xdead'beef'1234'5677ull);
     sc->head.store(3);
+    for (std::uint64_t i = 0; i < 8; ++i) marks[i].store(3 + ((i - 3) & 7) + 1);  // every slot "published"
     std::uint64_t out[100];
     std::uint64_t v;
     EXPECT_TRUE(q.try_pop(v));                                  // garbage, in bounds
     EXPECT_LE(q.try_pop(std::span<std::uint64_t>(out, 100)), 8u);  // never more than capacity
+    EXPECT_LE(q.peek(100).size(), 8u);
     EXPECT_LE(q.size(), 8u);
     sc->head.store(~0ull);
     sc->tail.store(5);
-    (void)q.try_push(1);
-    (void)q.try_push(std::span<const std::uint64_t>(out, 100));
+    // Every mark claims a dead producer published past tail: the producer's
+    // catch-up steps over at most capacity of them, then finds no room.
+    for (std::uint64_t k = 0; k < 8; ++k) marks[(5 + k) & 7].store(5 + k + 1);
+    EXPECT_FALSE(q.try_push(1));
+    EXPECT_EQ(q.try_push(std::span<const std::uint64_t>(out, 100)), 0u);
   }
   {
     auto q = MpmcQueue<std::uint64_t>::create(b, 8);

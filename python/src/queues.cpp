@@ -106,23 +106,25 @@ struct Impl {
 
   static shmkit::BlockSpec spec(bool mpmc, std::string_view name, std::uint64_t capacity,
                                 const shmkit::TypeFingerprint& f) {
-    const std::uint64_t slot = mpmc ? sizeof(MSlot) : sizeof(T);
-    if (mpmc && capacity < 2) {
-      throw std::invalid_argument("shmkit: cannot create block \"" + std::string(name) + "\": capacity " +
-                                  std::to_string(capacity) + " is not a power of two >= 2 (MpmcQueue)");
+    if (!mpmc) {
+      shmkit::BlockSpec s = Spsc::region_spec(capacity, name);  // checks the capacity
+      s.type = f;
+      return s;
     }
-    if (capacity == 0 || (capacity & (capacity - 1)) != 0 || capacity > (std::uint64_t{1} << 40) / slot) {
+    const std::uint64_t slot = sizeof(MSlot);
+    if (capacity < 2 || (capacity & (capacity - 1)) != 0 || capacity > (std::uint64_t{1} << 40) / slot) {
       throw std::invalid_argument("shmkit: cannot create block \"" + std::string(name) + "\": capacity " +
-                                  std::to_string(capacity) + " is not a power of two in [1, 2^40 / slot size]");
+                                  std::to_string(capacity) +
+                                  " is not a power of two in [2, 2^40 / slot size] (MpmcQueue)");
     }
     shmkit::BlockSpec s;
-    s.kind = mpmc ? shmkit::BlockKind::mpmc_queue : shmkit::BlockKind::spsc_queue;
+    s.kind = shmkit::BlockKind::mpmc_queue;
     s.type = f;
     s.count = capacity;
-    s.prefix_size = mpmc ? sizeof(shmkit::MpmcControl) : sizeof(shmkit::SpscControl);
+    s.prefix_size = sizeof(shmkit::MpmcControl);
     s.payload_size = capacity * slot;
     s.param[0] = slot;
-    if (mpmc) s.param[1] = shmkit::kMpmcLayout;
+    s.param[1] = shmkit::kMpmcLayout;
     return s;
   }
 
@@ -147,9 +149,7 @@ struct Impl {
           options);
       return new Mpmc(Mpmc::from_block(std::move(b)));
     }
-    shmkit::TypedBlock b = shmkit::create_typed_block(
-        name, s, [](std::span<std::byte> prefix, std::span<std::byte>) { new (prefix.data()) shmkit::SpscControl(); },
-        options);
+    shmkit::TypedBlock b = shmkit::create_typed_block(name, s, Spsc::init_region, options);
     return new Spsc(Spsc::from_block(std::move(b)));
   }
 

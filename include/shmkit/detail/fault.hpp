@@ -53,7 +53,7 @@ enum class Point : std::uint16_t {
   heap_alloc_committed = 15,  // the allocation committed; lock held, handle not returned
   heap_free_marked = 16,      // the chunk marked free; lock held
   // SpscQueue / MpmcQueue (shmkit/lockfree/*.hpp)
-  spsc_push_written = 17,  // the slot written; tail not published
+  spsc_push_written = 17,  // the slot written; its mark not stored (not published)
   spsc_pop_copied = 18,    // the item copied out; head not advanced
   mpmc_push_claimed = 19,  // the slot claimed (tail CAS) and recorded; value not published
   mpmc_pop_claimed = 20,   // the slot claimed (head CAS) and recorded; not released
@@ -69,8 +69,9 @@ enum class Point : std::uint16_t {
   seqlock_stored = 28,       // SeqLock value stored (sequence even); sleeping readers not woken
   spsc_push_published = 29,  // SpscQueue item published (tail); a sleeping consumer not woken
   spsc_pop_released = 30,    // SpscQueue slot freed (head); a sleeping producer not woken
+  spsc_push_marked = 31,     // SpscQueue item published (its mark); tail not advanced
 };
-inline constexpr std::size_t kPointCount = 31;  // one past the last number
+inline constexpr std::size_t kPointCount = 32;  // one past the last number
 
 struct PointInfo {
   Point point;

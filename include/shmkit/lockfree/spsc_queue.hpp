@@ -14,24 +14,38 @@
 //     them with a syscall only when a sleeper may exist (see
 //     lockfree/detail/common.hpp). *_for/*_until variants return false at the
 //     deadline. Nothing throws after create/attach.
-//   * Layout: header (typed_block.hpp, kind spsc_queue, count = capacity,
-//     param[0] = sizeof(T)), prefix = SpscControl (tail and head 128 bytes
-//     apart, two WaitSlots), payload = capacity slots of T.
-//   * Crash semantics. An item is committed when the producer's release store
-//     of tail covers it, and consumed when the consumer's release store of
-//     head covers it. A producer killed mid-push (or mid-batch) leaves written
-//     but unpublished slots: invisible, overwritten by the next producer,
-//     which attaches and continues from tail. A consumer killed before its
-//     head store leaves head unchanged: the items it was copying are
-//     delivered again to the next consumer (they had not been consumed); one
-//     killed after it has consumed them (what it did with them is the
-//     application's business: record progress if you need exactly-once
-//     processing). Nothing committed is lost or duplicated by the queue; a
-//     survivor's timed waits return false; a killed sleeper leaves a flag
-//     that costs the other side one futex_wake.
-//   * Indices in the block are untrusted: a forged head/tail can make the
+//   * Layout (version 2, in the header's param[1]; a block of the first
+//     layout, whose param[1] is 0, is refused by name): header (typed_block.hpp, kind
+//     spsc_queue, count = capacity, param[0] = sizeof(T)), prefix =
+//     SpscControl (tail and head 128 bytes apart, two WaitSlots) followed by
+//     `capacity` 8-byte publication marks, payload = capacity contiguous
+//     slots of T (what peek() exposes in place).
+//   * Publication. Item number i (counting from 0 since create) sits in slot
+//     i & (capacity - 1) and is published when that slot's mark holds i + 1
+//     (a release store after the slot's bytes). The consumer polls the mark
+//     of the slot it wants, never the producer's tail, so a hand-off moves
+//     the mark's line and the slot's line to the consumer and nothing else
+//     (BENCHMARKS.md, "SpscQueue: the layout"). `tail` (items published,
+//     stored after the marks) is for observers and for a restarted producer;
+//     `head` (items consumed) is what the producer polls when its cached copy
+//     says the ring is full.
+//   * Crash semantics. An item is committed when its mark is stored, and
+//     consumed when the consumer's release store of head covers it. A
+//     producer killed after writing a slot but before its mark leaves an
+//     invisible slot, overwritten by the next producer, which attaches and
+//     continues from tail. A producer killed after a mark but before the
+//     tail store leaves tail behind items the consumer can see: the next
+//     producer's first push steps tail over them (at most capacity marks
+//     read). A consumer killed before its head store leaves head unchanged:
+//     the items it was copying are delivered again to the next consumer
+//     (they had not been consumed); one killed after it has consumed them
+//     (what it did with them is the application's business: record progress
+//     if you need exactly-once processing). Nothing committed is lost or
+//     duplicated by the queue; a survivor's timed waits return false; a
+//     killed sleeper leaves a flag that costs the other side one futex_wake.
+//   * Indices and marks in the block are untrusted: forged ones can make the
 //     queue report garbage items or lose items, but never address outside the
-//     payload.
+//     payload, and no call loops more than capacity times over them.
 #pragma once
 
 #include <algorithm>
@@ -53,6 +67,8 @@ namespace shmkit {
 // The prefix of an SPSC block. Lives in shared memory.
 struct SpscControl {
   alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> tail;  // producer writes
+  // The process_token() of the producer that stored tail last.
+  std::atomic<std::uint64_t> producer;
   alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> head;  // consumer writes
   alignas(lockfree_detail::kFalseSharingRange) lockfree_detail::WaitSlot not_empty;  // consumer sleeps
   lockfree_detail::WaitSlot not_full;  // producer sleeps
@@ -72,6 +88,10 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
               "64-bit indices must be lock-free to live in shared memory");
 static_assert(std::is_standard_layout_v<SpscControl>, "SpscControl is read by other processes");
 
+// The layout's version, in the header's param[1] (1, the header's 0, was the
+// layout without publication marks: the consumer polled tail).
+inline constexpr std::uint64_t kSpscLayout = 2;
+
 template <class T>
 class SpscQueue {
   SHMKIT_LOCKFREE_CHECK_ELEMENT(T);
@@ -83,19 +103,16 @@ class SpscQueue {
   // Creates the block `name` holding an empty queue of `capacity` slots
   // (a power of two). Throws std::system_error (EEXIST, ...) or
   // std::invalid_argument.
-  static SpscQueue create(std::string_view name, std::uint64_t capacity) {
-    const BlockSpec spec =
-        lockfree_detail::ring_spec<T, SpscControl>(kKind, capacity, sizeof(T), name);
-    TypedBlock b = create_typed_block(name, spec, [](std::span<std::byte> prefix, std::span<std::byte>) {
-      new (prefix.data()) SpscControl();
-    });
+  static SpscQueue create(std::string_view name, std::uint64_t capacity,
+                          const SharedMemory::Options& options = SharedMemory::Options()) {
+    TypedBlock b = create_typed_block(name, region_spec(capacity, name), init_region, options);
     return SpscQueue(std::move(b));
   }
 
   // Attaches to an existing queue of T. Throws std::invalid_argument naming
   // the block if it is not an SpscQueue<T> or its header is inconsistent.
   static SpscQueue attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
-    return SpscQueue(lockfree_detail::attach_ring<T, SpscControl>(name, kKind, sizeof(T), options));
+    return from_block(attach_typed_block(name, kKind, TypeFingerprint::of<T>(), options));
   }
 
   // Adopts a block whose typed header the caller already validated for
@@ -103,7 +120,41 @@ class SpscQueue {
   // an anonymous block shared with forked children; checks the ring's own
   // fields as attach() does.
   static SpscQueue from_block(TypedBlock block) {
-    return SpscQueue(lockfree_detail::adopt_ring<SpscControl>(std::move(block), sizeof(T)));
+    const std::string_view name = block.shm.name().empty() ? "(anonymous)" : block.shm.name();
+    const BlockHeader& h = block.header;
+    if (h.param[1] != kSpscLayout) {
+      lockfree_detail::bad_block(name, "SpscQueue layout " + std::to_string(h.param[1]) + ", expected " +
+                                           std::to_string(kSpscLayout) +
+                                           " (made by an older shmkit: recreate it)");
+    }
+    lockfree_detail::validate_ring(h, sizeof(T), sizeof(SpscControl), name);
+    // validate_ring bounded count by the payload; the marks must fit exactly.
+    if (h.prefix_size != prefix_bytes(h.count)) {
+      lockfree_detail::bad_block(name, "prefix of " + std::to_string(h.prefix_size) +
+                                           " bytes, expected " + std::to_string(prefix_bytes(h.count)) +
+                                           " (control and " + std::to_string(h.count) + " marks)");
+    }
+    return SpscQueue(std::move(block));
+  }
+
+  // The typed-region spec and initialiser of a queue of `capacity` slots,
+  // for a queue placed in a block of your own (typed_block.hpp) or made with
+  // another element fingerprint of the same size (the Python binding).
+  // Throws std::invalid_argument naming `name` for a bad capacity.
+  static BlockSpec region_spec(std::uint64_t capacity, std::string_view name) {
+    lockfree_detail::check_capacity(capacity, sizeof(T) + sizeof(std::uint64_t), name);
+    BlockSpec spec = lockfree_detail::ring_spec<T, SpscControl>(kKind, capacity, sizeof(T), name);
+    spec.prefix_size = prefix_bytes(capacity);
+    spec.param[1] = kSpscLayout;
+    return spec;
+  }
+  // Constructs the control block and clears the marks (nothing published).
+  static void init_region(std::span<std::byte> prefix, std::span<std::byte> /*payload*/) noexcept {
+    new (prefix.data()) SpscControl();  // indices 0, no producer yet
+    auto* marks = reinterpret_cast<std::atomic<std::uint64_t>*>(prefix.data() + sizeof(SpscControl));
+    const std::size_t n = (prefix.size() - sizeof(SpscControl)) / sizeof(std::uint64_t);
+    // relaxed: published by create_typed_block's release of the ready state.
+    for (std::size_t i = 0; i < n; ++i) new (&marks[i]) std::atomic<std::uint64_t>(0);
   }
 
   SpscQueue(SpscQueue&&) noexcept = default;
@@ -115,8 +166,7 @@ class SpscQueue {
 
   // ------------------------------------------------------------ producer
   [[nodiscard]] bool try_push(const T& value) noexcept {
-    // relaxed: only this producer writes tail.
-    const std::uint64_t t = ctl_->tail.load(std::memory_order_relaxed);
+    const std::uint64_t t = producer_start();
     if (t - head_cache_ > mask_) {
       // (5) acquire: pairs with (8); the consumer is done with the slot.
       head_cache_ = ctl_->head.load(std::memory_order_acquire);
@@ -125,7 +175,11 @@ class SpscQueue {
     std::memcpy(&slots_[t & mask_], &value, sizeof(T));
     SHMKIT_FAULT_POINT(spsc_push_written);
     // (6) release: pairs with (7); the slot is written before it is seen.
+    marks_[t & mask_].store(t + 1, std::memory_order_release);
+    SHMKIT_FAULT_POINT(spsc_push_marked);
+    // release: observers that read tail see the items it counts.
     ctl_->tail.store(t + 1, std::memory_order_release);
+    next_ = t + 1;
     SHMKIT_FAULT_POINT(spsc_push_published);
     lockfree_detail::notify(ctl_->not_empty, asym_);
     return true;
@@ -133,7 +187,7 @@ class SpscQueue {
 
   // Pushes a prefix of `items`; returns how many (0 when full).
   [[nodiscard]] std::size_t try_push(std::span<const T> items) noexcept {
-    const std::uint64_t t = ctl_->tail.load(std::memory_order_relaxed);
+    const std::uint64_t t = producer_start();
     std::uint64_t room = capacity() - std::min<std::uint64_t>(t - head_cache_, capacity());
     if (room < items.size()) {
       head_cache_ = ctl_->head.load(std::memory_order_acquire);  // (5)
@@ -142,7 +196,10 @@ class SpscQueue {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(room, items.size()));
     if (n == 0) return 0;
     for (std::size_t i = 0; i < n; ++i) std::memcpy(&slots_[(t + i) & mask_], &items[i], sizeof(T));
-    ctl_->tail.store(t + n, std::memory_order_release);  // (6)
+    // (6) in order, so the consumer never sees a mark beyond an unmarked slot.
+    for (std::size_t i = 0; i < n; ++i) marks_[(t + i) & mask_].store(t + i + 1, std::memory_order_release);
+    ctl_->tail.store(t + n, std::memory_order_release);
+    next_ = t + n;
     lockfree_detail::notify(ctl_->not_empty, asym_);
     return n;
   }
@@ -185,13 +242,8 @@ class SpscQueue {
   [[nodiscard]] bool try_pop(T& out) noexcept {
     // relaxed: only this consumer writes head.
     const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
-    // A cache behind head (this handle sat idle while another consumed) is
-    // as stale as one equal to it: reload.
-    if (h == tail_cache_ || tail_cache_ - h > capacity()) {
-      // (7) acquire: pairs with (6); the slot's bytes are visible.
-      tail_cache_ = ctl_->tail.load(std::memory_order_acquire);
-      if (h == tail_cache_) return false;
-    }
+    // (7) acquire: pairs with (6); the slot's bytes are visible.
+    if (marks_[h & mask_].load(std::memory_order_acquire) != h + 1) return false;
     std::memcpy(&out, &slots_[h & mask_], sizeof(T));
     SHMKIT_FAULT_POINT(spsc_pop_copied);
     // (8) release: pairs with (5); our read of the slot is done before the
@@ -205,14 +257,7 @@ class SpscQueue {
   // Pops up to out.size() items; returns how many (0 when empty).
   [[nodiscard]] std::size_t try_pop(std::span<T> out) noexcept {
     const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
-    std::uint64_t avail = tail_cache_ - h;
-    if (avail < out.size() || avail > capacity()) {
-      tail_cache_ = ctl_->tail.load(std::memory_order_acquire);  // (7)
-      avail = tail_cache_ - h;
-    }
-    // A forged tail may claim more than capacity: never copy more than that.
-    const std::size_t n = static_cast<std::size_t>(
-        std::min<std::uint64_t>({avail, out.size(), capacity()}));
+    const std::size_t n = ready(h, std::min<std::uint64_t>(out.size(), capacity()));
     if (n == 0) return 0;
     for (std::size_t i = 0; i < n; ++i) std::memcpy(&out[i], &slots_[(h + i) & mask_], sizeof(T));
     ctl_->head.store(h + n, std::memory_order_release);  // (8)
@@ -249,12 +294,8 @@ class SpscQueue {
   // this consumer must not pop. Wait-free.
   [[nodiscard]] std::span<const T> peek(std::size_t max) noexcept {
     const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
-    tail_cache_ = ctl_->tail.load(std::memory_order_acquire);  // (7)
-    // A forged tail may claim more than capacity: never expose more.
-    const std::uint64_t ready = std::min<std::uint64_t>(tail_cache_ - h, capacity());
     const std::uint64_t to_end = capacity() - (h & mask_);
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>({ready, to_end, max}));
-    return {&slots_[h & mask_], n};
+    return {&slots_[h & mask_], ready(h, std::min<std::uint64_t>(to_end, max))};
   }
   // Hands the first n items of the last peek() back to the producer (n at
   // most that peek's size).
@@ -282,22 +323,55 @@ class SpscQueue {
   explicit SpscQueue(TypedBlock b) noexcept
       : block_(std::move(b)),
         ctl_(reinterpret_cast<SpscControl*>(block_.prefix.data())),
+        marks_(reinterpret_cast<std::atomic<std::uint64_t>*>(block_.prefix.data() + sizeof(SpscControl))),
         slots_(reinterpret_cast<T*>(block_.payload.data())),
         mask_(block_.header.count - 1),
         asym_(lockfree_detail::asymmetric_fence_available()) {
     head_cache_ = ctl_->head.load(std::memory_order_acquire);
-    tail_cache_ = ctl_->tail.load(std::memory_order_acquire);
+  }
+
+  static std::uint64_t prefix_bytes(std::uint64_t capacity) noexcept {
+    return sizeof(SpscControl) + capacity * sizeof(std::uint64_t);  // capacity checked first
+  }
+
+  // How many items from number h on are published, at most `max` (<=
+  // capacity): the consumer's view, one acquire load (7) per mark.
+  std::size_t ready(std::uint64_t h, std::uint64_t max) const noexcept {
+    std::uint64_t n = 0;
+    while (n < max && marks_[(h + n) & mask_].load(std::memory_order_acquire) == h + n + 1) ++n;  // (7)
+    return static_cast<std::size_t>(n);
+  }
+
+  // The number of the next item to write. A producer killed between its
+  // marks and its tail store left tail behind published items: the next
+  // producer steps over them (relaxed: only producers write marks, tail and
+  // `producer`, one at a time) and repairs tail. Reading a mark on every
+  // push would cost the round trip a third line transfer (the consumer
+  // polls that line), so a push skips the check while this handle, in this
+  // process image, was the last producer and tail is where its last push
+  // left it: then nobody can have marked beyond tail.
+  std::uint64_t producer_start() noexcept {
+    std::uint64_t t = ctl_->tail.load(std::memory_order_relaxed);
+    const std::uint64_t me = lockfree_detail::process_token();
+    if (t == next_ && ctl_->producer.load(std::memory_order_relaxed) == me) [[likely]] return t;
+    for (std::uint64_t i = 0; i <= mask_ && marks_[t & mask_].load(std::memory_order_relaxed) == t + 1; ++i) ++t;
+    ctl_->producer.store(me, std::memory_order_relaxed);
+    ctl_->tail.store(t, std::memory_order_release);
+    next_ = t;
+    return t;
   }
 
   TypedBlock block_;
   SpscControl* ctl_;
+  std::atomic<std::uint64_t>* marks_;  // capacity of them, after the control block
   T* slots_;
   std::uint64_t mask_;  // from the validated header snapshot, never re-read
   bool asym_;
-  // Process-local caches of the other side's index, on separate line pairs
-  // so a producer thread and a consumer thread may share one handle.
-  alignas(lockfree_detail::kFalseSharingRange) std::uint64_t head_cache_ = 0;  // producer's view of head
-  alignas(lockfree_detail::kFalseSharingRange) std::uint64_t tail_cache_ = 0;  // consumer's view of tail
+  // The producer's cache of head and the number its next push will use
+  // (process-local, on their own line pair; next_ is checked as
+  // producer_start() says). ~0 until this handle pushes.
+  alignas(lockfree_detail::kFalseSharingRange) std::uint64_t head_cache_ = 0;
+  std::uint64_t next_ = ~std::uint64_t{0};
 };
 
 }  // namespace shmkit

@@ -80,6 +80,13 @@ inline std::atomic<std::uint32_t> tsan_fence_word{0};
 inline void tsan_fence() noexcept { tsan_fence_word.fetch_add(0, std::memory_order_acq_rel); }
 #endif
 
+// A 64-bit value that names this process image among the processes sharing
+// a block: drawn from the pid and the clock at first use and drawn again in
+// every fork child (pthread_atfork), so a child never passes for its parent.
+// SpscQueue's producer records it to know that nobody else produced since
+// its last push. Reading it is one relaxed load of a process-local word.
+std::uint64_t process_token() noexcept;
+
 // The light side; `asym` is asymmetric_fence_available() cached by the handle.
 inline void light_fence([[maybe_unused]] bool asym) noexcept {
 #if defined(__SANITIZE_THREAD__)

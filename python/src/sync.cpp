@@ -68,6 +68,7 @@
 #include "shmkit/sync/recursive_mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/sync/semaphore.hpp"
+#include "shmkit/sync/spin.hpp"
 #include "shmkit/sync/standalone.hpp"
 #include "shmkit/typed_block.hpp"
 
@@ -81,9 +82,10 @@ using shmkit::python::Clock;
 using shmkit::python::deadline_for;
 using shmkit::python::kSlice;
 using shmkit::python::wait_sliced;
-// Spin iterations with the GIL held before a contended acquire sleeps (see
-// spin_briefly).
-constexpr int kGilSpin = 100;
+// How many lock spin budgets (shmkit/sync/spin.hpp) a contended acquire
+// spins with the GIL held before it gives the GIL up to sleep (see
+// spin_briefly): 10 x 180 ns by default, in time on every CPU.
+constexpr std::uint32_t kGilSpinFactor = 10;
 
 PyObject* g_owner_died = nullptr;       // shmkit._sync.OwnerDiedError
 PyObject* g_not_recoverable = nullptr;  // shmkit._sync.NotRecoverableError
@@ -158,24 +160,19 @@ int parse_timeout_obj(PyObject* t, double* timeout) {
 
 
 
-// Tries `attempt` a few times with the GIL held before the caller gives
+// Tries `attempt` for a while with the GIL held before the caller gives
 // the GIL up to sleep: a lock held by another process is usually released
 // within a short critical section, and releasing and re-taking the GIL plus
-// a futex sleep and wake cost microseconds. SHMKIT_PY_SPIN (iterations,
-// default kGilSpin) tunes it; 0 disables it.
-int gil_spin_iterations() {
-  static const int n = [] {
-    const char* e = std::getenv("SHMKIT_PY_SPIN");
-    if (e == nullptr || *e == '\0') return kGilSpin;
-    char* end = nullptr;
-    const long v = std::strtol(e, &end, 10);
-    return (end != nullptr && *end == '\0' && v >= 0 && v <= 100000) ? static_cast<int>(v) : kGilSpin;
-  }();
+// a futex sleep and wake cost microseconds. The budget is time, as every
+// spin in shmkit: kGilSpinFactor lock budgets of calibrated cpu_relax()
+// rounds, so SHMKIT_SPIN_NS scales it too and SHMKIT_SPIN_NS=0 disables it.
+std::uint32_t gil_spin_iterations() {
+  static const std::uint32_t n = kGilSpinFactor * shmkit::spin_policy().iterations;
   return n;
 }
 template <class Attempt>
 bool spin_briefly(Attempt&& attempt) {
-  for (int i = 0, n = gil_spin_iterations(); i < n; ++i) {
+  for (std::uint32_t i = 0, n = gil_spin_iterations(); i < n; ++i) {
     shmkit::detail::cpu_relax();  // PAUSE / YIELD, as the library's spins (spin.hpp)
     if (attempt()) return true;
   }

@@ -2,6 +2,9 @@
 // plus header validation: a corrupted, mismatched or forged block is a clear
 // error or bounded behaviour, never an out-of-bounds access (the ASan build
 // runs these).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <stdexcept>
 
@@ -114,6 +117,58 @@ TEST(LockfreeHeader, ForgedCountAndSizes) {
   expect_invalid([&] { (void)MpmcQueue<std::uint64_t>::attach(n); }, n, "magic");
   *h = saved;
   (void)MpmcQueue<std::uint64_t>::attach(n);
+}
+
+// SpscQueue's layout 2 (publication marks after the control block): a block
+// of the first layout (param[1] 0) or with a prefix that does not hold
+// exactly `capacity` marks is refused by name.
+TEST(LockfreeHeader, SpscLayoutAndMarksAreChecked) {
+  const std::string n = unique_name("slay");
+  Unlinker u{n};
+  auto q = SpscQueue<std::uint64_t>::create(n, 16);
+  auto raw = SharedMemory::attach(n);
+  BlockHeader* h = header_of(raw);
+  const BlockHeader saved = *h;
+  EXPECT_EQ(saved.param[1], kSpscLayout);
+  EXPECT_EQ(saved.prefix_size, sizeof(SpscControl) + 16 * sizeof(std::uint64_t));
+  h->param[1] = 0;
+  expect_invalid([&] { (void)SpscQueue<std::uint64_t>::attach(n); }, n, "SpscQueue layout 0");
+  *h = saved;
+  h->prefix_size = sizeof(SpscControl);  // the first layout's prefix: no marks
+  expect_invalid([&] { (void)SpscQueue<std::uint64_t>::attach(n); }, n, "marks");
+  *h = saved;
+  auto again = SpscQueue<std::uint64_t>::attach(n);
+  ASSERT_TRUE(q.try_push(5));
+  std::uint64_t v = 0;
+  ASSERT_TRUE(again.try_pop(v));
+  EXPECT_EQ(v, 5u);
+}
+
+// process_token() names this process image: stable within it, different in
+// a fork child (so a child's producer never passes for its parent's), never
+// 0 (a fresh block's "no producer").
+TEST(LockfreeProcess, ProcessTokenIsRedrawnInForkChildren) {
+  const std::uint64_t mine = lockfree_detail::process_token();
+  EXPECT_NE(mine, 0u);
+  EXPECT_EQ(lockfree_detail::process_token(), mine);
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::uint64_t child = lockfree_detail::process_token();
+    (void)!::write(pipefd[1], &child, sizeof child);
+    ::_exit(child == lockfree_detail::process_token() ? 0 : 1);
+  }
+  std::uint64_t child = 0;
+  EXPECT_EQ(::read(pipefd[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_NE(child, 0u);
+  EXPECT_NE(child, mine);
+  ::close(pipefd[0]);
+  ::close(pipefd[1]);
 }
 
 TEST(LockfreeHeader, SeqLockForgedSizes) {

@@ -120,7 +120,7 @@ class SpscQueue {
   // an anonymous block shared with forked children; checks the ring's own
   // fields as attach() does.
   static SpscQueue from_block(TypedBlock block) {
-    const std::string_view name = block.shm.name().empty() ? "(anonymous)" : block.shm.name();
+    const std::string name = block.shm.name().empty() ? "(anonymous)" : block.shm.name();
     const BlockHeader& h = block.header;
     if (h.param[1] != kSpscLayout) {
       lockfree_detail::bad_block(name, "SpscQueue layout " + std::to_string(h.param[1]) + ", expected " +

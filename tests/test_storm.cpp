@@ -1106,7 +1106,8 @@ int spsc_producer(const std::string& state_name, const std::string& queue_name,
   auto q = SpscQueue<StormItem>::attach(queue_name);
   std::mt19937_64 rng(seed);
   const std::uint64_t origin = s.producers.fetch_add(1) + 1;
-  // The new producer continues from the shared tail. A dead one may have
+  // The new producer continues from producer_index() (tail, and the items
+  // a dead producer marked after its last tail store). A dead one may have
   // published up to one batch it did not record.
   std::uint64_t next = q.producer_index();
   const std::uint64_t recorded = s.pushed.load();

@@ -310,13 +310,22 @@ class SpscQueue {
   // A snapshot; exact only when called by a side while the other is idle.
   std::uint64_t size() const noexcept {
     const std::uint64_t h = ctl_->head.load(std::memory_order_acquire);
-    const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);
-    return std::min<std::uint64_t>(t - h, capacity());
+    const std::uint64_t t = producer_index();
+    // Forged indices: never more than capacity, never "negative".
+    return static_cast<std::int64_t>(t - h) > 0 ? std::min<std::uint64_t>(t - h, capacity()) : 0;
   }
   bool empty() const noexcept { return size() == 0; }
-  // The shared indices (items ever pushed / popped): what a restarted
-  // producer or consumer continues from.
-  std::uint64_t producer_index() const noexcept { return ctl_->tail.load(std::memory_order_acquire); }
+  // Items ever published / consumed: what a restarted producer or consumer
+  // continues from. producer_index() counts the items a killed producer
+  // marked after its last tail store too (it reads marks from tail on, at
+  // most capacity of them), so it is never behind consumer_index() and is
+  // the number the next push uses.
+  std::uint64_t producer_index() const noexcept {
+    // acquire: pairs with the producer's release stores of tail and (6).
+    std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);
+    for (std::uint64_t i = 0; i <= mask_ && marks_[t & mask_].load(std::memory_order_acquire) == t + 1; ++i) ++t;
+    return t;
+  }
   std::uint64_t consumer_index() const noexcept { return ctl_->head.load(std::memory_order_acquire); }
 
  private:
@@ -354,7 +363,7 @@ class SpscQueue {
     std::uint64_t t = ctl_->tail.load(std::memory_order_relaxed);
     const std::uint64_t me = lockfree_detail::process_token();
     if (t == next_ && ctl_->producer.load(std::memory_order_relaxed) == me) [[likely]] return t;
-    for (std::uint64_t i = 0; i <= mask_ && marks_[t & mask_].load(std::memory_order_relaxed) == t + 1; ++i) ++t;
+    t = producer_index();
     ctl_->producer.store(me, std::memory_order_relaxed);
     ctl_->tail.store(t, std::memory_order_release);
     next_ = t;

@@ -68,11 +68,17 @@ void size_block(int fd, std::size_t size, bool reserve, const std::string& what)
   }
 }
 
-// Sets the exact mode (the umask may have cleared bits of it) and the size.
-void prepare_block(int fd, mode_t mode, std::size_t size, const SharedMemory::Options& options,
-                   const std::string& what) {
-  if (::fchmod(fd, mode) != 0) throw_errno(errno, what + ": fchmod failed");
+// Sets the exact mode (the umask may have cleared bits of it) and the size;
+// returns the new file's inode. The fstat that gives the inode also tells
+// whether the umask cleared anything, so the usual case (a umask that
+// leaves `mode` alone) costs no fchmod.
+std::uint64_t prepare_block(int fd, mode_t mode, std::size_t size, const SharedMemory::Options& options,
+                            const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
+  if ((st.st_mode & 07777) != mode && ::fchmod(fd, mode) != 0) throw_errno(errno, what + ": fchmod failed");
   size_block(fd, size, options.reserve, what + " (" + std::to_string(size) + " bytes)");
+  return static_cast<std::uint64_t>(st.st_ino);
 }
 
 void* map_block(int fd, std::size_t size, bool read_only, const SharedMemory::Options& options,
@@ -159,16 +165,6 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size) {
   return create(name, size, Options{});
 }
 
-namespace {
-// The inode of a block this process just made (attach and receive_fd take
-// it from the fstat they make anyway).
-std::uint64_t inode_of(int fd, const std::string& what) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
-  return static_cast<std::uint64_t>(st.st_ino);
-}
-}  // namespace
-
 SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
                                   const Options& options) {
   // Tracked: never visible half made, and covered by the tracker from the
@@ -185,11 +181,10 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
   if (fd < 0) throw_errno(errno, what);
   CreateGuard guard(fd, &path);
   SHMKIT_FAULT_POINT(create_opened);
-  prepare_block(fd, mode, size, options, what);
+  const std::uint64_t inode = prepare_block(fd, mode, size, options, what);
   SHMKIT_FAULT_POINT(create_sized);
   void* data = map_block(fd, size, false, options, what);
-  return SharedMemory(std::string(name), guard.release(), inode_of(fd, what), data, size, true,
-                      false, false, false);
+  return SharedMemory(std::string(name), guard.release(), inode, data, size, true, false, false, false);
 }
 
 SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size,
@@ -209,10 +204,9 @@ SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size
   if (fd < 0) throw_errno(errno, what + ": cannot create an unnamed file in /dev/shm (O_TMPFILE)");
   CreateGuard guard(fd, nullptr);
   SHMKIT_FAULT_POINT(create_opened);
-  prepare_block(fd, mode, size, options, what);
+  const std::uint64_t inode = prepare_block(fd, mode, size, options, what);
   SHMKIT_FAULT_POINT(create_sized);
   void* data = map_block(fd, size, false, options, what);
-  const std::uint64_t inode = inode_of(fd, what);
   SharedMemory shm(std::string(name), guard.release(), inode, data, size, true, false, false,
                    options.track);
   if (fill) fill(shm.buf());
@@ -284,6 +278,15 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
 }
 
 SharedMemory SharedMemory::anonymous(std::size_t size) { return anonymous(size, Options{}); }
+
+namespace {
+// The inode of an anonymous block (memfd) this process just made.
+std::uint64_t inode_of(int fd, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
+  return static_cast<std::uint64_t>(st.st_ino);
+}
+}  // namespace
 
 SharedMemory SharedMemory::anonymous(std::size_t size, const Options& options) {
   const std::string what = "shmkit: cannot create an anonymous shared memory block";

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "shmkit/array.hpp"
+#include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/tracker.hpp"
 #include "shmkit/typed_block.hpp"
@@ -68,6 +69,31 @@ TEST(Cli, ShowsAQueuesCapacityAndDepth) {
   EXPECT_NE(r.out.find("depth 4, pushed 5, popped 1\n"), std::string::npos) << r.out;
   r = cli({"ls"});
   EXPECT_NE(r.out.find(" spsc_queue "), std::string::npos) << r.out;
+  q.unlink();
+}
+
+// MpmcQueue's loss counters (what survivors stepped over after a claimant
+// died) are part of `show`, in text and JSON.
+TEST(Cli, ShowsAnMpmcQueuesLossCounters) {
+  auto name = unique_name("mq");
+  auto q = MpmcQueue<std::int64_t>::create(name, 16);
+  ASSERT_TRUE(q.try_push(1));
+  auto r = cli({"show", name});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find("depth 1, pushed 1, popped 0, lost_producer_claims 0, released_consumer_claims 0\n"),
+            std::string::npos)
+      << r.out;
+  {
+    // As a survivor would record them (the counters live in the control block).
+    auto raw = SharedMemory::attach(name);
+    auto* c = reinterpret_cast<MpmcControl*>(static_cast<std::byte*>(raw.data()) + BlockHeader::kSize);
+    c->producer_claims_skipped.store(3);
+    c->consumer_claims_released.store(2);
+  }
+  EXPECT_EQ(q.losses().producer_claims_skipped, 3u);
+  r = cli({"show", name, "--json"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find("\"lost_producer_claims\": 3, \"released_consumer_claims\": 2"), std::string::npos) << r.out;
   q.unlink();
 }
 

@@ -152,7 +152,12 @@ std::vector<std::pair<std::string, std::uint64_t>> live_fields(const SharedMemor
       if (auto* c = control_of<SpscControl>(shm, h)) depth(c->tail.load(), c->head.load());
       break;
     case K::mpmc_queue:
-      if (auto* c = control_of<MpmcControl>(shm, h)) depth(c->tail.load(), c->head.load());
+      if (auto* c = control_of<MpmcControl>(shm, h)) {
+        depth(c->tail.load(), c->head.load());
+        // What survivors stepped over after a claimant died (MpmcQueue::losses()).
+        f.emplace_back("lost_producer_claims", c->producer_claims_skipped.load());
+        f.emplace_back("released_consumer_claims", c->consumer_claims_released.load());
+      }
       break;
     case K::broadcast_ring:
       if (auto* c = control_of<BroadcastControl>(shm, h)) f.emplace_back("published", c->write_index.load());

@@ -360,32 +360,7 @@ void report_items(benchmark::State& state, const bench::RunResult& r) {
 
 template <class Q>
 void throughput(benchmark::State& state, Q* q) {
-  for (auto _ : state) {
-    auto r = bench::run_workers(true, 2, kWindow,
-                                [q](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-      std::uint64_t n = 0;
-      if (me == 0) {
-        Item v = 1;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          if (q->try_push(v)) ++v;
-        }
-      } else {
-        // The consumer uses every item (a checksum): a loop that drops it
-        // lets the compiler skip reading the slot, and the row would time
-        // index traffic only.
-        Item v, sum = 0;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          if (q->try_pop(v)) {
-            ++n;
-            sum += v;
-          }
-        }
-        benchmark::DoNotOptimize(sum);
-      }
-      out.ops = n;
-    });
-    report_items(state, r);
-  }
+  for (auto _ : state) report_items(state, bench::queue_throughput(q, true, kWindow));
 }
 
 void BM_SpscBatchThroughput(benchmark::State& state) {

@@ -159,29 +159,7 @@ void report(benchmark::State& state, const bench::RunResult& r, double items) {
 template <class Q>
 void throughput(benchmark::State& state, Q* q, bool processes) {
   for (auto _ : state) {
-    auto r = bench::run_workers(processes, 2, kWindow,
-                                [q](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-      std::uint64_t n = 0;
-      if (me == 0) {
-        Item v = 1;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          if (q->try_push(v)) ++v;
-        }
-        out.ops = 0;
-      } else {
-        // Every item is used (a checksum), or the compiler may skip reading
-        // the slot of an inlined queue and time its index traffic only.
-        Item v, sum = 0;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          if (q->try_pop(v)) {
-            ++n;
-            sum += v;
-          }
-        }
-        benchmark::DoNotOptimize(sum);
-        out.ops = n;
-      }
-    });
+    const bench::RunResult r = bench::queue_throughput(q, processes, kWindow);
     report(state, r, static_cast<double>(r.ops));
   }
 }

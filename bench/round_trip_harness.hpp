@@ -1,11 +1,18 @@
-// bench/round_trip_harness.hpp — the two round-trip loops that bench_lockfree
-// and bench_fanout both measure (each binary needs its own copy of the runs,
+// bench/round_trip_harness.hpp — the queue loops that bench_lockfree and
+// bench_fanout both measure (each binary needs its own copy of the runs,
 // because the suite's ratios compare names within one binary's run):
-//   spin_ping_pong:  two atomics on separate lines, the physical limit of a
-//                    cross-core round trip;
-//   queue_round_trip: one item there through one queue, back through another.
-// Both return bench::run_workers' result; ops = round trips completed.
+//   spin_ping_pong:   two atomics on separate lines, the physical limit of a
+//                     cross-core round trip;
+//   queue_round_trip: one item there through one queue, back through another;
+//   queue_throughput: one producer pushing, one consumer popping and using
+//                     every item (a checksum: a loop that drops what it pops
+//                     lets the compiler skip the slot read of an inlined
+//                     queue, and the row times index traffic only).
+// All return bench::run_workers' result; ops = round trips completed or
+// items delivered.
 #pragma once
+
+#include <benchmark/benchmark.h>
 
 #include <atomic>
 #include <chrono>
@@ -80,6 +87,30 @@ RunResult queue_round_trip(Q* there, Q* back, bool processes, std::chrono::milli
       }
       out.ops = 0;
     }
+  });
+}
+
+// Q: try_push(std::uint64_t) / try_pop(std::uint64_t&).
+template <class Q>
+RunResult queue_throughput(Q* q, bool processes, std::chrono::milliseconds window) {
+  return run_workers(processes, 2, window, [q](int me, std::atomic<std::uint32_t>& stop, WorkerResult& out) {
+    std::uint64_t n = 0;
+    if (me == 0) {
+      std::uint64_t v = 1;
+      while (stop.load(std::memory_order_relaxed) == 0) {
+        if (q->try_push(v)) ++v;
+      }
+    } else {
+      std::uint64_t v, sum = 0;
+      while (stop.load(std::memory_order_relaxed) == 0) {
+        if (q->try_pop(v)) {
+          ++n;
+          sum += v;
+        }
+      }
+      benchmark::DoNotOptimize(sum);
+    }
+    out.ops = n;
   });
 }
 

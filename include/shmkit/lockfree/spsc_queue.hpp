@@ -15,9 +15,10 @@
 //     lockfree/detail/common.hpp). *_for/*_until variants return false at the
 //     deadline. Nothing throws after create/attach.
 //   * Layout (version 2, in the header's param[1]; a block of the first
-//     layout, whose param[1] is 0, is refused by name): header (typed_block.hpp, kind
-//     spsc_queue, count = capacity, param[0] = sizeof(T)), prefix =
-//     SpscControl (tail and head 128 bytes apart, two WaitSlots) followed by
+//     layout, whose param[1] is 0, is refused by name): header
+//     (typed_block.hpp, kind spsc_queue, count = capacity, param[0] =
+//     sizeof(T)), prefix = SpscControl (tail and the last producer's
+//     process_token(), head 128 bytes further, two WaitSlots) followed by
 //     `capacity` 8-byte publication marks, payload = capacity contiguous
 //     slots of T (what peek() exposes in place).
 //   * Publication. Item number i (counting from 0 since create) sits in slot
@@ -34,9 +35,9 @@
 //     producer killed after writing a slot but before its mark leaves an
 //     invisible slot, overwritten by the next producer, which attaches and
 //     continues from tail. A producer killed after a mark but before the
-//     tail store leaves tail behind items the consumer can see: the next
-//     producer's first push steps tail over them (at most capacity marks
-//     read). A consumer killed before its head store leaves head unchanged:
+//     tail store leaves tail behind items the consumer can see:
+//     producer_index() counts them, and the next producer's first push steps
+//     tail over them (at most capacity marks read). A consumer killed before its head store leaves head unchanged:
 //     the items it was copying are delivered again to the next consumer
 //     (they had not been consumed); one killed after it has consumed them
 //     (what it did with them is the application's business: record progress

@@ -465,9 +465,12 @@ struct LostWake {
 // between the wake and the kill the wake was not lost and the attempt
 // proves nothing: it is repeated, a few times, and the test fails if the
 // second waiter is stranded once or the premise never held.
-template <class S, class Init, class Take, class Give, class Retake>
+// still_offered(s), after the kill: what the wake offered is still there
+// (a semaphore's unit: a first waiter that ran and took it before it died
+// leaves nothing for the second, and that is no lost wake either).
+template <class S, class Init, class Take, class Give, class Retake, class Offered = bool (*)(S*)>
 void second_waiter_is_not_stranded(void* mem, Init init, Take take, Give give, Retake retake,
-                                   bool give_again) {
+                                   bool give_again, Offered still_offered = [](S*) { return true; }) {
   constexpr int kAttempts = 5;
   bool premise = false;
   for (int attempt = 0; attempt < kAttempts && !premise; ++attempt) {
@@ -494,7 +497,7 @@ void second_waiter_is_not_stranded(void* mem, Init init, Take take, Give give, R
     ::kill(first, SIGKILL);
     const ExitStatus st = wait_child(first, 10s);
     pin.release();
-    premise = retook && st.signal == SIGKILL;
+    premise = retook && st.signal == SIGKILL && still_offered(s);
     if (!premise) {
       // The first waiter took what the wake offered: nothing was lost, and
       // the second may wait on a lock a dead process holds. Start again.
@@ -547,7 +550,7 @@ TEST(LostWake, SemaphoreWaiterKilledAfterItsWakeDoesNotStrandTheNext) {
   };
   second_waiter_is_not_stranded<S>(
       shm.data(), [](S*) {}, [](S* s) { s->sem.acquire(); }, [](S* s) { (void)s->sem.release(); },
-      [](S*) { return true; }, false);
+      [](S*) { return true; }, false, [](S* s) { return s->sem.value() == 1; });
 }
 
 }  // namespace

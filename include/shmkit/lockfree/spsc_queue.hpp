@@ -323,9 +323,8 @@ class SpscQueue {
   // the number the next push uses.
   std::uint64_t producer_index() const noexcept {
     // acquire: pairs with the producer's release stores of tail and (6).
-    std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);
-    for (std::uint64_t i = 0; i <= mask_ && marks_[t & mask_].load(std::memory_order_acquire) == t + 1; ++i) ++t;
-    return t;
+    const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);
+    return t + ready(t, capacity());
   }
   std::uint64_t consumer_index() const noexcept { return ctl_->head.load(std::memory_order_acquire); }
 
@@ -345,7 +344,8 @@ class SpscQueue {
   }
 
   // How many items from number h on are published, at most `max` (<=
-  // capacity): the consumer's view, one acquire load (7) per mark.
+  // capacity), one acquire load (7) per mark: the consumer's view, and
+  // (from tail on) what producer_index() adds to tail.
   std::size_t ready(std::uint64_t h, std::uint64_t max) const noexcept {
     std::uint64_t n = 0;
     while (n < max && marks_[(h + n) & mask_].load(std::memory_order_acquire) == h + n + 1) ++n;  // (7)

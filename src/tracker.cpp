@@ -307,6 +307,10 @@ Registration registration_of(const Entry& e, Liveness l) {
   return r;
 }
 
+std::string leak_message(const std::string& block) {
+  return "shmkit tracker: unlinked leaked block '" + block + "' (every process that registered it has died)\n";
+}
+
 // Drops dead registrations (all, or only the `dead` registrant's) and
 // unlinks the blocks they leave with no live or unjudged registrant. Under
 // the lock.
@@ -345,8 +349,7 @@ void sweep(Registry& r, GcReport& report, bool dry_run, const Known* dead, bool 
     if (!dry_run) {
       if (::shm_unlink(("/" + block).c_str()) != 0) continue;
       if (warn) {
-        std::string msg = "shmkit tracker: unlinked leaked block '" + block +
-                          "' (every process that registered it has died)\n";
+        const std::string msg = leak_message(block);
         (void)!::write(2, msg.data(), msg.size());
       }
     }
@@ -512,6 +515,15 @@ void say(int fd, const std::string& text) {
   if (fd >= 0) (void)!::write(fd, text.data(), text.size());
 }
 
+// In the watcher, after its sweep (never under the registry lock): writes
+// `text` on stderr, the registrant's, only if it takes it within a second;
+// false if it did not (a reader that stopped reading keeps no watcher).
+bool tell(const std::string& text) {
+  pollfd p{2, POLLOUT, 0};
+  if (::poll(&p, 1, 1000) != 1 || (p.revents & POLLOUT) == 0) return false;
+  return ::write(2, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+}
+
 }  // namespace
 
 namespace detail {
@@ -546,6 +558,10 @@ int watcher_main(int argc, char** argv) {
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_IGN);
   ::signal(SIGHUP, SIG_IGN);
+  // Its stderr is the registrant's, whose reader (mpirun, a terminal, a pipe
+  // to `head`) may be gone by the time the registrant has died: a write
+  // there fails with EPIPE instead of killing the watcher in mid-sweep.
+  ::signal(SIGPIPE, SIG_IGN);
   const Self me = self();
   if (me.ns != ns) {
     say(kAnswer, "error: the registrant is in another PID namespace than its watcher "
@@ -569,15 +585,19 @@ int watcher_main(int argc, char** argv) {
   ::close(kAnswer);
   if (!gone) wait_for_death(fd, pid, start, me.proc_is_ours);
   if (fd >= 0) ::close(fd);
+  GcReport report;
   try {
     Locked lock(*r);
-    GcReport report;
     const Known dead{pid, start, ns};
-    sweep(*r, report, false, &dead, true);
+    sweep(*r, report, false, &dead, false);
   } catch (const std::exception& e) {
-    std::string msg = std::string("shmkit tracker: ") + e.what() + "\n";
-    (void)!::write(2, msg.data(), msg.size());
+    (void)tell(std::string("shmkit tracker: ") + e.what() + "\n");
     return 1;
+  }
+  // Told once the registry is unlocked: a stderr that blocks (a full pipe)
+  // holds up nobody's sweep or registration.
+  for (const auto& block : report.unlinked) {
+    if (!tell(leak_message(block))) break;
   }
   return 0;
 }

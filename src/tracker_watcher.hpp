@@ -11,7 +11,8 @@
 // registrant's child), calls setsid, opens a pidfd of the registrant, maps
 // and validates the registry, writes "ok\n" (or "error: ...\n") on
 // descriptor 3 and closes it. When the registrant dies it sweeps the
-// registrant's entries.
+// registrant's entries, then reports what it unlinked on stderr (SIGPIPE
+// ignored; see tracker.hpp).
 #pragma once
 
 namespace shmkit::tracker::detail {

@@ -37,7 +37,9 @@
 //     drops this rank's registration and unlinks the block if no live process
 //     still registers it, so a normal exit leaves nothing; a rank killed by
 //     SIGKILL or MPI_Abort leaves its registration to its watcher, which unlinks
-//     the block once every rank that registered it is dead.
+//     the block once every rank that registered it is dead (also when mpirun,
+//     the reader of the ranks' stderr that the watchers inherit, has exited
+//     first).
 //   * Thread safety: a NodeView is used by one thread at a time (as an MPI
 //     communicator is); NodeShared handles are independent.
 #pragma once

@@ -34,9 +34,13 @@
 //     of the registrant and the registry's mapping. When the registrant
 //     dies, by exit or SIGKILL, the watcher removes the registrant's entries
 //     and unlinks every block that no live (or unjudged) process has
-//     registered, printing "shmkit tracker: unlinked leaked block 'NAME'" to
-//     stderr, then exits. A block another live process registered survives
-//     (the gh-82300 scenario).
+//     registered, then exits. Only once the sweep is done and the registry
+//     unlocked does it print "shmkit tracker: unlinked leaked block 'NAME'"
+//     on its stderr (the registrant's), each line only if stderr takes it
+//     within a second: it ignores SIGPIPE (and SIGINT, SIGTERM, SIGHUP), so
+//     a reader that has gone (mpirun, a terminal, a pipe) or stopped reading
+//     never stops a sweep half done nor holds the registry. A block another
+//     live process registered survives (the gh-82300 scenario).
 //   * Finding shmkit-watcher, in this order: $SHMKIT_WATCHER if set (used as
 //     is, no fallback); the installed path (CMAKE_INSTALL_FULL_LIBEXECDIR
 //     "/shmkit-watcher" at configure time) if executable; the build tree's

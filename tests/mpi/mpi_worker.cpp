@@ -4,8 +4,11 @@
 //   exact V N       every object kind shared per node (V virtual nodes, 0:
 //                   physical), N items summed through a node MpmcQueue and
 //                   AtomicValue, leaders' MPI_Allreduce; checked against serial
-//   kill            the last rank SIGKILLs itself while the others wait in a
-//                   shmkit queue pop
+//   kill [ERR]      the last rank SIGKILLs itself while the others wait in a
+//                   shmkit queue pop. ERR sets every rank's stderr (which its
+//                   tracker watcher inherits) before the first shmkit call:
+//                   "broken" a pipe with no reader (as once mpirun has exited),
+//                   a path: that file opened for writing (the driver's full pipe)
 //   abort           rank 1 calls MPI_Abort while the others wait in a pop
 //   squat V / enospc V   the last node's leader cannot create (a squatted name /
 //                   no space); every rank of that node must see the same error
@@ -13,6 +16,7 @@
 //   ls V CLI        rank 0 runs `CLI ls` while the job holds its blocks
 #include <mpi.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -149,14 +153,42 @@ int exact(int virtual_nodes, std::uint64_t n) {
   return 0;
 }
 
+// Replaces this rank's stderr: "broken" (a pipe whose reader is gone), or
+// the file at `path`. The rank ignores SIGPIPE itself: only its watcher
+// (which resets every signal to its default) is under test.
+int redirect_stderr(const std::string& where) {
+  ::signal(SIGPIPE, SIG_IGN);
+  int fd = -1;
+  if (where == "broken") {
+    int p[2];
+    if (::pipe(p) != 0) return -1;
+    ::close(p[0]);
+    fd = p[1];
+  } else {
+    fd = ::open(where.c_str(), O_WRONLY);
+    if (fd < 0) return -1;
+  }
+  const int rc = ::dup2(fd, 2);
+  ::close(fd);
+  return rc < 0 ? -1 : 0;
+}
+
 // Blocks whose job the driver can find: it sets $SHMKIT_MPI_JOB.
-int killed(bool abort) {
+int killed(bool abort, const std::string& err) {
+  if (!err.empty()) CHECK(redirect_stderr(err) == 0);
   NodeView v(MPI_COMM_WORLD, 0);
   auto table = v.create<shmkit::RawArray<double>>("table", 1 << 16);
   auto q = v.create<shmkit::MpmcQueue<std::uint64_t>>("chunks", 16);
+  // More blocks than ranks: a watcher that died after its first unlink
+  // (each rank has one) cannot have removed them all.
+  std::vector<shmkit::mpi::NodeShared<shmkit::RawArray<double>>> extra;
+  for (int i = 0; i < v.size(); ++i) extra.push_back(v.create<shmkit::RawArray<double>>("extra", 1));
   MPI_Barrier(MPI_COMM_WORLD);
   if (v.rank() == 0) {
-    std::printf("created %s and %s\n", table.name().c_str(), q.name().c_str());
+    // Every block of the job, the node's rank table too.
+    std::string names = table.name() + " " + q.name();
+    for (const auto& e : extra) names += " " + e.name();
+    std::printf("created %s %sn0.ranks\n", names.c_str(), v.prefix().c_str());
     std::fflush(stdout);
   }
   MPI_Barrier(MPI_COMM_WORLD);
@@ -272,7 +304,7 @@ int main(int argc, char** argv) {
     if (what == "exact") {
       rc = exact(vn, argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 100000);
     } else if (what == "kill" || what == "abort") {
-      rc = killed(what == "abort");
+      rc = killed(what == "abort", what == "kill" && argc > 2 ? argv[2] : "");
     } else if (what == "squat" || what == "enospc") {
       rc = leader_fails(what == "squat", vn);
     } else if (what == "badlabel") {
@@ -280,7 +312,7 @@ int main(int argc, char** argv) {
     } else if (what == "ls" && argc > 3) {
       rc = ls(vn, argv[3]);
     } else {
-      std::fprintf(stderr, "usage: mpi_worker exact|kill|abort|squat|enospc|badlabel|ls [virtual_nodes] [n | shmkit]\n");
+      std::fprintf(stderr, "usage: mpi_worker exact|kill|abort|squat|enospc|badlabel|ls [virtual_nodes | stderr] [n | shmkit]\n");
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mpi_worker: %s\n", e.what());

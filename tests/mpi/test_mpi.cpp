@@ -3,13 +3,17 @@
 // what rank 0 printed, how the job ended, and that no block of the job is
 // left in /dev/shm. The job's blocks are found by their name: each run gets
 // its own $SHMKIT_MPI_JOB tag, so names start "shmkit.mpi.<tag>-".
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "shmkit/tracker.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -76,20 +80,94 @@ TEST(Mpi, VirtualNodesFromTheEnvironment) {
   ::unsetenv("SHMKIT_MPI_VIRTUAL_NODES");
 }
 
-// Ends non-zero within the bound, and the watchers of the dead ranks unlink
-// every block of the job.
-void expect_killed_job_cleaned(const std::string& scenario) {
-  Job job = run_job(4, {scenario});
-  EXPECT_FALSE(job.result.status.timed_out) << report(job);
-  EXPECT_FALSE(job.result.status.ok()) << report(job);
-  ASSERT_NE(job.result.out.find("created shmkit.mpi." + job.tag + "-"), std::string::npos) << report(job);
-  EXPECT_TRUE(eventually([&] { return list_blocks(job.prefix()).empty(); }, 20s, 50ms))
-      << "left: " << list_blocks(job.prefix()).size() << " block(s)\n" << report(job);
+// The blocks rank 0 named ("created A B ...").
+std::vector<std::string> named_blocks(const Job& job) {
+  std::vector<std::string> names;
+  const std::string& out = job.result.out;
+  for (std::size_t at = 0; (at = out.find("shmkit.mpi.", at)) != std::string::npos;) {
+    const std::size_t end = out.find_first_of(" \n", at);
+    names.push_back(out.substr(at, end - at));
+    at = end;
+  }
+  return names;
 }
 
-TEST(Mpi, SigkilledRankEndsTheJobAndLeavesNoBlock) { expect_killed_job_cleaned("kill"); }
+// Runs `args` on 4 ranks: the job ends non-zero within the bound.
+Job run_killed_job(const std::vector<std::string>& args) {
+  Job job = run_job(4, args);
+  EXPECT_FALSE(job.result.status.timed_out) << report(job);
+  EXPECT_FALSE(job.result.status.ok()) << report(job);
+  return job;
+}
 
-TEST(Mpi, MpiAbortEndsTheJobAndLeavesNoBlock) { expect_killed_job_cleaned("abort"); }
+// The watchers of the dead ranks unlink every block of the job: each of the
+// 7 rank 0 named (table, chunks, 4 extra, the rank table), and anything else
+// under the job's prefix. A block they left is removed here once the failure
+// is reported (nothing else would remove it).
+void expect_blocks_gone(const Job& job) {
+  const auto named = named_blocks(job);
+  EXPECT_EQ(named.size(), 7u) << report(job);
+  const bool gone = eventually([&] { return list_blocks(job.prefix()).empty(); }, 20s, 50ms);
+  const auto left = list_blocks(job.prefix());
+  EXPECT_TRUE(gone) << "left: " << left.size() << " block(s)\n" << report(job);
+  for (const auto& name : named) EXPECT_FALSE(block_exists(name)) << name << " left\n" << report(job);
+  for (const auto& name : left) ::shm_unlink(("/" + name).c_str());
+}
+
+// ... and drop every registration of them (the registry is not left locked:
+// this reads it).
+void expect_no_registrations(const Job& job) {
+  const auto registered = [&] {
+    std::vector<std::string> names;
+    for (const auto& r : shmkit::tracker::registrations()) {
+      if (r.block.rfind(job.prefix(), 0) == 0) names.push_back(r.block + " pid " + std::to_string(r.pid));
+    }
+    return names;
+  };
+  EXPECT_TRUE(eventually([&] { return registered().empty(); }, 20s, 50ms))
+      << "still registered: " << testing::PrintToString(registered()) << "\n" << report(job);
+}
+
+void expect_killed_job_cleaned(const std::vector<std::string>& args) {
+  Job job = run_killed_job(args);
+  expect_blocks_gone(job);
+  expect_no_registrations(job);
+}
+
+TEST(Mpi, SigkilledRankEndsTheJobAndLeavesNoBlock) { expect_killed_job_cleaned({"kill"}); }
+
+TEST(Mpi, MpiAbortEndsTheJobAndLeavesNoBlock) { expect_killed_job_cleaned({"abort"}); }
+
+// A watcher reports each block it unlinks on the stderr it inherited from
+// its rank. By the time the last rank has died, that stderr's reader
+// (mpirun, a pipe to `head`) may have exited: the write must not kill the
+// watcher (SIGPIPE) between two unlinks, which left the rest of the job's
+// blocks with their registrations dropped and nothing to remove them (the
+// flaky failure of SigkilledRankEndsTheJobAndLeavesNoBlock under ASan,
+// where mpirun often exited first). Here every rank's stderr is a pipe with
+// no reader, so every write fails: with 7 blocks and 4 watchers, a watcher
+// that dies at its first report cannot have removed them all.
+TEST(Mpi, SigkilledRankLeavesNoBlockWhenStderrHasNoReader) {
+  expect_killed_job_cleaned({"kill", "broken"});
+}
+
+// ... nor block it, registry lock held, on a reader that never reads (that
+// left every other sweep waiting for the lock): every rank's stderr is this
+// test's pipe, full, whose read end stays open until the blocks are checked.
+TEST(Mpi, SigkilledRankLeavesNoBlockWhenStderrIsFull) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  char fill[4096] = {};
+  while (::write(p[1], fill, sizeof fill) > 0) {
+  }
+  ASSERT_EQ(errno, EAGAIN);
+  // Opened by each rank through /proc: a blocking descriptor of this pipe.
+  Job job = run_killed_job({"kill", "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(p[1])});
+  expect_blocks_gone(job);
+  ::close(p[0]);  // a watcher still blocked writing gets EPIPE (or SIGPIPE) now
+  ::close(p[1]);
+  expect_no_registrations(job);
+}
 
 void expect_leader_failure(const std::string& scenario, int err) {
   Job job = run_job(4, {scenario, "2"});

@@ -2,7 +2,10 @@
 
     node_array_worker.py exact VIRTUAL_NODES
     node_array_worker.py squat VIRTUAL_NODES
-    node_array_worker.py kill VIRTUAL_NODES
+    node_array_worker.py kill VIRTUAL_NODES [broken]
+
+"broken": every rank's stderr, which its tracker watcher inherits, is first
+made a pipe with no reader (as once mpirun has exited).
 
 Prints "rank R: ..." lines the driver checks; exits non-zero on a failed
 check. A watchdog (SIGALRM, 60 s) ends a rank that hangs.
@@ -92,6 +95,7 @@ def squat(node):
 def kill(node):
     node.shared_array("table", 1000, "d")
     node.shared_array("more", 1000, "q")
+    node.shared_array("extra", 8, "b")  # more blocks than each node has ranks
     node.comm.Barrier()
     if node.rank == node.size - 1:
         print("rank %d: killing myself" % node.rank, flush=True)
@@ -102,6 +106,11 @@ def kill(node):
 
 def main():
     scenario, virtual = sys.argv[1], int(sys.argv[2])
+    if sys.argv[3:] == ["broken"]:
+        r, w = os.pipe()
+        os.close(r)
+        os.dup2(w, 2)
+        os.close(w)
     node = NodeView(MPI.COMM_WORLD, virtual_nodes=virtual)
     {"exact": exact, "squat": squat, "kill": kill}[scenario](node)
     node.close()

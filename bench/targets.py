@@ -1,13 +1,29 @@
 """The comparisons bench/compare.py reports: candidate and baseline are
 Google Benchmark run names from the same binary and run.
 
-goal "at_most": candidate time / baseline time must be <= target.
-goal "at_least": baseline time / candidate time (a speed-up) >= target.
-metric "ns" (default) compares real time per iteration; another metric names
-a user counter (higher is better), e.g. "items_per_second".
+metric: "ns" (the default) compares real time per iteration; another metric
+names a user counter. Every metric has a direction in METRICS.
+goal "at_most": the candidate's cost relative to the baseline's (its time, or
+the inverse of its rate) must be <= target.
+goal "at_least": how many times better the candidate is (the inverse of that
+cost ratio) must be >= target.
+The goal chooses how the ratio is shown, never the metric's direction.
 target None: the ratio is reported, no target is set.
 group: the table (component) the row belongs to in reports.
 """
+
+# Each metric's direction: True when higher is better (rates), False when
+# lower is better (time per operation, memory, lag).
+METRICS = {
+    "ns": False,
+    "Mops/s": True,
+    "bytes_per_second": True,
+    "delivered_Mitems/s": True,
+    "reader_ok_Mreads/s": True,
+    "lag_p50": False,
+    "PSS_MiB": False,
+    "table_PSS_MiB": False,
+}
 
 COMPARISONS = [
     # issue 2: SharedMemory
@@ -192,15 +208,15 @@ COMPARISONS = [
     dict(group='Fan-out and SeqLock readers', title="Subscriber lag p50 (items), 1 subscriber, ring/queues", metric="lag_p50",
          candidate="fanout/broadcast_ring/1subs/iterations:1/manual_time",
          baseline="fanout/spsc_per_sub/1subs/iterations:1/manual_time",
-         baseline_label="one SpscQueue per subscriber, drop when full", goal="at_least", target=None),
+         baseline_label="one SpscQueue per subscriber, drop when full", goal="at_most", target=None),
     dict(group='Fan-out and SeqLock readers', title="Subscriber lag p50 (items), 2 subscribers, ring/queues", metric="lag_p50",
          candidate="fanout/broadcast_ring/2subs/iterations:1/manual_time",
          baseline="fanout/spsc_per_sub/2subs/iterations:1/manual_time",
-         baseline_label="one SpscQueue per subscriber, drop when full", goal="at_least", target=None),
+         baseline_label="one SpscQueue per subscriber, drop when full", goal="at_most", target=None),
     dict(group='Fan-out and SeqLock readers', title="Subscriber lag p50 (items), 4 subscribers, ring/queues", metric="lag_p50",
          candidate="fanout/broadcast_ring/4subs/iterations:1/manual_time",
          baseline="fanout/spsc_per_sub/4subs/iterations:1/manual_time",
-         baseline_label="one SpscQueue per subscriber, drop when full", goal="at_least", target=None),
+         baseline_label="one SpscQueue per subscriber, drop when full", goal="at_most", target=None),
     # SeqLock: what reader processes cost the writer (ratio = share of its
     # throughput alone that it keeps); real_time = ns per store of 64 bytes.
     # No target: every read pulls the writer's lines, nothing sets a bound.
@@ -250,16 +266,16 @@ COMPARISONS = [
     dict(group='MPI node-local layer', title="node-local sum of one double per rank (2 ranks): shmkit slots vs MPI_Allreduce",
          candidate="mpi_node_sum/shmkit_slots/real_time", baseline="mpi_node_sum/mpi_allreduce/real_time",
          baseline_label="MPI_Allreduce on the node communicator", goal="at_least", target=None),
-    # PSS_MiB is lower-is-better: with goal at_most the reported ratio is
-    # baseline / candidate, how many times less memory the node uses.
+    # PSS is lower-is-better (METRICS): with goal at_least the ratio is how
+    # many times less memory the node uses with one copy.
     dict(group='MPI node-local layer', title="node memory (PSS), 4 ranks sharing a 256 MiB table: one copy vs one per rank",
          metric="PSS_MiB", candidate="mpi_memory/one_copy_per_node/iterations:1",
          baseline="mpi_memory/one_copy_per_rank/iterations:1", baseline_label="a private copy per rank",
-         goal="at_most", target=None),
+         goal="at_least", target=None),
     dict(group='MPI node-local layer', title="table's share of node PSS, 4 ranks: one copy vs one per rank",
          metric="table_PSS_MiB", candidate="mpi_memory/one_copy_per_node/iterations:1",
          baseline="mpi_memory/one_copy_per_rank/iterations:1", baseline_label="a private copy per rank",
-         goal="at_most", target=None),
+         goal="at_least", target=None),
     # issue 17: the order book of examples/order_book.hpp (bench_order_book;
     # writer on CPU 0, readers on the others; trust the rows with 4 readers
     # only as far as their runq_wait says the CPUs allowed).

@@ -109,13 +109,23 @@ def print_table(rows, failed_binaries=()):
 
 
 def cpu_model():
+    """The model name with its family and model numbers: "AMD EPYC" alone
+    does not tell Zen 3 (family 25) from Zen 5 (family 26)."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, val = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model") and key not in fields:
+                fields[key] = val.strip()
+            if not line.strip() and fields:
+                break
     except OSError:
         pass
-    return "unknown"
+    name = fields.get("model name", "unknown")
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return name
 
 
 HANDOFF_LOCKS = ["shmkit::Mutex", "pthread_pshared", "shmkit::RobustMutex", "pthread_robust_pshared"]

@@ -49,10 +49,17 @@ struct StatsBlock {
 enum class Read { seqlock, robust_mutex };
 
 // Worker 0 applies the stream; workers 1..readers read the top of book.
+// run_workers pins worker i to CPU i mod n; the readers are re-pinned here
+// to the CPUs other than the writer's (read in the parent, before any pin),
+// so that no reader shares the writer's CPU when there are two or more.
 bench::RunResult run(order_book::OrderBook& book, int readers, Read how, StatsBlock* st) {
   auto* bp = &book;
+  const std::vector<int> cpus = bench::allowed_cpus();
   return bench::run_workers(true, readers + 1, kWindow,
-                            [bp, how, st](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
+                            [bp, how, st, cpus](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
+    if (me != 0 && cpus.size() > 1) {
+      bench::pin_to_cpu(cpus[1 + static_cast<std::size_t>(me - 1) % (cpus.size() - 1)]);
+    }
     if (me == 0) {
       std::uint64_t id = bp->applied();
       const std::uint64_t first = id;

@@ -1,23 +1,46 @@
 #!/usr/bin/env python3
-"""Medians, min-max and ratios from one Google Benchmark JSON run.
+"""Paired ratios and verdicts from one Google Benchmark JSON run.
 
     compare.py RUN.json [--markdown]
 
 RUN.json comes from a bench binary run with --benchmark_repetitions=N
 --benchmark_enable_random_interleaving=true --benchmark_format=json (or
---benchmark_out). Each comparison in bench/targets.py names a candidate and a
-baseline from the same run, so both saw the same machine state. Prints one
-row per comparison: both medians (min-max), the ratio, the target, and
-whether it is met. Exit status is 0 whatever the result: targets are
-reported, never asserted.
+--benchmark_out), or from bench/suite.py --out. Each comparison in
+bench/targets.py names a candidate and a baseline from the same run, so both
+saw the same machine state.
+
+How a row is judged:
+  * Every metric has a direction (targets.METRICS): time per operation and
+    memory are lower-is-better, rates are higher-is-better. A comparison's
+    goal only says how its ratio is shown: "at_most" shows the candidate's
+    cost relative to the baseline's (<= target is met), "at_least" shows how
+    many times better the candidate is (>= target is met). Both are computed
+    from the metric's direction, never from the goal.
+  * Ratios are paired: the i-th repetition of the candidate against the i-th
+    repetition of the baseline, in run order. The row shows the median of the
+    paired ratios and their min-max range.
+  * Verdicts: "yes" when every paired ratio meets the target; "NO" when none
+    does; "inconclusive" when the range straddles the target; "missing" when
+    the candidate or the baseline has no repetition in the run (a binary that
+    was not built, failed or exited non-zero); "failed" when a figure is zero,
+    negative or not finite, so no ratio exists. Only "yes" counts as met: a
+    target whose row is missing, failed or inconclusive is missed.
+  * A row whose repetitions recorded a `runq_wait` counter (the share of the
+    run a process spent runnable but not running) above DISTURBED is flagged:
+    the CPUs were not the benchmark's alone.
+Exit status is 0 whatever the verdicts: targets are reported, never asserted.
 """
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from targets import COMPARISONS  # noqa: E402
+from targets import COMPARISONS, METRICS  # noqa: E402
+
+# runq_wait above this (a fraction of the run) marks a disturbed repetition.
+DISTURBED = 0.05
 
 
 def per_op_ns(b):
@@ -26,7 +49,8 @@ def per_op_ns(b):
 
 
 def collect(runs):
-    """name -> list of per-repetition values (ns per op, or a named counter)."""
+    """name -> list of per-repetition entries, in run order. Entries that
+    reported an error are kept out (their figures mean nothing)."""
     series = {}
     for b in runs:
         if b.get("run_type") != "iteration" or b.get("error_occurred"):
@@ -42,6 +66,13 @@ def value(entries, metric):
     return [b[metric] for b in entries if metric in b]
 
 
+def higher_is_better(metric):
+    try:
+        return METRICS[metric]
+    except KeyError:
+        raise ValueError(f"compare: metric {metric!r} has no direction in targets.METRICS") from None
+
+
 def fmt(v, metric):
     if metric == "ns":
         return f"{v/1000:.2f} us" if v >= 1000 else f"{v:.1f} ns"
@@ -50,38 +81,85 @@ def fmt(v, metric):
     return f"{v:.3g}"
 
 
-def rows(series):
-    """One dict per comparison of targets.COMPARISONS found in `series`:
-    medians, min-max ranges, the ratio and whether its target is met."""
+def paired_ratios(cv, bv, metric, goal):
+    """The ratio of each pair (cv[i], bv[i]) as the goal shows it, or None if
+    a figure cannot give one (zero, negative, not finite)."""
+    hib = higher_is_better(metric)
+    out = []
+    for c, b in zip(cv, bv):
+        if not (math.isfinite(c) and math.isfinite(b)) or c <= 0 or b <= 0:
+            return None
+        cost = b / c if hib else c / b  # the candidate's cost relative to the baseline's
+        out.append(cost if goal == "at_most" else 1.0 / cost)
+    return out
+
+
+def verdict(ratios, target, goal):
+    if target is None:
+        return "-"
+    ok = [(r <= target) if goal == "at_most" else (r >= target) for r in ratios]
+    if all(ok):
+        return "yes"
+    if not any(ok):
+        return "NO"
+    return "inconclusive"
+
+
+def judge(c, series):
+    """One comparison against the run's series: a dict with the figures, the
+    paired ratio and the verdict."""
+    metric = c.get("metric", "ns")
+    higher_is_better(metric)  # an undeclared metric is an error, not a guess
+    goal, t = c["goal"], c.get("target")
+    row = dict(group=c.get("group", ""), title=c["title"], baseline=c["baseline_label"],
+               cand="-", cand_range="-", base="-", base_range="-", ratio="n/a", ratio_range="-",
+               target="-" if t is None else ("<= " if goal == "at_most" else ">= ") + f"{t}x",
+               met="-", reps=0, note="", counts=t is not None)
+    cv = value(series.get(c["candidate"], []), metric)
+    bv = value(series.get(c["baseline"], []), metric)
+    if cv:
+        row.update(cand=fmt(statistics.median(cv), metric),
+                   cand_range=f"{fmt(min(cv), metric)}-{fmt(max(cv), metric)}")
+    if bv:
+        row.update(base=fmt(statistics.median(bv), metric),
+                   base_range=f"{fmt(min(bv), metric)}-{fmt(max(bv), metric)}")
+    if not cv or not bv:
+        gone = [n for n, v in ((c["candidate"], cv), (c["baseline"], bv)) if not v]
+        row.update(met="missing", note="no repetition of " + ", ".join(gone))
+        return row
+    ratios = paired_ratios(cv, bv, metric, goal)
+    if ratios is None:
+        row.update(met="failed", note="a zero, negative or non-finite figure: no ratio")
+        return row
+    row.update(ratio=f"{statistics.median(ratios):.2f}x",
+               ratio_range=f"{min(ratios):.2f}-{max(ratios):.2f}x", reps=len(ratios),
+               met=verdict(ratios, t, goal))
+    waits = value(series[c["candidate"]], "runq_wait") + value(series[c["baseline"]], "runq_wait")
+    if waits and max(waits) > DISTURBED:
+        row["note"] = f"disturbed: runq_wait up to {100 * max(waits):.0f}%"
+    return row
+
+
+def rows(series, scope=None):
+    """One row per comparison of targets.COMPARISONS. `scope`, when given, is
+    the set of benchmark names the binaries of this run could produce: a
+    comparison with neither side in it belongs to a binary that was not asked
+    for and is left out. Every other comparison gets a row, missing or not."""
     out = []
     for c in COMPARISONS:
-        cand, base = series.get(c["candidate"]), series.get(c["baseline"])
-        if not cand or not base:
+        if scope is not None and c["candidate"] not in scope and c["baseline"] not in scope:
             continue
-        metric = c.get("metric", "ns")
-        cv, bv = value(cand, metric), value(base, metric)
-        if not cv or not bv:
-            continue
-        cm, bm = statistics.median(cv), statistics.median(bv)
-        # at_most: candidate time / baseline time (lower is better);
-        # at_least: how many times faster the candidate is.
-        # A counter can be 0 (a lag of 0 items): then there is no ratio.
-        try:
-            if c["goal"] == "at_most":
-                ratio = cm / bm if metric == "ns" else bm / cm
-            else:
-                ratio = bm / cm if metric == "ns" else cm / bm
-        except ZeroDivisionError:
-            ratio = None
-        t = c.get("target")
-        met = None if t is None or ratio is None else (ratio <= t if c["goal"] == "at_most" else ratio >= t)
-        out.append(dict(group=c.get("group", ""), title=c["title"], baseline=c["baseline_label"],
-                        cand=fmt(cm, metric), cand_range=f"{fmt(min(cv), metric)}-{fmt(max(cv), metric)}",
-                        base=fmt(bm, metric), base_range=f"{fmt(min(bv), metric)}-{fmt(max(bv), metric)}",
-                        ratio="n/a" if ratio is None else f"{ratio:.2f}x",
-                        target="-" if t is None else ("<= " if c["goal"] == "at_most" else ">= ") + f"{t}x",
-                        met="-" if met is None else ("yes" if met else "NO"), reps=len(cv)))
+        out.append(judge(c, series))
     return out
+
+
+def tally(table):
+    """(met, missed): the rows with a target that are met, and the titles
+    (with their verdict) of those that are not."""
+    counted = [r for r in table if r["counts"]]
+    met = [r for r in counted if r["met"] == "yes"]
+    missed = [f"{r['title']} ({r['met']})" for r in counted if r["met"] != "yes"]
+    return len(met), missed
 
 
 def main():
@@ -89,10 +167,11 @@ def main():
         sys.exit(__doc__)
     markdown = "--markdown" in sys.argv
     data = json.loads(Path(sys.argv[1]).read_text())
+    result = rows(collect(data["benchmarks"]))
     table = [(r["title"], f"{r['cand']} ({r['cand_range']})", r["baseline"], f"{r['base']} ({r['base_range']})",
-              r["ratio"], r["target"], r["met"], r["reps"]) for r in rows(collect(data["benchmarks"]))]
+              r["ratio"], r["ratio_range"], r["target"], r["met"], r["reps"], r["note"]) for r in result]
     header = ("comparison", "shmkit median (min-max)", "baseline", "baseline median (min-max)",
-              "ratio", "target", "met", "reps")
+              "paired ratio", "range", "target", "met", "reps", "note")
     if markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
@@ -102,6 +181,8 @@ def main():
         widths = [max(len(str(r[i])) for r in table + [header]) for i in range(len(header))]
         for r in [header] + table:
             print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+    met, missed = tally(result)
+    print(f"\n{met} of {met + len(missed)} targets met" + (f"; missed: {'; '.join(missed)}" if missed else ""))
 
 
 if __name__ == "__main__":

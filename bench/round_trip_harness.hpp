@@ -4,6 +4,8 @@
 //   spin_ping_pong:   two atomics on separate lines, the physical limit of a
 //                     cross-core round trip;
 //   queue_round_trip: one item there through one queue, back through another;
+//                     the initiator checks that what it pops is what it sent
+//                     (a round trip whose item differs ends the run short);
 //   queue_throughput: one producer pushing, one consumer popping and using
 //                     every item (a checksum: a loop that drops what it pops
 //                     lets the compiler skip the slot read of an inlined
@@ -73,6 +75,9 @@ RunResult queue_round_trip(Q* there, Q* back, bool processes, std::chrono::milli
         while (!back->try_pop(w)) {
           if (stop.load(std::memory_order_relaxed)) goto done;
         }
+        // Use what came back (the compiler would otherwise drop the slot
+        // read of an inlined queue): only the item sent counts as a trip.
+        if (w != v) goto done;
         ++n;
       }
     done:

@@ -15,7 +15,11 @@ commit, date, one table per component), with --plots the PNG plots.
 
 Every comparison is computed inside one run of one binary: candidate and
 baseline are interleaved (--benchmark_enable_random_interleaving) and the
-ratio is of medians. Targets are reported, never asserted.
+ratio is the median of paired per-repetition ratios (bench/compare.py says
+how each row is judged). Every target is printed; a row that is missing (its
+binary not built, failed or exited non-zero), failed (a zero figure) or
+inconclusive (its paired ratios straddle the target) counts as missed.
+Targets are reported, never asserted.
 """
 import argparse
 import json
@@ -30,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from compare import collect, rows, value  # noqa: E402
+from compare import collect, rows, tally, value  # noqa: E402
 
 # (binary, what it measures). Binaries that were not built are skipped.
 SUITES = [
@@ -56,6 +60,7 @@ def list_tests(binary):
 
 
 def run_binary(binary, reps, min_time, index, total, out_json):
+    """The binary's JSON, or (None, why) when it failed."""
     n_tests = len(list_tests(binary))
     expected = max(1, n_tests * reps)
     args = [binary, f"--benchmark_repetitions={reps}", "--benchmark_enable_random_interleaving=true",
@@ -81,32 +86,46 @@ def run_binary(binary, reps, min_time, index, total, out_json):
     sys.stderr.write(("\r" if tty else "") + f"[{index}/{total}] {name}: {done} runs in "
                      f"{time.monotonic() - start:.1f}s{'' if rc == 0 else f' (exit {rc})'}\n")
     if rc != 0:
-        return None
-    return json.loads(Path(out_json).read_text())
+        return None, f"exited with status {rc}"
+    try:
+        return json.loads(Path(out_json).read_text()), None
+    except (OSError, ValueError) as e:
+        return None, f"wrote no readable JSON ({e})"
 
 
-def print_table(rows):
-    header = ("primitive", "shmkit", "baseline", "baseline figure", "ratio", "target", "met")
-    table = [header] + [(r["title"], r["cand"], r["baseline"], r["base"], r["ratio"], r["target"], r["met"])
-                        for r in rows]
+def print_table(rows, failed_binaries=()):
+    header = ("primitive", "shmkit", "baseline", "baseline figure", "ratio", "range", "target", "met", "note")
+    table = [header] + [(r["title"], r["cand"], r["baseline"], r["base"], r["ratio"], r["ratio_range"],
+                         r["target"], r["met"], r["note"]) for r in rows]
     widths = [min(52, max(len(str(row[i])) for row in table)) for i in range(len(header))]
     for i, row in enumerate(table):
         print("  ".join(str(x)[:w].ljust(w) for x, w in zip(row, widths)))
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    met = sum(r["met"] == "yes" for r in rows)
-    missed = [r["title"] for r in rows if r["met"] == "NO"]
-    print(f"\n{met} of {met + len(missed)} targets met" + (f"; missed: {', '.join(missed)}" if missed else ""))
+    met, missed = tally(rows)
+    print(f"\n{met} of {met + len(missed)} targets met" + (f"; missed: {'; '.join(missed)}" if missed else ""))
+    for b, why in failed_binaries:
+        print(f"{b}: {why}; its rows are missing")
 
 
 def cpu_model():
+    """The model name with its family and model numbers: "AMD EPYC" alone
+    does not tell Zen 3 (family 25) from Zen 5 (family 26)."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, val = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model") and key not in fields:
+                fields[key] = val.strip()
+            if not line.strip() and fields:
+                break
     except OSError:
         pass
-    return "unknown"
+    name = fields.get("model name", "unknown")
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return name
 
 
 HANDOFF_LOCKS = ["shmkit::Mutex", "pthread_pshared", "shmkit::RobustMutex", "pthread_robust_pshared"]
@@ -129,11 +148,16 @@ def machine_lines(context, build_dir, series=None):
     cache = {}
     try:
         for line in (Path(build_dir) / "CMakeCache.txt").read_text().splitlines():
-            for key in ("CMAKE_CXX_COMPILER:", "CMAKE_BUILD_TYPE:", "CMAKE_CXX_FLAGS_RELWITHDEBINFO:"):
-                if line.startswith(key):
-                    cache[key.split(":")[0]] = line.split("=", 1)[1]
+            key = line.split(":", 1)[0]
+            if key.startswith("CMAKE_CXX_FLAGS") or key in ("CMAKE_CXX_COMPILER", "CMAKE_BUILD_TYPE"):
+                cache[key] = line.split("=", 1)[1]
     except OSError:
         pass
+    build_type = cache.get("CMAKE_BUILD_TYPE", "")
+    # The flags the build really used: the common ones, then the build type's.
+    flags = " ".join(f for f in (cache.get("CMAKE_CXX_FLAGS", ""),
+                                 cache.get(f"CMAKE_CXX_FLAGS_{build_type.upper()}", "") if build_type else "")
+                     if f.strip())
     compiler = subprocess.run([cache.get("CMAKE_CXX_COMPILER", "c++"), "--version"], capture_output=True,
                               text=True).stdout.splitlines()[:1]
     commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -148,8 +172,8 @@ def machine_lines(context, build_dir, series=None):
         f"| spin policy (spin.hpp) | {context.get('spin_policy', 'not reported')} |",
         f"| lock hand-offs, 2 processes contended | {handoff_line(series or {})} |",
         f"| kernel | {platform.release()} |",
-        f"| compiler | {compiler[0] if compiler else '?'}; build type {cache.get('CMAKE_BUILD_TYPE', '?')} "
-        f"(`{cache.get('CMAKE_CXX_FLAGS_RELWITHDEBINFO', '')}`), `-std=c++20` |",
+        f"| compiler | {compiler[0] if compiler else '?'}; build type {build_type or '(none)'} "
+        f"(`{flags}`), `-std=c++20` |",
         f"| commit | `{commit}`{' plus uncommitted changes' if dirty else ''} |",
         f"| date | {context.get('date', '?')} |",
         f"| load average at the end | {os.getloadavg()[0]:.2f} |",
@@ -166,12 +190,16 @@ def markdown(rows, context, build_dir, plots, series=None):
             groups.append(r["group"])
     for g in groups:
         out += ["", f"### {g}", "",
-                "| comparison | shmkit median (min-max) | baseline | baseline median (min-max) | ratio | target | met |",
-                "|---|---|---|---|---|---|---|"]
+                "| comparison | shmkit median (min-max) | baseline | baseline median (min-max) "
+                "| paired ratio (min-max) | target | met | note |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if r["group"] == g:
                 out.append(f"| {r['title']} | {r['cand']} ({r['cand_range']}) | {r['baseline']} | {r['base']} "
-                           f"({r['base_range']}) | {r['ratio']} | {r['target']} | {r['met']} |")
+                           f"({r['base_range']}) | {r['ratio']} ({r['ratio_range']}) | {r['target']} | {r['met']} "
+                           f"| {r['note']} |")
+    met, missed = tally(rows)
+    out += ["", f"{met} of {met + len(missed)} targets met" + (f"; missed: {'; '.join(missed)}" if missed else "")]
     for p in plots:
         out += ["", f"![{p.stem}]({p.as_posix()})"]
     out += ["", "<!-- suite:end -->"]
@@ -276,14 +304,25 @@ def main():
     if not present:
         sys.exit(f"suite: no benchmark binaries in {bench_dir} (build the release preset first)")
 
+    # With --only, the rows counted are those the chosen binaries can
+    # produce; without it, every comparison counts (a binary not built
+    # leaves its rows missing, and missed).
+    scope = None
+    if args.only:
+        scope = set()
+        for b, _ in present:
+            scope.update(list_tests(str(bench_dir / b)))
+    built = {b for b, _ in present}
+    failed = [(b, "not built") for b, _ in chosen if b not in built]
     merged = {"context": None, "benchmarks": []}
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"shmkit-suite-{os.getpid()}.json"
     t0 = time.monotonic()
     sys.stderr.write(f"shmkit benchmark suite ({'full' if args.full else 'quick'} mode: {reps} repetitions, "
                      f"interleaved) on {os.cpu_count()} CPUs: {cpu_model()}\n")
     for i, (b, desc) in enumerate(present, 1):
-        data = run_binary(str(bench_dir / b), reps, min_time, i, len(present), tmp)
+        data, why = run_binary(str(bench_dir / b), reps, min_time, i, len(present), tmp)
         if data is None:
+            failed.append((b, why))
             continue
         merged["context"] = merged["context"] or data["context"]
         for k, v in data["context"].items():  # each binary's own context lines (spin policy, ...)
@@ -295,11 +334,11 @@ def main():
     sys.stderr.write(f"done in {time.monotonic() - t0:.0f}s\n\n")
 
     series = collect(merged["benchmarks"])
-    table = rows(series)
+    table = rows(series, scope)
     ctx = merged["context"] or {}
     print(f"CPU: {cpu_model()}; spin policy: {ctx.get('spin_policy', 'not reported')}")
     print(f"lock hand-offs, 2 processes contended: {handoff_line(series)}")
-    print_table(table)
+    print_table(table, failed)
     if args.out:
         Path(args.out).write_text(json.dumps(merged, indent=1))
     plots = plot(series, Path(args.plots)) if args.plots else []

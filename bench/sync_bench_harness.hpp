@@ -38,7 +38,9 @@ inline int cpu_count() {
   return CPU_COUNT(&set);
 }
 
-inline void pin_to(int index) {
+// The CPUs the calling thread may run on. Read it before pinning: a process
+// forked after its parent pinned itself inherits that one CPU.
+inline std::vector<int> allowed_cpus() {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
   ::sched_getaffinity(0, sizeof allowed, &allowed);
@@ -46,11 +48,20 @@ inline void pin_to(int index) {
   for (int c = 0; c < CPU_SETSIZE; ++c) {
     if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
   }
-  if (cpus.empty()) return;
+  return cpus;
+}
+
+inline void pin_to_cpu(int cpu) {
   cpu_set_t one;
   CPU_ZERO(&one);
-  CPU_SET(cpus[static_cast<std::size_t>(index) % cpus.size()], &one);
+  CPU_SET(cpu, &one);
   ::sched_setaffinity(0, sizeof one, &one);  // 0 = calling thread
+}
+
+inline void pin_to(int index) {
+  const std::vector<int> cpus = allowed_cpus();
+  if (cpus.empty()) return;
+  pin_to_cpu(cpus[static_cast<std::size_t>(index) % cpus.size()]);
 }
 
 constexpr int kMaxWorkers = 64;

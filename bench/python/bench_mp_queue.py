@@ -14,11 +14,21 @@ import time
 from multiprocessing import get_context
 
 
+# The CPUs this run may use, read once before anyone pins: a child forked
+# after the parent pinned itself would otherwise read the parent's single CPU
+# and pin itself there too.
+try:
+    CPUS = sorted(os.sched_getaffinity(0))
+except (AttributeError, OSError):
+    CPUS = []
+
+
 def pin(i):
+    if not CPUS:
+        return
     try:
-        cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpus[i % len(cpus)]})
-    except (AttributeError, OSError):
+        os.sched_setaffinity(0, {CPUS[i % len(CPUS)]})
+    except OSError:
         pass
 
 

@@ -17,6 +17,7 @@ import multiprocessing.sharedctypes as cp_sc
 import os
 import platform
 import statistics
+import sys
 import time
 from multiprocessing import resource_tracker
 
@@ -95,22 +96,36 @@ def rows(reps, ops):
             m.close()
             m.unlink()
     n = max(200, ops // 200)
-    row("SharedMemory create+close+unlink, track=False", lambda o: sk_create(o, False), cp_create, n,
-        "CPython 3.11 always registers with its resource_tracker")
-    row("SharedMemory create+close+unlink, track=True", lambda o: sk_create(o, True), cp_create, n)
+    # Like with like: both tracked (CPython's default), and both untracked
+    # (CPython's track=False exists from 3.13 on; before, no CPython figure).
+    untracked = sys.version_info >= (3, 13)
+
+    def cp_create_untracked(ops):
+        for _ in range(ops):
+            m = cp_shm.SharedMemory(create=True, size=4096, track=False)
+            m.close()
+            m.unlink()
+    row("SharedMemory create+close+unlink, both tracked", lambda o: sk_create(o, True), cp_create, n)
+    row("SharedMemory create+close+unlink, both untracked", lambda o: sk_create(o, False),
+        cp_create_untracked if untracked else None, n,
+        "" if untracked else "CPython before 3.13 cannot create untracked")
     target = sk_shm.SharedMemory(create=True, size=4096)
     name = target.name
 
-    def sk_attach(ops):
+    def sk_attach(ops, track):
         for _ in range(ops):
-            sk_shm.SharedMemory(name, track=False).close()
+            sk_shm.SharedMemory(name, track=track).close()
 
-    def cp_attach(ops):
+    def cp_attach(ops, **track):
         for _ in range(ops):
-            m = cp_shm.SharedMemory(name)
-            m.close()
-            resource_tracker.unregister(m._name, "shared_memory")
-    row("SharedMemory attach+close", sk_attach, cp_attach, n)
+            cp_shm.SharedMemory(name, **track).close()
+    row("SharedMemory attach+close, both tracked", lambda o: sk_attach(o, True), cp_attach, n)
+    row("SharedMemory attach+close, both untracked", lambda o: sk_attach(o, False),
+        (lambda o: cp_attach(o, track=False)) if untracked else None, n,
+        "" if untracked else "CPython before 3.13 cannot attach untracked")
+    # CPython's attaches registered the name with its tracker (a set, so once).
+    if not untracked:
+        resource_tracker.unregister("/" + name, "shared_memory")
     target.close()
     target.unlink()
 

@@ -7,7 +7,10 @@ with the package on PYTHONPATH (build/release/python/site-main). Rows:
   lock           Lock acquire+release, uncontended      target <= 1.0x CPython's time
   lock_2p        2 processes contending for one lock    target >= 2x CPython's throughput
   fetch_add      Value('q').fetch_add (AtomicRef)       target >= 10x `with v.get_lock(): v.value += 1`
-  queue_8b       8-byte queue put+get (SpscQueue 'q')   target >= 50x multiprocessing.Queue
+  queue_8b       8-byte items streamed from one pinned process to another
+                 (SpscQueue 'q' vs multiprocessing.Queue)  target >= 50x
+  queue_8b_rtt   8-byte round trip between two pinned processes through two
+                 queues (reported, no target)
 Times are the best of several repeats (ns per operation); the 2-process rows
 are operations per second of both processes together, pinned to two CPUs,
 counted while both run, the median of 7 alternating runs.
@@ -77,6 +80,112 @@ def contended(lock, n):
     return sum(d for d, _ in results) / max(t for _, t in results)
 
 
+# The CPUs this run may use, read once before any process pins itself (a
+# child forked after its parent pinned would read the parent's one CPU).
+try:
+    CPUS = sorted(os.sched_getaffinity(0))
+except (AttributeError, OSError):
+    CPUS = []
+
+
+def _pin(i):
+    if len(CPUS) >= 2:
+        os.sched_setaffinity(0, {CPUS[i % len(CPUS)]})
+
+
+def _stream_producer(attach, obj, n, start):
+    _pin(1)
+    q = attach(obj)
+    start.wait()
+    put = q.put
+    for i in range(n):
+        put(i)
+
+
+def _stream_consumer(attach, obj, n, start, out):
+    _pin(0)
+    q = attach(obj)
+    get = q.get
+    start.wait()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        get()
+    out.put((time.perf_counter_ns() - t0) / n)
+
+
+def queue_stream(make, attach, n):
+    """ns per item of n 8-byte items put by one process and taken by
+    another, each pinned to its own CPU; both sides get the same layout:
+    two forked processes, the queue made here and attached in each child
+    (`attach(obj)` returns the child's handle), timed by the consumer from
+    the common start to its last get."""
+    ctx = mp.get_context("fork")
+    obj = make()
+    start, out = ctx.Event(), ctx.SimpleQueue()
+    ps = [ctx.Process(target=_stream_producer, args=(attach, obj, n, start)),
+          ctx.Process(target=_stream_consumer, args=(attach, obj, n, start, out))]
+    for p in ps:
+        p.start()
+    time.sleep(0.1)
+    start.set()
+    ns = out.get()
+    for p in ps:
+        p.join()
+    _release(obj)
+    return ns
+
+
+def _echo(attach, objs, n):
+    _pin(1)
+    a, b = attach(objs[0]), attach(objs[1])
+    get, put = a.get, b.put
+    for _ in range(n):
+        put(get())
+
+
+def _initiator(attach, objs, n, warm, out):
+    _pin(0)
+    a, b = attach(objs[0]), attach(objs[1])
+    put, get = a.put, b.get
+    for i in range(warm):
+        put(i)
+        get()
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        put(i)
+        get()
+    out.put((time.perf_counter_ns() - t0) / n)
+
+
+def queue_round_trip(make, attach, n, warm=100):
+    """ns per round trip of an 8-byte item between two pinned processes
+    through two queues (the echo process puts back what it got)."""
+    ctx = mp.get_context("fork")
+    objs = (make(), make())
+    out = ctx.SimpleQueue()
+    ps = [ctx.Process(target=_echo, args=(attach, objs, n + warm)),
+          ctx.Process(target=_initiator, args=(attach, objs, n, warm, out))]
+    for p in ps:
+        p.start()
+    ns = out.get()
+    for p in ps:
+        p.join()
+    for o in objs:
+        _release(o)
+    return ns
+
+
+def _release(obj):
+    if hasattr(obj, "unlink"):
+        obj.unlink()
+
+
+# (make, attach) for each side of the queue rows: shmkit's queue is attached
+# by name in each child; multiprocessing.Queue is inherited through fork.
+SHMKIT_QUEUE = (lambda: SpscQueue(capacity=1024, item="q"), lambda q: SpscQueue(q.name, item="q"))
+CPYTHON_QUEUE = (lambda: mp.get_context("fork").Queue(), lambda q: q)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -117,15 +226,17 @@ def main():
     s, c = paired(("f(1)", {"f": fetch_add}, 200000 * k), ("g()", {"g": locked_inc}, 20000 * k))
     rows.append(("fetch_add", "Value.fetch_add vs locked += (ns)", s, c, c / s, ">= 10", c / s >= 10))
 
-    q = SpscQueue(capacity=1024, item="q")
-    mq = mp.Queue()
-    s, c = paired(("p(1); g()", {"p": q.put, "g": q.get}, 200000 * k),
-                  ("p(1); g()", {"p": mq.put, "g": mq.get}, 2000 * k), rounds=3)
-    rows.append(("queue_8b", "8-byte queue put+get (ns)", s, c, c / s, ">= 50", c / s >= 50))
+    runs = [(queue_stream(*SHMKIT_QUEUE, 200000 * k), queue_stream(*CPYTHON_QUEUE, 20000 * k))
+            for _ in range(3)]
+    s, c = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    rows.append(("queue_8b", "8-byte stream, 2 pinned processes (ns)", s, c, c / s, ">= 50", c / s >= 50))
+    runs = [(queue_round_trip(*SHMKIT_QUEUE, 20000 * k), queue_round_trip(*CPYTHON_QUEUE, 2000 * k))
+            for _ in range(3)]
+    s, c = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    rows.append(("queue_8b_rtt", "8-byte round trip, 2 pinned processes (ns)", s, c, c / s, "-", True))
 
     del atom
     blk.unlink()
-    q.unlink()
     print(f"# python {sys.version.split()[0]}, pid {os.getpid()}, {os.cpu_count()} CPUs")
     print(f"{'row':10} {'what':42} {'shmkit':>12} {'CPython':>12} {'ratio':>8} {'target':>7} met")
     for key, what, s, c, ratio, target, met in rows:

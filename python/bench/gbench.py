@@ -10,7 +10,9 @@ Each repetition measures every candidate and every baseline once, in a
 random order (the same interleaving as the C++ binaries'), so a burst of
 load hits both sides of a ratio. Times are ns per operation of a timed loop
 minus the same loop doing nothing (bench_core.timed); the 2-process lock
-rows are operations per second of both processes together ("Mops/s").
+rows are operations per second of both processes together ("Mops/s"); the
+queue rows are ns per item streamed, or per round trip, between two forked
+processes pinned to two CPUs, the same layout for both sides.
 Names are python/<row>/<side>; bench/targets.py pairs them.
 """
 import datetime
@@ -31,7 +33,6 @@ from shmkit import _core  # noqa: E402
 from shmkit import shared_memory as sk_shm  # noqa: E402
 from shmkit import sharedctypes as sk_sc  # noqa: E402
 from shmkit import synchronize as S  # noqa: E402
-from shmkit.queues import SpscQueue  # noqa: E402
 
 
 class Fixtures:
@@ -42,13 +43,11 @@ class Fixtures:
         self.sk_value, self.cp_value = sk_sc.Value("q", 0), cp_sc.Value("q", 0)
         self.sk_value.fetch_add(0)
         self.sk_list, self.cp_list = sk_shm.ShareableList(range(16)), cp_shm.ShareableList(range(16))
-        self.queue, self.mp_queue = SpscQueue(capacity=1024, item="q"), mp.Queue()
 
     def close(self):
         for sl in (self.sk_list, self.cp_list):
             sl.shm.close()
             sl.shm.unlink()
-        self.queue.unlink()
 
 
 def cpython_locked_add(v):
@@ -71,6 +70,9 @@ def benchmarks(fx, scale):
         f = loop(stmt, env)
         return (lambda: timed(f, ops)), "ns", ops
 
+    def queue(fn, side, ops):
+        return (lambda: fn(*side, ops)), "ns", ops
+
     def contended(make):
         ops = 50000  # each process; its own loop is timed (bench_sync.contended)
         return (lambda: bench_sync.contended(make(), ops) / 1e6), "Mops/s", 2 * ops
@@ -85,9 +87,14 @@ def benchmarks(fx, scale):
         "python/fetch_add/shmkit": t("f(1)", {"f": fx.sk_value.fetch_add}),
         "python/fetch_add/cpython_locked_inc": t("g()", {"g": cpython_locked_add(fx.cp_value)},
                                                   max(1000, n // 10)),
-        "python/queue_8b/shmkit_spsc": t("p(1); g()", {"p": fx.queue.put, "g": fx.queue.get}),
-        "python/queue_8b/cpython_mp_queue": t("p(1); g()", {"p": fx.mp_queue.put, "g": fx.mp_queue.get},
-                                              max(200, n // 100)),
+        # Both sides: two forked processes pinned to two CPUs (bench_sync).
+        "python/queue_8b_stream/shmkit_spsc": queue(bench_sync.queue_stream, bench_sync.SHMKIT_QUEUE, n),
+        "python/queue_8b_stream/cpython_mp_queue": queue(bench_sync.queue_stream, bench_sync.CPYTHON_QUEUE,
+                                                         max(2000, n // 20)),
+        "python/queue_8b_rtt/shmkit_spsc": queue(bench_sync.queue_round_trip, bench_sync.SHMKIT_QUEUE,
+                                                 max(2000, n // 10)),
+        "python/queue_8b_rtt/cpython_mp_queue": queue(bench_sync.queue_round_trip, bench_sync.CPYTHON_QUEUE,
+                                                      max(500, n // 100)),
         "python/shareable_list_get/shmkit": t("sl[3]", {"sl": fx.sk_list}),
         "python/shareable_list_get/cpython": t("sl[3]", {"sl": fx.cp_list}),
         "python/shareable_list_set/shmkit": t("sl[3] = _i", {"sl": fx.sk_list}),

@@ -27,7 +27,8 @@ removed by shmkit.
 import os as _os
 
 __version__ = "0.1.0"
-__all__ = ["shared_memory", "sharedctypes", "synchronize", "queues", "mpi", "__version__"]
+# shmkit.mpi is left out: it needs mpi4py, which `from shmkit import *` must not.
+__all__ = ["shared_memory", "sharedctypes", "synchronize", "queues", "__version__"]
 
 # The tracker's watcher program (shmkit/tracker.hpp) ships inside the
 # package; $SHMKIT_WATCHER, when set, still wins.

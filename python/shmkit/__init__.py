@@ -1,18 +1,34 @@
 """shmkit for Python: shared memory, typed shared objects, robust locks,
 atomics and queues over the shmkit C++ library, byte-compatible with CPython
-and with C++ programs.
+and with C++ programs that use shmkit. Linux only.
 
-Drop-ins for the standard library:
+The map of the package:
 
 * ``shmkit.shared_memory``: ``SharedMemory``, ``ShareableList``,
-  ``SharedMemoryManager`` (``multiprocessing.shared_memory``).
+  ``SharedMemoryManager``; a drop-in for ``multiprocessing.shared_memory``
+  (the same names, signatures, exceptions and bytes).
 * ``shmkit.sharedctypes``: ``RawValue``, ``RawArray``, ``Value``, ``Array``,
-  ``copy``, ``synchronized`` (``multiprocessing.sharedctypes``).
-* ``shmkit.synchronize``: ``Lock``, ``RLock``, ``Semaphore``, ... .
+  ``copy``, ``synchronized``; a drop-in for ``multiprocessing.sharedctypes``,
+  shared with C++ by name, with atomic ``fetch_add`` and friends.
+* ``shmkit.synchronize``: ``Lock``, ``RLock``, ``Semaphore``,
+  ``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier`` (as
+  ``multiprocessing``'s), plus ``RobustLock``, whose holder's death is
+  reported (``OwnerDiedError``) instead of hanging the others.
+* ``shmkit.queues``: ``SpscQueue``, ``MpmcQueue`` (lock-free, typed items),
+  ``SeqLock``, ``BroadcastRing``; C++ programs attach them by name.
+* ``shmkit.mpi``: with mpi4py, numpy arrays held once per node.
+* ``python -m shmkit ls|show|rm|gc``: the ``shmkit`` command-line tool.
+
+Every block a shmkit process creates with ``track=True`` (the default) is
+unlinked by shmkit's tracker once every process that registered it has
+died, and never while one lives; a block another program created is never
+removed by shmkit.
 """
 import os as _os
 
 __version__ = "0.1.0"
+# shmkit.mpi is left out: it needs mpi4py, which `from shmkit import *` must not.
+__all__ = ["shared_memory", "sharedctypes", "synchronize", "queues", "__version__"]
 
 # The tracker's watcher program (shmkit/tracker.hpp) ships inside the
 # package; $SHMKIT_WATCHER, when set, still wins.

@@ -167,7 +167,10 @@ TEST(TimeNamespace, HolderInAnotherTimeNamespaceIsJudgedAlive) {
     EXPECT_TRUE(block_exists(name)) << "gc unlinked a block its live creator holds";
   }
 
-  // The holder unlocks and exits cleanly.
+  // The holder unlocks and exits cleanly. Its watcher (started by it, in its
+  // time namespace) judges it dead only now and removes the block it
+  // created; the watcher holds the holder's stderr, so reading that to EOF
+  // waits for the watcher to finish.
   ::close(peer.in);
   int status = 0;
   ASSERT_EQ(::waitpid(peer.pid, &status, 0), peer.pid);
@@ -175,6 +178,7 @@ TEST(TimeNamespace, HolderInAnotherTimeNamespaceIsJudgedAlive) {
   ::close(peer.out);
   ::close(peer.err);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << ": " << err;
+  EXPECT_FALSE(block_exists(name)) << "the holder's watcher did not remove its block: " << err;
   try {
     SharedMemory::unlink(name);  // its watcher may have done it already
   } catch (...) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -13,8 +14,10 @@
 #include <fcntl.h>
 #include <fstream>
 #include <poll.h>
+#include <sched.h>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -23,6 +26,10 @@
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/tracker.hpp"
 #include "test_support.hpp"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
 
 namespace shmkit::test {
 namespace {
@@ -183,6 +190,72 @@ TEST(TimeNamespace, HolderInAnotherTimeNamespaceIsJudgedAlive) {
     SharedMemory::unlink(name);  // its watcher may have done it already
   } catch (...) {
   }
+}
+
+// A boot-time offset that is not a whole number of clock ticks (written in
+// nanoseconds, as a checkpoint/restore tool may) cannot be subtracted
+// exactly, and a process between unshare(CLONE_NEWTIME) and its next fork
+// cannot learn its own offset at all: such processes record start time 0
+// (unknown) and judge by ids alone. Neither side ever takes the other for
+// dead while it runs.
+TEST(TimeNamespace, OffsetInFractionsOfATickIsJudgedByIdAloneNeverDead) {
+  if (::access("/proc/self/ns/time", F_OK) != 0) {
+    GTEST_SKIP() << "this kernel has no time namespaces (/proc/self/ns/time missing)";
+  }
+  auto shm = SharedMemory::anonymous(4096);
+  auto* m = new (shm.data()) RobustMutex();
+  struct Shared {
+    std::atomic<int> held, release;
+    std::atomic<pid_t> holder;
+    std::atomic<std::uint64_t> self_start_after_unshare;
+    std::atomic<int> judged_parent_dead;  // 0 not yet, 1 alive, 2 dead
+  };
+  auto* sh = new (static_cast<char*>(shm.data()) + 64) Shared{};
+  const pid_t parent = ::getpid();
+  const std::uint64_t parent_start = tracker::process_start_time(parent);
+  ASSERT_NE(parent_start, 0u);
+  const pid_t child = fork_child([&]() -> int {
+    if (::unshare(CLONE_NEWTIME) != 0) return errno == EPERM ? 40 : 41;
+    // Our own namespace is no longer the one timens_offsets describes.
+    sh->self_start_after_unshare = tracker::process_start_time(::getpid());
+    FILE* f = std::fopen("/proc/self/timens_offsets", "w");
+    if (f == nullptr) return 42;
+    const bool written = std::fprintf(f, "boottime 86400 5000000\n") > 0;  // a day and 5 ms
+    if (std::fclose(f) != 0 || !written) return 43;
+    const pid_t g = ::fork();
+    if (g < 0) return 44;
+    if (g == 0) {  // in the new time namespace
+      if (m->lock() != LockResult::acquired) ::_exit(45);
+      sh->judged_parent_dead = tracker::task_has_exited(parent, parent_start) ? 2 : 1;
+      sh->holder = ::getpid();
+      sh->held = 1;
+      while (sh->release.load() == 0) std::this_thread::sleep_for(1ms);
+      ::_exit(m->unlock() ? 0 : 46);
+    }
+    int status = 0;
+    if (::waitpid(g, &status, 0) != g) return 47;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 48;
+  });
+  const bool held = eventually([&] { return sh->held.load() == 1; }, 20s, 1ms);
+  if (!held) {
+    const ExitStatus st = wait_child(child, 5s);
+    if (st.exited && st.code == 40) GTEST_SKIP() << "unshare(CLONE_NEWTIME) refused (EPERM)";
+    FAIL() << "the holder never took the lock: " << st.describe();
+  }
+  EXPECT_EQ(sh->self_start_after_unshare.load(), 0u) << "a process that cannot learn its offset "
+                                                        "reported a start time";
+  EXPECT_EQ(sh->judged_parent_dead.load(), 1) << "the holder judged its live parent dead";
+  const pid_t holder = sh->holder.load();
+  EXPECT_EQ(m->native_handle().load() & RobustMutex::kTidMask, static_cast<std::uint64_t>(holder));
+  EXPECT_EQ(m->native_handle().load() >> 32, 0u) << "the holder recorded a start it cannot know";
+  EXPECT_FALSE(tracker::task_has_exited(holder, tracker::process_start_time(holder)));
+  EXPECT_EQ(m->try_lock(), LockResult::busy);
+  EXPECT_EQ(m->try_lock_for(30ms), LockResult::timed_out);
+  sh->release = 1;
+  const ExitStatus st = wait_child(child, 20s);
+  EXPECT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(m->try_lock(), LockResult::acquired);
+  EXPECT_TRUE(m->unlock());
 }
 
 }  // namespace

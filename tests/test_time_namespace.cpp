@@ -197,7 +197,7 @@ TEST(TimeNamespace, HolderInAnotherTimeNamespaceIsJudgedAlive) {
 // exactly, and a process between unshare(CLONE_NEWTIME) and its next fork
 // cannot learn its own offset at all: such processes record start time 0
 // (unknown) and judge by ids alone. Neither side ever takes the other for
-// dead while it runs.
+// dead while it runs: not its lock's owner, not its tracker registration.
 TEST(TimeNamespace, OffsetInFractionsOfATickIsJudgedByIdAloneNeverDead) {
   if (::access("/proc/self/ns/time", F_OK) != 0) {
     GTEST_SKIP() << "this kernel has no time namespaces (/proc/self/ns/time missing)";
@@ -214,6 +214,7 @@ TEST(TimeNamespace, OffsetInFractionsOfATickIsJudgedByIdAloneNeverDead) {
   const pid_t parent = ::getpid();
   const std::uint64_t parent_start = tracker::process_start_time(parent);
   ASSERT_NE(parent_start, 0u);
+  const std::string name = unique_name("timens_frac");
   const pid_t child = fork_child([&]() -> int {
     if (::unshare(CLONE_NEWTIME) != 0) return errno == EPERM ? 40 : 41;
     // Our own namespace is no longer the one timens_offsets describes.
@@ -225,6 +226,9 @@ TEST(TimeNamespace, OffsetInFractionsOfATickIsJudgedByIdAloneNeverDead) {
     const pid_t g = ::fork();
     if (g < 0) return 44;
     if (g == 0) {  // in the new time namespace
+      SharedMemory::Options tracked;
+      tracked.track = true;
+      auto block = SharedMemory::create(name, 4096, tracked);  // registered, with start 0
       if (m->lock() != LockResult::acquired) ::_exit(45);
       sh->judged_parent_dead = tracker::task_has_exited(parent, parent_start) ? 2 : 1;
       sh->holder = ::getpid();
@@ -251,11 +255,29 @@ TEST(TimeNamespace, OffsetInFractionsOfATickIsJudgedByIdAloneNeverDead) {
   EXPECT_FALSE(tracker::task_has_exited(holder, tracker::process_start_time(holder)));
   EXPECT_EQ(m->try_lock(), LockResult::busy);
   EXPECT_EQ(m->try_lock_for(30ms), LockResult::timed_out);
+  // Its registration: judged by its pid alone, alive; gc keeps its block.
+  bool found = false;
+  for (const auto& r : tracker::registrations()) {
+    if (r.block != name) continue;
+    found = true;
+    EXPECT_EQ(r.pid, holder);
+    EXPECT_EQ(r.start_time, 0u);
+    EXPECT_TRUE(r.judged && r.alive) << "a live registrant with an unknown start judged dead";
+  }
+  EXPECT_TRUE(found) << "the holder's registration of " << name << " is missing";
+  (void)tracker::collect_garbage(false);
+  EXPECT_TRUE(block_exists(name)) << "gc unlinked a block its live creator holds";
   sh->release = 1;
   const ExitStatus st = wait_child(child, 20s);
   EXPECT_TRUE(st.ok()) << st.describe();
   EXPECT_EQ(m->try_lock(), LockResult::acquired);
   EXPECT_TRUE(m->unlock());
+  // Once it has exited, its watcher removes the block it created.
+  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 10ms));
+  try {
+    SharedMemory::unlink(name);
+  } catch (...) {
+  }
 }
 
 }  // namespace

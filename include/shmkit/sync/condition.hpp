@@ -79,7 +79,8 @@ class Condition {
   }
 
   template <class Lock, class Clock, class Duration>
-  bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline) noexcept(noexcept(lock.lock())) {
+  bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline) noexcept(
+      noexcept(lock.lock())) {
     const std::uint32_t s = enter();
     lock.unlock();
     const bool notified = sleep_while(s, detail::to_steady(deadline));
@@ -89,7 +90,8 @@ class Condition {
   }
 
   template <class Lock, class Rep, class Period>
-  bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout) noexcept(noexcept(lock.lock())) {
+  bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout) noexcept(
+      noexcept(lock.lock())) {
     return wait_until(lock, detail::deadline_after(timeout));
   }
 

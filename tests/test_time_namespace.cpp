@@ -240,7 +240,13 @@ TEST(TimeNamespace, OffsetInFractionsOfATickIsJudgedByIdAloneNeverDead) {
     if (::waitpid(g, &status, 0) != g) return 47;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 48;
   });
-  const bool held = eventually([&] { return sh->held.load() == 1; }, 20s, 1ms);
+  const auto child_ended = [&] {  // (not reaped: wait_child reports it)
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           info.si_pid == child;
+  };
+  const bool held = eventually([&] { return sh->held.load() == 1 || child_ended(); }, 20s, 1ms) &&
+                    sh->held.load() == 1;
   if (!held) {
     const ExitStatus st = wait_child(child, 5s);
     if (st.exited && st.code == 40) GTEST_SKIP() << "unshare(CLONE_NEWTIME) refused (EPERM)";

@@ -4,9 +4,11 @@
 //
 // After a dead owner, repair() runs under the lock, then the mutex is marked
 // consistent. If repair() throws, the mutex is still marked consistent and
-// released, and the exception propagates. Any other failure to lock
-// (not recoverable, deadlock) throws std::system_error(ENOTRECOVERABLE) whose
-// message is describe() (called only then) plus the lock result.
+// released, and the exception propagates. Any other failure to lock throws
+// std::system_error whose message is describe() (called only then) plus the
+// lock result: ENOTRECOVERABLE for not recoverable, EDEADLK for deadlock (the
+// word names the calling thread: a bug, or a word a peer forged). Never
+// aborts: a forged lock word in a block costs the caller an exception.
 #pragma once
 
 #include <cerrno>
@@ -25,7 +27,8 @@ class RepairingGuard {
     const LockResult r = mutex_.lock();
     if (r == LockResult::acquired) [[likely]] return;
     if (r != LockResult::owner_died) {
-      throw std::system_error(ENOTRECOVERABLE, std::generic_category(),
+      throw std::system_error(r == LockResult::deadlock ? EDEADLK : ENOTRECOVERABLE,
+                              std::generic_category(),
                               std::forward<Describe>(describe)() + ": its lock " + to_string(r));
     }
     try {

@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <system_error>
 
 #include "platform.hpp"
 #include "shmkit/sync/futex.hpp"
@@ -51,10 +53,20 @@ const RobustIdentity& fetch_robust_identity() noexcept {
   register_fork_handler();
   RobustIdentity id{};
   id.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+  // Host-absolute (normalised for this process's time namespace; 0 when it
+  // cannot be: see platform.hpp), so every locker compares it alike.
   id.start = static_cast<std::uint32_t>(platform::read_task_stat("/proc/thread-self/stat").start);
   id.pid_ns = own_pid_namespace();
   tls_robust_identity = id;
   return tls_robust_identity;
+}
+void throw_robust_lock_error(const char* name, LockResult r) {
+  const bool relock = r == LockResult::deadlock;
+  throw std::system_error(relock ? EDEADLK : ENOTRECOVERABLE, std::generic_category(),
+                          std::string("shmkit: RobustLockable::lock: ") + (name ? name : "RobustMutex") +
+                              ": " + to_string(r) +
+                              (relock ? " (its word names the calling thread as the holder)"
+                                      : " (recreate the mutex)"));
 }
 }  // namespace detail
 
@@ -72,7 +84,8 @@ const char* to_string(LockResult r) noexcept {
 
 // The liveness check. Called only on slow paths (a held lock found by
 // try_lock or by an expiring wait), never on the uncontended path.
-bool RobustMutex::owner_is_dead(std::uint64_t seen) const noexcept {
+bool RobustMutex::owner_is_dead(const detail::RobustIdentity& me,
+                                std::uint64_t seen) const noexcept {
   const auto tid = static_cast<std::uint32_t>(seen & kTidMask);
   if (tid == 0 || tid == kNotRecoverable) return false;
   // A thread id of another PID namespace means nothing here: never judge it.
@@ -80,7 +93,12 @@ bool RobustMutex::owner_is_dead(std::uint64_t seen) const noexcept {
   // that window it is the previous owner's, which matters only to a lock
   // shared across namespaces, where owner death is not judged anyway.)
   const std::uint32_t ns = pid_ns_.load(std::memory_order_relaxed);
-  if (ns != 0 && ns != detail::robust_identity().pid_ns) return false;
+  if (ns != 0 && ns != me.pid_ns) return false;
+  // Our own thread id with another start time (the caller has ruled out its
+  // own identity): the id names us now, and one id names one live task, so
+  // the thread that took the lock under it has exited (an earlier thread
+  // whose id was given to us).
+  if (tid == me.tid) return true;
   // Dead: no such id, a zombie, or a live task with another start time (the
   // id was reused). Start 0: the owner's start was unknown, not judged by it.
   return tracker::task_has_exited(static_cast<pid_t>(tid), seen >> 32, 0xffffffffu);
@@ -104,12 +122,12 @@ LockResult RobustMutex::try_lock_held(const detail::RobustIdentity& me,
     if ((seen & kLowHalf & ~std::uint64_t{kWaiters}) == kNotRecoverable) {
       return LockResult::not_recoverable;
     }
-    if ((seen & kTidMask) == me.tid) return LockResult::deadlock;
+    if (is_mine(seen, me)) return LockResult::deadlock;
     if (seen == 0) {
       if (try_take(me, seen)) return LockResult::acquired;  // released meanwhile
       continue;
     }
-    if (!owner_is_dead(seen)) return LockResult::busy;
+    if (!owner_is_dead(me, seen)) return LockResult::busy;
     if (take_over(me, seen)) return LockResult::owner_died;
     seen = word_.load(std::memory_order_relaxed);
   }
@@ -142,7 +160,7 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
       }
       continue;
     }
-    if ((v & kTidMask) == me.tid) return LockResult::deadlock;
+    if (is_mine(v, me)) return LockResult::deadlock;
     if ((v & kWaiters) == 0) {
       if (!word_.compare_exchange_weak(v, v | kWaiters, std::memory_order_relaxed,
                                        std::memory_order_relaxed)) {
@@ -152,7 +170,7 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
     }
     const Clock::time_point now = Clock::now();
     if (now >= deadline) {
-      if (owner_is_dead(v) && take_over(me, v)) return LockResult::owner_died;
+      if (owner_is_dead(me, v) && take_over(me, v)) return LockResult::owner_died;
       const std::uint64_t seen = word_.load(std::memory_order_relaxed);
       if (seen == 0) {  // released meanwhile: one more try
         v = seen;
@@ -168,7 +186,7 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
             FutexResult::timed_out &&
         slice_end < deadline) {
       const std::uint64_t seen = word_.load(std::memory_order_relaxed);
-      if (seen != 0 && ((seen ^ v) & kOwnerBits) == 0 && owner_is_dead(seen) &&
+      if (seen != 0 && ((seen ^ v) & kOwnerBits) == 0 && owner_is_dead(me, seen) &&
           take_over(me, seen)) {
         return LockResult::owner_died;
       }

@@ -232,8 +232,10 @@ struct Locked : shmkit::detail::RepairingGuard {
             [] { return std::string("shmkit: tracker registry"); }) {}
 };
 
-// The start time in /proc/<pid>/stat's format at `path`; 0 if unreadable,
-// or the process has exited (a zombie, 'Z', or dead, 'X').
+// The start time read from /proc/<pid>/stat's format at `path`, in host
+// terms (normalised for this process's time namespace, platform.hpp); 0 if
+// unreadable, unknown (not normalisable), or the process has exited (a
+// zombie, 'Z', or dead, 'X').
 std::uint64_t start_time_at(const char* path) {
   const platform::TaskStat t = platform::read_task_stat(path);
   return t.readable && !t.exited ? t.start : 0;
@@ -291,8 +293,12 @@ Liveness liveness(const Entry& e, const Self& me, const Known* dead) {
   if (ns_of(e) != me.ns || me.ns == PidNamespace{}) return Liveness::unknown;
   if (dead != nullptr && dead->matches(e)) return Liveness::dead;
   if (!me.proc_is_ours) return Liveness::unknown;
-  const bool live = e.start_time != 0 && process_start_time(static_cast<pid_t>(e.pid)) == e.start_time;
-  return live ? Liveness::alive : Liveness::dead;
+  // Dead only when certain (task_has_exited): no such pid, a zombie, or a
+  // live process with another start time (host terms on both sides, so a
+  // registrant in another time namespace is judged right). A start of 0
+  // (the registrant could not read or normalise its own) is judged by the
+  // pid alone; a process /proc hides counts as alive.
+  return task_has_exited(static_cast<pid_t>(e.pid), e.start_time) ? Liveness::dead : Liveness::alive;
 }
 
 Registration registration_of(const Entry& e, Liveness l) {
@@ -506,7 +512,7 @@ void wait_for_death(int fd, pid_t pid, std::uint64_t start, bool proc_is_ours) {
       continue;
     }
     // No pidfd (kernel < 5.3): poll /proc, or the pid itself.
-    if (proc_is_ours ? process_start_time(pid) != start : (::kill(pid, 0) != 0 && errno == ESRCH)) return;
+    if (proc_is_ours ? task_has_exited(pid, start) : (::kill(pid, 0) != 0 && errno == ESRCH)) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
@@ -572,7 +578,7 @@ int watcher_main(int argc, char** argv) {
   // The registrant waits for our answer: the pid is still its, unless it was
   // killed meanwhile (then its start time no longer matches, or it is gone).
   bool gone = fd < 0 && errno == ESRCH;
-  if (me.proc_is_ours && process_start_time(pid) != start) gone = true;
+  if (me.proc_is_ours && task_has_exited(pid, start)) gone = true;
   std::unique_ptr<Registry> r;
   try {
     r = registry_from_fd(kRegistry, argv[2]);
@@ -652,8 +658,11 @@ bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask) n
   const platform::TaskStat t = platform::read_task_stat(path);
   if (!t.readable) return false;  // hidepid or no /proc: cannot tell
   if (t.exited) return true;      // a zombie: killed, not yet reaped (it keeps its id)
-  // A live task with that id: the same one, unless the id was reused.
-  return (start & start_mask) != 0 && (t.start & start_mask) != (start & start_mask);
+  // A live task with that id: the same one, unless the id was reused. Both
+  // starts are host-absolute (read_task_stat normalises for the reader's
+  // time namespace; the recorder normalised its own): t.start 0 means this
+  // reader cannot normalise, and then it does not judge by the start.
+  return (start & start_mask) != 0 && t.start != 0 && (t.start & start_mask) != (start & start_mask);
 }
 
 namespace {

@@ -218,7 +218,10 @@ TEST(Attacks, ForgedLockWordsGiveBoundedWaits) {
   EXPECT_EQ(r->try_lock_for(100ms), LockResult::owner_died);
   EXPECT_TRUE(r->make_consistent());
   EXPECT_TRUE(r->unlock());
-  r->native_handle().store(static_cast<std::uint32_t>(::gettid()));
+  // Our own identity (thread id and start time; the id alone would name a
+  // dead earlier thread: test_sync_robust's OwnThreadIdWithAnotherStart...).
+  r->native_handle().store((std::uint64_t{detail::robust_identity().start} << 32) |
+                           static_cast<std::uint32_t>(::gettid()));
   EXPECT_EQ(r->try_lock(), LockResult::deadlock);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
 }

@@ -6,6 +6,10 @@
 #include <atomic>
 #include <csignal>
 #include <sched.h>
+#include <sys/mount.h>
+#include <system_error>
+#include <cerrno>
+#include <string>
 #include <thread>
 #include <mutex>
 #include <random>
@@ -336,18 +340,178 @@ TEST(RobustMutex, ConditionWaiterIsToldWhenTheNotifierDiesHoldingTheLock) {
   EXPECT_TRUE(s->m.unlock());
 }
 
-TEST(RobustMutexDeathTest, LockableLockOnNotRecoverableAbortsWithMessage) {
+// lock() cannot report failure through the Lockable interface, and a peer
+// can forge the word: it throws (never aborts), naming the lock. Checked in
+// a child, so that an abort shows as SIGABRT.
+TEST(RobustMutex, LockableLockThrowsOnNotRecoverableOrForgedWordNeverAborts) {
   NamedBlock block(4096);
   Shared* s = setup_shared(block);
   kill_holder(s);
   ASSERT_EQ(s->m.lock(), LockResult::owner_died);
   ASSERT_TRUE(s->m.unlock());  // no make_consistent(): not recoverable from now on
-  auto no_repair = [](RobustMutex&) {};
-  RobustLockable lockable(s->m, no_repair);
-  EXPECT_FALSE(lockable.try_lock());
-  EXPECT_FALSE(lockable.try_lock_for(10ms));
-  // lock() cannot report failure through the Lockable interface: a bug, so abort.
-  EXPECT_DEATH(lockable.lock(), "not_recoverable");
+  const ExitStatus st = run_child([&]() -> int {
+    auto no_repair = [](RobustMutex&) {};
+    RobustLockable lockable(s->m, no_repair, "the test's lock");
+    if (lockable.try_lock() || lockable.try_lock_for(10ms)) return 1;
+    try {
+      std::scoped_lock g(lockable);
+      return 2;
+    } catch (const std::system_error& e) {
+      if (e.code().value() != ENOTRECOVERABLE) return 3;
+      const std::string what = e.what();
+      if (what.find("the test's lock") == std::string::npos) return 4;
+      if (what.find("not_recoverable") == std::string::npos) return 5;
+    }
+    // A peer forges a word naming this very thread as the holder (its tid
+    // and start time are in /proc for anyone to read): a relock, EDEADLK.
+    auto* m = new (&s->m) RobustMutex();
+    if (m->lock() != LockResult::acquired) return 6;
+    const std::uint64_t me = m->native_handle().load();  // this thread's identity
+    if (!m->unlock()) return 11;
+    m->native_handle().store(me);  // forged, as a peer would write it
+    try {
+      std::scoped_lock g(lockable);
+      return 7;
+    } catch (const std::system_error& e) {
+      if (e.code().value() != EDEADLK) return 8;
+      if (std::string(e.what()).find("deadlock") == std::string::npos) return 9;
+    }
+    return m->unlock() ? 0 : 10;
+  });
+  EXPECT_TRUE(st.ok()) << st.describe();
+}
+
+// A thread whose id is reused by a new thread is a dead owner, even when the
+// new thread is the locker itself: the word's identity is the thread id AND
+// the start time. Forged here as a peer could write it (the real reuse is
+// the next test): our tid with another start time.
+TEST(RobustMutex, OwnThreadIdWithAnotherStartIsADeadEarlierThread) {
+  auto shm = SharedMemory::anonymous(4096);
+  auto* m = new (shm.data()) RobustMutex();
+  ASSERT_EQ(m->lock(), LockResult::acquired);
+  const std::uint64_t mine = m->native_handle().load();
+  ASSERT_TRUE(m->unlock());
+  ASSERT_NE(mine >> 32, 0u) << "this thread's start time is unknown: the test needs it";
+  const std::uint64_t tid = mine & RobustMutex::kTidMask;
+  const std::uint64_t earlier = ((mine >> 32) - 1) & 0xffffffffu;  // a dead prior incarnation
+  const auto forge = [&](std::uint64_t start) { m->native_handle().store((start << 32) | tid); };
+
+  // Every variant: the earlier thread is dead, the caller takes over.
+  using Attempt = LockResult (*)(RobustMutex&);
+  const Attempt attempts[] = {
+      [](RobustMutex& x) { return x.try_lock(); },
+      [](RobustMutex& x) { return x.try_lock_for(1s); },
+      [](RobustMutex& x) { return x.try_lock_until(std::chrono::system_clock::now() + 1s); },
+      [](RobustMutex& x) { return x.lock(); },
+  };
+  int i = 0;
+  for (Attempt attempt : attempts) {
+    SCOPED_TRACE(i++);
+    forge(earlier);
+    // Not ours: unlock and make_consistent are refused, the word unchanged.
+    EXPECT_FALSE(m->unlock());
+    EXPECT_FALSE(m->make_consistent());
+    EXPECT_EQ(m->native_handle().load(), (earlier << 32) | tid);
+    EXPECT_EQ(attempt(*m), LockResult::owner_died);
+    EXPECT_EQ(m->native_handle().load() & ~std::uint64_t{RobustMutex::kWaiters},
+              mine | RobustMutex::kOwnerDied);
+    EXPECT_TRUE(m->make_consistent());
+    EXPECT_TRUE(m->unlock());
+    EXPECT_EQ(m->native_handle().load(), 0u);
+  }
+  // An earlier thread whose start was unknown (0) is not us either.
+  forge(0);
+  EXPECT_FALSE(m->unlock());
+  EXPECT_EQ(m->try_lock(), LockResult::owner_died);
+  EXPECT_TRUE(m->make_consistent());
+  EXPECT_TRUE(m->unlock());
+  // Our own identity is still a relock.
+  ASSERT_EQ(m->lock(), LockResult::acquired);
+  EXPECT_EQ(m->try_lock(), LockResult::deadlock);
+  EXPECT_EQ(m->try_lock_for(10ms), LockResult::deadlock);
+  EXPECT_TRUE(m->unlock());
+}
+
+// The real reuse: in a new PID namespace (root only), a thread locks and
+// exits without unlocking; ns_last_pid makes the next thread get its id.
+// That new thread, the locker, is told owner_died; its unlock() of the dead
+// thread's word is refused.
+TEST(RobustMutex, ThreadIdReusedByTheLockersNewThreadIsADeadOwner) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (a new PID namespace and ns_last_pid)";
+  auto shm = SharedMemory::anonymous(4096);
+  auto* m = new (shm.data()) RobustMutex();
+  struct Report {
+    std::atomic<int> step;
+    std::atomic<std::uint64_t> first_word, second_word;
+  };
+  auto* rep = new (static_cast<char*>(shm.data()) + 64) Report{};
+  const ExitStatus st = run_child([&]() -> int {
+    if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) return errno == EPERM ? 40 : 41;
+    const pid_t init = ::fork();
+    if (init < 0) return 42;
+    if (init == 0) {
+      // pid 1 of the new namespace, with its own /proc (so ns_last_pid and
+      // /proc/TID are this namespace's).
+      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(43);
+      if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) ::_exit(44);
+      pid_t first_tid = 0;
+      std::thread([&] {
+        first_tid = ::gettid();
+        if (m->lock() != LockResult::acquired) ::_exit(45);
+        rep->first_word = m->native_handle().load();
+      }).join();  // exits holding the lock
+      rep->step = 1;
+      // The first thread's start tick must be over, or the two would be
+      // told apart by nothing (start times count clock ticks).
+      const auto first_start = rep->first_word.load() >> 32;
+      for (int outer = 0; outer < 50; ++outer) {
+        std::this_thread::sleep_for(20ms);
+        int code = -1;
+        for (int tries = 0; tries < 50 && code < 0; ++tries) {
+          FILE* f = std::fopen("/proc/sys/kernel/ns_last_pid", "w");
+          if (f == nullptr) ::_exit(46);
+          std::fprintf(f, "%d", first_tid - 1);
+          std::fclose(f);
+          std::thread([&] {
+            if (::gettid() != first_tid) return;  // the id was not free yet: again
+            const std::uint64_t me = (std::uint64_t{detail::robust_identity().start} << 32) |
+                                     static_cast<std::uint32_t>(::gettid());
+            rep->second_word = me;
+            if ((me >> 32) == first_start) {
+              code = 1;  // same tick: try later
+              return;
+            }
+            if (m->unlock()) {
+              code = 47;  // the dead thread's lock released by an unrelated thread
+              return;
+            }
+            if (m->make_consistent()) {
+              code = 48;
+              return;
+            }
+            const LockResult r = m->try_lock();
+            if (r != LockResult::owner_died) {
+              code = r == LockResult::deadlock ? 49 : 50;
+              return;
+            }
+            code = m->make_consistent() && m->unlock() ? 0 : 51;
+          }).join();
+        }
+        if (code == 0 || code > 1) ::_exit(code);
+      }
+      ::_exit(52);  // the premise never held
+    }
+    int status = 0;
+    if (::waitpid(init, &status, 0) != init) return 53;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 54;
+  }, 60s);
+  if (st.code == 40) GTEST_SKIP() << "unshare(CLONE_NEWPID | CLONE_NEWNS) refused (EPERM)";
+  EXPECT_TRUE(st.ok()) << st.describe() << " (47: the new thread unlocked the dead one's lock; "
+                       << "49: told deadlock; 52: the id was never reused in another tick)";
+  EXPECT_EQ(rep->step.load(), 1);
+  EXPECT_EQ(rep->first_word.load() & RobustMutex::kTidMask, rep->second_word.load() & RobustMutex::kTidMask);
+  EXPECT_NE(rep->first_word.load() >> 32, rep->second_word.load() >> 32);
+  EXPECT_EQ(m->native_handle().load(), 0u);
 }
 
 // glibc tst-robust8 style: children lock random mutexes of a set and update

@@ -12,7 +12,21 @@
 //     process start time, PID namespace) entries under a RobustMutex. A
 //     registration is keyed by pid *and* start time (/proc/<pid>/stat field
 //     22), so a reused pid is never mistaken for the registrant: liveness is
-//     "that pid exists and started at that time".
+//     "that pid exists and started at that time". A registrant is judged
+//     dead only when that is certain (no such pid, a zombie, or a live
+//     process with another start time); a process /proc hides from the
+//     judge, or one whose start time is unknown and whose pid is in use,
+//     counts as alive.
+//   * Time namespaces: start times are host-absolute. /proc shows a start
+//     time shifted by the boot-time offset of the time namespace of the
+//     process that READS it; every reader (registrant, watcher, gc)
+//     subtracts its own offset (/proc/self/timens_offsets), so a registrant
+//     running under `unshare --time --boottime N` is judged alive by
+//     everyone else and its block is kept. A process that cannot normalise
+//     exactly (its offset is not a whole number of clock ticks, or it
+//     cannot learn it: it called unshare(CLONE_NEWTIME) and has not exec'd)
+//     records start time 0 and is judged by its pid alone, and judges
+//     others by their pids alone: never a live registrant taken for dead.
 //   * PID namespaces (containers in one pod share /dev/shm, not pids): each
 //     entry records the registrant's PID namespace (inode and device of
 //     /proc/self/ns/pid). A pid means nothing outside its namespace, so an
@@ -130,7 +144,7 @@ PidNamespace current_pid_namespace();
 struct Registration {
   std::string block;
   pid_t pid = 0;                 // in the registrant's PID namespace
-  std::uint64_t start_time = 0;  // clock ticks since boot (/proc/<pid>/stat)
+  std::uint64_t start_time = 0;  // clock ticks since the host's boot (0: unknown)
   std::uint64_t inode = 0;       // of the registered file (0: a reserved name)
   PidNamespace pid_namespace;    // the registrant's
   // false: another PID namespace (or this process's /proc is not its own
@@ -141,20 +155,28 @@ struct Registration {
 // A snapshot of the registry (empty if it does not exist yet).
 std::vector<Registration> registrations();
 
-// The start time of process `pid` (as this process's /proc sees pids): 0 if
-// it does not exist or has exited (a zombie not yet reaped counts as
-// exited).
+// The start time of process `pid` (as this process's /proc sees pids), in
+// clock ticks after the HOST's boot: /proc/<pid>/stat field 22 less this
+// process's time-namespace boot-time offset, so every process, in any time
+// namespace, gets the same number for the same process. 0 if it does not
+// exist or has exited (a zombie not yet reaped counts as exited), or if
+// this process cannot normalise start times (see the header: then it
+// cannot tell; task_has_exited() says so correctly).
 std::uint64_t process_start_time(pid_t pid);
 
 // Whether the task (process or thread) `tid` that started at `start` (clock
-// ticks after boot, as /proc/<tid>/stat field 22) has certainly exited: no
+// ticks after the host's boot, as process_start_time() gives it) has
+// certainly exited: no
 // such id (kill(2) says ESRCH), a zombie not yet reaped, or its id now names
 // a task with another start time (the id was reused). Only the low bits
 // selected by `start_mask` are compared; `start` 0 means the start is
 // unknown, and then a live task with that id is taken to be the same one.
 // False when it cannot tell (/proc hides the task: hidepid, another user's):
-// a caller then must assume it may still run. A task of another PID
-// namespace is the caller's to exclude. Never blocks; no allocation.
+// a caller then must assume it may still run; likewise the start is not
+// compared when this process cannot normalise start times (a live task
+// with that id then counts as the same). A task of another PID namespace is
+// the caller's to exclude; another time namespace needs nothing (both
+// sides are in host terms). Never blocks; no allocation.
 // Shared by RobustMutex's owner check, MpmcQueue's claimant check and the
 // tracker.
 bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask = ~std::uint64_t{0}) noexcept;

@@ -8,17 +8,27 @@
 //   peer array-negate NAME          attach Array<int32_t> NAME, negate each element
 //   peer value-set NAME X           attach Value<double> NAME, set it to X
 //   peer heap-value-add HANDLE N    attach Value<int64_t> by heap handle, add N
+//   peer robust-hold NAME           create NAME (4096 bytes, tracked: a tracker
+//                                   registration), lock a RobustMutex at its
+//                                   offset 0, print "held PID START" (its own pid
+//                                   and tracker::process_start_time), hold the
+//                                   lock until stdin closes, then unlock (exit 0
+//                                   if the lock was acquired and released)
 // Exit 0 on success, 1 with a message on stderr otherwise.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unistd.h>
 
 #include "shmkit/array.hpp"
 #include "shmkit/shared_memory.hpp"
+#include "shmkit/sync/robust_mutex.hpp"
+#include "shmkit/tracker.hpp"
 #include "shmkit/value.hpp"
 
 namespace {
@@ -70,6 +80,24 @@ int run(int argc, char** argv) {
     auto v = shmkit::Value<std::int64_t>::attach(shmkit::HeapHandle::parse(argv[2]));
     v.fetch_add(std::strtoll(argv[3], nullptr, 10));
     return 0;
+  }
+  if (cmd == "robust-hold" && argc == 3) {
+    shmkit::SharedMemory::Options tracked;
+    tracked.track = true;
+    auto shm = shmkit::SharedMemory::create(argv[2], 4096, tracked);
+    auto* m = new (shm.data()) shmkit::RobustMutex();
+    const shmkit::LockResult r = m->lock();
+    if (r != shmkit::LockResult::acquired) {
+      std::fprintf(stderr, "peer: lock: %s\n", shmkit::to_string(r));
+      return 1;
+    }
+    std::printf("held %d %llu\n", static_cast<int>(::getpid()),
+                static_cast<unsigned long long>(shmkit::tracker::process_start_time(::getpid())));
+    std::fflush(stdout);
+    char c;
+    while (::read(0, &c, 1) > 0) {
+    }
+    return m->unlock() ? 0 : 1;
   }
   std::fprintf(stderr, "peer: bad arguments\n");
   return 2;

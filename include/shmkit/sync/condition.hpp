@@ -11,7 +11,9 @@
 //     a RecursiveMutex (CPython releases all): hold it once when waiting, or
 //     the notifier can never get in.
 //   * wait_until/wait_for (CLOCK_MONOTONIC) return false if the deadline
-//     passed; the lock is held again either way.
+//     passed; the lock is held again either way, unless re-locking throws
+//     (RobustLockable::lock() on a not-recoverable mutex): the exception
+//     then propagates with the lock not held.
 //   * With a RobustMutex directly: wait(RobustMutex&) returns the LockResult
 //     of the re-lock (owner_died must be handled as in robust_mutex.hpp;
 //     not_recoverable means the lock is NOT held on return).
@@ -60,7 +62,7 @@ class Condition {
   Condition& operator=(const Condition&) = delete;
 
   template <class Lock>
-  void wait(Lock& lock) noexcept {
+  void wait(Lock& lock) noexcept(noexcept(lock.lock())) {
     const std::uint32_t s = enter();
     lock.unlock();
     (void)sleep_while(s, std::nullopt);
@@ -77,7 +79,8 @@ class Condition {
   }
 
   template <class Lock, class Clock, class Duration>
-  bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
+  bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline) noexcept(
+      noexcept(lock.lock())) {
     const std::uint32_t s = enter();
     lock.unlock();
     const bool notified = sleep_while(s, detail::to_steady(deadline));
@@ -87,7 +90,8 @@ class Condition {
   }
 
   template <class Lock, class Rep, class Period>
-  bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout) noexcept {
+  bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout) noexcept(
+      noexcept(lock.lock())) {
     return wait_until(lock, detail::deadline_after(timeout));
   }
 

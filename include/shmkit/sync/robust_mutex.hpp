@@ -62,7 +62,26 @@
 //     drop the LockResult (the standard library's calls are exempt from
 //     [[nodiscard]] warnings) and so make the mutex not recoverable by
 //     accident after an owner death.
-//   * Never throws.
+//   * Identity: the owner is the whole (thread id, start time) pair held in
+//     the word, never the thread id alone. A thread id reused by a new
+//     thread (of this process or another) is a different thread: a word
+//     with the caller's thread id and another start time names a dead
+//     earlier task, so the caller is told owner_died (it takes the lock
+//     over), never deadlock, and its unlock()/make_consistent() on such a
+//     word are refused. (Start times have clock-tick resolution, 10 ms: an
+//     id reused within the same tick as the first task's start is not
+//     told apart.)
+//   * Time namespaces: start times are host-absolute. /proc shows a task's
+//     start time shifted by the READER's boot-time offset; every reader
+//     subtracts its own (src/platform.hpp), so an owner and a locker in
+//     different time namespaces (unshare --time --boottime N) agree, and a
+//     live owner is never judged dead for it. A thread that cannot
+//     normalise its start exactly (a boot-time offset that is not a whole
+//     number of clock ticks, or one it cannot read) records start 0
+//     (unknown: judged by its thread id alone, so its death is found while
+//     its id is not reused), and a locker that cannot normalise judges by
+//     the id alone (a live task with that id is taken for the owner).
+//   * RobustMutex never throws; RobustLockable::lock() throws (below).
 #pragma once
 
 #include <atomic>
@@ -99,8 +118,10 @@ const char* to_string(LockResult r) noexcept;
 namespace detail {
 // Who the calling thread is, as a RobustMutex records it: its thread id,
 // the low 32 bits of its start time (/proc/thread-self/stat field 22, in
-// clock ticks; 0 if /proc cannot be read) and its PID namespace's inode
-// (0 if unknown). Computed once per thread; a fork child computes its own.
+// clock ticks after the host's boot, normalised for time namespaces; 0 if
+// unknown: /proc cannot be read, or the boot-time offset is not usable) and
+// its PID namespace's inode (0 if unknown). Computed once per thread; a
+// fork child computes its own.
 struct RobustIdentity {
   std::uint32_t tid;
   std::uint32_t start;
@@ -108,6 +129,9 @@ struct RobustIdentity {
 };
 inline thread_local RobustIdentity tls_robust_identity{0, 0, 0};
 const RobustIdentity& fetch_robust_identity() noexcept;
+// Throws std::system_error for RobustLockable::lock()'s failure `r`:
+// EDEADLK for deadlock, ENOTRECOVERABLE otherwise; the message names `name`.
+[[noreturn]] void throw_robust_lock_error(const char* name, LockResult r);
 inline const RobustIdentity& robust_identity() noexcept {
   const RobustIdentity& id = tls_robust_identity;
   return id.tid != 0 ? id : fetch_robust_identity();
@@ -171,9 +195,8 @@ class RobustMutex {
   // After owner_died, once the data is repaired: the mutex becomes normal
   // again. Returns false if the caller does not hold it in that state.
   bool make_consistent() noexcept {
-    const std::uint32_t me = detail::robust_identity().tid;
     const std::uint64_t v = word_.load(std::memory_order_relaxed);
-    if ((v & kTidMask) != me || (v & kOwnerDied) == 0) return false;
+    if (!is_mine(v, detail::robust_identity()) || (v & kOwnerDied) == 0) return false;
     // Only the owner changes kOwnerDied; others may only add kWaiters.
     word_.fetch_and(~std::uint64_t{kOwnerDied}, std::memory_order_relaxed);
     return true;
@@ -181,9 +204,8 @@ class RobustMutex {
 
   // Releases the lock; false (nothing changed) if the caller is not the owner.
   bool unlock() noexcept {
-    const std::uint32_t me = detail::robust_identity().tid;
     const std::uint64_t v = word_.load(std::memory_order_relaxed);
-    if ((v & kTidMask) != me || (v & kLowHalf) == kNotRecoverable) return false;
+    if (!is_mine(v, detail::robust_identity()) || (v & kLowHalf) == kNotRecoverable) return false;
     // (2) release, pairs with (1)/(3) acquire. After this exchange the word
     // belongs to the next holder: only its address is used below.
     const std::uint64_t old = word_.exchange((v & kOwnerDied) ? kNotRecoverable : 0,
@@ -217,6 +239,11 @@ class RobustMutex {
   static std::uint64_t identity_word(const detail::RobustIdentity& me) noexcept {
     return (std::uint64_t{me.start} << 32) | me.tid;
   }
+  // Whether `v` names the caller: its thread id AND its start time (a word
+  // with the caller's id and another start names a dead earlier thread).
+  static bool is_mine(std::uint64_t v, const detail::RobustIdentity& me) noexcept {
+    return (v & kTidMask) == me.tid && (v >> 32) == me.start;
+  }
   // The owners' PID namespace, written by each new owner after its CAS (a
   // plain store only when it changes: all owners usually share one).
   void note_namespace(const detail::RobustIdentity& me) noexcept {
@@ -239,9 +266,9 @@ class RobustMutex {
   LockResult lock_until(std::chrono::steady_clock::time_point deadline) noexcept;
   // Takes over `seen` (held by a dead owner); true if this thread now owns it.
   bool take_over(const detail::RobustIdentity& me, std::uint64_t seen) noexcept;
-  // True if the thread in `seen` is gone (never for a thread of another PID
-  // namespace).
-  bool owner_is_dead(std::uint64_t seen) const noexcept;
+  // True if the thread in `seen` (not the caller: !is_mine) is gone (never
+  // for a thread of another PID namespace).
+  bool owner_is_dead(const detail::RobustIdentity& me, std::uint64_t seen) const noexcept;
 
   std::atomic<std::uint64_t> word_{0};
   std::atomic<std::uint32_t> pid_ns_{0};
@@ -258,24 +285,31 @@ static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && alignof(std::atomic<std
 // On owner death it calls repair(mutex) while holding the lock; repair must
 // fix or validate the data and call mutex.make_consistent() (else the mutex
 // becomes not recoverable at unlock). repair must not throw.
-//   lock():   blocks until held; aborts with a message if the mutex is not
-//             recoverable or already held by the caller (both are bugs).
-//   try_lock*/unlock: false instead of aborting.
+//   lock():   blocks until held. If the mutex is not recoverable, or names
+//             the caller as its holder (a relock: a bug, or a word a peer
+//             forged), it throws std::system_error: ENOTRECOVERABLE or
+//             EDEADLK, whose message names the lock (the `name` given to
+//             the constructor) and the result. It never aborts the process:
+//             a peer that forges the word cannot kill a process that locks
+//             through std::scoped_lock. (Condition::wait with a
+//             RobustLockable lets the exception out, the lock not held.)
+//   try_lock*/unlock: false instead of throwing.
 template <class Repair>
 class RobustLockable {
  public:
-  RobustLockable(RobustMutex& mutex, Repair repair) : mutex_(&mutex), repair_(std::move(repair)) {}
+  // `name` (a string literal, or anything that outlives this view) names
+  // the lock in lock()'s exceptions.
+  RobustLockable(RobustMutex& mutex, Repair repair, const char* name = "RobustMutex")
+      : mutex_(&mutex), repair_(std::move(repair)), name_(name) {}
 
-  void lock() noexcept {
+  void lock() {
     const LockResult r = mutex_->lock();
     if (r == LockResult::acquired) [[likely]] return;
     if (r == LockResult::owner_died) {
       repair_(*mutex_);
       return;
     }
-    std::fprintf(stderr, "shmkit: RobustLockable::lock: %s (a bug: see robust_mutex.hpp)\n",
-                 to_string(r));
-    std::abort();
+    detail::throw_robust_lock_error(name_, r);
   }
   [[nodiscard]] bool try_lock() noexcept { return handle(mutex_->try_lock()); }
   template <class Rep, class Period>
@@ -302,6 +336,7 @@ class RobustLockable {
 
   RobustMutex* mutex_;
   Repair repair_;
+  const char* name_;
 };
 
 }  // namespace shmkit

@@ -167,7 +167,10 @@ class ShareableList:
 
     def _init(self, sequence, name, track):
         if name is None or sequence is not None:
-            access = _core.list_create(name, () if sequence is None else sequence)
+            # Registered as this process's creation (track): a tracked
+            # attach alone registers use, and the tracker never unlinks a
+            # block only used.
+            access = _core.list_create(name, () if sequence is None else sequence, track)
             try:
                 self.shm = SharedMemory(access_name(access, name), track=track)
             except BaseException:

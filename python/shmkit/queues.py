@@ -39,7 +39,9 @@ Create with ``SpscQueue(capacity=1024, item="d")`` (a fresh ``psm_`` name,
 or ``name=``), attach with ``SpscQueue(name, item="d")``; a queue pickles as
 its name and item type. The creator's object unlinks the block when it is
 collected or its process exits (and the resource tracker does so if the
-creator is killed); call ``unlink()`` yourself to remove it earlier.
+creator is killed); call ``unlink()`` yourself to remove it earlier. That
+finalizer removes only the very file its creator made: a block re-created
+under the same name since (by anyone) is left alone.
 """
 from __future__ import annotations
 

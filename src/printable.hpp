@@ -11,11 +11,11 @@
 //   printable(s)     for text output: the result holds no control character
 //                    and is valid UTF-8. Printable UTF-8 is kept; a backslash
 //                    becomes "\\"; a control or invisible character (below)
-//                    becomes \xNN (below U+0100), \uNNNN or \UNNNNNNNN, as
-//                    Python's repr() writes it; a byte that is
-//                    not part of valid UTF-8 becomes \xNN too. Distinct
-//                    inputs stay distinct (the escapes are unambiguous only
-//                    together with the doubled backslash).
+//                    becomes \xNN if ASCII (C0, DEL), else \uNNNN or
+//                    \UNNNNNNNN; a byte that is not part of valid UTF-8
+//                    becomes \xNN (always 80-ff, so never confused with an
+//                    ASCII control's). Distinct inputs stay distinct (the
+//                    backslash itself is doubled).
 //   json_string(s)   the inside of a JSON string (RFC 8259): '"' and '\'
 //                    escaped, every control or invisible character as
 //                    \uNNNN, other UTF-8 kept; a byte that is not part of
@@ -95,7 +95,7 @@ inline std::string printable(std::string_view s) {
       continue;
     }
     if (cp == '\\') out += "\\\\";
-    else if (hidden(cp)) append_escape(out, cp < 0x100 ? "\\x%02x" : cp < 0x10000 ? "\\u%04x" : "\\U%08x", static_cast<unsigned>(cp));
+    else if (hidden(cp)) append_escape(out, cp < 0x80 ? "\\x%02x" : cp < 0x10000 ? "\\u%04x" : "\\U%08x", static_cast<unsigned>(cp));
     else out.append(s.substr(i, n));
     i += n;
   }

@@ -389,7 +389,7 @@ TEST(Cli, HostileNamesAndHeaderBytesAreEscaped) {
   EXPECT_EQ(json_problems(r.out, "os.fsencode(d['typecode']) == b'\\xff' and "
                                  "os.fsencode(d['type_name']) == b't\\x1b[31m\\xff'", evil_hex), "") << r.out;
   r = cli({"show", evil});
-  EXPECT_NE(r.out.find("\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\xff\\x7f\\\\: shmkit user+5"), std::string::npos)
+  EXPECT_NE(r.out.find("\\x1b[2J\\x1b]0;owned\\x07\\u009b31m\\xff\\x7f\\\\: shmkit user+5"), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("type \"t\\x1b[31m\\xff\""), std::string::npos) << r.out;
   r = cli({"show", evil_list});

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "platform.hpp"
+#include "printable.hpp"
 #include "shareable_list_view.hpp"
 #include "shmkit/detail/fault.hpp"
 
@@ -516,27 +517,44 @@ std::string float_repr(double d) {
   return out;
 }
 
+// Python's repr() of a str or bytes. For a str, what Python escapes too:
+// control and invisible characters (printable.hpp: hidden()) as \xNN,
+// \uNNNN or \UNNNNNNNN; a byte that is not part of valid UTF-8 (a name
+// from /dev/shm may hold any) as \udcNN, as Python shows the name decoded
+// with os.fsdecode() (surrogateescape). So the result never holds a control
+// byte and is valid UTF-8, whatever `s` holds.
 std::string quote_repr(std::string_view s, bool bytes) {
   const bool use_double = s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos;
   const char q = use_double ? '"' : '\'';
   std::string out = bytes ? "b" : "";
   out += q;
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\\' || c == static_cast<unsigned char>(q)) {
-      out += '\\';
-      out += ch;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f || (bytes && c >= 0x80)) {
-      out += "\\x" + platform::hex(&c, 1);
-    } else {
-      out += ch;  // printable ASCII, or UTF-8 of a str kept as is
+  for (std::size_t i = 0; i < s.size();) {
+    char32_t cp = static_cast<unsigned char>(s[i]);
+    std::size_t n = 1;
+    if (!bytes && cp >= 0x80) {
+      n = detail::utf8_at(s, i, cp);
+      if (n == 0) {
+        detail::append_escape(out, "\\udc%02x", static_cast<unsigned char>(s[i]));
+        ++i;
+        continue;
+      }
     }
+    if (cp == '\\' || cp == static_cast<unsigned char>(q)) {
+      out += '\\';
+      out += static_cast<char>(cp);
+    } else if (cp == '\n') {
+      out += "\\n";
+    } else if (cp == '\r') {
+      out += "\\r";
+    } else if (cp == '\t') {
+      out += "\\t";
+    } else if (bytes ? (cp < 0x20 || cp >= 0x7f) : detail::hidden(cp)) {
+      detail::append_escape(out, cp < 0x100 ? "\\x%02x" : cp < 0x10000 ? "\\u%04x" : "\\U%08x",
+                            static_cast<unsigned>(cp));
+    } else {
+      out.append(s.substr(i, n));  // printable ASCII, or a printable character's UTF-8
+    }
+    i += n;
   }
   out += q;
   return out;

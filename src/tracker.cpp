@@ -25,6 +25,7 @@
 extern char** environ;
 
 #include "platform.hpp"
+#include "printable.hpp"
 #include "robust_guard.hpp"
 #include "tracker_watcher.hpp"
 #include "shmkit/detail/fault.hpp"
@@ -34,9 +35,9 @@ extern char** environ;
 namespace shmkit::tracker {
 namespace {
 
-// One registration (layout version 2; version 1 had no PID namespace).
-// `state` makes a half-written entry recognisable after a writer died
-// holding the lock: 0 free, 1 being written, 2 in use.
+// One registration (layout version 3; version 1 had no PID namespace,
+// version 2 no role). `state` makes a half-written entry recognisable after
+// a writer died holding the lock: 0 free, 1 being written, 2 in use.
 struct Entry {
   std::uint32_t state;
   std::uint32_t pid;          // in the registrant's PID namespace
@@ -49,10 +50,18 @@ struct Entry {
   std::uint64_t inode;
   std::uint64_t pidns_inode;   // the registrant's /proc/self/ns/pid
   std::uint64_t pidns_device;
+  // kCreated: the registrant created this file (or reserved the name to
+  // create it), or inherited that from its creator (pass_creation); only
+  // such a file is ever unlinked by the tracker. Anything else (kUse, or a
+  // value no shmkit writes) registers use: the block is kept while the
+  // registrant lives, never removed for it.
+  std::uint32_t role;
+  std::uint32_t unused;        // zero
   char name[256];              // NUL-terminated
 };
-static_assert(std::is_standard_layout_v<Entry> && sizeof(Entry) == 296);
+static_assert(std::is_standard_layout_v<Entry> && sizeof(Entry) == 304);
 constexpr std::uint32_t kFree = 0, kWriting = 1, kUsed = 2;
+constexpr std::uint32_t kUse = 0, kCreated = 1;
 constexpr std::uint64_t kReserved = 0, kNoInode = ~std::uint64_t{0};
 
 struct Control {
@@ -78,13 +87,19 @@ struct Registry {
 
 template <>
 struct shmkit::TypeName<shmkit::tracker::Entry> {
-  static constexpr std::string_view value = "shmkit::tracker::Entry/v2";
+  static constexpr std::string_view value = "shmkit::tracker::Entry/v3";
 };
 
 namespace shmkit::tracker {
 namespace {
 
 std::string entry_name(const Entry& e) { return std::string(e.name, ::strnlen(e.name, sizeof e.name)); }
+
+bool created(const Entry& e) { return e.role == kCreated; }
+
+// Whether `e` registers the file `inode` of its name: the same inode, or
+// `inode` is a reservation (any file under the name is the reserver's).
+bool same_file(const Entry& e, std::uint64_t inode) { return inode == kReserved || e.inode == inode; }
 
 // Of the name, now (0 if it does not exist; tmpfs never gives inode 0).
 std::uint64_t inode_of(std::string_view block) {
@@ -308,21 +323,41 @@ Registration registration_of(const Entry& e, Liveness l) {
   r.start_time = e.start_time;
   r.inode = e.inode;
   r.pid_namespace = ns_of(e);
+  r.created = created(e);
   r.judged = l != Liveness::unknown;
   r.alive = l == Liveness::alive;
   return r;
 }
 
 std::string leak_message(const std::string& block) {
-  return "shmkit tracker: unlinked leaked block '" + block + "' (every process that registered it has died)\n";
+  return "shmkit tracker: unlinked leaked block " + shmkit::detail::printable_quoted(block) +
+         " (every process that registered it has died)\n";
+}
+
+// A creating registration of `block`'s file `inode` (kReserved: any file
+// under the name) goes away while other registrations of that file stay:
+// they inherit the creation, so the file is unlinked once the last of them
+// dies (an attach registers use, but of a block a shmkit process created,
+// which the tracker is to remove once nobody uses it). Under the lock.
+void pass_creation(Registry& r, const std::string& block, std::uint64_t inode) {
+  for (std::size_t i = 0; i < kMaxEntries; ++i) {
+    Entry& e = r.entries[i];
+    if (e.state == kUsed && same_file(e, inode) && entry_name(e) == block) e.role = kCreated;
+  }
 }
 
 // Drops dead registrations (all, or only the `dead` registrant's) and
-// unlinks the blocks they leave with no live or unjudged registrant. Under
-// the lock.
+// unlinks the blocks they leave with no live or unjudged registrant, if a
+// shmkit process created them: a creating registration of the very file
+// under the name (a dropped one, or another dead registrant's). A block
+// that was only attached (CPython made it, or an untracked handle) is never
+// unlinked: its registrations are just dropped. Under the lock.
 void sweep(Registry& r, GcReport& report, bool dry_run, const Known* dead, bool warn) {
   const Self me = self();
-  std::map<std::string, std::set<std::uint64_t>> candidates;  // name -> inodes of dropped entries
+  struct Dropped {
+    std::set<std::uint64_t> created;  // inodes of dropped creating registrations
+  };
+  std::map<std::string, Dropped> candidates;  // by name
   for (std::size_t i = 0; i < kMaxEntries; ++i) {
     Entry& e = r.entries[i];
     if (e.state != kUsed) continue;
@@ -334,24 +369,34 @@ void sweep(Registry& r, GcReport& report, bool dry_run, const Known* dead, bool 
     }
     if (l == Liveness::alive) continue;
     report.dropped.push_back(registration_of(e, l));
-    candidates[entry_name(e)].insert(e.inode);
+    Dropped& d = candidates[entry_name(e)];
+    if (created(e)) d.created.insert(e.inode);
     if (!dry_run) e.state = kFree;
   }
-  for (const auto& [block, inodes] : candidates) {
+  for (const auto& [block, dropped] : candidates) {
     // Kept while any live process, or one we cannot judge, registers it (the
     // gh-82300 case; another PID namespace's registrant).
     bool kept = false;
+    std::set<std::uint64_t> created_files = dropped.created;
     for (std::size_t i = 0; i < kMaxEntries && !kept; ++i) {
       const Entry& e = r.entries[i];
       if (e.state != kUsed || entry_name(e) != block) continue;
-      kept = liveness(e, me, dead) != Liveness::dead;  // (a dry run's dead entries are still used)
+      const Liveness l = liveness(e, me, dead);  // (a dry run's dead entries are still used)
+      kept = l != Liveness::dead;
+      if (l == Liveness::dead && created(e)) created_files.insert(e.inode);  // not swept yet
     }
-    if (kept) continue;
-    // Only the very file that was registered: one re-created under the same
-    // name since then has another inode and is left alone.
+    if (kept) {
+      if (!dry_run) {
+        for (const std::uint64_t inode : dropped.created) pass_creation(r, block, inode);
+      }
+      continue;
+    }
+    // Only the very file that was registered as created: one re-created
+    // under the same name since then has another inode and is left alone,
+    // and so is a file no shmkit process created.
     const std::uint64_t now = inode_of(block);
     if (now == 0) continue;  // already gone
-    if (inodes.count(now) == 0 && inodes.count(kReserved) == 0) continue;
+    if (created_files.count(now) == 0 && created_files.count(kReserved) == 0) continue;
     if (!dry_run) {
       if (::shm_unlink(("/" + block).c_str()) != 0) continue;
       if (warn) {
@@ -666,24 +711,37 @@ bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask) n
 }
 
 namespace {
-// Registers `block` with `inode` for this process; true if the entry is new
-// (false: an existing registration of ours, of that file, was refreshed).
-// The watcher is started first: a process that has registered anything
-// has a watcher, and a failure to start one registers nothing.
-bool add(std::string_view block, std::uint64_t inode) {
+// Registers `block` with `inode` for this process, as its creator or a user;
+// true if the entry is new (false: an existing registration of ours, of
+// that file, was refreshed, and made creating if `creator`). A registration
+// of a file under a name this process reserved (reserve_block) is of the
+// file it created. The watcher is started first: a process that has
+// registered anything has a watcher, and a failure to start one registers
+// nothing.
+bool add(std::string_view block, std::uint64_t inode, bool creator) {
+  using shmkit::detail::printable_quoted;
   SharedMemory::validate_name(block);
   Registry* r = registry(true);
   ensure_watcher(*r);
   const Self me = self();
   bool added = false;
   Locked lock(*r);
+  const auto mine = [&](const Entry& e) {
+    return e.state == kUsed && static_cast<pid_t>(e.pid) == me.pid && e.start_time == me.start &&
+           ns_of(e) == me.ns && entry_name(e) == block;
+  };
+  if (!creator && inode != kReserved) {
+    for (std::size_t i = 0; i < kMaxEntries && !creator; ++i) {
+      creator = mine(r->entries[i]) && r->entries[i].inode == kReserved && created(r->entries[i]);
+    }
+  }
   for (int pass = 0; pass < 2; ++pass) {
     std::size_t free_slot = kMaxEntries;
     for (std::size_t i = 0; i < kMaxEntries; ++i) {
       Entry& e = r->entries[i];
-      if (e.state == kUsed && static_cast<pid_t>(e.pid) == me.pid && e.start_time == me.start &&
-          ns_of(e) == me.ns && e.inode == inode && entry_name(e) == block) {
-        free_slot = kMaxEntries + 1;  // already registered
+      if (mine(e) && e.inode == inode) {
+        if (creator) e.role = kCreated;  // one aligned word: either value is whole
+        free_slot = kMaxEntries + 1;     // already registered
         break;
       }
       if (e.state != kUsed && free_slot == kMaxEntries) free_slot = i;
@@ -697,6 +755,8 @@ bool add(std::string_view block, std::uint64_t inode) {
       e.inode = inode;
       e.pidns_inode = me.ns.inode;
       e.pidns_device = me.ns.device;
+      e.role = creator ? kCreated : kUse;
+      e.unused = 0;
       std::memset(e.name, 0, sizeof e.name);
       SHMKIT_FAULT_POINT(registry_writing);
       std::memcpy(e.name, block.data(), block.size());
@@ -707,7 +767,7 @@ bool add(std::string_view block, std::uint64_t inode) {
     if (pass == 1) {
       throw std::system_error(ENOSPC, std::generic_category(),
                               "shmkit: tracker registry is full (" + std::to_string(kMaxEntries) +
-                                  " registrations); cannot track " + platform::quoted(block));
+                                  " registrations); cannot track " + printable_quoted(block));
     }
     GcReport ignored;  // full: drop the dead and retry once
     sweep(*r, ignored, false, nullptr, true);
@@ -721,12 +781,12 @@ void register_block(std::string_view block, std::uint64_t inode) {
     throw std::invalid_argument("shmkit: tracker: inode " + std::to_string(inode) + " of " +
                                 platform::quoted(block) + " is not a tmpfs inode");
   }
-  (void)add(block, inode);
+  (void)add(block, inode, false);
 }
 
 void register_block(std::string_view block) {
   const std::uint64_t inode = inode_of(block);
-  (void)add(block, inode == 0 ? kNoInode : inode);
+  (void)add(block, inode == 0 ? kNoInode : inode, false);
 }
 
 bool register_created(std::string_view block, std::uint64_t inode) {
@@ -734,19 +794,25 @@ bool register_created(std::string_view block, std::uint64_t inode) {
     throw std::invalid_argument("shmkit: tracker: inode " + std::to_string(inode) +
                                 " of " + platform::quoted(block) + " is not a tmpfs inode");
   }
-  return add(block, inode);
+  return add(block, inode, true);
 }
 
-void reserve_block(std::string_view block) { (void)add(block, kReserved); }
+void reserve_block(std::string_view block) { (void)add(block, kReserved, true); }
 
 namespace {
 // Frees the entries of `block` (only this process's if only_self; only
-// those of the file `inode` unless it is nullopt).
+// those of the file `inode` unless it is nullopt). A creating entry freed
+// while the file is still registered by others passes its creation to them
+// (pass_creation): an unregistering creator does not turn a block it made
+// into one the tracker would never remove. A freed reservation passes
+// nothing.
 void remove_where(std::string_view block, bool only_self, std::optional<std::uint64_t> inode) {
   Registry* r = registry(false);
   if (r == nullptr) return;
   const Self me = self();
+  const std::string name(block);
   Locked lock(*r);
+  std::set<std::uint64_t> created_files;
   for (std::size_t i = 0; i < kMaxEntries; ++i) {
     Entry& e = r->entries[i];
     if (e.state != kUsed || entry_name(e) != block) continue;
@@ -754,8 +820,13 @@ void remove_where(std::string_view block, bool only_self, std::optional<std::uin
     if (only_self && (static_cast<pid_t>(e.pid) != me.pid || e.start_time != me.start || ns_of(e) != me.ns)) {
       continue;
     }
+    // A dropped reservation passes nothing: its name may be someone
+    // else's file now (the manager drops it on EEXIST); the file made
+    // under it has a registration of its own (add()).
+    if (created(e) && e.inode != kReserved) created_files.insert(e.inode);
     e.state = kFree;
   }
+  for (const std::uint64_t file : created_files) pass_creation(*r, name, file);
 }
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include "shmkit/array.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
+#include "shmkit/shareable_list.hpp"
 #include "shmkit/tracker.hpp"
 #include "shmkit/typed_block.hpp"
 #include "shmkit/value.hpp"
@@ -231,7 +232,7 @@ TEST(Cli, RegistryOfAnotherVersionIsRefused) {
   ::setenv("SHMKIT_TRACKER_REGISTRY", registry.c_str(), 1);  // the CLI inherits it
   auto r = cli({"gc"});
   EXPECT_TRUE(r.status.exited && r.status.code == 1) << r.status.describe();
-  EXPECT_NE(r.err.find("layout version 1, this shmkit needs version 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("layout version 1, this shmkit needs version 3"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("shmkit rm " + registry), std::string::npos) << r.err;
   ::shm_unlink(("/" + registry).c_str());
 }
@@ -306,6 +307,144 @@ TEST(Cli, ShowsAUserKindsHeaderAndPayload) {
   EXPECT_NE(r.out.find("\"type_name_matches_hash\": false"), std::string::npos) << r.out;
   made.shm.unlink();
   lie.shm.unlink();
+}
+
+// ------------------------------------------------------------ untrusted names and headers
+
+// Any local user can create a name in /dev/shm, and any process that maps a
+// block can write its header. What the tool prints of them: in text, no
+// control byte (C0, DEL, or a C1 control in UTF-8) and valid UTF-8; in JSON,
+// a document python3's json module reads, giving back the raw bytes through
+// os.fsencode() (surrogateescape).
+std::string problems_in_text(const std::string& out) {
+  std::string found;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const auto c = static_cast<unsigned char>(out[i]);
+    if ((c < 0x20 && c != '\n') || c == 0x7f) found += "control byte " + std::to_string(c) + "; ";
+    if (c == 0xc2 && i + 1 < out.size() && static_cast<unsigned char>(out[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(out[i + 1]) <= 0x9f) {
+      found += "C1 control; ";
+    }
+  }
+  // Valid UTF-8, as python3 judges it.
+  const std::string path = "/dev/shm/" + unique_name("text_check");
+  if (FILE* f = std::fopen(path.c_str(), "wb")) {
+    std::fwrite(out.data(), 1, out.size(), f);
+    std::fclose(f);
+  }
+  auto py = run_process({python_path(), "-c", "import sys; open(sys.argv[1], 'rb').read().decode('utf-8')", path});
+  ::unlink(path.c_str());
+  if (!py.status.ok()) found += "not UTF-8: " + py.err;
+  return found;
+}
+
+// Runs `check` (Python, with `d` the parsed document and `want` the raw
+// bytes given as hex) over the JSON `out`; "" if it parsed and check held.
+std::string json_problems(const std::string& out, const std::string& check, const std::string& want) {
+  const std::string path = "/dev/shm/" + unique_name("json_check");
+  if (FILE* f = std::fopen(path.c_str(), "wb")) {
+    std::fwrite(out.data(), 1, out.size(), f);
+    std::fclose(f);
+  }
+  const std::string code =
+      "import json, os, sys\n"
+      "d = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))\n"
+      "want = bytes.fromhex(sys.argv[2])\n"
+      "assert " + check + ", repr(d)\n";
+  auto py = run_process({python_path(), "-c", code, path, want});
+  ::unlink(path.c_str());
+  return py.status.ok() ? std::string() : py.err + py.status.describe();
+}
+
+// A name that clears the screen, sets the window title, uses a C1 CSI and
+// holds a byte that is not UTF-8; a user kind whose header has typecode
+// byte 0xff and a type name with an ESC and a 0xff.
+TEST(Cli, HostileNamesAndHeaderBytesAreEscaped) {
+  const std::string evil = unique_name("esc") + "\x1b[2J\x1b]0;owned\x07" + "\xc2\x9b" + "31m\xff\x7f\\";
+  const std::string evil_hex = to_hex(evil.data(), evil.size());
+  BlockSpec spec;
+  spec.kind = static_cast<BlockKind>(static_cast<std::uint32_t>(BlockKind::user) + 5);
+  spec.type.typecode = static_cast<char>(0xff);
+  spec.type.size = 8;
+  spec.type.align = 8;
+  spec.type.name_hash = 1;
+  spec.type_name = "t\x1b[31m\xff";
+  spec.count = 1;
+  spec.payload_size = 8;
+  auto block = create_typed_block(evil, spec, [](auto, auto) {});
+  // A ShareableList under an escaping name too (its repr names it).
+  const std::string evil_list = unique_name("esc_list") + "\x1b[0m\xff";
+  auto list = ShareableList::create(evil_list, {Item(std::int64_t{1}), Item(std::string("a\xc2\x9b" "b"))});
+
+  for (const std::string& name : {evil, evil_list}) {
+    auto r = cli({"show", name});
+    EXPECT_TRUE(r.status.ok()) << r.status.describe() << r.err;
+    EXPECT_EQ(problems_in_text(r.out), "") << r.out;
+    r = cli({"show", name, "--json"});
+    EXPECT_TRUE(r.status.ok()) << r.status.describe() << r.err;
+    EXPECT_EQ(json_problems(r.out, "os.fsencode(d['name']) == want", to_hex(name.data(), name.size())), "")
+        << r.out;
+  }
+  auto r = cli({"show", evil, "--json"});
+  EXPECT_EQ(json_problems(r.out, "os.fsencode(d['typecode']) == b'\\xff' and "
+                                 "os.fsencode(d['type_name']) == b't\\x1b[31m\\xff'", evil_hex), "") << r.out;
+  r = cli({"show", evil});
+  EXPECT_NE(r.out.find("\\x1b[2J\\x1b]0;owned\\x07\\u009b31m\\xff\\x7f\\\\: shmkit user+5"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("type \"t\\x1b[31m\\xff\""), std::string::npos) << r.out;
+  r = cli({"show", evil_list});
+  // Python's repr of the name os.fsdecode() gives, and of the item.
+  EXPECT_NE(r.out.find("ShareableList([1, 'a\\x9bb'], name='" + evil_list.substr(0, evil_list.size() - 5) +
+                       "\\x1b[0m\\udcff')"),
+            std::string::npos) << r.out;
+
+  r = cli({"ls"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_EQ(problems_in_text(r.out), "") << r.out;
+  EXPECT_NE(r.out.find(" user+5=1029 \"t\\x1b[31m\\xff\" x1 ready "), std::string::npos) << r.out;
+  r = cli({"ls", "--json"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_EQ(json_problems(r.out, "any(os.fsencode(b['name']) == want for b in d)", evil_hex), "") << r.out;
+
+  // A shell's `shmkit rm` of a name that is gone: the error names it escaped.
+  const std::string gone = unique_name("gone") + "\x1b[2J";
+  r = cli({"rm", gone});
+  EXPECT_EQ(r.status.code, 1);
+  EXPECT_EQ(problems_in_text(r.err), "") << r.err;
+  block.shm.unlink();
+  list.shm().unlink();
+}
+
+// Python's repr of a str, whatever bytes it holds (a /dev/shm name): what
+// Python prints for it, decoded with os.fsdecode().
+TEST(Cli, PythonReprEscapesWhatPythonDoes) {
+  EXPECT_EQ(python_repr(Item(std::string("a\x1b[0m\xff"))), "'a\\x1b[0m\\udcff'");
+  EXPECT_EQ(python_repr(Item(std::string("\xc2\x9b\xc2\xa0\xe2\x80\xae" "x"))), "'\\x9b\\xa0\\u202ex'");
+  EXPECT_EQ(python_repr(Item(std::string("h\xc3\xa9llo \xe2\x80\x94"))), "'h\xc3\xa9llo \xe2\x80\x94'");
+  const auto py = run_process({python_path(), "-c",
+                               "import os; print(repr(os.fsdecode(b'a\\x1b[0m\\xff')), "
+                               "repr('\\x9b\\xa0\\u202ex'))"});
+  ASSERT_TRUE(py.status.ok()) << py.err;
+  EXPECT_EQ(py.out, "'a\\x1b[0m\\udcff' '\\x9b\\xa0\\u202ex'\n");
+}
+
+// `shmkit gc` follows the tracker's rule: a dead process that only attached
+// a block (use) has its registration dropped, and the block stays.
+TEST(Cli, GcDropsADeadUsersRegistrationAndKeepsTheBlock) {
+  const std::string registry = unique_name("registry");
+  ::setenv("SHMKIT_TRACKER_REGISTRY", registry.c_str(), 1);  // the CLI inherits it
+  auto name = unique_name("gc_use");
+  auto block = SharedMemory::create(name, 64);
+  make_registry(registry);
+  forge_registration(name, ::getpid(), tracker::process_start_time(::getpid()) + 7,
+                     tracker::current_pid_namespace(), /*created=*/false);
+  auto r = cli({"gc", "--yes"});
+  ASSERT_TRUE(r.status.ok()) << r.err;
+  EXPECT_NE(r.out.find("dropped use registration of '" + name + "'"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("removed " + name), std::string::npos) << r.out;
+  EXPECT_FALSE(list_blocks(name).empty()) << "gc removed a block no shmkit process created";
+  block.unlink();
+  ::shm_unlink(("/" + registry).c_str());
 }
 
 }  // namespace

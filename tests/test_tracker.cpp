@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "shmkit/shareable_list.hpp"
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/tracker.hpp"
 #include "shmkit/typed_block.hpp"
@@ -269,6 +270,172 @@ TEST_F(Tracker, RecreatedNameIsLeftAlone) {
   EXPECT_TRUE(block_exists(name));
   second.unlink();
   anchor.unlink();
+}
+
+// ------------------------------------------------------------ use, never ownership
+
+// An attach registers use, never ownership: a block nobody registered as its
+// creator (CPython made it, or an untracked shmkit handle) is never unlinked
+// by the tracker. Here a forged dead *user* of such a block: gc drops the
+// registration and leaves the block; a forged dead creator's block goes.
+TEST_F(Tracker, GcNeverUnlinksABlockOnlyAttached) {
+  auto anchor = SharedMemory::create(unique_name("anchor4"), 64, tracked());  // the registry exists
+  const std::uint64_t dead_start = tracker::process_start_time(::getpid()) + 4711;
+  auto attached = unique_name("attached");
+  auto a = SharedMemory::create(attached, 64);  // someone else's block
+  forge_registration(attached, ::getpid(), dead_start, tracker::current_pid_namespace(), /*created=*/false);
+  auto created = unique_name("created");
+  auto c = SharedMemory::create(created, 64);
+  forge_registration(created, ::getpid(), dead_start, tracker::current_pid_namespace(), /*created=*/true);
+  for (bool dry : {true, false}) {
+    const auto report = tracker::collect_garbage(dry);
+    const auto listed = [&](const std::string& n) {
+      return std::any_of(report.unlinked.begin(), report.unlinked.end(), [&](auto& b) { return b == n; });
+    };
+    EXPECT_FALSE(listed(attached)) << (dry ? "dry run" : "gc") << " would unlink a block only attached";
+    EXPECT_TRUE(listed(created)) << (dry ? "dry run" : "gc") << " misses a dead creator's block";
+    EXPECT_TRUE(std::any_of(report.dropped.begin(), report.dropped.end(), [&](auto& r) {
+      return r.block == attached && !r.created;
+    })) << "the dead user's registration is not dropped";
+  }
+  EXPECT_TRUE(block_exists(attached)) << "gc unlinked a block that no shmkit process created";
+  EXPECT_FALSE(block_exists(created));
+  for (const auto& r : tracker::registrations()) EXPECT_NE(r.block, attached) << "the dead user's registration stayed";
+  a.unlink();
+  anchor.unlink();
+}
+
+// A shmkit creator and a shmkit user: the creator's registration says so,
+// the user's does not; when the creator goes first (unregistering, as a
+// clean MPI leader does, or dying), the user keeps the block alive and its
+// death then removes it: creation passes to the file's remaining users.
+TEST_F(Tracker, CreationPassesToTheRemainingUsersOfTheFile) {
+  auto name = unique_name("passes");
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  pid_t creator = child_holding(name, true, p[1]);
+  wait_ready(p[0]);
+  pid_t user = child_holding(name, false, p[1]);
+  wait_ready(p[0]);
+  bool creator_seen = false, user_seen = false;
+  for (const auto& r : tracker::registrations()) {
+    if (r.block != name) continue;
+    if (r.pid == creator) creator_seen = r.created;
+    if (r.pid == user) user_seen = !r.created;
+  }
+  EXPECT_TRUE(creator_seen) << "the creator's registration is not marked created";
+  EXPECT_TRUE(user_seen) << "the attacher's registration is marked created";
+  ::kill(creator, SIGKILL);
+  wait_child(creator);
+  ASSERT_TRUE(eventually([&] { return !registered_by(name, creator); }, 10s, 5ms));
+  EXPECT_TRUE(block_exists(name));
+  ::kill(user, SIGKILL);
+  wait_child(user);
+  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 5ms))
+      << "a shmkit-created block leaked once its creator died before its user";
+  if (block_exists(name)) SharedMemory::unlink(name);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+// A CPython program (the stdlib's multiprocessing.shared_memory, no shmkit)
+// that runs tests/interop/stdlib_creator.py: stdin and stdout are pipes.
+struct StdlibCreator {
+  pid_t pid = -1;
+  int to = -1;    // its stdin
+  int from = -1;  // its stdout
+};
+
+StdlibCreator start_stdlib_creator(const std::string& kind, const std::string& name) {
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) return {};
+  const std::string python = python_path(), script = interop_dir() + "/stdlib_creator.py";
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::unsetenv("PYTHONPATH");  // the stdlib's modules, never shmkit's
+    const char* argv[] = {python.c_str(), script.c_str(), kind.c_str(), name.c_str(), nullptr};
+    ::execv(argv[0], const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  return {pid, in[1], out[0]};
+}
+
+// Everything the creator writes until it closes stdout (30 s at most).
+std::string read_until_eof(int fd) {
+  std::string text;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[256];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  return text;
+}
+
+// One line (without its newline), 30 s at most.
+std::string read_line(int fd) {
+  std::string line;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char c;
+    if (::read(fd, &c, 1) != 1) break;
+    if (c == '\n') break;
+    line += c;
+  }
+  return line;
+}
+
+// CPython's own multiprocessing.shared_memory creates the block and keeps
+// using it; a shmkit process attaches with track=true (the default of
+// shmkit's Python package) and exits cleanly; its watcher sweeps. The block
+// must still be there, and the stdlib creator's unlink() must succeed (it
+// raised FileNotFoundError when the watcher unlinked the block: gh-82300,
+// the bug shmkit's tracker exists to fix). As a raw block and as a
+// ShareableList exchange.
+TEST_F(Tracker, StdlibCreatorsBlockOutlivesATrackedShmkitAttacher) {
+  for (const std::string kind : {"shm", "list"}) {
+    SCOPED_TRACE(kind);
+    const auto name = unique_name("stdlib_" + kind);
+    StdlibCreator py = start_stdlib_creator(kind, name);
+    ASSERT_GT(py.pid, 0);
+    ASSERT_EQ(read_line(py.from), "made") << "the CPython creator did not start";
+    ASSERT_TRUE(block_exists(name));
+    const pid_t peer = fork_child([&] {
+      if (kind == "shm") {
+        auto shm = SharedMemory::attach(name, tracked());
+        std::memcpy(static_cast<char*>(shm.data()) + 6, "shmkit", 6);
+      } else {
+        auto sl = ShareableList::attach(SharedMemory::attach(name, tracked()));
+        if (sl.get(1) != Item(std::string("stdlib"))) return 4;
+        sl.set(0, Item(std::int64_t{42}));
+      }
+      return registered_by(name, ::getpid()) ? 0 : 5;  // then a clean exit: close, no unlink
+    });
+    const ExitStatus st = wait_child(peer);
+    EXPECT_TRUE(st.ok()) << "the shmkit attacher: " << st.describe();
+    // Its watcher has swept (under the registry lock, with any unlink) once
+    // its registration is gone.
+    EXPECT_TRUE(eventually([&] { return !registered_by(name, peer); }, 10s, 5ms));
+    EXPECT_TRUE(block_exists(name)) << "shmkit's watcher unlinked a block CPython created and still uses";
+    ASSERT_EQ(::write(py.to, "go\n", 3), 3);
+    ::close(py.to);
+    const std::string said = read_until_eof(py.from);
+    ::close(py.from);
+    const ExitStatus done = wait_child(py.pid);
+    EXPECT_TRUE(done.ok()) << "the CPython creator: " << done.describe() << "; said: " << said;
+    EXPECT_NE(said.find("unlinked"), std::string::npos) << said;
+    if (block_exists(name)) SharedMemory::unlink(name);
+  }
 }
 
 // ------------------------------------------------------------ the watcher

@@ -83,10 +83,13 @@ class SharedMemory {
     // only ftruncates); turn this off for huge sparse blocks.
     bool reserve = true;
     // CPython 3.13's `track` (create and attach): register the block with
-    // shmkit's resource tracker (shmkit/tracker.hpp), which unlinks it once
-    // every process that registered it has died, and, unlike CPython
-    // (gh-82300), never while a registered process is alive. unlink() on a
-    // tracked handle removes the block's registrations. Off by default:
+    // shmkit's resource tracker (shmkit/tracker.hpp), which unlinks a block
+    // a shmkit process created once every process that registered it has
+    // died, and, unlike CPython (gh-82300), never while a registered process
+    // is alive. A tracked attach registers use, never ownership: a block
+    // that no shmkit process created tracked is never unlinked by the
+    // tracker. unlink() on a tracked handle removes the block's
+    // registrations. Off by default:
     // shmkit blocks live until unlink() or until the SharedMemoryManager
     // that owns them shuts down. Registering starts this process's watcher
     // program once (see tracker.hpp).

@@ -1,6 +1,8 @@
-// shmkit/tracker.hpp — the resource tracker: blocks created or attached with
-// SharedMemory::Options::track are unlinked once every process that
-// registered them has died, and never while one of them lives.
+// shmkit/tracker.hpp — the resource tracker: a block a shmkit process
+// created with SharedMemory::Options::track is unlinked once every process
+// that registered it (created or attached it tracked) has died, and never
+// while one of them lives. A block no shmkit process created is never
+// unlinked by the tracker: attaching registers use, never ownership.
 //
 // Design (and why)
 //   * CPython's resource_tracker is a process per Python program that
@@ -9,7 +11,7 @@
 //     bookkeeping is per tracker, so it cannot know about the others.
 //   * shmkit keeps one registry per user: a typed block
 //     "shmkit.registry.<uid>" (mode 0600) holding (block name, inode, pid,
-//     process start time, PID namespace) entries under a RobustMutex. A
+//     process start time, PID namespace, role) entries under a RobustMutex. A
 //     registration is keyed by pid *and* start time (/proc/<pid>/stat field
 //     22), so a reused pid is never mistaken for the registrant: liveness is
 //     "that pid exists and started at that time". A registrant is judged
@@ -27,6 +29,20 @@
 //     cannot learn it: it called unshare(CLONE_NEWTIME) and has not exec'd)
 //     records start time 0 and is judged by its pid alone, and judges
 //     others by their pids alone: never a live registrant taken for dead.
+//   * Roles: a registration is either creating (the registrant created that
+//     file: a tracked create, or a reservation of a name it is about to
+//     create, and then the registration of the file it made under that
+//     name) or of use (a tracked attach). The sweep unlinks a block only if
+//     a creating registration of the very file under the name exists (of a
+//     dead registrant) and no registrant of the name lives. So a block that
+//     CPython's multiprocessing.shared_memory (or an untracked handle, or
+//     any other program) created, attached tracked by shmkit processes, is
+//     never removed by shmkit: when its users die their registrations are
+//     just dropped, and its creator's unlink() still finds it. A creating
+//     registration that goes while other processes still register the same
+//     file (the creator died, or unregistered it) passes its role to their
+//     registrations: a shmkit-created block is still removed once its last
+//     user dies.
 //   * PID namespaces (containers in one pod share /dev/shm, not pids): each
 //     entry records the registrant's PID namespace (inode and device of
 //     /proc/self/ns/pid). A pid means nothing outside its namespace, so an
@@ -47,8 +63,8 @@
 //     /dev/null and every descriptor above stderr closed. It holds a pidfd
 //     of the registrant and the registry's mapping. When the registrant
 //     dies, by exit or SIGKILL, the watcher removes the registrant's entries
-//     and unlinks every block that no live (or unjudged) process has
-//     registered, then exits. Only once the sweep is done and the registry
+//     and unlinks every block a shmkit process created (above) that no live
+//     (or unjudged) process has registered, then exits. Only once the sweep is done and the registry
 //     unlocked does it print "shmkit tracker: unlinked leaked block 'NAME'"
 //     on its stderr (the registrant's), each line only if stderr takes it
 //     within a second: it ignores SIGPIPE (and SIGINT, SIGTERM, SIGHUP), so
@@ -94,8 +110,9 @@
 namespace shmkit::tracker {
 
 constexpr std::size_t kMaxEntries = 1024;
-// The registry layout's version (2: PID namespace in each entry).
-constexpr std::uint32_t kRegistryVersion = 2;
+// The registry layout's version (2: PID namespace in each entry; 3: the
+// registration's role, creating or of use).
+constexpr std::uint32_t kRegistryVersion = 3;
 
 // The registry block's name: $SHMKIT_TRACKER_REGISTRY if set (to isolate a
 // test or a group of programs), else "shmkit.registry.<euid>". Read once,
@@ -106,24 +123,30 @@ std::string registry_name();
 // std::system_error(ENOENT) naming every path tried if none is found.
 std::string watcher_path();
 
-// Registers the file `block` whose inode is `inode` (fstat of the open
-// descriptor: SharedMemory::inode()) for the calling process (idempotent)
-// and makes sure this process has a watcher. Throws std::system_error if
+// Registers use of the file `block` whose inode is `inode` (fstat of the
+// open descriptor: SharedMemory::inode()) for the calling process
+// (idempotent; a creating registration of ours stays creating) and makes
+// sure this process has a watcher. Use never makes the tracker unlink a
+// block; creating registrations do (register_created, reserve_block), and
+// a registration of a file under a name this process reserved is one. Throws std::system_error if
 // the registry cannot be opened or is full, or the watcher cannot start.
 void register_block(std::string_view block, std::uint64_t inode);
 // The same for whatever file is under the name now (stat), or the name if
 // none is: racy against a re-creation of the name; prefer the above.
 void register_block(std::string_view block);
-// reserve_block registers a name this process is about to create: a fresh
-// random name nobody else uses (the SharedMemoryManager's), so the sweep
-// unlinks whatever file is under it once the process dies.
+// reserve_block registers (creating) a name this process is about to
+// create: a fresh random name nobody else uses (the SharedMemoryManager's),
+// so the sweep unlinks whatever file is under it once the process dies.
 // register_created (for SharedMemory::create_filled) registers `block` as
-// the file with inode `inode`, not yet linked to that name; true if the
-// entry is new, false if it refreshed a registration of this process.
+// the file with inode `inode`, not yet linked to that name, created by this
+// process; true if the entry is new, false if it refreshed a registration
+// of this process (now creating).
 void reserve_block(std::string_view block);
 bool register_created(std::string_view block, std::uint64_t inode);
 // Removes the calling process's registrations of `block` (no-op if none):
-// all of them, or only that of the file with inode `inode`.
+// all of them, or only that of the file with inode `inode`. A creating
+// registration of a file others still register passes its role to theirs
+// (a reservation passes nothing).
 void unregister_block(std::string_view block);
 void unregister_block(std::string_view block, std::uint64_t inode);
 // Removes every process's registration of the file `block` with inode
@@ -147,6 +170,7 @@ struct Registration {
   std::uint64_t start_time = 0;  // clock ticks since the host's boot (0: unknown)
   std::uint64_t inode = 0;       // of the registered file (0: a reserved name)
   PidNamespace pid_namespace;    // the registrant's
+  bool created = false;          // creating (or inherited that); false: use only
   // false: another PID namespace (or this process's /proc is not its own
   // namespace's): liveness unknown, `alive` is false, never unlinked for.
   bool judged = false;
@@ -182,13 +206,15 @@ std::uint64_t process_start_time(pid_t pid);
 bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask = ~std::uint64_t{0}) noexcept;
 
 struct GcReport {
-  std::vector<std::string> unlinked;      // blocks whose registrants are all dead
+  std::vector<std::string> unlinked;      // blocks a shmkit process created whose registrants are all dead
   std::vector<Registration> dropped;      // dead registrations removed
   std::vector<Registration> not_judged;   // other namespace: kept, never judged
 };
 // Sweeps the registry: drops registrations of dead processes and unlinks
-// blocks left with no live (or unjudged) registrant. With dry_run nothing
-// changes and the report says what would.
+// blocks a shmkit process created (a creating registration of the file now
+// under the name) left with no live (or unjudged) registrant; a block only
+// attached is left alone. With dry_run nothing changes and the report says
+// what would.
 GcReport collect_garbage(bool dry_run);
 
 }  // namespace shmkit::tracker

@@ -39,7 +39,9 @@ Create with ``SpscQueue(capacity=1024, item="d")`` (a fresh ``psm_`` name,
 or ``name=``), attach with ``SpscQueue(name, item="d")``; a queue pickles as
 its name and item type. The creator's object unlinks the block when it is
 collected or its process exits (and the resource tracker does so if the
-creator is killed); call ``unlink()`` yourself to remove it earlier.
+creator is killed); call ``unlink()`` yourself to remove it earlier. That
+finalizer removes only the very file its creator made: a block re-created
+under the same name since (by anyone) is left alone.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ import struct
 import weakref
 from typing import Any, Optional
 
-from . import _queues
+from . import _owned, _queues
 
 __all__ = ["SpscQueue", "MpmcQueue", "SeqLock", "BroadcastRing", "BroadcastReader", "Lapped",
            "Full", "Empty", "supported_item_sizes"]
@@ -116,14 +118,6 @@ def _item_spec(item: Any, type_name: Optional[str], maxbytes: Optional[int]):
     return dt.itemsize, dt.alignment, None, type_name, "r", 0, None, dt
 
 
-def _unlink_if_creator(q: Any, pid: int) -> None:
-    if os.getpid() == pid:
-        try:
-            q.unlink()
-        except (OSError, ValueError):
-            pass
-
-
 class _QueueBase(_queues._Queue):
     _kind = ""
 
@@ -155,8 +149,7 @@ class _QueueBase(_queues._Queue):
             # other queue's get/put are the C methods, with no wrapper.
             self.get = functools.partial(_dtype_get, self)
         if create:
-            self._finalizer = weakref.finalize(self, _unlink_if_creator, _Unlinker(self.name),
-                                               os.getpid())
+            self._finalizer = _creator_finalizer(self)
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -197,6 +190,7 @@ def _dtype_get(q: Any, block: bool = True, timeout: Optional[float] = None) -> A
 
 
 class _Unlinker:
+    """What the creator's finalizer holds instead of the object: its name."""
     __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
@@ -207,6 +201,16 @@ class _Unlinker:
             os.unlink("/dev/shm/" + self.name)
         except FileNotFoundError:
             pass
+
+
+def _creator_finalizer(obj: Any) -> weakref.finalize:
+    """Unlinks obj's block when obj is collected or the process exits, in
+    the creating process only, and only while the name still holds the file
+    created here (its identity is taken right after the create, before
+    anyone else could have had a reason to replace it): a block re-created
+    under the same name by someone else is left alone."""
+    return weakref.finalize(obj, _owned.unlink_if_creator, _Unlinker(obj.name), os.getpid(),
+                            _owned.file_id(obj.name))
 
 
 def _attach(cls: type, name: str, item: Any, type_name: Optional[str], maxbytes: Optional[int]):
@@ -237,8 +241,7 @@ class _Named:
         self._spec = spec
         self._dtype = dt
         if create:
-            self._finalizer = weakref.finalize(self, _unlink_if_creator, _Unlinker(self.name),
-                                               os.getpid())
+            self._finalizer = _creator_finalizer(self)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass

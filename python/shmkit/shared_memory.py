@@ -7,10 +7,13 @@ shmkit's C++ blocks.
   /dev/shm is ``OSError(ENOSPC)`` at create, never SIGBUS later). ``buf`` is
   a memoryview over the mapping; ``close()`` raises :class:`BufferError`
   while views of it exist, as CPython's does.
-* ``track=True`` registers the block with shmkit's tracker, which unlinks it
-  once every process that registered it has died, and never while one of
-  them lives (CPython's resource_tracker unlinks blocks other processes
-  still use, gh-82300). ``unlink()`` removes every registration of the block.
+* ``track=True`` registers the block with shmkit's tracker, which unlinks a
+  block a shmkit process created once every process that registered it has
+  died, and never while one of them lives (CPython's resource_tracker
+  unlinks blocks other processes still use, gh-82300). Attaching registers
+  use, never ownership: a block CPython's own module (or any other program)
+  created is never unlinked by shmkit, however its shmkit users end.
+  ``unlink()`` removes every registration of the block.
 * :class:`ShareableList`: CPython's exact bytes, read and written by the C++
   ShareableList, so either side can create and the other attach. Beyond
   CPython: a str/bytes ending in NUL reads back exactly (gh-106939) and str
@@ -167,7 +170,10 @@ class ShareableList:
 
     def _init(self, sequence, name, track):
         if name is None or sequence is not None:
-            access = _core.list_create(name, () if sequence is None else sequence)
+            # Registered as this process's creation (track): a tracked
+            # attach alone registers use, and the tracker never unlinks a
+            # block only used.
+            access = _core.list_create(name, () if sequence is None else sequence, track)
             try:
                 self.shm = SharedMemory(access_name(access, name), track=track)
             except BaseException:

@@ -49,7 +49,7 @@ import os
 import warnings
 import weakref
 
-from . import _core
+from . import _core, _owned
 
 try:
     from . import _sync
@@ -164,14 +164,6 @@ class _Place:
         self.is_array = is_array
 
 
-def _unlink_if_creator(mapping, pid):
-    if os.getpid() == pid:  # a forked child's copy never unlinks
-        try:
-            mapping.unlink()  # also drops the tracker's registration
-        except FileNotFoundError:
-            pass
-
-
 _warned_untracked = False
 
 
@@ -217,8 +209,12 @@ def _raw_object(place, ctype, owner):
         # Bound C methods in the instance: v.fetch_add(1) is one C call.
         _bind_atomics(d, _sync.AtomicRef._over(place.mapping, place.offset, _fingerprint(ctype)[0]))
     if owner:
-        obj.__dict__["_shmkit_finalizer"] = weakref.finalize(obj, _unlink_if_creator, place.mapping,
-                                                             os.getpid())
+        # Unlinks the block this process created, and only while its name
+        # still holds that very file (never one re-created under the name
+        # since); mapping.unlink() also drops the tracker's registrations.
+        obj.__dict__["_shmkit_finalizer"] = weakref.finalize(
+            obj, _owned.unlink_if_creator, place.mapping, os.getpid(),
+            _owned.file_id(fd=place.mapping.fd))
     return obj
 
 

@@ -43,7 +43,7 @@ import weakref
 from time import monotonic as _monotonic
 from typing import Any, Callable, Optional
 
-from . import _sync
+from . import _owned, _sync
 from ._sync import NotRecoverableError, OwnerDiedError
 
 __all__ = [
@@ -80,18 +80,12 @@ def _attach_block(prim: type, name: str) -> "_sync.TypedBlock":
                                    prim.ALIGN)
 
 
-def _unlink_if_creator(block: "_sync.TypedBlock", pid: int) -> None:
-    # A forked child holds a copy of the creator's object: only the creating
-    # process removes the name.
-    if os.getpid() == pid:
-        try:
-            block.unlink()
-        except OSError:
-            pass
-
-
 def _own(obj: Any, block: "_sync.TypedBlock") -> None:
-    weakref.finalize(obj, _unlink_if_creator, block, os.getpid())
+    # Only the creating process removes the name (a forked child holds a copy
+    # of the creator's object), and only while the name still holds the file
+    # created here (its identity taken right after the create): a block
+    # re-created under the name by someone else is left alone.
+    weakref.finalize(obj, _owned.unlink_if_creator, block, os.getpid(), _owned.file_id(block.name))
 
 
 def _make(cls: type, prim: type, block: "_sync.TypedBlock") -> Any:

@@ -449,20 +449,33 @@ PyType_Slot list_slots[] = {
 };
 PyType_Spec list_spec = {"shmkit._core.ListAccess", sizeof(ListObject), 0, Py_TPFLAGS_DEFAULT, list_slots};
 
-// list_create(name: str | None, items) -> ListAccess
+// list_create(name: str | None, items, track: bool = False) -> ListAccess
+// With track, the new block is registered with the tracker as created by
+// this process (a tracked attach only registers use: shmkit/tracker.hpp).
 PyObject* core_list_create(PyObject*, PyObject* const* args, Py_ssize_t n) {
-  if (n != 2) {
-    PyErr_SetString(PyExc_TypeError, "list_create(name, items)");
+  if (n != 2 && n != 3) {
+    PyErr_SetString(PyExc_TypeError, "list_create(name, items, track=False)");
     return nullptr;
   }
   std::string name;
   if (args[0] != Py_None && !get_str(args[0], name, "name")) return nullptr;
+  const int track = n == 3 ? PyObject_IsTrue(args[2]) : 0;
+  if (track < 0) return nullptr;
   std::vector<shmkit::Item> items;
   if (!to_items(args[1], items)) return nullptr;
   try {
     auto l = without_gil([&] {
-      return args[0] == Py_None ? shmkit::ShareableList::create(std::move(items))
-                                : shmkit::ShareableList::create(name, std::move(items));
+      auto made = args[0] == Py_None ? shmkit::ShareableList::create(std::move(items))
+                                     : shmkit::ShareableList::create(name, std::move(items));
+      if (track != 0) {
+        try {
+          (void)shmkit::tracker::register_created(made.shm().name(), made.shm().inode());
+        } catch (...) {
+          made.shm().unlink();  // not tracked as asked: nothing is left behind
+          throw;
+        }
+      }
+      return made;
     });
     return new_list(std::move(l));
   } catch (...) {
@@ -864,7 +877,7 @@ PyMethodDef core_methods[] = {
     {"attach", fastcall(core_attach), METH_FASTCALL, "attach(name, track, read_only=False) -> Mapping."},
     {"unlink", core_unlink, METH_O, "unlink(name): removes the block's name."},
     {"list_create", fastcall(core_list_create), METH_FASTCALL,
-     "list_create(name|None, items) -> ListAccess."},
+     "list_create(name|None, items, track=False) -> ListAccess."},
     {"list_attach", core_list_attach, METH_O, "list_attach(name) -> ListAccess."},
     {"create_object", fastcall(core_create_object), METH_FASTCALL,
      "A Value/Array block (shmkit/object_layout.hpp)."},

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "platform.hpp"
+#include "printable.hpp"
 #include "shmkit/detail/shared_object.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
@@ -24,6 +25,8 @@
 
 namespace shmkit::cli {
 namespace {
+
+using shmkit::detail::printable;
 
 constexpr std::size_t kShowValues = 16;
 
@@ -194,6 +197,7 @@ std::string describe_user(const SharedMemory& shm, const BlockHeader& h, bool js
                                  : matches    ? "matches the type hash"
                                  : type.size() == sizeof h.type_name ? "cut to 24 bytes, not checked"
                                                                      : "does NOT match the type hash";
+  // The typecode byte as it is (escaped on output): a forged one may be any byte.
   const std::string typecode = h.typecode != 0 ? std::string(1, h.typecode) : std::string("struct");
   const auto* payload = static_cast<const std::byte*>(shm.data()) + h.payload_offset;
   const std::size_t shown = static_cast<std::size_t>(std::min<std::uint64_t>(h.payload_size, kShowPayloadBytes));
@@ -212,8 +216,8 @@ std::string describe_user(const SharedMemory& shm, const BlockHeader& h, bool js
       << "], \"payload_hex\": \"" << platform::hex(payload, shown) << "\"}\n";
     return o.str();
   }
-  o << shm.name() << ": shmkit " << block_kind_name(h.kind) << " (kind " << h.kind << "), type \""
-    << type << "\" (" << type_check << ", " << hash << "), " << typecode << " element " << h.elem_size
+  o << printable(shm.name()) << ": shmkit " << block_kind_name(h.kind) << " (kind " << h.kind << "), type \""
+    << printable(type) << "\" (" << type_check << ", " << hash << "), " << printable(typecode) << " element " << h.elem_size
     << " bytes (align " << h.elem_align << "), count " << h.count << ", state " << state_name(h.state) << "\n";
   o << "prefix " << h.prefix_size << " bytes at offset " << BlockHeader::kSize << ", payload "
     << h.payload_size << " bytes at offset " << h.payload_offset << ", params " << h.param[0] << " "
@@ -258,9 +262,9 @@ bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, st
     const bool ring = h.kind == static_cast<std::uint32_t>(BlockKind::spsc_queue) ||
                       h.kind == static_cast<std::uint32_t>(BlockKind::mpmc_queue) ||
                       h.kind == static_cast<std::uint32_t>(BlockKind::broadcast_ring);
-    o << shm.name() << ": shmkit " << kind << ", " << h.count
+    o << printable(shm.name()) << ": shmkit " << kind << ", " << h.count
       << (object ? " x " : ring ? " slots (capacity), " : " (count), ")
-      << (object ? "typecode '" + typecode + "'" : "") << (object ? ", " : "")
+      << (object ? "typecode '" + printable(typecode) + "'" : "") << (object ? ", " : "")
       << "element " << h.elem_size << " bytes, payload " << h.payload_size << " bytes at offset "
       << h.payload_offset << "\n";
     if (object) {
@@ -282,34 +286,12 @@ bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, st
 }  // namespace
 
 std::string header_type_name(const char (&field)[24]) {
-  std::string out;
-  for (char c : field) {
-    if (c == '\0') break;
-    out += (c >= 32 && c < 127) ? c : '?';
-  }
-  return out;
+  return std::string(field, ::strnlen(field, sizeof field));
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
-}
+std::string json_escape(const std::string& s) { return shmkit::detail::json_string(s); }
+
+std::string text(const std::string& s) { return printable(s); }
 
 BlockInfo inspect(const std::string& name) {
   BlockInfo info;
@@ -387,7 +369,7 @@ bool describe(const std::string& name, bool json, std::string& out) {
   if (typed_header(shm, h, problem)) {
     if (!problem.empty()) {
       out = json ? "{\"name\": \"" + json_escape(name) + "\", \"error\": \"" + json_escape(problem) + "\"}\n"
-                 : name + ": a shmkit block that does not validate: " + problem + "\n";
+                 : printable(name) + ": a shmkit block that does not validate: " + printable(problem) + "\n";
       return false;
     }
     return describe_typed(shm, h, json, out);
@@ -406,7 +388,7 @@ bool describe(const std::string& name, bool json, std::string& out) {
       o << "ShareableList([";
       for (std::size_t i = 0; i < sl.size(); ++i) o << (i ? ", " : "") << python_repr(sl.get(static_cast<std::ptrdiff_t>(i)));
       o << "], name=" << python_repr(Item(name)) << ")\n";
-      o << "format: " << sl.format() << "\n";
+      o << "format: " << printable(sl.format()) << "\n";
       o << "size: " << size << " bytes, " << sl.size() << " items\n";
     }
     out = o.str();
@@ -420,7 +402,7 @@ bool describe(const std::string& name, bool json, std::string& out) {
     out = "{\"name\": \"" + json_escape(name) + "\", \"kind\": \"unknown\", \"size\": " +
           std::to_string(raw.size()) + ", \"head_hex\": \"" + platform::hex(raw.data(), n) + "\"}\n";
   } else {
-    out = name + ": unknown contents, " + std::to_string(raw.size()) + " bytes; the first " +
+    out = printable(name) + ": unknown contents, " + std::to_string(raw.size()) + " bytes; the first " +
           std::to_string(n) + ":\n" + hex_dump(raw.buf().data(), n);
   }
   return true;

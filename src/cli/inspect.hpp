@@ -38,10 +38,21 @@ BlockInfo inspect(const std::string& name);
 // description of the problem) for a block it cannot decode.
 bool describe(const std::string& name, bool json, std::string& out);
 
+// Every string printed comes from untrusted bytes (a /dev/shm name any
+// local user chose, a header any process that maps the block wrote), so it
+// goes through one of these (src/printable.hpp):
+//   json_escape: the inside of a JSON string: always valid JSON and UTF-8;
+//     control and invisible characters as \uNNNN, and each byte that is not
+//     part of valid UTF-8 as \udcNN (Python's surrogateescape:
+//     os.fsencode(json.loads(...)) gives back the raw bytes).
+//   text: for the text output: no control byte, valid UTF-8; a backslash
+//     is doubled, control and invisible characters and invalid bytes become
+//     \xNN / \uNNNN escapes.
 std::string json_escape(const std::string& s);
+std::string text(const std::string& s);
 
-// The header's type name (up to 24 bytes, up to the first NUL); bytes that
-// are not printable ASCII become '?'.
+// The header's type name as stored (up to 24 bytes, up to the first NUL),
+// raw: for the hash check; escape it to print it.
 std::string header_type_name(const char (&field)[24]);
 
 }  // namespace shmkit::cli

@@ -13,6 +13,11 @@
 //   shmkit demo                 create a block, start a second (exec'd) process
 //                               that attaches by name and answers
 // Exit status: 0 success, 1 a block could not be read/removed, 2 usage.
+// Names and header fields are untrusted (any local user can create a name
+// in /dev/shm; any process that maps a block can write its header): text
+// output escapes control and invisible characters and bytes that are not
+// UTF-8 (inspect.hpp: text()), and --json is always valid JSON in UTF-8
+// (json_escape(): such bytes become \udcNN, Python's surrogateescape).
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -202,11 +207,11 @@ int cmd_ls(int argc, char** argv) {
     std::string kind = b.problem.empty() ? b.kind : b.kind + " (invalid)";
     // A user kind: its number, type name, count and state ("user+1" alone says little).
     if (b.kind_number >= 1024) {
-      kind += "=" + std::to_string(b.kind_number) + " \"" + b.type_name + "\" x" + std::to_string(b.count) +
-              " " + b.state;
+      kind += "=" + std::to_string(b.kind_number) + " \"" + shmkit::cli::text(b.type_name) + "\" x" +
+              std::to_string(b.count) + " " + b.state;
     }
-    std::printf("%-32s %12llu %-10s %-5s %6s %-16s %s\n", b.name.c_str(),
-                static_cast<unsigned long long>(b.size), owner_string(b.uid).c_str(),
+    std::printf("%-32s %12llu %-10s %-5s %6s %-16s %s\n", shmkit::cli::text(b.name).c_str(),
+                static_cast<unsigned long long>(b.size), shmkit::cli::text(owner_string(b.uid)).c_str(),
                 mode_string(b.mode).c_str(), age_string(b.age_seconds).c_str(), kind.c_str(),
                 users.empty() ? "-" : users.c_str());
   }
@@ -234,7 +239,7 @@ int cmd_show(int argc, char** argv) {
     return 2;
   }
   std::string out;
-  bool ok = shmkit::cli::describe(name, json, out);
+  bool ok = shmkit::cli::describe(name, json, out);  // escaped by describe
   std::fputs(out.c_str(), ok ? stdout : stderr);
   return ok ? 0 : 1;
 }
@@ -257,7 +262,7 @@ int cmd_rm(int argc, char** argv) {
       shmkit::SharedMemory::unlink(argv[i]);
       if (known) shmkit::tracker::forget_block(argv[i], static_cast<std::uint64_t>(st.st_ino));
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "shmkit rm: %s\n", e.what());
+      std::fprintf(stderr, "shmkit rm: %s\n", shmkit::cli::text(e.what()).c_str());
       rc = 1;
     }
   }
@@ -288,10 +293,12 @@ int cmd_bench(int argc, char** argv) {
 
 int cmd_gc(int argc, char** argv) {
   if (wants_help(argc, argv)) {
-    std::puts("usage: shmkit gc [--yes]\n\nDrops tracker registrations of dead processes and lists the blocks left\n"
-              "with no live registrant; with --yes, unlinks them. Blocks nobody tracked\n"
-              "are never touched, nor are registrations made in another PID namespace\n"
-              "(another container sharing /dev/shm): they are listed as not judged.");
+    std::puts("usage: shmkit gc [--yes]\n\nDrops tracker registrations of dead processes and lists the blocks a\n"
+              "shmkit process created that are left with no live registrant; with --yes,\n"
+              "unlinks them. Blocks nobody tracked, and blocks shmkit processes only\n"
+              "attached (CPython or another program created them), are never touched,\n"
+              "nor are registrations made in another PID namespace (another container\n"
+              "sharing /dev/shm): they are listed as not judged.");
     return 0;
   }
   bool yes = argc == 3 && std::string_view(argv[2]) == "--yes";
@@ -301,15 +308,18 @@ int cmd_gc(int argc, char** argv) {
   }
   auto report = shmkit::tracker::collect_garbage(!yes);
   for (const auto& d : report.dropped) {
-    std::printf("%s registration of '%s' by dead process %d\n", yes ? "dropped" : "would drop",
-                d.block.c_str(), d.pid);
+    // A registration of use (an attach) never has its block removed.
+    std::printf("%s %s registration of '%s' by dead process %d\n", yes ? "dropped" : "would drop",
+                d.created ? "creating" : "use", shmkit::cli::text(d.block).c_str(), d.pid);
   }
   // A pid means nothing outside its PID namespace (another container).
   for (const auto& n : report.not_judged) {
     std::printf("kept registration of '%s' by pid %d of pid namespace %llu: other namespace, not judged\n",
-                n.block.c_str(), n.pid, static_cast<unsigned long long>(n.pid_namespace.inode));
+                shmkit::cli::text(n.block).c_str(), n.pid, static_cast<unsigned long long>(n.pid_namespace.inode));
   }
-  for (const auto& b : report.unlinked) std::printf("%s %s\n", yes ? "removed" : "would remove", b.c_str());
+  for (const auto& b : report.unlinked) {
+    std::printf("%s %s\n", yes ? "removed" : "would remove", shmkit::cli::text(b).c_str());
+  }
   if (report.dropped.empty() && report.unlinked.empty()) std::puts("nothing to collect");
   else if (!yes) std::puts("(dry run: run 'shmkit gc --yes' to do it)");
   return 0;
@@ -335,11 +345,11 @@ int main(int argc, char** argv) {
       usage(stdout);
       return 0;
     }
-    std::fprintf(stderr, "shmkit: unknown command '%s'\n", std::string(cmd).c_str());
+    std::fprintf(stderr, "shmkit: unknown command '%s'\n", shmkit::cli::text(std::string(cmd)).c_str());
     usage(stderr);
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
+    std::fprintf(stderr, "%s\n", shmkit::cli::text(e.what()).c_str());  // messages quote block names
     return 1;
   }
 }

@@ -17,15 +17,16 @@
 
 namespace shmkit::test {
 
-// The registry's entry layout, version 2 (src/tracker.cpp).
+// The registry's entry layout, version 3 (src/tracker.cpp).
 struct RawRegistration {
   std::uint32_t state, pid;
   std::uint64_t start_time, inode, pidns_inode, pidns_device;
+  std::uint32_t role, unused;  // role 1: created, 0: use
   char name[256];
 };
-static_assert(sizeof(RawRegistration) == 296);
+static_assert(sizeof(RawRegistration) == 304);
 
-// Creates an empty registry (layout version 2) named `name`, as the tracker
+// Creates an empty registry (layout version 3) named `name`, as the tracker
 // would: for a test process that has already opened another registry (the
 // tracker keeps the first one it opens).
 inline void make_registry(const std::string& name) {
@@ -33,7 +34,7 @@ inline void make_registry(const std::string& name) {
   spec.kind = BlockKind::registry;
   spec.type.size = sizeof(RawRegistration);
   spec.type.align = alignof(RawRegistration);
-  spec.type.name_hash = fnv1a("shmkit::tracker::Entry/v2");
+  spec.type.name_hash = fnv1a("shmkit::tracker::Entry/v3");
   spec.count = tracker::kMaxEntries;
   spec.prefix_size = sizeof(RobustMutex);  // the registry's lock
   spec.payload_size = tracker::kMaxEntries * sizeof(RawRegistration);
@@ -44,9 +45,12 @@ inline void make_registry(const std::string& name) {
 }
 
 // A registration of the file now under `block` by (pid, start) of PID
-// namespace `ns` (by default this process's).
+// namespace `ns` (by default this process's), as its creator (the tracker
+// unlinks such a file once the registrant is dead) or, `created` false, a
+// user that attached it.
 inline void forge_registration(const std::string& block, pid_t pid, std::uint64_t start,
-                               tracker::PidNamespace ns = tracker::current_pid_namespace()) {
+                               tracker::PidNamespace ns = tracker::current_pid_namespace(),
+                               bool created = true) {
   auto shm = SharedMemory::attach(tracker::registry_name());
   const auto* h = static_cast<const BlockHeader*>(shm.data());
   auto* entries = reinterpret_cast<RawRegistration*>(static_cast<std::byte*>(shm.data()) + h->payload_offset);
@@ -59,6 +63,8 @@ inline void forge_registration(const std::string& block, pid_t pid, std::uint64_
       entries[i].inode = st.st_ino;
       entries[i].pidns_inode = ns.inode;
       entries[i].pidns_device = ns.device;
+      entries[i].role = created ? 1 : 0;
+      entries[i].unused = 0;
       std::memset(entries[i].name, 0, sizeof entries[i].name);
       std::memcpy(entries[i].name, block.data(), block.size());
       entries[i].state = 2;

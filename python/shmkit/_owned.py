@@ -1,0 +1,46 @@
+"""Removing only the block this process created, never one re-created under
+the same name by someone else (private to the package).
+
+A finalizer that unlinks a block by name alone runs long after the create:
+by then the creator may have unlinked it and another process created a new
+block under the same name, which an unlink by name would remove under its
+owner. So the creator records the identity of the file it made (device and
+inode) and a finalizer unlinks the name only while it still names that file.
+
+POSIX has no "unlink this name if it is this inode": between the check and
+the unlink, another process could unlink the name and create a new block
+under it (a window of two system calls). shmkit's tracker has the same
+window; nothing closes it short of every party taking a lock.
+"""
+import os
+
+_DIR = "/dev/shm/"
+
+
+def file_id(name=None, fd=None):
+    """(st_dev, st_ino) of the open descriptor `fd` (exact: the file this
+    handle opened), else of whatever file the name `name` holds now (None
+    if there is none)."""
+    try:
+        st = os.fstat(fd) if fd is not None and fd >= 0 else os.stat(_DIR + name, follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def names_file(name, ident):
+    """Whether the name `name` holds the file `ident` (file_id) now."""
+    return ident is not None and file_id(name) == ident
+
+
+def unlink_if_creator(obj, pid, ident):
+    """The creators' finalizer: in process `pid` only (a forked child's copy
+    never unlinks), and only while the name still holds the file `ident` it
+    created, calls obj.unlink() (obj: anything with .name and .unlink(); a
+    block's Mapping also drops the tracker's registrations of that file)."""
+    if os.getpid() != pid or not names_file(obj.name, ident):
+        return
+    try:
+        obj.unlink()
+    except (OSError, ValueError):  # gone meanwhile, or closed: a finalizer never raises
+        pass

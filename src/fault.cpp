@@ -60,19 +60,25 @@ static_assert(numbered_in_order(), "kPoints lists every Point once, in number or
 // fork after arming).
 std::atomic<std::uint16_t> g_armed{0};
 std::atomic<std::uint32_t> g_countdown{0};
+std::atomic<std::uint8_t> g_action{0};  // an Action
 std::array<std::atomic<std::uint64_t>, kPointCount> g_hits{};
 
-// SHMKIT_FAULT=<name>[:<nth>]: read once, before main (static init).
+// SHMKIT_FAULT=<name>[:<nth>][:stop]: read once, before main (static init).
 [[maybe_unused]] const bool g_from_env = [] {
   const char* env = std::getenv("SHMKIT_FAULT");
   if (env == nullptr || *env == '\0') return false;
   std::string_view spec(env);
+  Action action = Action::kill;
+  if (constexpr std::string_view kStop = ":stop"; spec.ends_with(kStop)) {
+    action = Action::stop;
+    spec.remove_suffix(kStop.size());
+  }
   std::uint32_t nth = 1;
   if (auto colon = spec.find(':'); colon != std::string_view::npos) {
     nth = static_cast<std::uint32_t>(std::strtoul(std::string(spec.substr(colon + 1)).c_str(), nullptr, 10));
     spec = spec.substr(0, colon);
   }
-  arm(point_named(spec), nth == 0 ? 1 : nth);
+  arm(point_named(spec), nth == 0 ? 1 : nth, action);
   return true;
 }();
 
@@ -87,8 +93,9 @@ Point point_named(std::string_view name) noexcept {
   return Point::none;
 }
 
-void arm(Point point, std::uint32_t nth) noexcept {
+void arm(Point point, std::uint32_t nth, Action action) noexcept {
   g_countdown.store(nth, std::memory_order_relaxed);
+  g_action.store(static_cast<std::uint8_t>(action), std::memory_order_relaxed);
   g_armed.store(static_cast<std::uint16_t>(point), std::memory_order_relaxed);
 }
 
@@ -104,6 +111,14 @@ void pass(Point point) noexcept {
   g_hits[i].fetch_add(1, std::memory_order_relaxed);
   if (g_armed.load(std::memory_order_relaxed) != static_cast<std::uint16_t>(point)) return;
   if (g_countdown.fetch_sub(1, std::memory_order_relaxed) != 1) return;
+  if (g_action.load(std::memory_order_relaxed) == static_cast<std::uint8_t>(Action::stop)) {
+    // Disarmed first: once resumed, this process runs on as an ordinary
+    // one. SIGSTOP stops every thread before kill() returns; SIGCONT lets
+    // this one return from it.
+    disarm();
+    ::kill(::getpid(), SIGSTOP);
+    return;
+  }
   // SIGKILL to ourselves is delivered before kill() returns; nothing after
   // this line runs.
   ::kill(::getpid(), SIGKILL);

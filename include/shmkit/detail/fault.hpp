@@ -1,7 +1,8 @@
-// shmkit/detail/fault.hpp — fault injection for tests: numbered kill points
+// shmkit/detail/fault.hpp — fault injection for tests: numbered points
 // inside the operations whose crash behaviour the headers promise, where a
 // test makes a process SIGKILL itself (Samba tdb's "die at step N" tests,
-// glibc's tst-robust kill tests).
+// glibc's tst-robust kill tests) or SIGSTOP itself (a stalled peer: job
+// control, cgroup freezing, a debugger), to be resumed later with SIGCONT.
 //
 // Contract
 //   * Compiled in only for tests. SHMKIT_FAULT_POINT(x) expands to nothing
@@ -11,9 +12,12 @@
 //     mix the two builds (the inline code in headers differs).
 //   * arm(point, nth): the nth time this process passes `point` it raises
 //     SIGKILL at once: no destructor, no unlock, no flush runs, exactly as an
-//     OOM kill or `kill -9` at that instruction. Arming is per process
-//     (inherited by fork). SHMKIT_FAULT=<name>[:<nth>] in the environment
-//     arms the same way for an exec'd program.
+//     OOM kill or `kill -9` at that instruction. arm(point, nth,
+//     Action::stop): it raises SIGSTOP there instead (every thread stops,
+//     as under `kill -STOP`), disarmed first, so after a SIGCONT it goes on
+//     from that instruction as a peer that was only slow. Arming is per
+//     process (inherited by fork). SHMKIT_FAULT=<name>[:<nth>][:stop] in the
+//     environment arms the same way for an exec'd program.
 //   * hits(point) counts passes (armed or not), so a test can check that a
 //     scenario reaches the point it means to test.
 //   * Every point is listed in points() with its number, name and what state
@@ -84,9 +88,15 @@ std::span<const PointInfo> points() noexcept;
 // The point named `name` (Point::none if there is none).
 Point point_named(std::string_view name) noexcept;
 
-// The nth pass through `point` (1 = the next) from now on SIGKILLs this
-// process. Point::none disarms.
-void arm(Point point, std::uint32_t nth = 1) noexcept;
+// What an armed point does to its process.
+enum class Action : std::uint8_t {
+  kill,  // SIGKILL: it dies there
+  stop,  // SIGSTOP: it stalls there until someone sends SIGCONT
+};
+
+// The nth pass through `point` (1 = the next) from now on SIGKILLs (or
+// SIGSTOPs) this process. Point::none disarms.
+void arm(Point point, std::uint32_t nth = 1, Action action = Action::kill) noexcept;
 void disarm() noexcept;
 // Passes through `point` in this process so far.
 std::uint64_t hits(Point point) noexcept;

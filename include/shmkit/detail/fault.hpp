@@ -59,15 +59,15 @@ enum class Point : std::uint16_t {
   // SpscQueue / MpmcQueue (shmkit/lockfree/*.hpp)
   spsc_push_written = 17,  // the slot written; its mark not stored (not published)
   spsc_pop_copied = 18,    // the item copied out; head not advanced
-  mpmc_push_claimed = 19,  // the slot claimed (tail CAS) and recorded; value not published
-  mpmc_pop_claimed = 20,   // the slot claimed (head CAS) and recorded; not released
+  mpmc_push_claimed = 19,  // the slot claimed (its word names us) and tail moved past it; not published
+  mpmc_pop_claimed = 20,   // the slot claimed (its word names us) and head moved past it; not released
   // SharedMemoryManager's server (src/manager_server.cpp)
   manager_created = 21,   // the server created a block; not yet recorded as owned
   manager_recorded = 22,  // recorded as owned; the reply not yet sent
   // MpmcQueue (shmkit/lockfree/mpmc_queue.hpp), BroadcastRing, SeqLock
-  mpmc_push_won = 23,        // tail CAS won; the claim not yet recorded in the slot
+  mpmc_push_won = 23,        // the slot claimed (one CAS naming us); tail not yet moved past it
   mpmc_push_published = 24,  // the item published; sleeping consumers not woken
-  mpmc_pop_won = 25,         // head CAS won; the claim not yet recorded in the slot
+  mpmc_pop_won = 25,         // the slot (an item or a skipped slot) claimed; head not yet moved past it
   mpmc_pop_released = 26,    // the slot released to producers; sleeping producers not woken
   broadcast_published = 27,  // BroadcastRing item published; sleeping readers not woken
   seqlock_stored = 28,       // SeqLock value stored (sequence even); sleeping readers not woken

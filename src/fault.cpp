@@ -32,13 +32,13 @@ constexpr std::array<PointInfo, kPointCount - 1> kPoints{{
     {P::heap_free_marked, "heap_free_marked", "a heap chunk marked free, the lock held"},
     {P::spsc_push_written, "spsc_push_written", "an SPSC slot written, its mark not stored"},
     {P::spsc_pop_copied, "spsc_pop_copied", "an SPSC item copied out, head not advanced"},
-    {P::mpmc_push_claimed, "mpmc_push_claimed", "an MPMC slot claimed and recorded by a producer, never published"},
-    {P::mpmc_pop_claimed, "mpmc_pop_claimed", "an MPMC slot claimed and recorded by a consumer, never released"},
+    {P::mpmc_push_claimed, "mpmc_push_claimed", "an MPMC slot claimed by a producer (naming it), tail moved past it, never published"},
+    {P::mpmc_pop_claimed, "mpmc_pop_claimed", "an MPMC slot claimed by a consumer (naming it), head moved past it, never released"},
     {P::manager_created, "manager_created", "the manager server created a block, not recorded as owned"},
     {P::manager_recorded, "manager_recorded", "the manager server owns a new block, the reply not sent"},
-    {P::mpmc_push_won, "mpmc_push_won", "an MPMC slot claimed by a producer (tail CAS), the claim not recorded"},
+    {P::mpmc_push_won, "mpmc_push_won", "an MPMC slot claimed by a producer (naming it), tail not yet moved past it"},
     {P::mpmc_push_published, "mpmc_push_published", "an MPMC item published, sleeping consumers never woken"},
-    {P::mpmc_pop_won, "mpmc_pop_won", "an MPMC slot claimed by a consumer (head CAS), the claim not recorded"},
+    {P::mpmc_pop_won, "mpmc_pop_won", "an MPMC slot claimed by a consumer (naming it), head not yet moved past it"},
     {P::mpmc_pop_released, "mpmc_pop_released", "an MPMC slot released, sleeping producers never woken"},
     {P::broadcast_published, "broadcast_published", "a BroadcastRing item published, sleeping readers never woken"},
     {P::seqlock_stored, "seqlock_stored", "a SeqLock value stored, sleeping readers never woken"},
@@ -60,19 +60,25 @@ static_assert(numbered_in_order(), "kPoints lists every Point once, in number or
 // fork after arming).
 std::atomic<std::uint16_t> g_armed{0};
 std::atomic<std::uint32_t> g_countdown{0};
+std::atomic<std::uint8_t> g_action{0};  // an Action
 std::array<std::atomic<std::uint64_t>, kPointCount> g_hits{};
 
-// SHMKIT_FAULT=<name>[:<nth>]: read once, before main (static init).
+// SHMKIT_FAULT=<name>[:<nth>][:stop]: read once, before main (static init).
 [[maybe_unused]] const bool g_from_env = [] {
   const char* env = std::getenv("SHMKIT_FAULT");
   if (env == nullptr || *env == '\0') return false;
   std::string_view spec(env);
+  Action action = Action::kill;
+  if (constexpr std::string_view kStop = ":stop"; spec.ends_with(kStop)) {
+    action = Action::stop;
+    spec.remove_suffix(kStop.size());
+  }
   std::uint32_t nth = 1;
   if (auto colon = spec.find(':'); colon != std::string_view::npos) {
     nth = static_cast<std::uint32_t>(std::strtoul(std::string(spec.substr(colon + 1)).c_str(), nullptr, 10));
     spec = spec.substr(0, colon);
   }
-  arm(point_named(spec), nth == 0 ? 1 : nth);
+  arm(point_named(spec), nth == 0 ? 1 : nth, action);
   return true;
 }();
 
@@ -87,8 +93,9 @@ Point point_named(std::string_view name) noexcept {
   return Point::none;
 }
 
-void arm(Point point, std::uint32_t nth) noexcept {
+void arm(Point point, std::uint32_t nth, Action action) noexcept {
   g_countdown.store(nth, std::memory_order_relaxed);
+  g_action.store(static_cast<std::uint8_t>(action), std::memory_order_relaxed);
   g_armed.store(static_cast<std::uint16_t>(point), std::memory_order_relaxed);
 }
 
@@ -104,6 +111,14 @@ void pass(Point point) noexcept {
   g_hits[i].fetch_add(1, std::memory_order_relaxed);
   if (g_armed.load(std::memory_order_relaxed) != static_cast<std::uint16_t>(point)) return;
   if (g_countdown.fetch_sub(1, std::memory_order_relaxed) != 1) return;
+  if (g_action.load(std::memory_order_relaxed) == static_cast<std::uint8_t>(Action::stop)) {
+    // Disarmed first: once resumed, this process runs on as an ordinary
+    // one. SIGSTOP stops every thread before kill() returns; SIGCONT lets
+    // this one return from it.
+    disarm();
+    ::kill(::getpid(), SIGSTOP);
+    return;
+  }
   // SIGKILL to ourselves is delivered before kill() returns; nothing after
   // this line runs.
   ::kill(::getpid(), SIGKILL);

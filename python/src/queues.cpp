@@ -142,8 +142,6 @@ struct Impl {
             for (std::uint64_t i = 0; i < capacity; ++i) {
               // relaxed: published by create_typed_block's release of kReady.
               slots[i].seq.store(i, std::memory_order_relaxed);
-              slots[i].claim.store(0, std::memory_order_relaxed);
-              slots[i].claimant.store(0, std::memory_order_relaxed);
             }
           },
           options);

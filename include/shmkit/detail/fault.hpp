@@ -1,7 +1,8 @@
-// shmkit/detail/fault.hpp — fault injection for tests: numbered kill points
+// shmkit/detail/fault.hpp — fault injection for tests: numbered points
 // inside the operations whose crash behaviour the headers promise, where a
 // test makes a process SIGKILL itself (Samba tdb's "die at step N" tests,
-// glibc's tst-robust kill tests).
+// glibc's tst-robust kill tests) or SIGSTOP itself (a stalled peer: job
+// control, cgroup freezing, a debugger), to be resumed later with SIGCONT.
 //
 // Contract
 //   * Compiled in only for tests. SHMKIT_FAULT_POINT(x) expands to nothing
@@ -11,9 +12,12 @@
 //     mix the two builds (the inline code in headers differs).
 //   * arm(point, nth): the nth time this process passes `point` it raises
 //     SIGKILL at once: no destructor, no unlock, no flush runs, exactly as an
-//     OOM kill or `kill -9` at that instruction. Arming is per process
-//     (inherited by fork). SHMKIT_FAULT=<name>[:<nth>] in the environment
-//     arms the same way for an exec'd program.
+//     OOM kill or `kill -9` at that instruction. arm(point, nth,
+//     Action::stop): it raises SIGSTOP there instead (every thread stops,
+//     as under `kill -STOP`), disarmed first, so after a SIGCONT it goes on
+//     from that instruction as a peer that was only slow. Arming is per
+//     process (inherited by fork). SHMKIT_FAULT=<name>[:<nth>][:stop] in the
+//     environment arms the same way for an exec'd program.
 //   * hits(point) counts passes (armed or not), so a test can check that a
 //     scenario reaches the point it means to test.
 //   * Every point is listed in points() with its number, name and what state
@@ -55,15 +59,15 @@ enum class Point : std::uint16_t {
   // SpscQueue / MpmcQueue (shmkit/lockfree/*.hpp)
   spsc_push_written = 17,  // the slot written; its mark not stored (not published)
   spsc_pop_copied = 18,    // the item copied out; head not advanced
-  mpmc_push_claimed = 19,  // the slot claimed (tail CAS) and recorded; value not published
-  mpmc_pop_claimed = 20,   // the slot claimed (head CAS) and recorded; not released
+  mpmc_push_claimed = 19,  // the slot claimed (its word names us) and tail moved past it; not published
+  mpmc_pop_claimed = 20,   // the slot claimed (its word names us) and head moved past it; not released
   // SharedMemoryManager's server (src/manager_server.cpp)
   manager_created = 21,   // the server created a block; not yet recorded as owned
   manager_recorded = 22,  // recorded as owned; the reply not yet sent
   // MpmcQueue (shmkit/lockfree/mpmc_queue.hpp), BroadcastRing, SeqLock
-  mpmc_push_won = 23,        // tail CAS won; the claim not yet recorded in the slot
+  mpmc_push_won = 23,        // the slot claimed (one CAS naming us); tail not yet moved past it
   mpmc_push_published = 24,  // the item published; sleeping consumers not woken
-  mpmc_pop_won = 25,         // head CAS won; the claim not yet recorded in the slot
+  mpmc_pop_won = 25,         // the slot (an item or a skipped slot) claimed; head not yet moved past it
   mpmc_pop_released = 26,    // the slot released to producers; sleeping producers not woken
   broadcast_published = 27,  // BroadcastRing item published; sleeping readers not woken
   seqlock_stored = 28,       // SeqLock value stored (sequence even); sleeping readers not woken
@@ -84,9 +88,15 @@ std::span<const PointInfo> points() noexcept;
 // The point named `name` (Point::none if there is none).
 Point point_named(std::string_view name) noexcept;
 
-// The nth pass through `point` (1 = the next) from now on SIGKILLs this
-// process. Point::none disarms.
-void arm(Point point, std::uint32_t nth = 1) noexcept;
+// What an armed point does to its process.
+enum class Action : std::uint8_t {
+  kill,  // SIGKILL: it dies there
+  stop,  // SIGSTOP: it stalls there until someone sends SIGCONT
+};
+
+// The nth pass through `point` (1 = the next) from now on SIGKILLs (or
+// SIGSTOPs) this process. Point::none disarms.
+void arm(Point point, std::uint32_t nth = 1, Action action = Action::kill) noexcept;
 void disarm() noexcept;
 // Passes through `point` in this process so far.
 std::uint64_t hits(Point point) noexcept;

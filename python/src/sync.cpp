@@ -671,21 +671,31 @@ PyObject* cond_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
   int w = wait_sliced(deadline, [&](Clock::time_point end) { return c.wait_slice(ticket, end); });
   c.end_wait();
   // Re-acquire, even after a KeyboardInterrupt (the caller's `with` block
-  // will release it): blocking, without the GIL. A pending exception is
-  // kept across the re-acquire.
+  // will release it): without the GIL, in slices, with signals checked
+  // between them, so a holder that died or stopped cannot make the waiter
+  // deaf to Ctrl-C. A pending exception is kept across the re-acquire. If
+  // a signal handler raises during the re-acquire, that exception
+  // propagates and the caller does NOT hold the lock.
   PyObject *et = nullptr, *ev = nullptr, *tb = nullptr;
   if (w < 0) PyErr_Fetch(&et, &ev, &tb);
   shmkit::LockResult lr = shmkit::LockResult::acquired;
-  Py_BEGIN_ALLOW_THREADS
-  if (kind == kMutex) {
-    static_cast<shmkit::Mutex*>(la)->lock();
-  } else if (kind == kRecursive) {
-    auto* m = static_cast<shmkit::RecursiveMutex*>(la);
-    for (std::uint32_t i = 0; i < levels; ++i) m->lock();
-  } else {
-    lr = static_cast<shmkit::RobustMutex*>(la)->lock();
+  const int ra = wait_sliced(Clock::time_point::max(), [&](Clock::time_point end) {
+    if (kind == kMutex) return static_cast<shmkit::Mutex*>(la)->try_lock_until(end);
+    if (kind == kRecursive) {
+      auto* m = static_cast<shmkit::RecursiveMutex*>(la);
+      if (!m->try_lock_until(end)) return false;
+      for (std::uint32_t i = 1; i < levels; ++i) m->lock();  // ours now: re-entry never waits
+      return true;
+    }
+    lr = static_cast<shmkit::RobustMutex*>(la)->try_lock_until(end);
+    return lr != shmkit::LockResult::timed_out && lr != shmkit::LockResult::busy;
+  });
+  if (ra < 0) {  // interrupted while re-taking the lock: that exception wins
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(tb);
+    return nullptr;
   }
-  Py_END_ALLOW_THREADS
   if (w < 0) {
     PyErr_Restore(et, ev, tb);
     return nullptr;
@@ -1034,11 +1044,17 @@ PyGetSetDef atomic_getset[] = {
 
 // ============================================================ TypedBlock
 
+// close() is logical: it refuses while a buffer export is alive, then
+// marks the block closed (no new export, no use by this handle); the
+// mapping itself goes with the object. A consumer that keeps a pointer
+// after releasing its export (numpy's ndarray(buffer=...), whose base is
+// then this object) thus never sees the block unmapped under it.
 struct BlockObj {
   PyObject_HEAD
   shmkit::TypedBlock* block;
   Py_ssize_t exports;
   PyObject* weakrefs;
+  bool closed;
 };
 
 PyTypeObject BlockType{PyVarObject_HEAD_INIT(nullptr, 0)};
@@ -1059,6 +1075,7 @@ PyObject* wrap_block(shmkit::TypedBlock&& b) {
   if (o == nullptr) return nullptr;
   o->exports = 0;
   o->weakrefs = nullptr;
+  o->closed = false;
   o->block = new (std::nothrow) shmkit::TypedBlock(std::move(b));
   if (o->block == nullptr) {
     Py_DECREF(o);
@@ -1213,7 +1230,7 @@ PyObject* block_attach(PyObject*, PyObject* args, PyObject* kwds) {
 BlockObj* as_block(PyObject* o) { return reinterpret_cast<BlockObj*>(o); }
 
 bool block_open(BlockObj* b) {
-  if (b->block == nullptr || b->block->shm.closed()) {
+  if (b->closed || b->block == nullptr || b->block->shm.closed()) {
     PyErr_SetString(PyExc_ValueError, "operation on a closed TypedBlock");
     return false;
   }
@@ -1241,7 +1258,7 @@ PyObject* block_close(PyObject* o, PyObject*) {
     PyErr_SetString(PyExc_BufferError, "cannot close a TypedBlock while views of it exist");
     return nullptr;
   }
-  if (b->block != nullptr) b->block->shm.close();
+  b->closed = true;  // unmapped with the object (see BlockObj)
   Py_RETURN_NONE;
 }
 
@@ -1265,8 +1282,10 @@ void block_dealloc(PyObject* o) {
 }
 
 PyObject* block_name(PyObject* o, void*) { return PyUnicode_FromString(as_block(o)->block->shm.name().c_str()); }
-PyObject* block_size(PyObject* o, void*) { return PyLong_FromSize_t(as_block(o)->block->shm.size()); }
-PyObject* block_closed(PyObject* o, void*) { return PyBool_FromLong(as_block(o)->block->shm.closed()); }
+PyObject* block_size(PyObject* o, void*) {
+  return PyLong_FromSize_t(as_block(o)->closed ? 0 : as_block(o)->block->shm.size());
+}
+PyObject* block_closed(PyObject* o, void*) { return PyBool_FromLong(as_block(o)->closed); }
 PyObject* block_header_field(PyObject* o, void* which) {
   const shmkit::BlockHeader& h = as_block(o)->block->header;
   switch (reinterpret_cast<std::uintptr_t>(which)) {
@@ -1290,7 +1309,8 @@ PyMethodDef block_methods[] = {
     {"attach", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(block_attach)),
      METH_VARARGS | METH_KEYWORDS | METH_STATIC,
      "attach(name, kind, typecode, type_name, elem_size, elem_align, init_timeout=1.0)"},
-    {"close", block_close, METH_NOARGS, "Unmaps (BufferError while views exist)."},
+    {"close", block_close, METH_NOARGS,
+     "Closes this handle (BufferError while views exist); the block is unmapped with the object."},
     {"unlink", block_unlink, METH_NOARGS, "Removes the name (FileNotFoundError if gone)."},
     {nullptr, nullptr, 0, nullptr}};
 

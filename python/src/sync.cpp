@@ -23,6 +23,12 @@
 //     wait releases the GIL and sleeps in slices of kSlice; between slices it
 //     runs PyErr_CheckSignals with the GIL, so Ctrl-C interrupts a blocked
 //     acquire with KeyboardInterrupt (as CPython's does) within one slice.
+//     Every blocking call is sliced so, Condition.wait's re-acquire of its
+//     lock included: a holder that died or is stopped never makes a waiter
+//     deaf to Ctrl-C.
+//   * Re-entrancy: a view holds a buffer export of its memory, so nothing
+//     an argument's conversion runs can unmap it; TypedBlock.close() is
+//     refused while views exist and unmaps only with the object.
 //   * RobustMutex: acquire() raises OwnerDiedError when the previous holder
 //     died holding it. The caller then HOLDS the lock: it repairs the data,
 //     calls make_consistent(), and releases. Releasing without
@@ -670,16 +676,19 @@ PyObject* cond_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
   }
   int w = wait_sliced(deadline, [&](Clock::time_point end) { return c.wait_slice(ticket, end); });
   c.end_wait();
-  // Re-acquire, even after a KeyboardInterrupt (the caller's `with` block
-  // will release it): without the GIL, in slices, with signals checked
-  // between them, so a holder that died or stopped cannot make the waiter
-  // deaf to Ctrl-C. A pending exception is kept across the re-acquire. If
-  // a signal handler raises during the re-acquire, that exception
-  // propagates and the caller does NOT hold the lock.
+  // Re-acquire: without the GIL, in slices, with signals checked between
+  // them, so a holder that died or stopped cannot make the waiter deaf to
+  // Ctrl-C. After a wake-up the waiter waits for the lock as long as it
+  // takes (a signal handler that raises ends that wait). After an
+  // exception in the wait itself (Ctrl-C), it tries for one slice only and
+  // then raises that exception. Either way, when wait() raises because of
+  // a signal the lock may not be held: the lock tells (locked(),
+  // _is_mine()).
   PyObject *et = nullptr, *ev = nullptr, *tb = nullptr;
   if (w < 0) PyErr_Fetch(&et, &ev, &tb);
   shmkit::LockResult lr = shmkit::LockResult::acquired;
-  const int ra = wait_sliced(Clock::time_point::max(), [&](Clock::time_point end) {
+  const auto retake_until = w < 0 ? Clock::now() + kSlice : Clock::time_point::max();
+  const int ra = wait_sliced(retake_until, [&](Clock::time_point end) {
     if (kind == kMutex) return static_cast<shmkit::Mutex*>(la)->try_lock_until(end);
     if (kind == kRecursive) {
       auto* m = static_cast<shmkit::RecursiveMutex*>(la);
@@ -696,7 +705,7 @@ PyObject* cond_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
     Py_XDECREF(tb);
     return nullptr;
   }
-  if (w < 0) {
+  if (w < 0) {  // re-taken or not (ra == 0: the holder kept it), the wait's exception
     PyErr_Restore(et, ev, tb);
     return nullptr;
   }

@@ -79,6 +79,16 @@ bool get_str(PyObject* o, std::string& out, const char* what) {
   return true;
 }
 
+// The flags of a type made only by this module's functions: a heap type
+// would otherwise inherit object's tp_new, and Mapping() or ListAccess()
+// from Python would be an object with no block behind it.
+// Before 3.10 (no such flag) PyInit__core clears their tp_new instead.
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+constexpr unsigned long kMadeHere = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION;
+#else
+constexpr unsigned long kMadeHere = Py_TPFLAGS_DEFAULT;
+#endif
+
 // ------------------------------------------------------------------ Mapping
 
 // The mapping itself is owned by a Mapped object, which is what every
@@ -123,7 +133,7 @@ PyType_Slot mapped_slots[] = {
                                   "unmapped when the last reference goes.")},
     {0, nullptr},
 };
-PyType_Spec mapped_spec = {"shmkit._core._Mapped", sizeof(MappedObject), 0, Py_TPFLAGS_DEFAULT, mapped_slots};
+PyType_Spec mapped_spec = {"shmkit._core._Mapped", sizeof(MappedObject), 0, kMadeHere, mapped_slots};
 
 struct MappingObject {
   PyObject_HEAD
@@ -249,7 +259,7 @@ PyType_Slot mapping_slots[] = {
                                   "Made by create()/attach()/create_object()/attach_object().")},
     {0, nullptr},
 };
-PyType_Spec mapping_spec = {"shmkit._core.Mapping", sizeof(MappingObject), 0, Py_TPFLAGS_DEFAULT,
+PyType_Spec mapping_spec = {"shmkit._core.Mapping", sizeof(MappingObject), 0, kMadeHere,
                             mapping_slots};
 
 // create(name: str | None, size: int, track: bool) -> Mapping
@@ -517,7 +527,7 @@ PyType_Slot list_slots[] = {
     {Py_tp_doc, const_cast<char*>("shmkit::ShareableList: CPython's layout, read and written in C++.")},
     {0, nullptr},
 };
-PyType_Spec list_spec = {"shmkit._core.ListAccess", sizeof(ListObject), 0, Py_TPFLAGS_DEFAULT, list_slots};
+PyType_Spec list_spec = {"shmkit._core.ListAccess", sizeof(ListObject), 0, kMadeHere, list_slots};
 
 // list_create(name: str | None, items) -> ListAccess
 PyObject* core_list_create(PyObject*, PyObject* const* args, Py_ssize_t n) {
@@ -977,6 +987,11 @@ PyMODINIT_FUNC PyInit__core() {
   mapped_type->tp_as_buffer = &mapped_buffer;
   if (!add_type(m.get(), &list_spec, list_type, "ListAccess")) return nullptr;
   if (!add_type(m.get(), &manager_spec, manager_type, "Manager")) return nullptr;
+#ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
+  mapping_type->tp_new = nullptr;
+  mapped_type->tp_new = nullptr;
+  list_type->tp_new = nullptr;
+#endif
   Ref st(PyImport_ImportModule("struct"));
   if (!st) return nullptr;
   struct_error = PyObject_GetAttrString(st.get(), "error");

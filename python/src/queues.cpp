@@ -26,6 +26,18 @@
 //     (the C++ blocking calls spin, then sleep on the queue's futex), checking
 //     for signals (Ctrl-C) between slices. A timeout raises queue.Full /
 //     queue.Empty, as the queue module does.
+//   * Re-entrancy: a method converts every argument (which may run Python
+//     code: __index__, __float__, __bool__, iteration, struct packing, or a
+//     thread switch) before it checks that the object is open, and touches
+//     the queue only after that check. A call that waits without the GIL
+//     counts itself in `waiting`; close() raises RuntimeError meanwhile
+//     (and BufferError while a BatchView is out). A BroadcastReader refuses
+//     a second thread's read() while one waits (one cursor). So a close()
+//     from any Python code or thread is a ValueError in the call, never a
+//     use of a freed queue.
+//   * Sizes: a scalar typecode's size must equal the item size, and a bytes
+//     item's maxbytes must leave 4 bytes of length (checked without
+//     overflow, sys.maxsize included); batches are bounded at 1 GiB.
 //   * Items: mode 's' a single typecode (int/float/bool/bytes of 1),
 //     't' a struct format (tuples, packed/unpacked with struct.Struct),
 //     'y' bounded bytes (a uint32 length, then up to maxbytes bytes), 'r'
@@ -442,11 +454,13 @@ PyObject* unpack_item(CodecHead* self, const unsigned char* src) {
       return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(src + 4), n);
     }
     case 't': {
-      PyObject* mv = PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<unsigned char*>(src)), self->item,
-                                             PyBUF_READ);
-      if (mv == nullptr) return nullptr;
-      PyObject* r = PyObject_CallMethod(self->st, "unpack", "O", mv);
-      Py_DECREF(mv);
+      // A copy, not a memoryview of `src`: the caller's struct object is
+      // Python code that could keep what it is given, and `src` is often a
+      // stack buffer.
+      PyObject* b = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(src), self->item);
+      if (b == nullptr) return nullptr;
+      PyObject* r = PyObject_CallMethod(self->st, "unpack", "O", b);
+      Py_DECREF(b);
       return r;
     }
     default:

@@ -173,8 +173,6 @@ time.sleep(3600)
 @pytest.mark.parametrize("fate", ["SIGKILL", "SIGSTOP"])
 @pytest.mark.parametrize("lock", ["Mutex", "RecursiveMutex", "RobustMutex"])
 def test_ctrl_c_interrupts_condition_wait_when_the_holder_is_gone(names, lock, fate):
-    if lock == "RobustMutex" and fate == "SIGKILL":
-        pass  # the re-acquire sees the owner's death: must not hang either
     name = names("cc")
     m = _core.create(name, 4096, False)
     procs = []
@@ -199,8 +197,9 @@ def test_ctrl_c_interrupts_condition_wait_when_the_holder_is_gone(names, lock, f
             pytest.fail("SIGINT did not interrupt Condition.wait (%s holder %s)" % (lock, fate))
         if lock == "RobustMutex" and fate == "SIGKILL":
             # The death is seen by the re-acquire: OwnerDiedError, or the
-            # interrupt if it came first; never a hang.
-            assert waiter.returncode in (0, 1), out
+            # interrupt if it came first (uncaught while the OwnerDiedError
+            # unwinds: the interpreter then exits by SIGINT); never a hang.
+            assert waiter.returncode in (0, 1, -signal.SIGINT), (waiter.returncode, out)
         else:
             assert "KeyboardInterrupt" in out, (waiter.returncode, out)
     finally:

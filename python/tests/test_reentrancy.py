@@ -434,3 +434,40 @@ def test_sync_exporter_closed_while_blocked(method):
     assert r.returncode == 0 and "after" in r.stdout, (r.returncode, r.stdout, r.stderr)
     assert "close raised BufferError" in r.stdout, r.stdout
     assert "call completed" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("name", sorted(_extension_types()))
+def test_direct_instantiation_is_refused_or_usable(name):
+    """A type made only by the module's functions refuses T(); one with a
+    constructor refuses bad arguments. Either way no object without its
+    block, whose methods would then run on nothing."""
+    mod, _, tname = name.partition(".")
+    code = textwrap.dedent("""
+        import sys
+        import shmkit.{mod} as mod
+        t = getattr(mod, {tname!r})
+        for args in ((), (None,), (b"",), (bytearray(64), 0)):
+            try:
+                o = t(*args)
+            except Exception as e:
+                print("refused", type(e).__name__)
+                continue
+            print("made", args)
+            for k in dir(o):
+                if k.startswith("__") or k in ("create", "attach", "start", "_over", "acquire", "wait"):
+                    continue
+                try:
+                    v = getattr(o, k)
+                    if callable(v):
+                        v()
+                except Exception:
+                    pass
+        o = None
+        import gc, os
+        gc.collect()
+        os.fstat(0)  # a zero-filled handle's close() would have closed descriptor 0
+        print("after")
+    """).format(mod=mod, tname=tname)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.PIPE)
+    assert r.returncode == 0 and "after" in r.stdout, (r.returncode, r.stdout, r.stderr)

@@ -694,6 +694,10 @@ PyObject* q_put_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
 // Pops up to `max` items into a new bytes object: blocks (up to the timeout)
 // for the first, then takes what is there. Empty on timeout / non-blocking.
 PyObject* pop_batch(QueueObj* self, Py_ssize_t max, bool block, double timeout, Py_ssize_t* got) {
+  // No pop returns more than the ring holds: get_many(10**8) on a small
+  // queue must not allocate for 10**8 items.
+  const std::uint64_t cap = self->ops->capacity(self->mpmc, self->q);
+  if (static_cast<std::uint64_t>(max) > cap) max = static_cast<Py_ssize_t>(cap);
   PyObject* out = PyBytes_FromStringAndSize(nullptr, max * self->item);
   if (out == nullptr) return nullptr;
   auto* dst = reinterpret_cast<unsigned char*>(PyBytes_AS_STRING(out));

@@ -26,9 +26,17 @@ import shmkit._sync as _sync
 WATCHDOG = float(os.environ.get("SHMKIT_TEST_WATCHDOG", "60"))
 
 
+def child_env():
+    """This interpreter's sys.path for a child: an interpreter that borrows
+    Debian's packages (run_pytest.py) has numpy only through it."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
 def run_child(code, *args, timeout=WATCHDOG):
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)] + list(args), capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=child_env())
 
 
 def test_numpy_array_over_buf_outlives_close(names):

@@ -4,6 +4,7 @@ ordinary exception, never a crash, and the object stays usable.
 
 The examples run in this interpreter; a crash would end pytest, which
 ctest reports as a failure."""
+import gc
 import itertools
 import math
 import os
@@ -52,6 +53,12 @@ class Weird:
         return -1
 
 
+# Sizes and counts: small, negative, or far beyond any machine (refused at
+# once). Never a few GiB, which a tmpfs on a big machine would grant and
+# fill.
+sizes = st.one_of(st.integers(min_value=-16, max_value=1 << 16), st.integers(min_value=2**62, max_value=2**70),
+                  st.integers(max_value=-2**62, min_value=-2**70), st.none(), st.text(max_size=3),
+                  st.floats(allow_nan=True), st.integers(min_value=-16, max_value=1 << 16).map(lambda v: Weird(v)))
 ints = st.one_of(st.integers(), st.integers(min_value=-2**70, max_value=2**70),
                  st.sampled_from([0, -1, 1, sys.maxsize, -sys.maxsize - 1, 2**63, 2**64]))
 floats = st.floats(allow_nan=True, allow_infinity=True)
@@ -119,9 +126,9 @@ def test_queue_put_get_bad_inputs(queues_, which, item, block, timeout):
 
 
 @SETTINGS
-@given(size=anything, item=st.one_of(st.sampled_from(["d", "q", "b", "?", "c", "x", "", "qqqqqqqqq" * 60]),
+@given(size=sizes, item=st.one_of(st.sampled_from(["d", "q", "b", "?", "c", "x", "", "qqqqqqqqq" * 60]),
                                      st.text(max_size=8)),
-       maxbytes=anything, capacity=anything)
+       maxbytes=sizes, capacity=sizes)
 def test_queue_construction_bad_inputs(size, item, maxbytes, capacity):
     for cls in (squeues.SpscQueue, squeues.MpmcQueue):
         try:
@@ -182,7 +189,7 @@ def test_shareable_list_bad_inputs(values, index, value):
 
 
 @SETTINGS
-@given(name=st.one_of(st.none(), st.text(max_size=300)), create=anything, size=anything)
+@given(name=st.one_of(st.none(), st.text(max_size=300)), create=anything, size=sizes)
 def test_shared_memory_bad_inputs(name, create, size):
     try:
         shm = SharedMemory(name, create, size)
@@ -245,3 +252,43 @@ def test_seqlock_and_ring_bad_inputs(item, value, timeout):
         s.unlink()
         s.close()
         r.unlink()
+
+
+@SETTINGS
+@given(code=st.sampled_from(["i", "d", "b", "c", "q", "Q", "z", "ii"]), init=anything,
+       size=st.one_of(sizes, st.lists(ints, max_size=4)))
+def test_sharedctypes_bad_inputs(code, init, size):
+    from shmkit import sharedctypes
+    made = []
+    for make in (lambda: sharedctypes.RawValue(code, init), lambda: sharedctypes.RawArray(code, size),
+                 lambda: sharedctypes.Value(code, init), lambda: sharedctypes.Array(code, size)):
+        try:
+            made.append(make())
+        except OK:
+            pass
+    for obj in made:
+        for op in (lambda: obj.value, lambda: setattr(obj, "value", init), lambda: obj[size],
+                   lambda: obj.__setitem__(0, init), lambda: len(obj)):
+            try:
+                op()
+            except OK:
+                pass
+    made = obj = op = None
+    gc.collect()  # the objects' finalizers unlink their blocks now, not at exit
+
+
+@SETTINGS
+@given(code=st.sampled_from(list("bBhHiIqQ")), a=anything, b=anything, t=timeouts)
+def test_atomic_ref_bad_inputs(code, a, b, t):
+    import shmkit._sync as _sync
+    buf = bytearray(16)
+    ref = _sync.AtomicRef(buf, 8, code)
+    for op in (lambda: ref.store(a), lambda: ref.exchange(a), lambda: ref.fetch_add(a), lambda: ref.fetch_sub(b),
+               lambda: ref.fetch_and(a), lambda: ref.fetch_or(b), lambda: ref.fetch_xor(a),
+               lambda: ref.compare_exchange(a, b), lambda: ref.wait(ref.load() + 1, t), lambda: ref.notify(a),
+               lambda: _sync.AtomicRef(buf, a, code)):
+        try:
+            op()
+        except OK:
+            pass
+    assert bytes(buf[:8]) == b"\0" * 8  # never wrote outside its bytes

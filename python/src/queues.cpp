@@ -1450,8 +1450,11 @@ PyMethodDef seq_methods[] = {
     {"unlink", seq_unlink, METH_NOARGS, nullptr},
     {"close", seq_close, METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr}};
+PyObject* seq_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_seq(o)->waiting); }
+
 PyGetSetDef seq_getset[] = {
     {"version", seq_version, nullptr, "The sequence number (even when stable; +2 per store).", nullptr},
+    {"_waiting", seq_waiting, nullptr, "Calls of this handle waiting without the GIL.", nullptr},
     {"name", seq_name, nullptr, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 

@@ -347,7 +347,13 @@ def test_closed_underneath_never_crashes(mode, name, i, row):
 # (setup, call, close, unblock): `call` blocks; once it waits without the
 # GIL, another thread runs `close` (which must refuse or be harmless), then
 # `unblock` lets the call finish.
+# A SeqLock read blocks while the sequence is odd (a writer mid-store):
+# made odd through an AtomicRef over the block's control word (the prefix,
+# right after the header), made even again to let the read finish.
+SEQ_ODD = (SEQ + "; mm = _core.attach(obj.name, False); w = _sync.AtomicRef(mm, _core.HEADER_SIZE, 'Q');"
+           " w.store(w.load() | 1)")
 QUEUE_BLOCKED = {
+    "SeqLock.read": (SEQ_ODD, "obj.read()", "w.store(w.load() + 1)"),
     "put": (Q_D_FULL, "obj.put(2.5)", "obj.get()"),
     "get": (Q_D, "obj.get()", "obj.put(1.0)"),
     "put_many": (Q_D_FULL, "obj.put_many([1.0, 2.0])", "obj.get_many(4)"),

@@ -22,7 +22,8 @@ from shmkit import synchronize  # noqa: E402
 from shmkit.shared_memory import ShareableList, SharedMemory  # noqa: E402
 import shmkit._queues as _queues  # noqa: E402
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck),
+                    database=None)  # no .hypothesis directory in the source tree
 _seq = itertools.count()
 
 

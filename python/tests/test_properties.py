@@ -6,14 +6,18 @@ The examples run in this interpreter; a crash would end pytest, which
 ctest reports as a failure."""
 import gc
 import itertools
-import math
 import os
 import queue
 import struct
 import sys
+import tempfile
 
 import pytest
 
+# Hypothesis keeps caches (its unicode table) in ./.hypothesis: not in the
+# source tree. Before the import, which reads the variable.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      os.path.join(tempfile.gettempdir(), "shmkit-hypothesis-%d" % os.getuid()))
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
 

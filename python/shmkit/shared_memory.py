@@ -6,7 +6,11 @@ shmkit's C++ blocks.
   shmkit (mode 0600 whatever the umask, memory reserved at create so a full
   /dev/shm is ``OSError(ENOSPC)`` at create, never SIGBUS later). ``buf`` is
   a memoryview over the mapping; ``close()`` raises :class:`BufferError`
-  while views of it exist, as CPython's does.
+  while views of it exist (slices, ctypes objects), as CPython's does. A
+  consumer that holds no view but keeps the memory (numpy's
+  ``ndarray(shape, dtype, buffer=shm.buf)``) keeps the block mapped: close()
+  returns, and the unmap waits for that array (CPython's unmaps under it:
+  SIGSEGV at the next read).
 * ``track=True`` registers the block with shmkit's tracker, which unlinks a
   block a shmkit process created once every process that registered it has
   died, and never while one of them lives (CPython's resource_tracker
@@ -139,7 +143,9 @@ class SharedMemory:
     def close(self) -> None:
         """Closes access to the shared memory from this instance but does
         not destroy the shared memory block. BufferError while a view of
-        ``buf`` (a slice, a numpy array, a ctypes object) is alive."""
+        ``buf`` (a slice, a ctypes object) is alive; a numpy array made with
+        ``buffer=shm.buf`` holds no view, so close() returns and the block
+        stays mapped until that array is gone."""
         if self._buf is not None:
             self._buf.release()
             self._buf = None

@@ -9,7 +9,15 @@
 // Contract
 //   * Mapping is a shmkit::SharedMemory exporting the buffer protocol over
 //     the whole block. It counts its exports; close() raises BufferError
-//     while any exists (no view outlives its mapping, as CPython's mmap).
+//     while any exists (as CPython's mmap). The mapping is owned by a
+//     _Mapped object that every export names as its owner, so a consumer
+//     that keeps a pointer after releasing its export (numpy's
+//     ndarray(buffer=...)) keeps the block mapped: close() then returns and
+//     the unmap waits for that consumer. No pointer outlives its mapping.
+//   * Re-entrancy: a method converts all its arguments (which may run
+//     Python code that closes the object) before it checks the object's
+//     state, and touches nothing of the object after a call that may run
+//     Python code or release the GIL without checking again.
 //   * Every C++ exception becomes the Python exception common.hpp maps it
 //     to; a block written by another process is validated by the C++ side,
 //     so a garbage block is a ValueError, never a crash.
@@ -71,63 +79,127 @@ bool get_str(PyObject* o, std::string& out, const char* what) {
   return true;
 }
 
+// The flags of a type made only by this module's functions: a heap type
+// would otherwise inherit object's tp_new, and Mapping() or ListAccess()
+// from Python would be an object with no block behind it.
+// Before 3.10 (no such flag) PyInit__core clears their tp_new instead.
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+constexpr unsigned long kMadeHere = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION;
+#else
+constexpr unsigned long kMadeHere = Py_TPFLAGS_DEFAULT;
+#endif
+
 // ------------------------------------------------------------------ Mapping
 
-struct MappingObject {
+// The mapping itself is owned by a Mapped object, which is what every
+// buffer export names as its owner (view->obj). A consumer that keeps a
+// pointer into the block after releasing its export (numpy's
+// ndarray(buffer=...) does: it releases the export at once and keeps a
+// reference to view->obj as its base) therefore keeps the Mapped object,
+// and with it the mapping, alive. Mapping.close() refuses while an export
+// is alive (BufferError, as CPython's mmap) and otherwise drops the
+// Mapping's reference: the block is unmapped at once if nobody else holds
+// the Mapped object, else when the last holder goes. No pointer handed out
+// ever outlives its mapping.
+struct MappedObject {
   PyObject_HEAD
-  shmkit::SharedMemory shm;
+  std::shared_ptr<shmkit::SharedMemory> shm;
   Py_ssize_t exports;
 };
+PyTypeObject* mapped_type = nullptr;
 
-PyTypeObject* mapping_type = nullptr;
-
-PyObject* new_mapping(shmkit::SharedMemory shm) {
-  auto* self = PyObject_New(MappingObject, mapping_type);
-  if (self == nullptr) return nullptr;
-  new (&self->shm) shmkit::SharedMemory(std::move(shm));
-  self->exports = 0;
-  return reinterpret_cast<PyObject*>(self);
-}
-
-void mapping_dealloc(PyObject* o) {
-  auto* self = reinterpret_cast<MappingObject*>(o);
-  self->shm.~SharedMemory();  // unmaps and closes, never unlinks
+void mapped_dealloc(PyObject* o) {
+  auto* self = reinterpret_cast<MappedObject*>(o);
+  if (self->shm) self->shm->close();  // unmaps and closes, never unlinks
+  self->shm.~shared_ptr();
   PyObject_Free(o);
 }
 
-int mapping_getbuffer(PyObject* o, Py_buffer* view, int flags) {
-  auto* self = reinterpret_cast<MappingObject*>(o);
-  if (self->shm.closed()) {
-    PyErr_SetString(PyExc_ValueError, "shmkit: the shared memory block is closed");
-    view->obj = nullptr;
-    return -1;
-  }
-  if (PyBuffer_FillInfo(view, o, self->shm.data(), static_cast<Py_ssize_t>(self->shm.size()),
-                        self->shm.read_only() ? 1 : 0, flags) != 0) {
+int mapped_getbuffer(PyObject* o, Py_buffer* view, int flags) {
+  auto* self = reinterpret_cast<MappedObject*>(o);
+  if (PyBuffer_FillInfo(view, o, self->shm->data(), static_cast<Py_ssize_t>(self->shm->size()),
+                        self->shm->read_only() ? 1 : 0, flags) != 0) {
     return -1;
   }
   ++self->exports;
   return 0;
 }
+void mapped_releasebuffer(PyObject* o, Py_buffer*) { --reinterpret_cast<MappedObject*>(o)->exports; }
+PyBufferProcs mapped_buffer = {mapped_getbuffer, mapped_releasebuffer};
 
-void mapping_releasebuffer(PyObject* o, Py_buffer*) { --reinterpret_cast<MappingObject*>(o)->exports; }
+PyType_Slot mapped_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(mapped_dealloc)},
+    {Py_tp_doc, const_cast<char*>("The mapping of a Mapping: the owner of every buffer exported over it, "
+                                  "unmapped when the last reference goes.")},
+    {0, nullptr},
+};
+PyType_Spec mapped_spec = {"shmkit._core._Mapped", sizeof(MappedObject), 0, kMadeHere, mapped_slots};
 
-PyBufferProcs mapping_buffer = {mapping_getbuffer, mapping_releasebuffer};
+struct MappingObject {
+  PyObject_HEAD
+  std::shared_ptr<shmkit::SharedMemory> shm;  // the handle: name, unlink (kept after close)
+  MappedObject* mapped;                       // strong; nullptr once closed
+};
+
+PyTypeObject* mapping_type = nullptr;
+
+PyObject* new_mapping(shmkit::SharedMemory shm) {
+  std::shared_ptr<shmkit::SharedMemory> sp;
+  try {
+    sp = std::make_shared<shmkit::SharedMemory>(std::move(shm));
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+  auto* mapped = PyObject_New(MappedObject, mapped_type);
+  if (mapped == nullptr) return nullptr;
+  new (&mapped->shm) std::shared_ptr<shmkit::SharedMemory>(sp);
+  mapped->exports = 0;
+  auto* self = PyObject_New(MappingObject, mapping_type);
+  if (self == nullptr) {
+    Py_DECREF(mapped);
+    return nullptr;
+  }
+  new (&self->shm) std::shared_ptr<shmkit::SharedMemory>(std::move(sp));
+  self->mapped = mapped;
+  return reinterpret_cast<PyObject*>(self);
+}
+
+void mapping_dealloc(PyObject* o) {
+  auto* self = reinterpret_cast<MappingObject*>(o);
+  Py_CLEAR(self->mapped);  // unmaps unless a consumer still holds the mapping
+  self->shm.~shared_ptr();
+  PyObject_Free(o);
+}
+
+int mapping_getbuffer(PyObject* o, Py_buffer* view, int flags) {
+  auto* self = reinterpret_cast<MappingObject*>(o);
+  if (self->mapped == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "shmkit: the shared memory block is closed");
+    view->obj = nullptr;
+    return -1;
+  }
+  // The export belongs to the Mapped object (view->obj), not to the handle.
+  return mapped_getbuffer(reinterpret_cast<PyObject*>(self->mapped), view, flags);
+}
+
+PyBufferProcs mapping_buffer = {mapping_getbuffer, nullptr};
 
 PyObject* mapping_close(PyObject* o, PyObject*) {
   auto* self = reinterpret_cast<MappingObject*>(o);
-  if (self->exports > 0) {
+  if (self->mapped != nullptr && self->mapped->exports > 0) {
     PyErr_SetString(PyExc_BufferError, "cannot close exported pointers exist");
     return nullptr;
   }
-  self->shm.close();
+  Py_CLEAR(self->mapped);
   Py_RETURN_NONE;
 }
 
 PyObject* mapping_unlink(PyObject* o, PyObject*) {
-  auto* self = reinterpret_cast<MappingObject*>(o);
+  // A copy of the handle's owner: the call runs without the GIL.
+  std::shared_ptr<shmkit::SharedMemory> shm = reinterpret_cast<MappingObject*>(o)->shm;
   try {
-    without_gil([&] { self->shm.unlink(); });
+    without_gil([&] { shm->unlink(); });  // reads the name and identity only, never the mapping
   } catch (...) {
     translate_exception();
     return nullptr;
@@ -136,30 +208,36 @@ PyObject* mapping_unlink(PyObject* o, PyObject*) {
 }
 
 PyObject* mapping_name(PyObject* o, void*) {
-  const auto& n = reinterpret_cast<MappingObject*>(o)->shm.name();
+  const auto& n = reinterpret_cast<MappingObject*>(o)->shm->name();
   return PyUnicode_DecodeUTF8(n.data(), static_cast<Py_ssize_t>(n.size()), "surrogateescape");
 }
 PyObject* mapping_size(PyObject* o, void*) {
   auto* self = reinterpret_cast<MappingObject*>(o);
-  return PyLong_FromSize_t(self->shm.size());
+  return PyLong_FromSize_t(self->mapped != nullptr ? self->shm->size() : 0);
 }
 PyObject* mapping_closed(PyObject* o, void*) {
-  return PyBool_FromLong(reinterpret_cast<MappingObject*>(o)->shm.closed());
+  return PyBool_FromLong(reinterpret_cast<MappingObject*>(o)->mapped == nullptr);
 }
 PyObject* mapping_tracked(PyObject* o, void*) {
-  return PyBool_FromLong(reinterpret_cast<MappingObject*>(o)->shm.tracked());
+  return PyBool_FromLong(reinterpret_cast<MappingObject*>(o)->shm->tracked());
 }
 PyObject* mapping_exports(PyObject* o, void*) {
-  return PyLong_FromSsize_t(reinterpret_cast<MappingObject*>(o)->exports);
+  auto* self = reinterpret_cast<MappingObject*>(o);
+  return PyLong_FromSsize_t(self->mapped != nullptr ? self->mapped->exports : 0);
 }
-PyObject* mapping_fd(PyObject* o, void*) { return PyLong_FromLong(reinterpret_cast<MappingObject*>(o)->shm.fd()); }
+PyObject* mapping_fd(PyObject* o, void*) {
+  auto* self = reinterpret_cast<MappingObject*>(o);
+  return PyLong_FromLong(self->mapped != nullptr ? self->shm->fd() : -1);
+}
 PyObject* mapping_address(PyObject* o, void*) {
-  return PyLong_FromVoidPtr(reinterpret_cast<MappingObject*>(o)->shm.data());
+  auto* self = reinterpret_cast<MappingObject*>(o);
+  return PyLong_FromVoidPtr(self->mapped != nullptr ? self->shm->data() : nullptr);
 }
 
 PyMethodDef mapping_methods[] = {
     {"close", mapping_close, METH_NOARGS,
-     "Unmaps the block and closes its descriptor; BufferError while views of it exist."},
+     "Closes this handle: BufferError while views of it exist; the block is unmapped and its descriptor "
+     "closed once no consumer (a numpy array over it) still holds the mapping."},
     {"unlink", mapping_unlink, METH_NOARGS, "Removes the block's name (FileNotFoundError if gone)."},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -181,7 +259,7 @@ PyType_Slot mapping_slots[] = {
                                   "Made by create()/attach()/create_object()/attach_object().")},
     {0, nullptr},
 };
-PyType_Spec mapping_spec = {"shmkit._core.Mapping", sizeof(MappingObject), 0, Py_TPFLAGS_DEFAULT,
+PyType_Spec mapping_spec = {"shmkit._core.Mapping", sizeof(MappingObject), 0, kMadeHere,
                             mapping_slots};
 
 // create(name: str | None, size: int, track: bool) -> Mapping
@@ -379,10 +457,10 @@ PyObject* list_set(PyObject* o, PyObject* const* args, Py_ssize_t n) {
     return nullptr;
   }
   std::ptrdiff_t i = 0;
-  if (!index_arg(args[0], i) || !check_open(self)) return nullptr;
-  if (!to_item(args[1], self->scratch)) return nullptr;
+  shmkit::Item item;
+  if (!index_arg(args[0], i) || !to_item(args[1], item) || !check_open(self)) return nullptr;
   try {
-    self->list.set(i, self->scratch);
+    self->list.set(i, item);
   } catch (const std::out_of_range&) {
     PyErr_SetString(PyExc_IndexError, "assignment index out of range");
     return nullptr;
@@ -396,16 +474,16 @@ PyObject* list_set(PyObject* o, PyObject* const* args, Py_ssize_t n) {
 // format(index=None) -> str
 PyObject* list_format(PyObject* o, PyObject* const* args, Py_ssize_t n) {
   auto* self = reinterpret_cast<ListObject*>(o);
+  if (n > 1) {
+    PyErr_SetString(PyExc_TypeError, "format(index=None)");
+    return nullptr;
+  }
+  const bool all = n == 0 || args[0] == Py_None;
+  std::ptrdiff_t i = 0;
+  if (!all && !index_arg(args[0], i)) return nullptr;  // __index__ may close the list
   if (!check_open(self)) return nullptr;
   try {
-    std::string f;
-    if (n == 0 || args[0] == Py_None) {
-      f = self->list.format();
-    } else {
-      std::ptrdiff_t i = 0;
-      if (!index_arg(args[0], i)) return nullptr;
-      f = self->list.format(i);
-    }
+    const std::string f = all ? self->list.format() : self->list.format(i);
     return PyUnicode_FromStringAndSize(f.data(), static_cast<Py_ssize_t>(f.size()));
   } catch (...) {
     translate_exception();
@@ -414,7 +492,9 @@ PyObject* list_format(PyObject* o, PyObject* const* args, Py_ssize_t n) {
 }
 
 PyObject* list_len(PyObject* o, PyObject*) {
-  return PyLong_FromSize_t(reinterpret_cast<ListObject*>(o)->list.size());
+  auto* self = reinterpret_cast<ListObject*>(o);
+  if (!check_open(self)) return nullptr;
+  return PyLong_FromSize_t(self->list.size());
 }
 
 PyObject* list_close(PyObject* o, PyObject*) {
@@ -447,7 +527,7 @@ PyType_Slot list_slots[] = {
     {Py_tp_doc, const_cast<char*>("shmkit::ShareableList: CPython's layout, read and written in C++.")},
     {0, nullptr},
 };
-PyType_Spec list_spec = {"shmkit._core.ListAccess", sizeof(ListObject), 0, Py_TPFLAGS_DEFAULT, list_slots};
+PyType_Spec list_spec = {"shmkit._core.ListAccess", sizeof(ListObject), 0, kMadeHere, list_slots};
 
 // list_create(name: str | None, items, track: bool = False) -> ListAccess
 // With track, the new block is registered with the tracker as created by
@@ -916,8 +996,15 @@ PyMODINIT_FUNC PyInit__core() {
   // The buffer slots of a heap type (Py_bf_* exist only from 3.9 in the
   // limited API; set them directly, as the full API allows).
   mapping_type->tp_as_buffer = &mapping_buffer;
+  if (!add_type(m.get(), &mapped_spec, mapped_type, "_Mapped")) return nullptr;
+  mapped_type->tp_as_buffer = &mapped_buffer;
   if (!add_type(m.get(), &list_spec, list_type, "ListAccess")) return nullptr;
   if (!add_type(m.get(), &manager_spec, manager_type, "Manager")) return nullptr;
+#ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
+  mapping_type->tp_new = nullptr;
+  mapped_type->tp_new = nullptr;
+  list_type->tp_new = nullptr;
+#endif
   Ref st(PyImport_ImportModule("struct"));
   if (!st) return nullptr;
   struct_error = PyObject_GetAttrString(st.get(), "error");

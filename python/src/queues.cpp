@@ -26,6 +26,18 @@
 //     (the C++ blocking calls spin, then sleep on the queue's futex), checking
 //     for signals (Ctrl-C) between slices. A timeout raises queue.Full /
 //     queue.Empty, as the queue module does.
+//   * Re-entrancy: a method converts every argument (which may run Python
+//     code: __index__, __float__, __bool__, iteration, struct packing, or a
+//     thread switch) before it checks that the object is open, and touches
+//     the queue only after that check. A call that waits without the GIL
+//     counts itself in `waiting`; close() raises RuntimeError meanwhile
+//     (and BufferError while a BatchView is out). A BroadcastReader refuses
+//     a second thread's read() while one waits (one cursor). So a close()
+//     from any Python code or thread is a ValueError in the call, never a
+//     use of a freed queue.
+//   * Sizes: a scalar typecode's size must equal the item size, and a bytes
+//     item's maxbytes must leave 4 bytes of length (checked without
+//     overflow, sys.maxsize included); batches are bounded at 1 GiB.
 //   * Items: mode 's' a single typecode (int/float/bool/bytes of 1),
 //     't' a struct format (tuples, packed/unpacked with struct.Struct),
 //     'y' bounded bytes (a uint32 length, then up to maxbytes bytes), 'r'
@@ -285,6 +297,17 @@ bool check_no_view(QueueObj* self) {
   return true;
 }
 
+// The bytes of one mode-'s' item of typecode `c` (0: not a scalar typecode).
+Py_ssize_t scalar_size(char c) {
+  switch (c) {
+    case 'b': case 'B': case '?': case 'c': return 1;
+    case 'h': case 'H': return 2;
+    case 'i': case 'I': case 'f': return 4;
+    case 'q': case 'Q': case 'd': return 8;
+    default: return 0;
+  }
+}
+
 // Packs `obj` into one item at `dst` (item bytes). 0 or -1 with an exception.
 int pack_item(CodecHead* self, PyObject* obj, unsigned char* dst) {
   switch (self->mode) {
@@ -429,11 +452,13 @@ PyObject* unpack_item(CodecHead* self, const unsigned char* src) {
       return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(src + 4), n);
     }
     case 't': {
-      PyObject* mv = PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<unsigned char*>(src)), self->item,
-                                             PyBUF_READ);
-      if (mv == nullptr) return nullptr;
-      PyObject* r = PyObject_CallMethod(self->st, "unpack", "O", mv);
-      Py_DECREF(mv);
+      // A copy, not a memoryview of `src`: the caller's struct object is
+      // Python code that could keep what it is given, and `src` is often a
+      // stack buffer.
+      PyObject* b = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(src), self->item);
+      if (b == nullptr) return nullptr;
+      PyObject* r = PyObject_CallMethod(self->st, "unpack", "O", b);
+      Py_DECREF(b);
       return r;
     }
     default:
@@ -493,7 +518,6 @@ struct Waiting {
 // put(item, block=True, timeout=None)
 PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
-  if (!check_open(self)) return nullptr;
   if (nargs < 1) {
     PyErr_SetString(PyExc_TypeError, "put(item, block=True, timeout=None)");
     return nullptr;
@@ -502,11 +526,17 @@ PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   // this handle while we wait without the GIL.
   alignas(16) unsigned char buf[4096];
   if (self->mode == 'y') std::memset(buf, 0, static_cast<std::size_t>(self->item));
+  // Every conversion first (each may run Python code that closes the
+  // queue), then the state check, then the queue.
   if (pack_item(self, args[0], buf) < 0) return nullptr;
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs > 1 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 1, "put", &block, &timeout) < 0) {
+    return nullptr;
+  }
+  if (!check_open(self)) return nullptr;
   if (self->ops->try_push(self->mpmc, self->q, buf, 1) == 1) [[likely]] Py_RETURN_NONE;
-  bool block;
-  double timeout;
-  if (parse_block_timeout(args, nargs, kwnames, 1, "put", &block, &timeout) < 0) return nullptr;
   if (!block) {
     PyErr_SetNone(g_full);
     return nullptr;
@@ -527,15 +557,18 @@ PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
 // get(block=True, timeout=None)
 PyObject* q_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 0, "get", &block, &timeout) < 0) {
+    return nullptr;
+  }
   if (!check_open(self)) return nullptr;
   if (!check_no_view(self)) [[unlikely]] return nullptr;
   // On the stack (items are at most 4096 bytes): another thread may use
   // this handle while we wait without the GIL.
   alignas(16) unsigned char buf[4096];
   if (self->ops->try_pop(self->mpmc, self->q, buf, 1) == 1) [[likely]] return unpack_item(self, buf);
-  bool block;
-  double timeout;
-  if (parse_block_timeout(args, nargs, kwnames, 0, "get", &block, &timeout) < 0) return nullptr;
   if (!block) {
     PyErr_SetNone(g_empty);
     return nullptr;
@@ -560,7 +593,6 @@ PyObject* q_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
 // `count` attribute).
 PyObject* q_put_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
-  if (!check_open(self)) return nullptr;
   if (nargs < 1 || nargs > 2 || (kwnames != nullptr && (nargs != 1 || PyTuple_GET_SIZE(kwnames) != 1 ||
                                                          PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0))) {
     PyErr_SetString(PyExc_TypeError, "put_many(items, timeout=None)");
@@ -580,7 +612,7 @@ PyObject* q_put_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
   std::size_t n;
   if ((self->mode == 'r' || self->mode == 't') && PyObject_CheckBuffer(args[0])) {
     if (PyObject_GetBuffer(args[0], &b, PyBUF_C_CONTIGUOUS) < 0) return nullptr;
-    if (b.len % self->item != 0) {
+    if (b.len % self->item != 0 || b.len / self->item > (Py_ssize_t{1} << 30) / self->item) {
       PyErr_Format(PyExc_ValueError, "a buffer of %zd bytes is not a whole number of %zd-byte items", b.len,
                    self->item);
       PyBuffer_Release(&b);
@@ -592,6 +624,11 @@ PyObject* q_put_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
     PyObject* seq = PySequence_Fast(args[0], "put_many(items): items must be iterable or a buffer");
     if (seq == nullptr) return nullptr;
     const Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    if (k > (Py_ssize_t{1} << 30) / self->item) {
+      PyErr_SetString(PyExc_ValueError, "put_many(items): more than 1 GiB of items");
+      Py_DECREF(seq);
+      return nullptr;
+    }
     bytes = PyBytes_FromStringAndSize(nullptr, k * self->item);
     if (bytes == nullptr) {
       Py_DECREF(seq);
@@ -609,6 +646,12 @@ PyObject* q_put_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
     Py_DECREF(seq);
     data = dst;
     n = static_cast<std::size_t>(k);
+  }
+  // Converting the items ran Python code (which may have closed the queue).
+  if (!check_open(self)) {
+    if (b.obj != nullptr) PyBuffer_Release(&b);
+    Py_XDECREF(bytes);
+    return nullptr;
   }
   std::size_t done = n == 0 ? 0 : self->ops->try_push(self->mpmc, self->q, data, n);
   int r = 1;
@@ -649,6 +692,10 @@ PyObject* q_put_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
 // Pops up to `max` items into a new bytes object: blocks (up to the timeout)
 // for the first, then takes what is there. Empty on timeout / non-blocking.
 PyObject* pop_batch(QueueObj* self, Py_ssize_t max, bool block, double timeout, Py_ssize_t* got) {
+  // No pop returns more than the ring holds: get_many(10**8) on a small
+  // queue must not allocate for 10**8 items.
+  const std::uint64_t cap = self->ops->capacity(self->mpmc, self->q);
+  if (static_cast<std::uint64_t>(max) > cap) max = static_cast<Py_ssize_t>(cap);
   PyObject* out = PyBytes_FromStringAndSize(nullptr, max * self->item);
   if (out == nullptr) return nullptr;
   auto* dst = reinterpret_cast<unsigned char*>(PyBytes_AS_STRING(out));
@@ -676,8 +723,6 @@ PyObject* pop_batch(QueueObj* self, Py_ssize_t max, bool block, double timeout, 
 // to the timeout), then takes up to `max` that are there. [] on timeout.
 PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
-  if (!check_open(self)) return nullptr;
-  if (!check_no_view(self)) return nullptr;
   if (nargs < 1) {
     PyErr_SetString(PyExc_TypeError, "get_many(max, block=True, timeout=None)");
     return nullptr;
@@ -691,6 +736,7 @@ PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
   bool block;
   double timeout;
   if (parse_block_timeout(args, nargs, kwnames, 1, "get_many", &block, &timeout) < 0) return nullptr;
+  if (!check_open(self) || !check_no_view(self)) return nullptr;
   Py_ssize_t got = 0;
   PyObject* raw = pop_batch(self, max, block, timeout, &got);
   if (raw == nullptr) return nullptr;
@@ -717,8 +763,6 @@ PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
 // (numpy: np.frombuffer(result, dtype), no further copy).
 PyObject* q_get_many_bytes(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
-  if (!check_open(self)) return nullptr;
-  if (!check_no_view(self)) return nullptr;
   if (nargs < 1) {
     PyErr_SetString(PyExc_TypeError, "get_many_bytes(max, block=True, timeout=None)");
     return nullptr;
@@ -732,6 +776,7 @@ PyObject* q_get_many_bytes(PyObject* o, PyObject* const* args, Py_ssize_t nargs,
   bool block;
   double timeout;
   if (parse_block_timeout(args, nargs, kwnames, 1, "get_many_bytes", &block, &timeout) < 0) return nullptr;
+  if (!check_open(self) || !check_no_view(self)) return nullptr;
   Py_ssize_t got = 0;
   return pop_batch(self, max, block, timeout, &got);
 }
@@ -854,12 +899,18 @@ PyObject* q_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     PyErr_SetString(PyExc_ValueError, "mode 't' needs a struct.Struct");
     return nullptr;
   }
-  if (mode[0] == 'y' && (maxbytes < 0 || maxbytes + 4 > item)) {
+  if (mode[0] == 'y' && (maxbytes < 0 || item < 4 || maxbytes > item - 4)) {
     PyErr_SetString(PyExc_ValueError, "bytes items: maxbytes + 4 must fit the item");
     return nullptr;
   }
-  if (mode[0] == 's' && (typecode == nullptr || std::strchr("bBhHiIqQfd?c", typecode[0]) == nullptr)) {
+  if (mode[0] == 's' && (typecode == nullptr || scalar_size(typecode[0]) == 0)) {
     PyErr_SetString(PyExc_ValueError, "mode 's' needs a typecode among b B h H i I q Q f d ? c");
+    return nullptr;
+  }
+  // pack_item writes the typecode's size: the item must be exactly that.
+  if (mode[0] == 's' && scalar_size(typecode[0]) != item) {
+    PyErr_Format(PyExc_ValueError, "typecode '%c' is %zd bytes, not the item size %zd", typecode[0],
+                 scalar_size(typecode[0]), item);
     return nullptr;
   }
   void* q = nullptr;
@@ -977,7 +1028,6 @@ PySequenceMethods view_as_sequence = {view_len};
 // never blocks: empty if nothing is there).
 PyObject* q_get_view(PyObject* o, PyObject* arg) {
   QueueObj* self = as_q(o);
-  if (!check_open(self) || !check_no_view(self)) return nullptr;
   if (self->mpmc) {
     PyErr_SetString(PyExc_TypeError, "zero-copy views are for SpscQueue (an MpmcQueue slot carries a sequence "
                     "number between items)");
@@ -989,8 +1039,16 @@ PyObject* q_get_view(PyObject* o, PyObject* arg) {
     PyErr_SetString(PyExc_ValueError, "get_view(max): max must be >= 0");
     return nullptr;
   }
+  // Allocated before the state check: an allocation may run the garbage
+  // collector, and a finaliser may close this queue.
   ViewObj* v = PyObject_New(ViewObj, &ViewType);
   if (v == nullptr) return nullptr;
+  v->queue = nullptr;
+  v->n = 0;
+  if (!check_open(self) || !check_no_view(self)) {
+    Py_DECREF(v);
+    return nullptr;
+  }
   v->data = self->ops->peek(self->q, static_cast<std::size_t>(max), &v->n);
   v->item = self->item;
   v->exports = 0;
@@ -1192,12 +1250,18 @@ int init_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, const char* type
     PyErr_SetString(PyExc_ValueError, "mode 't' needs a struct.Struct");
     return -1;
   }
-  if (mode[0] == 'y' && (maxbytes < 0 || maxbytes + 4 > item)) {
+  if (mode[0] == 'y' && (maxbytes < 0 || item < 4 || maxbytes > item - 4)) {
     PyErr_SetString(PyExc_ValueError, "bytes items: maxbytes + 4 must fit the item");
     return -1;
   }
-  if (mode[0] == 's' && (typecode == nullptr || std::strchr("bBhHiIqQfd?c", typecode[0]) == nullptr)) {
+  if (mode[0] == 's' && (typecode == nullptr || scalar_size(typecode[0]) == 0)) {
     PyErr_SetString(PyExc_ValueError, "mode 's' needs a typecode among b B h H i I q Q f d ? c");
+    return -1;
+  }
+  // pack_item writes the typecode's size: the item must be exactly that.
+  if (mode[0] == 's' && scalar_size(typecode[0]) != item) {
+    PyErr_Format(PyExc_ValueError, "typecode '%c' is %zd bytes, not the item size %zd", typecode[0],
+                 scalar_size(typecode[0]), item);
     return -1;
   }
   f->typecode = (typecode != nullptr && typecode[0] != '\0') ? typecode[0] : 0;
@@ -1299,14 +1363,13 @@ bool seq_open(SeqObj* self) {
 
 PyObject* seq_store(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
   SeqObj* self = as_seq(o);
-  if (!seq_open(self)) return nullptr;
   if (nargs != 1) {
     PyErr_SetString(PyExc_TypeError, "store(value)");
     return nullptr;
   }
   std::uint64_t buf[512] = {};
-  if (self->item > 64) std::memset(buf, 0, sizeof buf);
   if (pack_item(self, args[0], reinterpret_cast<unsigned char*>(buf)) < 0) return nullptr;
+  if (!seq_open(self)) return nullptr;  // after the conversion, which may close it
   self->ops->store(self->p, buf);
   Py_RETURN_NONE;
 }
@@ -1324,12 +1387,15 @@ PyObject* seq_try_read(PyObject* o, PyObject*) {
 // (only while a writer killed mid-store is not replaced).
 PyObject* seq_read(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   SeqObj* self = as_seq(o);
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 0, "read", &block, &timeout) < 0) {
+    return nullptr;
+  }
   if (!seq_open(self)) return nullptr;
   std::uint64_t buf[512];
   if (self->ops->try_read(self->p, buf)) [[likely]] return unpack_item(self, reinterpret_cast<unsigned char*>(buf));
-  bool block;
-  double timeout;
-  if (parse_block_timeout(args, nargs, kwnames, 0, "read", &block, &timeout) < 0) return nullptr;
   const WordOps* ops = self->ops;
   void* p = self->p;
   Waiting guard(self->waiting);
@@ -1382,8 +1448,11 @@ PyMethodDef seq_methods[] = {
     {"unlink", seq_unlink, METH_NOARGS, nullptr},
     {"close", seq_close, METH_NOARGS, nullptr},
     {nullptr, nullptr, 0, nullptr}};
+PyObject* seq_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_seq(o)->waiting); }
+
 PyGetSetDef seq_getset[] = {
     {"version", seq_version, nullptr, "The sequence number (even when stable; +2 per store).", nullptr},
+    {"_waiting", seq_waiting, nullptr, "Calls of this handle waiting without the GIL.", nullptr},
     {"name", seq_name, nullptr, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
@@ -1402,6 +1471,7 @@ struct ReaderObj : CodecHead {
   const WordOps* ops;
   void* r;
   PyObject* ring;  // keeps the mapping alive
+  bool busy;       // a read() of this reader waits without the GIL (its cursor is not shared)
 };
 
 RingObj* as_ring(PyObject* o) { return reinterpret_cast<RingObj*>(o); }
@@ -1505,6 +1575,7 @@ PyObject* ring_reader(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
   r->st = Py_XNewRef(self->st);
   r->ops = self->ops;
   r->ring = Py_NewRef(o);
+  r->busy = false;
   r->r = self->ops->reader_at(self->p, cursor);
   return reinterpret_cast<PyObject*>(r);
 }
@@ -1553,16 +1624,24 @@ PyObject* reader_read(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyOb
       parse_block_timeout(args, nargs, kwnames, 0, "read", &block, &timeout) < 0) {
     return nullptr;
   }
+  // One reader is one cursor: a second thread must not move it while the
+  // first waits without the GIL.
+  if (self->busy) {
+    PyErr_SetString(PyExc_RuntimeError, "another thread is reading from this reader");
+    return nullptr;
+  }
   std::uint64_t buf[512];
   std::uint64_t lost = 0;
   int status = self->ops->read(self->r, buf, &lost, Clock::time_point{});
   if (status == 1 && block) {
     const WordOps* ops = self->ops;
     void* r = self->r;
+    self->busy = true;
     const int w = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) {
       status = ops->read(r, buf, &lost, end);
       return status != 1;
     });
+    self->busy = false;
     if (w < 0) return nullptr;
   }
   if (status == 0) return unpack_item(self, reinterpret_cast<unsigned char*>(buf));

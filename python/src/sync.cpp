@@ -23,6 +23,12 @@
 //     wait releases the GIL and sleeps in slices of kSlice; between slices it
 //     runs PyErr_CheckSignals with the GIL, so Ctrl-C interrupts a blocked
 //     acquire with KeyboardInterrupt (as CPython's does) within one slice.
+//     Every blocking call is sliced so, Condition.wait's re-acquire of its
+//     lock included: a holder that died or is stopped never makes a waiter
+//     deaf to Ctrl-C.
+//   * Re-entrancy: a view holds a buffer export of its memory, so nothing
+//     an argument's conversion runs can unmap it; TypedBlock.close() is
+//     refused while views exist and unmaps only with the object.
 //   * RobustMutex: acquire() raises OwnerDiedError when the previous holder
 //     died holding it. The caller then HOLDS the lock: it repairs the data,
 //     calls make_consistent(), and releases. Releasing without
@@ -670,23 +676,36 @@ PyObject* cond_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
   }
   int w = wait_sliced(deadline, [&](Clock::time_point end) { return c.wait_slice(ticket, end); });
   c.end_wait();
-  // Re-acquire, even after a KeyboardInterrupt (the caller's `with` block
-  // will release it): blocking, without the GIL. A pending exception is
-  // kept across the re-acquire.
+  // Re-acquire: without the GIL, in slices, with signals checked between
+  // them, so a holder that died or stopped cannot make the waiter deaf to
+  // Ctrl-C. After a wake-up the waiter waits for the lock as long as it
+  // takes (a signal handler that raises ends that wait). After an
+  // exception in the wait itself (Ctrl-C), it tries for one slice only and
+  // then raises that exception. Either way, when wait() raises because of
+  // a signal the lock may not be held: the lock tells (locked(),
+  // _is_mine()).
   PyObject *et = nullptr, *ev = nullptr, *tb = nullptr;
   if (w < 0) PyErr_Fetch(&et, &ev, &tb);
   shmkit::LockResult lr = shmkit::LockResult::acquired;
-  Py_BEGIN_ALLOW_THREADS
-  if (kind == kMutex) {
-    static_cast<shmkit::Mutex*>(la)->lock();
-  } else if (kind == kRecursive) {
-    auto* m = static_cast<shmkit::RecursiveMutex*>(la);
-    for (std::uint32_t i = 0; i < levels; ++i) m->lock();
-  } else {
-    lr = static_cast<shmkit::RobustMutex*>(la)->lock();
+  const auto retake_until = w < 0 ? Clock::now() + kSlice : Clock::time_point::max();
+  const int ra = wait_sliced(retake_until, [&](Clock::time_point end) {
+    if (kind == kMutex) return static_cast<shmkit::Mutex*>(la)->try_lock_until(end);
+    if (kind == kRecursive) {
+      auto* m = static_cast<shmkit::RecursiveMutex*>(la);
+      if (!m->try_lock_until(end)) return false;
+      for (std::uint32_t i = 1; i < levels; ++i) m->lock();  // ours now: re-entry never waits
+      return true;
+    }
+    lr = static_cast<shmkit::RobustMutex*>(la)->try_lock_until(end);
+    return lr != shmkit::LockResult::timed_out && lr != shmkit::LockResult::busy;
+  });
+  if (ra < 0) {  // interrupted while re-taking the lock: that exception wins
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(tb);
+    return nullptr;
   }
-  Py_END_ALLOW_THREADS
-  if (w < 0) {
+  if (w < 0) {  // re-taken or not (ra == 0: the holder kept it), the wait's exception
     PyErr_Restore(et, ev, tb);
     return nullptr;
   }
@@ -1034,11 +1053,17 @@ PyGetSetDef atomic_getset[] = {
 
 // ============================================================ TypedBlock
 
+// close() is logical: it refuses while a buffer export is alive, then
+// marks the block closed (no new export, no use by this handle); the
+// mapping itself goes with the object. A consumer that keeps a pointer
+// after releasing its export (numpy's ndarray(buffer=...), whose base is
+// then this object) thus never sees the block unmapped under it.
 struct BlockObj {
   PyObject_HEAD
   shmkit::TypedBlock* block;
   Py_ssize_t exports;
   PyObject* weakrefs;
+  bool closed;
 };
 
 PyTypeObject BlockType{PyVarObject_HEAD_INIT(nullptr, 0)};
@@ -1059,6 +1084,7 @@ PyObject* wrap_block(shmkit::TypedBlock&& b) {
   if (o == nullptr) return nullptr;
   o->exports = 0;
   o->weakrefs = nullptr;
+  o->closed = false;
   o->block = new (std::nothrow) shmkit::TypedBlock(std::move(b));
   if (o->block == nullptr) {
     Py_DECREF(o);
@@ -1213,7 +1239,7 @@ PyObject* block_attach(PyObject*, PyObject* args, PyObject* kwds) {
 BlockObj* as_block(PyObject* o) { return reinterpret_cast<BlockObj*>(o); }
 
 bool block_open(BlockObj* b) {
-  if (b->block == nullptr || b->block->shm.closed()) {
+  if (b->closed || b->block == nullptr || b->block->shm.closed()) {
     PyErr_SetString(PyExc_ValueError, "operation on a closed TypedBlock");
     return false;
   }
@@ -1241,7 +1267,7 @@ PyObject* block_close(PyObject* o, PyObject*) {
     PyErr_SetString(PyExc_BufferError, "cannot close a TypedBlock while views of it exist");
     return nullptr;
   }
-  if (b->block != nullptr) b->block->shm.close();
+  b->closed = true;  // unmapped with the object (see BlockObj)
   Py_RETURN_NONE;
 }
 
@@ -1265,8 +1291,10 @@ void block_dealloc(PyObject* o) {
 }
 
 PyObject* block_name(PyObject* o, void*) { return PyUnicode_FromString(as_block(o)->block->shm.name().c_str()); }
-PyObject* block_size(PyObject* o, void*) { return PyLong_FromSize_t(as_block(o)->block->shm.size()); }
-PyObject* block_closed(PyObject* o, void*) { return PyBool_FromLong(as_block(o)->block->shm.closed()); }
+PyObject* block_size(PyObject* o, void*) {
+  return PyLong_FromSize_t(as_block(o)->closed ? 0 : as_block(o)->block->shm.size());
+}
+PyObject* block_closed(PyObject* o, void*) { return PyBool_FromLong(as_block(o)->closed); }
 PyObject* block_header_field(PyObject* o, void* which) {
   const shmkit::BlockHeader& h = as_block(o)->block->header;
   switch (reinterpret_cast<std::uintptr_t>(which)) {
@@ -1290,7 +1318,8 @@ PyMethodDef block_methods[] = {
     {"attach", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(block_attach)),
      METH_VARARGS | METH_KEYWORDS | METH_STATIC,
      "attach(name, kind, typecode, type_name, elem_size, elem_align, init_timeout=1.0)"},
-    {"close", block_close, METH_NOARGS, "Unmaps (BufferError while views exist)."},
+    {"close", block_close, METH_NOARGS,
+     "Closes this handle (BufferError while views exist); the block is unmapped with the object."},
     {"unlink", block_unlink, METH_NOARGS, "Removes the name (FileNotFoundError if gone)."},
     {nullptr, nullptr, 0, nullptr}};
 

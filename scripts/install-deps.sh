@@ -10,6 +10,7 @@ pkgs=(
   libtbb-dev libssl-dev
   python3 python3-numpy python3-matplotlib   # interop tests; BENCHMARKS.md plots
   python3-dev python3-pytest libpython3.11-testsuite   # the Python package: build, pytest, CPython's own tests
+  python3-mypy                     # the Python package: type checks (ctest python_mypy)
   clang libclang-rt-dev            # libFuzzer targets
   libreaderwriterqueue-dev libconcurrentqueue-dev   # bench-only baselines
   libopenmpi-dev openmpi-bin python3-mpi4py         # optional shmkit::mpi (found by CMake)

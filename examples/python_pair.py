@@ -8,15 +8,18 @@ the worker wrote back into both.
 """
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from multiprocessing import shared_memory
 
 worker = sys.argv[1]
-params = shared_memory.ShareableList(["params", 0.5, 8, 0.0, " " * 16, 0])
+items: list[Any] = ["params", 0.5, 8, 0.0, " " * 16, 0]  # (typeshed: one item type)
+params = shared_memory.ShareableList(items)
 block = shared_memory.SharedMemory(create=True, size=8 * 8)
 try:
-    a = np.ndarray((8,), dtype=np.float64, buffer=block.buf)
+    a: NDArray[np.float64] = np.ndarray((8,), dtype=np.float64, buffer=block.buf)
     a[:] = np.arange(1, 9)
     print("Python: before", a.tolist())
     subprocess.run([worker, params.shm.name, block.name], check=True)

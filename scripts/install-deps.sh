@@ -11,6 +11,7 @@ pkgs=(
   python3 python3-numpy python3-matplotlib   # interop tests; BENCHMARKS.md plots
   python3-dev python3-pytest libpython3.11-testsuite   # the Python package: build, pytest, CPython's own tests
   python3-hypothesis                                # property-based tests of the Python API
+  python3-mypy python3-build python3-venv python3-pip   # type checks (python_mypy); the wheel and its venv
   clang libclang-rt-dev            # libFuzzer targets
   libreaderwriterqueue-dev libconcurrentqueue-dev   # bench-only baselines
   libopenmpi-dev openmpi-bin python3-mpi4py         # optional shmkit::mpi (found by CMake)

@@ -35,7 +35,9 @@ void check_object(const TypedRegion& r, const ObjectLayout& want, const std::str
   }
   if (h.param[3] != 0) refuse(what, "param[3] is " + std::to_string(h.param[3]) + ", expected 0");
   // Exactly count elements fill the payload (overflow-safe: elem > 0 here).
-  if (h.count == 0 || (want.count != 0 && h.count != want.count) ||
+  // Only an Array may be empty (CPython's Array('i', [])); a Value is one.
+  const bool empty_ok = h.kind == static_cast<std::uint32_t>(BlockKind::array);
+  if ((h.count == 0 && !empty_ok) || (want.count != 0 && h.count != want.count) ||
       h.count > h.payload_size / elem || h.count * elem != h.payload_size) {
     refuse(what, "count " + std::to_string(h.count) + ": that many elements of " +
                      std::to_string(elem) + " bytes do not fill a payload of " +
@@ -87,7 +89,9 @@ std::string ObjectPlace::what(std::string_view noun) const {
 
 BlockSpec object_spec(BlockKind kind, const TypeFingerprint& type, std::uint64_t count,
                       std::uint64_t elem_bytes, LockKind lock, std::uint32_t lock_size) {
-  if (count == 0) throw std::invalid_argument("shmkit: an object needs at least one element");
+  if (count == 0 && kind != BlockKind::array) {
+    throw std::invalid_argument("shmkit: a value holds one element, not 0");
+  }
   if (count > (std::uint64_t{1} << 48) / elem_bytes) {
     throw std::invalid_argument("shmkit: " + std::to_string(count) + " elements are too many");
   }

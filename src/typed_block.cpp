@@ -100,10 +100,10 @@ std::uint64_t payload_offset_for(const BlockSpec& spec) noexcept {
 }
 
 std::uint64_t typed_region_size(const BlockSpec& spec) {
-  if (spec.payload_size == 0 || spec.payload_size > kMaxPayload) {
+  // An empty payload is allowed (an empty Array: header and prefix only).
+  if (spec.payload_size > kMaxPayload) {
     throw std::invalid_argument("shmkit: typed region payload of " +
-                                std::to_string(spec.payload_size) +
-                                " bytes is empty or too large");
+                                std::to_string(spec.payload_size) + " bytes is too large");
   }
   return payload_offset_for(spec) + spec.payload_size;
 }

@@ -214,6 +214,61 @@ TEST(Sharedctypes, CharArraysHaveValueAndRaw) {
   EXPECT_THROW(s.set_value("123456789"), std::invalid_argument);
 }
 
+// CPython's Array('i', []) / RawArray('d', 0) / Array('c', b''): an empty
+// array is a real object (its header, and its lock when it has one), every
+// index is out of range, slices are empty; a forked child attaches it.
+TEST(Sharedctypes, ZeroLengthArraysAreEmpty) {
+  auto name = unique_name("empty");
+  auto a = Array<std::int32_t>::create(name, 0);
+  EXPECT_EQ(a.size(), 0u);
+  EXPECT_TRUE(a.to_vector().empty());
+  EXPECT_TRUE(a.slice(-5, 5).empty());
+  EXPECT_THROW(a.get(0), std::out_of_range);
+  EXPECT_THROW(a.get(-1), std::out_of_range);
+  EXPECT_THROW(a.set(0, 1), std::out_of_range);
+  a.assign(0, 3, std::span<const std::int32_t>());  // an empty slice takes nothing
+  const std::int32_t one[] = {1};
+  EXPECT_THROW(a.assign(0, 1, one), std::invalid_argument);
+  std::vector<std::int32_t> none;
+  a.copy_to(none);
+  a.copy_from(none);
+  EXPECT_EQ(a.update([](std::span<std::int32_t> s) { return s.size(); }), 0u);
+  {
+    std::scoped_lock g(a.get_lock());  // the lock is there
+  }
+  EXPECT_GE(a.payload_offset(), BlockHeader::kSize);
+  auto st = run_child([&] {
+    auto b = Array<std::int32_t>::attach(name);
+    if (b.size() != 0) return 1;
+    try {
+      b.get(0);
+      return 2;
+    } catch (const std::out_of_range&) {
+    }
+    return b.get_lock().try_lock_for(std::chrono::seconds(5)) ? (b.get_lock().unlock(), 0) : 3;
+  });
+  EXPECT_TRUE(st.ok()) << st.describe();
+  // A Value of the same type is not an array, and count 0 never makes a Value.
+  EXPECT_THROW(Value<std::int32_t>::attach(name), std::invalid_argument);
+  a.unlink();
+
+  auto rname = unique_name("empty-raw");
+  auto r = RawArray<double>::create(rname, std::span<const double>());
+  EXPECT_EQ(r.size(), 0u);
+  EXPECT_EQ(RawArray<double>::attach(rname).size(), 0u);
+  EXPECT_THROW(Array<double>::attach(rname), std::invalid_argument);  // made without a lock
+  r.unlink();
+  EXPECT_EQ(RawArray<double>::anonymous(0).size(), 0u);
+
+  auto c = Array<char>::anonymous(0);
+  EXPECT_EQ(c.value(), "");
+  EXPECT_EQ(c.raw(), "");
+  c.set_value("");
+  c.set_raw("");
+  EXPECT_THROW(c.set_value("x"), std::invalid_argument);
+  EXPECT_EQ(copy(c).size(), 0u);
+}
+
 TEST(Sharedctypes, CopyAndSynchronized) {
   auto v = Value<std::int64_t>::anonymous(41);
   auto c = copy(v);

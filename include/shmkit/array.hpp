@@ -11,6 +11,9 @@
 //     acquisition; assigning a slice of another length is
 //     std::invalid_argument, as CPython's ValueError. copy_to/copy_from move
 //     the whole array under one acquisition at memcpy speed.
+//   * An array may have 0 elements (CPython's Array('i', []), RawArray('d',
+//     0)): the block still has its header and its lock; every index is out
+//     of range, every slice is empty, and size 0 attaches as any Array.
 //   * Array<char> also has CPython's SynchronizedString accessors: value()
 //     (bytes up to the first NUL) and raw() (all bytes), set_value() (copies
 //     and NUL-terminates when there is room) and set_raw().
@@ -138,11 +141,11 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
   // The whole array into out (out.size() == size()), one acquisition.
   void copy_to(std::span<T> out) const {
     check_whole(out.size());
-    locked([&] { std::memcpy(out.data(), data_, size_ * sizeof(T)); });
+    if (size_ != 0) locked([&] { std::memcpy(out.data(), data_, size_ * sizeof(T)); });
   }
   void copy_from(std::span<const T> in) {
     check_whole(in.size());
-    locked([&] { std::memcpy(data_, in.data(), size_ * sizeof(T)); });
+    if (size_ != 0) locked([&] { std::memcpy(data_, in.data(), size_ * sizeof(T)); });
   }
   std::vector<T> to_vector() const { return slice(0, static_cast<std::ptrdiff_t>(size_)); }
 
@@ -163,7 +166,7 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
   {
     check_fits(s.size());
     locked([&] {
-      std::memcpy(data_, s.data(), s.size());
+      if (!s.empty()) std::memcpy(data_, s.data(), s.size());
       if (s.size() < size_) data_[s.size()] = '\0';
     });
   }
@@ -171,7 +174,9 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
     requires std::is_same_v<T, char>
   {
     check_fits(s.size());
-    locked([&] { std::memcpy(data_, s.data(), s.size()); });
+    locked([&] {
+      if (!s.empty()) std::memcpy(data_, s.data(), s.size());
+    });
   }
 
   // The raw elements (CPython's get_obj()): no locking.

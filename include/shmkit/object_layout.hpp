@@ -5,7 +5,7 @@
 // Contract
 //   * A Value/Array block is a typed block (shmkit/typed_block.hpp) of kind
 //     BlockKind::value or BlockKind::array whose kind-specific fields are:
-//       count          elements (a Value: 1)
+//       count          elements (a Value: 1; an Array: 0 or more)
 //       prefix_size    bytes of the in-block lock at byte 128 (0: none)
 //       payload_size   count * elem_bytes
 //       param[0]       the lock kind (ObjectLockKind below)
@@ -33,7 +33,8 @@ using ObjectLockKind = detail::LockKind;
 // element, and the exact count (0: any, for an Array).
 using ObjectLayout = detail::ObjectLayout;
 // The spec Value/Array create: object_spec(kind, type, count, elem_bytes,
-// lock_kind, lock_size). std::invalid_argument for count 0 or too many.
+// lock_kind, lock_size). std::invalid_argument for too many elements, or a
+// Value of count 0 (an Array of 0 elements is allowed: CPython's Array('i', [])).
 using detail::object_spec;
 // Validates region (a typed region of kind/type) against layout.
 using detail::open_object_region;

@@ -197,7 +197,7 @@ struct BlockSpec {
   TypeFingerprint type;
   std::uint64_t count = 0;         // recorded as is
   std::uint32_t prefix_size = 0;   // kind-specific bytes after the header
-  std::uint64_t payload_size = 0;  // bytes of payload (> 0)
+  std::uint64_t payload_size = 0;  // bytes of payload (0: an empty Array)
   std::uint64_t param[4] = {};     // recorded as is
   // Recorded (first 24 bytes) in BlockHeader::type_name for `shmkit show` and
   // `ls`. Give your TypeName<T>::value here, short enough to fit (the tools

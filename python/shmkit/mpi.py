@@ -44,9 +44,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy
+from numpy.typing import NDArray
 from mpi4py import MPI
 
 from . import sharedctypes
@@ -84,7 +85,7 @@ def _draw_job() -> str:
     return job
 
 
-def _outcome(fn: Callable[[], object]):
+def _outcome(fn: Callable[[], Any]) -> Tuple[Any, Optional[Exception]]:
     """(result, None) or (None, exception)."""
     try:
         return fn(), None
@@ -146,8 +147,8 @@ class NodeView:
         return "%sn%d.%d.%s" % (self.prefix, self.node_index, self._seq, label)
 
     # ------------------------------------------------------------ objects
-    def shared_array(self, label: str, shape: Union[int, Sequence[int]], dtype="d",
-                     fill: Optional[Callable[[numpy.ndarray], None]] = None) -> numpy.ndarray:
+    def shared_array(self, label: str, shape: Union[int, Sequence[int]], dtype: Any = "d",
+                     fill: Optional[Callable[[NDArray[Any]], None]] = None) -> NDArray[Any]:
         """A numpy array held once per node (collective over the node).
 
         The leader creates a typed Array block of ``prod(shape)`` elements
@@ -172,7 +173,7 @@ class NodeView:
         # outcome reaches every rank of the node.
         created = None
         if self.is_leader:
-            def make():
+            def make() -> Tuple[str, Any]:
                 name = self.next_name(label)
                 arr = sharedctypes.RawArray(code, count, name=name, track=True)
                 if fill is not None:
@@ -193,6 +194,7 @@ class NodeView:
         # Step 2: the others attach; the first failure (lowest node rank)
         # reaches every rank, and the leader removes the block.
         if self.is_leader:
+            assert created is not None
             arr, err = created[1], None
         else:
             arr, err = _outcome(lambda: sharedctypes.RawArray(code, count, name=name, create=False,
@@ -203,10 +205,11 @@ class NodeView:
             err = self.node_comm.bcast(err, root=first)
             if self.is_leader:
                 _unlink_quietly(arr)
+            assert err is not None  # rank `first` failed: its exception
             raise err
         return numpy.asarray(arr).reshape(shape_t)
 
-    def free(self, array: numpy.ndarray) -> None:
+    def free(self, array: NDArray[Any]) -> None:
         """Collective over the node: after every rank has called it, the
         leader unlinks the block behind ``array`` (the ranks' views stay
         valid until dropped). Optional: without it, the block goes when
@@ -238,7 +241,7 @@ class NodeView:
             setattr(self, c, MPI.COMM_NULL)
 
 
-def _unlink_quietly(arr) -> None:
+def _unlink_quietly(arr: Any) -> None:
     place = arr.__dict__.get("_shmkit_place")
     if place is not None:
         try:

@@ -51,7 +51,7 @@ import queue as _queue_module
 import re
 import struct
 import weakref
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from . import _owned, _queues
 
@@ -67,7 +67,7 @@ _TYPECODES = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "Q": 8, "l
               "f": 4, "d": 8, "?": 1, "c": 1}
 
 
-def supported_item_sizes() -> list:
+def supported_item_sizes() -> list[int]:
     """The item sizes (bytes) a queue may have."""
     return _queues.supported_sizes()
 
@@ -83,7 +83,10 @@ def _struct_alignment(fmt: str) -> int:
     return align
 
 
-def _item_spec(item: Any, type_name: Optional[str], maxbytes: Optional[int]):
+_ItemSpec = Tuple[int, int, Optional[str], Optional[str], str, int, Optional[struct.Struct], Any]
+
+
+def _item_spec(item: Any, type_name: Optional[str], maxbytes: Optional[int]) -> _ItemSpec:
     """(size, align, typecode, type_name, mode, maxbytes, struct, dtype)."""
     if item is bytes:
         if maxbytes is None or maxbytes < 0:
@@ -92,7 +95,7 @@ def _item_spec(item: Any, type_name: Optional[str], maxbytes: Optional[int]):
         return size, 4, None, type_name or f"shmkit.bytes/{size - 4}", "y", maxbytes, None, None
     if isinstance(item, str):
         if item in _TYPECODES:
-            code = {"l": "q", "L": "Q"}.get(item, item)
+            code: Optional[str] = {"l": "q", "L": "Q"}.get(item, item)
             size = _TYPECODES[item]
             return size, size, code, None, "s", 0, None, None
         st = struct.Struct(item)
@@ -120,10 +123,14 @@ def _item_spec(item: Any, type_name: Optional[str], maxbytes: Optional[int]):
 
 class _QueueBase(_queues._Queue):
     _kind = ""
+    _spec: tuple[Any, Optional[str], Optional[int]]
+    _dtype: Any
+    _finalizer: weakref.finalize
+    get: Any  # the C method, or for a numpy dtype a partial of _dtype_get
 
     def __new__(cls, name: Optional[str] = None, capacity: Optional[int] = None, item: Any = "q", *,
                 create: Optional[bool] = None, type_name: Optional[str] = None,
-                maxbytes: Optional[int] = None, track: bool = True):
+                maxbytes: Optional[int] = None, track: bool = True) -> Any:
         if create is None:
             create = capacity is not None
         if create and capacity is None:
@@ -155,7 +162,7 @@ class _QueueBase(_queues._Queue):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         item, type_name, maxbytes = self._spec
         return (_attach, (type(self), self.name, item, type_name, maxbytes))
 
@@ -163,7 +170,7 @@ class _QueueBase(_queues._Queue):
         return f"<{type(self).__name__} {self.name!r} capacity={self.capacity} itemsize={self.itemsize}>"
 
     def put_nowait(self, item: Any) -> None:
-        return self.put(item, False)
+        self.put(item, False)
 
     def get_nowait(self) -> Any:
         return self.get(False)
@@ -177,7 +184,7 @@ class _QueueBase(_queues._Queue):
             return np.frombuffer(raw, dtype=self._dtype)
         return super().get_many(max, block, timeout)
 
-    def __enter__(self):
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *args: Any) -> None:
@@ -213,7 +220,7 @@ def _creator_finalizer(obj: Any) -> weakref.finalize:
                             _owned.file_id(obj.name))
 
 
-def _attach(cls: type, name: str, item: Any, type_name: Optional[str], maxbytes: Optional[int]):
+def _attach(cls: Any, name: str, item: Any, type_name: Optional[str], maxbytes: Optional[int]) -> Any:
     return cls(name, item=item, type_name=type_name, maxbytes=maxbytes, create=False)
 
 
@@ -237,7 +244,12 @@ class _Named:
     """Creation/attach arguments and pickling shared by SeqLock and
     BroadcastRing."""
 
-    def _finish(self, create: bool, spec: tuple, dt: Any) -> None:
+    name: str
+    _spec: tuple[Any, Optional[str], Optional[int]]
+    _dtype: Any
+    _finalizer: weakref.finalize
+
+    def _finish(self, create: bool, spec: tuple[Any, Optional[str], Optional[int]], dt: Any) -> None:
         self._spec = spec
         self._dtype = dt
         if create:
@@ -259,7 +271,7 @@ class SeqLock(_Named, _queues._SeqLock):
 
     def __new__(cls, name: Optional[str] = None, item: Any = "d", *, create: Optional[bool] = None,
                 type_name: Optional[str] = None, maxbytes: Optional[int] = None,
-                initial: Any = None, track: bool = True):
+                initial: Any = None, track: bool = True) -> Any:
         if create is None:
             create = name is None
         if name is not None and not isinstance(name, str):
@@ -275,12 +287,13 @@ class SeqLock(_Named, _queues._SeqLock):
         self._finish(create, (item, type_name, maxbytes), dt)
         return self
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         item, type_name, maxbytes = self._spec
         return (_attach_seqlock, (type(self), self.name, item, type_name, maxbytes))
 
 
-def _attach_seqlock(cls, name, item, type_name, maxbytes):
+def _attach_seqlock(cls: Any, name: str, item: Any, type_name: Optional[str],
+                    maxbytes: Optional[int]) -> Any:
     return cls(name, item, create=False, type_name=type_name, maxbytes=maxbytes)
 
 
@@ -295,7 +308,7 @@ class BroadcastRing(_Named, _queues._BroadcastRing):
 
     def __new__(cls, name: Optional[str] = None, capacity: Optional[int] = None, item: Any = "q", *,
                 create: Optional[bool] = None, type_name: Optional[str] = None,
-                maxbytes: Optional[int] = None, track: bool = True):
+                maxbytes: Optional[int] = None, track: bool = True) -> Any:
         if create is None:
             create = capacity is not None
         if create and capacity is None:
@@ -315,10 +328,11 @@ class BroadcastRing(_Named, _queues._BroadcastRing):
         self._finish(create, (item, type_name, maxbytes), dt)
         return self
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         item, type_name, maxbytes = self._spec
         return (_attach_ring, (type(self), self.name, item, type_name, maxbytes))
 
 
-def _attach_ring(cls, name, item, type_name, maxbytes):
+def _attach_ring(cls: Any, name: str, item: Any, type_name: Optional[str],
+                 maxbytes: Optional[int]) -> Any:
     return cls(name, item=item, create=False, type_name=type_name, maxbytes=maxbytes)

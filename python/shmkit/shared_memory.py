@@ -28,14 +28,20 @@ shmkit's C++ blocks.
   included. Its wire protocol is shmkit's own (not CPython's pickles): other
   processes join with ``SharedMemoryManager(address, authkey, connect=True)``.
 """
+from __future__ import annotations
+
 import os
 import secrets
 import types
 from functools import partial
+from typing import Any, Iterable, Iterator, Optional, Union, cast
 
 from . import _core
 
 __all__ = ["SharedMemory", "ShareableList", "SharedMemoryManager"]
+
+# What a ShareableList holds.
+_Item = Union[int, float, bool, str, bytes, None]
 
 _O_CREX = os.O_CREAT | os.O_EXCL
 _USE_POSIX = True
@@ -60,10 +66,10 @@ class SharedMemory:
     tracker (see the module docstring)."""
 
     # Defaults; enable close() and unlink() to run without errors.
-    _name = None
+    _name: Optional[str] = None
     _fd = -1
-    _mapping = None
-    _buf = None
+    _mapping: Optional[_core.Mapping] = None
+    _buf: Optional[memoryview] = None
     _flags = os.O_RDWR
     _mode = 0o600
     _prepend_leading_slash = True
@@ -108,7 +114,7 @@ class SharedMemory:
         self._mapping = mapping
         self._fd = mapping.fd
         self._size = mapping.size
-        self._buf = memoryview(mapping)
+        self._buf = memoryview(cast(Any, mapping))  # (a buffer: the stubs' __buffer__)
 
     def __del__(self) -> None:
         try:
@@ -116,7 +122,7 @@ class SharedMemory:
         except OSError:
             pass
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[SharedMemory], tuple[str, bool, int]]:
         return (self.__class__, (self.name, False, self.size))
 
     def __repr__(self) -> str:
@@ -125,12 +131,12 @@ class SharedMemory:
     @property
     def buf(self) -> memoryview:
         "A memoryview of contents of the shared memory block."
-        return self._buf
+        return cast(memoryview, self._buf)  # None only once closed, as CPython's
 
     @property
     def name(self) -> str:
         "Unique name that identifies the shared memory block."
-        reported = self._name
+        reported = cast(str, self._name)  # set by __init__
         if self._prepend_leading_slash and reported and reported.startswith("/"):
             reported = reported[1:]
         return reported
@@ -171,10 +177,11 @@ class ShareableList:
     shared block, in CPython's layout. ``ShareableList(sequence)`` creates
     (``name=`` to choose the name), ``ShareableList(name=...)`` attaches."""
 
-    def __init__(self, sequence=None, *, name: "str | None" = None) -> None:
+    def __init__(self, sequence: Optional[Iterable[_Item]] = None, *,
+                 name: "str | None" = None) -> None:
         self._init(sequence, name, True)
 
-    def _init(self, sequence, name, track):
+    def _init(self, sequence: Optional[Iterable[_Item]], name: Optional[str], track: bool) -> None:
         if name is None or sequence is not None:
             # Registered as this process's creation (track): a tracked
             # attach alone registers use, and the tracker never unlinks a
@@ -205,18 +212,18 @@ class ShareableList:
         "The struct format of the item at position (CPython's private helper)."
         return self._access.format(position)
 
-    def __getitem__(self, position: int):
+    def __getitem__(self, position: int) -> _Item:
         return self._get(position)
 
-    def __setitem__(self, position: int, value) -> None:
+    def __setitem__(self, position: int, value: _Item) -> None:
         self._set(position, value)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[_Item]:
         get = self._get
         for i in range(self._list_len):
             yield get(i)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[partial[ShareableList], tuple[()]]:
         return partial(self.__class__, name=self.shm.name), ()
 
     def __len__(self) -> int:
@@ -230,11 +237,11 @@ class ShareableList:
         "The struct packing format used by all currently stored items."
         return self._access.format(None)
 
-    def count(self, value) -> int:
+    def count(self, value: object) -> int:
         "L.count(value) -> integer -- return number of occurrences of value."
         return sum(value == entry for entry in self)
 
-    def index(self, value) -> int:
+    def index(self, value: object) -> int:
         """L.index(value) -> integer -- return first index of value.
         Raises ValueError if the value is not present."""
         for position, entry in enumerate(self):
@@ -245,7 +252,7 @@ class ShareableList:
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-def access_name(access, name):
+def access_name(access: _core.ListAccess, name: Optional[str]) -> str:
     return name if name is not None else access.name
 
 
@@ -263,7 +270,7 @@ class SharedMemoryManager:
                  connect: bool = False) -> None:
         self._m = _core.Manager(address, authkey, connect)
         self._connected = connect
-        self._process = None
+        self._process: Optional[_ServerProcess] = None
 
     @property
     def address(self) -> str:
@@ -289,7 +296,7 @@ class SharedMemoryManager:
             self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
     def _check(self) -> None:
@@ -301,12 +308,12 @@ class SharedMemoryManager:
         self._check()
         return SharedMemory(self._m.create_shared_memory(size), track=False)
 
-    def ShareableList(self, sequence) -> ShareableList:
+    def ShareableList(self, sequence: Iterable[_Item]) -> ShareableList:
         """A new ShareableList of ``sequence`` owned by the server."""
         self._check()
         return ShareableList._attach(self._m.create_shareable_list(list(sequence)), False)
 
-    def list_blocks(self):
+    def list_blocks(self) -> list[tuple[str, str, int]]:
         """[(name, kind, size)] of the blocks the server owns."""
         return self._m.list()
 

@@ -41,7 +41,7 @@ import threading
 import warnings
 import weakref
 from time import monotonic as _monotonic
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar, cast
 
 from . import _owned, _sync
 from ._sync import NotRecoverableError, OwnerDiedError
@@ -52,10 +52,11 @@ __all__ = [
 ]
 
 _LOCK_TYPES = (_sync.Mutex, _sync.RecursiveMutex, _sync.RobustMutex)
+_T = TypeVar("_T", bound="_Shared")
 _warned_untracked = False
 
 
-def _new_block(prim: type, payload_init: bytes = b"", params: tuple = ()) -> "_sync.TypedBlock":
+def _new_block(prim: Any, payload_init: bytes = b"", params: tuple[int, ...] = ()) -> "_sync.TypedBlock":
     """A new named block holding one `prim` (zero bytes, or payload_init)."""
     global _warned_untracked
     args = (None, _sync.KIND_SYNC, None, prim.TYPE_NAME, prim.SIZE, prim.ALIGN, 1, 0, prim.SIZE,
@@ -73,7 +74,7 @@ def _new_block(prim: type, payload_init: bytes = b"", params: tuple = ()) -> "_s
         return _sync.TypedBlock.create(*args, track=False)
 
 
-def _attach_block(prim: type, name: str) -> "_sync.TypedBlock":
+def _attach_block(prim: Any, name: str) -> "_sync.TypedBlock":
     if not isinstance(name, str):
         raise TypeError(f"block name must be str, not {type(name).__name__}")
     return _sync.TypedBlock.attach(name, _sync.KIND_SYNC, None, prim.TYPE_NAME, prim.SIZE,
@@ -88,13 +89,13 @@ def _own(obj: Any, block: "_sync.TypedBlock") -> None:
     weakref.finalize(obj, _owned.unlink_if_creator, block, os.getpid(), _owned.file_id(block.name))
 
 
-def _make(cls: type, prim: type, block: "_sync.TypedBlock") -> Any:
+def _make(cls: type, prim: Any, block: "_sync.TypedBlock") -> Any:
     self = prim.__new__(cls, block, block.payload_offset)
     self._block = block
     return self
 
 
-def _rebuild(cls: type, prim: type, name: str, state: Any = None) -> Any:
+def _rebuild(cls: type, prim: Any, name: str, state: Any = None) -> Any:
     self = _make(cls, prim, _attach_block(prim, name))
     if state is not None:
         self._setstate(state)
@@ -105,21 +106,22 @@ class _Shared:
     """Mixin: creation, naming and pickling of a primitive in its own block."""
 
     __slots__ = ()
-    _prim: type
+    _prim: Any
+    _block: _sync.TypedBlock
 
     @classmethod
-    def _create(cls, payload_init: bytes = b"", params: tuple = ()) -> Any:
+    def _create(cls: type[_T], payload_init: bytes = b"", params: tuple[int, ...] = ()) -> _T:
         block = _new_block(cls._prim, payload_init, params)
         self = _make(cls, cls._prim, block)
         _own(self, block)
-        return self
+        return cast(_T, self)
 
     @classmethod
-    def attach(cls, name: str) -> Any:
+    def attach(cls: type[_T], name: str) -> _T:
         """The primitive in block `name` (made by another process, Python or
         C++: shmkit::StandaloneSync). FileNotFoundError if there is none,
         ValueError if the block holds something else."""
-        return _rebuild(cls, cls._prim, name)
+        return cast(_T, _rebuild(cls, cls._prim, name))
 
     @property
     def name(self) -> str:
@@ -132,7 +134,7 @@ class _Shared:
     def _setstate(self, state: Any) -> None:
         pass
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self._prim, self._block.name, self._getstate()))
 
 
@@ -241,19 +243,21 @@ class Condition:
                             f"not {type(lock).__name__}")
         self.__setstate__((lock, Semaphore(0), Semaphore(0), Semaphore(0)))
 
-    def __getstate__(self):
+    _lock: Any
+
+    def __getstate__(self) -> tuple[Any, Semaphore, Semaphore, Semaphore]:
         return (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore)
 
-    def __setstate__(self, state) -> None:
+    def __setstate__(self, state: tuple[Any, Semaphore, Semaphore, Semaphore]) -> None:
         (self._lock, self._sleeping_count, self._woken_count, self._wait_semaphore) = state
         self.acquire = self._lock.acquire
         self.release = self._lock.release
 
     def __enter__(self) -> bool:
-        return self._lock.__enter__()
+        return bool(self._lock.__enter__())
 
-    def __exit__(self, *args) -> None:
-        return self._lock.__exit__(*args)
+    def __exit__(self, *args: object) -> None:
+        self._lock.__exit__(*args)
 
     def __repr__(self) -> str:
         waiters = self._sleeping_count.get_value() - self._woken_count.get_value()
@@ -263,7 +267,7 @@ class Condition:
         """How many times the caller holds the lock (AssertionError if not)."""
         lock = self._lock
         if isinstance(lock, _sync.RecursiveMutex):
-            n = lock._count()
+            n: int = lock._count()
             if n == 0:
                 raise AssertionError("must acquire() condition before using wait()")
             return n
@@ -339,7 +343,7 @@ class _BarrierWords:
     def __init__(self, block: "_sync.TypedBlock") -> None:
         self._block = block
         off = block.payload_offset
-        self.array = memoryview(block)[off:off + 8].cast("i")
+        self.array = memoryview(cast(Any, block))[off:off + 8].cast("i")  # (a buffer)
 
     @classmethod
     def create(cls) -> "_BarrierWords":
@@ -348,7 +352,7 @@ class _BarrierWords:
         _own(self, block)
         return self
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
         return (_BarrierWords.attach, (self._block.name,))
 
     @classmethod
@@ -367,11 +371,11 @@ class Barrier(threading.Barrier):
             raise ValueError("parties must be > 0")
         self.__setstate__((parties, action, timeout, Condition(), _BarrierWords.create()))
 
-    def __setstate__(self, state) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         (self._parties, self._action, self._timeout, self._cond, self._words) = state
-        self._array = self._words.array
+        self._array: memoryview = self._words.array
 
-    def __getstate__(self):
+    def __getstate__(self) -> tuple[Any, ...]:
         return (self._parties, self._action, self._timeout, self._cond, self._words)
 
     @property

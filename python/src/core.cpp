@@ -815,8 +815,9 @@ PyObject* core_create_object(PyObject*, PyObject* const* a, Py_ssize_t n) {
   if (is_array < 0 || !parse_type(a + 2, t)) return nullptr;
   const Py_ssize_t count = PyLong_AsSsize_t(a[6]);
   if (count == -1 && PyErr_Occurred()) return nullptr;
-  if (count <= 0) {
-    PyErr_SetString(PyExc_ValueError, "shmkit: an object needs at least one element");
+  if (count < 0 || (count == 0 && is_array == 0)) {
+    PyErr_SetString(PyExc_ValueError, is_array != 0 ? "shmkit: an array cannot have a negative length"
+                                                    : "shmkit: a Value holds exactly one element");
     return nullptr;
   }
   shmkit::ObjectLockKind lk{};

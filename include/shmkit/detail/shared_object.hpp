@@ -211,7 +211,8 @@ struct ObjectPlace {
 // elements in the payload. Recorded so attach can check the lock policy.
 // Fields: count = elements, prefix_size = lock_size, payload_size = count *
 // elem_bytes, param[0] = lock kind, param[1] = lock size, param[2] =
-// elem_bytes (bytes per element in the payload), param[3] = 0.
+// elem_bytes (bytes per element in the payload), param[3] = 0. An array may
+// have count 0 (an empty payload; the header and the lock are still there).
 BlockSpec object_spec(BlockKind kind, const TypeFingerprint& type, std::uint64_t count,
                       std::uint64_t elem_bytes, LockKind lock, std::uint32_t lock_size);
 

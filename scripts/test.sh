@@ -25,19 +25,33 @@ jobs=$(nproc)
 presets=${SHMKIT_TEST_PRESETS:-release debug tsan}
 fuzz_seconds=${SHMKIT_FUZZ_SECONDS:-20}
 
-if ((fuzz_seconds > 0)) && [[ -d tests/fuzz ]] && ls tests/fuzz/*.cpp >/dev/null 2>&1; then
+if ((fuzz_seconds > 0)); then
   echo "=== fuzz: build"
   cmake --preset fuzz >/dev/null
   cmake --build --preset fuzz -j "$jobs"
-  for f in build/fuzz/tests/fuzz/fuzz_*; do
-    [[ -x $f ]] || continue
-    t=$(basename "$f")
+  # Every tests/fuzz/fuzz_*.cpp must have given its binary: a target that
+  # was not built (or a renamed build directory) is an error, not a fuzz
+  # run of nothing.
+  fuzzed=0
+  for src in tests/fuzz/fuzz_*.cpp; do
+    t=$(basename "$src" .cpp)
+    f=build/fuzz/tests/fuzz/$t
+    if [[ ! -x $f ]]; then
+      echo "scripts/test.sh: fuzz target $t was not built ($f is missing)" >&2
+      exit 1
+    fi
     corpus=$(mktemp -d)
     [[ -d tests/fuzz/corpus/$t ]] && cp -r tests/fuzz/corpus/"$t"/. "$corpus"/
     echo "=== fuzz: $t for ${fuzz_seconds}s"
     "$f" -max_total_time="$fuzz_seconds" -print_final_stats=0 "$corpus" 2>&1 | tail -n 3
     rm -rf "$corpus"
+    fuzzed=$((fuzzed + 1))
   done
+  if ((fuzzed == 0)); then
+    echo "scripts/test.sh: no fuzz target ran (tests/fuzz/fuzz_*.cpp)" >&2
+    exit 1
+  fi
+  echo "=== fuzz: $fuzzed target(s) ran"
 fi
 
 for p in $presets; do

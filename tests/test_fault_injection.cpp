@@ -26,8 +26,10 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -619,7 +621,12 @@ void seqlock_stored() {
 
 // The manager's server killed while creating a block for a client: the
 // client's call fails within its timeout (never hangs), and the server's
-// tracker watcher unlinks what it made.
+// tracker watcher unlinks what it made. The death must be the armed one:
+// the server made its block (both points lie right after that create: an
+// inotify watch on /dev/shm sees the name appear) and then died of SIGKILL
+// (its wait status, peeked with WNOWAIT so that shutdown() still reaps it).
+// Any other death (a crash, an abort, an exit, a kill before the create)
+// fails the scenario.
 void manager(Point point) {
   SharedMemoryManager::Options o;
   o.timeout = 3s;
@@ -629,13 +636,40 @@ void manager(Point point) {
   mgr.start();
   fault::disarm();  // this process never runs server code, but be exact
   const pid_t server = mgr.server_pid();
+  const int watch_fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  ASSERT_GE(watch_fd, 0) << "inotify_init1: " << std::strerror(errno);
+  ASSERT_GE(::inotify_add_watch(watch_fd, "/dev/shm", IN_CREATE | IN_MOVED_TO), 0)
+      << "inotify_add_watch: " << std::strerror(errno);
   Stopwatch sw;
   EXPECT_THROW((void)mgr.create_shared_memory(4096), std::system_error);
   EXPECT_LT(sw.ms(), 6000);
   // The client sees the connection close while the server is still
-  // exiting: give it a moment to become a zombie.
-  EXPECT_TRUE(eventually([&] { return tracker::process_start_time(server) == 0; }, 5s, 1ms))
-      << "the server did not die at " << point_name(point);
+  // exiting: wait for it to become a zombie, without reaping it.
+  siginfo_t info{};
+  const bool ended = eventually(
+      [&] {
+        info = siginfo_t{};
+        return ::waitid(P_PID, static_cast<id_t>(server), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+               info.si_pid == server;
+      },
+      5s, 1ms);
+  EXPECT_TRUE(ended) << "the server did not die at " << point_name(point);
+  if (ended) {
+    EXPECT_TRUE(info.si_code == CLD_KILLED && info.si_status == SIGKILL)
+        << "the server died, but not of the armed SIGKILL at " << point_name(point) << ": si_code "
+        << info.si_code << ", status " << info.si_status << " (" << strsignal(info.si_status) << ")";
+  }
+  bool created = false;
+  alignas(inotify_event) char buf[4096];
+  for (ssize_t n; (n = ::read(watch_fd, buf, sizeof buf)) > 0;) {
+    for (ssize_t at = 0; at < n;) {
+      const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
+      if (e->len > 0 && std::string(e->name).starts_with(o.name_prefix)) created = true;
+      at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+    }
+  }
+  ::close(watch_fd);
+  EXPECT_TRUE(created) << "the server died before creating its block: not at " << point_name(point);
   EXPECT_THROW(mgr.shutdown(), std::system_error);
   expect_nothing_left(o.name_prefix);
 }

@@ -17,6 +17,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "shmkit/lockfree/broadcast_ring.hpp"
@@ -171,32 +172,93 @@ inline void busy_pause(std::uint64_t& rng) {
   }
 }
 
+// The control block (at BlockHeader::kSize) of the queue type, for the
+// tests that watch its WaitSlots.
+template <template <class> class Queue>
+using QueueControl =
+    std::conditional_t<std::is_same_v<Queue<std::uint64_t>, SpscQueue<std::uint64_t>>, SpscControl,
+                       MpmcControl>;
+
+// A producer and a consumer with random pauses on a 4-slot queue, so that
+// each side sleeps now and then. Every sleep is a bounded slice (a lost wake
+// costs one slice, then the sleeper re-checks), so items would flow even
+// with a notify that did nothing: at kForced points each side therefore
+// waits until the other is asleep in futex(2) (the consumer in pop on an
+// empty queue, the producer in push on a full one), then does its operation
+// and checks that it bumped the sleeper's word, i.e. that its notify saw the
+// sleeper and woke it.
 template <template <class> class Queue>
 inline void sleep_wake_stress(bool processes, std::uint64_t n) {
+  using Control = QueueControl<Queue>;
   const std::string name = unique_name("sw");
   Unlinker u{name};
   auto q = Queue<std::uint64_t>::create(name, 4);
+  // Forced sleeps: the producer's before items k*step, the consumer's
+  // before pop k*step + step/2 (step/2 > capacity, so the two never wait
+  // for each other at once).
+  constexpr std::uint64_t kForced = 8;
+  const std::uint64_t step = n / kForced;
+  EXPECT_GT(step, 2 * 4u + 2);
+  struct Ids {
+    std::atomic<pid_t> producer, consumer;
+    std::atomic<std::uint64_t> forced_wakes;
+  };
+  Shared<Ids> ids;
+  auto control = [&](SharedMemory& raw) {
+    return reinterpret_cast<Control*>(static_cast<std::byte*>(raw.data()) + BlockHeader::kSize);
+  };
   auto producer = [&]() -> int {
+    ids->producer = current_tid();
     auto p = Queue<std::uint64_t>::attach(name);
+    auto raw = SharedMemory::attach(name);
+    auto& word = control(raw)->not_empty.seq;
     std::uint64_t rng = 1;
     for (std::uint64_t i = 0; i < n; ++i) {
+      const bool forced = i % step == 0 && i / step < kForced;
+      std::uint32_t before = 0;
+      if (forced) {
+        // The consumer has everything before i: it is (or will be) asleep in pop.
+        if (!eventually([&] { return ids->consumer.load() != 0; })) return 5;
+        if (!wait_asleep_in_futex(ids->consumer.load())) return 6;
+        before = word.load();
+      }
       p.push(i);  // untimed: relies on the consumer's wake-up
+      if (forced) {
+        if (word.load() == before) return 7;  // the notify missed the sleeping consumer
+        ids->forced_wakes.fetch_add(1);
+      }
       busy_pause(rng);
     }
     return 0;
   };
   auto consumer = [&]() -> int {
+    ids->consumer = current_tid();
     auto c = Queue<std::uint64_t>::attach(name);
+    auto raw = SharedMemory::attach(name);
+    auto& word = control(raw)->not_full.seq;
     std::uint64_t rng = 2;
     for (std::uint64_t i = 0; i < n; ++i) {
+      const bool forced = i % step == step / 2 && i / step < kForced;
+      std::uint32_t before = 0;
+      if (forced) {
+        // The producer fills the 4 slots and sleeps in push.
+        if (!eventually([&] { return ids->producer.load() != 0; })) return 5;
+        if (!wait_asleep_in_futex(ids->producer.load())) return 6;
+        before = word.load();
+      }
       std::uint64_t v;
       if (!c.pop_for(v, std::chrono::seconds(5))) return 3;  // a lost wake-up
       if (v != i) return 4;
+      if (forced) {
+        if (word.load() == before) return 7;  // the notify missed the sleeping producer
+        ids->forced_wakes.fetch_add(1);
+      }
       busy_pause(rng);
     }
     return 0;
   };
   run_all(processes, {producer, consumer});
+  EXPECT_EQ(ids->forced_wakes.load(), 2 * kForced) << "forced sleeps whose wake was seen";
   EXPECT_TRUE(q.empty());
 }
 

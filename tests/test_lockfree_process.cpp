@@ -24,8 +24,9 @@ TEST(LockfreeProcess, BroadcastSlowReaderLappedExactly) {
 }
 
 // "Wait forever" timeouts saturate instead of overflowing into the past
-// (issue 13, 2.4): pop_for(duration::max()) in another process is still
-// waiting after 200 ms, and returns the item once it is pushed.
+// (issue 13, 2.4): pop_for(duration::max()) in another process goes to
+// sleep in the kernel and stays there, and returns the item once it is
+// pushed.
 template <template <class> class Queue>
 void forever_pop_waits(int consumers) {
   const std::string name = unique_name("forever");
@@ -43,7 +44,11 @@ void forever_pop_waits(int consumers) {
       return ok && v == 7 ? 0 : 1;
     }));
   }
-  std::this_thread::sleep_for(200ms);
+  for (pid_t kid : kids) {
+    // (EXPECT: the pushes below still release every consumer.)
+    EXPECT_TRUE(eventually([&] { return popped->load() != 0 || asleep_in_futex(kid); }, 20s, 1ms))
+        << "consumer " << kid << " never went to sleep in pop_for(max)";
+  }
   EXPECT_EQ(popped->load(), 0) << "a pop_for(max) returned at once";
   for (int k = 0; k < consumers; ++k) EXPECT_TRUE(q.push_for(7, 1s));
   for (pid_t kid : kids) EXPECT_TRUE(wait_child(kid, 10s).ok());

@@ -51,20 +51,62 @@ TEST(LockfreeThreads, TimedCallsReturn) {
 }
 
 // A sleeping consumer is woken by a push from another thread (the futex
-// path, not the spin).
+// path, not the spin). Every sleep is a bounded slice, so the consumer would
+// get its item even from a push that never woke it: the test therefore checks
+// the wake itself. Premise: the consumer is asleep in futex(2) on the queue's
+// not-empty word before the push. Then: the push bumped that word (its notify
+// saw the sleeper), and a witness thread asleep on the same word with a
+// deadline far beyond any slice was woken (the notify called futex_wake);
+// only then the consumer's value.
 TEST(LockfreeThreads, SleeperIsWoken) {
   const std::string a = unique_name("wake");
   Unlinker ua{a};
   auto q = SpscQueue<std::uint64_t>::create(a, 4);
+  auto raw = SharedMemory::attach(a);
+  auto* ctl = reinterpret_cast<SpscControl*>(static_cast<std::byte*>(raw.data()) + BlockHeader::kSize);
+  auto& word = ctl->not_empty.seq;
+  std::atomic<pid_t> consumer_tid{0};
   std::atomic<bool> got{false};
   std::thread consumer([&] {
+    consumer_tid = current_tid();
     auto c = SpscQueue<std::uint64_t>::attach(a);
     std::uint64_t v = c.pop();
     got = v == 42;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let it reach the futex
+  ASSERT_TRUE(eventually([&] { return consumer_tid.load() != 0; }));
+  // The consumer's own mapping of the block is another address: check the
+  // futex, not the word, for it.
+  ASSERT_TRUE(wait_asleep_in_futex(consumer_tid.load())) << "the consumer never slept in pop()";
+  const std::uint32_t before = word.load();
+  std::atomic<pid_t> witness_tid{0};
+  std::atomic<int> witness_woken{0};  // 1: woken by a wake, 2: timed out
+  std::thread witness([&] {
+    witness_tid = current_tid();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      const FutexResult r = futex_wait_until(word, before, deadline);
+      if (r == FutexResult::timed_out) {
+        witness_woken = 2;
+        return;
+      }
+      if (word.load() != before) {  // (a spurious return leaves the word as it was)
+        witness_woken = 1;
+        return;
+      }
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return witness_tid.load() != 0; }));
+  ASSERT_TRUE(wait_asleep_in_futex(witness_tid.load(), &word)) << "the witness never slept";
   q.push(42);
+  const bool bumped = word.load() != before;
+  EXPECT_TRUE(bumped) << "push() did not bump the not-empty word: its notify missed the sleeper";
+  if (!bumped) {  // release the witness ourselves, so the test ends now
+    word.fetch_add(1);
+    futex_wake_all(word);
+  }
+  witness.join();
   consumer.join();
+  EXPECT_TRUE(!bumped || witness_woken.load() == 1) << "push() bumped the word but never woke its sleepers";
   EXPECT_TRUE(got.load());
 }
 

@@ -719,8 +719,17 @@ TEST(Barrier, ExtraCallerWaitsForTheNextRound) {
   auto st = wait_child(a, 20s);
   EXPECT_TRUE(st.ok()) << "A: " << st.describe();
   ASSERT_EQ(::ptrace(PTRACE_DETACH, c, nullptr, nullptr), 0);
-  // C is the first caller of round 2: still waiting 300 ms later.
-  std::this_thread::sleep_for(300ms);
+  // C is the first caller of round 2: it goes to sleep in the kernel, in
+  // its wait, and stays there (it did not pass a round of two alone).
+  bool c_gone = false;
+  ASSERT_TRUE(eventually(
+      [&] {
+        c_gone = ::waitpid(c, &status, WNOHANG) == c;
+        return c_gone || asleep_in_futex(c);
+      },
+      20s, 1ms))
+      << "C never went to sleep in its wait";
+  EXPECT_FALSE(c_gone) << "the third caller passed a round of two alone";
   EXPECT_EQ(::waitpid(c, &status, WNOHANG), 0) << "the third caller passed a round of two alone";
   EXPECT_FALSE(b->broken());
   const BarrierResult mine = b->wait_for(20s);  // the fourth caller: completes round 2
@@ -824,17 +833,31 @@ std::vector<pid_t> fork_forever_waiters(const Op& op) {
   return kids;
 }
 
-// The waiters must all still be waiting 200 ms later; then release() lets
-// them through and every one must succeed.
+// The waiters must all be inside their call, asleep in the kernel (not
+// merely "some time later"), and still there; then release() lets them
+// through and every one must succeed.
 template <class Release>
 void expect_waiting_then_released(const std::vector<pid_t>& kids, Release release) {
-  std::this_thread::sleep_for(200ms);
   std::vector<bool> gone(kids.size());
   for (std::size_t i = 0; i < kids.size(); ++i) {
     int status = 0;
-    gone[i] = ::waitpid(kids[i], &status, WNOHANG) == kids[i];
+    bool asleep = false;
+    (void)eventually(
+        [&] {
+          gone[i] = ::waitpid(kids[i], &status, WNOHANG) == kids[i];
+          asleep = !gone[i] && asleep_in_futex(kids[i]);
+          return gone[i] || asleep;
+        },
+        20s, 1ms);
     EXPECT_FALSE(gone[i]) << "waiter " << i
                           << " returned at once: its \"forever\" deadline was in the past";
+    EXPECT_TRUE(gone[i] || asleep) << "waiter " << i << " never went to sleep in its call";
+  }
+  for (std::size_t i = 0; i < kids.size(); ++i) {
+    int status = 0;
+    if (gone[i]) continue;
+    gone[i] = ::waitpid(kids[i], &status, WNOHANG) == kids[i];
+    EXPECT_FALSE(gone[i]) << "waiter " << i << " left its \"forever\" wait before the release";
   }
   release();
   for (std::size_t i = 0; i < kids.size(); ++i) {

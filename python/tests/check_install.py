@@ -24,19 +24,19 @@ target = sys.argv[1]
 assert os.path.dirname(shmkit.__file__) == os.path.join(target, "shmkit"), shmkit.__file__
 assert os.environ["SHMKIT_WATCHER"] == os.path.join(target, "shmkit", "shmkit-watcher")
 assert shmkit._core._noop() is None
-try:
-    import shmkit.shared_memory as sm
-except ImportError:
-    sm = None
-if sm is not None:
-    # A tracked block: the bundled watcher must start and answer.
-    m = sm.SharedMemory(create=True, size=64, track=True)
-    m.buf[:2] = b"ok"
-    other = sm.SharedMemory(m.name, track=False)
-    assert bytes(other.buf[:2]) == b"ok"
-    other.close()
-    m.close()
-    m.unlink()
+# Every module of the package must import from the installed copy: a
+# module that fails to import is a broken install, never skipped.
+import shmkit.shared_memory as sm, shmkit.sharedctypes, shmkit.synchronize, shmkit.queues
+for m in (sm, shmkit.sharedctypes, shmkit.synchronize, shmkit.queues):
+    assert os.path.dirname(m.__file__) == os.path.join(target, "shmkit"), m.__file__
+# A tracked block: the bundled watcher must start and answer.
+m = sm.SharedMemory(create=True, size=64, track=True)
+m.buf[:2] = b"ok"
+other = sm.SharedMemory(m.name, track=False)
+assert bytes(other.buf[:2]) == b"ok"
+other.close()
+m.close()
+m.unlink()
 print("installed package ok:", shmkit.__file__)
 """
 env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHMKIT_WATCHER")}
@@ -45,4 +45,6 @@ env["SHMKIT_TRACKER_REGISTRY"] = "shmkit_pyinstall_registry_%d" % os.getpid()
 with tempfile.TemporaryDirectory() as cwd:
     r = subprocess.run([sys.executable, "-c", probe, os.path.abspath(args.target)], cwd=cwd, env=env)
 subprocess.run(["rm", "-f", "/dev/shm/" + env["SHMKIT_TRACKER_REGISTRY"]])
-sys.exit(r.returncode)
+if r.returncode != 0:
+    sys.exit("check_install: the installed package failed its probe (exit %d)" % r.returncode)
+print("check_install: ok")

@@ -10,9 +10,9 @@ spawn and forkserver runs pickle shmkit's primitives to the children, which
 CPython's own primitives only allow while spawning.
 
 Run with pytest, or directly: ``python3 test_cpython_synchronize.py``.
-Skipped when the interpreter has no ``test`` package (Debian's
-libpython3.X-testsuite; scripts/install-deps.sh installs it): the reason is
-printed.
+Fails when the interpreter has no ``test`` package (Debian's
+libpython3.X-testsuite; scripts/install-deps.sh installs it): a missing
+package is an incomplete install, never a pass.
 
 Skipped tests (each patches or reads CPython's private internals):
   none so far; see SKIPPED below.
@@ -38,13 +38,13 @@ START_METHODS = ("fork", "spawn", "forkserver")
 CLASSES = ("_TestLock", "_TestSemaphore", "_TestCondition", "_TestEvent", "_TestBarrier")
 
 if cpython_tests is None:
-    print(f"SKIP: CPython's test package is missing ({_import_error}); install "
-          "libpython3-testsuite (scripts/install-deps.sh)", file=sys.stderr)
+    _missing = (f"CPython's test package is missing for {sys.executable} ({_import_error}): "
+                f"apt-get install libpython3.{sys.version_info[1]}-testsuite (scripts/install-deps.sh)")
+    print("FAIL: " + _missing, file=sys.stderr)
 
     class MissingCPythonTests(unittest.TestCase):
-        @unittest.skip(f"CPython's test package is missing: {_import_error}")
         def test_cpython_synchronize(self):
-            pass
+            self.fail(_missing)
 else:
     def _mixin(method):
         ctx = multiprocessing.get_context(method)

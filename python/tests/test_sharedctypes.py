@@ -85,10 +85,12 @@ def test_get_obj_is_a_real_ctypes_object_over_the_shared_bytes():
     assert a[2] == 42
 
 
-def _bump(v, a, n):
+def _bump(v, a, n, i):
     for _ in range(n):
         v.fetch_add(1)
-    a[0] += 1
+    # a has no lock: each child writes only its own element (a shared
+    # a[0] += 1 would be an unsynchronised read-modify-write, and lose one).
+    a[i] += 1
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
@@ -96,14 +98,14 @@ def test_pickled_to_children_of_every_start_method(method):
     ctx = multiprocessing.get_context(method)
     v = sc.Value("q", 0)
     a = sc.Array("i", 3, lock=False)
-    procs = [ctx.Process(target=_bump, args=(v, a, 500)) for _ in range(2)]
+    procs = [ctx.Process(target=_bump, args=(v, a, 500, i)) for i in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
     assert v.value == 1000  # atomic: no update lost
-    assert a[0] == 2
+    assert a[:] == [1, 1, 0]  # each child's write reached the parent's block
 
 
 def test_pickled_to_an_unrelated_process():

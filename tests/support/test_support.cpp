@@ -5,12 +5,17 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <exception>
 #include <fcntl.h>
+#include <fstream>
+#include <iterator>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -178,6 +183,34 @@ std::string to_hex(const void* data, std::size_t n) { return platform::hex(data,
 
 bool block_exists(std::string_view name) {
   return ::access(platform::dev_shm_path(name).c_str(), F_OK) == 0;
+}
+
+pid_t current_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+bool asleep_in_futex(pid_t tid, const void* word) {
+  {
+    std::ifstream f("/proc/" + std::to_string(tid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'S') return false;
+  }
+  // "NR ARG1 ..." while blocked in a system call, "running" otherwise.
+  std::ifstream f("/proc/" + std::to_string(tid) + "/syscall");
+  std::string nr, arg1;
+  if (!(f >> nr)) return true;  // not readable here: state S is what we know
+  if (nr != std::to_string(SYS_futex)) return false;
+  if (word == nullptr) return true;
+  if (!(f >> arg1)) return false;
+  return std::strtoull(arg1.c_str(), nullptr, 16) == reinterpret_cast<std::uintptr_t>(word);
+}
+
+bool wait_asleep_in_futex(pid_t tid, const void* word, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!asleep_in_futex(tid, word)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return true;
 }
 
 }  // namespace shmkit::test

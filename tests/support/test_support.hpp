@@ -71,6 +71,22 @@ std::string to_hex(const void* data, std::size_t n);
 // is removing is either seen or not, never half).
 bool block_exists(std::string_view name);
 
+// The calling thread's kernel id (its pid in a single-threaded process):
+// what asleep_in_futex() takes for a thread.
+pid_t current_tid();
+
+// Whether thread (or process) `tid` is asleep in the kernel in a futex wait:
+// state S in /proc/TID/stat and, where /proc/TID/syscall can be read (the
+// same process, a child, or ptrace rights), blocked in futex(2) -- and, if
+// `word` is given (an address in that thread's own address space), on that
+// word. A premise check: "the waiter is inside the call, asleep", instead of
+// sleeping a while and assuming it.
+bool asleep_in_futex(pid_t tid, const void* word = nullptr);
+// Polls asleep_in_futex() (every 100 us) until it holds or `timeout`
+// passes; true if it held.
+bool wait_asleep_in_futex(pid_t tid, const void* word = nullptr,
+                          std::chrono::milliseconds timeout = 10s);
+
 // Polls `pred` until it holds or `timeout` passes; between polls it yields
 // the CPU (pause 0: for events between running processes) or sleeps
 // `pause` (for work done by another process on its own schedule, such as

@@ -1520,8 +1520,8 @@ TEST(Storm, MpmcQueueStorm) {
     // its publish, or a consumer killed between its claim and its release,
     // must not stall the queue (the header): the parent drains it, running
     // unblock() as a survivor that only uses try_ calls must, until it is
-    // empty and a full lap of probes goes round. A claim its dead claimant
-    // never recorded takes unblock() kUnrecordedClaimGrace to step over.
+    // empty and a full lap of probes goes round. Every claimant here is
+    // SIGKILLed, never stopped, so every claim left behind is a dead one.
     MpmcItem it;
     testing::AssertionResult bad = testing::AssertionSuccess();
     const bool settled = eventually(

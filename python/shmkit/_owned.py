@@ -13,27 +13,35 @@ under it (a window of two system calls). shmkit's tracker has the same
 window; nothing closes it short of every party taking a lock.
 """
 import os
+from typing import Any, Optional, Tuple
+
+FileId = Tuple[int, int]
 
 _DIR = "/dev/shm/"
 
 
-def file_id(name=None, fd=None):
+def file_id(name: Optional[str] = None, fd: Optional[int] = None) -> Optional[FileId]:
     """(st_dev, st_ino) of the open descriptor `fd` (exact: the file this
     handle opened), else of whatever file the name `name` holds now (None
     if there is none)."""
     try:
-        st = os.fstat(fd) if fd is not None and fd >= 0 else os.stat(_DIR + name, follow_symlinks=False)
+        if fd is not None and fd >= 0:
+            st = os.fstat(fd)
+        elif name:
+            st = os.stat(_DIR + name, follow_symlinks=False)
+        else:
+            return None
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
 
 
-def names_file(name, ident):
+def names_file(name: str, ident: Optional[FileId]) -> bool:
     """Whether the name `name` holds the file `ident` (file_id) now."""
     return ident is not None and file_id(name) == ident
 
 
-def unlink_if_creator(obj, pid, ident):
+def unlink_if_creator(obj: Any, pid: int, ident: Optional[FileId]) -> None:
     """The creators' finalizer: in process `pid` only (a forked child's copy
     never unlinks), and only while the name still holds the file `ident` it
     created, calls obj.unlink() (obj: anything with .name and .unlink(); a

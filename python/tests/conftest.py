@@ -1,7 +1,10 @@
 """Fixtures shared by the shmkit pytest suite.
 
-* The suite runs against the package on PYTHONPATH (a build tree's
-  site-<tag> directory, set by ctest).
+* The suite runs against the installed package (ctest, release: the wheel
+  in a fresh venv, whose interpreter runs the suite; $SHMKIT_EXPECT_INSTALLED
+  names that venv, and a shmkit imported from anywhere else fails the run)
+  or against the package on PYTHONPATH (ctest, sanitizer builds: a build
+  tree's site-<tag> directory).
 * The tracker's registry is this run's own ($SHMKIT_TRACKER_REGISTRY), so
   tests never touch the user's, and it is removed at the end.
 * ``names`` hands out unique block names and fails the test if any of them
@@ -19,6 +22,24 @@ try:
 except ImportError as e:  # pragma: no cover
     sys.exit("shmkit is not importable (%s): run through ctest, or set PYTHONPATH to "
              "build/release/python/site-main" % e)
+
+
+def installed_where_expected(module_file):
+    """None, or why `module_file` is not in the venv $SHMKIT_EXPECT_INSTALLED
+    names (a silent fall-back to the build tree or the checkout)."""
+    venv = os.environ.get("SHMKIT_EXPECT_INSTALLED")
+    if not venv:
+        return None
+    venv = os.path.realpath(venv)
+    where = os.path.realpath(module_file)
+    if not where.startswith(venv + os.sep):
+        return "shmkit was imported from %s, not from the installed wheel in %s" % (where, venv)
+    return None
+
+
+_problem = installed_where_expected(shmkit.__file__)
+if _problem:
+    sys.exit("conftest: " + _problem)
 
 REGISTRY = "shmkit_pytest_registry_%d" % os.getpid()
 os.environ.setdefault("SHMKIT_TRACKER_REGISTRY", REGISTRY)

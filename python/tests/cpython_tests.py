@@ -9,7 +9,11 @@ shmkit.synchronize exists) are shmkit's; the test module's own
 ``shared_memory``, ``Value`` and ``copy`` globals and
 ``multiprocessing.shared_memory`` are replaced by shmkit's, so code that
 names the stdlib module by string (mock.patch targets, pickles) reaches
-shmkit too. Each class runs under every start method given (default: fork,
+shmkit too, and so is ``multiprocessing.managers.SharedMemoryManager``
+(what the manager tests name): a counting subclass of shmkit's, and a
+start method whose SharedMemoryManager tests ran without starting it fails.
+With $SHMKIT_EXPECT_INSTALLED (ctest, release builds) shmkit must be
+imported from that venv, the installed wheel. Each class runs under every start method given (default: fork,
 spawn and forkserver).
 
 The replacement is checked where the tests' code runs, not only in this
@@ -116,6 +120,10 @@ def replacement_problems(args=(), kwargs=None):
         if getattr(mod.Value, "__module__", None) != "shmkit.sharedctypes":
             out.append("the test module's Value is %s.%s" % (getattr(mod.Value, "__module__", "?"),
                                                              getattr(mod.Value, "__qualname__", mod.Value)))
+    managers = sys.modules.get("multiprocessing.managers")
+    if managers is not None and want_sm is not None and not issubclass(
+            getattr(managers, "SharedMemoryManager", object), want_sm.SharedMemoryManager):
+        out.append("multiprocessing.managers.SharedMemoryManager is %s" % managers.SharedMemoryManager)
     sys_sm = sys.modules.get("multiprocessing.shared_memory")
     if sys_sm is not None and (want_sm is None or sys_sm is not want_sm):
         out.append("sys.modules['multiprocessing.shared_memory'] is %s" % sys_sm.__name__)
@@ -190,9 +198,20 @@ if shared_memory is not None:
     tm.HAS_SHMEM = True
     multiprocessing.shared_memory = shared_memory
     sys.modules["multiprocessing.shared_memory"] = shared_memory
-    if hasattr(shared_memory, "SharedMemoryManager"):
-        import multiprocessing.managers
-        multiprocessing.managers.SharedMemoryManager = shared_memory.SharedMemoryManager
+    # The tests name the manager as multiprocessing.managers.SharedMemoryManager:
+    # shmkit's, counted, so the run can prove its manager tests used it.
+    import multiprocessing.managers
+
+    class CountedSharedMemoryManager(shared_memory.SharedMemoryManager):
+        """shmkit's manager; counts the managers the tests start here."""
+        started = 0
+
+        def start(self, *args, **kwargs):
+            super().start(*args, **kwargs)
+            type(self).started += 1
+
+    CountedSharedMemoryManager.__qualname__ = "SharedMemoryManager"
+    multiprocessing.managers.SharedMemoryManager = CountedSharedMemoryManager
 
 
 def _skip(reason):
@@ -224,7 +243,20 @@ def main():
     # What the tests see is shmkit's, not the stdlib's.
     assert tm.shared_memory is shared_memory and tm.Value is sharedctypes.Value
     assert sys.modules["multiprocessing.shared_memory"] is shared_memory
+    import multiprocessing.managers
+    assert multiprocessing.managers.SharedMemoryManager is CountedSharedMemoryManager
+    assert issubclass(tm.multiprocessing.managers.SharedMemoryManager, shared_memory.SharedMemoryManager)
     assert not replacement_problems(), replacement_problems()
+    # Installed-package runs (ctest, release): shmkit must come from the venv
+    # the wheel was installed into, never from the build tree or checkout.
+    venv = os.environ.get("SHMKIT_EXPECT_INSTALLED")
+    if venv:
+        venv = os.path.realpath(venv)
+        for m in (shared_memory, sharedctypes, synchronize):
+            where = os.path.realpath(m.__file__)
+            if not where.startswith(venv + os.sep):
+                sys.exit("cpython_tests: %s was imported from %s, not from the installed wheel in %s"
+                         % (m.__name__, where, venv))
     print("cpython_tests: %s with shmkit from %s" % (tm.__file__, shared_memory.__file__))
     global REPORT_DIR
     ok = True
@@ -241,6 +273,18 @@ def main():
         verbosity = 2 if "-v" in rest else 1
         result = unittest.TextTestRunner(verbosity=verbosity).run(suite)
         ok = result.wasSuccessful() and ok
+        # CPython's SharedMemoryManager tests ran against shmkit's manager
+        # (each starts at least one), not the stdlib's.
+        manager_tests = [t for n in names for t in unittest.TestLoader().getTestCaseNames(globals()[n])
+                         if ("SharedMemoryManager" in t or "SharedMemoryServer" in t)
+                         and t not in SKIPS.get("_TestSharedMemory", {})]
+        if CountedSharedMemoryManager.started < len(manager_tests):
+            print("cpython_tests: %s: %d SharedMemoryManager test(s) ran but shmkit's manager was "
+                  "started %d time(s)" % (method, len(manager_tests), CountedSharedMemoryManager.started))
+            ok = False
+        print("cpython_tests: %s: shmkit's SharedMemoryManager started %d time(s) by %s"
+              % (method, CountedSharedMemoryManager.started, ", ".join(sorted(manager_tests))), flush=True)
+        CountedSharedMemoryManager.started = 0
         for p in multiprocessing.active_children():
             p.join(60)
         multiprocessing.process._cleanup()

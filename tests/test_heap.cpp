@@ -9,7 +9,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "heap_layout.hpp"
+#include "typed/heap_layout.hpp"
 #include "shmkit/heap.hpp"
 #include "shmkit/typed_block.hpp"
 #include "shmkit/value.hpp"

@@ -25,7 +25,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "../src/manager_internal.hpp"  // the wire format, for raw clients
+#include "manager/internal.hpp"  // the wire format, for raw clients
 #include "shmkit/manager.hpp"
 #include "test_support.hpp"
 

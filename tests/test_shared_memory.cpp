@@ -19,7 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "platform.hpp"  // src/: the descriptor-passing wire format
+#include "platform/platform.hpp"  // src/: the descriptor-passing wire format
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/tracker.hpp"
 #include "test_support.hpp"

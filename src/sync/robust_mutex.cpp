@@ -1,5 +1,5 @@
-// src/sync/robust_mutex.cpp — out-of-line parts of RecursiveMutex (the thread id
-// cache) and RobustMutex (identity, the liveness check, the slow paths).
+// src/sync/robust_mutex.cpp — out-of-line parts of RobustMutex (identity, the
+// liveness check, the slow paths). RecursiveMutex's are recursive_mutex.cpp.
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,7 +17,6 @@
 
 #include "platform/platform.hpp"
 #include "shmkit/sync/futex.hpp"
-#include "shmkit/sync/recursive_mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/tracker.hpp"
 
@@ -26,10 +25,7 @@ namespace detail {
 namespace {
 // A fork child is a new thread (and maybe, after unshare, in a new PID
 // namespace): it must not take its parent's identity for its own.
-void clear_thread_identity_in_child() noexcept {
-  tls_thread_id = 0;
-  tls_robust_identity = RobustIdentity{0, 0, 0};
-}
+void clear_thread_identity_in_child() noexcept { tls_robust_identity = RobustIdentity{0, 0, 0}; }
 
 void register_fork_handler() noexcept {
   static std::once_flag once;
@@ -42,12 +38,6 @@ std::uint32_t own_pid_namespace() noexcept {
   return static_cast<std::uint32_t>(st.st_ino);
 }
 }  // namespace
-
-std::uint32_t fetch_thread_id() noexcept {
-  register_fork_handler();
-  tls_thread_id = static_cast<std::uint32_t>(::syscall(SYS_gettid));
-  return tls_thread_id;
-}
 
 const RobustIdentity& fetch_robust_identity() noexcept {
   register_fork_handler();

@@ -1,6 +1,7 @@
-// src/tracker/watcher.hpp — the entry point of the shmkit-watcher program
-// (src/tracker/watcher_main.cpp), implemented in tracker.cpp next to the registry it
-// sweeps. Internal.
+// src/tracker/watcher.hpp — this process's watcher: ensure_watcher() starts
+// it, watcher_main() is the entry point of the shmkit-watcher program
+// (src/tracker/watcher_main.cpp). Both are implemented in watcher.cpp, over
+// the registry of registry.hpp. Internal.
 //
 // Protocol (kWatcherProtocol): the library posix_spawns
 //   shmkit-watcher <protocol> <registry> <pid> <start_time> <pidns_inode> <pidns_device>
@@ -18,6 +19,12 @@
 namespace shmkit::tracker::detail {
 
 inline constexpr int kWatcherProtocol = 1;
+
+struct Registry;
+// Starts this process's watcher once per process (a fork child starts its
+// own) and waits for its "ok". Throws std::system_error naming the program
+// on any failure.
+void ensure_watcher(Registry& registry);
 
 int watcher_main(int argc, char** argv);
 

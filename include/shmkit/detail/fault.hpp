@@ -49,7 +49,7 @@ enum class Point : std::uint16_t {
   // Value / Array accessors (shmkit/detail/object_base.hpp)
   object_locked = 10,   // the object's lock taken; the accessor's body not run
   object_written = 11,  // the body (a store) done; the lock not released
-  // ShareableList::set (src/list/shareable_list.cpp)
+  // ShareableList::set (src/list/shareable_list_view.cpp)
   list_set_data = 12,    // the slot holds the new bytes; format and code are old
   list_set_format = 13,  // new format written; the type code is old
   // Heap (src/typed/heap.cpp)

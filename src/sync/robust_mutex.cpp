@@ -15,10 +15,9 @@
 #include <string>
 #include <system_error>
 
-#include "platform/platform.hpp"
+#include "shmkit/detail/process.hpp"
 #include "shmkit/sync/futex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
-#include "shmkit/tracker.hpp"
 
 namespace shmkit {
 namespace detail {
@@ -44,8 +43,8 @@ const RobustIdentity& fetch_robust_identity() noexcept {
   RobustIdentity id{};
   id.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
   // Host-absolute (normalised for this process's time namespace; 0 when it
-  // cannot be: see platform/platform.hpp), so every locker compares it alike.
-  id.start = static_cast<std::uint32_t>(platform::read_task_stat("/proc/thread-self/stat").start);
+  // cannot be: see shmkit/detail/process.hpp), so every locker compares it alike.
+  id.start = static_cast<std::uint32_t>(process::thread_start_time());
   id.pid_ns = own_pid_namespace();
   tls_robust_identity = id;
   return tls_robust_identity;
@@ -91,7 +90,7 @@ bool RobustMutex::owner_is_dead(const detail::RobustIdentity& me,
   if (tid == me.tid) return true;
   // Dead: no such id, a zombie, or a live task with another start time (the
   // id was reused). Start 0: the owner's start was unknown, not judged by it.
-  return tracker::task_has_exited(static_cast<pid_t>(tid), seen >> 32, 0xffffffffu);
+  return process::has_exited(static_cast<pid_t>(tid), seen >> 32, 0xffffffffu);
 }
 
 bool RobustMutex::take_over(const detail::RobustIdentity& me, std::uint64_t seen) noexcept {

@@ -19,6 +19,7 @@
 
 #include "platform/platform.hpp"
 #include "platform/printable.hpp"
+#include "shmkit/detail/process.hpp"
 
 namespace shmkit::tracker::detail {
 namespace {
@@ -165,15 +166,6 @@ Registry* registry(bool create) {
   return g_registry.get();
 }
 
-// The start time read from /proc/<pid>/stat's format at `path`, in host
-// terms (normalised for this process's time namespace, platform/platform.hpp); 0 if
-// unreadable, unknown (not normalisable), or the process has exited (a
-// zombie, 'Z', or dead, 'X').
-std::uint64_t start_time_at(const char* path) {
-  const platform::TaskStat t = platform::read_task_stat(path);
-  return t.readable && !t.exited ? t.start : 0;
-}
-
 PidNamespace pid_namespace_at(const char* path) {
   struct stat st {};
   if (::stat(path, &st) != 0) return {};
@@ -186,7 +178,7 @@ Self self() {
   if (cached.pid != pid) {
     Self s;
     s.pid = pid;
-    s.start = start_time_at("/proc/self/stat");  // not /proc/<getpid()>: see proc_is_ours
+    s.start = process::self_start_time();  // not /proc/<getpid()>: see proc_is_ours
     s.ns = pid_namespace_at("/proc/self/ns/pid");
     char link[32] = {};
     const ssize_t n = ::readlink("/proc/self", link, sizeof link - 1);
@@ -202,12 +194,12 @@ Liveness liveness(const Entry& e, const Self& me, const Known* dead) {
   if (ns_of(e) != me.ns || me.ns == PidNamespace{}) return Liveness::unknown;
   if (dead != nullptr && dead->matches(e)) return Liveness::dead;
   if (!me.proc_is_ours) return Liveness::unknown;
-  // Dead only when certain (task_has_exited): no such pid, a zombie, or a
+  // Dead only when certain (process::has_exited): no such pid, a zombie, or a
   // live process with another start time (host terms on both sides, so a
   // registrant in another time namespace is judged right). A start of 0
   // (the registrant could not read or normalise its own) is judged by the
   // pid alone; a process /proc hides counts as alive.
-  return task_has_exited(static_cast<pid_t>(e.pid), e.start_time) ? Liveness::dead : Liveness::alive;
+  return process::has_exited(static_cast<pid_t>(e.pid), e.start_time) ? Liveness::dead : Liveness::alive;
 }
 
 Registration registration_of(const Entry& e, Liveness l) {

@@ -112,12 +112,6 @@ struct Locked : shmkit::detail::RepairingGuard {
             [] { return std::string("shmkit: tracker registry"); }) {}
 };
 
-// The start time read from /proc/<pid>/stat's format at `path`, in host
-// terms (normalised for this process's time namespace,
-// platform/platform.hpp); 0 if unreadable, unknown (not normalisable), or
-// the process has exited (a zombie, 'Z', or dead, 'X').
-std::uint64_t start_time_at(const char* path);
-
 // What this process knows of itself: its pid, start time and PID namespace,
 // and whether its /proc shows its own namespace's pids (a process in a new
 // PID namespace without its own /proc mount sees another namespace's pids

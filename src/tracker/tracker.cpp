@@ -5,7 +5,6 @@
 #include "shmkit/tracker.hpp"
 
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -58,31 +57,6 @@ std::string watcher_path() {
 }
 
 PidNamespace current_pid_namespace() { return self().ns; }
-
-std::uint64_t process_start_time(pid_t pid) {
-  if (pid <= 0) return 0;
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  return start_time_at(path);
-}
-
-bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask) noexcept {
-  if (tid <= 0) return false;
-  // kill(tid, 0) looks the id up in our namespace (a thread id works as well
-  // as a process id): ESRCH means no such task, so it has exited and its
-  // stores are all done (exit is a full barrier in the kernel).
-  if (::kill(tid, 0) != 0 && errno == ESRCH) return true;
-  char path[48];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(tid));
-  const platform::TaskStat t = platform::read_task_stat(path);
-  if (!t.readable) return false;  // hidepid or no /proc: cannot tell
-  if (t.exited) return true;      // a zombie: killed, not yet reaped (it keeps its id)
-  // A live task with that id: the same one, unless the id was reused. Both
-  // starts are host-absolute (read_task_stat normalises for the reader's
-  // time namespace; the recorder normalised its own): t.start 0 means this
-  // reader cannot normalise, and then it does not judge by the start.
-  return (start & start_mask) != 0 && t.start != 0 && (t.start & start_mask) != (start & start_mask);
-}
 
 namespace {
 // Registers `block` with `inode` for this process, as its creator or a user;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "platform/platform.hpp"
+#include "shmkit/detail/process.hpp"
 #include "tracker/registry.hpp"
 
 extern char** environ;
@@ -172,7 +173,7 @@ void wait_for_death(int fd, pid_t pid, std::uint64_t start, bool proc_is_ours) {
       continue;
     }
     // No pidfd (kernel < 5.3): poll /proc, or the pid itself.
-    if (proc_is_ours ? task_has_exited(pid, start) : (::kill(pid, 0) != 0 && errno == ESRCH)) return;
+    if (proc_is_ours ? process::has_exited(pid, start) : (::kill(pid, 0) != 0 && errno == ESRCH)) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
@@ -244,7 +245,7 @@ int watcher_main(int argc, char** argv) {
   // The registrant waits for our answer: the pid is still its, unless it was
   // killed meanwhile (then its start time no longer matches, or it is gone).
   bool gone = fd < 0 && errno == ESRCH;
-  if (me.proc_is_ours && task_has_exited(pid, start)) gone = true;
+  if (me.proc_is_ours && process::has_exited(pid, start)) gone = true;
   std::unique_ptr<Registry> r;
   try {
     r = registry_from_fd(kRegistry, argv[2]);

@@ -44,7 +44,7 @@ enum class Point : std::uint16_t {
   unlink_removed = 7,    // name removed; registrations not yet dropped
   // typed blocks (src/typed/block.cpp)
   typed_initialising = 8,  // header, prefix and payload written; state still "initialising"
-  // the tracker's registry (src/tracker.cpp)
+  // the tracker's registry (src/tracker/tracker.cpp)
   registry_writing = 9,  // an entry half written under the registry's RobustMutex
   // Value / Array accessors (shmkit/detail/object_base.hpp)
   object_locked = 10,   // the object's lock taken; the accessor's body not run

@@ -26,7 +26,7 @@ METRICS = {
 }
 
 COMPARISONS = [
-    # issue 2: SharedMemory
+    # SharedMemory
     dict(group='SharedMemory', title="create+close+unlink 4 KiB (reserve on)", candidate="BM_Shmkit_CreateCycle/real_time",
          baseline="BM_Raw_CreateCycle/real_time", baseline_label="raw syscalls", goal="at_most", target=1.2),
     dict(group='SharedMemory', title="create+close+unlink 4 KiB (reserve off)", candidate="BM_Shmkit_CreateCycleNoReserve/real_time",
@@ -52,7 +52,7 @@ COMPARISONS = [
     dict(group='SharedMemory', title="attach+close 4 KiB vs CPython, both untracked", candidate="BM_Shmkit_Attach/real_time",
          baseline="BM_CPython/AttachUntracked/iterations:1/manual_time",
          baseline_label="CPython SharedMemory, track=False (3.13+)", goal="at_least", target=None),
-    # issue 5: sharedctypes
+    # sharedctypes
     dict(group='sharedctypes', title="Value<int64> locked increment (RecursiveMutex)", candidate="value_inc/RecursiveMutex",
          baseline="bare_inc/RecursiveMutex", baseline_label="bare lock+increment", goal="at_most", target=1.1),
     dict(group='sharedctypes', title="Value<int64> locked increment (Mutex)", candidate="value_inc/Mutex",
@@ -85,7 +85,7 @@ COMPARISONS = [
     dict(group='sharedctypes', title="Value created in a Heap (+destroy)", candidate="heap_value_create_destroy",
          baseline="named_value_create_unlink", baseline_label="Value in its own named block",
          goal="at_least", target=None),
-    # issue 3: ShareableList (CPython timing its own loop, same run)
+    # ShareableList (CPython timing its own loop, same run)
     dict(group='ShareableList', title="ShareableList get int", candidate="BM_GetInt/real_time",
          baseline="BM_CPython/GetInt/iterations:1/manual_time", baseline_label="CPython ShareableList",
          goal="at_least", target=20),
@@ -101,8 +101,8 @@ COMPARISONS = [
     dict(group='ShareableList', title="ShareableList set 16-byte str", candidate="BM_SetStr16/real_time",
          baseline="BM_CPython/SetStr16/iterations:1/manual_time", baseline_label="CPython ShareableList",
          goal="at_least", target=20),
-    # issue 6: lock-free structures (bench_lockfree; real_time = ns per item or per round trip).
-    # Issue 14 moved SpscQueue's targets to bench_fanout (the spsc_limit rows
+    # lock-free structures (bench_lockfree; real_time = ns per item or per round trip).
+    # SpscQueue's targets moved to bench_fanout (the spsc_limit rows
     # below: a plain cached-index ring and the spin ping-pong in the same run);
     # the Boost throughput and bench_lockfree round-trip rows stay as
     # information (the Boost figure was a weak baseline, and one target is
@@ -155,7 +155,7 @@ COMPARISONS = [
     dict(group='Lock-free structures', title="SeqLock read of an unchanged 64-byte value (SeqLock::try_read, word copy)",
          candidate="seqlock_read/64B/shmkit", baseline="seqlock_read/64B/plain_copy",
          baseline_label="plain 64-byte copy", goal="at_most", target=None),
-    # issue 14: SpscQueue against its limit (bench_fanout; 2 pinned processes,
+    # SpscQueue against its limit (bench_fanout; 2 pinned processes,
     # cap 1024, 8-byte items, real_time = ns per item or per round trip)
     dict(group='Lock-free structures', title="SpscQueue throughput vs a plain cached-index ring, 2 processes, cap 1024",
          candidate="spsc_limit/tput/shmkit_spsc/1024/iterations:1/manual_time",
@@ -173,7 +173,7 @@ COMPARISONS = [
          candidate="spsc_limit/rtt/plain_ring/1024/iterations:1/manual_time",
          baseline="spsc_limit/rtt/spin_pingpong/iterations:1/manual_time",
          baseline_label="raw spin ping-pong", goal="at_most", target=None),
-    # issue 14: one writer, reader processes (bench_fanout). The writer has
+    # one writer, reader processes (bench_fanout). The writer has
     # CPU 0 to itself; all readers share the other CPUs (on 2 CPUs: one).
     # Publish rows: real_time = ns per item published. The lossy queue
     # fan-out drops an item for a subscriber whose queue is full, as the ring
@@ -247,7 +247,7 @@ COMPARISONS = [
          candidate="seqlock_writer/64B/1readers/reader/iterations:1/manual_time",
          baseline="seqlock_writer/64B/1readers/try_read/iterations:1/manual_time",
          baseline_label="SeqLock::try_read", goal="at_least", target=None),
-    # issue 4: locks and atomics (Mops/s counted while every process runs)
+    # locks and atomics (Mops/s counted while every process runs)
     dict(group='Locks and atomics', title='Mutex lock+unlock, uncontended', candidate='uncontended/shmkit::Mutex/min_time:0.200', baseline='uncontended/pthread_pshared/min_time:0.200', baseline_label='pthread process-shared', goal='at_most', target=1.0),
     dict(group='Locks and atomics', title='Mutex, 2 processes contended', metric='Mops/s', candidate='contended/shmkit::Mutex/procs/2/iterations:1/manual_time', baseline='contended/pthread_pshared/procs/2/iterations:1/manual_time', baseline_label='pthread process-shared', goal='at_least', target=1.0),
     dict(group='Locks and atomics', title='RecursiveMutex lock+unlock, uncontended', candidate='uncontended/shmkit::RecursiveMutex/min_time:0.200', baseline='uncontended/pthread_pshared/min_time:0.200', baseline_label='pthread process-shared', goal='at_most', target=None),
@@ -263,7 +263,7 @@ COMPARISONS = [
     dict(group='Locks and atomics', title='sem_t: 8 processes on 2 CPUs vs 2 processes', metric='Mops/s', candidate='contended/sem_t/procs/8/iterations:1/manual_time', baseline='contended/sem_t/procs/2/iterations:1/manual_time', baseline_label='sem_t, 2 processes', goal='at_least', target=None),
     dict(group='Locks and atomics', title='Atomic fetch_add, uncontended', candidate='uncontended/shmkit::Atomic/min_time:0.200', baseline='uncontended/std::atomic/min_time:0.200', baseline_label='std::atomic on shm', goal='at_most', target=1.05),
     dict(group='Locks and atomics', title='Atomic fetch_add, 2 processes', metric='Mops/s', candidate='contended/shmkit::Atomic/procs/2/iterations:1/manual_time', baseline='contended/std::atomic/procs/2/iterations:1/manual_time', baseline_label='std::atomic on shm', goal='at_most', target=1.05),
-    # issue 8: CPython's multiprocessing.Queue, what a Python user would pick
+    # CPython's multiprocessing.Queue, what a Python user would pick
     dict(group='Lock-free structures', title="SpscQueue throughput vs CPython multiprocessing.Queue",
          candidate="tput/shmkit_spsc/1024/procs/iterations:1/manual_time",
          baseline="tput/cpython_mp_queue/procs/iterations:1/manual_time",
@@ -272,7 +272,7 @@ COMPARISONS = [
          candidate="rtt/shmkit_spsc/1024/procs/iterations:1/manual_time",
          baseline="rtt/cpython_mp_queue/procs/iterations:1/manual_time",
          baseline_label="CPython multiprocessing.Queue", goal="at_least", target=None),
-    # issue 16: shmkit::mpi against MPI on one node (bench_mpi: 2 ranks bound to
+    # shmkit::mpi against MPI on one node (bench_mpi: 2 ranks bound to
     # 2 cores by mpirun; the memory rows from a 4-rank probe). No targets yet:
     # the ratios are reported.
     dict(group='MPI node-local layer', title="8-byte round trip between two ranks: SpscQueue vs MPI_Send/MPI_Recv",
@@ -291,7 +291,7 @@ COMPARISONS = [
          metric="table_PSS_MiB", candidate="mpi_memory/one_copy_per_node/iterations:1",
          baseline="mpi_memory/one_copy_per_rank/iterations:1", baseline_label="a private copy per rank",
          goal="at_least", target=None),
-    # issue 17: the order book of examples/order_book.hpp (bench_order_book;
+    # the order book of examples/order_book.hpp (bench_order_book;
     # writer on CPU 0, readers on the others; trust the rows with 4 readers
     # only as far as their runq_wait says the CPUs allowed).
     dict(group='Order book (examples/order_book)', title="Top-of-book read while the writer applies orders: SeqLock vs taking the RobustMutex",
@@ -306,7 +306,7 @@ COMPARISONS = [
          candidate="order_book/writer/4readers/iterations:1/manual_time",
          baseline="order_book/writer/0readers/iterations:1/manual_time",
          baseline_label="no reader", goal="at_most", target=None),
-    # issue 15: the Python package against CPython, same run (bench_python =
+    # the Python package against CPython, same run (bench_python =
     # python/bench/gbench.py under the main interpreter).
     dict(group='Python package', title="Lock acquire+release, uncontended", candidate="python/lock/shmkit",
          baseline="python/lock/cpython", baseline_label="CPython multiprocessing.Lock", goal="at_most", target=1.0),

@@ -131,7 +131,7 @@ TEST(Attacks, PeerTruncatesABlockInUse) {
   a.unlink();
 }
 
-// A forged object header (issue 13, 2.1). The element fingerprint (size 8)
+// A forged object header (a hostile peer). The element fingerprint (size 8)
 // is right, but the layout fields say 1 byte per element and count = the
 // payload's bytes: count * 1 == payload_size held, attach used to accept it,
 // and Array<int64_t> then read and wrote 8x past its payload. Every layout

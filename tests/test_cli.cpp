@@ -148,7 +148,7 @@ TEST(Cli, InvalidBlocksAreReportedNeverCrash) {
   shm.unlink();
 }
 
-// A FIFO planted at /dev/shm/NAME (issue 13, 2.3): `shmkit show` used to hang
+// A FIFO planted at /dev/shm/NAME: `shmkit show` used to hang
 // in open(); now it reports what the file is, and `ls` lists it.
 TEST(Cli, ShowOnAFifoFailsAtOnce) {
   auto name = unique_name("fifo");
@@ -191,7 +191,7 @@ TEST(Cli, GcIsADryRunUnlessYes) {
   ::shm_unlink(("/" + registry).c_str());
 }
 
-// Issue 13, 2.8: a registration made in another PID namespace (another
+// A registration made in another PID namespace (another
 // container sharing /dev/shm) is kept and reported, never judged.
 TEST(Cli, GcDoesNotJudgeAnotherPidNamespace) {
   const std::string registry = unique_name("registry");

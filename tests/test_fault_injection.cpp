@@ -1,4 +1,4 @@
-// The fault-injection walk (issue 9): for every numbered kill point in
+// The fault-injection walk: for every numbered kill point in
 // shmkit/detail/fault.hpp, a victim process SIGKILLs itself exactly there,
 // then the survivors check what the headers promise for that moment:
 //   * nothing hangs: every survivor call is timed or bounded, and the whole

@@ -9,7 +9,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "heap_layout.hpp"
+#include "typed/heap_layout.hpp"
 #include "shmkit/heap.hpp"
 #include "shmkit/typed_block.hpp"
 #include "shmkit/value.hpp"
@@ -128,7 +128,7 @@ TEST(Heap, ForgedHandlesNeverEscapeTheArena) {
   EXPECT_THROW(heap.resolve(other), std::invalid_argument);
 }
 
-// Issue 13: generations lived in the chunk tags, so a merge (which turns a
+// A regression: generations lived in the chunk tags, so a merge (which turns a
 // tag into interior bytes) and the zero fill of the next allocation over it
 // reset a freed object's generation; a later split at that offset handed out
 // generation 1 again, and the freed object's stale handle resolved to, and

@@ -24,7 +24,7 @@ TEST(LockfreeProcess, BroadcastSlowReaderLappedExactly) {
 }
 
 // "Wait forever" timeouts saturate instead of overflowing into the past
-// (issue 13, 2.4): pop_for(duration::max()) in another process goes to
+// (a regression): pop_for(duration::max()) in another process goes to
 // sleep in the kernel and stays there, and returns the item once it is
 // pushed.
 template <template <class> class Queue>

@@ -25,7 +25,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "../src/manager_internal.hpp"  // the wire format, for raw clients
+#include "manager/internal.hpp"  // the wire format, for raw clients
 #include "shmkit/manager.hpp"
 #include "test_support.hpp"
 
@@ -315,7 +315,7 @@ TEST(Manager, DefaultsAreAPrivateSocketAndARandomKeyAndTheDestructorShutsDown) {
   EXPECT_NE(::access(dir_of(address).c_str(), F_OK), 0) << "socket directory left behind";
 }
 
-// Issue 13: the default address was an abstract socket ("@shmkit-...",
+// A regression: the default address was an abstract socket ("@shmkit-...",
 // listed in /proc/net/unix) that every local user could connect to. It is
 // now a socket in a fresh 0700 directory, as CPython's is.
 TEST(Manager, TheDefaultAddressIsInA0700DirectoryAnotherUserCannotConnectTo) {
@@ -754,7 +754,7 @@ TEST(Manager, ConnectionsBeyondTheCapAreClosedAndTheOthersServed) {
   mgr.shutdown();
 }
 
-// ---------------------------------------------------------------- admission (issue 13)
+// ---------------------------------------------------------------- admission
 
 // An explicit abstract address stays reachable by any local user (that is
 // what abstract means), but the server checks SO_PEERCRED: another uid is
@@ -778,7 +778,7 @@ TEST(Manager, AnotherUserIsClosedAtAcceptEvenWithTheKeyUnlessAllowed) {
   }
 }
 
-// Issue 13, as reproduced: uid 65534 held 16 connections to the manager's
+// The attack as reproduced: uid 65534 held 16 connections to the manager's
 // (then abstract, default) address and the right key was refused, because
 // unauthenticated connections counted against max_connections.
 TEST(Manager, ConnectionsHeldByAnotherUserNeverLockOutAClientWithTheKey) {

@@ -19,7 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "platform.hpp"  // src/: the descriptor-passing wire format
+#include "platform/platform.hpp"  // src/: the descriptor-passing wire format
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/tracker.hpp"
 #include "test_support.hpp"
@@ -462,7 +462,7 @@ TEST(SharedMemoryErrors, SymlinkIsRefused) {
   real.unlink();
 }
 
-// Not a regular file at /dev/shm/NAME (issue 13, 2.3). A FIFO used to hang
+// Not a regular file at /dev/shm/NAME. A FIFO used to hang
 // a read-only attach in open() (a FIFO opened O_RDONLY waits for a writer)
 // before the file type was ever checked. Each attach runs in a child with a
 // deadline, so the old code fails here instead of hanging the suite.

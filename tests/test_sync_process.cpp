@@ -668,7 +668,7 @@ TEST(Barrier, ManyRoundsAcrossProcesses) {
   EXPECT_EQ(s->last_count.load(), 2 * kRounds);  // exactly one per generation
 }
 
-// More callers than parties (issue 13, 2.11). CPython (threading.Barrier
+// More callers than parties. CPython (threading.Barrier
 // semantics) makes the (parties+1)-th caller wait for the next round; no
 // party ever passes a round alone. parties = 2, three callers, and the race
 // the old code lost made deterministic: C is stopped (ptrace, single
@@ -805,7 +805,7 @@ TEST(Barrier, AbortWakesWaitersWithBroken) {
 }
 
 // ------------------------------------------------------------ "forever" deadlines
-// Issue 13, 2.4: try_lock_for(hours::max()) and friends overflowed the
+// A regression: try_lock_for(hours::max()) and friends overflowed the
 // deadline arithmetic into the past and returned false at once. Every timed
 // call must treat an out-of-range timeout as "wait until it happens".
 

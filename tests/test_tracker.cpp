@@ -480,7 +480,7 @@ std::vector<std::string> holders_of(dev_t dev, ino_t ino) {
   return out;
 }
 
-// Issue 13, 2.7: a forked watcher kept every mapping its registrant had at
+// A regression: a forked watcher kept every mapping its registrant had at
 // the fork, so an unlinked 256 MiB block stayed allocated while the
 // registrant lived. After unlink + close, no process may hold the block.
 TEST_F(Tracker, UnlinkedTrackedBlockIsFreedWhileTheRegistrantLives) {
@@ -537,7 +537,7 @@ std::string exe_of(pid_t pid) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 }
 
-// Issue 13, 2.7: a forked watcher runs in a copy of the registrant, where a
+// A regression: a forked watcher ran in a copy of the registrant, where a
 // lock another thread held at the fork stays held forever (here a library's
 // atfork child handler needs one). An exec'd watcher runs none of the
 // registrant's code: the tracked create returns, and the watcher is its own
@@ -583,7 +583,7 @@ TEST_F(Tracker, WatcherIsItsOwnProgramAndNeedsNoLockOfTheRegistrant) {
 
 // ------------------------------------------------------------ PID namespaces
 
-// Issue 13, 2.8 (gh-82300's pod case): a process in another PID namespace
+// gh-82300's pod case: a process in another PID namespace
 // (a container sharing /dev/shm) registers a block; its pid means another
 // process, or none, here. Neither gc nor a watcher in this namespace may
 // judge it, while the registrant lives; its own namespace's watcher still
@@ -784,7 +784,7 @@ TEST_F(Tracker, MissingWatcherFailsClearlyAndRegistersNothing) {
 
 // ------------------------------------------------------------ name/inode races
 
-// Issue 13, 2.9: attach registered whatever file was under the name when it
+// A regression: attach registered whatever file was under the name when it
 // registered, not the file it opened. Here another process replaces the
 // block right after the attacher's shm_open; when the attacher dies, its
 // watcher must leave the replacement (which nobody tracks) alone.
@@ -818,7 +818,7 @@ TEST_F(Tracker, TrackedAttachRegistersTheFileItOpened) {
   ::close(p[1]);
 }
 
-// Issue 13, 2.9: unlink() dropped every registration of the name, so a block
+// A regression: unlink() dropped every registration of the name, so a block
 // another process created under it just after our shm_unlink lost its
 // registration, and leaked when that process died.
 TEST_F(Tracker, UnlinkDropsOnlyItsOwnFilesRegistrations) {

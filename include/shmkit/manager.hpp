@@ -37,7 +37,7 @@
 //     challenge-response over fresh random nonces (the server proves that it
 //     knows the key too); MACs are compared in constant time. The wire format
 //     is shmkit's own versioned, length-prefixed binary protocol, documented
-//     in src/manager_protocol.hpp. The server is one poll() event loop that
+//     in src/manager/protocol.hpp. The server is one poll() event loop that
 //     never blocks on a client: frames are capped (128 bytes before auth,
 //     32 MiB after), a handshake must complete within
 //     Options::handshake_timeout and every started frame within

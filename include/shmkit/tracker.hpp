@@ -107,6 +107,8 @@
 #include <sys/types.h>
 #include <vector>
 
+#include "shmkit/detail/process.hpp"
+
 namespace shmkit::tracker {
 
 constexpr std::size_t kMaxEntries = 1024;
@@ -179,6 +181,9 @@ struct Registration {
 // A snapshot of the registry (empty if it does not exist yet).
 std::vector<Registration> registrations();
 
+// Process liveness, kept here for source compatibility: the functions are
+// those of the platform layer, shmkit/detail/process.hpp, whose contract
+// they follow.
 // The start time of process `pid` (as this process's /proc sees pids), in
 // clock ticks after the HOST's boot: /proc/<pid>/stat field 22 less this
 // process's time-namespace boot-time offset, so every process, in any time
@@ -186,24 +191,19 @@ std::vector<Registration> registrations();
 // exist or has exited (a zombie not yet reaped counts as exited), or if
 // this process cannot normalise start times (see the header: then it
 // cannot tell; task_has_exited() says so correctly).
-std::uint64_t process_start_time(pid_t pid);
+inline std::uint64_t process_start_time(pid_t pid) { return process::start_time(pid); }
 
 // Whether the task (process or thread) `tid` that started at `start` (clock
 // ticks after the host's boot, as process_start_time() gives it) has
-// certainly exited: no
-// such id (kill(2) says ESRCH), a zombie not yet reaped, or its id now names
+// certainly exited: no such id, a zombie not yet reaped, or its id now names
 // a task with another start time (the id was reused). Only the low bits
 // selected by `start_mask` are compared; `start` 0 means the start is
 // unknown, and then a live task with that id is taken to be the same one.
 // False when it cannot tell (/proc hides the task: hidepid, another user's):
-// a caller then must assume it may still run; likewise the start is not
-// compared when this process cannot normalise start times (a live task
-// with that id then counts as the same). A task of another PID namespace is
-// the caller's to exclude; another time namespace needs nothing (both
-// sides are in host terms). Never blocks; no allocation.
-// Shared by RobustMutex's owner check, MpmcQueue's claimant check and the
-// tracker.
-bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask = ~std::uint64_t{0}) noexcept;
+// a caller then must assume it may still run. See process::has_exited.
+inline bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask = ~std::uint64_t{0}) noexcept {
+  return process::has_exited(tid, start, start_mask);
+}
 
 struct GcReport {
   std::vector<std::string> unlinked;      // blocks a shmkit process created whose registrants are all dead

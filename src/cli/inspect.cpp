@@ -1,4 +1,4 @@
-#include "inspect.hpp"
+#include "cli/inspect.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "platform.hpp"
-#include "printable.hpp"
+#include "platform/platform.hpp"
+#include "platform/printable.hpp"
 #include "shmkit/detail/shared_object.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"

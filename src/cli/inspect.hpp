@@ -40,7 +40,7 @@ bool describe(const std::string& name, bool json, std::string& out);
 
 // Every string printed comes from untrusted bytes (a /dev/shm name any
 // local user chose, a header any process that maps the block wrote), so it
-// goes through one of these (src/printable.hpp):
+// goes through one of these (src/platform/printable.hpp):
 //   json_escape: the inside of a JSON string: always valid JSON and UTF-8;
 //     control and invisible characters as \uNNNN, and each byte that is not
 //     part of valid UTF-8 as \udcNN (Python's surrogateescape:

@@ -31,8 +31,8 @@
 #include <unistd.h>
 #include <vector>
 
-#include "inspect.hpp"
-#include "mpi_directory.hpp"
+#include "cli/inspect.hpp"
+#include "mpi/directory.hpp"
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/tracker.hpp"
 

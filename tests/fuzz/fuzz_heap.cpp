@@ -1,4 +1,4 @@
-// libFuzzer target for the Heap's metadata (src/heap_layout.hpp): the chain
+// libFuzzer target for the Heap's metadata (src/typed/heap_layout.hpp): the chain
 // of 64-byte chunk tags and the control area's counters and rover, as
 // another process could have written them, driven by a short script of the
 // operations the Heap runs on them (resolve, allocate, free, check, stats,
@@ -55,7 +55,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "heap_layout.hpp"
+#include "typed/heap_layout.hpp"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // libFuzzer target for the SharedMemoryManager wire format, on plain bytes
-// (no system calls): src/manager_protocol.hpp.
+// (no system calls): src/manager/protocol.hpp.
 //
 // Input: one mode byte, then a byte stream as a peer would send it. The
 // stream is split into frames exactly as the server and client do (the cap
@@ -20,7 +20,7 @@
 #include <cstring>
 #include <vector>
 
-#include "manager_protocol.hpp"
+#include "manager/protocol.hpp"
 
 namespace {
 

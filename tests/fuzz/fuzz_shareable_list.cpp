@@ -1,5 +1,5 @@
 // libFuzzer target for ShareableList's attach-and-read path, on plain bytes
-// (no system calls): src/shareable_list_view.hpp.
+// (no system calls): src/list/shareable_list_view.hpp.
 //
 // Input: one mode byte, then
 //   even mode: a block image. It is parsed as an attached block would be;
@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "shareable_list_view.hpp"
+#include "list/shareable_list_view.hpp"
 
 namespace {
 

@@ -17,7 +17,7 @@
 
 namespace shmkit::test {
 
-// The registry's entry layout, version 3 (src/tracker.cpp).
+// The registry's entry layout, version 3 (src/tracker/registry.hpp).
 struct RawRegistration {
   std::uint32_t state, pid;
   std::uint64_t start_time, inode, pidns_inode, pidns_device;

@@ -1,6 +1,6 @@
 #include "test_support.hpp"
 
-#include "platform.hpp"  // src/
+#include "platform/platform.hpp"  // src/
 
 #include <atomic>
 #include <cerrno>

@@ -33,7 +33,7 @@ namespace shmkit::fault {
 
 enum class Point : std::uint16_t {
   none = 0,
-  // SharedMemory::create / attach / unlink (src/shared_memory.cpp)
+  // SharedMemory::create / attach / unlink (src/shm/shared_memory.cpp)
   create_opened = 1,      // the file exists (0 bytes, mode not yet exact): named if
                           // untracked, unnamed (O_TMPFILE) if tracked or create_filled
   create_sized = 2,       // sized and reserved; not mapped, not named (tracked)
@@ -42,17 +42,17 @@ enum class Point : std::uint16_t {
   attach_opened = 5,     // descriptor open, not mapped
   attach_mapped = 6,     // mapped; tracked: not yet registered
   unlink_removed = 7,    // name removed; registrations not yet dropped
-  // typed blocks (src/typed_block.cpp)
+  // typed blocks (src/typed/block.cpp)
   typed_initialising = 8,  // header, prefix and payload written; state still "initialising"
-  // the tracker's registry (src/tracker.cpp)
+  // the tracker's registry (src/tracker/tracker.cpp)
   registry_writing = 9,  // an entry half written under the registry's RobustMutex
   // Value / Array accessors (shmkit/detail/object_base.hpp)
   object_locked = 10,   // the object's lock taken; the accessor's body not run
   object_written = 11,  // the body (a store) done; the lock not released
-  // ShareableList::set (src/shareable_list.cpp)
+  // ShareableList::set (src/list/shareable_list_view.cpp)
   list_set_data = 12,    // the slot holds the new bytes; format and code are old
   list_set_format = 13,  // new format written; the type code is old
-  // Heap (src/heap.cpp)
+  // Heap (src/typed/heap.cpp)
   heap_alloc_split = 14,      // the split-off tail's tag written; the head not committed
   heap_alloc_committed = 15,  // the allocation committed; lock held, handle not returned
   heap_free_marked = 16,      // the chunk marked free; lock held
@@ -61,7 +61,7 @@ enum class Point : std::uint16_t {
   spsc_pop_copied = 18,    // the item copied out; head not advanced
   mpmc_push_claimed = 19,  // the slot claimed (its word names us) and tail moved past it; not published
   mpmc_pop_claimed = 20,   // the slot claimed (its word names us) and head moved past it; not released
-  // SharedMemoryManager's server (src/manager_server.cpp)
+  // SharedMemoryManager's server (src/manager/server.cpp)
   manager_created = 21,   // the server created a block; not yet recorded as owned
   manager_recorded = 22,  // recorded as owned; the reply not yet sent
   // MpmcQueue (shmkit/lockfree/mpmc_queue.hpp), BroadcastRing, SeqLock

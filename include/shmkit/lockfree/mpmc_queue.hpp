@@ -81,8 +81,8 @@
 #include <unistd.h>
 
 #include "shmkit/detail/fault.hpp"
+#include "shmkit/detail/process.hpp"
 #include "shmkit/lockfree/detail/common.hpp"
-#include "shmkit/tracker.hpp"
 #include "shmkit/typed_block.hpp"
 
 namespace shmkit {
@@ -112,7 +112,7 @@ inline std::uint64_t make_claimant_id(pid_t pid, std::uint64_t start) noexcept {
   }();
   (void)registered;
   const pid_t pid = ::getpid();
-  const std::uint64_t id = make_claimant_id(pid, tracker::process_start_time(pid));
+  const std::uint64_t id = make_claimant_id(pid, process::start_time(pid));
   // relaxed: a per-process cache of a value every thread computes alike.
   g_claimant_id.store(id, std::memory_order_relaxed);
   return id;
@@ -124,15 +124,15 @@ inline std::uint64_t claimant_id() noexcept {
 }
 
 // Whether the process a claim names has certainly exited: no such pid, a
-// zombie, or a different start time (the pid was reused), judged by the
-// tracker's task_has_exited. Not when /proc hides the process (hidepid,
+// zombie, or a different start time (the pid was reused), judged by
+// process::has_exited (shmkit/detail/process.hpp). Not when /proc hides the process (hidepid,
 // another user's), nor when the identity is unknown (pid field 0): a
 // survivor then waits rather than step over a claimant that may still
 // write.
 inline bool claimant_dead(std::uint64_t id) noexcept {
   const auto pid = static_cast<pid_t>((id & kClaimantIdMask) >> 32);
   if (pid <= 0) return false;
-  return tracker::task_has_exited(pid, id & 0xffffffffu, 0xffffffffu);
+  return process::has_exited(pid, id & 0xffffffffu, 0xffffffffu);
 }
 
 }  // namespace lockfree_detail

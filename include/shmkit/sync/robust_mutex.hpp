@@ -73,7 +73,7 @@
 //     told apart.)
 //   * Time namespaces: start times are host-absolute. /proc shows a task's
 //     start time shifted by the READER's boot-time offset; every reader
-//     subtracts its own (src/platform.hpp), so an owner and a locker in
+//     subtracts its own (shmkit/detail/process.hpp), so an owner and a locker in
 //     different time namespaces (unshare --time --boottime N) agree, and a
 //     live owner is never judged dead for it. A thread that cannot
 //     normalise its start exactly (a boot-time offset that is not a whole

@@ -25,7 +25,7 @@
 // RMW on one process-wide word, and the heavy side still issues the
 // membarrier for registered peers. The pairing holds whatever either side's
 // registration did: the heavy side issues GLOBAL_EXPEDITED whenever the
-// kernel has it, registered or not (src/lockfree_fence.cpp,
+// kernel has it, registered or not (src/lockfree/fence.cpp,
 // AsymmetricFence.*).
 // A sleeper that dies leaves sleepers == 1: the next notify clears it with
 // one futex_wake syscall, after which the fast path is syscall-free again.

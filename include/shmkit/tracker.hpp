@@ -191,7 +191,9 @@ std::vector<Registration> registrations();
 // exist or has exited (a zombie not yet reaped counts as exited), or if
 // this process cannot normalise start times (see the header: then it
 // cannot tell; task_has_exited() says so correctly).
-inline std::uint64_t process_start_time(pid_t pid) { return process::start_time(pid); }
+// Out of line (src/tracker/tracker.cpp), so that programs linked against an
+// earlier libshmkit.so keep finding the symbol.
+std::uint64_t process_start_time(pid_t pid);
 
 // Whether the task (process or thread) `tid` that started at `start` (clock
 // ticks after the host's boot, as process_start_time() gives it) has
@@ -201,9 +203,7 @@ inline std::uint64_t process_start_time(pid_t pid) { return process::start_time(
 // unknown, and then a live task with that id is taken to be the same one.
 // False when it cannot tell (/proc hides the task: hidepid, another user's):
 // a caller then must assume it may still run. See process::has_exited.
-inline bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask = ~std::uint64_t{0}) noexcept {
-  return process::has_exited(tid, start, start_mask);
-}
+bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask = ~std::uint64_t{0}) noexcept;
 
 struct GcReport {
   std::vector<std::string> unlinked;      // blocks a shmkit process created whose registrants are all dead

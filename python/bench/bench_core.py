@@ -1,4 +1,4 @@
-"""shmkit's Python package against CPython's, in one run (issue 15, part A):
+"""shmkit's Python package against CPython's, in one run:
 the binding's per-call cost, ShareableList get/set, SharedMemory
 create/attach, Value/Array element access, Value/Array creation, and
 Value.fetch_add against CPython's ``with v.get_lock(): v.value += 1``.

@@ -205,5 +205,12 @@ GcReport collect_garbage(bool dry_run) {
   return report;
 }
 
+// The liveness forwards kept for source and binary compatibility
+// (tracker.hpp); the judge is the platform layer's.
+std::uint64_t process_start_time(pid_t pid) { return process::start_time(pid); }
+bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask) noexcept {
+  return process::has_exited(tid, start, start_mask);
+}
+
 }  // namespace shmkit::tracker
 

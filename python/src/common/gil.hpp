@@ -18,6 +18,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "common/errors.hpp"
+
 namespace shmkit::python {
 
 // Runs fn() with the GIL released; a C++ exception is rethrown with it held.
@@ -40,6 +42,18 @@ auto without_gil(F&& fn) {
   Py_END_ALLOW_THREADS
   if (error) std::rethrow_exception(error);
   if constexpr (!std::is_void_v<R>) return std::move(*result);
+}
+
+// without_gil(fn), with a C++ exception turned into the Python one (false).
+template <class F>
+bool without_gil_translated(F&& fn) noexcept {
+  try {
+    without_gil(std::forward<F>(fn));
+    return true;
+  } catch (...) {
+    translate_exception();
+    return false;
+  }
 }
 
 using Clock = std::chrono::steady_clock;

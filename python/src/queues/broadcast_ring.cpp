@@ -33,22 +33,14 @@ PyObject* ring_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   if (o == nullptr) return nullptr;
   RingObj* self = as_ring(o);
   shmkit::TypeFingerprint f;
-  if (init_codec(self, item, align, typecode, type_name, mode, maxbytes, st, &f) < 0) {
-    Py_DECREF(o);
-    return nullptr;
-  }
-  const WordOps* ops = find_word_ops(item);
+  const WordOps* ops = init_word_codec(self, item, align, typecode, type_name, mode, maxbytes, st, &f);
   if (ops == nullptr) {
     Py_DECREF(o);
-    PyErr_Format(PyExc_ValueError, "SeqLock/BroadcastRing items hold up to 256 bytes, or 384, 512, 1024, 2048 "
-                 "or 4096; not %zd", item);
     return nullptr;
   }
-  try {
-    std::string n = name != nullptr ? name : "";
-    without_gil([&] { self->p = create ? ops->bcreate(n, capacity, f, track != 0) : ops->battach(n, f); });
-  } catch (...) {
-    translate_exception();
+  const std::string n = name != nullptr ? name : "";
+  if (!without_gil_translated(
+          [&] { self->p = create ? ops->bcreate(n, capacity, f, track != 0) : ops->battach(n, f); })) {
     Py_DECREF(o);
     return nullptr;
   }

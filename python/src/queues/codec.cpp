@@ -224,4 +224,16 @@ int init_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, const char* type
   return 0;
 }
 
+const WordOps* init_word_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, const char* typecode,
+                               const char* type_name, const char* mode, Py_ssize_t maxbytes, PyObject* st,
+                               shmkit::TypeFingerprint* f) {
+  if (init_codec(c, item, align, typecode, type_name, mode, maxbytes, st, f) < 0) return nullptr;
+  const WordOps* ops = find_word_ops(item);
+  if (ops == nullptr) {
+    PyErr_Format(PyExc_ValueError, "SeqLock/BroadcastRing items hold up to 256 bytes, or 384, 512, 1024, 2048 "
+                 "or 4096; not %zd", item);
+  }
+  return ops;
+}
+
 }  // namespace shmkit::python::queues

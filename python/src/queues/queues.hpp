@@ -110,6 +110,12 @@ PyObject* unpack_item(CodecHead* self, const unsigned char* src);
 int init_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, const char* typecode, const char* type_name,
                const char* mode, Py_ssize_t maxbytes, PyObject* st, shmkit::TypeFingerprint* f);
 
+// init_codec, then the WordOps of the item (SeqLock, BroadcastRing);
+// nullptr with an exception.
+const WordOps* init_word_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, const char* typecode,
+                               const char* type_name, const char* mode, Py_ssize_t maxbytes, PyObject* st,
+                               shmkit::TypeFingerprint* f);
+
 // ------------------------------------------------------------ objects
 
 // Counts a call that waits without the GIL (changed with the GIL held).

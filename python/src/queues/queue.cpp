@@ -87,18 +87,9 @@ PyObject* q_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
 // `count` attribute).
 PyObject* q_put_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   QueueObj* self = as_q(o);
-  if (nargs < 1 || nargs > 2 || (kwnames != nullptr && (nargs != 1 || PyTuple_GET_SIZE(kwnames) != 1 ||
-                                                         PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0))) {
-    PyErr_SetString(PyExc_TypeError, "put_many(items, timeout=None)");
-    return nullptr;
-  }
-  PyObject* t = nargs == 2 ? args[1] : (kwnames != nullptr ? args[1] : nullptr);
+  // A negative timeout is 0 here (as it always was for put_many), unlike put().
   double timeout = -1.0;
-  if (t != nullptr && t != Py_None) {
-    timeout = PyFloat_AsDouble(t);
-    if (timeout == -1.0 && PyErr_Occurred()) return nullptr;
-    if (timeout < 0) timeout = 0;
-  }
+  if (parse_timeout(args, nargs, kwnames, 1, "put_many", Timeouts::clamp, &timeout) < 0) return nullptr;
   // Pack into one contiguous run of items.
   Py_buffer b{};
   PyObject* bytes = nullptr;

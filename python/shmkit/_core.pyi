@@ -1,7 +1,7 @@
-# Type stubs for shmkit._core (python/src/core.cpp): shmkit's blocks,
+# Type stubs for shmkit._core (python/src/core/): shmkit's blocks,
 # ShareableList access, the manager and the Value/Array layout.
 # Private to the package: shmkit.shared_memory and shmkit.sharedctypes are
-# the public API. Keep in step with the method tables of core.cpp.
+# the public API. Keep in step with the method tables of python/src/core/.
 from typing import Any, Iterable, Optional, TypeAlias, Union, final
 
 
@@ -33,7 +33,7 @@ class Mapping:
     @property
     def tracked(self) -> bool: ...
     @property
-    def exports(self) -> int: ...
+    def _exports(self) -> int: ...
     @property
     def fd(self) -> int: ...
     @property

@@ -1,4 +1,5 @@
-"""Removing only the block this process created, never one re-created under
+"""Removing only the block this process created (and making a block
+tracked where the tracker lets it: make_tracked), never one re-created under
 the same name by someone else (private to the package).
 
 A finalizer that unlinks a block by name alone runs long after the create:
@@ -13,9 +14,10 @@ under it (a window of two system calls). shmkit's tracker has the same
 window; nothing closes it short of every party taking a lock.
 """
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 FileId = Tuple[int, int]
+_T = TypeVar("_T")
 
 _DIR = "/dev/shm/"
 
@@ -52,3 +54,28 @@ def unlink_if_creator(obj: Any, pid: int, ident: Optional[FileId]) -> None:
         obj.unlink()
     except (OSError, ValueError):  # gone meanwhile, or closed: a finalizer never raises
         pass
+
+
+def _any_oserror(e: OSError) -> bool:
+    return True
+
+
+def make_tracked(make: Callable[[bool], _T], track: bool,
+                 retry_if: Callable[[OSError], bool] = _any_oserror,
+                 warn: Optional[Callable[[OSError], None]] = None) -> _T:
+    """make(track), the one "tracker failed, retry untracked" of the package:
+    when tracking was asked and make(True) raises an OSError that
+    retry_if(e) accepts (the tracker's watcher cannot start, its registry is
+    full), calls warn(e) (if given) and returns make(False): the object goes
+    on untracked, unlinked by its creator's finalizer but not after a
+    SIGKILL. Any other error propagates."""
+    if not track:
+        return make(False)
+    try:
+        return make(True)
+    except OSError as e:
+        if not retry_if(e):
+            raise
+        if warn is not None:
+            warn(e)
+    return make(False)

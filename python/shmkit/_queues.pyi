@@ -1,7 +1,7 @@
-# Type stubs for shmkit._queues (python/src/queues.cpp): SpscQueue and
+# Type stubs for shmkit._queues (python/src/queues/): SpscQueue and
 # MpmcQueue, SeqLock and BroadcastRing blocks with run-time item types.
 # Private to the package: shmkit.queues is the public API. Keep in step with
-# the method and getset tables of queues.cpp.
+# the method and getset tables of python/src/queues/.
 import struct
 from types import TracebackType
 from typing import Any, Literal, Optional, Sequence, TypeVar, Union, final

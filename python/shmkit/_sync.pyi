@@ -1,7 +1,7 @@
-# Type stubs for shmkit._sync (python/src/sync.cpp): views of shmkit's
+# Type stubs for shmkit._sync (python/src/sync/): views of shmkit's
 # process-shared primitives over a writable buffer, atomics, and typed
 # blocks. Private to the package: shmkit.synchronize and shmkit.sharedctypes
-# are the public API. Keep in step with the method tables of sync.cpp.
+# are the public API. Keep in step with the method tables of python/src/sync/.
 from types import TracebackType
 from typing import Any, ClassVar, Iterable, Optional, TypeVar, final
 

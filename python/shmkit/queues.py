@@ -143,12 +143,8 @@ class _QueueBase(_queues._Queue):
             raise ValueError("capacity must be a positive power of two")
         size, align, code, tname, mode, mb, st, dt = _item_spec(item, type_name, maxbytes)
         args = (cls._kind, name, bool(create), capacity or 0, size, align, code, tname, mode, mb, st)
-        try:
-            self = super().__new__(cls, *args, track=track and bool(create))
-        except OSError:
-            if not (create and track):
-                raise
-            self = super().__new__(cls, *args, track=False)
+        new = super().__new__
+        self = _owned.make_tracked(lambda t: new(cls, *args, track=t), bool(track and create))
         self._spec = (item, type_name, maxbytes)
         self._dtype = dt
         if dt is not None:
@@ -278,12 +274,8 @@ class SeqLock(_Named, _queues._SeqLock):
             raise TypeError(f"name must be str, not {type(name).__name__}")
         size, align, code, tname, mode, mb, st, dt = _item_spec(item, type_name, maxbytes)
         args = (name, bool(create), size, align, code, tname, mode, mb, st, initial)
-        try:
-            self = super().__new__(cls, *args, track=track and bool(create))
-        except OSError:
-            if not (create and track):
-                raise
-            self = super().__new__(cls, *args, track=False)
+        new = super().__new__
+        self = _owned.make_tracked(lambda t: new(cls, *args, track=t), bool(track and create))
         self._finish(create, (item, type_name, maxbytes), dt)
         return self
 
@@ -319,12 +311,8 @@ class BroadcastRing(_Named, _queues._BroadcastRing):
             raise TypeError(f"name must be str, not {type(name).__name__}")
         size, align, code, tname, mode, mb, st, dt = _item_spec(item, type_name, maxbytes)
         args = (name, bool(create), capacity or 0, size, align, code, tname, mode, mb, st)
-        try:
-            self = super().__new__(cls, *args, track=track and bool(create))
-        except OSError:
-            if not (create and track):
-                raise
-            self = super().__new__(cls, *args, track=False)
+        new = super().__new__
+        self = _owned.make_tracked(lambda t: new(cls, *args, track=t), bool(track and create))
         self._finish(create, (item, type_name, maxbytes), dt)
         return self
 

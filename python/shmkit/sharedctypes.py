@@ -196,18 +196,22 @@ def _create(ctype: Any, count: int, is_array: bool, initial: Optional[bytes], lo
     if not explicit:
         track = name is None and not _warned_untracked
     create: Callable[..., tuple[Any, int, int, int, int]] = _core.create_object
-    try:
-        result = create(name, is_array, code, size, align, tname, count, lock_kind, initial, track)
-    except OSError as e:
-        if explicit or not track or e.errno != errno.ENOSPC or "regist" not in str(e):
-            raise
+
+    def registry_full(e: OSError) -> bool:
+        return not explicit and e.errno == errno.ENOSPC and "regist" in str(e)
+
+    def warn(e: OSError) -> None:
         # The tracker's registry is full (kMaxEntries live registrations):
         # go on untracked (unlinked with the object or at exit, but not
         # after a crash), and say so once.
+        global _warned_untracked
         _warned_untracked = True
         warnings.warn("shmkit: the tracker's registry is full; further unnamed objects are "
-                      "not tracked (%s)" % e, ResourceWarning, stacklevel=3)
-        result = create(name, is_array, code, size, align, tname, count, lock_kind, initial, False)
+                      "not tracked (%s)" % e, ResourceWarning, stacklevel=5)
+
+    result = _owned.make_tracked(
+        lambda t: create(name, is_array, code, size, align, tname, count, lock_kind, initial, t),
+        bool(track), registry_full, warn)
     mapping, offset, count, lock_kind, _ = result
     return _Place(mapping, mapping.name, offset, count, lock_kind, _spec(ctype), is_array)
 

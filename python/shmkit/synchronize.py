@@ -58,20 +58,20 @@ _warned_untracked = False
 
 def _new_block(prim: Any, payload_init: bytes = b"", params: tuple[int, ...] = ()) -> "_sync.TypedBlock":
     """A new named block holding one `prim` (zero bytes, or payload_init)."""
-    global _warned_untracked
     args = (None, _sync.KIND_SYNC, None, prim.TYPE_NAME, prim.SIZE, prim.ALIGN, 1, 0, prim.SIZE,
             params, b"", payload_init)
-    try:
-        return _sync.TypedBlock.create(*args, track=True)
-    except OSError as e:
+
+    def warn(e: OSError) -> None:
         # No tracker watcher program (an unusual install): the block is
         # still unlinked by its creator's finalizer, only not after SIGKILL.
+        global _warned_untracked
         if not _warned_untracked:
             warnings.warn(f"shmkit.synchronize: resource tracker unavailable ({e}); a creator "
                           "killed by a signal will leave its blocks in /dev/shm",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=5)
             _warned_untracked = True
-        return _sync.TypedBlock.create(*args, track=False)
+
+    return _owned.make_tracked(lambda t: _sync.TypedBlock.create(*args, track=t), True, warn=warn)
 
 
 def _attach_block(prim: Any, name: str) -> "_sync.TypedBlock":

@@ -143,7 +143,7 @@ def test_numpy_views_count_exports():
     view[1] = 20.0
     assert a[1] == 20.0 and view.dtype == numpy.float64
     place = a._place
-    assert place.mapping.exports >= 2  # the ctypes object and the numpy view
+    assert place.mapping._exports >= 2  # the ctypes object and the numpy view
     with pytest.raises(BufferError):
         place.mapping.close()
     del view

@@ -300,7 +300,7 @@ int run(int argc, char** argv) {
     auto* p = reinterpret_cast<std::int64_t*>(static_cast<char*>(shm.data()) + off);
     std::int64_t last = 0;
     for (long i = 0; i < std::atol(argv[4]); ++i) last = shmkit::AtomicRef<std::int64_t>(*p).fetch_add(1);
-    // The waiters' futex word is the low half of the int64 (python/src/sync.cpp).
+    // The waiters' futex word is the low half of the int64 (python/src/sync/atomic_ref.cpp).
     shmkit::futex_wake_all(*reinterpret_cast<shmkit::FutexWord*>(p));
     std::printf("%lld\n", static_cast<long long>(last));
     std::fflush(stdout);

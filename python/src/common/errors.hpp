@@ -1,20 +1,18 @@
-// python/src/common.hpp — what every shmkit extension module shares: the
-// C++ exception -> Python exception mapping (DESIGN.md: std::system_error
+// python/src/common/errors.hpp — the C++ exception -> Python exception
+// mapping every shmkit extension module shares (DESIGN.md: std::system_error
 // keeps errno, so ENOENT is FileNotFoundError, EEXIST FileExistsError, ...;
-// std::invalid_argument is ValueError; std::out_of_range IndexError), a
-// small owning PyObject reference, and how a blocking call waits without the
-// GIL (deadline_for, wait_sliced).
+// std::invalid_argument is ValueError; std::out_of_range IndexError), and a
+// small owning PyObject reference.
 //
 // Contract: header-only, no state; call translate_exception() inside a
 // catch (...) block with the GIL held; it always sets a Python exception.
-// wait_sliced() is called with the GIL held and returns with it held.
+// call_translated(fn) runs fn() with the GIL held and turns a C++ exception
+// into that Python exception (nullptr returned).
 #pragma once
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <cerrno>
-#include <chrono>
 #include <exception>
 #include <new>
 #include <stdexcept>
@@ -51,6 +49,18 @@ inline void translate_exception() noexcept {
   }
 }
 
+// fn() -> PyObject*, with any C++ exception it throws turned into the
+// Python one (and nullptr).
+template <class F>
+PyObject* call_translated(F&& fn) noexcept {
+  try {
+    return fn();
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+}
+
 // An owned reference (Py_XDECREF on destruction).
 class Ref {
  public:
@@ -67,37 +77,5 @@ class Ref {
  private:
   PyObject* o_ = nullptr;
 };
-
-using Clock = std::chrono::steady_clock;
-
-// How long a blocked call sleeps without the GIL before it looks for
-// signals: Ctrl-C latency, and the cost of one wake-up per slice.
-inline constexpr std::chrono::milliseconds kSlice{20};
-
-// The deadline `timeout` seconds from now; a negative timeout (None) or one
-// beyond ~30 years is forever (saturating: steady_clock's nanoseconds would
-// overflow near 292 years).
-inline Clock::time_point deadline_for(double timeout) {
-  if (timeout < 0 || timeout > 1e9) return Clock::time_point::max();
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
-}
-
-// Calls attempt(slice_end) without the GIL, slice after slice, until it
-// returns true (1), the deadline passes (0) or a signal handler raises (-1).
-// attempt must not touch Python objects.
-template <class Attempt>
-int wait_sliced(Clock::time_point deadline, Attempt&& attempt) {
-  for (;;) {
-    const auto now = Clock::now();
-    const auto end = (deadline > now && deadline - now > kSlice) ? now + kSlice : deadline;
-    bool ok;
-    Py_BEGIN_ALLOW_THREADS
-    ok = attempt(end);
-    Py_END_ALLOW_THREADS
-    if (ok) return 1;
-    if (PyErr_CheckSignals() < 0) return -1;
-    if (Clock::now() >= deadline) return 0;
-  }
-}
 
 }  // namespace shmkit::python

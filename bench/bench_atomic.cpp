@@ -34,13 +34,13 @@ void BM_Contended(benchmark::State& state) {
   for (auto _ : state) {
     auto r = bench::run_workers(true, n, 300ms,
                                 [a](int, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-      std::uint64_t ops = 0;
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        benchmark::DoNotOptimize(a->fetch_add(1, std::memory_order_relaxed));
-        ++ops;
-      }
-      out.ops = ops;
-    });
+                                  std::uint64_t ops = 0;
+                                  while (stop.load(std::memory_order_relaxed) == 0) {
+                                    benchmark::DoNotOptimize(a->fetch_add(1, std::memory_order_relaxed));
+                                    ++ops;
+                                  }
+                                  out.ops = ops;
+                                });
     state.SetIterationTime(r.seconds);
     total.seconds += r.seconds;
     total.ops += r.ops;
@@ -64,9 +64,15 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("uncontended/shmkit::Atomic", BM_Uncontended<Shmkit>)->MinTime(0.2);
   benchmark::RegisterBenchmark("uncontended/std::atomic", BM_Uncontended<Std>)->MinTime(0.2);
   benchmark::RegisterBenchmark("contended/shmkit::Atomic/procs", BM_Contended<Shmkit>)
-      ->Arg(2)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+      ->Arg(2)
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("contended/std::atomic/procs", BM_Contended<Std>)
-      ->Arg(2)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+      ->Arg(2)
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -61,11 +61,11 @@
 #include <string>
 #include <vector>
 
+#include "round_trip_harness.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
 #include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/shared_memory.hpp"
-#include "round_trip_harness.hpp"
 #include "sync_bench_harness.hpp"
 
 using namespace std::chrono_literals;
@@ -159,28 +159,28 @@ void BM_FanoutRing(benchmark::State& state, int subs) {
     auto* rp = &ring;
     auto r = bench::run_workers(true, subs + 1, kWindow,
                                 [rp, st](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-      if (me == 0) {
-        Item v = 0;
-        while (stop.load(std::memory_order_relaxed) == 0) rp->push(v++);
-        out.ops = v;
-        return;
-      }
-      pin_reader(me);
-      auto rd = rp->reader();
-      LagSampler lag;
-      ReaderStats& s = st->w[me];
-      Item v;
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        const shmkit::BroadcastResult res = rd.try_read(v);
-        if (res.status == shmkit::BroadcastStatus::ok) {
-          if (++s.delivered % kSampleEvery == 0) lag.maybe_sample(rd.backlog());
-        } else if (res.status == shmkit::BroadcastStatus::lapped) {
-          s.lost += res.lost;
-        }
-      }
-      lag.write(s);
-      out.ops = 0;
-    });
+                                  if (me == 0) {
+                                    Item v = 0;
+                                    while (stop.load(std::memory_order_relaxed) == 0) rp->push(v++);
+                                    out.ops = v;
+                                    return;
+                                  }
+                                  pin_reader(me);
+                                  auto rd = rp->reader();
+                                  LagSampler lag;
+                                  ReaderStats& s = st->w[me];
+                                  Item v;
+                                  while (stop.load(std::memory_order_relaxed) == 0) {
+                                    const shmkit::BroadcastResult res = rd.try_read(v);
+                                    if (res.status == shmkit::BroadcastStatus::ok) {
+                                      if (++s.delivered % kSampleEvery == 0) lag.maybe_sample(rd.backlog());
+                                    } else if (res.status == shmkit::BroadcastStatus::lapped) {
+                                      s.lost += res.lost;
+                                    }
+                                  }
+                                  lag.write(s);
+                                  out.ops = 0;
+                                });
     ring.unlink();
     report_fanout(state, r, *st, subs, {});
   }
@@ -198,44 +198,44 @@ void BM_FanoutSpsc(benchmark::State& state, int subs, bool lossless) {
     // The publisher's per-queue drop counts, returned through its stats line
     // (worker 0's `lost` holds the sum; per-queue detail is not needed).
     auto* q = qs.data();
-    auto r = bench::run_workers(true, subs + 1, kWindow,
-                                [q, st, subs, lossless](int me, std::atomic<std::uint32_t>& stop,
-                                                        bench::WorkerResult& out) {
-      if (me == 0) {
-        Item v = 0;
-        std::uint64_t dropped = 0;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          for (int i = 0; i < subs; ++i) {
-            if (q[i].try_push(v)) continue;
-            if (!lossless) {
-              ++dropped;
-              continue;
+    auto r = bench::run_workers(
+        true, subs + 1, kWindow,
+        [q, st, subs, lossless](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
+          if (me == 0) {
+            Item v = 0;
+            std::uint64_t dropped = 0;
+            while (stop.load(std::memory_order_relaxed) == 0) {
+              for (int i = 0; i < subs; ++i) {
+                if (q[i].try_push(v)) continue;
+                if (!lossless) {
+                  ++dropped;
+                  continue;
+                }
+                while (!q[i].try_push(v)) {
+                  if (stop.load(std::memory_order_relaxed)) goto done;
+                }
+              }
+              ++v;
             }
-            while (!q[i].try_push(v)) {
-              if (stop.load(std::memory_order_relaxed)) goto done;
-            }
+          done:
+            st->w[0].lost = dropped;
+            out.ops = v;
+            return;
           }
-          ++v;
-        }
-      done:
-        st->w[0].lost = dropped;
-        out.ops = v;
-        return;
-      }
-      pin_reader(me);
-      auto& mine = q[me - 1];
-      LagSampler lag;
-      ReaderStats& s = st->w[me];
-      Item v, sum = 0;
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        if (!mine.try_pop(v)) continue;
-        sum += v;  // used, as the ring's reader uses its copy
-        if (++s.delivered % kSampleEvery == 0) lag.maybe_sample(mine.size());
-      }
-      benchmark::DoNotOptimize(sum);
-      lag.write(s);
-      out.ops = 0;
-    });
+          pin_reader(me);
+          auto& mine = q[me - 1];
+          LagSampler lag;
+          ReaderStats& s = st->w[me];
+          Item v, sum = 0;
+          while (stop.load(std::memory_order_relaxed) == 0) {
+            if (!mine.try_pop(v)) continue;
+            sum += v;  // used, as the ring's reader uses its copy
+            if (++s.delivered % kSampleEvery == 0) lag.maybe_sample(mine.size());
+          }
+          benchmark::DoNotOptimize(sum);
+          lag.write(s);
+          out.ops = 0;
+        });
     for (auto& x : qs) x.unlink();
     report_fanout(state, r, *st, subs, {st->w[0].lost});
   }
@@ -252,40 +252,46 @@ void BM_SeqLockWriter(benchmark::State& state, int readers, bool use_reader) {
     SharedStats stats;
     StatsBlock* st = stats.s;
     auto* lp = &lock;
-    auto r = bench::run_workers(true, readers + 1, kWindow,
-                                [lp, st, use_reader](int me, std::atomic<std::uint32_t>& stop,
-                                                     bench::WorkerResult& out) {
-      if (me == 0) {
-        V64 v{};
-        std::uint64_t n = 0;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          ++v.w[0];
-          lp->store(v);
-          ++n;
-        }
-        out.ops = n;
-        return;
-      }
-      pin_reader(me);
-      ReaderStats& s = st->w[me];
-      V64 v;
-      std::uint64_t ok = 0, failed = 0;
-      if (use_reader) {
-        auto rd = lp->reader();
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          if (rd.try_read(v)) ++ok; else ++failed;
-          benchmark::DoNotOptimize(v);
-        }
-      } else {
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          if (lp->try_read(v)) ++ok; else ++failed;
-          benchmark::DoNotOptimize(v);
-        }
-      }
-      s.delivered = ok;
-      s.failed = failed;
-      out.ops = 0;
-    });
+    auto r = bench::run_workers(
+        true, readers + 1, kWindow,
+        [lp, st, use_reader](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
+          if (me == 0) {
+            V64 v{};
+            std::uint64_t n = 0;
+            while (stop.load(std::memory_order_relaxed) == 0) {
+              ++v.w[0];
+              lp->store(v);
+              ++n;
+            }
+            out.ops = n;
+            return;
+          }
+          pin_reader(me);
+          ReaderStats& s = st->w[me];
+          V64 v;
+          std::uint64_t ok = 0, failed = 0;
+          if (use_reader) {
+            auto rd = lp->reader();
+            while (stop.load(std::memory_order_relaxed) == 0) {
+              if (rd.try_read(v))
+                ++ok;
+              else
+                ++failed;
+              benchmark::DoNotOptimize(v);
+            }
+          } else {
+            while (stop.load(std::memory_order_relaxed) == 0) {
+              if (lp->try_read(v))
+                ++ok;
+              else
+                ++failed;
+              benchmark::DoNotOptimize(v);
+            }
+          }
+          s.delivered = ok;
+          s.failed = failed;
+          out.ops = 0;
+        });
     lock.unlink();
     const double stores = static_cast<double>(r.ops);
     state.SetIterationTime(stores > 0 ? r.seconds / stores : r.seconds);
@@ -367,32 +373,32 @@ void BM_SpscBatchThroughput(benchmark::State& state) {
   NamedSpsc q("batch");
   auto* h = &q.h;
   for (auto _ : state) {
-    auto r = bench::run_workers(true, 2, kWindow,
-                                [h](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-      std::uint64_t n = 0;
-      Item buf[kBatch];
-      if (me == 0) {
-        Item v = 1;
-        std::size_t filled = 0;  // items of buf not pushed yet start at `filled`
-        for (auto& x : buf) x = v++;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          filled += h->try_push(std::span<const Item>(buf + filled, kBatch - filled));
-          if (filled == kBatch) {
+    auto r = bench::run_workers(
+        true, 2, kWindow, [h](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
+          std::uint64_t n = 0;
+          Item buf[kBatch];
+          if (me == 0) {
+            Item v = 1;
+            std::size_t filled = 0;  // items of buf not pushed yet start at `filled`
             for (auto& x : buf) x = v++;
-            filled = 0;
+            while (stop.load(std::memory_order_relaxed) == 0) {
+              filled += h->try_push(std::span<const Item>(buf + filled, kBatch - filled));
+              if (filled == kBatch) {
+                for (auto& x : buf) x = v++;
+                filled = 0;
+              }
+            }
+          } else {
+            Item sum = 0;
+            while (stop.load(std::memory_order_relaxed) == 0) {
+              const std::size_t k = h->try_pop(std::span<Item>(buf, kBatch));
+              for (std::size_t i = 0; i < k; ++i) sum += buf[i];
+              n += k;
+            }
+            benchmark::DoNotOptimize(sum);
           }
-        }
-      } else {
-        Item sum = 0;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          const std::size_t k = h->try_pop(std::span<Item>(buf, kBatch));
-          for (std::size_t i = 0; i < k; ++i) sum += buf[i];
-          n += k;
-        }
-        benchmark::DoNotOptimize(sum);
-      }
-      out.ops = n;
-    });
+          out.ops = n;
+        });
     report_items(state, r);
   }
 }
@@ -413,7 +419,9 @@ void BM_SpinPingPong(benchmark::State& state) {
 const bool registered = [] {
   auto reg = [](const std::string& name, auto fn) {
     return benchmark::RegisterBenchmark(name.c_str(), fn)
-        ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+        ->Iterations(1)
+        ->UseManualTime()
+        ->Unit(benchmark::kNanosecond);
   };
   for (int subs : {1, 2, 4}) {
     const std::string n = "/" + std::to_string(subs) + "subs";
@@ -445,8 +453,7 @@ const bool registered = [] {
     InShmRing a, b;
     round_trip(s, a.q, b.q);
   });
-  benchmark::AddCustomContext("placement",
-                              "writer/producer on CPU 0; readers/subscribers on the other CPUs");
+  benchmark::AddCustomContext("placement", "writer/producer on CPU 0; readers/subscribers on the other CPUs");
   return true;
 }();
 

@@ -121,8 +121,8 @@ struct MsgQueue {
   std::unique_ptr<boost::interprocess::message_queue> mq;
   explicit MsgQueue(std::size_t cap, const char* tag) : name(bench_name(tag)) {
     boost::interprocess::message_queue::remove(name.c_str());
-    mq = std::make_unique<boost::interprocess::message_queue>(boost::interprocess::create_only,
-                                                              name.c_str(), cap, sizeof(Item));
+    mq = std::make_unique<boost::interprocess::message_queue>(boost::interprocess::create_only, name.c_str(),
+                                                              cap, sizeof(Item));
   }
   ~MsgQueue() {
     mq.reset();
@@ -187,8 +187,10 @@ template <std::size_t Cap>
 void register_capacity() {
   const std::string c = "/" + std::to_string(Cap);
   auto reg = [](const std::string& name, auto fn) {
-    benchmark::RegisterBenchmark(name.c_str(), fn)->Iterations(1)->UseManualTime()->Unit(
-        benchmark::kNanosecond);
+    benchmark::RegisterBenchmark(name.c_str(), fn)
+        ->Iterations(1)
+        ->UseManualTime()
+        ->Unit(benchmark::kNanosecond);
   };
   for (bool procs : {true, false}) {
     const std::string mode = procs ? "/procs" : "/threads";
@@ -279,18 +281,19 @@ void BM_MpmcScaling(benchmark::State& state) {
   for (auto _ : state) {
     auto r = bench::run_workers(true, n, kWindow,
                                 [h](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-      std::uint64_t k = 0;
-      if (me % 2 == 0) {
-        while (stop.load(std::memory_order_relaxed) == 0) (void)h->push_for(Item{1}, 1ms);
-        out.ops = 0;
-      } else {
-        Item v;
-        while (stop.load(std::memory_order_relaxed) == 0) {
-          if (h->pop_for(v, 1ms)) ++k;
-        }
-        out.ops = k;
-      }
-    });
+                                  std::uint64_t k = 0;
+                                  if (me % 2 == 0) {
+                                    while (stop.load(std::memory_order_relaxed) == 0)
+                                      (void)h->push_for(Item{1}, 1ms);
+                                    out.ops = 0;
+                                  } else {
+                                    Item v;
+                                    while (stop.load(std::memory_order_relaxed) == 0) {
+                                      if (h->pop_for(v, 1ms)) ++k;
+                                    }
+                                    out.ops = k;
+                                  }
+                                });
     report(state, r, static_cast<double>(r.ops));
   }
 }
@@ -364,19 +367,29 @@ const bool registered = [] {
   for (bool procs : {true, false}) {
     benchmark::RegisterBenchmark(procs ? "rtt/spin_pingpong/procs" : "rtt/spin_pingpong/threads",
                                  BM_SpinPingPong, procs)
-        ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+        ->Iterations(1)
+        ->UseManualTime()
+        ->Unit(benchmark::kNanosecond);
   }
   benchmark::RegisterBenchmark("tput/pipe/procs", BM_Pipe, false)
-      ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("rtt/pipe/procs", BM_Pipe, true)
-      ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kNanosecond);
   auto* scaling = benchmark::RegisterBenchmark("mpmc_scaling/shmkit_mpmc", BM_MpmcScaling);
   for (int n : bench::process_sweep()) scaling->Arg(n);
   scaling->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("tput/cpython_mp_queue/procs", BM_CPythonMpQueue, "tput_ns_per_item")
-      ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("rtt/cpython_mp_queue/procs", BM_CPythonMpQueue, "rtt_ns")
-      ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("seqlock_read/64B/shmkit", BM_SeqLockRead64);
   benchmark::RegisterBenchmark("seqlock_read/64B/shmkit_reader", BM_SeqLockReaderRead64);
   benchmark::RegisterBenchmark("seqlock_read/64B/plain_copy", BM_PlainCopy64);

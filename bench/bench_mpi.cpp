@@ -110,7 +110,8 @@ void serve() {
     MPI_Bcast(cmd, 2, MPI_INT64_T, 0, MPI_COMM_WORLD);
     const std::int64_t n = cmd[1];
     switch (cmd[0]) {
-      case kQuit: return;
+      case kQuit:
+        return;
       case kRttShmkit:
         if (g_node->rank() == 1) {
           for (std::int64_t i = 0; i < n; ++i) (*g_rep)->push((*g_req)->pop());
@@ -157,7 +158,8 @@ struct RunqWait {
   ~RunqWait() {
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::int64_t wait1 = runq_wait_ns();
-    if (wall > 0 && wait0 >= 0 && wait1 >= 0) state.counters["runq_wait"] = static_cast<double>(wait1 - wait0) * 1e-9 / wall;
+    if (wall > 0 && wait0 >= 0 && wait1 >= 0)
+      state.counters["runq_wait"] = static_cast<double>(wait1 - wait0) * 1e-9 / wall;
   }
 };
 
@@ -279,7 +281,8 @@ int memory_probe(std::size_t mib) {
 // ranks) may oversubscribe a 2-CPU machine.
 std::vector<std::string> mpirun(int np) {
   std::vector<std::string> a = {SHMKIT_BENCH_MPIEXEC, "-np", std::to_string(np), "--bind-to", "core"};
-  if (static_cast<long>(np) > ::sysconf(_SC_NPROCESSORS_ONLN)) a.back() = "none", a.push_back("--oversubscribe");
+  if (static_cast<long>(np) > ::sysconf(_SC_NPROCESSORS_ONLN))
+    a.back() = "none", a.push_back("--oversubscribe");
   if (::geteuid() == 0) a.push_back("--allow-run-as-root");
   return a;
 }
@@ -310,7 +313,8 @@ std::string run_probe(const std::string& self) {
   ::close(fds[1]);
   std::string out;
   char buf[4096];
-  for (ssize_t got; (got = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(got));
+  for (ssize_t got; (got = ::read(fds[0], buf, sizeof buf)) > 0;)
+    out.append(buf, static_cast<std::size_t>(got));
   ::close(fds[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -325,8 +329,8 @@ std::string run_probe(const std::string& self) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool under_mpi = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_RANK") != nullptr ||
-                         std::getenv("PMIX_RANK") != nullptr;
+  const bool under_mpi = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr ||
+                         std::getenv("PMI_RANK") != nullptr || std::getenv("PMIX_RANK") != nullptr;
   if (!under_mpi) {
     // Launcher: the probe (unless only listing), then this binary as 2 ranks.
     bool listing = false;
@@ -355,8 +359,8 @@ int main(int argc, char** argv) {
       return rc;
     }
     if (std::strcmp(argv[i], "--shmkit-memory") == 0 && i + 1 < argc) {
-      std::sscanf(argv[++i], "%lf %lf %lf %lf", &g_memory.shared_mib, &g_memory.private_mib, &g_memory.base_mib,
-                  &g_memory.table_mib);
+      std::sscanf(argv[++i], "%lf %lf %lf %lf", &g_memory.shared_mib, &g_memory.private_mib,
+                  &g_memory.base_mib, &g_memory.table_mib);
       with_memory = true;
       continue;
     }
@@ -376,9 +380,8 @@ int main(int argc, char** argv) {
     spec.type = shmkit::TypeFingerprint::of<Slots>();
     spec.count = 1;
     spec.payload_size = sizeof(Slots);
-    g_slots.emplace(g_node->create_block("sum_slots", spec, [](std::span<std::byte>, std::span<std::byte> p) {
-      new (p.data()) Slots();
-    }));
+    g_slots.emplace(g_node->create_block(
+        "sum_slots", spec, [](std::span<std::byte>, std::span<std::byte> p) { new (p.data()) Slots(); }));
     if (g_node->node_size() > kMaxRanks) throw std::out_of_range("bench_mpi: more than 64 ranks on a node");
     if (g_node->rank() == 0) {
       int n = static_cast<int>(rest.size());

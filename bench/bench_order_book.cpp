@@ -55,36 +55,43 @@ enum class Read { seqlock, robust_mutex };
 bench::RunResult run(order_book::OrderBook& book, int readers, Read how, StatsBlock* st) {
   auto* bp = &book;
   const std::vector<int> cpus = bench::allowed_cpus();
-  return bench::run_workers(true, readers + 1, kWindow,
-                            [bp, how, st, cpus](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-    if (me != 0 && cpus.size() > 1) {
-      bench::pin_to_cpu(cpus[1 + static_cast<std::size_t>(me - 1) % (cpus.size() - 1)]);
-    }
-    if (me == 0) {
-      std::uint64_t id = bp->applied();
-      const std::uint64_t first = id;
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        id = bp->apply(order_book::make_order(1, id)).next;
-      }
-      out.ops = id - first;
-      return;
-    }
-    order_book::TopOfBook t{};
-    std::uint64_t ok = 0, failed = 0;
-    if (how == Read::seqlock) {
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        if (bp->try_top(t)) ++ok; else ++failed;
-        benchmark::DoNotOptimize(t);
-      }
-    } else {
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        if (bp->top_locked(t)) ++ok; else ++failed;
-        benchmark::DoNotOptimize(t);
-      }
-    }
-    st->w[me] = {ok, failed};
-    out.ops = 0;
-  });
+  return bench::run_workers(
+      true, readers + 1, kWindow,
+      [bp, how, st, cpus](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
+        if (me != 0 && cpus.size() > 1) {
+          bench::pin_to_cpu(cpus[1 + static_cast<std::size_t>(me - 1) % (cpus.size() - 1)]);
+        }
+        if (me == 0) {
+          std::uint64_t id = bp->applied();
+          const std::uint64_t first = id;
+          while (stop.load(std::memory_order_relaxed) == 0) {
+            id = bp->apply(order_book::make_order(1, id)).next;
+          }
+          out.ops = id - first;
+          return;
+        }
+        order_book::TopOfBook t{};
+        std::uint64_t ok = 0, failed = 0;
+        if (how == Read::seqlock) {
+          while (stop.load(std::memory_order_relaxed) == 0) {
+            if (bp->try_top(t))
+              ++ok;
+            else
+              ++failed;
+            benchmark::DoNotOptimize(t);
+          }
+        } else {
+          while (stop.load(std::memory_order_relaxed) == 0) {
+            if (bp->top_locked(t))
+              ++ok;
+            else
+              ++failed;
+            benchmark::DoNotOptimize(t);
+          }
+        }
+        st->w[me] = {ok, failed};
+        out.ops = 0;
+      });
 }
 
 struct Fixture {
@@ -125,7 +132,9 @@ void BM_Writer(benchmark::State& state, int readers) {
 const bool registered = [] {
   auto reg = [](const std::string& name, auto fn) {
     return benchmark::RegisterBenchmark(name.c_str(), fn)
-        ->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+        ->Iterations(1)
+        ->UseManualTime()
+        ->Unit(benchmark::kNanosecond);
   };
   reg("order_book/top_read/seqlock", [](benchmark::State& s) { BM_TopRead(s, Read::seqlock); });
   reg("order_book/top_read/robust_mutex", [](benchmark::State& s) { BM_TopRead(s, Read::robust_mutex); });

@@ -106,8 +106,7 @@ BENCHMARK(BM_SetStr16)->UseRealTime();
 // benchmark's single iteration.
 void BM_CPython(benchmark::State& state, const char* key) {
   for (auto _ : state) {
-    auto f = shmkit::bench::run_python_baseline("bench_shareable_list.py",
-                                                "--repetitions 1 --ops 100000");
+    auto f = shmkit::bench::run_python_baseline("bench_shareable_list.py", "--repetitions 1 --ops 100000");
     state.SetIterationTime(f.at(key) * 1e-9);
   }
 }

@@ -24,9 +24,7 @@ namespace {
 
 constexpr std::size_t kSize = 4096;
 
-std::string bench_name(const char* tag) {
-  return "shmkit_bench_" + std::to_string(::getpid()) + "_" + tag;
-}
+std::string bench_name(const char* tag) { return "shmkit_bench_" + std::to_string(::getpid()) + "_" + tag; }
 
 // The raw POSIX sequence CPython and most C code use.
 void BM_Raw_CreateCycle(benchmark::State& state) {
@@ -142,8 +140,8 @@ void BM_Raw_Attach(benchmark::State& state) {
     int fd = ::shm_open(path.c_str(), O_RDWR, 0);
     struct stat st {};
     ::fstat(fd, &st);
-    void* p = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE,
-                     MAP_SHARED, fd, 0);
+    void* p =
+        ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     benchmark::DoNotOptimize(p);
     ::munmap(p, static_cast<std::size_t>(st.st_size));
     ::close(fd);
@@ -187,7 +185,9 @@ void BM_CPython(benchmark::State& state, const char* key) {
 }
 BENCHMARK_CAPTURE(BM_CPython, CreateCycle, "create_cycle_ns")->UseManualTime()->Iterations(1);
 BENCHMARK_CAPTURE(BM_CPython, Attach, "attach_ns")->UseManualTime()->Iterations(1);
-BENCHMARK_CAPTURE(BM_CPython, CreateCycleUntracked, "create_cycle_untracked_ns")->UseManualTime()->Iterations(1);
+BENCHMARK_CAPTURE(BM_CPython, CreateCycleUntracked, "create_cycle_untracked_ns")
+    ->UseManualTime()
+    ->Iterations(1);
 BENCHMARK_CAPTURE(BM_CPython, AttachUntracked, "attach_untracked_ns")->UseManualTime()->Iterations(1);
 
 }  // namespace

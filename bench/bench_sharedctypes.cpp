@@ -68,13 +68,13 @@ void two_processes(benchmark::State& state, Inc inc) {
   for (auto _ : state) {
     auto r = bench::run_workers(true, 2, 300ms,
                                 [&](int, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-      std::uint64_t ops = 0;
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        inc();
-        ++ops;
-      }
-      out.ops = ops;
-    });
+                                  std::uint64_t ops = 0;
+                                  while (stop.load(std::memory_order_relaxed) == 0) {
+                                    inc();
+                                    ++ops;
+                                  }
+                                  out.ops = ops;
+                                });
     state.SetIterationTime(r.seconds);
     total.seconds += r.seconds;
     total.ops += r.ops;
@@ -169,13 +169,39 @@ BENCHMARK(BM_ValueInc<RobustMutex>)->Name("value_inc/RobustMutex");
 BENCHMARK(BM_BareInc<RobustMutex>)->Name("bare_inc/RobustMutex");
 BENCHMARK(BM_AtomicValue)->Name("atomic_value/fetch_add");
 BENCHMARK(BM_StdAtomic)->Name("std_atomic/fetch_add");
-BENCHMARK(BM_ValueInc2p)->Name("value_inc_2p/RecursiveMutex")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_ValueLockedIdiom2p)->Name("value_get_lock_idiom_2p/RecursiveMutex")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_AtomicValue2p)->Name("atomic_value_2p/fetch_add")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_StdAtomic2p)->Name("std_atomic_2p/fetch_add")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_CPythonValue2p)->Name("cpython/value_get_lock_idiom_2p")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_CPythonArray, copy, "array_copy_bytes_per_s")->Name("cpython/array_locked_bytes_copy/8MiB")->Iterations(1)->UseManualTime();
-BENCHMARK_CAPTURE(BM_CPythonArray, slice, "array_slice_bytes_per_s")->Name("cpython/array_slice_list/8MiB")->Iterations(1)->UseManualTime();
+BENCHMARK(BM_ValueInc2p)
+    ->Name("value_inc_2p/RecursiveMutex")
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ValueLockedIdiom2p)
+    ->Name("value_get_lock_idiom_2p/RecursiveMutex")
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AtomicValue2p)
+    ->Name("atomic_value_2p/fetch_add")
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StdAtomic2p)
+    ->Name("std_atomic_2p/fetch_add")
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CPythonValue2p)
+    ->Name("cpython/value_get_lock_idiom_2p")
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_CPythonArray, copy, "array_copy_bytes_per_s")
+    ->Name("cpython/array_locked_bytes_copy/8MiB")
+    ->Iterations(1)
+    ->UseManualTime();
+BENCHMARK_CAPTURE(BM_CPythonArray, slice, "array_slice_bytes_per_s")
+    ->Name("cpython/array_slice_list/8MiB")
+    ->Iterations(1)
+    ->UseManualTime();
 BENCHMARK(BM_ArrayCopy)->Name("array_copy_to/8MiB");
 BENCHMARK(BM_Memcpy)->Name("memcpy/8MiB");
 BENCHMARK(BM_HeapValue)->Name("heap_value_create_destroy");

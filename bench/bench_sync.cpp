@@ -138,26 +138,25 @@ void BM_Contended(benchmark::State& state, bool processes) {
   bench::RunResult total;
   for (auto _ : state) {
     auto r = bench::run_workers(processes, n, 300ms,
-                                [p](int me, std::atomic<std::uint32_t>& stop,
-                                    bench::WorkerResult& out) {
-      const auto id = static_cast<std::uint32_t>(me + 1);
-      std::uint64_t ops = 0, handoffs = 0;
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        if constexpr (std::is_same_v<L, TbbQueuing>) {
-          tbb::queuing_mutex::scoped_lock g(p->lock.m);
-          if (p->last_owner != id) ++handoffs, p->last_owner = id;
-          ++p->counter;
-        } else {
-          p->lock.lock();
-          if (p->last_owner != id) ++handoffs, p->last_owner = id;
-          ++p->counter;
-          p->lock.unlock();
-        }
-        ++ops;
-      }
-      out.ops = ops;
-      out.handoffs = handoffs;
-    });
+                                [p](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
+                                  const auto id = static_cast<std::uint32_t>(me + 1);
+                                  std::uint64_t ops = 0, handoffs = 0;
+                                  while (stop.load(std::memory_order_relaxed) == 0) {
+                                    if constexpr (std::is_same_v<L, TbbQueuing>) {
+                                      tbb::queuing_mutex::scoped_lock g(p->lock.m);
+                                      if (p->last_owner != id) ++handoffs, p->last_owner = id;
+                                      ++p->counter;
+                                    } else {
+                                      p->lock.lock();
+                                      if (p->last_owner != id) ++handoffs, p->last_owner = id;
+                                      ++p->counter;
+                                      p->lock.unlock();
+                                    }
+                                    ++ops;
+                                  }
+                                  out.ops = ops;
+                                  out.handoffs = handoffs;
+                                });
     state.SetIterationTime(r.seconds);
     total.seconds += r.seconds;
     total.ops += r.ops;
@@ -172,17 +171,19 @@ void BM_Contended(benchmark::State& state, bool processes) {
 
 template <class L>
 void register_lock(const char* name, bool process_capable) {
-  benchmark::RegisterBenchmark((std::string("uncontended/") + name).c_str(), BM_Uncontended<L>)
-      ->MinTime(0.2);
+  benchmark::RegisterBenchmark((std::string("uncontended/") + name).c_str(), BM_Uncontended<L>)->MinTime(0.2);
   if (process_capable) {
     auto* b = benchmark::RegisterBenchmark((std::string("contended/") + name + "/procs").c_str(),
                                            BM_Contended<L>, true);
     for (int n : bench::process_sweep()) b->Arg(n);
     b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
   }
-  benchmark::RegisterBenchmark((std::string("contended/") + name + "/threads").c_str(),
-                               BM_Contended<L>, false)
-      ->Arg(2)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark((std::string("contended/") + name + "/threads").c_str(), BM_Contended<L>,
+                               false)
+      ->Arg(2)
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace

@@ -12,10 +12,8 @@
 
 namespace shmkit::bench {
 
-inline std::map<std::string, double> run_python_baseline(const std::string& script,
-                                                         const std::string& args) {
-  std::string cmd = std::string(SHMKIT_BENCH_PYTHON) + " " + SHMKIT_BENCH_PYDIR + "/" + script +
-                    " " + args;
+inline std::map<std::string, double> run_python_baseline(const std::string& script, const std::string& args) {
+  std::string cmd = std::string(SHMKIT_BENCH_PYTHON) + " " + SHMKIT_BENCH_PYDIR + "/" + script + " " + args;
   std::FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) throw std::runtime_error("popen failed: " + cmd);
   std::string out;
@@ -24,8 +22,7 @@ inline std::map<std::string, double> run_python_baseline(const std::string& scri
   if (::pclose(p) != 0) throw std::runtime_error("python baseline failed: " + cmd);
   std::map<std::string, double> figures;
   std::regex kv(R"re("([A-Za-z0-9_]+)"\s*:\s*([-+0-9.eE]+))re");
-  for (auto it = std::sregex_iterator(out.begin(), out.end(), kv); it != std::sregex_iterator();
-       ++it) {
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), kv); it != std::sregex_iterator(); ++it) {
     figures[(*it)[1]] = std::stod((*it)[2]);
   }
   return figures;

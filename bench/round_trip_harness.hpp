@@ -32,8 +32,7 @@ struct SpinPair {
 inline RunResult spin_ping_pong(SpinPair* p, bool processes, std::chrono::milliseconds window) {
   p->ping = 0;
   p->pong = 0;
-  return run_workers(processes, 2, window,
-                     [p](int me, std::atomic<std::uint32_t>& stop, WorkerResult& out) {
+  return run_workers(processes, 2, window, [p](int me, std::atomic<std::uint32_t>& stop, WorkerResult& out) {
     std::uint64_t n = 0;
     if (me == 0) {
       for (std::uint64_t i = 1; stop.load(std::memory_order_relaxed) == 0; ++i) {
@@ -64,35 +63,35 @@ template <class Q>
 RunResult queue_round_trip(Q* there, Q* back, bool processes, std::chrono::milliseconds window) {
   return run_workers(processes, 2, window,
                      [there, back](int me, std::atomic<std::uint32_t>& stop, WorkerResult& out) {
-    std::uint64_t n = 0;
-    std::uint64_t v = 0;
-    if (me == 0) {
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        while (!there->try_push(++v)) {
-          if (stop.load(std::memory_order_relaxed)) goto done;
-        }
-        std::uint64_t w;
-        while (!back->try_pop(w)) {
-          if (stop.load(std::memory_order_relaxed)) goto done;
-        }
-        // Use what came back (the compiler would otherwise drop the slot
-        // read of an inlined queue): only the item sent counts as a trip.
-        if (w != v) goto done;
-        ++n;
-      }
-    done:
-      out.ops = n;
-    } else {
-      while (stop.load(std::memory_order_relaxed) == 0) {
-        if (there->try_pop(v)) {
-          while (!back->try_push(v)) {
-            if (stop.load(std::memory_order_relaxed)) break;
-          }
-        }
-      }
-      out.ops = 0;
-    }
-  });
+                       std::uint64_t n = 0;
+                       std::uint64_t v = 0;
+                       if (me == 0) {
+                         while (stop.load(std::memory_order_relaxed) == 0) {
+                           while (!there->try_push(++v)) {
+                             if (stop.load(std::memory_order_relaxed)) goto done;
+                           }
+                           std::uint64_t w;
+                           while (!back->try_pop(w)) {
+                             if (stop.load(std::memory_order_relaxed)) goto done;
+                           }
+                           // Use what came back (the compiler would otherwise drop the slot
+                           // read of an inlined queue): only the item sent counts as a trip.
+                           if (w != v) goto done;
+                           ++n;
+                         }
+                       done:
+                         out.ops = n;
+                       } else {
+                         while (stop.load(std::memory_order_relaxed) == 0) {
+                           if (there->try_pop(v)) {
+                             while (!back->try_push(v)) {
+                               if (stop.load(std::memory_order_relaxed)) break;
+                             }
+                           }
+                         }
+                         out.ops = 0;
+                       }
+                     });
 }
 
 // Q: try_push(std::uint64_t) / try_pop(std::uint64_t&).

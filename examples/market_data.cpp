@@ -78,15 +78,16 @@ int subscriber(int id, const std::string& ring_name, const std::string& top_name
     ++received;
     if (slow && received % 64 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  const Quote last = top.read();  // the SeqLock never returns a torn value
+  const Quote last = top.read();                           // the SeqLock never returns a torn value
   const std::uint64_t published = ring.write_index() - 1;  // minus the end marker
   const bool exact = received + lost == published;
-  std::printf("subscriber %d%s: received %llu, lapped %llu times, lost %llu, torn %llu; "
-              "received + lost %s published (%llu); top of book %s\n",
-              id, slow ? " (slow)" : "", static_cast<unsigned long long>(received),
-              static_cast<unsigned long long>(laps), static_cast<unsigned long long>(lost),
-              static_cast<unsigned long long>(torn), exact ? "==" : "!=",
-              static_cast<unsigned long long>(published), last.check == checksum(last) ? "consistent" : "TORN");
+  std::printf(
+      "subscriber %d%s: received %llu, lapped %llu times, lost %llu, torn %llu; "
+      "received + lost %s published (%llu); top of book %s\n",
+      id, slow ? " (slow)" : "", static_cast<unsigned long long>(received),
+      static_cast<unsigned long long>(laps), static_cast<unsigned long long>(lost),
+      static_cast<unsigned long long>(torn), exact ? "==" : "!=", static_cast<unsigned long long>(published),
+      last.check == checksum(last) ? "consistent" : "TORN");
   std::fflush(stdout);  // the caller leaves with _exit
   return exact && torn == 0 ? 0 : 1;
 }

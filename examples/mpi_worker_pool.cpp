@@ -59,7 +59,8 @@ int run(int virtual_nodes) {
   }
   std::uint64_t sum = 0;
   for (std::uint64_t c; (c = chunks->pop()) != kNoMoreWork; ++mine_chunks) {
-    for (std::uint64_t i = c * kChunk; i < (c + 1) * kChunk; ++i) sum += work(table->get(static_cast<std::ptrdiff_t>(i)));
+    for (std::uint64_t i = c * kChunk; i < (c + 1) * kChunk; ++i)
+      sum += work(table->get(static_cast<std::ptrdiff_t>(i)));
   }
   node_sum->fetch_add(sum);
   node.node_barrier();  // every rank of the node has added its share

@@ -149,12 +149,12 @@ int top_reader(const std::string& name, int id, const Replay& r, std::uint64_t o
     std::this_thread::yield();  // two cores for everyone: let the writer run
   }
   const bool ok = torn == 0 && crossed == 0 && wrong == 0 && backwards == 0;
-  std::printf("reader %d: %llu snapshots (%llu distinct), torn %llu, crossed %llu, not the replay's %llu, "
-              "backwards %llu: %s\n",
-              id, static_cast<unsigned long long>(seen), static_cast<unsigned long long>(distinct),
-              static_cast<unsigned long long>(torn), static_cast<unsigned long long>(crossed),
-              static_cast<unsigned long long>(wrong), static_cast<unsigned long long>(backwards),
-              ok ? "ok" : "FAIL");
+  std::printf(
+      "reader %d: %llu snapshots (%llu distinct), torn %llu, crossed %llu, not the replay's %llu, "
+      "backwards %llu: %s\n",
+      id, static_cast<unsigned long long>(seen), static_cast<unsigned long long>(distinct),
+      static_cast<unsigned long long>(torn), static_cast<unsigned long long>(crossed),
+      static_cast<unsigned long long>(wrong), static_cast<unsigned long long>(backwards), ok ? "ok" : "FAIL");
   return ok ? 0 : 1;
 }
 
@@ -319,7 +319,9 @@ int run(int argc, char** argv) {
       const bool want_fwd = step != Step::locked && step != Step::filling && step != Step::idle;
       if (back != want_back || fwd != want_fwd) {
         std::printf("killed at %s: the next writer %s: FAIL\n", step_name(step),
-                    back ? "rolled back" : fwd ? "rolled forward" : "found nothing to repair");
+                    back  ? "rolled back"
+                    : fwd ? "rolled forward"
+                          : "found nothing to repair");
         ok = false;
       }
       ++per_step[s];
@@ -351,7 +353,8 @@ int run(int argc, char** argv) {
     const bool killed_twice = WIFSIGNALED(first) && WTERMSIG(first) == SIGKILL && WIFSIGNALED(second) &&
                               WTERMSIG(second) == SIGKILL;
     if (!killed_twice || third != 0 || after.rolled_forward != before.rolled_forward + 1) {
-      std::printf("writer killed during a repair (order %llu): FAIL\n", static_cast<unsigned long long>(target));
+      std::printf("writer killed during a repair (order %llu): FAIL\n",
+                  static_cast<unsigned long long>(target));
       ok = false;
     }
     ++during_repair;
@@ -375,10 +378,11 @@ int run(int argc, char** argv) {
     if (!book.try_top(t)) ++odd;  // no writer alive: only a store cut short fails
   }
   const Stats after_random = book.stats();
-  std::printf("random kills: %d writers killed (%d inside a SeqLock store), %llu repairs rolled back, "
-              "%llu rolled forward\n", killed, odd,
-              static_cast<unsigned long long>(after_random.rolled_back - before_random.rolled_back),
-              static_cast<unsigned long long>(after_random.rolled_forward - before_random.rolled_forward));
+  std::printf(
+      "random kills: %d writers killed (%d inside a SeqLock store), %llu repairs rolled back, "
+      "%llu rolled forward\n",
+      killed, odd, static_cast<unsigned long long>(after_random.rolled_back - before_random.rolled_back),
+      static_cast<unsigned long long>(after_random.rolled_forward - before_random.rolled_forward));
 
   // 3. A last writer finishes the stream.
   if (wait_status(spawn([&] { return writer(name, orders, false); })) != 0) {
@@ -390,27 +394,31 @@ int run(int argc, char** argv) {
     if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) ok = false;
   }
   auto final_state = std::make_unique<BookState>();
-  const bool same = book.snapshot(*final_state) && std::memcmp(final_state.get(), &r.final, sizeof r.final) == 0;
+  const bool same =
+      book.snapshot(*final_state) && std::memcmp(final_state.get(), &r.final, sizeof r.final) == 0;
   const Stats stats = book.stats();
-  std::printf("final book: %llu orders, %llu trades, best bid %lld, best ask %lld; %s the serial replay; "
-              "repairs: %llu rolled back, %llu rolled forward\n",
-              static_cast<unsigned long long>(final_state->applied),
-              static_cast<unsigned long long>(final_state->trades), static_cast<long long>(final_state->best_bid),
-              static_cast<long long>(final_state->best_ask), same ? "equals" : "DIFFERS FROM",
-              static_cast<unsigned long long>(stats.rolled_back),
-              static_cast<unsigned long long>(stats.rolled_forward));
+  std::printf(
+      "final book: %llu orders, %llu trades, best bid %lld, best ask %lld; %s the serial replay; "
+      "repairs: %llu rolled back, %llu rolled forward\n",
+      static_cast<unsigned long long>(final_state->applied),
+      static_cast<unsigned long long>(final_state->trades), static_cast<long long>(final_state->best_bid),
+      static_cast<long long>(final_state->best_ask), same ? "equals" : "DIFFERS FROM",
+      static_cast<unsigned long long>(stats.rolled_back),
+      static_cast<unsigned long long>(stats.rolled_forward));
   ok = ok && same;
   if (argc > 4) {
     const TopOfBook t = book.top();
     char want[256];
-    std::snprintf(want, sizeof want, "%llu %lld %llu %lld %llu %llu %llu", static_cast<unsigned long long>(t.seq),
-                  static_cast<long long>(t.bid_price), static_cast<unsigned long long>(t.bid_size),
-                  static_cast<long long>(t.ask_price), static_cast<unsigned long long>(t.ask_size),
-                  static_cast<unsigned long long>(t.trades), static_cast<unsigned long long>(t.check));
+    std::snprintf(want, sizeof want, "%llu %lld %llu %lld %llu %llu %llu",
+                  static_cast<unsigned long long>(t.seq), static_cast<long long>(t.bid_price),
+                  static_cast<unsigned long long>(t.bid_size), static_cast<long long>(t.ask_price),
+                  static_cast<unsigned long long>(t.ask_size), static_cast<unsigned long long>(t.trades),
+                  static_cast<unsigned long long>(t.check));
     const std::string got = python_top(argv[4], name);
     const bool py_ok = got == want;
-    std::printf("python3 struct.unpack_from('%s', block, %llu): %s: %s\n", std::string(kTopStructFormat).c_str(),
-                static_cast<unsigned long long>(kTopOffset), got.c_str(), py_ok ? "equals top()" : "FAIL");
+    std::printf("python3 struct.unpack_from('%s', block, %llu): %s: %s\n",
+                std::string(kTopStructFormat).c_str(), static_cast<unsigned long long>(kTopOffset),
+                got.c_str(), py_ok ? "equals top()" : "FAIL");
     ok = ok && py_ok;
   }
   book.unlink();

@@ -83,8 +83,8 @@ namespace order_book {
 
 using shmkit::BlockKind;
 
-inline constexpr std::int64_t kLevels = 256;  // price ticks 0 .. kLevels-1
-inline constexpr std::int64_t kNoBid = -1;    // best_bid when no bid rests
+inline constexpr std::int64_t kLevels = 256;     // price ticks 0 .. kLevels-1
+inline constexpr std::int64_t kNoBid = -1;       // best_bid when no bid rests
 inline constexpr std::int64_t kNoAsk = kLevels;  // best_ask when no ask rests
 // An order touches at most every level of one side plus the level it rests
 // at, and trades at most once per level.
@@ -148,10 +148,10 @@ constexpr std::uint64_t top_check(const TopOfBook& t) noexcept {
 
 // The book proper: the element type of the block (payload offset 0).
 struct BookState {
-  std::uint64_t applied;  // orders applied: the id the next order must have
-  std::uint64_t trades;   // trades made so far
-  std::int64_t best_bid;  // highest level with bid_qty > 0, or kNoBid
-  std::int64_t best_ask;  // lowest level with ask_qty > 0, or kNoAsk
+  std::uint64_t applied;          // orders applied: the id the next order must have
+  std::uint64_t trades;           // trades made so far
+  std::int64_t best_bid;          // highest level with bid_qty > 0, or kNoBid
+  std::int64_t best_ask;          // lowest level with ask_qty > 0, or kNoAsk
   std::uint64_t qty[2][kLevels];  // resting quantity per side (kBuy, kSell) and level
 };
 
@@ -200,7 +200,7 @@ struct Journal {
 
 struct BookControl {
   shmkit::RobustMutex mutex;  // guards BookState and the journal
-  std::uint64_t rolled_back;     // repairs, under the mutex (std::atomic_ref)
+  std::uint64_t rolled_back;  // repairs, under the mutex (std::atomic_ref)
   std::uint64_t rolled_forward;
   Journal journal;
 
@@ -223,7 +223,8 @@ inline constexpr std::uint64_t kTopRegionSize =
 // The ring's control words want 128-byte alignment in the mapping.
 inline constexpr std::uint64_t kRingAlign = alignof(shmkit::BroadcastControl);
 inline constexpr std::uint64_t kRingRegion =  // in the payload
-    (kPayloadOffset + kTopRegion + kTopRegionSize + kRingAlign - 1) / kRingAlign * kRingAlign - kPayloadOffset;
+    (kPayloadOffset + kTopRegion + kTopRegionSize + kRingAlign - 1) / kRingAlign * kRingAlign -
+    kPayloadOffset;
 static_assert((kPayloadOffset + kRingRegion) % kRingAlign == 0);
 // Absolute offsets in the block, for readers without shmkit (Python).
 inline constexpr std::uint64_t kTopRegionOffset = kPayloadOffset + kTopRegion;
@@ -235,14 +236,14 @@ static_assert(sizeof(BookControl) == 14448 && kPayloadOffset == 14592 && kTopReg
               "the documented offsets (the Python reader) changed: bump the TypeName version");
 
 enum class Step : std::uint8_t {
-  locked,       // the lock is held; the journal is idle
-  filling,      // the journal's first level write recorded (state filling)
-  committed,    // the journal committed; the book untouched
-  book_half,    // half the level writes applied to the book
-  book_done,    // levels and head written; trades not pushed
-  trade_pushed, // the first of several trades pushed
-  top_stored,   // the top of book stored; the journal still committed
-  idle,         // the journal idle again; the lock still held
+  locked,        // the lock is held; the journal is idle
+  filling,       // the journal's first level write recorded (state filling)
+  committed,     // the journal committed; the book untouched
+  book_half,     // half the level writes applied to the book
+  book_done,     // levels and head written; trades not pushed
+  trade_pushed,  // the first of several trades pushed
+  top_stored,    // the top of book stored; the journal still committed
+  idle,          // the journal idle again; the lock still held
 };
 inline constexpr int kSteps = 8;
 // Called at each Step of apply() (tests: a hook that SIGKILLs the process).
@@ -323,8 +324,10 @@ inline void compute(const BookState& s, const Order& o, Journal& j, StepHook hoo
     best_other = p;
     if (left != 0) {
       write(o.side, o.price, s.qty[o.side][o.price] + left);
-      if (o.side == kBuy) j.new_best_bid = std::max(j.new_best_bid, o.price);
-      else j.new_best_ask = std::min(j.new_best_ask, o.price);
+      if (o.side == kBuy)
+        j.new_best_bid = std::max(j.new_best_bid, o.price);
+      else
+        j.new_best_ask = std::min(j.new_best_ask, o.price);
     }
   }
 }
@@ -337,7 +340,8 @@ inline void apply_journal(BookState& s, const Journal& j, const Order* o = nullp
   const std::uint64_t n = std::min(j.n_writes, kMaxWrites);
   for (std::uint64_t i = 0; i < n; ++i) {
     const std::uint64_t index = j.writes[i].index;
-    if (index < 2 * static_cast<std::uint64_t>(kLevels)) s.qty[index / kLevels][index % kLevels] = j.writes[i].value;
+    if (index < 2 * static_cast<std::uint64_t>(kLevels))
+      s.qty[index / kLevels][index % kLevels] = j.writes[i].value;
     if (hook && i == n / 2) hook(Step::book_half, *o);
   }
   s.best_bid = j.new_best_bid;
@@ -400,7 +404,8 @@ class OrderBook {
   // Attaches and validates everything (std::invalid_argument naming the
   // block and the field; std::system_error ENOENT if it does not exist).
   static OrderBook attach(std::string_view name, const shmkit::AttachOptions& options = {}) {
-    return OrderBook(shmkit::attach_typed_block(name, kKind, shmkit::TypeFingerprint::of<BookState>(), options));
+    return OrderBook(
+        shmkit::attach_typed_block(name, kKind, shmkit::TypeFingerprint::of<BookState>(), options));
   }
 
   OrderBook(OrderBook&&) noexcept = default;
@@ -512,10 +517,11 @@ class OrderBook {
   static std::span<std::byte> nested(const shmkit::TypedBlock& b, std::uint64_t offset, std::uint64_t size) {
     const shmkit::BlockHeader& h = b.header;
     const std::uint64_t capacity = h.param[0];
-    const bool ok = h.count == 1 && h.prefix_size >= sizeof(BookControl) && capacity != 0 &&
-                    (capacity & (capacity - 1)) == 0 && capacity <= (std::uint64_t{1} << 30) &&
-                    h.payload_size == kRingRegion + shmkit::typed_region_size(
-                                                        shmkit::BroadcastRing<Trade>::region_spec(capacity, "-"));
+    const bool ok =
+        h.count == 1 && h.prefix_size >= sizeof(BookControl) && capacity != 0 &&
+        (capacity & (capacity - 1)) == 0 && capacity <= (std::uint64_t{1} << 30) &&
+        h.payload_size ==
+            kRingRegion + shmkit::typed_region_size(shmkit::BroadcastRing<Trade>::region_spec(capacity, "-"));
     if (!ok || offset > h.payload_size || size > h.payload_size - offset) {
       throw std::invalid_argument("order_book: block \"" + b.shm.name() +
                                   "\": count, prefix_size, param[0] (trade capacity) or payload_size "
@@ -535,9 +541,9 @@ class OrderBook {
       throw std::invalid_argument("order_book: block \"" + outer.shm.name() + "\" changed size");
     }
     const auto at = static_cast<std::size_t>(in_outer.data() - outer.shm.buf().data());
-    static_cast<shmkit::TypedRegion&>(b) = shmkit::open_typed_region(
-        b.shm.buf().subspan(at, in_outer.size()), Object::kKind,
-        shmkit::TypeFingerprint::of<typename Object::value_type>(), what);
+    static_cast<shmkit::TypedRegion&>(b) =
+        shmkit::open_typed_region(b.shm.buf().subspan(at, in_outer.size()), Object::kKind,
+                                  shmkit::TypeFingerprint::of<typename Object::value_type>(), what);
     return b;
   }
   static shmkit::SeqLock<TopOfBook> open_top(const shmkit::TypedBlock& b) {

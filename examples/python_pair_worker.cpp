@@ -7,8 +7,8 @@
 // a status string and the worker's pid. Python then prints the result.
 //
 //   python_pair_worker LIST_NAME ARRAY_NAME
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <span>
 #include <string>
 #include <unistd.h>

@@ -51,7 +51,8 @@ struct Pool {
   shmkit::AtomicValue<std::uint32_t> completed = shmkit::AtomicValue<std::uint32_t>::anonymous(0);
   shmkit::MpmcQueue<std::uint32_t> work;
 
-  explicit Pool(const std::string& queue_name) : work(shmkit::MpmcQueue<std::uint32_t>::create(queue_name, 128)) {}
+  explicit Pool(const std::string& queue_name)
+      : work(shmkit::MpmcQueue<std::uint32_t>::create(queue_name, 128)) {}
 };
 
 std::atomic_ref<std::uint32_t> at(std::span<std::uint32_t> a, std::size_t i) { return std::atomic_ref(a[i]); }
@@ -96,8 +97,10 @@ int main(int argc, char** argv) {
   bool kill_one = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--no-kill") kill_one = false;
-    else workers = static_cast<unsigned>(std::max(1, std::atoi(argv[i])));
+    if (a == "--no-kill")
+      kill_one = false;
+    else
+      workers = static_cast<unsigned>(std::max(1, std::atoi(argv[i])));
   }
   workers = std::min(workers, 64u);
   const std::string queue_name = "shmkit_example_pool_" + std::to_string(::getpid());
@@ -140,8 +143,9 @@ int main(int argc, char** argv) {
   std::int64_t total = 0, expected = 0;
   for (std::uint32_t c = 0; c < kChunks; ++c) total += std::atomic_ref(pool.results.get_obj()[c]).load();
   for (std::int64_t x : in) expected += x * x;
-  std::printf("parent: total %lld, serial check %lld: %s; %d chunk(s) redone\n", static_cast<long long>(total),
-              static_cast<long long>(expected), total == expected ? "OK" : "MISMATCH", redone);
+  std::printf("parent: total %lld, serial check %lld: %s; %d chunk(s) redone\n",
+              static_cast<long long>(total), static_cast<long long>(expected),
+              total == expected ? "OK" : "MISMATCH", redone);
   shmkit::SharedMemory::unlink(queue_name);
   return total == expected ? 0 : 1;
 }

@@ -265,8 +265,7 @@ TEST(Attacks, RewrittenLockBytesNeverMakeTheHolderWriteItsOwnMemory) {
   std::memcpy(bytes + 16, keep + 16, 4);  // glibc: __kind
   s->forged.set();
   const ExitStatus st = wait_child(holder, 10s);
-  EXPECT_TRUE(st.ok()) << "the holder's unlock wrote into its own memory or crashed: "
-                       << st.describe();
+  EXPECT_TRUE(st.ok()) << "the holder's unlock wrote into its own memory or crashed: " << st.describe();
 }
 
 }  // namespace

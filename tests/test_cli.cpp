@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "forge_registration.hpp"
 #include "shmkit/array.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
@@ -14,7 +15,6 @@
 #include "shmkit/tracker.hpp"
 #include "shmkit/typed_block.hpp"
 #include "shmkit/value.hpp"
-#include "forge_registration.hpp"
 #include "test_support.hpp"
 
 namespace shmkit::test {
@@ -51,8 +51,9 @@ TEST(Cli, ShowsACPythonShareableListAsPythonPrintsIt) {
   EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1), py.out);
   EXPECT_NE(r.out.find("format: 8s8sdqxxxxxx?xxxxxxxx?q\n"), std::string::npos) << r.out;
   r = cli({"show", name, "--json"});
-  EXPECT_NE(r.out.find("\"items\": [\"howdy\", {\"bytes_hex\": \"486f576459\"}, -273.154, 100, null, true, 42]"),
-            std::string::npos)
+  EXPECT_NE(
+      r.out.find("\"items\": [\"howdy\", {\"bytes_hex\": \"486f576459\"}, -273.154, 100, null, true, 42]"),
+      std::string::npos)
       << r.out;
   SharedMemory::unlink(name);
 }
@@ -65,7 +66,8 @@ TEST(Cli, ShowsAQueuesCapacityAndDepth) {
   ASSERT_TRUE(q.try_pop(x));
   auto r = cli({"show", name});
   ASSERT_TRUE(r.status.ok()) << r.err;
-  EXPECT_NE(r.out.find(name + ": shmkit spsc_queue, 1024 slots (capacity), element 8 bytes"), std::string::npos)
+  EXPECT_NE(r.out.find(name + ": shmkit spsc_queue, 1024 slots (capacity), element 8 bytes"),
+            std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("depth 4, pushed 5, popped 1\n"), std::string::npos) << r.out;
   r = cli({"ls"});
@@ -94,7 +96,8 @@ TEST(Cli, ShowsAnMpmcQueuesLossCounters) {
   EXPECT_EQ(q.losses().producer_claims_skipped, 3u);
   r = cli({"show", name, "--json"});
   ASSERT_TRUE(r.status.ok()) << r.err;
-  EXPECT_NE(r.out.find("\"lost_producer_claims\": 3, \"released_consumer_claims\": 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"lost_producer_claims\": 3, \"released_consumer_claims\": 2"), std::string::npos)
+      << r.out;
   q.unlink();
 }
 
@@ -140,7 +143,8 @@ TEST(Cli, InvalidBlocksAreReportedNeverCrash) {
   // Random bytes, truncated lists: show decodes or hex-dumps, exit 0 or 1.
   for (unsigned seed = 1; seed < 20; ++seed) {
     std::srand(seed);
-    for (std::size_t i = 0; i < shm.size(); ++i) static_cast<char*>(shm.data())[i] = static_cast<char>(std::rand());
+    for (std::size_t i = 0; i < shm.size(); ++i)
+      static_cast<char*>(shm.data())[i] = static_cast<char>(std::rand());
     if (seed % 2) std::memset(shm.data(), 0, 8);
     r = cli({"show", name});
     EXPECT_TRUE(r.status.exited && r.status.code <= 1) << r.status.describe() << r.err;
@@ -277,25 +281,34 @@ TEST(Cli, ShowsAUserKindsHeaderAndPayload) {
   ASSERT_TRUE(r.status.ok()) << r.err;
   char hash[24];
   std::snprintf(hash, sizeof hash, "0x%016llx", static_cast<unsigned long long>(fnv1a("test.Thing/v1")));
-  EXPECT_EQ(r.out, name + ": shmkit user+3 (kind 1027), type \"test.Thing/v1\" (matches the type hash, " + hash +
+  EXPECT_EQ(r.out, name + ": shmkit user+3 (kind 1027), type \"test.Thing/v1\" (matches the type hash, " +
+                       hash +
                        "), struct element 16 bytes (align 8), count 2, state ready\n"
-                       "prefix 8 bytes at offset 128, payload 32 bytes at offset " + offset + ", params 77 0 0 0\n"
+                       "prefix 8 bytes at offset 128, payload 32 bytes at offset " +
+                       offset +
+                       ", params 77 0 0 0\n"
                        "payload:\n"
                        "00000000  a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 aa ab ac ad ae af  |................|\n"
                        "00000010  b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 ba bb bc bd be bf  |................|\n");
   r = cli({"show", name, "--json"});
   ASSERT_TRUE(r.status.ok()) << r.err;
   EXPECT_NE(r.out.find("\"kind\": \"user+3\", \"kind_number\": 1027, \"type_name\": \"test.Thing/v1\", "
-                       "\"type_name_matches_hash\": true"), std::string::npos) << r.out;
+                       "\"type_name_matches_hash\": true"),
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("\"count\": 2, \"state\": \"ready\", \"prefix_size\": 8"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("\"payload_hex\": \"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\""),
-            std::string::npos) << r.out;
+  EXPECT_NE(
+      r.out.find("\"payload_hex\": \"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\""),
+      std::string::npos)
+      << r.out;
   r = cli({"ls"});
   EXPECT_NE(r.out.find(" user+3=1027 \"test.Thing/v1\" x2 ready "), std::string::npos) << r.out;
   r = cli({"ls", "--json"});
   EXPECT_NE(r.out.find("\"name\": \"" + name + "\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"kind\": \"user+3\", \"problem\": \"\", \"kind_number\": 1027, \"type_name\": "
-                       "\"test.Thing/v1\", \"count\": 2, \"state\": \"ready\""), std::string::npos) << r.out;
+                       "\"test.Thing/v1\", \"count\": 2, \"state\": \"ready\""),
+            std::string::npos)
+      << r.out;
 
   // A name that does not hash to the type hash is flagged, never trusted.
   auto liar = unique_name("userliar");
@@ -332,7 +345,8 @@ std::string problems_in_text(const std::string& out) {
     std::fwrite(out.data(), 1, out.size(), f);
     std::fclose(f);
   }
-  auto py = run_process({python_path(), "-c", "import sys; open(sys.argv[1], 'rb').read().decode('utf-8')", path});
+  auto py =
+      run_process({python_path(), "-c", "import sys; open(sys.argv[1], 'rb').read().decode('utf-8')", path});
   ::unlink(path.c_str());
   if (!py.status.ok()) found += "not UTF-8: " + py.err;
   return found;
@@ -350,7 +364,8 @@ std::string json_problems(const std::string& out, const std::string& check, cons
       "import json, os, sys\n"
       "d = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))\n"
       "want = bytes.fromhex(sys.argv[2])\n"
-      "assert " + check + ", repr(d)\n";
+      "assert " +
+      check + ", repr(d)\n";
   auto py = run_process({python_path(), "-c", code, path, want});
   ::unlink(path.c_str());
   return py.status.ok() ? std::string() : py.err + py.status.describe();
@@ -374,7 +389,8 @@ TEST(Cli, HostileNamesAndHeaderBytesAreEscaped) {
   auto block = create_typed_block(evil, spec, [](auto, auto) {});
   // A ShareableList under an escaping name too (its repr names it).
   const std::string evil_list = unique_name("esc_list") + "\x1b[0m\xff";
-  auto list = ShareableList::create(evil_list, {Item(std::int64_t{1}), Item(std::string("a\xc2\x9b" "b"))});
+  auto list = ShareableList::create(evil_list, {Item(std::int64_t{1}), Item(std::string("a\xc2\x9b"
+                                                                                        "b"))});
 
   for (const std::string& name : {evil, evil_list}) {
     auto r = cli({"show", name});
@@ -386,17 +402,23 @@ TEST(Cli, HostileNamesAndHeaderBytesAreEscaped) {
         << r.out;
   }
   auto r = cli({"show", evil, "--json"});
-  EXPECT_EQ(json_problems(r.out, "os.fsencode(d['typecode']) == b'\\xff' and "
-                                 "os.fsencode(d['type_name']) == b't\\x1b[31m\\xff'", evil_hex), "") << r.out;
+  EXPECT_EQ(json_problems(r.out,
+                          "os.fsencode(d['typecode']) == b'\\xff' and "
+                          "os.fsencode(d['type_name']) == b't\\x1b[31m\\xff'",
+                          evil_hex),
+            "")
+      << r.out;
   r = cli({"show", evil});
-  EXPECT_NE(r.out.find("\\x1b[2J\\x1b]0;owned\\x07\\u009b31m\\xff\\x7f\\\\: shmkit user+5"), std::string::npos)
+  EXPECT_NE(r.out.find("\\x1b[2J\\x1b]0;owned\\x07\\u009b31m\\xff\\x7f\\\\: shmkit user+5"),
+            std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("type \"t\\x1b[31m\\xff\""), std::string::npos) << r.out;
   r = cli({"show", evil_list});
   // Python's repr of the name os.fsdecode() gives, and of the item.
   EXPECT_NE(r.out.find("ShareableList([1, 'a\\x9bb'], name='" + evil_list.substr(0, evil_list.size() - 5) +
                        "\\x1b[0m\\udcff')"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
 
   r = cli({"ls"});
   ASSERT_TRUE(r.status.ok()) << r.err;
@@ -419,7 +441,9 @@ TEST(Cli, HostileNamesAndHeaderBytesAreEscaped) {
 // Python prints for it, decoded with os.fsdecode().
 TEST(Cli, PythonReprEscapesWhatPythonDoes) {
   EXPECT_EQ(python_repr(Item(std::string("a\x1b[0m\xff"))), "'a\\x1b[0m\\udcff'");
-  EXPECT_EQ(python_repr(Item(std::string("\xc2\x9b\xc2\xa0\xe2\x80\xae" "x"))), "'\\x9b\\xa0\\u202ex'");
+  EXPECT_EQ(python_repr(Item(std::string("\xc2\x9b\xc2\xa0\xe2\x80\xae"
+                                         "x"))),
+            "'\\x9b\\xa0\\u202ex'");
   EXPECT_EQ(python_repr(Item(std::string("h\xc3\xa9llo \xe2\x80\x94"))), "'h\xc3\xa9llo \xe2\x80\x94'");
   const auto py = run_process({python_path(), "-c",
                                "import os; print(repr(os.fsdecode(b'a\\x1b[0m\\xff')), "

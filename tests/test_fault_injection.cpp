@@ -83,8 +83,7 @@ void die_at(Point point, const std::function<void()>& op, std::uint32_t nth = 1)
       },
       30s);
   ASSERT_FALSE(st.timed_out) << "the victim hung before reaching " << point_name(point);
-  ASSERT_EQ(st.signal, SIGKILL) << "the victim did not die at " << point_name(point) << ": "
-                                << st.describe();
+  ASSERT_EQ(st.signal, SIGKILL) << "the victim did not die at " << point_name(point) << ": " << st.describe();
 }
 
 // The block's size, or nothing if the name does not exist (one stat: the
@@ -124,7 +123,8 @@ void expect_nothing_left(const std::string& prefix, const std::vector<std::strin
 struct Stopwatch {
   Clock::time_point t0 = Clock::now();
   long ms() const {
-    return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
+    return static_cast<long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
   }
 };
 
@@ -162,8 +162,7 @@ void untracked_typed_create(Point point) {
     ADD_FAILURE() << "attached a block whose creator died before publishing it";
   } catch (const std::invalid_argument& e) {
     const std::string what = e.what();
-    EXPECT_TRUE(what.find("not initialised") != std::string::npos ||
-                what.find("empty") != std::string::npos)
+    EXPECT_TRUE(what.find("not initialised") != std::string::npos || what.find("empty") != std::string::npos)
         << what;
   }
   EXPECT_LT(sw.ms(), 5000) << "attach waited past its init_timeout";
@@ -179,7 +178,8 @@ void tracked_typed_create() {
   spec.payload_size = 4 * sizeof(std::uint64_t);
   die_at(Point::typed_initialising, [&] {
     (void)create_typed_block(
-        name, spec, [](std::span<std::byte>, std::span<std::byte> p) { std::memset(p.data(), 0xab, p.size()); },
+        name, spec,
+        [](std::span<std::byte>, std::span<std::byte> p) { std::memset(p.data(), 0xab, p.size()); },
         tracked());
   });
   AttachOptions opt;
@@ -231,7 +231,7 @@ void unlink_removed() {
   EXPECT_FALSE(block_exists(name));
   const auto* b = static_cast<const unsigned char*>(shm.data());
   EXPECT_TRUE(std::all_of(b, b + shm.size(), [](unsigned char c) { return c == 0x33; }));
-  tracker::unregister_block(name);  // only the victim's stale entry is left
+  tracker::unregister_block(name);              // only the victim's stale entry is left
   auto fresh = SharedMemory::create(name, 64);  // someone else's block now
   (void)tracker::collect_garbage(false);
   EXPECT_TRUE(block_exists(name)) << "a stale registration removed a re-created block";
@@ -296,8 +296,8 @@ void value_store(Point point) {
 // a clear error, never a crash or a read outside the block; set() repairs.
 void list_set(Point point) {
   const std::string name = unique_name("fi_list");
-  auto list = ShareableList::create(name, {Item{std::string("hello")}, Item{std::int64_t{7}},
-                                           Item{2.5}, Item{Bytes("xyz")}});
+  auto list = ShareableList::create(
+      name, {Item{std::string("hello")}, Item{std::int64_t{7}}, Item{2.5}, Item{Bytes("xyz")}});
   die_at(point, [&] { ShareableList::attach(name).set(0, Item{std::int64_t{12345}}); });
   auto other = ShareableList::attach(name);
   EXPECT_EQ(other.get(1), Item{std::int64_t{7}});
@@ -343,7 +343,8 @@ void heap(Point point) {
   EXPECT_EQ(h.stats().owner_deaths_recovered, 1u);
   EXPECT_NO_THROW(h.check());
   const auto kept = h.resolve(keep.handle);
-  EXPECT_TRUE(std::all_of(kept.begin(), kept.begin() + 200, [](std::byte c) { return c == std::byte{0x77}; }));
+  EXPECT_TRUE(
+      std::all_of(kept.begin(), kept.begin() + 200, [](std::byte c) { return c == std::byte{0x77}; }));
   if (point == Point::heap_free_marked) {
     EXPECT_THROW((void)h.resolve(to_free.handle), std::invalid_argument) << "the free was committed";
   } else {
@@ -387,8 +388,8 @@ void spsc(Point point) {
     // The victim died between its mark and its tail store: tail still says
     // 10, and producer_index() counts the marked item.
     auto raw = SharedMemory::attach(name);
-    const auto* ctl = reinterpret_cast<const SpscControl*>(static_cast<const std::byte*>(raw.data()) +
-                                                           BlockHeader::kSize);
+    const auto* ctl =
+        reinterpret_cast<const SpscControl*>(static_cast<const std::byte*>(raw.data()) + BlockHeader::kSize);
     EXPECT_EQ(ctl->tail.load(), 10u);
     EXPECT_EQ(q.producer_index(), 11u);
     EXPECT_EQ(q.size(), 11u);

@@ -9,11 +9,11 @@
 #include <thread>
 #include <unistd.h>
 
-#include "typed/heap_layout.hpp"
 #include "shmkit/heap.hpp"
 #include "shmkit/typed_block.hpp"
 #include "shmkit/value.hpp"
 #include "test_support.hpp"
+#include "typed/heap_layout.hpp"
 
 namespace shmkit::test {
 namespace {
@@ -55,8 +55,8 @@ TEST(Heap, HandlesRoundTripAsStrings) {
   const HeapHandle max{"h", 64, ~std::uint64_t{0}};  // generations are 64-bit
   EXPECT_EQ(max.to_string(), "heap:h:64:18446744073709551615");
   EXPECT_EQ(HeapHandle::parse(max.to_string()), max);
-  for (const char* bad : {"", "heap:", "heap:x:1", "heap:x:a:1", "heap:x:1:", "heap:x:-1:1",
-                          "nope:x:1:1", "heap:a/b:64:1", "heap:x:64:18446744073709551616"}) {
+  for (const char* bad : {"", "heap:", "heap:x:1", "heap:x:a:1", "heap:x:1:", "heap:x:-1:1", "nope:x:1:1",
+                          "heap:a/b:64:1", "heap:x:64:18446744073709551616"}) {
     EXPECT_THROW(HeapHandle::parse(bad), std::invalid_argument) << bad;
   }
 }
@@ -73,7 +73,7 @@ TEST(Heap, AllocateFreeReuseAndStats) {
   auto st = heap.stats();
   EXPECT_EQ(st.live_objects, 2u);
   heap.deallocate(a.handle);
-  EXPECT_THROW(heap.resolve(a.handle), std::invalid_argument);    // freed
+  EXPECT_THROW(heap.resolve(a.handle), std::invalid_argument);     // freed
   EXPECT_THROW(heap.deallocate(a.handle), std::invalid_argument);  // double free refused
   auto c = heap.allocate(100);  // first fit may reuse a's chunk: zeroed again
   for (std::byte x : c.bytes) EXPECT_EQ(x, std::byte{0});
@@ -135,8 +135,8 @@ TEST(Heap, ForgedHandlesNeverEscapeTheArena) {
 // freed, the new object. Generations now come from one heap-wide counter.
 TEST(Heap, AStaleHandleNeverNamesAnObjectReallocatedAtItsOffset) {
   auto heap = Heap::create(unique_name("heapaba"), 512);  // four 128-byte chunks
-  auto p = heap.allocate(64);                              // [0, 128)
-  auto a = heap.allocate(64);                              // [128, 256)
+  auto p = heap.allocate(64);                             // [0, 128)
+  auto a = heap.allocate(64);                             // [128, 256)
   auto q = heap.allocate(64);
   auto r = heap.allocate(64);
   ASSERT_EQ(a.handle.offset, 128u);
@@ -315,7 +315,7 @@ TEST(Heap, RepairOfACorruptChainReportsItAndResetsTheRover) {
   auto a = heap.allocate(100);
   auto b = heap.allocate(100);
   HeapBytes raw = bytes_of(heap);
-  raw.ctl->rover = b.handle.offset + 64;  // inside b
+  raw.ctl->rover = b.handle.offset + 64;                                       // inside b
   store_word(raw.arena + b.handle.offset, (4096 - b.handle.offset + 64) | 1);  // past the end
   die_holding_the_lock(heap);
   try {

@@ -175,9 +175,8 @@ inline void busy_pause(std::uint64_t& rng) {
 // The control block (at BlockHeader::kSize) of the queue type, for the
 // tests that watch its WaitSlots.
 template <template <class> class Queue>
-using QueueControl =
-    std::conditional_t<std::is_same_v<Queue<std::uint64_t>, SpscQueue<std::uint64_t>>, SpscControl,
-                       MpmcControl>;
+using QueueControl = std::conditional_t<std::is_same_v<Queue<std::uint64_t>, SpscQueue<std::uint64_t>>,
+                                        SpscControl, MpmcControl>;
 
 // A producer and a consumer with random pauses on a 4-slot queue, so that
 // each side sleeps now and then. Every sleep is a bounded slice (a lost wake
@@ -388,8 +387,8 @@ inline void seqlock_torn(bool processes, std::uint64_t max_writes, int readers) 
     // Start once every reader is reading, so the stores overlap the reads.
     while (out->started.load() < static_cast<std::uint64_t>(readers)) std::this_thread::yield();
     std::uint64_t v = 1;
-    for (; v <= max_writes && out->satisfied.load(std::memory_order_relaxed) <
-                                  static_cast<std::uint64_t>(readers);
+    for (; v <= max_writes &&
+           out->satisfied.load(std::memory_order_relaxed) < static_cast<std::uint64_t>(readers);
          ++v) {
       w.store(Quote::make(v));
       // A short busy pause (no sleep): back-to-back stores can starve
@@ -439,8 +438,7 @@ inline void seqlock_torn(bool processes, std::uint64_t max_writes, int readers) 
   run_all(processes, bodies);
   EXPECT_EQ(out->torn.load(), 0u) << "a reader returned a torn value";
   EXPECT_EQ(out->backwards.load(), 0u) << "a reader saw an older value after a newer one";
-  EXPECT_GT(out->distinct.load(), 2 * static_cast<std::uint64_t>(readers))
-      << "no concurrency happened";
+  EXPECT_GT(out->distinct.load(), 2 * static_cast<std::uint64_t>(readers)) << "no concurrency happened";
   Quote q;
   ASSERT_TRUE(s.try_read(q));
   EXPECT_EQ(q.w[0], kFinal);
@@ -464,8 +462,7 @@ inline void broadcast_lapping(bool processes, std::uint64_t n, std::uint64_t cap
   auto ring = BroadcastRing<Tick>::create(name, capacity);
   constexpr int kReaders = 3;  // reader 0 is slow
   struct Out {
-    std::atomic<std::uint64_t> read[kReaders], lost[kReaders], laps[kReaders], wrong[kReaders],
-        started;
+    std::atomic<std::uint64_t> read[kReaders], lost[kReaders], laps[kReaders], wrong[kReaders], started;
   };
   Shared<Out> out;
   std::vector<std::function<int()>> bodies;

@@ -19,9 +19,7 @@ TEST(LockfreeProcess, SpscSleepWake) { sleep_wake_stress<SpscQueue>(true, 20'000
 TEST(LockfreeProcess, MpmcSleepWake) { sleep_wake_stress<MpmcQueue>(true, 20'000 / (kScale > 1 ? 10 : 1)); }
 TEST(LockfreeProcess, Mpmc2x2) { mpmc_stream(true, 2, 2, 5'000'000 / kScale, 1024); }
 TEST(LockfreeProcess, SeqLock256ByteNeverTorn) { seqlock_torn(true, 1'000'000 / kScale, 3); }
-TEST(LockfreeProcess, BroadcastSlowReaderLappedExactly) {
-  broadcast_lapping(true, 2'000'000 / kScale, 1024);
-}
+TEST(LockfreeProcess, BroadcastSlowReaderLappedExactly) { broadcast_lapping(true, 2'000'000 / kScale, 1024); }
 
 // "Wait forever" timeouts saturate instead of overflowing into the past
 // (a regression): pop_for(duration::max()) in another process goes to
@@ -203,13 +201,14 @@ TEST(LockfreeHeader, ForgedIndicesStayInBounds) {
     auto q = SpscQueue<std::uint64_t>::create(a, 8);
     auto raw = SharedMemory::attach(a);
     auto* sc = reinterpret_cast<SpscControl*>(static_cast<std::byte*>(raw.data()) + BlockHeader::kSize);
-    auto* marks = reinterpret_cast<std::atomic<std::uint64_t>*>(reinterpret_cast<std::byte*>(sc) + sizeof(SpscControl));
+    auto* marks =
+        reinterpret_cast<std::atomic<std::uint64_t>*>(reinterpret_cast<std::byte*>(sc) + sizeof(SpscControl));
     sc->tail.store(0xdead'beef'1234'5677ull);
     sc->head.store(3);
     for (std::uint64_t i = 0; i < 8; ++i) marks[i].store(3 + ((i - 3) & 7) + 1);  // every slot "published"
     std::uint64_t out[100];
     std::uint64_t v;
-    EXPECT_TRUE(q.try_pop(v));                                  // garbage, in bounds
+    EXPECT_TRUE(q.try_pop(v));                                     // garbage, in bounds
     EXPECT_LE(q.try_pop(std::span<std::uint64_t>(out, 100)), 8u);  // never more than capacity
     EXPECT_LE(q.peek(100).size(), 8u);
     EXPECT_LE(q.size(), 8u);
@@ -225,7 +224,8 @@ TEST(LockfreeHeader, ForgedIndicesStayInBounds) {
     auto q = MpmcQueue<std::uint64_t>::create(b, 8);
     auto raw = SharedMemory::attach(b);
     const BlockHeader h = *header_of(raw);
-    auto* slots = reinterpret_cast<MpmcSlot<std::uint64_t>*>(static_cast<std::byte*>(raw.data()) + h.payload_offset);
+    auto* slots =
+        reinterpret_cast<MpmcSlot<std::uint64_t>*>(static_cast<std::byte*>(raw.data()) + h.payload_offset);
     for (int i = 0; i < 8; ++i) slots[i].seq.store(0x7fff'0000'0000'0000ull + i);
     std::uint64_t v;
     EXPECT_FALSE(q.try_push(1));  // returns instead of spinning on a forged seq

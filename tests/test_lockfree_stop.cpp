@@ -97,9 +97,9 @@ struct Victim {
 
 // What a victim's call returned (written by the victim before it exits).
 struct Report {
-  std::atomic<int> calling;  // 1: about to call
-  std::atomic<int> done;     // 1: the call returned
-  std::atomic<int> ok;       // its result
+  std::atomic<int> calling;          // 1: about to call
+  std::atomic<int> done;             // 1: the call returned
+  std::atomic<int> ok;               // its result
   std::atomic<std::uint64_t> value;  // the item popped
 };
 struct Reports {
@@ -178,7 +178,8 @@ void reach_point(Victim& v, const WalkCase& c) {
     ASSERT_TRUE(stopped(v.pid)) << "the victim exited without stopping at " << point_name(c.point);
   } else {
     const ExitStatus st = v.wait();
-    ASSERT_EQ(st.signal, SIGKILL) << "the victim did not die at " << point_name(c.point) << ": " << st.describe();
+    ASSERT_EQ(st.signal, SIGKILL) << "the victim did not die at " << point_name(c.point) << ": "
+                                  << st.describe();
   }
 }
 
@@ -329,7 +330,8 @@ std::vector<WalkCase> walk_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Walk, MpmcStep, testing::ValuesIn(walk_cases()),
                          [](const testing::TestParamInfo<WalkCase>& p) {
-                           return point_name(p.param.point) + (p.param.action == Action::stop ? "_stop" : "_kill");
+                           return point_name(p.param.point) +
+                                  (p.param.action == Action::stop ? "_stop" : "_kill");
                          });
 
 TEST(MpmcStop, TheWalkCoversEveryMpmcStep) {
@@ -371,8 +373,9 @@ TEST(MpmcStop, LateProducerNeverOverwritesALiveClaim) {
   });
   // Q either holds the slot's next lap (stopped in its claim) or waits for
   // P's slot in its push (asleep).
-  ASSERT_TRUE(eventually(
-      [&] { return stopped(second.pid) || (r->second.calling.load() == 1 && asleep(second.pid)); }, 20s, 1ms));
+  ASSERT_TRUE(
+      eventually([&] { return stopped(second.pid) || (r->second.calling.load() == 1 && asleep(second.pid)); },
+                 20s, 1ms));
 
   p.resume();
   const ExitStatus pst = p.wait();

@@ -15,12 +15,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <grp.h>
 #include <poll.h>
 #include <span>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <grp.h>
 #include <sys/un.h>
 #include <thread>
 #include <unistd.h>
@@ -103,7 +103,6 @@ bool is_root() { return ::geteuid() == 0; }
 
 std::string dir_of(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
-
 int pidfd_of(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 // True once the process behind `pidfd` has exited (within `timeout`).
@@ -113,8 +112,7 @@ bool wait_exit(int pidfd, std::chrono::milliseconds timeout) {
 }
 
 long ms_since(Clock::time_point t0) {
-  return static_cast<long>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
+  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
 }
 
 template <class F>
@@ -144,9 +142,7 @@ int raw_connect(const std::string& address) {
   return fd;
 }
 
-void send_bytes(int fd, const void* p, std::size_t n) {
-  (void)::send(fd, p, n, MSG_NOSIGNAL);
-}
+void send_bytes(int fd, const void* p, std::size_t n) { (void)::send(fd, p, n, MSG_NOSIGNAL); }
 void send_bytes(int fd, const std::vector<std::uint8_t>& v) { send_bytes(fd, v.data(), v.size()); }
 
 // Reads (and discards) until the server closes the connection; false if it
@@ -206,8 +202,8 @@ int raw_authenticated(const std::string& address, const std::string& key) {
 }
 
 std::vector<std::uint8_t> le32(std::uint32_t v) {
-  return {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8),
-          static_cast<std::uint8_t>(v >> 16), static_cast<std::uint8_t>(v >> 24)};
+  return {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v >> 16),
+          static_cast<std::uint8_t>(v >> 24)};
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -233,8 +229,7 @@ TEST(Manager, LifecycleCreatesEachKindOthersAttachShutdownUnlinksAll) {
   Array<std::uint16_t> zeros = mgr.array<std::uint16_t>(4);
   const long l = -123;
   const std::string name_l = mgr.create_value('l', std::as_bytes(std::span<const long>(&l, 1)));
-  const std::string name_c =
-      mgr.create_array('c', 5, std::as_bytes(std::span<const char>("abcde", 5)));
+  const std::string name_c = mgr.create_array('c', 5, std::as_bytes(std::span<const char>("abcde", 5)));
 
   const std::vector<ManagedBlock> blocks = mgr.list();
   ASSERT_EQ(blocks.size(), 7u);
@@ -258,8 +253,8 @@ TEST(Manager, LifecycleCreatesEachKindOthersAttachShutdownUnlinksAll) {
   EXPECT_STREQ(managed_kind_name(blocks[1].kind), "ShareableList");
 
   // Another process attaches every block by name and sees the contents.
-  const std::string shm_name = shm.name(), sl_name = sl.shm().name(), v_name = v.name(),
-                    a_name = a.name(), z_name = zeros.name();
+  const std::string shm_name = shm.name(), sl_name = sl.shm().name(), v_name = v.name(), a_name = a.name(),
+                    z_name = zeros.name();
   ExitStatus st = run_child([&] {
     SharedMemory s = SharedMemory::attach(shm_name);
     if (std::memcmp(s.data(), "hello", 5) != 0) return 1;
@@ -513,7 +508,7 @@ TEST(Manager, AnImpostorServerThatDoesNotKnowTheKeyIsRejectedWithEperm) {
     proto::Hello hello;
     hello.nonce.fill(1);
     send_bytes(fd, proto::encode(hello));
-    (void)read_frame(fd, 2s);                 // the client's proof
+    (void)read_frame(fd, 2s);                        // the client's proof
     send_bytes(fd, proto::encode(proto::AuthOk{}));  // a MAC of zeros
     (void)dropped_within(fd, 2s);
     ::close(fd);
@@ -531,15 +526,12 @@ TEST(Manager, RefusedRequestsAreInvalidArgumentAndChangeNothing) {
   EXPECT_THROW(mgr.create_value('x'), std::invalid_argument);
   EXPECT_THROW(mgr.create_value('?'), std::invalid_argument);
   const char three[3] = {};
-  EXPECT_THROW(mgr.create_value('i', std::as_bytes(std::span<const char>(three))),
-               std::invalid_argument);
-  EXPECT_THROW(mgr.create_array('d', 2, std::as_bytes(std::span<const char>(three))),
-               std::invalid_argument);
+  EXPECT_THROW(mgr.create_value('i', std::as_bytes(std::span<const char>(three))), std::invalid_argument);
+  EXPECT_THROW(mgr.create_array('d', 2, std::as_bytes(std::span<const char>(three))), std::invalid_argument);
   EXPECT_THROW(mgr.create_shareable_list({Item{std::string("\xff\xfe")}}), std::invalid_argument);
   EXPECT_THROW(mgr.release("no_such_block"), std::invalid_argument);
   EXPECT_THROW(mgr.release("a/b"), std::invalid_argument);
-  EXPECT_THROW(mgr.create_shareable_list(std::vector<Item>(proto::kMaxListItems + 1)),
-               std::invalid_argument);
+  EXPECT_THROW(mgr.create_shareable_list(std::vector<Item>(proto::kMaxListItems + 1)), std::invalid_argument);
   // An OS failure in the server comes back as std::system_error with its errno.
   try {
     mgr.create_shared_memory(std::size_t{1} << 50);  // 1 PiB: more than /dev/shm holds
@@ -667,9 +659,8 @@ TEST(Manager, PythonReadsAShareableListTheManagerCreated) {
   SharedMemoryManager mgr(abstract_address(), kKey, test_options());
   mgr.start();
   using namespace shmkit::literals;
-  const std::string list_name =
-      mgr.create_shareable_list({Item{std::int64_t{-5}}, Item{2.25}, Item{std::string("py")},
-                                 Item{"\x01"_b}, Item{false}, None});
+  const std::string list_name = mgr.create_shareable_list(
+      {Item{std::int64_t{-5}}, Item{2.25}, Item{std::string("py")}, Item{"\x01"_b}, Item{false}, None});
   const std::string script =
       "import sys\n"
       "from multiprocessing import shared_memory, resource_tracker\n"
@@ -799,7 +790,7 @@ TEST(Manager, ConnectionsHeldByAnotherUserNeverLockOutAClientWithTheKey) {
     char c = 1;
     (void)!::write(ready[1], &c, 1);
     (void)!::read(release[0], &c, 1);  // hold them until told
-    int dropped = 0;  // the server closed every one of them
+    int dropped = 0;                   // the server closed every one of them
     for (int fd : held) dropped += fd >= 0 && dropped_within(fd, 5s) ? 1 : 0;
     return dropped == 16 ? 0 : 11;
   });
@@ -1106,8 +1097,7 @@ TEST(Manager, SigkillOfTheServerMakesClientCallsFailWithinTheirTimeout) {
   EXPECT_THROW(mgr.shutdown(), std::system_error);
   EXPECT_FALSE(mgr.started());
   // The server's tracker watcher unlinks what the server made.
-  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 10ms))
-      << "a killed server left " << name;
+  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 10ms)) << "a killed server left " << name;
 }
 
 TEST(Manager, AStoppedServerMakesCallsTimeOutNotHang) {

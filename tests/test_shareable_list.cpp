@@ -3,19 +3,19 @@
 // tests/interop/shareable_list_peer.py), and corrupted blocks.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
 #include <ranges>
-#include <type_traits>
 #include <stdexcept>
-#include <system_error>
 #include <string>
+#include <system_error>
+#include <type_traits>
 #include <vector>
 
 #include "shmkit/shareable_list.hpp"
@@ -48,16 +48,28 @@ struct Unlinker {
 
 std::vector<Item> corpus() {
   return {
-      std::string(""), Bytes(""), std::string("hello, world"),
+      std::string(""),
+      Bytes(""),
+      std::string("hello, world"),
       std::string("h\u00e9llo w\u00f6rld \u2014 \u00e7a va?"),
       std::string("\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8"),
       std::string("emoji \U0001F600\U0001F389 done"),
-      "a\0b\0c"_b, "abc\0\0"_b, std::string("tail\0", 5), "\0"_b,
-      std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max(),
-      std::int64_t{0}, std::int64_t{-1},
-      std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
-      -std::numeric_limits<double>::infinity(), -0.0, -273.154,
-      true, false, None,
+      "a\0b\0c"_b,
+      "abc\0\0"_b,
+      std::string("tail\0", 5),
+      "\0"_b,
+      std::numeric_limits<std::int64_t>::min(),
+      std::numeric_limits<std::int64_t>::max(),
+      std::int64_t{0},
+      std::int64_t{-1},
+      std::numeric_limits<double>::quiet_NaN(),
+      std::numeric_limits<double>::infinity(),
+      -std::numeric_limits<double>::infinity(),
+      -0.0,
+      -273.154,
+      true,
+      false,
+      None,
   };
 }
 
@@ -65,12 +77,24 @@ std::vector<Item> big() {
   std::vector<Item> out;
   for (std::int64_t i = 0; i < 10'000; ++i) {
     switch (i % 6) {
-      case 0: out.emplace_back(i * 7919 - 3); break;
-      case 1: out.emplace_back(static_cast<double>(i) / 3.0); break;
-      case 2: out.emplace_back("s" + std::to_string(i) + "\u00e9"); break;
-      case 3: out.emplace_back(Bytes("b" + std::to_string(i) + std::string("\0x", 2))); break;
-      case 4: out.emplace_back(i % 4 == 0); break;
-      default: out.emplace_back(None); break;
+      case 0:
+        out.emplace_back(i * 7919 - 3);
+        break;
+      case 1:
+        out.emplace_back(static_cast<double>(i) / 3.0);
+        break;
+      case 2:
+        out.emplace_back("s" + std::to_string(i) + "\u00e9");
+        break;
+      case 3:
+        out.emplace_back(Bytes("b" + std::to_string(i) + std::string("\0x", 2)));
+        break;
+      case 4:
+        out.emplace_back(i % 4 == 0);
+        break;
+      default:
+        out.emplace_back(None);
+        break;
     }
   }
   return out;
@@ -104,11 +128,16 @@ Item stripped(const Item& v) {
 
 std::string fixed_format(const Item& v) {
   switch (v.index()) {
-    case 0: return "xxxxxx?x";
-    case 1: return "xxxxxxx?";
-    case 2: return "q";
-    case 3: return "d";
-    default: return "";
+    case 0:
+      return "xxxxxx?x";
+    case 1:
+      return "xxxxxxx?";
+    case 2:
+      return "q";
+    case 3:
+      return "d";
+    default:
+      return "";
   }
 }
 std::string_view bytes_of(const Item& v) {
@@ -211,15 +240,15 @@ TEST(ShareableList, DocExampleTypesAssignmentIndexCount) {
   for (const Item& entry : a) types.push_back(entry.index());
   EXPECT_EQ(types, (std::vector<std::size_t>{4, 5, 3, 2, 0, 1, 2}));
   EXPECT_EQ(a.format(), "8s8sdqxxxxxx?xxxxxxxx?q");  // CPython 3.11's, for the same list
-  EXPECT_EQ(a.shm().size(), 191u);                  // CPython's requested_size
+  EXPECT_EQ(a.shm().size(), 191u);                   // CPython's requested_size
   EXPECT_TRUE(same(a[2], -273.154));
   a.set(2, -78.5);
   EXPECT_TRUE(same(a[2], -78.5));
   a.set(2, "dry ice");  // changing data types is supported as well
   EXPECT_TRUE(same(a[2], std::string("dry ice")));
   EXPECT_EQ(a.format(), "8s8s8sqxxxxxx?xxxxxxxx?q");
-  auto msg = message_of<std::invalid_argument>(
-      [&] { a.set(2, "larger than previously allocated storage space"); });
+  auto msg =
+      message_of<std::invalid_argument>([&] { a.set(2, "larger than previously allocated storage space"); });
   EXPECT_NE(msg.find("exceeds available storage"), std::string::npos) << msg;
   EXPECT_NE(msg.find(u.name), std::string::npos) << msg;
   EXPECT_TRUE(same(a[2], std::string("dry ice")));
@@ -306,8 +335,7 @@ TEST(ShareableList, IndicesAndErrors) {
   EXPECT_THROW(sl.set(0, std::string("\xff")), std::invalid_argument);
   EXPECT_THROW(sl.set(0, std::string("\xed\xa0\x80")), std::invalid_argument);  // a surrogate
   EXPECT_TRUE(same(sl[0], std::string("xyz")));
-  EXPECT_THROW(ShareableList::create(unique_name("bad"), {std::string("\xc0\x80")}),
-               std::invalid_argument);
+  EXPECT_THROW(ShareableList::create(unique_name("bad"), {std::string("\xc0\x80")}), std::invalid_argument);
   auto v = sl.to_vector();
   ASSERT_EQ(v.size(), 3u);
   EXPECT_TRUE(same(v[1], None));
@@ -346,13 +374,13 @@ TEST(ShareableList, ReadOnlyAttachAndMove) {
 
 TEST(ShareableList, PythonEqualityInCountAndIndex) {
   Unlinker u{unique_name("eq")};
-  auto sl = ShareableList::create(
-      u.name, {true, 1, 1.0, "1", "1"_b, None, std::numeric_limits<double>::quiet_NaN(),
-               std::int64_t{9007199254740993}, 9007199254740992.0});
-  EXPECT_EQ(sl.count(1), 3u);     // True == 1 == 1.0
+  auto sl =
+      ShareableList::create(u.name, {true, 1, 1.0, "1", "1"_b, None, std::numeric_limits<double>::quiet_NaN(),
+                                     std::int64_t{9007199254740993}, 9007199254740992.0});
+  EXPECT_EQ(sl.count(1), 3u);  // True == 1 == 1.0
   EXPECT_EQ(sl.count(true), 3u);
   EXPECT_EQ(sl.index(1.0), 0u);
-  EXPECT_EQ(sl.count("1"), 1u);   // str is not bytes
+  EXPECT_EQ(sl.count("1"), 1u);  // str is not bytes
   EXPECT_EQ(sl.count("1"_b), 1u);
   EXPECT_EQ(sl.count(None), 1u);
   EXPECT_EQ(sl.count(std::numeric_limits<double>::quiet_NaN()), 0u);  // nan != nan
@@ -381,8 +409,7 @@ TEST(ShareableList, EmptyList) {
 
 TEST(ShareableList, TooLongValueIsRefusedBeforeCreating) {
   auto name = unique_name("toolong");
-  EXPECT_THROW(ShareableList::create(name, {Bytes(std::string(kLargest + 1, 'a'))}),
-               std::invalid_argument);
+  EXPECT_THROW(ShareableList::create(name, {Bytes(std::string(kLargest + 1, 'a'))}), std::invalid_argument);
   EXPECT_TRUE(list_blocks(name).empty());
   Unlinker u{unique_name("exists")};
   auto first = ShareableList::create(u.name, {1});
@@ -431,8 +458,9 @@ TEST(ShareableList, UnsynchronisedWriterNeverMakesAReaderCrash) {
   auto sl = ShareableList::create(u.name, {"abcdefghijklmno", 1, "tail"});
   pid_t writer = fork_child([name = u.name] {
     auto w = ShareableList::attach(name);
-    const Item values[] = {Item("abcdefghijklmno"), Item(42), Item(None), Item("\x01\x02"_b),
-                           Item(2.5), Item(std::string("\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"))};
+    const Item values[] = {
+        Item("abcdefghijklmno"), Item(42),  Item(None),
+        Item("\x01\x02"_b),      Item(2.5), Item(std::string("\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"))};
     for (int round = 0; round < 300'000; ++round) w.set(0, values[round % 6]);
     w.set(2, "done");
     return 0;
@@ -473,8 +501,7 @@ TEST_P(CppToPython, CPythonReadsEveryValueAndFormat) {
   expect_items(sl, items);  // CPython's reading changed nothing
 }
 
-INSTANTIATE_TEST_SUITE_P(ShareableList, CppToPython,
-                         testing::Values("corpus", "empty", "big", "largest"));
+INSTANTIATE_TEST_SUITE_P(ShareableList, CppToPython, testing::Values("corpus", "empty", "big", "largest"));
 
 TEST(ShareableList, CPythonOverwritesShmkitSlots) {
   Unlinker u{unique_name("over")};
@@ -535,8 +562,7 @@ TEST_P(PythonToCpp, ShmkitReadsEveryValueAndFormat) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(ShareableList, PythonToCpp,
-                         testing::Values("corpus", "empty", "big", "largest"));
+INSTANTIATE_TEST_SUITE_P(ShareableList, PythonToCpp, testing::Values("corpus", "empty", "big", "largest"));
 
 TEST(ShareableList, CPython311CharacterSizedSlotsAreReadAsCPythonReadsThem) {
   // gh-88336: CPython 3.11 gives 'ééééé' (10 bytes) an 8-byte slot.
@@ -555,8 +581,7 @@ TEST(ShareableList, CPython311CharacterSizedSlotsAreReadAsCPythonReadsThem) {
       ASSERT_EQ(py.rfind("ok ", 0), 0u) << py;
       Item got = sl[i];
       ASSERT_TRUE(std::holds_alternative<std::string>(got));
-      EXPECT_EQ(to_hex(std::get<std::string>(got).data(), std::get<std::string>(got).size()),
-                py.substr(3))
+      EXPECT_EQ(to_hex(std::get<std::string>(got).data(), std::get<std::string>(got).size()), py.substr(3))
           << "item " << i;
     }
   }

@@ -351,8 +351,8 @@ TEST(SharedMemoryInterop, PythonCannotCreateANameCppHolds) {
 // ------------------------------------------------------------ errors
 
 TEST(SharedMemoryErrors, InvalidNames) {
-  for (std::string bad : {std::string(), std::string("a/b"), std::string("/leading"),
-                          std::string(256, 'n'), std::string("nul\0inside", 10)}) {
+  for (std::string bad : {std::string(), std::string("a/b"), std::string("/leading"), std::string(256, 'n'),
+                          std::string("nul\0inside", 10)}) {
     std::string msg = message_of<std::invalid_argument>([&] { SharedMemory::create(bad, 64); });
     EXPECT_NE(msg.find("invalid shared memory block name"), std::string::npos) << msg;
     message_of<std::invalid_argument>([&] { SharedMemory::attach(bad); });
@@ -472,8 +472,8 @@ TEST(SharedMemoryErrors, SymlinkIsRefused) {
 // opened for writing, ENXIO for a socket).
 TEST(SharedMemoryErrors, NonRegularFilesAreRefusedWithoutBlocking) {
   // 0: the expected error; 1: attached; 2: another exception; 3: errno mismatch.
-  auto attach_in_child = [](const std::string& name, bool read_only,
-                            std::initializer_list<int> errnos, const char* kind) {
+  auto attach_in_child = [](const std::string& name, bool read_only, std::initializer_list<int> errnos,
+                            const char* kind) {
     return run_child(
         [&]() -> int {
           SharedMemory::Options o;
@@ -485,8 +485,8 @@ TEST(SharedMemoryErrors, NonRegularFilesAreRefusedWithoutBlocking) {
             const std::string msg = e.what();
             for (int err : errnos) {
               if (e.code().value() != err) continue;
-              if ((err == EINVAL || err == ENXIO) && (msg.find(name) == std::string::npos ||
-                                                      msg.find(kind) == std::string::npos)) {
+              if ((err == EINVAL || err == ENXIO) &&
+                  (msg.find(name) == std::string::npos || msg.find(kind) == std::string::npos)) {
                 std::fprintf(stderr, "message: %s\n", msg.c_str());
                 return 4;
               }
@@ -671,8 +671,7 @@ TEST(SharedMemoryAnonymous, ReceiveRefusesAnUnsealedDescriptor) {
   ASSERT_EQ(::ftruncate(raw, 4096), 0);
   // send_fd()'s wire format, but from a plain (unsealed) memfd.
   platform::send_descriptor(sv[0], raw);
-  std::string msg =
-      message_of<std::invalid_argument>([&] { SharedMemory::receive_fd(sv[1]); });
+  std::string msg = message_of<std::invalid_argument>([&] { SharedMemory::receive_fd(sv[1]); });
   EXPECT_NE(msg.find("sealed"), std::string::npos) << msg;
   ::close(raw);
   ::close(sv[0]);

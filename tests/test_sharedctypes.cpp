@@ -184,7 +184,8 @@ TEST(Sharedctypes, TruncatedAndLyingBlocksAreRejected) {
 // ------------------------------------------------------------ semantics
 
 TEST(Sharedctypes, IndexingAndSlicesFollowPython) {
-  auto a = RawArray<std::int32_t>::anonymous(std::span<const std::int32_t>(std::vector<std::int32_t>{0, 1, 2, 3, 4}));
+  auto a = RawArray<std::int32_t>::anonymous(
+      std::span<const std::int32_t>(std::vector<std::int32_t>{0, 1, 2, 3, 4}));
   EXPECT_EQ(a.get(-1), 4);
   EXPECT_EQ(a.get(-5), 0);
   EXPECT_THROW(a.get(5), std::out_of_range);
@@ -437,8 +438,7 @@ TEST(SharedctypesInterop, NumpyReadsAndWritesACppArray) {
     GTEST_SKIP() << "python3-numpy is not installed for " << python_path();
   }
   ASSERT_TRUE(r.status.ok()) << r.status.describe() << r.err;
-  EXPECT_NE(r.out.find("count=8 offset=" + std::to_string(a.payload_offset())), std::string::npos)
-      << r.out;
+  EXPECT_NE(r.out.find("count=8 offset=" + std::to_string(a.payload_offset())), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("values=3,1,4,1,5,9,2,6"), std::string::npos) << r.out;
   EXPECT_EQ(a.to_vector(), (std::vector<std::int32_t>{6, 2, 8, 2, 10, 18, 4, 12}));
   a.unlink();

@@ -28,7 +28,7 @@ TEST(SpinPolicy, DefaultBudgetIsTimeConvertedToIterations) {
                   return 4;
                 }
                 if (p.wait_iterations < p.iterations) return 6;  // waits spin kWaitSpinFactor x longer
-                return &spin_policy() == &p ? 0 : 5;  // computed once
+                return &spin_policy() == &p ? 0 : 5;             // computed once
               }).ok());
 }
 
@@ -36,8 +36,7 @@ TEST(SpinPolicy, EnvironmentOverridesAndMalformedIsIgnored) {
   EXPECT_TRUE(run_child([] {
                 ::setenv("SHMKIT_SPIN_NS", "0", 1);
                 const SpinPolicy& p = spin_policy();
-                return p.from_environment && p.budget_ns == 0 && p.iterations == 0 &&
-                               p.wait_iterations == 0
+                return p.from_environment && p.budget_ns == 0 && p.iterations == 0 && p.wait_iterations == 0
                            ? 0
                            : 1;
               }).ok());

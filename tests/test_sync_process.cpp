@@ -379,8 +379,7 @@ TEST(Semaphore, ReleaseWakesSleepersInOtherProcesses) {
       auto shm = SharedMemory::attach(block.name);
       auto* ss = static_cast<Semaphore*>(shm.data());
       ss->acquire();
-      reinterpret_cast<std::atomic<std::uint32_t>*>(static_cast<char*>(shm.data()) + 64)
-          ->fetch_add(1);
+      reinterpret_cast<std::atomic<std::uint32_t>*>(static_cast<char*>(shm.data()) + 64)->fetch_add(1);
       return 0;
     }));
   }
@@ -647,16 +646,20 @@ TEST(Barrier, ManyRoundsAcrossProcesses) {
       for (std::uint32_t r = 1; r <= kRounds; ++r) {
         ss->slots[i].store(r, std::memory_order_relaxed);
         auto res = ss->b.wait_for(20s);
-        if (res == BarrierResult::passed_last) ss->last_count.fetch_add(1);
-        else if (res != BarrierResult::passed) return 10 + static_cast<int>(res);
+        if (res == BarrierResult::passed_last)
+          ss->last_count.fetch_add(1);
+        else if (res != BarrierResult::passed)
+          return 10 + static_cast<int>(res);
         // After the barrier every party has written round r (or r+1 if fast).
         for (int j = 0; j < kProcs; ++j) {
           if (ss->slots[j].load(std::memory_order_relaxed) < r) return 2;
         }
         // A second barrier, so nobody writes r+1 before all checked r.
         res = ss->b.wait_for(20s);
-        if (res == BarrierResult::passed_last) ss->last_count.fetch_add(1);
-        else if (res != BarrierResult::passed) return 20 + static_cast<int>(res);
+        if (res == BarrierResult::passed_last)
+          ss->last_count.fetch_add(1);
+        else if (res != BarrierResult::passed)
+          return 20 + static_cast<int>(res);
       }
       return 0;
     }));
@@ -764,8 +767,10 @@ TEST(Barrier, ThreeCallersOnTwoPartiesNeverPassAlone) {
         ss->arrived.fetch_add(1);
         const BarrierResult r = ss->b.wait_for(5s);
         const std::uint64_t d = ss->left.fetch_add(1) + 1;
-        if (r == BarrierResult::passed_last) ss->last.fetch_add(1);
-        else if (r != BarrierResult::passed) return 10 + static_cast<int>(r);
+        if (r == BarrierResult::passed_last)
+          ss->last.fetch_add(1);
+        else if (r != BarrierResult::passed)
+          return 10 + static_cast<int>(r);
         if (ss->arrived.load() < 2 * ((d + 1) / 2)) return 2;  // passed alone
       }
       return 0;
@@ -849,8 +854,7 @@ void expect_waiting_then_released(const std::vector<pid_t>& kids, Release releas
           return gone[i] || asleep;
         },
         20s, 1ms);
-    EXPECT_FALSE(gone[i]) << "waiter " << i
-                          << " returned at once: its \"forever\" deadline was in the past";
+    EXPECT_FALSE(gone[i]) << "waiter " << i << " returned at once: its \"forever\" deadline was in the past";
     EXPECT_TRUE(gone[i] || asleep) << "waiter " << i << " never went to sleep in its call";
   }
   for (std::size_t i = 0; i < kids.size(); ++i) {
@@ -891,8 +895,7 @@ TEST(Deadlines, SaturateInsteadOfOverflowing) {
   EXPECT_EQ(detail::to_steady(time_point<steady_clock, hours>::max()), TP::max());
   EXPECT_EQ(detail::to_steady(system_clock::time_point::max()), TP::max());
   EXPECT_EQ(detail::to_steady(time_point<system_clock, hours>::max()), TP::max());
-  EXPECT_GT(detail::to_steady(time_point_cast<seconds>(system_clock::now()) + years(300)),
-            now + years(250));
+  EXPECT_GT(detail::to_steady(time_point_cast<seconds>(system_clock::now()) + years(300)), now + years(250));
   EXPECT_EQ(detail::to_steady(steady_clock::time_point::min()), TP{});
   EXPECT_EQ(detail::to_steady(system_clock::time_point::min()), TP{});
   EXPECT_EQ(detail::to_steady(time_point<system_clock, hours>::min()), TP{});
@@ -920,17 +923,16 @@ TEST(Deadlines, MutexTimedLockWithForeverWaits) {
   NamedBlock block(4096);
   auto* m = new (block.shm.data()) Mutex();
   m->lock();
-  auto kids = fork_forever_waiters(Overloaded{
-      [m]<class R, class P>(std::chrono::duration<R, P> d) {
-        if (!m->try_lock_for(d)) return false;
-        m->unlock();
-        return true;
-      },
-      [m]<class C, class D>(std::chrono::time_point<C, D> t) {
-        if (!m->try_lock_until(t)) return false;
-        m->unlock();
-        return true;
-      }});
+  auto kids = fork_forever_waiters(Overloaded{[m]<class R, class P>(std::chrono::duration<R, P> d) {
+                                                if (!m->try_lock_for(d)) return false;
+                                                m->unlock();
+                                                return true;
+                                              },
+                                              [m]<class C, class D>(std::chrono::time_point<C, D> t) {
+                                                if (!m->try_lock_until(t)) return false;
+                                                m->unlock();
+                                                return true;
+                                              }});
   expect_waiting_then_released(kids, [&] { m->unlock(); });
 }
 
@@ -938,15 +940,14 @@ TEST(Deadlines, RecursiveMutexTimedLockWithForeverWaits) {
   NamedBlock block(4096);
   auto* m = new (block.shm.data()) RecursiveMutex();
   m->lock();
-  auto kids = fork_forever_waiters(Overloaded{
-      [m]<class R, class P>(std::chrono::duration<R, P> d) {
-        if (!m->try_lock_for(d)) return false;
-        return m->unlock();
-      },
-      [m]<class C, class D>(std::chrono::time_point<C, D> t) {
-        if (!m->try_lock_until(t)) return false;
-        return m->unlock();
-      }});
+  auto kids = fork_forever_waiters(Overloaded{[m]<class R, class P>(std::chrono::duration<R, P> d) {
+                                                if (!m->try_lock_for(d)) return false;
+                                                return m->unlock();
+                                              },
+                                              [m]<class C, class D>(std::chrono::time_point<C, D> t) {
+                                                if (!m->try_lock_until(t)) return false;
+                                                return m->unlock();
+                                              }});
   expect_waiting_then_released(kids, [&] { EXPECT_TRUE(m->unlock()); });
 }
 
@@ -954,13 +955,13 @@ TEST(Deadlines, RobustMutexTimedLockWithForeverWaits) {
   NamedBlock block(4096);
   auto* m = new (block.shm.data()) RobustMutex();
   ASSERT_EQ(m->lock(), LockResult::acquired);
-  auto kids = fork_forever_waiters(Overloaded{
-      [m]<class R, class P>(std::chrono::duration<R, P> d) {
-        return m->try_lock_for(d) == LockResult::acquired && m->unlock();
-      },
-      [m]<class C, class D>(std::chrono::time_point<C, D> t) {
-        return m->try_lock_until(t) == LockResult::acquired && m->unlock();
-      }});
+  auto kids =
+      fork_forever_waiters(Overloaded{[m]<class R, class P>(std::chrono::duration<R, P> d) {
+                                        return m->try_lock_for(d) == LockResult::acquired && m->unlock();
+                                      },
+                                      [m]<class C, class D>(std::chrono::time_point<C, D> t) {
+                                        return m->try_lock_until(t) == LockResult::acquired && m->unlock();
+                                      }});
   expect_waiting_then_released(kids, [&] { EXPECT_TRUE(m->unlock()); });
 }
 
@@ -970,16 +971,17 @@ TEST(Deadlines, SemaphoreTimedAcquireWithForeverWaits) {
   auto kids = fork_forever_waiters(Overloaded{
       [sem]<class R, class P>(std::chrono::duration<R, P> d) { return sem->try_acquire_for(d); },
       [sem]<class C, class D>(std::chrono::time_point<C, D> t) { return sem->try_acquire_until(t); }});
-  expect_waiting_then_released(kids, [&] { EXPECT_TRUE(sem->release(static_cast<std::uint32_t>(kids.size()))); });
+  expect_waiting_then_released(kids,
+                               [&] { EXPECT_TRUE(sem->release(static_cast<std::uint32_t>(kids.size()))); });
   EXPECT_EQ(sem->value(), 0u);
 }
 
 TEST(Deadlines, EventTimedWaitWithForeverWaits) {
   NamedBlock block(4096);
   auto* ev = new (block.shm.data()) Event();
-  auto kids = fork_forever_waiters(Overloaded{
-      [ev]<class R, class P>(std::chrono::duration<R, P> d) { return ev->wait_for(d); },
-      [ev]<class C, class D>(std::chrono::time_point<C, D> t) { return ev->wait_until(t); }});
+  auto kids = fork_forever_waiters(
+      Overloaded{[ev]<class R, class P>(std::chrono::duration<R, P> d) { return ev->wait_for(d); },
+                 [ev]<class C, class D>(std::chrono::time_point<C, D> t) { return ev->wait_until(t); }});
   expect_waiting_then_released(kids, [&] { ev->set(); });
 }
 
@@ -992,15 +994,14 @@ TEST(Deadlines, ConditionTimedWaitWithForeverWaits) {
   };
   auto* s = new (block.shm.data()) S{};
   auto ready = [s] { return s->go.load() != 0; };
-  auto kids = fork_forever_waiters(Overloaded{
-      [s, ready]<class R, class P>(std::chrono::duration<R, P> d) {
-        std::scoped_lock lock(s->m);
-        return s->cv.wait_for(s->m, d, ready);
-      },
-      [s, ready]<class C, class D>(std::chrono::time_point<C, D> t) {
-        std::scoped_lock lock(s->m);
-        return s->cv.wait_until(s->m, t, ready);
-      }});
+  auto kids = fork_forever_waiters(Overloaded{[s, ready]<class R, class P>(std::chrono::duration<R, P> d) {
+                                                std::scoped_lock lock(s->m);
+                                                return s->cv.wait_for(s->m, d, ready);
+                                              },
+                                              [s, ready]<class C, class D>(std::chrono::time_point<C, D> t) {
+                                                std::scoped_lock lock(s->m);
+                                                return s->cv.wait_until(s->m, t, ready);
+                                              }});
   expect_waiting_then_released(kids, [&] {
     std::scoped_lock lock(s->m);
     s->go.store(1);
@@ -1036,13 +1037,14 @@ TEST(Deadlines, ZeroAndNegativeTimeoutsTryOnce) {
   {
     s->m.lock();
     const bool held = run_child([&] {
-      return !s->m.try_lock_for(0s) && !s->m.try_lock_for(-1s) && !s->m.try_lock_for(hours::min()) &&
-                     !s->m.try_lock_until(steady_clock::time_point::min()) &&
-                     !s->m.try_lock_until(system_clock::time_point::min()) &&
-                     !s->m.try_lock_until(system_clock::now() - 1s)
-                 ? 0
-                 : 1;
-    }).ok();
+                        return !s->m.try_lock_for(0s) && !s->m.try_lock_for(-1s) &&
+                                       !s->m.try_lock_for(hours::min()) &&
+                                       !s->m.try_lock_until(steady_clock::time_point::min()) &&
+                                       !s->m.try_lock_until(system_clock::time_point::min()) &&
+                                       !s->m.try_lock_until(system_clock::now() - 1s)
+                                   ? 0
+                                   : 1;
+                      }).ok();
     EXPECT_TRUE(held);
     s->m.unlock();
     EXPECT_TRUE(s->m.try_lock_for(0s));
@@ -1053,11 +1055,11 @@ TEST(Deadlines, ZeroAndNegativeTimeoutsTryOnce) {
   {
     s->rm.lock();
     const bool held = run_child([&] {
-      return !s->rm.try_lock_for(0s) && !s->rm.try_lock_for(-1s) &&
-                     !s->rm.try_lock_until(system_clock::time_point::min())
-                 ? 0
-                 : 1;
-    }).ok();
+                        return !s->rm.try_lock_for(0s) && !s->rm.try_lock_for(-1s) &&
+                                       !s->rm.try_lock_until(system_clock::time_point::min())
+                                   ? 0
+                                   : 1;
+                      }).ok();
     EXPECT_TRUE(held);
     EXPECT_TRUE(s->rm.unlock());
     EXPECT_TRUE(s->rm.try_lock_for(-1s));

@@ -4,20 +4,20 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <csignal>
-#include <sched.h>
-#include <sys/mount.h>
-#include <system_error>
 #include <cerrno>
-#include <string>
-#include <thread>
+#include <csignal>
 #include <mutex>
 #include <random>
+#include <sched.h>
+#include <string>
+#include <sys/mount.h>
+#include <system_error>
+#include <thread>
 #include <vector>
 
+#include "shmkit/shared_memory.hpp"
 #include "shmkit/sync/condition.hpp"
 #include "shmkit/sync/event.hpp"
-#include "shmkit/shared_memory.hpp"
 #include "shmkit/sync/mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/sync/semaphore.hpp"
@@ -129,16 +129,18 @@ TEST(RobustMutex, UnlockWithoutRepairMakesItNotRecoverableNeverAHang) {
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(s->m.try_lock(), LockResult::not_recoverable);  // (glibc workaround)
     EXPECT_EQ(s->m.try_lock_for(5s), LockResult::not_recoverable);
-    EXPECT_EQ(s->m.try_lock_until(std::chrono::system_clock::now() + 5s),
-              LockResult::not_recoverable);
+    EXPECT_EQ(s->m.try_lock_until(std::chrono::system_clock::now() + 5s), LockResult::not_recoverable);
   }
   EXPECT_LT(ms_since(t0), 1000.0);
   EXPECT_FALSE(s->m.make_consistent());
-  EXPECT_TRUE(run_child([&] {
-                auto shm = SharedMemory::attach(block.name);
-                auto* ss = static_cast<Shared*>(shm.data());
-                return ss->m.lock() == LockResult::not_recoverable ? 0 : 1;
-              }, 5s).ok());
+  EXPECT_TRUE(run_child(
+                  [&] {
+                    auto shm = SharedMemory::attach(block.name);
+                    auto* ss = static_cast<Shared*>(shm.data());
+                    return ss->m.lock() == LockResult::not_recoverable ? 0 : 1;
+                  },
+                  5s)
+                  .ok());
 }
 
 // The owner is killed but not yet reaped: its task is a zombie, which
@@ -252,7 +254,7 @@ TEST(RobustMutex, TimedVariantsNonOwnerUnlockAndRelock) {
   EXPECT_GE(ms_since(t0), 49.0);
   EXPECT_EQ(s->m.try_lock_until(Clock::now() + 20ms), LockResult::timed_out);
   EXPECT_EQ(s->m.try_lock_for(-1ms), LockResult::timed_out);
-  EXPECT_FALSE(s->m.unlock());          // not the owner: refused
+  EXPECT_FALSE(s->m.unlock());           // not the owner: refused
   EXPECT_FALSE(s->m.make_consistent());  // nothing to repair, not the owner
   s->release.set();
   EXPECT_TRUE(wait_child(kid).ok());
@@ -445,66 +447,68 @@ TEST(RobustMutex, ThreadIdReusedByTheLockersNewThreadIsADeadOwner) {
     std::atomic<std::uint64_t> first_word, second_word;
   };
   auto* rep = new (static_cast<char*>(shm.data()) + 64) Report{};
-  const ExitStatus st = run_child([&]() -> int {
-    if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) return errno == EPERM ? 40 : 41;
-    const pid_t init = ::fork();
-    if (init < 0) return 42;
-    if (init == 0) {
-      // pid 1 of the new namespace, with its own /proc (so ns_last_pid and
-      // /proc/TID are this namespace's).
-      if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(43);
-      if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) ::_exit(44);
-      pid_t first_tid = 0;
-      std::thread([&] {
-        first_tid = ::gettid();
-        if (m->lock() != LockResult::acquired) ::_exit(45);
-        rep->first_word = m->native_handle().load();
-      }).join();  // exits holding the lock
-      rep->step = 1;
-      // The first thread's start tick must be over, or the two would be
-      // told apart by nothing (start times count clock ticks).
-      const auto first_start = rep->first_word.load() >> 32;
-      for (int outer = 0; outer < 50; ++outer) {
-        std::this_thread::sleep_for(20ms);
-        int code = -1;
-        for (int tries = 0; tries < 50 && code < 0; ++tries) {
-          FILE* f = std::fopen("/proc/sys/kernel/ns_last_pid", "w");
-          if (f == nullptr) ::_exit(46);
-          std::fprintf(f, "%d", first_tid - 1);
-          std::fclose(f);
+  const ExitStatus st = run_child(
+      [&]() -> int {
+        if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) return errno == EPERM ? 40 : 41;
+        const pid_t init = ::fork();
+        if (init < 0) return 42;
+        if (init == 0) {
+          // pid 1 of the new namespace, with its own /proc (so ns_last_pid and
+          // /proc/TID are this namespace's).
+          if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(43);
+          if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) ::_exit(44);
+          pid_t first_tid = 0;
           std::thread([&] {
-            if (::gettid() != first_tid) return;  // the id was not free yet: again
-            const std::uint64_t me = (std::uint64_t{detail::robust_identity().start} << 32) |
-                                     static_cast<std::uint32_t>(::gettid());
-            rep->second_word = me;
-            if ((me >> 32) == first_start) {
-              code = 1;  // same tick: try later
-              return;
+            first_tid = ::gettid();
+            if (m->lock() != LockResult::acquired) ::_exit(45);
+            rep->first_word = m->native_handle().load();
+          }).join();  // exits holding the lock
+          rep->step = 1;
+          // The first thread's start tick must be over, or the two would be
+          // told apart by nothing (start times count clock ticks).
+          const auto first_start = rep->first_word.load() >> 32;
+          for (int outer = 0; outer < 50; ++outer) {
+            std::this_thread::sleep_for(20ms);
+            int code = -1;
+            for (int tries = 0; tries < 50 && code < 0; ++tries) {
+              FILE* f = std::fopen("/proc/sys/kernel/ns_last_pid", "w");
+              if (f == nullptr) ::_exit(46);
+              std::fprintf(f, "%d", first_tid - 1);
+              std::fclose(f);
+              std::thread([&] {
+                if (::gettid() != first_tid) return;  // the id was not free yet: again
+                const std::uint64_t me = (std::uint64_t{detail::robust_identity().start} << 32) |
+                                         static_cast<std::uint32_t>(::gettid());
+                rep->second_word = me;
+                if ((me >> 32) == first_start) {
+                  code = 1;  // same tick: try later
+                  return;
+                }
+                if (m->unlock()) {
+                  code = 47;  // the dead thread's lock released by an unrelated thread
+                  return;
+                }
+                if (m->make_consistent()) {
+                  code = 48;
+                  return;
+                }
+                const LockResult r = m->try_lock();
+                if (r != LockResult::owner_died) {
+                  code = r == LockResult::deadlock ? 49 : 50;
+                  return;
+                }
+                code = m->make_consistent() && m->unlock() ? 0 : 51;
+              }).join();
             }
-            if (m->unlock()) {
-              code = 47;  // the dead thread's lock released by an unrelated thread
-              return;
-            }
-            if (m->make_consistent()) {
-              code = 48;
-              return;
-            }
-            const LockResult r = m->try_lock();
-            if (r != LockResult::owner_died) {
-              code = r == LockResult::deadlock ? 49 : 50;
-              return;
-            }
-            code = m->make_consistent() && m->unlock() ? 0 : 51;
-          }).join();
+            if (code == 0 || code > 1) ::_exit(code);
+          }
+          ::_exit(52);  // the premise never held
         }
-        if (code == 0 || code > 1) ::_exit(code);
-      }
-      ::_exit(52);  // the premise never held
-    }
-    int status = 0;
-    if (::waitpid(init, &status, 0) != init) return 53;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 54;
-  }, 60s);
+        int status = 0;
+        if (::waitpid(init, &status, 0) != init) return 53;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 54;
+      },
+      60s);
   if (st.code == 40) GTEST_SKIP() << "unshare(CLONE_NEWPID | CLONE_NEWNS) refused (EPERM)";
   EXPECT_TRUE(st.ok()) << st.describe() << " (47: the new thread unlocked the dead one's lock; "
                        << "49: told deadlock; 52: the id was never reused in another tick)";
@@ -633,8 +637,9 @@ struct LostWake {
 // (a semaphore's unit: a first waiter that ran and took it before it died
 // leaves nothing for the second, and that is no lost wake either).
 template <class S, class Init, class Take, class Give, class Retake, class Offered = bool (*)(S*)>
-void second_waiter_is_not_stranded(void* mem, Init init, Take take, Give give, Retake retake,
-                                   bool give_again, Offered still_offered = [](S*) { return true; }) {
+void second_waiter_is_not_stranded(
+    void* mem, Init init, Take take, Give give, Retake retake, bool give_again,
+    Offered still_offered = [](S*) { return true; }) {
   constexpr int kAttempts = 5;
   bool premise = false;
   for (int attempt = 0; attempt < kAttempts && !premise; ++attempt) {
@@ -703,8 +708,8 @@ TEST(LostWake, MutexWaiterKilledAfterItsWakeDoesNotStrandTheNext) {
     Mutex m;
   };
   second_waiter_is_not_stranded<S>(
-      shm.data(), [](S* s) { s->m.lock(); }, [](S* s) { s->m.lock(); },
-      [](S* s) { s->m.unlock(); }, [](S* s) { return s->m.try_lock(); }, true);
+      shm.data(), [](S* s) { s->m.lock(); }, [](S* s) { s->m.lock(); }, [](S* s) { s->m.unlock(); },
+      [](S* s) { return s->m.try_lock(); }, true);
 }
 
 TEST(LostWake, SemaphoreWaiterKilledAfterItsWakeDoesNotStrandTheNext) {

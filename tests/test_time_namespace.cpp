@@ -17,8 +17,8 @@
 #include <sched.h>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -72,8 +72,8 @@ std::string read_line(int fd, std::chrono::milliseconds timeout) {
   std::string line;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return line;
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
@@ -112,8 +112,8 @@ TEST(TimeNamespace, HolderInAnotherTimeNamespaceIsJudgedAlive) {
     GTEST_SKIP() << "this kernel has no time namespaces (/proc/self/ns/time missing)";
   }
   const std::string name = unique_name("timens");
-  Spawned peer = spawn({"unshare", "--fork", "--time", "--boottime", "86400", peer_path(),
-                        "robust-hold", name});
+  Spawned peer =
+      spawn({"unshare", "--fork", "--time", "--boottime", "86400", peer_path(), "robust-hold", name});
   ASSERT_GT(peer.pid, 0);
   const std::string line = read_line(peer.out, 20s);
   if (line.rfind("held ", 0) != 0) {
@@ -245,8 +245,8 @@ TEST(TimeNamespace, OffsetInFractionsOfATickIsJudgedByIdAloneNeverDead) {
     return ::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
            info.si_pid == child;
   };
-  const bool held = eventually([&] { return sh->held.load() == 1 || child_ended(); }, 20s, 1ms) &&
-                    sh->held.load() == 1;
+  const bool held =
+      eventually([&] { return sh->held.load() == 1 || child_ended(); }, 20s, 1ms) && sh->held.load() == 1;
   if (!held) {
     const ExitStatus st = wait_child(child, 5s);
     if (st.exited && st.code == 40) GTEST_SKIP() << "unshare(CLONE_NEWTIME) refused (EPERM)";

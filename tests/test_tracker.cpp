@@ -15,8 +15,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <sys/mount.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
@@ -26,11 +26,11 @@
 #include <utility>
 #include <vector>
 
+#include "forge_registration.hpp"
 #include "shmkit/shareable_list.hpp"
 #include "shmkit/shared_memory.hpp"
 #include "shmkit/tracker.hpp"
 #include "shmkit/typed_block.hpp"
-#include "forge_registration.hpp"
 #include "test_support.hpp"
 
 // Test seams: this binary's own shm_open and shm_unlink (the library, linked
@@ -75,7 +75,6 @@ SharedMemory::Options tracked() {
   return o;
 }
 
-
 bool registered_by(const std::string& block, pid_t pid) {
   for (const auto& r : tracker::registrations()) {
     if (r.block == block && r.pid == pid) return true;
@@ -88,20 +87,15 @@ bool registered_by(const std::string& block, pid_t pid) {
 // registrations.
 class Tracker : public testing::Test {
  public:
-  static void SetUpTestSuite() {
-    ::setenv("SHMKIT_TRACKER_REGISTRY", unique_name("registry").c_str(), 1);
-  }
-  static void TearDownTestSuite() {
-    ::shm_unlink(("/" + tracker::registry_name()).c_str());
-  }
+  static void SetUpTestSuite() { ::setenv("SHMKIT_TRACKER_REGISTRY", unique_name("registry").c_str(), 1); }
+  static void TearDownTestSuite() { ::shm_unlink(("/" + tracker::registry_name()).c_str()); }
 };
 
 // A child that creates (or attaches) a tracked block, reports, then waits
 // to be killed.
 pid_t child_holding(const std::string& name, bool create, int ready_fd) {
   return fork_child([=] {
-    auto shm = create ? SharedMemory::create(name, 4096, tracked())
-                      : SharedMemory::attach(name, tracked());
+    auto shm = create ? SharedMemory::create(name, 4096, tracked()) : SharedMemory::attach(name, tracked());
     char c = 'r';
     if (::write(ready_fd, &c, 1) != 1) return 1;
     for (;;) ::pause();
@@ -133,7 +127,8 @@ TEST_F(Tracker, CreatorKilledBlockIsRemoved) {
   ASSERT_TRUE(registered_by(name, creator));
   ::kill(creator, SIGKILL);
   wait_child(creator);
-  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 5ms)) << "the watcher did not unlink " << name;
+  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 5ms))
+      << "the watcher did not unlink " << name;
   EXPECT_TRUE(eventually([&] { return !registered_by(name, creator); }, 10s, 5ms));
   ::close(p[0]);
   ::close(p[1]);
@@ -300,7 +295,8 @@ TEST_F(Tracker, GcNeverUnlinksABlockOnlyAttached) {
   }
   EXPECT_TRUE(block_exists(attached)) << "gc unlinked a block that no shmkit process created";
   EXPECT_FALSE(block_exists(created));
-  for (const auto& r : tracker::registrations()) EXPECT_NE(r.block, attached) << "the dead user's registration stayed";
+  for (const auto& r : tracker::registrations())
+    EXPECT_NE(r.block, attached) << "the dead user's registration stayed";
   a.unlink();
   anchor.unlink();
 }
@@ -577,7 +573,8 @@ TEST_F(Tracker, WatcherIsItsOwnProgramAndNeedsNoLockOfTheRegistrant) {
   const ExitStatus st = wait_child(pid, 20s);
   EXPECT_TRUE(st.ok()) << (st.timed_out ? "the tracked create hung (fork-time lock in the watcher's fork)"
                                         : st.describe());
-  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 5ms)) << "the watcher did not unlink " << name;
+  EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 5ms))
+      << "the watcher did not unlink " << name;
   if (block_exists(name)) SharedMemory::unlink(name);
 }
 
@@ -687,8 +684,10 @@ TEST_F(Tracker, OtherNamespaceEntriesAreReportedNotJudged) {
   forge_registration(name, ::getpid(), tracker::process_start_time(::getpid()) + 4242, other);
   for (bool dry : {true, false}) {
     const auto report = tracker::collect_garbage(dry);
-    EXPECT_TRUE(std::none_of(report.unlinked.begin(), report.unlinked.end(), [&](auto& b) { return b == name; }));
-    EXPECT_TRUE(std::none_of(report.dropped.begin(), report.dropped.end(), [&](auto& r) { return r.block == name; }));
+    EXPECT_TRUE(
+        std::none_of(report.unlinked.begin(), report.unlinked.end(), [&](auto& b) { return b == name; }));
+    EXPECT_TRUE(
+        std::none_of(report.dropped.begin(), report.dropped.end(), [&](auto& r) { return r.block == name; }));
     EXPECT_TRUE(std::any_of(report.not_judged.begin(), report.not_judged.end(), [&](auto& r) {
       return r.block == name && r.pid_namespace == other && !r.judged;
     }));
@@ -844,7 +843,8 @@ TEST_F(Tracker, UnlinkDropsOnlyItsOwnFilesRegistrations) {
   g_hook_name.clear();
   ASSERT_TRUE(staged);
   ASSERT_TRUE(block_exists(name));
-  EXPECT_TRUE(registered_by(name, other)) << "unlink() dropped another process's registration of its new block";
+  EXPECT_TRUE(registered_by(name, other))
+      << "unlink() dropped another process's registration of its new block";
   ::kill(other, SIGKILL);
   wait_child(other);
   EXPECT_TRUE(eventually([&] { return !block_exists(name); }, 10s, 5ms))

@@ -3,12 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <cstring>
+#include <fcntl.h>
 #include <random>
-#include <thread>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 #include "shmkit/lockfree/broadcast_ring.hpp"
@@ -80,9 +80,8 @@ TEST(TypedBlock, CreateAttachAcrossProcesses) {
 TEST(TypedBlock, WrongKindOrTypeIsAClearError) {
   auto name = unique_name("mismatch");
   auto made = create_typed_block(name, array_spec_of_int32(4), [](auto, auto) {});
-  std::string e = error_of([&] {
-    attach_typed_block(name, BlockKind::array, TypeFingerprint::of<double>());
-  });
+  std::string e =
+      error_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<double>()); });
   EXPECT_NE(e.find(name), std::string::npos) << e;
   EXPECT_NE(e.find("typecode 'i'"), std::string::npos) << e;
   EXPECT_NE(e.find("typecode 'd'"), std::string::npos) << e;
@@ -120,7 +119,8 @@ TEST(TypedBlock, HalfInitialisedBlockTimesOut) {
   AttachOptions opt;
   opt.init_timeout = std::chrono::milliseconds(100);
   auto t0 = std::chrono::steady_clock::now();
-  std::string e = error_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<std::int32_t>(), opt); });
+  std::string e =
+      error_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<std::int32_t>(), opt); });
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
   EXPECT_NE(e.find("not initialised"), std::string::npos) << e;
   SharedMemory::unlink(name);
@@ -165,7 +165,8 @@ TEST(TypedBlock, EmptyBlockIsWaitedForTinyOneRefusedAtOnce) {
   AttachOptions opt;
   opt.init_timeout = std::chrono::milliseconds(150);
   auto t0 = std::chrono::steady_clock::now();
-  std::string e = error_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<int>(), opt); });
+  std::string e =
+      error_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<int>(), opt); });
   auto waited = std::chrono::steady_clock::now() - t0;
   EXPECT_NE(e.find("empty"), std::string::npos) << e;
   EXPECT_GE(waited, std::chrono::milliseconds(150));
@@ -187,9 +188,8 @@ TEST(TypedBlock, LyingHeaderFieldsAreRejected) {
   auto expect_rejected = [&](const char* field, auto mutate) {
     *h = good;
     mutate(*h);
-    std::string e = error_of([&] {
-      attach_typed_block(name, BlockKind::array, TypeFingerprint::of<std::int32_t>());
-    });
+    std::string e =
+        error_of([&] { attach_typed_block(name, BlockKind::array, TypeFingerprint::of<std::int32_t>()); });
     EXPECT_NE(e.find(name), std::string::npos) << field << ": " << e;
   };
   expect_rejected("version", [](BlockHeader& x) { x.layout_version = 99; });
@@ -308,7 +308,8 @@ TEST(TypedBlock, SeqLockAndRingNestInARegionOfYourOwn) {
   auto reader = ring.reader_at(0);
   auto st = run_child([&] {
     auto t = SeqLock<Point>::from_block(open(top_at, top_size, BlockKind::seqlock));
-    auto r = BroadcastRing<Point>::from_block(open(top_size, typed_region_size(ring_spec), BlockKind::broadcast_ring));
+    auto r = BroadcastRing<Point>::from_block(
+        open(top_size, typed_region_size(ring_spec), BlockKind::broadcast_ring));
     t.store(Point{3, 4});
     r.push(Point{5, 6});
     return 0;
@@ -325,9 +326,11 @@ TEST(TypedBlock, SeqLockAndRingNestInARegionOfYourOwn) {
   // A ring region 64 bytes off its alignment is refused, not used misaligned.
   TypedBlock off;
   off.shm = SharedMemory::attach(name);
-  static_cast<TypedRegion&>(off) = open_typed_region(off.shm.buf().subspan(outer.header.payload_offset + top_size),
-                                                     BlockKind::broadcast_ring, TypeFingerprint::of<Point>(), "nested");
-  off.prefix = std::span<std::byte>(off.shm.buf().data() + 64, 0);  // where a misplaced region's prefix would be
+  static_cast<TypedRegion&>(off) =
+      open_typed_region(off.shm.buf().subspan(outer.header.payload_offset + top_size),
+                        BlockKind::broadcast_ring, TypeFingerprint::of<Point>(), "nested");
+  off.prefix =
+      std::span<std::byte>(off.shm.buf().data() + 64, 0);  // where a misplaced region's prefix would be
   EXPECT_THROW((void)BroadcastRing<Point>::from_block(std::move(off)), std::invalid_argument);
   outer.shm.unlink();
 }

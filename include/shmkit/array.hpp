@@ -49,8 +49,8 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
   using Base::locked;
 
  public:
-  using typename Base::LockArg;
   using typename Base::lock_type;
+  using typename Base::LockArg;
 
   // `size` zero-filled elements in a new block `name` (random if empty).
   static Array create(std::string_view name, std::size_t size, LockArg lock = {}) {
@@ -101,9 +101,7 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
     locked([&] { data_[k] = v; });
   }
   // a[i] += delta under the lock; returns the old value.
-  T fetch_add(std::ptrdiff_t i, const T& delta)
-    requires std::is_arithmetic_v<T>
-  {
+  T fetch_add(std::ptrdiff_t i, const T& delta) requires std::is_arithmetic_v<T> {
     std::size_t k = index(i);
     return locked([&] {
       T old = data_[k];
@@ -114,9 +112,8 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
   // fn(std::span<T>) on the whole array under one acquisition.
   template <class F>
   decltype(auto) update(F&& fn) {
-    return locked([&]() -> decltype(auto) {
-      return std::invoke(std::forward<F>(fn), std::span<T>(data_, size_));
-    });
+    return locked(
+        [&]() -> decltype(auto) { return std::invoke(std::forward<F>(fn), std::span<T>(data_, size_)); });
   }
 
   // a[i:j] with Python's clamping.
@@ -133,8 +130,7 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
     const std::size_t b = range.first, e = range.second;
     if (values.size() != e - b) {
       throw std::invalid_argument("shmkit: can only assign a sequence of the same size (slice of " +
-                                  std::to_string(e - b) + ", got " +
-                                  std::to_string(values.size()) + ")");
+                                  std::to_string(e - b) + ", got " + std::to_string(values.size()) + ")");
     }
     locked([&] { std::copy(values.begin(), values.end(), data_ + b); });
   }
@@ -150,29 +146,21 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
   std::vector<T> to_vector() const { return slice(0, static_cast<std::ptrdiff_t>(size_)); }
 
   // SynchronizedString (Array<char>): bytes up to the first NUL.
-  std::string value() const
-    requires std::is_same_v<T, char>
-  {
+  std::string value() const requires std::is_same_v<T, char> {
     return locked([&] { return std::string(data_, ::strnlen(data_, size_)); });
   }
-  std::string raw() const
-    requires std::is_same_v<T, char>
-  {
+  std::string raw() const requires std::is_same_v<T, char> {
     return locked([&] { return std::string(data_, size_); });
   }
   // Copies s and, when it is shorter than the array, a NUL after it.
-  void set_value(std::string_view s)
-    requires std::is_same_v<T, char>
-  {
+  void set_value(std::string_view s) requires std::is_same_v<T, char> {
     check_fits(s.size());
     locked([&] {
       if (!s.empty()) std::memcpy(data_, s.data(), s.size());
       if (s.size() < size_) data_[s.size()] = '\0';
     });
   }
-  void set_raw(std::string_view s)
-    requires std::is_same_v<T, char>
-  {
+  void set_raw(std::string_view s) requires std::is_same_v<T, char> {
     check_fits(s.size());
     locked([&] {
       if (!s.empty()) std::memcpy(data_, s.data(), s.size());
@@ -200,8 +188,8 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
     const auto n = static_cast<std::ptrdiff_t>(size_);
     std::ptrdiff_t k = i < 0 ? i + n : i;
     if (k < 0 || k >= n) {
-      throw std::out_of_range("shmkit: " + this->place_.what("array") + ": index " +
-                              std::to_string(i) + " out of range for length " + std::to_string(n));
+      throw std::out_of_range("shmkit: " + this->place_.what("array") + ": index " + std::to_string(i) +
+                              " out of range for length " + std::to_string(n));
     }
     return static_cast<std::size_t>(k);
   }
@@ -214,15 +202,14 @@ class Array : public detail::ObjectBase<T, Lock, BlockKind::array> {
   }
   void check_whole(std::size_t n) const {
     if (n != size_) {
-      throw std::invalid_argument("shmkit: " + this->place_.what("array") + " has " +
-                                  std::to_string(size_) + " elements, the buffer " +
-                                  std::to_string(n));
+      throw std::invalid_argument("shmkit: " + this->place_.what("array") + " has " + std::to_string(size_) +
+                                  " elements, the buffer " + std::to_string(n));
     }
   }
   void check_fits(std::size_t n) const {
     if (n > size_) {
-      throw std::invalid_argument("shmkit: " + this->place_.what("array") + ": " +
-                                  std::to_string(n) + " bytes do not fit " + std::to_string(size_));
+      throw std::invalid_argument("shmkit: " + this->place_.what("array") + ": " + std::to_string(n) +
+                                  " bytes do not fit " + std::to_string(size_));
     }
   }
 

@@ -133,7 +133,7 @@ class WaitableAtomic {
   }
   void leave() const noexcept { waiters_.fetch_sub(1, std::memory_order_relaxed); }
   void notify(int n) noexcept {
-    epoch_.fetch_add(1, std::memory_order_seq_cst);                           // (3)
+    epoch_.fetch_add(1, std::memory_order_seq_cst);                            // (3)
     if (waiters_.load(std::memory_order_seq_cst) != 0) futex_wake(epoch_, n);  // (4)
   }
 

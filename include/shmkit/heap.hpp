@@ -71,16 +71,16 @@ struct HeapHandle {
 
 struct HeapStats {
   std::uint64_t arena_bytes = 0;
-  std::uint64_t used_bytes = 0;     // allocated chunks, tags included
-  std::uint64_t live_objects = 0;   // allocated chunks
-  std::uint64_t free_chunks = 0;    // after merging adjacent free chunks
-  std::uint64_t largest_free = 0;   // bytes usable by one allocation
+  std::uint64_t used_bytes = 0;    // allocated chunks, tags included
+  std::uint64_t live_objects = 0;  // allocated chunks
+  std::uint64_t free_chunks = 0;   // after merging adjacent free chunks
+  std::uint64_t largest_free = 0;  // bytes usable by one allocation
   std::uint64_t owner_deaths_recovered = 0;
 };
 
 class Heap {
  public:
-  static constexpr std::size_t kChunkTag = 64;   // bytes of metadata per allocation
+  static constexpr std::size_t kChunkTag = 64;  // bytes of metadata per allocation
   static constexpr std::size_t kAlignment = 64;
 
   // A named heap whose arena holds `arena_bytes` (rounded up to 64).

@@ -113,9 +113,9 @@ const char* managed_kind_name(ManagedKind kind) noexcept;
 
 // One block a manager owns, as list() reports it.
 struct ManagedBlock {
-  std::string name;      // as SharedMemory::attach takes it
+  std::string name;  // as SharedMemory::attach takes it
   ManagedKind kind = ManagedKind::shared_memory;
-  char typecode = 0;     // Value/Array: CPython's typecode, else 0
+  char typecode = 0;       // Value/Array: CPython's typecode, else 0
   std::uint64_t size = 0;  // bytes of the block
   friend bool operator==(const ManagedBlock&, const ManagedBlock&) = default;
 };
@@ -168,8 +168,7 @@ class SharedMemoryManager {
   SharedMemoryManager(std::string address, std::string authkey, Options options = {});
   // A handle on a manager that another process started. Connects lazily on
   // the first call (so this never throws for an unreachable server).
-  static SharedMemoryManager connect(std::string address, std::string authkey,
-                                     Options options = {});
+  static SharedMemoryManager connect(std::string address, std::string authkey, Options options = {});
 
   SharedMemoryManager(SharedMemoryManager&&) noexcept;
   SharedMemoryManager& operator=(SharedMemoryManager&&) noexcept;
@@ -208,8 +207,7 @@ class SharedMemoryManager {
   // typecode: one of c b B h H i I l L q Q f d. `initial`: empty (zero) or
   // exactly the bytes of one element / of `length` elements.
   std::string create_value(char typecode, std::span<const std::byte> initial = {});
-  std::string create_array(char typecode, std::size_t length,
-                           std::span<const std::byte> initial = {});
+  std::string create_array(char typecode, std::size_t length, std::span<const std::byte> initial = {});
   // Every block the server owns, oldest first.
   std::vector<ManagedBlock> list();
   // Unlinks one block the server owns and forgets it (CPython's
@@ -243,8 +241,7 @@ class SharedMemoryManager {
   template <class T>
   static constexpr char typecode_of() {
     constexpr char c = python_typecode<T>();
-    static_assert(c != 0 && c != '?',
-                  "the manager serves the typecodes c b B h H i I l L q Q f d only");
+    static_assert(c != 0 && c != '?', "the manager serves the typecodes c b B h H i I l L q Q f d only");
     return c;
   }
   template <class T>

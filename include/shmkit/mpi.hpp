@@ -177,8 +177,7 @@ class NodeView {
   // A typed block of the caller's own kind and type (typed_block.hpp): the
   // leader create_typed_block(name, spec, init), the others
   // attach_typed_block(name, spec.kind, spec.type).
-  NodeShared<TypedBlock> create_block(std::string_view label, const BlockSpec& spec,
-                                      const RegionInit& init);
+  NodeShared<TypedBlock> create_block(std::string_view label, const BlockSpec& spec, const RegionInit& init);
 
   // MPI_Barrier on the node communicator.
   void node_barrier() const;

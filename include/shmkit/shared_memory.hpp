@@ -110,8 +110,8 @@ class SharedMemory {
   // the name is given leaves nothing behind. Tracked creates always take
   // this path. One more system call (the link) than create().
   using Fill = std::function<void(std::span<std::byte>)>;
-  static SharedMemory create_filled(std::string_view name, std::size_t size,
-                                    const Options& options, const Fill& fill);
+  static SharedMemory create_filled(std::string_view name, std::size_t size, const Options& options,
+                                    const Fill& fill);
   // Attaches to the existing block `name`; the size is the block's (fstat).
   static SharedMemory attach(std::string_view name);
   static SharedMemory attach(std::string_view name, const Options& options);
@@ -178,8 +178,8 @@ class SharedMemory {
 
  private:
   // `inode`: the file's, from the fstat the caller made (0: unknown).
-  SharedMemory(std::string name, int fd, std::uint64_t inode, void* data, std::size_t size,
-               bool created, bool anonymous, bool read_only, bool tracked) noexcept;
+  SharedMemory(std::string name, int fd, std::uint64_t inode, void* data, std::size_t size, bool created,
+               bool anonymous, bool read_only, bool tracked) noexcept;
 
   std::string name_;
   int fd_ = -1;

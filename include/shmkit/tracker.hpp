@@ -206,9 +206,9 @@ std::uint64_t process_start_time(pid_t pid);
 bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask = ~std::uint64_t{0}) noexcept;
 
 struct GcReport {
-  std::vector<std::string> unlinked;      // blocks a shmkit process created whose registrants are all dead
-  std::vector<Registration> dropped;      // dead registrations removed
-  std::vector<Registration> not_judged;   // other namespace: kept, never judged
+  std::vector<std::string> unlinked;     // blocks a shmkit process created whose registrants are all dead
+  std::vector<Registration> dropped;     // dead registrations removed
+  std::vector<Registration> not_judged;  // other namespace: kept, never judged
 };
 // Sweeps the registry: drops registrations of dead processes and unlinks
 // blocks a shmkit process created (a creating registration of the file now

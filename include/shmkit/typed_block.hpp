@@ -95,19 +95,32 @@ struct TypeName {
 template <class T>
 constexpr char python_typecode() {
   using U = std::remove_cv_t<T>;
-  if constexpr (std::is_same_v<U, char>) return 'c';
-  else if constexpr (std::is_same_v<U, std::int8_t> || std::is_same_v<U, signed char>) return 'b';
-  else if constexpr (std::is_same_v<U, std::uint8_t>) return 'B';
-  else if constexpr (std::is_same_v<U, std::int16_t>) return 'h';
-  else if constexpr (std::is_same_v<U, std::uint16_t>) return 'H';
-  else if constexpr (std::is_same_v<U, std::int32_t>) return 'i';
-  else if constexpr (std::is_same_v<U, std::uint32_t>) return 'I';
-  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 8) return 'q';
-  else if constexpr (std::is_integral_v<U> && std::is_unsigned_v<U> && sizeof(U) == 8) return 'Q';
-  else if constexpr (std::is_same_v<U, float>) return 'f';
-  else if constexpr (std::is_same_v<U, double>) return 'd';
-  else if constexpr (std::is_same_v<U, bool>) return '?';
-  else return 0;
+  if constexpr (std::is_same_v<U, char>)
+    return 'c';
+  else if constexpr (std::is_same_v<U, std::int8_t> || std::is_same_v<U, signed char>)
+    return 'b';
+  else if constexpr (std::is_same_v<U, std::uint8_t>)
+    return 'B';
+  else if constexpr (std::is_same_v<U, std::int16_t>)
+    return 'h';
+  else if constexpr (std::is_same_v<U, std::uint16_t>)
+    return 'H';
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    return 'i';
+  else if constexpr (std::is_same_v<U, std::uint32_t>)
+    return 'I';
+  else if constexpr (std::is_integral_v<U> && std::is_signed_v<U> && sizeof(U) == 8)
+    return 'q';
+  else if constexpr (std::is_integral_v<U> && std::is_unsigned_v<U> && sizeof(U) == 8)
+    return 'Q';
+  else if constexpr (std::is_same_v<U, float>)
+    return 'f';
+  else if constexpr (std::is_same_v<U, double>)
+    return 'd';
+  else if constexpr (std::is_same_v<U, bool>)
+    return '?';
+  else
+    return 0;
 }
 
 // 64-bit FNV-1a, for type-name hashes.
@@ -121,9 +134,9 @@ constexpr std::uint64_t fnv1a(std::string_view s) noexcept {
 }
 
 struct TypeFingerprint {
-  char typecode = 0;        // python_typecode<T>(), 0 for a struct
-  std::uint32_t size = 0;   // sizeof(T)
-  std::uint32_t align = 0;  // alignof(T)
+  char typecode = 0;            // python_typecode<T>(), 0 for a struct
+  std::uint32_t size = 0;       // sizeof(T)
+  std::uint32_t align = 0;      // alignof(T)
   std::uint64_t name_hash = 0;  // fnv1a(typecode or TypeName<T>)
 
   template <class T>
@@ -132,8 +145,7 @@ struct TypeFingerprint {
     f.typecode = python_typecode<T>();
     f.size = sizeof(T);
     f.align = alignof(T);
-    f.name_hash = f.typecode != 0 ? fnv1a(std::string_view(&f.typecode, 1))
-                                  : fnv1a(TypeName<T>::value);
+    f.name_hash = f.typecode != 0 ? fnv1a(std::string_view(&f.typecode, 1)) : fnv1a(TypeName<T>::value);
     return f;
   }
   friend constexpr bool operator==(const TypeFingerprint&, const TypeFingerprint&) = default;
@@ -238,13 +250,12 @@ std::uint64_t typed_region_size(const BlockSpec& spec);
 // Writes a header for `spec` at region.data() (64-byte aligned, zero-filled,
 // typed_region_size(spec) bytes at least), calls init(prefix, payload), then
 // publishes state = ready (release).
-TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec,
-                              const RegionInit& init);
+TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec, const RegionInit& init);
 // Validates the region's header (ready, kind, type, every offset and size
 // against region.size()) and returns its views. Does not wait: a region not
 // yet ready is an error. `what` names it in messages.
-TypedRegion open_typed_region(std::span<std::byte> region, BlockKind kind,
-                              const TypeFingerprint& type, std::string_view what);
+TypedRegion open_typed_region(std::span<std::byte> region, BlockKind kind, const TypeFingerprint& type,
+                              std::string_view what);
 
 // Creates the block `name` (random psm_ name when empty) holding spec, calls
 // init(prefix, payload) on the zero-filled block, then publishes state =
@@ -261,7 +272,6 @@ TypedBlock attach_typed_block(std::string_view name, BlockKind kind, const TypeF
 // expectations about kind or type: magic, version, state, offsets, sizes.
 // Throws std::invalid_argument naming `name` and the field. Used by attach,
 // by `shmkit show` and by the fuzz targets.
-void validate_block_header(const BlockHeader& header, std::size_t block_size,
-                           std::string_view name);
+void validate_block_header(const BlockHeader& header, std::size_t block_size, std::string_view name);
 
 }  // namespace shmkit

@@ -62,8 +62,8 @@ class Value : public detail::ObjectBase<T, Lock, BlockKind::value> {
   using Base::locked;
 
  public:
-  using typename Base::LockArg;
   using typename Base::lock_type;
+  using typename Base::LockArg;
 
   // A new block `name` (a random psm_ name if empty) holding `initial`.
   static Value create(std::string_view name, const T& initial = T{}, LockArg lock = {}) {
@@ -112,9 +112,7 @@ class Value : public detail::ObjectBase<T, Lock, BlockKind::value> {
     });
   }
   // Returns the old value.
-  T fetch_add(const T& delta)
-    requires std::is_arithmetic_v<T>
-  {
+  T fetch_add(const T& delta) requires std::is_arithmetic_v<T> {
     return locked([&] {
       T old = *data_;
       *data_ = static_cast<T>(old + delta);
@@ -198,8 +196,8 @@ class AtomicValue : public detail::ObjectBase<T, NoLock, BlockKind::value> {
         detail::attach_named_object(name, BlockKind::value, TypeFingerprint::of<T>(), layout()));
   }
   static AtomicValue attach(const Heap& heap, const HeapHandle& handle) {
-    return AtomicValue(detail::attach_heap_object(heap, handle, BlockKind::value,
-                                                  TypeFingerprint::of<T>(), layout()));
+    return AtomicValue(
+        detail::attach_heap_object(heap, handle, BlockKind::value, TypeFingerprint::of<T>(), layout()));
   }
 
   // All operations are Boost.Atomic's, lock-free, inlined, noexcept.
@@ -211,14 +209,10 @@ class AtomicValue : public detail::ObjectBase<T, NoLock, BlockKind::value> {
   bool compare_exchange(T& expected, T desired, memory_order o = memory_order::seq_cst) noexcept {
     return atom().compare_exchange_strong(expected, desired, o);
   }
-  T fetch_add(T d, memory_order o = memory_order::seq_cst) noexcept
-    requires std::is_integral_v<T>
-  {
+  T fetch_add(T d, memory_order o = memory_order::seq_cst) noexcept requires std::is_integral_v<T> {
     return atom().fetch_add(d, o);
   }
-  T fetch_sub(T d, memory_order o = memory_order::seq_cst) noexcept
-    requires std::is_integral_v<T>
-  {
+  T fetch_sub(T d, memory_order o = memory_order::seq_cst) noexcept requires std::is_integral_v<T> {
     return atom().fetch_sub(d, o);
   }
   // Blocks until the value differs from `old` (spurious-wakeup safe).

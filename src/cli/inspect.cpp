@@ -99,18 +99,41 @@ std::string decode(char typecode, const std::byte* p, std::size_t size) {
     case 'c':
       if (fits(1)) return python_repr(Item(Bytes(std::string(1, as(char{})))));
       break;
-    case 'b': if (fits(1)) return std::to_string(as(std::int8_t{})); break;
-    case 'B': if (fits(1)) return std::to_string(as(std::uint8_t{})); break;
-    case 'h': if (fits(2)) return std::to_string(as(std::int16_t{})); break;
-    case 'H': if (fits(2)) return std::to_string(as(std::uint16_t{})); break;
-    case 'i': if (fits(4)) return std::to_string(as(std::int32_t{})); break;
-    case 'I': if (fits(4)) return std::to_string(as(std::uint32_t{})); break;
-    case 'q': if (fits(8)) return std::to_string(as(std::int64_t{})); break;
-    case 'Q': if (fits(8)) return std::to_string(as(std::uint64_t{})); break;
-    case 'f': if (fits(4)) return python_repr(Item(static_cast<double>(as(float{})))); break;
-    case 'd': if (fits(8)) return python_repr(Item(as(double{}))); break;
-    case '?': if (fits(1)) return as(std::uint8_t{}) ? "True" : "False"; break;
-    default: break;
+    case 'b':
+      if (fits(1)) return std::to_string(as(std::int8_t{}));
+      break;
+    case 'B':
+      if (fits(1)) return std::to_string(as(std::uint8_t{}));
+      break;
+    case 'h':
+      if (fits(2)) return std::to_string(as(std::int16_t{}));
+      break;
+    case 'H':
+      if (fits(2)) return std::to_string(as(std::uint16_t{}));
+      break;
+    case 'i':
+      if (fits(4)) return std::to_string(as(std::int32_t{}));
+      break;
+    case 'I':
+      if (fits(4)) return std::to_string(as(std::uint32_t{}));
+      break;
+    case 'q':
+      if (fits(8)) return std::to_string(as(std::int64_t{}));
+      break;
+    case 'Q':
+      if (fits(8)) return std::to_string(as(std::uint64_t{}));
+      break;
+    case 'f':
+      if (fits(4)) return python_repr(Item(static_cast<double>(as(float{}))));
+      break;
+    case 'd':
+      if (fits(8)) return python_repr(Item(as(double{})));
+      break;
+    case '?':
+      if (fits(1)) return as(std::uint8_t{}) ? "True" : "False";
+      break;
+    default:
+      break;
   }
   return "0x" + platform::hex(p, size);
 }
@@ -142,7 +165,8 @@ const Control* control_of(const SharedMemory& shm, const BlockHeader& h) {
   return reinterpret_cast<const Control*>(static_cast<const std::byte*>(shm.data()) + BlockHeader::kSize);
 }
 
-std::vector<std::pair<std::string, std::uint64_t>> live_fields(const SharedMemory& shm, const BlockHeader& h) {
+std::vector<std::pair<std::string, std::uint64_t>> live_fields(const SharedMemory& shm,
+                                                               const BlockHeader& h) {
   using K = BlockKind;
   std::vector<std::pair<std::string, std::uint64_t>> f;
   auto depth = [&](std::uint64_t tail, std::uint64_t head) {
@@ -176,10 +200,14 @@ std::vector<std::pair<std::string, std::uint64_t>> live_fields(const SharedMemor
 
 std::string state_name(std::uint32_t state) {
   switch (state) {
-    case BlockHeader::kReady: return "ready";
-    case BlockHeader::kInitialising: return "initialising";
-    case BlockHeader::kEmpty: return "empty";
-    default: return "state " + std::to_string(state);
+    case BlockHeader::kReady:
+      return "ready";
+    case BlockHeader::kInitialising:
+      return "initialising";
+    case BlockHeader::kEmpty:
+      return "empty";
+    default:
+      return "state " + std::to_string(state);
   }
 }
 
@@ -193,14 +221,15 @@ constexpr std::size_t kShowPayloadBytes = 256;
 std::string describe_user(const SharedMemory& shm, const BlockHeader& h, bool json) {
   const std::string type = header_type_name(h.type_name);
   const bool matches = !type.empty() && fnv1a(type) == h.type_hash;
-  const std::string type_check = type.empty() ? "none recorded"
-                                 : matches    ? "matches the type hash"
+  const std::string type_check = type.empty()                        ? "none recorded"
+                                 : matches                           ? "matches the type hash"
                                  : type.size() == sizeof h.type_name ? "cut to 24 bytes, not checked"
                                                                      : "does NOT match the type hash";
   // The typecode byte as it is (escaped on output): a forged one may be any byte.
   const std::string typecode = h.typecode != 0 ? std::string(1, h.typecode) : std::string("struct");
   const auto* payload = static_cast<const std::byte*>(shm.data()) + h.payload_offset;
-  const std::size_t shown = static_cast<std::size_t>(std::min<std::uint64_t>(h.payload_size, kShowPayloadBytes));
+  const std::size_t shown =
+      static_cast<std::size_t>(std::min<std::uint64_t>(h.payload_size, kShowPayloadBytes));
   char hash[24];
   std::snprintf(hash, sizeof hash, "0x%016llx", static_cast<unsigned long long>(h.type_hash));
   std::ostringstream o;
@@ -217,8 +246,9 @@ std::string describe_user(const SharedMemory& shm, const BlockHeader& h, bool js
     return o.str();
   }
   o << printable(shm.name()) << ": shmkit " << block_kind_name(h.kind) << " (kind " << h.kind << "), type \""
-    << printable(type) << "\" (" << type_check << ", " << hash << "), " << printable(typecode) << " element " << h.elem_size
-    << " bytes (align " << h.elem_align << "), count " << h.count << ", state " << state_name(h.state) << "\n";
+    << printable(type) << "\" (" << type_check << ", " << hash << "), " << printable(typecode) << " element "
+    << h.elem_size << " bytes (align " << h.elem_align << "), count " << h.count << ", state "
+    << state_name(h.state) << "\n";
   o << "prefix " << h.prefix_size << " bytes at offset " << BlockHeader::kSize << ", payload "
     << h.payload_size << " bytes at offset " << h.payload_offset << ", params " << h.param[0] << " "
     << h.param[1] << " " << h.param[2] << " " << h.param[3] << "\n";
@@ -246,14 +276,14 @@ bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, st
   }
   std::ostringstream o;
   if (json) {
-    o << "{\"name\": \"" << json_escape(shm.name()) << "\", \"kind\": \"" << kind
-      << "\", \"typecode\": \"" << json_escape(typecode) << "\", \"elem_size\": " << h.elem_size
-      << ", \"count\": " << h.count << ", \"payload_offset\": " << h.payload_offset
-      << ", \"payload_size\": " << h.payload_size;
+    o << "{\"name\": \"" << json_escape(shm.name()) << "\", \"kind\": \"" << kind << "\", \"typecode\": \""
+      << json_escape(typecode) << "\", \"elem_size\": " << h.elem_size << ", \"count\": " << h.count
+      << ", \"payload_offset\": " << h.payload_offset << ", \"payload_size\": " << h.payload_size;
     if (object) o << ", \"lock\": \"" << detail::lock_kind_name(h.param[0]) << "\"";
     if (object) {
       o << ", \"values\": [";
-      for (std::size_t i = 0; i < values.size(); ++i) o << (i ? ", " : "") << "\"" << json_escape(values[i]) << "\"";
+      for (std::size_t i = 0; i < values.size(); ++i)
+        o << (i ? ", " : "") << "\"" << json_escape(values[i]) << "\"";
       o << "]";
     }
     for (const auto& [k, v] : live_fields(shm, h)) o << ", \"" << k << "\": " << v;
@@ -263,10 +293,12 @@ bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, st
                       h.kind == static_cast<std::uint32_t>(BlockKind::mpmc_queue) ||
                       h.kind == static_cast<std::uint32_t>(BlockKind::broadcast_ring);
     o << printable(shm.name()) << ": shmkit " << kind << ", " << h.count
-      << (object ? " x " : ring ? " slots (capacity), " : " (count), ")
-      << (object ? "typecode '" + printable(typecode) + "'" : "") << (object ? ", " : "")
-      << "element " << h.elem_size << " bytes, payload " << h.payload_size << " bytes at offset "
-      << h.payload_offset << "\n";
+      << (object ? " x "
+          : ring ? " slots (capacity), "
+                 : " (count), ")
+      << (object ? "typecode '" + printable(typecode) + "'" : "") << (object ? ", " : "") << "element "
+      << h.elem_size << " bytes, payload " << h.payload_size << " bytes at offset " << h.payload_offset
+      << "\n";
     if (object) {
       o << "lock: " << detail::lock_kind_name(h.param[0]) << "\n";
       o << "values: ";
@@ -276,7 +308,8 @@ bool describe_typed(const SharedMemory& shm, const BlockHeader& h, bool json, st
     }
     const auto fields = live_fields(shm, h);
     for (std::size_t i = 0; i < fields.size(); ++i) {
-      o << (i ? ", " : "") << fields[i].first << " " << fields[i].second << (i + 1 == fields.size() ? "\n" : "");
+      o << (i ? ", " : "") << fields[i].first << " " << fields[i].second
+        << (i + 1 == fields.size() ? "\n" : "");
     }
   }
   out = o.str();
@@ -381,12 +414,14 @@ bool describe(const std::string& name, bool json, std::string& out) {
     if (json) {
       o << "{\"name\": \"" << json_escape(name) << "\", \"kind\": \"ShareableList\", \"format\": \""
         << json_escape(sl.format()) << "\", \"items\": [";
-      for (std::size_t i = 0; i < sl.size(); ++i) o << (i ? ", " : "") << json_item(sl.get(static_cast<std::ptrdiff_t>(i)));
+      for (std::size_t i = 0; i < sl.size(); ++i)
+        o << (i ? ", " : "") << json_item(sl.get(static_cast<std::ptrdiff_t>(i)));
       o << "]}\n";
     } else {
       // CPython's repr(ShareableList): ShareableList([...], name='...')
       o << "ShareableList([";
-      for (std::size_t i = 0; i < sl.size(); ++i) o << (i ? ", " : "") << python_repr(sl.get(static_cast<std::ptrdiff_t>(i)));
+      for (std::size_t i = 0; i < sl.size(); ++i)
+        o << (i ? ", " : "") << python_repr(sl.get(static_cast<std::ptrdiff_t>(i)));
       o << "], name=" << python_repr(Item(name)) << ")\n";
       o << "format: " << printable(sl.format()) << "\n";
       o << "size: " << size << " bytes, " << sl.size() << " items\n";
@@ -399,8 +434,9 @@ bool describe(const std::string& name, bool json, std::string& out) {
   SharedMemory raw = open_ro(name);
   const std::size_t n = std::min<std::size_t>(raw.size(), 256);
   if (json) {
-    out = "{\"name\": \"" + json_escape(name) + "\", \"kind\": \"unknown\", \"size\": " +
-          std::to_string(raw.size()) + ", \"head_hex\": \"" + platform::hex(raw.data(), n) + "\"}\n";
+    out = "{\"name\": \"" + json_escape(name) +
+          "\", \"kind\": \"unknown\", \"size\": " + std::to_string(raw.size()) + ", \"head_hex\": \"" +
+          platform::hex(raw.data(), n) + "\"}\n";
   } else {
     out = printable(name) + ": unknown contents, " + std::to_string(raw.size()) + " bytes; the first " +
           std::to_string(n) + ":\n" + hex_dump(raw.buf().data(), n);

@@ -15,10 +15,10 @@ struct BlockInfo {
   std::uint64_t size = 0;
   uid_t uid = 0;
   mode_t mode = 0;
-  double age_seconds = 0;       // since the last status change (about creation)
-  std::string kind;             // "ShareableList", "array", "value", "heap", ..., "unknown", "empty", "no access"
-  std::string problem;          // why a shmkit block did not validate ("" if fine)
-  std::vector<pid_t> users;     // live processes the tracker has registered for it
+  double age_seconds = 0;  // since the last status change (about creation)
+  std::string kind;        // "ShareableList", "array", "value", "heap", ..., "unknown", "empty", "no access"
+  std::string problem;     // why a shmkit block did not validate ("" if fine)
+  std::vector<pid_t> users;  // live processes the tracker has registered for it
   // Registrants in another PID namespace (another container): pids of that
   // namespace, liveness unknown here (tracker.hpp).
   std::vector<pid_t> other_namespace_users;
@@ -27,7 +27,7 @@ struct BlockInfo {
   std::int64_t kind_number = -1;
   std::string type_name;  // BlockHeader::type_name, "" if the creator gave none
   std::uint64_t count = 0;
-  std::string state;      // "ready", "initialising", "empty", "state N"
+  std::string state;  // "ready", "initialising", "empty", "state N"
 };
 
 // Every entry of /dev/shm except POSIX semaphores (sem.*), sorted by name.

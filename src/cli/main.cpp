@@ -23,9 +23,9 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <pwd.h>
 #include <string>
 #include <string_view>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,8 +59,8 @@ void write_slot(const shmkit::SharedMemory& shm, std::size_t at, const std::stri
 
 int demo_peer(std::string_view name) {
   auto shm = shmkit::SharedMemory::attach(name);
-  std::printf("[peer   pid %d] attached '%s' (%zu bytes), read: \"%s\"\n", getpid(),
-              shm.name().c_str(), shm.size(), read_slot(shm, kQuestionAt).c_str());
+  std::printf("[peer   pid %d] attached '%s' (%zu bytes), read: \"%s\"\n", getpid(), shm.name().c_str(),
+              shm.size(), read_slot(shm, kQuestionAt).c_str());
   std::string answer = "pong from pid " + std::to_string(getpid()) + ": 6*7 = 42";
   write_slot(shm, kAnswerAt, answer);
   std::printf("[peer   pid %d] wrote: \"%s\"\n", getpid(), answer.c_str());
@@ -70,8 +70,8 @@ int demo_peer(std::string_view name) {
 
 int demo() {
   auto shm = shmkit::SharedMemory::create(kBlockSize);
-  std::printf("[parent pid %d] created block '%s' (%zu bytes, /dev/shm/%s)\n", getpid(),
-              shm.name().c_str(), shm.size(), shm.name().c_str());
+  std::printf("[parent pid %d] created block '%s' (%zu bytes, /dev/shm/%s)\n", getpid(), shm.name().c_str(),
+              shm.size(), shm.name().c_str());
   std::string question = "ping from pid " + std::to_string(getpid()) + ": what is 6*7?";
   write_slot(shm, kQuestionAt, question);
   std::printf("[parent pid %d] wrote: \"%s\"\n", getpid(), question.c_str());
@@ -136,10 +136,14 @@ std::string mode_string(mode_t m) {
 
 std::string age_string(double s) {
   char buf[32];
-  if (s < 120) std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else if (s < 7200) std::snprintf(buf, sizeof buf, "%.0fm", s / 60);
-  else if (s < 172800) std::snprintf(buf, sizeof buf, "%.0fh", s / 3600);
-  else std::snprintf(buf, sizeof buf, "%.0fd", s / 86400);
+  if (s < 120)
+    std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 7200)
+    std::snprintf(buf, sizeof buf, "%.0fm", s / 60);
+  else if (s < 172800)
+    std::snprintf(buf, sizeof buf, "%.0fh", s / 3600);
+  else
+    std::snprintf(buf, sizeof buf, "%.0fd", s / 86400);
   return buf;
 }
 
@@ -150,11 +154,13 @@ std::string owner_string(uid_t uid) {
 
 int cmd_ls(int argc, char** argv) {
   if (wants_help(argc, argv)) {
-    std::puts("usage: shmkit ls [--json]\n\nLists every block in /dev/shm (POSIX semaphores excepted): name, size,\n"
-              "owner, mode, age (since its last status change), the kind read from its\n"
-              "header (ShareableList, value, array, heap, queue..., unknown) and the live\n"
-              "processes the shmkit tracker has registered for it (a shmkit::mpi job's\n"
-              "block: each with its MPI rank, from the node's table).");
+    std::puts(
+        "usage: shmkit ls [--json]\n\nLists every block in /dev/shm (POSIX semaphores excepted): name, "
+        "size,\n"
+        "owner, mode, age (since its last status change), the kind read from its\n"
+        "header (ShareableList, value, array, heap, queue..., unknown) and the live\n"
+        "processes the shmkit tracker has registered for it (a shmkit::mpi job's\n"
+        "block: each with its MPI rank, from the node's table).");
     return 0;
   }
   bool json = argc > 2 && std::string_view(argv[2]) == "--json";
@@ -167,12 +173,12 @@ int cmd_ls(int argc, char** argv) {
     std::printf("[");
     for (std::size_t i = 0; i < blocks.size(); ++i) {
       const auto& b = blocks[i];
-      std::printf("%s\n  {\"name\": \"%s\", \"size\": %llu, \"owner\": \"%s\", \"mode\": \"%s\", "
-                  "\"age_seconds\": %.0f, \"kind\": \"%s\", \"problem\": \"%s\", ",
-                  i ? "," : "", shmkit::cli::json_escape(b.name).c_str(),
-                  static_cast<unsigned long long>(b.size), shmkit::cli::json_escape(owner_string(b.uid)).c_str(),
-                  mode_string(b.mode).c_str(), b.age_seconds, b.kind.c_str(),
-                  shmkit::cli::json_escape(b.problem).c_str());
+      std::printf(
+          "%s\n  {\"name\": \"%s\", \"size\": %llu, \"owner\": \"%s\", \"mode\": \"%s\", "
+          "\"age_seconds\": %.0f, \"kind\": \"%s\", \"problem\": \"%s\", ",
+          i ? "," : "", shmkit::cli::json_escape(b.name).c_str(), static_cast<unsigned long long>(b.size),
+          shmkit::cli::json_escape(owner_string(b.uid)).c_str(), mode_string(b.mode).c_str(), b.age_seconds,
+          b.kind.c_str(), shmkit::cli::json_escape(b.problem).c_str());
       // A typed block's header fields (what a user kind is known by).
       if (b.kind_number >= 0) {
         std::printf("\"kind_number\": %lld, \"type_name\": \"%s\", \"count\": %llu, \"state\": \"%s\", ",
@@ -194,16 +200,19 @@ int cmd_ls(int argc, char** argv) {
     std::printf("\n]\n");
     return 0;
   }
-  std::printf("%-32s %12s %-10s %-5s %6s %-16s %s\n", "NAME", "SIZE", "OWNER", "MODE", "AGE", "KIND", "USERS");
+  std::printf("%-32s %12s %-10s %-5s %6s %-16s %s\n", "NAME", "SIZE", "OWNER", "MODE", "AGE", "KIND",
+              "USERS");
   for (const auto& b : blocks) {
     std::string users;
     for (pid_t p : b.users) {
       users += (users.empty() ? "" : ",") + std::to_string(p);
       // A shmkit::mpi job's block: the rank each user is, from the node's table.
-      if (auto rank = shmkit::mpi_directory::rank_of(b.name, p)) users += "(rank " + std::to_string(*rank) + ")";
+      if (auto rank = shmkit::mpi_directory::rank_of(b.name, p))
+        users += "(rank " + std::to_string(*rank) + ")";
     }
     // Pids of another PID namespace, liveness unknown here.
-    for (pid_t p : b.other_namespace_users) users += (users.empty() ? "" : ",") + std::to_string(p) + "(other-ns)";
+    for (pid_t p : b.other_namespace_users)
+      users += (users.empty() ? "" : ",") + std::to_string(p) + "(other-ns)";
     std::string kind = b.problem.empty() ? b.kind : b.kind + " (invalid)";
     // A user kind: its number, type name, count and state ("user+1" alone says little).
     if (b.kind_number >= 1024) {
@@ -220,19 +229,24 @@ int cmd_ls(int argc, char** argv) {
 
 int cmd_show(int argc, char** argv) {
   if (wants_help(argc, argv)) {
-    std::puts("usage: shmkit show NAME [--json]\n\nDecodes one block: a ShareableList prints as CPython's repr() plus its\n"
-              "format; a Value/Array its typecode, length, lock and first values; other\n"
-              "shmkit blocks their header; anything else a hex dump of its first bytes.\n"
-              "Exit status 1 if the block is missing, unreadable or does not validate.");
+    std::puts(
+        "usage: shmkit show NAME [--json]\n\nDecodes one block: a ShareableList prints as CPython's repr() "
+        "plus its\n"
+        "format; a Value/Array its typecode, length, lock and first values; other\n"
+        "shmkit blocks their header; anything else a hex dump of its first bytes.\n"
+        "Exit status 1 if the block is missing, unreadable or does not validate.");
     return 0;
   }
   std::string name;
   bool json = false;
   for (int i = 2; i < argc; ++i) {
     std::string_view a = argv[i];
-    if (a == "--json") json = true;
-    else if (name.empty()) name = a;
-    else name = "\x01";  // two names
+    if (a == "--json")
+      json = true;
+    else if (name.empty())
+      name = a;
+    else
+      name = "\x01";  // two names
   }
   if (name.empty() || name == "\x01") {
     std::fputs("usage: shmkit show NAME [--json]\n", stderr);
@@ -246,9 +260,10 @@ int cmd_show(int argc, char** argv) {
 
 int cmd_rm(int argc, char** argv) {
   if (wants_help(argc, argv) || argc < 3) {
-    std::fputs("usage: shmkit rm NAME...\n\nUnlinks each block (processes that map it keep their mappings).\n"
-               "Exit status 1 if any could not be removed.\n",
-               argc < 3 ? stderr : stdout);
+    std::fputs(
+        "usage: shmkit rm NAME...\n\nUnlinks each block (processes that map it keep their mappings).\n"
+        "Exit status 1 if any could not be removed.\n",
+        argc < 3 ? stderr : stdout);
     return argc < 3 ? 2 : 0;
   }
   int rc = 0;
@@ -293,12 +308,13 @@ int cmd_bench(int argc, char** argv) {
 
 int cmd_gc(int argc, char** argv) {
   if (wants_help(argc, argv)) {
-    std::puts("usage: shmkit gc [--yes]\n\nDrops tracker registrations of dead processes and lists the blocks a\n"
-              "shmkit process created that are left with no live registrant; with --yes,\n"
-              "unlinks them. Blocks nobody tracked, and blocks shmkit processes only\n"
-              "attached (CPython or another program created them), are never touched,\n"
-              "nor are registrations made in another PID namespace (another container\n"
-              "sharing /dev/shm): they are listed as not judged.");
+    std::puts(
+        "usage: shmkit gc [--yes]\n\nDrops tracker registrations of dead processes and lists the blocks a\n"
+        "shmkit process created that are left with no live registrant; with --yes,\n"
+        "unlinks them. Blocks nobody tracked, and blocks shmkit processes only\n"
+        "attached (CPython or another program created them), are never touched,\n"
+        "nor are registrations made in another PID namespace (another container\n"
+        "sharing /dev/shm): they are listed as not judged.");
     return 0;
   }
   bool yes = argc == 3 && std::string_view(argv[2]) == "--yes";
@@ -315,13 +331,16 @@ int cmd_gc(int argc, char** argv) {
   // A pid means nothing outside its PID namespace (another container).
   for (const auto& n : report.not_judged) {
     std::printf("kept registration of '%s' by pid %d of pid namespace %llu: other namespace, not judged\n",
-                shmkit::cli::text(n.block).c_str(), n.pid, static_cast<unsigned long long>(n.pid_namespace.inode));
+                shmkit::cli::text(n.block).c_str(), n.pid,
+                static_cast<unsigned long long>(n.pid_namespace.inode));
   }
   for (const auto& b : report.unlinked) {
     std::printf("%s %s\n", yes ? "removed" : "would remove", shmkit::cli::text(b).c_str());
   }
-  if (report.dropped.empty() && report.unlinked.empty()) std::puts("nothing to collect");
-  else if (!yes) std::puts("(dry run: run 'shmkit gc --yes' to do it)");
+  if (report.dropped.empty() && report.unlinked.empty())
+    std::puts("nothing to collect");
+  else if (!yes)
+    std::puts("(dry run: run 'shmkit gc --yes' to do it)");
   return 0;
 }
 

@@ -97,7 +97,10 @@ std::string quote_repr(std::string_view s, bool bytes) {
     } else if (cp == '\t') {
       out += "\\t";
     } else if (bytes ? (cp < 0x20 || cp >= 0x7f) : detail::hidden(cp)) {
-      detail::append_escape(out, cp < 0x100 ? "\\x%02x" : cp < 0x10000 ? "\\u%04x" : "\\U%08x",
+      detail::append_escape(out,
+                            cp < 0x100     ? "\\x%02x"
+                            : cp < 0x10000 ? "\\u%04x"
+                                           : "\\U%08x",
                             static_cast<unsigned>(cp));
     } else {
       out.append(s.substr(i, n));  // printable ASCII, or a printable character's UTF-8
@@ -148,12 +151,18 @@ bool python_equal(const Item& a, const Item& b) noexcept {
 
 std::string python_repr(const Item& item) {
   switch (item.index()) {
-    case 0: return "None";
-    case 1: return std::get<bool>(item) ? "True" : "False";
-    case 2: return std::to_string(std::get<std::int64_t>(item));
-    case 3: return float_repr(std::get<double>(item));
-    case 4: return quote_repr(std::get<std::string>(item), false);
-    default: return quote_repr(std::get<Bytes>(item).view(), true);
+    case 0:
+      return "None";
+    case 1:
+      return std::get<bool>(item) ? "True" : "False";
+    case 2:
+      return std::to_string(std::get<std::int64_t>(item));
+    case 3:
+      return float_repr(std::get<double>(item));
+    case 4:
+      return quote_repr(std::get<std::string>(item), false);
+    default:
+      return quote_repr(std::get<Bytes>(item).view(), true);
   }
 }
 

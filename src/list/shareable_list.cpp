@@ -24,8 +24,7 @@ namespace {
 
 // Fills a freshly created block and wraps it; unlinks the block if that
 // fails, so a failed create leaves nothing behind.
-ShareableList finish_create(SharedMemory shm, const std::vector<Item>& items,
-                            const detail::ListPlan& plan) {
+ShareableList finish_create(SharedMemory shm, const std::vector<Item>& items, const detail::ListPlan& plan) {
   try {
     detail::write_list(shm.buf(), items, plan);
     return ShareableList::attach(std::move(shm));
@@ -51,9 +50,7 @@ ShareableList ShareableList::create(std::string_view name, std::vector<Item> ite
   return finish_create(SharedMemory::create(name, plan.block_size), items, plan);
 }
 
-ShareableList ShareableList::attach(std::string_view name) {
-  return attach(SharedMemory::attach(name));
-}
+ShareableList ShareableList::attach(std::string_view name) { return attach(SharedMemory::attach(name)); }
 
 ShareableList ShareableList::attach(SharedMemory block) {
   if (block.closed()) {
@@ -70,8 +67,8 @@ std::size_t ShareableList::normalize(std::ptrdiff_t index, const char* what) con
   const auto n = static_cast<std::ptrdiff_t>(size());
   const std::ptrdiff_t i = index < 0 ? index + n : index;
   if (i < 0 || i >= n) {
-    throw std::out_of_range("shmkit: ShareableList " + platform::quoted(name()) + ": " + what + " " + std::to_string(index) + " out of range (size " +
-                            std::to_string(n) + ")");
+    throw std::out_of_range("shmkit: ShareableList " + platform::quoted(name()) + ": " + what + " " +
+                            std::to_string(index) + " out of range (size " + std::to_string(n) + ")");
   }
   return static_cast<std::size_t>(i);
 }

@@ -100,11 +100,21 @@ void fixed_format(const Item& v, char (&out)[kFormatField], Code& code) noexcept
   const char* f = "q";
   code = Code::kPlain;
   switch (v.index()) {
-    case 0: f = "xxxxxx?x"; code = Code::kNone; break;
-    case 1: f = "xxxxxxx?"; break;
-    case 2: f = "q"; break;
-    case 3: f = "d"; break;
-    default: break;
+    case 0:
+      f = "xxxxxx?x";
+      code = Code::kNone;
+      break;
+    case 1:
+      f = "xxxxxxx?";
+      break;
+    case 2:
+      f = "q";
+      break;
+    case 3:
+      f = "d";
+      break;
+    default:
+      break;
   }
   std::memcpy(out, f, std::strlen(f));
 }
@@ -112,14 +122,21 @@ void fixed_format(const Item& v, char (&out)[kFormatField], Code& code) noexcept
 // Writes a fixed-size value's 8 bytes at `p` as struct.pack_into does.
 void store_fixed(std::byte* p, const Item& v) noexcept {
   switch (v.index()) {
-    case 0: store<std::uint64_t>(p, 0); break;  // "xxxxxx?x" packing False
+    case 0:
+      store<std::uint64_t>(p, 0);
+      break;  // "xxxxxx?x" packing False
     case 1:
       store<std::uint64_t>(p, 0);
       p[7] = std::get<bool>(v) ? std::byte{1} : std::byte{0};
       break;
-    case 2: store(p, std::get<std::int64_t>(v)); break;
-    case 3: store(p, std::get<double>(v)); break;
-    default: break;
+    case 2:
+      store(p, std::get<std::int64_t>(v));
+      break;
+    case 3:
+      store(p, std::get<double>(v));
+      break;
+    default:
+      break;
   }
 }
 
@@ -156,9 +173,7 @@ inline std::optional<SlotFormat> parse_format_inline(const std::byte* field) noe
   return SlotFormat{SlotKind::kStrExact, length32, static_cast<std::uint32_t>(length + pad)};
 }
 
-std::optional<SlotFormat> parse_format(const std::byte* field) noexcept {
-  return parse_format_inline(field);
-}
+std::optional<SlotFormat> parse_format(const std::byte* field) noexcept { return parse_format_inline(field); }
 
 bool valid_utf8(std::string_view s) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -225,11 +240,10 @@ ListPlan plan_list(const std::vector<Item>& items, std::string_view block_name) 
       std::string_view bytes = value_bytes(v);
       const bool is_str = std::holds_alternative<std::string>(v);
       if (bytes.size() > kMaxValueBytes) {
-        throw std::invalid_argument(
-            block_prefix(block_name) + "item " + std::to_string(i) + ": a " +
-            (is_str ? "str" : "bytes") + " of " + std::to_string(bytes.size()) +
-            " bytes needs a format longer than 8 characters (at most " +
-            std::to_string(kMaxValueBytes) + " bytes, format \"9999992s\")");
+        throw std::invalid_argument(block_prefix(block_name) + "item " + std::to_string(i) + ": a " +
+                                    (is_str ? "str" : "bytes") + " of " + std::to_string(bytes.size()) +
+                                    " bytes needs a format longer than 8 characters (at most " +
+                                    std::to_string(kMaxValueBytes) + " bytes, format \"9999992s\")");
       }
       if (is_str && !valid_utf8(bytes)) {
         throw std::invalid_argument(block_prefix(block_name) + "item " + std::to_string(i) +
@@ -298,8 +312,8 @@ ShareableListView::ShareableListView(std::span<std::byte> block, std::string nam
   // 16 bytes of header, then 8 (offset) + 8 (format) + 1 (code) per item.
   const std::size_t max_items = (block_size_ - 16) / 17;
   if (static_cast<std::uint64_t>(n) > max_items) {
-    fail("item count " + std::to_string(n) + " does not fit a block of " +
-         std::to_string(block_size_) + " bytes (at most " + std::to_string(max_items) + ")");
+    fail("item count " + std::to_string(n) + " does not fit a block of " + std::to_string(block_size_) +
+         " bytes (at most " + std::to_string(max_items) + ")");
   }
   count_ = static_cast<std::size_t>(n);
   data_start_ = 8 * (count_ + 2);
@@ -308,14 +322,14 @@ ShareableListView::ShareableListView(std::span<std::byte> block, std::string nam
   std::uint64_t previous = 0;
   for (std::size_t k = 0; k <= count_; ++k) {
     const auto o = load<std::int64_t>(base_ + 8 * (k + 1));
-    const std::string field = k < count_ ? "offset of item " + std::to_string(k)
-                                         : std::string("end offset (offsets[") +
-                                               std::to_string(count_) + "])";
+    const std::string field = k < count_
+                                  ? "offset of item " + std::to_string(k)
+                                  : std::string("end offset (offsets[") + std::to_string(count_) + "])";
     if (o < 0) fail(field + " is negative (" + std::to_string(o) + ")");
     const auto u = static_cast<std::uint64_t>(o);
     if (u < previous) {
-      fail(field + " (" + std::to_string(u) + ") is below the previous offset (" +
-           std::to_string(previous) + ")");
+      fail(field + " (" + std::to_string(u) + ") is below the previous offset (" + std::to_string(previous) +
+           ")");
     }
     if (u > data_max) {
       fail(field + " (" + std::to_string(u) + ") is beyond the data area, which can hold " +
@@ -351,8 +365,7 @@ void ShareableListView::fail(const std::string& what) const {
   }
   const auto f = parse_format(field);
   fail("format of item " + std::to_string(i) + " (" + field_text(field) + ") needs " +
-       std::to_string(f ? f->footprint : 0) + " bytes but its slot has " +
-       std::to_string(slot_size(i)));
+       std::to_string(f ? f->footprint : 0) + " bytes but its slot has " + std::to_string(slot_size(i)));
 }
 
 inline SlotFormat ShareableListView::check_item(std::size_t i, Code* code) const {
@@ -363,10 +376,16 @@ inline SlotFormat ShareableListView::check_item(std::size_t i, Code* code) const
   switch (f->kind) {
     case SlotKind::kInt:
     case SlotKind::kFloat:
-    case SlotKind::kBool: match = c == 0; break;
-    case SlotKind::kNone: match = c == 3; break;
+    case SlotKind::kBool:
+      match = c == 0;
+      break;
+    case SlotKind::kNone:
+      match = c == 3;
+      break;
     case SlotKind::kStr:
-    case SlotKind::kStrExact: match = c == 1 || c == 2; break;
+    case SlotKind::kStrExact:
+      match = c == 1 || c == 2;
+      break;
   }
   if (!match) fail_item(i, 1);
   if (f->footprint > slot_size(i)) fail_item(i, 2);
@@ -385,12 +404,21 @@ void ShareableListView::read(std::size_t i, Item& out) const {
   const SlotFormat f = check_item(i, &code);
   const std::byte* p = base_ + data_start_ + offsets_[i];
   switch (f.kind) {
-    case SlotKind::kInt: out.emplace<std::int64_t>(load<std::int64_t>(p)); return;
-    case SlotKind::kFloat: out.emplace<double>(load<double>(p)); return;
-    case SlotKind::kBool: out.emplace<bool>(p[7] != std::byte{0}); return;
-    case SlotKind::kNone: out.emplace<std::monostate>(); return;
+    case SlotKind::kInt:
+      out.emplace<std::int64_t>(load<std::int64_t>(p));
+      return;
+    case SlotKind::kFloat:
+      out.emplace<double>(load<double>(p));
+      return;
+    case SlotKind::kBool:
+      out.emplace<bool>(p[7] != std::byte{0});
+      return;
+    case SlotKind::kNone:
+      out.emplace<std::monostate>();
+      return;
     case SlotKind::kStr:
-    case SlotKind::kStrExact: break;
+    case SlotKind::kStrExact:
+      break;
   }
   std::size_t len = f.length;
   if (f.kind == SlotKind::kStr) {
@@ -426,8 +454,8 @@ void ShareableListView::set(std::size_t i, const Item& value) {
     const bool is_str = std::holds_alternative<std::string>(value);
     if (bytes.size() > slot) {
       fail(std::string("item ") + std::to_string(i) + ": bytes/str item exceeds available storage (" +
-           (is_str ? "a str" : "a bytes") + " of " + std::to_string(bytes.size()) +
-           " bytes, the slot has " + std::to_string(slot) + ")");
+           (is_str ? "a str" : "a bytes") + " of " + std::to_string(bytes.size()) + " bytes, the slot has " +
+           std::to_string(slot) + ")");
     }
     if (is_str && !valid_utf8(bytes)) fail("item " + std::to_string(i) + ": str is not valid UTF-8");
     if (!str_format(bytes, slot, format)) {

@@ -27,12 +27,12 @@ namespace shmkit::detail {
 enum class Code : std::uint8_t { kPlain = 0, kStr = 1, kBytes = 2, kNone = 3 };
 
 enum class SlotKind : std::uint8_t {
-  kInt,        // "q"
-  kFloat,      // "d"
-  kBool,       // "xxxxxxx?": the value is byte 7
-  kNone,       // "xxxxxx?x"
-  kStr,        // "<n>s": n bytes, trailing NULs stripped on reading (CPython)
-  kStrExact,   // "<n>s<p>x": n bytes exactly, then p pad bytes (shmkit)
+  kInt,       // "q"
+  kFloat,     // "d"
+  kBool,      // "xxxxxxx?": the value is byte 7
+  kNone,      // "xxxxxx?x"
+  kStr,       // "<n>s": n bytes, trailing NULs stripped on reading (CPython)
+  kStrExact,  // "<n>s<p>x": n bytes exactly, then p pad bytes (shmkit)
 };
 
 // 12 bytes, so that it comes back from parse_format in registers. Counts
@@ -43,8 +43,8 @@ struct SlotFormat {
   std::uint32_t footprint;  // struct.calcsize of the format
 };
 
-inline constexpr std::size_t kFormatField = 8;   // bytes per format string
-inline constexpr std::size_t kAlignment = 8;     // CPython's _alignment
+inline constexpr std::size_t kFormatField = 8;  // bytes per format string
+inline constexpr std::size_t kAlignment = 8;    // CPython's _alignment
 // The longest str/bytes whose "<n>s" fits 8 characters: n = 9999992.
 inline constexpr std::size_t kMaxValueBytes = 9'999'991;
 
@@ -107,9 +107,9 @@ class ShareableListView {
   std::byte* base_ = nullptr;
   std::size_t block_size_ = 0;
   std::size_t count_ = 0;
-  std::size_t data_start_ = 0;     // 8 * (count + 2)
-  std::size_t formats_start_ = 0;  // data_start + offsets[count]
-  std::size_t codes_start_ = 0;    // formats_start + 8 * count
+  std::size_t data_start_ = 0;          // 8 * (count + 2)
+  std::size_t formats_start_ = 0;       // data_start + offsets[count]
+  std::size_t codes_start_ = 0;         // formats_start + 8 * count
   std::vector<std::uint64_t> offsets_;  // count + 1, validated, cached
   std::string name_;
 };

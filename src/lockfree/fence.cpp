@@ -52,8 +52,9 @@ std::uint64_t draw_token() noexcept {
   // apart a reused pid. splitmix64's finaliser spreads both.
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  std::uint64_t x = (static_cast<std::uint64_t>(::getpid()) << 40) ^
-                    (static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec));
+  std::uint64_t x =
+      (static_cast<std::uint64_t>(::getpid()) << 40) ^
+      (static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec));
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ull;
   x ^= x >> 27;
@@ -69,7 +70,8 @@ std::uint64_t process_token() noexcept {
   // relaxed: a process-local value; the atfork handler runs in the child
   // before any of its code that could read it.
   const std::uint64_t t = g_token.load(std::memory_order_relaxed);
-  if (t != 0) [[likely]] return t;
+  if (t != 0) [[likely]]
+    return t;
   static const bool registered = [] {
     g_token.store(draw_token(), std::memory_order_relaxed);
     ::pthread_atfork(nullptr, nullptr, redraw_token_in_child);

@@ -22,17 +22,21 @@
 #include <unistd.h>
 
 #include "manager/internal.hpp"
-#include "shmkit/detail/sync_common.hpp"
 #include "platform/platform.hpp"
+#include "shmkit/detail/sync_common.hpp"
 
 namespace shmkit {
 
 const char* managed_kind_name(ManagedKind kind) noexcept {
   switch (kind) {
-    case ManagedKind::shared_memory: return "SharedMemory";
-    case ManagedKind::shareable_list: return "ShareableList";
-    case ManagedKind::value: return "Value";
-    case ManagedKind::array: return "Array";
+    case ManagedKind::shared_memory:
+      return "SharedMemory";
+    case ManagedKind::shareable_list:
+      return "ShareableList";
+    case ManagedKind::value:
+      return "Value";
+    case ManagedKind::array:
+      return "Array";
   }
   return "unknown";
 }
@@ -48,8 +52,8 @@ SocketAddress socket_address(std::string_view address) {
   }
   if (address.size() > room) {
     throw std::invalid_argument("shmkit: manager: address " + platform::quoted(address) + " is " +
-                                std::to_string(address.size()) + " bytes, at most " +
-                                std::to_string(room) + " fit a Unix socket address");
+                                std::to_string(address.size()) + " bytes, at most " + std::to_string(room) +
+                                " fit a Unix socket address");
   }
   if (address.find('\0') != std::string_view::npos) {
     throw std::invalid_argument("shmkit: manager: address " + platform::quoted(address) +
@@ -71,8 +75,8 @@ SocketAddress socket_address(std::string_view address) {
 proto::Mac hmac(std::string_view key, std::span<const std::uint8_t> data) {
   proto::Mac mac{};
   unsigned int len = 0;
-  if (::HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(),
-             mac.data(), &len) == nullptr ||
+  if (::HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), mac.data(),
+             &len) == nullptr ||
       len != mac.size()) {
     throw std::runtime_error("shmkit: manager: HMAC-SHA256 failed (OpenSSL)");
   }
@@ -102,8 +106,8 @@ std::string make_socket_dir() {
   std::string templ = base + "/shmkit-XXXXXX";
   // mkdtemp: mode 0700 (less if the umask says so, never more).
   if (::mkdtemp(templ.data()) == nullptr) {
-    platform::throw_errno(errno, "shmkit: manager: cannot make a socket directory " +
-                                     platform::quoted(templ) + " (mkdtemp)");
+    platform::throw_errno(
+        errno, "shmkit: manager: cannot make a socket directory " + platform::quoted(templ) + " (mkdtemp)");
   }
   return templ;
 }
@@ -276,19 +280,19 @@ struct SharedMemoryManager::Impl {
   }
 
   void handshake(Clock::time_point deadline) {
-    const std::vector<std::uint8_t> hello_frame = recv_frame(
-        proto::kMaxHandshakeFrame, deadline,
-        "the server closed the connection before its hello (it refuses other users than its own "
-        "and ManagerOptions::allowed_uids, and connections beyond max_connections; or it "
-        "stopped or died)");
+    const std::vector<std::uint8_t> hello_frame =
+        recv_frame(proto::kMaxHandshakeFrame, deadline,
+                   "the server closed the connection before its hello (it refuses other users than its own "
+                   "and ManagerOptions::allowed_uids, and connections beyond max_connections; or it "
+                   "stopped or died)");
     const auto hello = proto::decode_hello(proto::frame_at(hello_frame, hello_frame.size()));
     if (!hello || hello->magic != proto::kMagic) {
       fail(EPROTO, "not a shmkit manager (bad hello)");
     }
     if (hello->version != proto::kVersion) {
       fail(EPROTONOSUPPORT, "protocol version " + std::to_string(hello->version) +
-                                " is not supported (this client speaks " +
-                                std::to_string(proto::kVersion) + ")");
+                                " is not supported (this client speaks " + std::to_string(proto::kVersion) +
+                                ")");
     }
     proto::Auth auth;
     platform::random_bytes(auth.nonce.data(), auth.nonce.size());
@@ -301,8 +305,8 @@ struct SharedMemoryManager::Impl {
     const proto::Frame f = proto::frame_at(reply, reply.size());
     if (auto fail_msg = proto::decode_auth_fail(f)) {
       if (fail_msg->reason == static_cast<std::uint32_t>(proto::AuthFailReason::bad_version)) {
-        fail(EPROTONOSUPPORT, "the server does not speak protocol version " +
-                                  std::to_string(proto::kVersion));
+        fail(EPROTONOSUPPORT,
+             "the server does not speak protocol version " + std::to_string(proto::kVersion));
       }
       fail(EACCES, "authentication failed: the server refused the authkey");
     }
@@ -325,8 +329,8 @@ struct SharedMemoryManager::Impl {
     std::vector<std::uint8_t> frame = proto::encode(request);
     if (frame.size() - proto::kLengthSize > proto::kMaxFrame) {
       throw std::invalid_argument(where() + "request of " + std::to_string(frame.size()) +
-                                  " bytes exceeds the protocol's " +
-                                  std::to_string(proto::kMaxFrame) + "-byte frame limit");
+                                  " bytes exceeds the protocol's " + std::to_string(proto::kMaxFrame) +
+                                  "-byte frame limit");
     }
     std::lock_guard lock(mutex);
     const auto deadline = detail::deadline_after(options.timeout);
@@ -338,11 +342,10 @@ struct SharedMemoryManager::Impl {
     if (const auto* e = std::get_if<proto::ErrorReply>(&*reply)) {
       if (e->category == proto::ErrorCategory::invalid_argument) throw std::invalid_argument(e->message);
       // The server's message already says what failed; keep its errno.
-      throw std::system_error(e->err, std::generic_category(),
-                              where() + without_errno_suffix(
-                                            e->message.starts_with("shmkit: ") ? e->message.substr(8)
-                                                                               : e->message,
-                                            e->err));
+      throw std::system_error(
+          e->err, std::generic_category(),
+          where() + without_errno_suffix(
+                        e->message.starts_with("shmkit: ") ? e->message.substr(8) : e->message, e->err));
     }
     return std::move(*reply);
   }
@@ -405,8 +408,7 @@ SharedMemoryManager::SharedMemoryManager(std::string address, std::string authke
 
 SharedMemoryManager::SharedMemoryManager(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
 
-SharedMemoryManager SharedMemoryManager::connect(std::string address, std::string authkey,
-                                                 Options options) {
+SharedMemoryManager SharedMemoryManager::connect(std::string address, std::string authkey, Options options) {
   SharedMemoryManager m(std::move(address), std::move(authkey), std::move(options));
   m.impl_->connected_handle = true;
   return m;
@@ -546,8 +548,7 @@ void SharedMemoryManager::shutdown() {
     error = std::current_exception();
   }
   m.disconnect();
-  const int status = m.reap(error ? std::chrono::milliseconds(0) + m.options.timeout / 4
-                                  : m.options.timeout);
+  const int status = m.reap(error ? std::chrono::milliseconds(0) + m.options.timeout / 4 : m.options.timeout);
   m.shut_down = true;
   // A server that exited removed its socket and directory; one that was
   // killed could not.
@@ -562,17 +563,14 @@ void SharedMemoryManager::shutdown() {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
       throw std::system_error(ESRCH, std::generic_category(),
-                              m.where() + how + "; blocks it created may be left behind (" +
-                                  e.what() + ")");
+                              m.where() + how + "; blocks it created may be left behind (" + e.what() + ")");
     }
   }
 }
 
 const std::string& SharedMemoryManager::address() const noexcept { return impl_->address; }
 const std::string& SharedMemoryManager::authkey() const noexcept { return impl_->authkey; }
-const SharedMemoryManager::Options& SharedMemoryManager::options() const noexcept {
-  return impl_->options;
-}
+const SharedMemoryManager::Options& SharedMemoryManager::options() const noexcept { return impl_->options; }
 bool SharedMemoryManager::started() const noexcept { return impl_->owner(); }
 pid_t SharedMemoryManager::server_pid() const noexcept { return impl_->server_pid; }
 

@@ -45,8 +45,8 @@ struct ServerConfig {
   std::string authkey;
   SharedMemoryManager::Options options;
   std::string socket_dir;  // the default address's directory (removed at exit), or empty
-  int ready_fd = -1;      // write end of the readiness pipe
-  int parent_pidfd = -1;  // pidfd of the starting process, or -1
+  int ready_fd = -1;       // write end of the readiness pipe
+  int parent_pidfd = -1;   // pidfd of the starting process, or -1
   pid_t parent_pid = -1;
 };
 

@@ -167,8 +167,7 @@ struct Release {
   std::string name;
 };
 struct Shutdown {};
-using Request = std::variant<CreateShm, CreateList, CreateValue, CreateArray, ListBlocks, Release,
-                             Shutdown>;
+using Request = std::variant<CreateShm, CreateList, CreateValue, CreateArray, ListBlocks, Release, Shutdown>;
 
 struct NameReply {
   std::string name;

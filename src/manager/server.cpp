@@ -54,22 +54,47 @@ struct Conn {
 template <class F>
 void with_type(char typecode, F&& f) {
   switch (typecode) {
-    case 'c': f.template operator()<char>(); break;
-    case 'b': f.template operator()<std::int8_t>(); break;
-    case 'B': f.template operator()<std::uint8_t>(); break;
-    case 'h': f.template operator()<std::int16_t>(); break;
-    case 'H': f.template operator()<std::uint16_t>(); break;
-    case 'i': f.template operator()<std::int32_t>(); break;
-    case 'I': f.template operator()<std::uint32_t>(); break;
-    case 'l': f.template operator()<long>(); break;
-    case 'L': f.template operator()<unsigned long>(); break;
-    case 'q': f.template operator()<std::int64_t>(); break;
-    case 'Q': f.template operator()<std::uint64_t>(); break;
-    case 'f': f.template operator()<float>(); break;
-    case 'd': f.template operator()<double>(); break;
+    case 'c':
+      f.template operator()<char>();
+      break;
+    case 'b':
+      f.template operator()<std::int8_t>();
+      break;
+    case 'B':
+      f.template operator()<std::uint8_t>();
+      break;
+    case 'h':
+      f.template operator()<std::int16_t>();
+      break;
+    case 'H':
+      f.template operator()<std::uint16_t>();
+      break;
+    case 'i':
+      f.template operator()<std::int32_t>();
+      break;
+    case 'I':
+      f.template operator()<std::uint32_t>();
+      break;
+    case 'l':
+      f.template operator()<long>();
+      break;
+    case 'L':
+      f.template operator()<unsigned long>();
+      break;
+    case 'q':
+      f.template operator()<std::int64_t>();
+      break;
+    case 'Q':
+      f.template operator()<std::uint64_t>();
+      break;
+    case 'f':
+      f.template operator()<float>();
+      break;
+    case 'd':
+      f.template operator()<double>();
+      break;
     default:
-      throw std::invalid_argument("shmkit: manager: unsupported typecode '" +
-                                  std::string(1, typecode) +
+      throw std::invalid_argument("shmkit: manager: unsupported typecode '" + std::string(1, typecode) +
                                   "' (expected one of c b B h H i I l L q Q f d)");
   }
 }
@@ -107,9 +132,9 @@ class Server {
   Clock::time_point accept_paused_until_{};
   bool path_bound_ = false;
   struct stat path_stat_ {};
-  uid_t uid_ = 0;                 // ours: the peers we accept (and allowed_uids)
-  std::size_t handshaking_ = 0;   // live connections not yet authenticated
-  std::size_t authed_ = 0;        // live authenticated connections
+  uid_t uid_ = 0;                // ours: the peers we accept (and allowed_uids)
+  std::size_t handshaking_ = 0;  // live connections not yet authenticated
+  std::size_t authed_ = 0;       // live authenticated connections
   std::list<Conn> conns_;
   std::vector<ManagedBlock> owned_;
 };
@@ -207,9 +232,7 @@ void Server::finish(int code) noexcept {
   ::_exit(code);
 }
 
-std::string Server::fresh_name() {
-  return platform::random_hex_name(cfg_.options.name_prefix, 4);
-}
+std::string Server::fresh_name() { return platform::random_hex_name(cfg_.options.name_prefix, 4); }
 
 // Creates a block under a fresh name (retrying on EEXIST, as CPython),
 // records it as owned and returns its name. make(name) returns its size.
@@ -257,9 +280,8 @@ proto::Reply Server::handle_one(const proto::Request& request) {
     std::string result;
     with_type(r->typecode, [&]<class T>() {
       if (!r->initial.empty() && r->initial.size() != sizeof(T)) {
-        throw std::invalid_argument("shmkit: manager: a value of typecode '" +
-                                    std::string(1, r->typecode) + "' takes " +
-                                    std::to_string(sizeof(T)) + " initial bytes, got " +
+        throw std::invalid_argument("shmkit: manager: a value of typecode '" + std::string(1, r->typecode) +
+                                    "' takes " + std::to_string(sizeof(T)) + " initial bytes, got " +
                                     std::to_string(r->initial.size()));
       }
       T initial{};
@@ -279,9 +301,9 @@ proto::Reply Server::handle_one(const proto::Request& request) {
       }
       if (!r->initial.empty() && r->initial.size() != r->length * sizeof(T)) {
         throw std::invalid_argument("shmkit: manager: an array of " + std::to_string(r->length) +
-                                    " elements of typecode '" + std::string(1, r->typecode) +
-                                    "' takes " + std::to_string(r->length * sizeof(T)) +
-                                    " initial bytes, got " + std::to_string(r->initial.size()));
+                                    " elements of typecode '" + std::string(1, r->typecode) + "' takes " +
+                                    std::to_string(r->length * sizeof(T)) + " initial bytes, got " +
+                                    std::to_string(r->initial.size()));
       }
       std::vector<T> initial;
       if (!r->initial.empty()) {
@@ -289,9 +311,8 @@ proto::Reply Server::handle_one(const proto::Request& request) {
         std::memcpy(initial.data(), r->initial.data(), r->initial.size());
       }
       result = create_block(ManagedKind::array, r->typecode, [&](const std::string& name) {
-        auto a = initial.empty()
-                     ? Array<T>::create(name, static_cast<std::size_t>(r->length))
-                     : Array<T>::create(name, std::span<const T>(initial.data(), initial.size()));
+        auto a = initial.empty() ? Array<T>::create(name, static_cast<std::size_t>(r->length))
+                                 : Array<T>::create(name, std::span<const T>(initial.data(), initial.size()));
         return static_cast<std::uint64_t>(a.shm().size());
       });
     });
@@ -302,14 +323,13 @@ proto::Reply Server::handle_one(const proto::Request& request) {
     for (const ManagedBlock& b : owned_) bytes += 13 + b.name.size();
     if (bytes > kMaxFrame) {
       return ErrorReply{ErrorCategory::system_error, EMSGSIZE,
-                        "shmkit: manager: " + std::to_string(owned_.size()) +
-                            " blocks do not fit one reply"};
+                        "shmkit: manager: " + std::to_string(owned_.size()) + " blocks do not fit one reply"};
     }
     return BlocksReply{owned_};
   }
   if (const auto* r = std::get_if<Release>(&request)) {
-    auto it = std::find_if(owned_.begin(), owned_.end(),
-                           [&](const ManagedBlock& b) { return b.name == r->name; });
+    auto it =
+        std::find_if(owned_.begin(), owned_.end(), [&](const ManagedBlock& b) { return b.name == r->name; });
     if (it == owned_.end()) {
       throw std::invalid_argument("shmkit: manager: owns no block " + platform::quoted(r->name));
     }
@@ -377,8 +397,8 @@ void Server::queue(Conn& c, std::vector<std::uint8_t> frame, Clock::time_point n
 // Sends what it can without blocking; true when nothing is left to send.
 bool Server::flush(Conn& c) noexcept {
   while (!c.dead && c.has_output()) {
-    const ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n =
+        ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       c.out_off += static_cast<std::size_t>(n);
     } else if (n < 0 && errno == EINTR) {
@@ -535,8 +555,8 @@ void Server::accept_all(Clock::time_point now) {
     c.fd = fd;
     handshaking_ += 1;
     // The whole handshake.
-    c.deadline = detail::deadline_after(
-        now, std::min(cfg_.options.handshake_timeout, cfg_.options.server_io_timeout));
+    c.deadline =
+        detail::deadline_after(now, std::min(cfg_.options.handshake_timeout, cfg_.options.server_io_timeout));
     try {
       platform::random_bytes(c.nonce.data(), c.nonce.size());
       queue(c, proto::encode(proto::Hello{proto::kMagic, proto::kVersion, c.nonce}), now);
@@ -553,8 +573,7 @@ void Server::run() {
   for (;;) {
     fds.clear();
     order.clear();
-    const bool accepting = Clock::now() >= accept_paused_until_ &&
-                           handshaking_ < cfg_.options.max_handshakes;
+    const bool accepting = Clock::now() >= accept_paused_until_ && handshaking_ < cfg_.options.max_handshakes;
     fds.push_back({accepting ? listen_fd_ : -1, POLLIN, 0});
     fds.push_back({signal_fd_, POLLIN, 0});
     fds.push_back({cfg_.parent_pidfd, POLLIN, 0});  // ignored by poll when -1

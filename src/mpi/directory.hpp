@@ -16,7 +16,7 @@
 namespace shmkit::mpi_directory {
 
 struct RankEntry {
-  std::int32_t rank = -1;        // in the NodeView's communicator
+  std::int32_t rank = -1;  // in the NodeView's communicator
   std::int32_t node_rank = -1;
   std::int32_t node_index = -1;
   std::int32_t pid = 0;

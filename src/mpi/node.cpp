@@ -56,10 +56,14 @@ Outcome capture(std::exception_ptr e) noexcept {
 
 void rethrow(const Outcome& o) {
   switch (o.type) {
-    case 1: throw std::system_error(o.code, std::system_category(), o.what);
-    case 2: throw std::invalid_argument(o.what);
-    case 3: throw std::out_of_range(o.what);
-    default: throw std::runtime_error(o.what);
+    case 1:
+      throw std::system_error(o.code, std::system_category(), o.what);
+    case 2:
+      throw std::invalid_argument(o.what);
+    case 3:
+      throw std::out_of_range(o.what);
+    default:
+      throw std::runtime_error(o.what);
   }
 }
 
@@ -110,7 +114,8 @@ void check(int rc, const char* what) {
 bool label_ok(std::string_view label) {
   if (label.empty() || label.size() > 64) return false;
   for (char c : label) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
       return false;
     }
   }
@@ -205,9 +210,18 @@ NodeView::NodeView(MPI_Comm comm, int virtual_nodes) {
 }
 
 NodeView::NodeView(NodeView&& o) noexcept
-    : comm_(o.comm_), node_comm_(o.node_comm_), leaders_comm_(o.leaders_comm_), rank_(o.rank_),
-      size_(o.size_), node_index_(o.node_index_), node_count_(o.node_count_), node_rank_(o.node_rank_),
-      node_size_(o.node_size_), virtual_nodes_(o.virtual_nodes_), job_(std::move(o.job_)), seq_(o.seq_),
+    : comm_(o.comm_),
+      node_comm_(o.node_comm_),
+      leaders_comm_(o.leaders_comm_),
+      rank_(o.rank_),
+      size_(o.size_),
+      node_index_(o.node_index_),
+      node_count_(o.node_count_),
+      node_rank_(o.node_rank_),
+      node_size_(o.node_size_),
+      virtual_nodes_(o.virtual_nodes_),
+      job_(std::move(o.job_)),
+      seq_(o.seq_),
       directory_(o.directory_) {
   o.comm_ = o.node_comm_ = o.leaders_comm_ = MPI_COMM_NULL;
   o.directory_ = nullptr;

@@ -1,10 +1,10 @@
 #include "platform/platform.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <atomic>
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -104,8 +104,7 @@ int receive_descriptor(int socket) {
   if (got == 0) throw_errno(ECONNRESET, "shmkit: receiving a descriptor: peer closed the socket");
   int fd = -1;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
       std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
     }
   }
@@ -146,7 +145,8 @@ bool parse_integer(const char*& p, std::int64_t& out) noexcept {
 
 BoottimeOffset compute_boottime_offset() noexcept {
   BoottimeOffset off;
-  struct stat own {}, children {};
+  struct stat own {
+  }, children{};
   if (::stat("/proc/self/ns/time", &own) != 0) {
     // No time namespaces in this kernel (no such link while /proc is there):
     // every reader sees host times.
@@ -165,7 +165,8 @@ BoottimeOffset compute_boottime_offset() noexcept {
   // or by id (CLOCK_BOOTTIME, 7) depending on the kernel.
   for (const char* line = buf; *line != '\0';) {
     const char* p = line;
-    const bool boottime = std::strncmp(p, "boottime", 8) == 0 || (p[0] == '7' && (p[1] == ' ' || p[1] == '\t'));
+    const bool boottime =
+        std::strncmp(p, "boottime", 8) == 0 || (p[0] == '7' && (p[1] == ' ' || p[1] == '\t'));
     const char* nl = std::strchr(line, '\n');
     line = nl != nullptr ? nl + 1 : line + std::strlen(line);
     if (!boottime) continue;
@@ -234,7 +235,8 @@ TaskStat read_task_stat(const char* path) noexcept {
   const BoottimeOffset off = boottime_offset_ticks();
   if (raw != 0 && off.known) {
     const auto shifted = static_cast<std::int64_t>(raw);
-    if (shifted >= off.ticks && shifted - off.ticks > 0) t.start = static_cast<std::uint64_t>(shifted - off.ticks);
+    if (shifted >= off.ticks && shifted - off.ticks > 0)
+      t.start = static_cast<std::uint64_t>(shifted - off.ticks);
   }
   return t;
 }

@@ -64,10 +64,14 @@ inline std::size_t utf8_at(std::string_view s, std::size_t i, char32_t& cp) noex
   }
   std::size_t n = 0;
   char32_t min = 0;
-  if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f, min = 0x80;
-  else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f, min = 0x800;
-  else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07, min = 0x10000;
-  else return 0;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2, cp = c & 0x1f, min = 0x80;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3, cp = c & 0x0f, min = 0x800;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4, cp = c & 0x07, min = 0x10000;
+  else
+    return 0;
   if (s.size() - i < n) return 0;
   for (std::size_t k = 1; k < n; ++k) {
     if ((b(k) & 0xc0) != 0x80) return 0;
@@ -94,9 +98,16 @@ inline std::string printable(std::string_view s) {
       ++i;
       continue;
     }
-    if (cp == '\\') out += "\\\\";
-    else if (hidden(cp)) append_escape(out, cp < 0x80 ? "\\x%02x" : cp < 0x10000 ? "\\u%04x" : "\\U%08x", static_cast<unsigned>(cp));
-    else out.append(s.substr(i, n));
+    if (cp == '\\')
+      out += "\\\\";
+    else if (hidden(cp))
+      append_escape(out,
+                    cp < 0x80      ? "\\x%02x"
+                    : cp < 0x10000 ? "\\u%04x"
+                                   : "\\U%08x",
+                    static_cast<unsigned>(cp));
+    else
+      out.append(s.substr(i, n));
     i += n;
   }
   return out;
@@ -114,10 +125,18 @@ inline std::string json_string(std::string_view s) {
       continue;
     }
     switch (cp) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (!hidden(cp)) {
           out.append(s.substr(i, n));

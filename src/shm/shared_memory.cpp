@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <fcntl.h>
 #include <stdexcept>
-#include <system_error>
 #include <string>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <system_error>
 #include <unistd.h>
 #include <utility>
 
@@ -101,9 +101,8 @@ std::size_t checked_size(const struct stat& st, const SharedMemory::Options& opt
   const auto size = static_cast<std::size_t>(st.st_size);
   if (size == 0) throw std::invalid_argument(what + ": the block is empty (0 bytes)");
   if (size < options.min_size) {
-    throw std::invalid_argument(what + ": the block is " + std::to_string(size) +
-                                " bytes, at least " + std::to_string(options.min_size) +
-                                " required");
+    throw std::invalid_argument(what + ": the block is " + std::to_string(size) + " bytes, at least " +
+                                std::to_string(options.min_size) + " required");
   }
   return size;
 }
@@ -165,8 +164,7 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size) {
   return create(name, size, Options{});
 }
 
-SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
-                                  const Options& options) {
+SharedMemory SharedMemory::create(std::string_view name, std::size_t size, const Options& options) {
   // Tracked: never visible half made, and covered by the tracker from the
   // moment it has a name (create_filled checks the arguments too).
   if (options.track) return create_filled(name, size, options, {});
@@ -187,8 +185,8 @@ SharedMemory SharedMemory::create(std::string_view name, std::size_t size,
   return SharedMemory(std::string(name), guard.release(), inode, data, size, true, false, false, false);
 }
 
-SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size,
-                                         const Options& options, const Fill& fill) {
+SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size, const Options& options,
+                                         const Fill& fill) {
   validate_name(name);
   std::string what = describe("create", name);
   if (size == 0) {
@@ -207,8 +205,7 @@ SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size
   const std::uint64_t inode = prepare_block(fd, mode, size, options, what);
   SHMKIT_FAULT_POINT(create_sized);
   void* data = map_block(fd, size, false, options, what);
-  SharedMemory shm(std::string(name), guard.release(), inode, data, size, true, false, false,
-                   options.track);
+  SharedMemory shm(std::string(name), guard.release(), inode, data, size, true, false, false, options.track);
   if (fill) fill(shm.buf());
   bool new_registration = false;
   if (options.track) {
@@ -217,8 +214,8 @@ SharedMemory SharedMemory::create_filled(std::string_view name, std::size_t size
   }
   // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc path does not.
   const std::string self = "/proc/self/fd/" + std::to_string(shm.fd_);
-  if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, platform::dev_shm_path(name).c_str(),
-               AT_SYMLINK_FOLLOW) != 0) {
+  if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, platform::dev_shm_path(name).c_str(), AT_SYMLINK_FOLLOW) !=
+      0) {
     const int err = errno;
     // Our registration of the unnamed file must not outlive the attempt;
     // one we had of the file under the name (we attached it) stays.
@@ -271,8 +268,8 @@ SharedMemory SharedMemory::attach(std::string_view name, const Options& options)
   const std::size_t size = checked_size(st, options, what);
   void* data = map_block(fd, size, options.read_only, options, what);
   SHMKIT_FAULT_POINT(attach_mapped);
-  SharedMemory shm(std::string(name), guard.release(), static_cast<std::uint64_t>(st.st_ino), data,
-                   size, false, false, options.read_only, options.track);
+  SharedMemory shm(std::string(name), guard.release(), static_cast<std::uint64_t>(st.st_ino), data, size,
+                   false, false, options.read_only, options.track);
   if (options.track) tracker::register_block(name, shm.inode_);  // the file we opened
   return shm;
 }
@@ -297,14 +294,13 @@ SharedMemory SharedMemory::anonymous(std::size_t size, const Options& options) {
   size_block(fd, size, options.reserve, what);
   if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) throw_errno(errno, what + ": F_ADD_SEALS failed");
   void* data = map_block(fd, size, false, options, what);
-  return SharedMemory(std::string(), guard.release(), inode_of(fd, what), data, size, true, true,
-                      false, false);
+  return SharedMemory(std::string(), guard.release(), inode_of(fd, what), data, size, true, true, false,
+                      false);
 }
 
 void SharedMemory::send_fd(int socket) const {
   if (!anonymous_) {
-    throw std::logic_error("shmkit: send_fd: block " + quoted(name_) +
-                           " is named; send its name instead");
+    throw std::logic_error("shmkit: send_fd: block " + quoted(name_) + " is named; send its name instead");
   }
   if (closed()) throw std::logic_error("shmkit: send_fd: the block is closed");
   platform::send_descriptor(socket, fd_);
@@ -324,13 +320,12 @@ SharedMemory SharedMemory::receive_fd(int socket, const Options& options) {
   if (::fstat(fd, &st) != 0) throw_errno(errno, what + ": fstat failed");
   const std::size_t size = checked_size(st, options, what);
   void* data = map_block(fd, size, options.read_only, options, what);
-  return SharedMemory(std::string(), guard.release(), static_cast<std::uint64_t>(st.st_ino), data,
-                      size, false, true, options.read_only, false);
+  return SharedMemory(std::string(), guard.release(), static_cast<std::uint64_t>(st.st_ino), data, size,
+                      false, true, options.read_only, false);
 }
 
-SharedMemory::SharedMemory(std::string name, int fd, std::uint64_t inode, void* data,
-                           std::size_t size, bool created, bool anonymous, bool read_only,
-                           bool tracked) noexcept
+SharedMemory::SharedMemory(std::string name, int fd, std::uint64_t inode, void* data, std::size_t size,
+                           bool created, bool anonymous, bool read_only, bool tracked) noexcept
     : name_(std::move(name)),
       fd_(fd),
       inode_(inode),

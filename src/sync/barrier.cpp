@@ -19,9 +19,8 @@ BarrierResult Barrier::wait_impl(std::chrono::steady_clock::time_point deadline)
   // update is a read-modify-write), so the last arrival of a round acquires
   // every earlier party's writes; it republishes them with (3).
   std::uint32_t t = arrived_.load(std::memory_order_relaxed);
-  while (!arrived_.compare_exchange_weak(
-      t, static_cast<std::uint32_t>((t + std::uint64_t{1}) % n_tickets), std::memory_order_acq_rel,
-      std::memory_order_relaxed)) {
+  while (!arrived_.compare_exchange_weak(t, static_cast<std::uint32_t>((t + std::uint64_t{1}) % n_tickets),
+                                         std::memory_order_acq_rel, std::memory_order_relaxed)) {
   }
   const std::uint64_t round = t / parties_;
   const bool last = t % parties_ == parties_ - 1;
@@ -53,8 +52,7 @@ BarrierResult Barrier::wait_impl(std::chrono::steady_clock::time_point deadline)
     if (futex_wait_slice(state_, v, deadline) == FutexResult::timed_out) {
       // (4) release: break the barrier, unless state_ moved meanwhile (then
       // look again: our round may be over, or the barrier broken).
-      if (state_.compare_exchange_strong(v, v | 1u, std::memory_order_acq_rel,
-                                         std::memory_order_relaxed)) {
+      if (state_.compare_exchange_strong(v, v | 1u, std::memory_order_acq_rel, std::memory_order_relaxed)) {
         futex_wake_all(state_);
         return BarrierResult::timed_out;
       }
@@ -73,8 +71,7 @@ void Barrier::abort() noexcept {
   std::uint32_t s = state_.load(std::memory_order_relaxed);
   // (4) release, as a timeout.
   while (!(s & 1u) &&
-         !state_.compare_exchange_weak(s, s | 1u, std::memory_order_release,
-                                       std::memory_order_relaxed)) {
+         !state_.compare_exchange_weak(s, s | 1u, std::memory_order_release, std::memory_order_relaxed)) {
   }
   futex_wake_all(state_);
 }
@@ -85,8 +82,7 @@ void Barrier::reset() noexcept {
   // The first ticket of the fresh round, then the round: relaxed then (3)
   // release, so an arrival that sees the new round takes a ticket of it
   // (no process waits during reset(): the contract).
-  arrived_.store(static_cast<std::uint32_t>(round * std::uint64_t{parties_}),
-                 std::memory_order_relaxed);
+  arrived_.store(static_cast<std::uint32_t>(round * std::uint64_t{parties_}), std::memory_order_relaxed);
   state_.store(round << 1, std::memory_order_release);
   futex_wake_all(state_);
 }

@@ -28,8 +28,7 @@ int op_with_scope(int op, FutexScope scope) noexcept {
 }
 
 [[noreturn]] void futex_bug(const char* what, int err) noexcept {
-  std::fprintf(stderr, "shmkit: %s failed with errno %d: a bug (bad address or operation)\n",
-               what, err);
+  std::fprintf(stderr, "shmkit: %s failed with errno %d: a bug (bad address or operation)\n", what, err);
   std::abort();
 }
 
@@ -37,14 +36,17 @@ FutexResult wait_impl(const FutexWord& word, std::uint32_t expected, const times
                       FutexScope scope) noexcept {
   // FUTEX_WAIT_BITSET takes an absolute timeout on CLOCK_MONOTONIC (no
   // FUTEX_CLOCK_REALTIME flag), unlike FUTEX_WAIT's relative one.
-  long rc = sys_futex(word, op_with_scope(FUTEX_WAIT_BITSET, scope), expected, abs,
-                      FUTEX_BITSET_MATCH_ANY);
+  long rc = sys_futex(word, op_with_scope(FUTEX_WAIT_BITSET, scope), expected, abs, FUTEX_BITSET_MATCH_ANY);
   if (rc == 0) return FutexResult::woken;
   switch (errno) {
-    case EAGAIN: return FutexResult::value_mismatch;
-    case ETIMEDOUT: return FutexResult::timed_out;
-    case EINTR: return FutexResult::interrupted;
-    default: futex_bug("FUTEX_WAIT_BITSET", errno);
+    case EAGAIN:
+      return FutexResult::value_mismatch;
+    case ETIMEDOUT:
+      return FutexResult::timed_out;
+    case EINTR:
+      return FutexResult::interrupted;
+    default:
+      futex_bug("FUTEX_WAIT_BITSET", errno);
   }
 }
 
@@ -55,8 +57,7 @@ FutexResult futex_wait(const FutexWord& word, std::uint32_t expected, FutexScope
 }
 
 FutexResult futex_wait_until(const FutexWord& word, std::uint32_t expected,
-                             std::chrono::steady_clock::time_point deadline,
-                             FutexScope scope) noexcept {
+                             std::chrono::steady_clock::time_point deadline, FutexScope scope) noexcept {
   if (deadline.time_since_epoch().count() < 0) return FutexResult::timed_out;
   // The saturated "forever" (detail::deadline_after): no timeout at all.
   if (deadline == std::chrono::steady_clock::time_point::max()) {
@@ -67,8 +68,7 @@ FutexResult futex_wait_until(const FutexWord& word, std::uint32_t expected,
 }
 
 int futex_wake(const FutexWord& word, int count, FutexScope scope) noexcept {
-  long rc = sys_futex(word, op_with_scope(FUTEX_WAKE, scope),
-                      static_cast<std::uint32_t>(count), nullptr, 0);
+  long rc = sys_futex(word, op_with_scope(FUTEX_WAKE, scope), static_cast<std::uint32_t>(count), nullptr, 0);
   if (rc < 0) {
     // EFAULT here means the block was unmapped between the releasing store
     // and the wake (allowed by the contract): nobody can be waiting on it.

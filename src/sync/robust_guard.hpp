@@ -25,10 +25,10 @@ class RepairingGuard {
   template <class Repair, class Describe>
   RepairingGuard(RobustMutex& mutex, Repair&& repair, Describe&& describe) : mutex_(mutex) {
     const LockResult r = mutex_.lock();
-    if (r == LockResult::acquired) [[likely]] return;
+    if (r == LockResult::acquired) [[likely]]
+      return;
     if (r != LockResult::owner_died) {
-      throw std::system_error(r == LockResult::deadlock ? EDEADLK : ENOTRECOVERABLE,
-                              std::generic_category(),
+      throw std::system_error(r == LockResult::deadlock ? EDEADLK : ENOTRECOVERABLE, std::generic_category(),
                               std::forward<Describe>(describe)() + ": its lock " + to_string(r));
     }
     try {

@@ -51,30 +51,34 @@ const RobustIdentity& fetch_robust_identity() noexcept {
 }
 void throw_robust_lock_error(const char* name, LockResult r) {
   const bool relock = r == LockResult::deadlock;
-  throw std::system_error(relock ? EDEADLK : ENOTRECOVERABLE, std::generic_category(),
-                          std::string("shmkit: RobustLockable::lock: ") + (name ? name : "RobustMutex") +
-                              ": " + to_string(r) +
-                              (relock ? " (its word names the calling thread as the holder)"
-                                      : " (recreate the mutex)"));
+  throw std::system_error(
+      relock ? EDEADLK : ENOTRECOVERABLE, std::generic_category(),
+      std::string("shmkit: RobustLockable::lock: ") + (name ? name : "RobustMutex") + ": " + to_string(r) +
+          (relock ? " (its word names the calling thread as the holder)" : " (recreate the mutex)"));
 }
 }  // namespace detail
 
 const char* to_string(LockResult r) noexcept {
   switch (r) {
-    case LockResult::acquired: return "acquired";
-    case LockResult::owner_died: return "owner_died";
-    case LockResult::not_recoverable: return "not_recoverable";
-    case LockResult::deadlock: return "deadlock";
-    case LockResult::busy: return "busy";
-    case LockResult::timed_out: return "timed_out";
+    case LockResult::acquired:
+      return "acquired";
+    case LockResult::owner_died:
+      return "owner_died";
+    case LockResult::not_recoverable:
+      return "not_recoverable";
+    case LockResult::deadlock:
+      return "deadlock";
+    case LockResult::busy:
+      return "busy";
+    case LockResult::timed_out:
+      return "timed_out";
   }
   return "?";
 }
 
 // The liveness check. Called only on slow paths (a held lock found by
 // try_lock or by an expiring wait), never on the uncontended path.
-bool RobustMutex::owner_is_dead(const detail::RobustIdentity& me,
-                                std::uint64_t seen) const noexcept {
+bool RobustMutex::owner_is_dead(const detail::RobustIdentity& me, std::uint64_t seen) const noexcept {
   const auto tid = static_cast<std::uint32_t>(seen & kTidMask);
   if (tid == 0 || tid == kNotRecoverable) return false;
   // A thread id of another PID namespace means nothing here: never judge it.
@@ -105,8 +109,7 @@ bool RobustMutex::take_over(const detail::RobustIdentity& me, std::uint64_t seen
   return true;
 }
 
-LockResult RobustMutex::try_lock_held(const detail::RobustIdentity& me,
-                                      std::uint64_t seen) noexcept {
+LockResult RobustMutex::try_lock_held(const detail::RobustIdentity& me, std::uint64_t seen) noexcept {
   for (;;) {
     if ((seen & kLowHalf & ~std::uint64_t{kWaiters}) == kNotRecoverable) {
       return LockResult::not_recoverable;
@@ -131,8 +134,7 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
   constexpr std::uint64_t kOwnerBits = ~std::uint64_t{kWaiters};  // who, not who sleeps
   const detail::RobustIdentity& me = detail::robust_identity();
   std::uint64_t v = word_.load(std::memory_order_relaxed);
-  for (std::uint32_t i = 0, n = detail::spin_iterations(); i < n && v != 0 && (v & kWaiters) == 0;
-       ++i) {
+  for (std::uint32_t i = 0, n = detail::spin_iterations(); i < n && v != 0 && (v & kWaiters) == 0; ++i) {
     detail::cpu_relax();
     v = word_.load(std::memory_order_relaxed);
   }
@@ -168,15 +170,12 @@ LockResult RobustMutex::lock_until(std::chrono::steady_clock::time_point deadlin
       return LockResult::timed_out;
     }
     // No overflow: deadline > now here.
-    const Clock::time_point slice_end =
-        deadline - now > kLostWakeRecheck ? now + kLostWakeRecheck : deadline;
+    const Clock::time_point slice_end = deadline - now > kLostWakeRecheck ? now + kLostWakeRecheck : deadline;
     waited = true;
-    if (futex_wait_until(futex_word(), static_cast<std::uint32_t>(v), slice_end) ==
-            FutexResult::timed_out &&
+    if (futex_wait_until(futex_word(), static_cast<std::uint32_t>(v), slice_end) == FutexResult::timed_out &&
         slice_end < deadline) {
       const std::uint64_t seen = word_.load(std::memory_order_relaxed);
-      if (seen != 0 && ((seen ^ v) & kOwnerBits) == 0 && owner_is_dead(me, seen) &&
-          take_over(me, seen)) {
+      if (seen != 0 && ((seen ^ v) & kOwnerBits) == 0 && owner_is_dead(me, seen) && take_over(me, seen)) {
         return LockResult::owner_died;
       }
     }

@@ -23,16 +23,15 @@ bool Semaphore::acquire_slow(const std::chrono::steady_clock::time_point* deadli
     std::uint32_t c = count_.load(std::memory_order_seq_cst);  // (4)
     while (c > 0) {
       // (1) acquire, pairs with (2) release.
-      if (count_.compare_exchange_weak(c, c - 1, std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
+      if (count_.compare_exchange_weak(c, c - 1, std::memory_order_acquire, std::memory_order_relaxed)) {
         got = true;
         break;
       }
     }
     if (got) break;
     // Bounded sleeps, with a deadline or without: see kLostWakeRecheck.
-    const FutexResult r = futex_wait_slice(
-        count_, 0, deadline ? *deadline : std::chrono::steady_clock::time_point::max());
+    const FutexResult r =
+        futex_wait_slice(count_, 0, deadline ? *deadline : std::chrono::steady_clock::time_point::max());
     if (r == FutexResult::timed_out) {
       got = try_acquire();
       break;
@@ -49,8 +48,7 @@ bool Semaphore::release(std::uint32_t n) noexcept {
     if ((max_ != 0 && (c > max_ || n > max_ - c)) || c > UINT32_MAX - n) return false;
     // (2) release, pairs with (1) acquire; seq_cst for the Dekker pair with
     // (3)/(4) (see acquire_slow).
-    if (count_.compare_exchange_weak(c, c + n, std::memory_order_seq_cst,
-                                     std::memory_order_relaxed)) {
+    if (count_.compare_exchange_weak(c, c + n, std::memory_order_seq_cst, std::memory_order_relaxed)) {
       break;
     }
   }

@@ -55,8 +55,8 @@ void refuse_other_version(const std::string& name) {
   const std::uint64_t found = h.elem_size == 280 && h.param[0] == 0 ? 1 : h.param[0];
   if (found == kRegistryVersion) return;
   throw std::invalid_argument(
-      "shmkit: tracker registry " + platform::quoted(name) + " has layout version " +
-      std::to_string(found) + ", this shmkit needs version " + std::to_string(kRegistryVersion) +
+      "shmkit: tracker registry " + platform::quoted(name) + " has layout version " + std::to_string(found) +
+      ", this shmkit needs version " + std::to_string(kRegistryVersion) +
       " (another shmkit version made it): remove it (shmkit rm " + name +
       ") once no program of that version runs, or set SHMKIT_TRACKER_REGISTRY to another name");
 }
@@ -94,13 +94,12 @@ std::unique_ptr<Registry> open_registry(bool create) {
       // the registry must not leave a half-made one that every later
       // tracker call would refuse.
       const BlockSpec spec = registry_spec();
-      SharedMemory::create_filled(name, typed_region_size(spec), SharedMemory::Options{},
-                                  [&](std::span<std::byte> block) {
-                                    init_typed_region(block, spec, [](std::span<std::byte> prefix,
-                                                                      std::span<std::byte>) {
-                                      ::new (prefix.data()) Control();
-                                    });
-                                  });
+      SharedMemory::create_filled(
+          name, typed_region_size(spec), SharedMemory::Options{}, [&](std::span<std::byte> block) {
+            init_typed_region(block, spec, [](std::span<std::byte> prefix, std::span<std::byte>) {
+              ::new (prefix.data()) Control();
+            });
+          });
     } catch (const std::system_error& e) {
       if (e.code().value() != EEXIST) throw;  // lost a race: attach the winner's
     }
@@ -135,7 +134,8 @@ std::unique_ptr<Registry> registry_from_fd(int fd, const std::string& name) {
   if (::fstat(fd, &st) != 0) platform::throw_errno(errno, what + ": fstat failed");
   if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
     char detail[96];
-    std::snprintf(detail, sizeof detail, ": not a regular file private to this user (mode %06o, owner uid %u)",
+    std::snprintf(detail, sizeof detail,
+                  ": not a regular file private to this user (mode %06o, owner uid %u)",
                   static_cast<unsigned>(st.st_mode), static_cast<unsigned>(st.st_uid));
     throw std::invalid_argument(what + detail);
   }

@@ -29,7 +29,7 @@ namespace shmkit::tracker::detail {
 // a writer died holding the lock: 0 free, 1 being written, 2 in use.
 struct Entry {
   std::uint32_t state;
-  std::uint32_t pid;          // in the registrant's PID namespace
+  std::uint32_t pid;  // in the registrant's PID namespace
   std::uint64_t start_time;
   // The registered file: the sweep unlinks only that very file. kReserved
   // (0, no tmpfs inode) marks a name the registrant is about to create (a
@@ -37,7 +37,7 @@ struct Entry {
   // the registrant's (the manager's fresh names). kNoInode: the name did
   // not exist.
   std::uint64_t inode;
-  std::uint64_t pidns_inode;   // the registrant's /proc/self/ns/pid
+  std::uint64_t pidns_inode;  // the registrant's /proc/self/ns/pid
   std::uint64_t pidns_device;
   // kCreated: the registrant created this file (or reserved the name to
   // create it), or inherited that from its creator (pass_creation); only
@@ -45,8 +45,8 @@ struct Entry {
   // value no shmkit writes) registers use: the block is kept while the
   // registrant lives, never removed for it.
   std::uint32_t role;
-  std::uint32_t unused;        // zero
-  char name[256];              // NUL-terminated
+  std::uint32_t unused;  // zero
+  char name[256];        // NUL-terminated
 };
 static_assert(std::is_standard_layout_v<Entry> && sizeof(Entry) == 304);
 constexpr std::uint32_t kFree = 0, kWriting = 1, kUsed = 2;
@@ -58,8 +58,8 @@ struct Control {
 };
 
 struct Registry {
-  SharedMemory shm;        // a registrant's, by name
-  void* raw = nullptr;     // the watcher's: mapped from the descriptor it was given
+  SharedMemory shm;     // a registrant's, by name
+  void* raw = nullptr;  // the watcher's: mapped from the descriptor it was given
   std::size_t raw_size = 0;
   Control* ctl = nullptr;
   Entry* entries = nullptr;

@@ -18,11 +18,11 @@
 
 #include "platform/platform.hpp"
 #include "platform/printable.hpp"
-#include "tracker/registry.hpp"
-#include "tracker/watcher.hpp"
 #include "shmkit/detail/fault.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/typed_block.hpp"
+#include "tracker/registry.hpp"
+#include "tracker/watcher.hpp"
 
 namespace shmkit::tracker {
 
@@ -53,7 +53,8 @@ std::string watcher_path() {
   }
   throw std::system_error(ENOENT, std::generic_category(),
                           "shmkit: tracker: cannot find the watcher program: SHMKIT_WATCHER is not set, "
-                          "and none of [" + tried + "] is executable");
+                          "and none of [" +
+                              tried + "] is executable");
 }
 
 PidNamespace current_pid_namespace() { return self().ns; }
@@ -139,8 +140,8 @@ void register_block(std::string_view block) {
 
 bool register_created(std::string_view block, std::uint64_t inode) {
   if (inode == kReserved || inode == kNoInode) {
-    throw std::invalid_argument("shmkit: tracker: inode " + std::to_string(inode) +
-                                " of " + platform::quoted(block) + " is not a tmpfs inode");
+    throw std::invalid_argument("shmkit: tracker: inode " + std::to_string(inode) + " of " +
+                                platform::quoted(block) + " is not a tmpfs inode");
   }
   return add(block, inode, true);
 }
@@ -213,4 +214,3 @@ bool task_has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask) n
 }
 
 }  // namespace shmkit::tracker
-

@@ -60,7 +60,8 @@ int registry_descriptor(const Registry& reg) {
            static_cast<std::uint64_t>(st.st_ino) == reg.shm.inode();
   };
   if (same(reg.shm.fd())) return high_dup(reg.shm.fd());
-  const int fd = ::open(platform::dev_shm_path(reg.shm.name()).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  const int fd =
+      ::open(platform::dev_shm_path(reg.shm.name()).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (!same(fd)) {
     if (fd >= 0) ::close(fd);
     throw std::system_error(EBADF, std::generic_category(),
@@ -139,7 +140,8 @@ void start_watcher(const Self& me, Registry& reg) {
   std::string answer;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       ::close(rd);
       platform::throw_errno(ETIMEDOUT, what + ": no answer within 30 s");
@@ -157,9 +159,9 @@ void start_watcher(const Self& me, Registry& reg) {
   ::close(rd);
   if (answer.rfind("ok", 0) != 0) {
     while (!answer.empty() && answer.back() == '\n') answer.pop_back();
-    throw std::system_error(EPROTO, std::generic_category(),
-                            what + (answer.empty() ? std::string(": exited without answering")
-                                                   : ": " + answer));
+    throw std::system_error(
+        EPROTO, std::generic_category(),
+        what + (answer.empty() ? std::string(": exited without answering") : ": " + answer));
   }
 }
 
@@ -237,8 +239,9 @@ int watcher_main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   const Self me = self();
   if (me.ns != ns) {
-    say(kAnswer, "error: the registrant is in another PID namespace than its watcher "
-                 "(did it unshare(CLONE_NEWPID)?)\n");
+    say(kAnswer,
+        "error: the registrant is in another PID namespace than its watcher "
+        "(did it unshare(CLONE_NEWPID)?)\n");
     ::_exit(1);
   }
   int fd = pidfd_open(pid);

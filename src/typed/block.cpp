@@ -53,16 +53,15 @@ TypedRegion views(std::span<std::byte> region, const BlockHeader& copy, BlockKin
                         : got.size != type.size       ? "elem_size"
                         : got.align != type.align     ? "elem_align"
                                                       : "type_hash";
-    bad(what, "holds elements of " + describe_type(got) + ", not " + describe_type(type) + " (" +
-                  field + " differs)");
+    bad(what, "holds elements of " + describe_type(got) + ", not " + describe_type(type) + " (" + field +
+                  " differs)");
   }
   // Offsets are relative to the region; the accessors need absolute
   // alignment (a Heap region is only 64-byte aligned).
   const auto base = reinterpret_cast<std::uintptr_t>(region.data());
   if (base % BlockHeader::kPayloadAlignment != 0 || (base + copy.payload_offset) % type.align != 0) {
     bad(what, "payload at payload_offset " + std::to_string(copy.payload_offset) +
-                  " is not aligned to elem_align " + std::to_string(type.align) +
-                  " in this mapping");
+                  " is not aligned to elem_align " + std::to_string(type.align) + " in this mapping");
   }
   TypedRegion r;
   r.header = copy;
@@ -76,16 +75,26 @@ TypedRegion views(std::span<std::byte> region, const BlockHeader& copy, BlockKin
 
 std::string block_kind_name(std::uint32_t kind) {
   switch (static_cast<BlockKind>(kind)) {
-    case BlockKind::value: return "value";
-    case BlockKind::array: return "array";
-    case BlockKind::heap: return "heap";
-    case BlockKind::spsc_queue: return "spsc_queue";
-    case BlockKind::mpmc_queue: return "mpmc_queue";
-    case BlockKind::seqlock: return "seqlock";
-    case BlockKind::broadcast_ring: return "broadcast_ring";
-    case BlockKind::registry: return "tracker_registry";
-    case BlockKind::sync: return "sync";
-    default: break;
+    case BlockKind::value:
+      return "value";
+    case BlockKind::array:
+      return "array";
+    case BlockKind::heap:
+      return "heap";
+    case BlockKind::spsc_queue:
+      return "spsc_queue";
+    case BlockKind::mpmc_queue:
+      return "mpmc_queue";
+    case BlockKind::seqlock:
+      return "seqlock";
+    case BlockKind::broadcast_ring:
+      return "broadcast_ring";
+    case BlockKind::registry:
+      return "tracker_registry";
+    case BlockKind::sync:
+      return "sync";
+    default:
+      break;
   }
   if (kind >= static_cast<std::uint32_t>(BlockKind::user)) {
     return "user+" + std::to_string(kind - static_cast<std::uint32_t>(BlockKind::user));
@@ -102,8 +111,8 @@ std::uint64_t payload_offset_for(const BlockSpec& spec) noexcept {
 std::uint64_t typed_region_size(const BlockSpec& spec) {
   // An empty payload is allowed (an empty Array: header and prefix only).
   if (spec.payload_size > kMaxPayload) {
-    throw std::invalid_argument("shmkit: typed region payload of " +
-                                std::to_string(spec.payload_size) + " bytes is too large");
+    throw std::invalid_argument("shmkit: typed region payload of " + std::to_string(spec.payload_size) +
+                                " bytes is too large");
   }
   return payload_offset_for(spec) + spec.payload_size;
 }
@@ -128,21 +137,20 @@ void validate_block_header(const BlockHeader& h, std::size_t block_size, std::st
   if (h.elem_size == 0 || h.elem_size % align != 0) {
     bad(what, "elem_size " + std::to_string(h.elem_size) + " is not a positive multiple of elem_align");
   }
-  if (h.payload_offset < BlockHeader::kSize + std::uint64_t{h.prefix_size} ||
-      h.payload_offset % align != 0 || h.payload_offset % BlockHeader::kPayloadAlignment != 0) {
+  if (h.payload_offset < BlockHeader::kSize + std::uint64_t{h.prefix_size} || h.payload_offset % align != 0 ||
+      h.payload_offset % BlockHeader::kPayloadAlignment != 0) {
     bad(what, "payload_offset " + std::to_string(h.payload_offset) + " is misplaced (prefix_size " +
                   std::to_string(h.prefix_size) + " bytes, elem_align " + std::to_string(align) + ")");
   }
   // Overflow-safe: payload_offset <= block_size checked first.
   if (h.payload_offset > block_size || h.payload_size > block_size - h.payload_offset) {
     bad(what, "payload (offset " + std::to_string(h.payload_offset) + ", size " +
-                  std::to_string(h.payload_size) + ") does not fit its " +
-                  std::to_string(block_size) + " bytes");
+                  std::to_string(h.payload_size) + ") does not fit its " + std::to_string(block_size) +
+                  " bytes");
   }
 }
 
-TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec,
-                              const RegionInit& init) {
+TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec, const RegionInit& init) {
   const std::uint64_t offset = payload_offset_for(spec);
   if (region.size() < typed_region_size(spec)) {
     throw std::invalid_argument("shmkit: typed region of " + std::to_string(region.size()) +
@@ -188,8 +196,8 @@ TypedRegion init_typed_region(std::span<std::byte> region, const BlockSpec& spec
   return r;
 }
 
-TypedRegion open_typed_region(std::span<std::byte> region, BlockKind kind,
-                              const TypeFingerprint& type, std::string_view what) {
+TypedRegion open_typed_region(std::span<std::byte> region, BlockKind kind, const TypeFingerprint& type,
+                              std::string_view what) {
   if (region.size() < BlockHeader::kSize) {
     bad(what, "is " + std::to_string(region.size()) + " bytes, smaller than a shmkit header");
   }
@@ -239,8 +247,8 @@ TypedBlock attach_typed_block(std::string_view name, BlockKind kind, const TypeF
   // and the full size is never seen, and it does not go back to 0.)
   SharedMemory::validate_name(name);
   const std::string path = platform::dev_shm_path(name);
-  for (struct stat st {}; ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-                          st.st_size == 0 && std::chrono::steady_clock::now() < deadline;) {
+  for (struct stat st{}; ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
+                         std::chrono::steady_clock::now() < deadline;) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   b.shm = SharedMemory::attach(name, options.shm);

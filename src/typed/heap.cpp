@@ -10,11 +10,11 @@
 #include <system_error>
 #include <unistd.h>
 
-#include "typed/heap_layout.hpp"
 #include "platform/platform.hpp"
-#include "sync/robust_guard.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/typed_block.hpp"
+#include "sync/robust_guard.hpp"
+#include "typed/heap_layout.hpp"
 
 namespace shmkit {
 namespace {
@@ -65,8 +65,8 @@ std::string HeapArena::what() const {
 }
 
 void HeapArena::corrupt(std::uint64_t off, const char* why) const {
-  throw std::runtime_error("shmkit: " + what() + " is corrupt at arena offset " +
-                           std::to_string(off) + ": " + why);
+  throw std::runtime_error("shmkit: " + what() + " is corrupt at arena offset " + std::to_string(off) + ": " +
+                           why);
 }
 
 void HeapArena::bad_handle(const HeapHandle& h, BadHandle why) const {
@@ -90,22 +90,21 @@ void HeapArena::bad_request(std::uint64_t size, std::uint64_t need) const {
                             "shmkit: " + what() + ": cannot allocate " + std::to_string(size) +
                                 " bytes (arena is " + std::to_string(size_) + ")");
   }
-  throw std::system_error(ENOMEM, std::generic_category(),
-                          "shmkit: " + what() + " is full: no free chunk of " +
-                              std::to_string(need) + " bytes");
+  throw std::system_error(
+      ENOMEM, std::generic_category(),
+      "shmkit: " + what() + " is full: no free chunk of " + std::to_string(need) + " bytes");
 }
 
 void HeapArena::generations_exhausted() const {
   throw std::system_error(ENOMEM, std::generic_category(),
-                          "shmkit: " + what() +
-                              " has no fresh generation left (its counter is at 2^64 - 1)");
+                          "shmkit: " + what() + " has no fresh generation left (its counter is at 2^64 - 1)");
 }
 
 // Walks the chain: recomputes the derived counters and, with `merge`, merges
 // adjacent free chunks. Sets rover_seen if `rover` is one of the chunk
 // boundaries met (before merging).
 HeapStats HeapArena::walk_chain(bool merge, std::uint64_t rover, bool& rover_seen,
-                               std::uint64_t& max_generation) const {
+                                std::uint64_t& max_generation) const {
   HeapStats st;
   st.arena_bytes = size_;
   rover_seen = false;
@@ -117,8 +116,8 @@ HeapStats HeapArena::walk_chain(bool merge, std::uint64_t rover, bool& rover_see
     if (w & kChunkAllocated) {
       st.used_bytes += size;
       st.live_objects += 1;
-      max_generation = std::max(
-          max_generation, std::atomic_ref(tag_at(off)->generation).load(std::memory_order_relaxed));
+      max_generation =
+          std::max(max_generation, std::atomic_ref(tag_at(off)->generation).load(std::memory_order_relaxed));
     } else {
       if (merge) size = merge_forward(off, size);
       st.free_chunks += 1;
@@ -152,9 +151,8 @@ void HeapArena::check() const {
   }
   const std::uint64_t last = std::atomic_ref(ctl_->last_generation).load(std::memory_order_relaxed);
   if (last < max_generation) {
-    throw std::runtime_error("shmkit: " + what() + ": the generation counter (" +
-                             std::to_string(last) + ") is behind an allocated chunk's (" +
-                             std::to_string(max_generation) + ")");
+    throw std::runtime_error("shmkit: " + what() + ": the generation counter (" + std::to_string(last) +
+                             ") is behind an allocated chunk's (" + std::to_string(max_generation) + ")");
   }
   if (st.used_bytes != ctl_->used_bytes || st.live_objects != ctl_->live_objects) {
     throw std::runtime_error("shmkit: " + what() + ": counters disagree with the chain (" +
@@ -227,8 +225,7 @@ std::shared_ptr<Heap::State> open_state(SharedMemory shm, const TypedRegion& r, 
                                 std::to_string(r.header.param[0]) + " (param[0]), this shmkit reads " +
                                 std::to_string(detail::kHeapLayoutVersion));
   }
-  return std::make_shared<Heap::State>(std::make_shared<SharedMemory>(std::move(shm)), r,
-                                       std::move(name));
+  return std::make_shared<Heap::State>(std::make_shared<SharedMemory>(std::move(shm)), r, std::move(name));
 }
 
 }  // namespace
@@ -238,9 +235,7 @@ std::string HeapHandle::to_string() const {
 }
 
 HeapHandle HeapHandle::parse(std::string_view text) {
-  auto fail = [&] {
-    throw std::invalid_argument("shmkit: not a heap handle: " + platform::quoted(text));
-  };
+  auto fail = [&] { throw std::invalid_argument("shmkit: not a heap handle: " + platform::quoted(text)); };
   if (!text.starts_with("heap:")) fail();
   text.remove_prefix(5);
   auto last = text.rfind(':');
@@ -298,9 +293,7 @@ void Heap::deallocate(const HeapHandle& handle) {
   s_->arena.free_chunk(handle);
 }
 
-std::span<std::byte> Heap::resolve(const HeapHandle& handle) const {
-  return s_->arena.resolve(handle);
-}
+std::span<std::byte> Heap::resolve(const HeapHandle& handle) const { return s_->arena.resolve(handle); }
 
 HeapStats Heap::stats() const {
   State::Guard g(*s_);

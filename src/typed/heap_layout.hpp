@@ -148,9 +148,7 @@ class HeapArena {
   void recover_owner_death() const;
 
  private:
-  ChunkTag* tag_at(std::uint64_t off) const noexcept {
-    return reinterpret_cast<ChunkTag*>(arena_ + off);
-  }
+  ChunkTag* tag_at(std::uint64_t off) const noexcept { return reinterpret_cast<ChunkTag*>(arena_ + off); }
   std::uint64_t word_at(std::uint64_t off) const noexcept {
     return std::atomic_ref(tag_at(off)->word).load(std::memory_order_relaxed);
   }
@@ -211,7 +209,8 @@ inline std::uint64_t HeapArena::merge_forward(std::uint64_t off, std::uint64_t s
 // The chunk a handle names, validated; returns its size. One load of the
 // word: a concurrent free (resolve takes no lock) is seen before or after.
 inline std::uint64_t HeapArena::live_chunk(const HeapHandle& h) const {
-  if (h.heap != name_) [[unlikely]] bad_handle(h, BadHandle::other_heap);
+  if (h.heap != name_) [[unlikely]]
+    bad_handle(h, BadHandle::other_heap);
   if (h.offset % Heap::kAlignment != 0 || h.offset >= size_ || size_ - h.offset < Heap::kChunkTag)
       [[unlikely]] {
     bad_handle(h, BadHandle::outside);
@@ -220,10 +219,9 @@ inline std::uint64_t HeapArena::live_chunk(const HeapHandle& h) const {
   const std::uint64_t size = w & kChunkSizeMask;
   // Allocated and no stray bits, as the walks require: a tag check() rejects
   // is never accepted here.
-  if ((w & ~kChunkSizeMask) != kChunkAllocated || size < Heap::kChunkTag ||
-      size > size_ - h.offset ||
-      std::atomic_ref(tag_at(h.offset)->generation).load(std::memory_order_relaxed) !=
-          h.generation) [[unlikely]] {
+  if ((w & ~kChunkSizeMask) != kChunkAllocated || size < Heap::kChunkTag || size > size_ - h.offset ||
+      std::atomic_ref(tag_at(h.offset)->generation).load(std::memory_order_relaxed) != h.generation)
+      [[unlikely]] {
     bad_handle(h, BadHandle::not_live);
   }
   return size;
@@ -231,14 +229,15 @@ inline std::uint64_t HeapArena::live_chunk(const HeapHandle& h) const {
 
 inline void HeapArena::free_chunk(const HeapHandle& h) const {
   const std::uint64_t size = live_chunk(h);
-  set_word(h.offset, size);  // one store: now free
+  set_word(h.offset, size);              // one store: now free
   SHMKIT_FAULT_POINT(heap_free_marked);  // counters not yet updated
   ctl_->used_bytes -= std::min(ctl_->used_bytes, size);
   ctl_->live_objects -= std::min<std::uint64_t>(ctl_->live_objects, 1);
 }
 
 inline HeapChunk HeapArena::allocate_chunk(std::uint64_t size, std::uint32_t pid) const {
-  if (size == 0 || size > size_) [[unlikely]] bad_request(size, 0);
+  if (size == 0 || size > size_) [[unlikely]]
+    bad_request(size, 0);
   const std::uint64_t need = (size + Heap::kChunkTag + Heap::kAlignment - 1) & kChunkSizeMask;
   // Checked before anything changes. 2^64 allocations do not happen: only
   // a foreign write gets here, and then no allocation can get a fresh
@@ -246,7 +245,8 @@ inline HeapChunk HeapArena::allocate_chunk(std::uint64_t size, std::uint32_t pid
   // counter is what must never happen).
   const std::uint64_t last_generation =
       std::atomic_ref(ctl_->last_generation).load(std::memory_order_relaxed);
-  if (last_generation == ~std::uint64_t{0}) [[unlikely]] generations_exhausted();
+  if (last_generation == ~std::uint64_t{0}) [[unlikely]]
+    generations_exhausted();
   std::uint64_t rover = ctl_->rover;
   if (rover >= size_ || rover % Heap::kAlignment != 0) rover = 0;  // a hint, never trusted
   // Two passes: [rover, end) then [0, end). The second pass revisits the
@@ -280,7 +280,7 @@ inline HeapChunk HeapArena::allocate_chunk(std::uint64_t size, std::uint32_t pid
           std::atomic_ref(t->generation).store(generation, std::memory_order_relaxed);
           t->owner_pid = pid;
           t->requested = size;
-          set_word(off, take | kChunkAllocated);  // the commit: one 8-byte store
+          set_word(off, take | kChunkAllocated);     // the commit: one 8-byte store
           SHMKIT_FAULT_POINT(heap_alloc_committed);  // counters and rover not yet updated
           ctl_->used_bytes += take;
           ctl_->live_objects += 1;

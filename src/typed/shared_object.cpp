@@ -39,11 +39,10 @@ void check_object(const TypedRegion& r, const ObjectLayout& want, const std::str
   const bool empty_ok = h.kind == static_cast<std::uint32_t>(BlockKind::array);
   if ((h.count == 0 && !empty_ok) || (want.count != 0 && h.count != want.count) ||
       h.count > h.payload_size / elem || h.count * elem != h.payload_size) {
-    refuse(what, "count " + std::to_string(h.count) + ": that many elements of " +
-                     std::to_string(elem) + " bytes do not fill a payload of " +
-                     std::to_string(h.payload_size) + " bytes" +
-                     (want.count != 0 ? " (expected count " + std::to_string(want.count) + ")"
-                                      : std::string()));
+    refuse(what,
+           "count " + std::to_string(h.count) + ": that many elements of " + std::to_string(elem) +
+               " bytes do not fill a payload of " + std::to_string(h.payload_size) + " bytes" +
+               (want.count != 0 ? " (expected count " + std::to_string(want.count) + ")" : std::string()));
   }
   BlockSpec spec;
   spec.type = h.fingerprint();
@@ -58,12 +57,18 @@ void check_object(const TypedRegion& r, const ObjectLayout& want, const std::str
 
 const char* lock_kind_name(std::uint64_t kind) noexcept {
   switch (static_cast<LockKind>(kind)) {
-    case LockKind::none: return "none";
-    case LockKind::mutex: return "Mutex";
-    case LockKind::recursive_mutex: return "RecursiveMutex";
-    case LockKind::robust_mutex: return "RobustMutex";
-    case LockKind::external: return "external";
-    case LockKind::atomic: return "atomic";
+    case LockKind::none:
+      return "none";
+    case LockKind::mutex:
+      return "Mutex";
+    case LockKind::recursive_mutex:
+      return "RecursiveMutex";
+    case LockKind::robust_mutex:
+      return "RobustMutex";
+    case LockKind::external:
+      return "external";
+    case LockKind::atomic:
+      return "atomic";
   }
   return "unknown";
 }
@@ -76,8 +81,7 @@ void throw_owner_died(const std::string& what) {
 
 void throw_lock_failed(const std::string& what, LockResult r) {
   throw std::system_error(r == LockResult::not_recoverable ? ENOTRECOVERABLE : EDEADLK,
-                          std::generic_category(),
-                          "shmkit: " + what + ": lock failed: " + to_string(r));
+                          std::generic_category(), "shmkit: " + what + ": lock failed: " + to_string(r));
 }
 
 std::string ObjectPlace::what(std::string_view noun) const {
@@ -151,9 +155,8 @@ ObjectPlace attach_named_object(std::string_view name, BlockKind kind, const Typ
   return p;
 }
 
-TypedRegion open_object_region(std::span<std::byte> region, BlockKind kind,
-                               const TypeFingerprint& type, const ObjectLayout& layout,
-                               std::string_view what) {
+TypedRegion open_object_region(std::span<std::byte> region, BlockKind kind, const TypeFingerprint& type,
+                               const ObjectLayout& layout, std::string_view what) {
   TypedRegion r = open_typed_region(region, kind, type, what);
   check_object(r, layout, std::string(what));
   return r;

@@ -3,10 +3,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
-#include <unistd.h>
 #include <shmkit/shared_memory.hpp>
 #include <shmkit/tracker.hpp>
+#include <string>
+#include <unistd.h>
 
 int main() {
   auto a = shmkit::SharedMemory::create(4096);

@@ -51,9 +51,9 @@
 #include <new>
 #include <set>
 #include <span>
-#include <utility>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 
 #include "typed/heap_layout.hpp"
 
@@ -79,10 +79,10 @@ constexpr unsigned char kFill = 0xa5;  // 0xa5a5...: stray bits, never a valid t
 
 struct AlignedBuffer {
   explicit AlignedBuffer(std::size_t n)
-      : size(n), p(static_cast<std::byte*>(::operator new(n, std::align_val_t{64}))) {
+      : size(n), p(static_cast<std::byte*>(::operator new (n, std::align_val_t{64}))) {
     std::memset(p, 0, n);
   }
-  ~AlignedBuffer() { ::operator delete(p, std::align_val_t{64}); }
+  ~AlignedBuffer() { ::operator delete (p, std::align_val_t{64}); }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   std::size_t size;
@@ -345,8 +345,8 @@ void Driver::scribble(std::uint8_t mode, std::uint32_t a, std::uint32_t b) {
     }
     default: {
       HeapControl& ctl = heap_.control();
-      std::uint64_t* fields[] = {&ctl.rover, &ctl.used_bytes, &ctl.live_objects,
-                                 &ctl.owner_deaths_recovered, &ctl.last_generation};
+      std::uint64_t* fields[] = {&ctl.rover, &ctl.used_bytes, &ctl.live_objects, &ctl.owner_deaths_recovered,
+                                 &ctl.last_generation};
       *fields[a % 5] = (mode & 4) != 0 ? ~std::uint64_t{b} : b;
       break;
     }
@@ -375,10 +375,17 @@ void Driver::run_op(std::uint8_t kind, std::uint32_t a, std::uint32_t b) {
       case 2: {
         std::uint64_t n = a;
         switch ((kind >> 3) & 3) {
-          case 0: n = a % 512; break;
-          case 1: n = a % (arena_.size() + 128); break;
-          case 2: break;
-          default: n = (std::uint64_t{a} << 32) | b; break;
+          case 0:
+            n = a % 512;
+            break;
+          case 1:
+            n = a % (arena_.size() + 128);
+            break;
+          case 2:
+            break;
+          default:
+            n = (std::uint64_t{a} << 32) | b;
+            break;
         }
         allocate(n);
         break;

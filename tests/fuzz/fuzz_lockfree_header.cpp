@@ -27,8 +27,8 @@ namespace {
 
 struct AlignedBuffer {
   explicit AlignedBuffer(std::size_t n)
-      : size(n), p(static_cast<std::byte*>(::operator new(n, std::align_val_t{4096}))) {}
-  ~AlignedBuffer() { ::operator delete(p, std::align_val_t{4096}); }
+      : size(n), p(static_cast<std::byte*>(::operator new (n, std::align_val_t{4096}))) {}
+  ~AlignedBuffer() { ::operator delete (p, std::align_val_t{4096}); }
   std::size_t size;
   std::byte* p;
 };

@@ -53,14 +53,13 @@ void feed(const proto::Frame& f) {
   if (auto m = proto::decode_reply(f)) exact_roundtrip(f, proto::encode(*m));
   if (auto m = proto::decode_hello(f)) {
     auto again = proto::decode_hello(whole(proto::encode(*m)));
-    check(again && again->magic == m->magic && again->version == m->version &&
-              again->nonce == m->nonce,
+    check(again && again->magic == m->magic && again->version == m->version && again->nonce == m->nonce,
           "hello does not round-trip");
   }
   if (auto m = proto::decode_auth(f)) {
     auto again = proto::decode_auth(whole(proto::encode(*m)));
-    check(again && again->magic == m->magic && again->version == m->version &&
-              again->nonce == m->nonce && again->mac == m->mac,
+    check(again && again->magic == m->magic && again->version == m->version && again->nonce == m->nonce &&
+              again->mac == m->mac,
           "auth does not round-trip");
   }
   if (auto m = proto::decode_auth_ok(f)) exact_roundtrip(f, proto::encode(*m));
@@ -82,7 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(head.total >= proto::kLengthSize + 1 && head.total <= rest.size(),
           "peek_frame: ready frame out of bounds");
     // Each frame in its own exact-size buffer, so ASan sees any overread.
-    const std::vector<std::uint8_t> frame(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(head.total));
+    const std::vector<std::uint8_t> frame(rest.begin(),
+                                          rest.begin() + static_cast<std::ptrdiff_t>(head.total));
     feed(proto::frame_at(frame, frame.size()));
     off += head.total;
   }

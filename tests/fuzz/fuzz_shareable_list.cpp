@@ -56,8 +56,12 @@ void parse_image(const std::uint8_t* data, std::size_t size) {
         // A str that is not UTF-8: the only per-item failure after attach.
       }
     }
-    const Item values[] = {Item(std::int64_t{-5}), Item(2.5), Item(true), Item(shmkit::None),
-                           Item(std::string("abc")), Item(Bytes(std::string("z\0", 2)))};
+    const Item values[] = {Item(std::int64_t{-5}),
+                           Item(2.5),
+                           Item(true),
+                           Item(shmkit::None),
+                           Item(std::string("abc")),
+                           Item(Bytes(std::string("z\0", 2)))};
     const std::size_t n = view.size();
     for (std::size_t i = 0; i < n && i < 8; ++i) {
       for (const Item& v : values) {
@@ -85,8 +89,7 @@ void parse_image(const std::uint8_t* data, std::size_t size) {
         const std::size_t format = data + end + 8 * i;
         const std::size_t code = data + end + 8 * n + i;
         for (std::size_t k = 0; k < image.size(); ++k) {
-          const bool own = (k >= data + lo && k < data + hi) || (k >= format && k < format + 8) ||
-                           k == code;
+          const bool own = (k >= data + lo && k < data + hi) || (k >= format && k < format + 8) || k == code;
           if (!own && image[k] != before[k]) die("an assignment wrote outside its item", i);
         }
       }
@@ -107,8 +110,12 @@ void round_trip(const std::uint8_t* data, std::size_t size) {
   while (pos < size && items.size() < 256) {
     const std::uint8_t tag = data[pos++];
     switch (tag % 6) {
-      case 0: items.emplace_back(shmkit::None); break;
-      case 1: items.emplace_back((tag & 0x80) != 0); break;
+      case 0:
+        items.emplace_back(shmkit::None);
+        break;
+      case 1:
+        items.emplace_back((tag & 0x80) != 0);
+        break;
       case 2: {
         std::int64_t v;
         take(&v, sizeof v);

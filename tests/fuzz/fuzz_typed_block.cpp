@@ -50,7 +50,8 @@ void try_object(std::span<std::byte> region, shmkit::BlockKind kind, const std::
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   // A 64-byte aligned copy, as a mapping would be.
   std::vector<std::byte> buf(size + 64);
-  auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(buf.data()) + 63) & ~std::uintptr_t{63});
+  auto* base =
+      reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(buf.data()) + 63) & ~std::uintptr_t{63});
   std::memcpy(base, data, size);
   std::span<std::byte> region(base, size);
 

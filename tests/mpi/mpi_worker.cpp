@@ -61,8 +61,8 @@ int fail(const char* what) {
   return 3;
 }
 
-#define CHECK(cond) \
-  do { \
+#define CHECK(cond)                                   \
+  do {                                                \
     if (!(cond)) return fail("check failed: " #cond); \
   } while (0)
 
@@ -133,7 +133,8 @@ int exact(int virtual_nodes, std::uint64_t n) {
   partial->fetch_add(mine);
   v.node_barrier();
   CHECK(locked->value() == v.node_size());
-  if (v.node_rank() == v.node_size() - 1) CHECK(ring->pop() == 1000 + static_cast<std::uint64_t>(v.node_index()));
+  if (v.node_rank() == v.node_size() - 1)
+    CHECK(ring->pop() == 1000 + static_cast<std::uint64_t>(v.node_index()));
   std::uint64_t total = 0;
   if (v.is_leader()) {
     std::uint64_t node_total = partial->load();
@@ -252,9 +253,10 @@ int leader_fails(bool squat, int virtual_nodes) {
       others_ok += o == "ok";
     }
   }
-  std::printf("leader failure reached %d rank(s) of node %d identically; %d rank(s) of other nodes ok; "
-              "squatted block %s\n",
-              reached, v.node_count() - 1, others_ok, kept ? "untouched" : "REMOVED");
+  std::printf(
+      "leader failure reached %d rank(s) of node %d identically; %d rank(s) of other nodes ok; "
+      "squatted block %s\n",
+      reached, v.node_count() - 1, others_ok, kept ? "untouched" : "REMOVED");
   return 0;
 }
 
@@ -312,7 +314,9 @@ int main(int argc, char** argv) {
     } else if (what == "ls" && argc > 3) {
       rc = ls(vn, argv[3]);
     } else {
-      std::fprintf(stderr, "usage: mpi_worker exact|kill|abort|squat|enospc|badlabel|ls [virtual_nodes | stderr] [n | shmkit]\n");
+      std::fprintf(stderr,
+                   "usage: mpi_worker exact|kill|abort|squat|enospc|badlabel|ls [virtual_nodes | stderr] [n "
+                   "| shmkit]\n");
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mpi_worker: %s\n", e.what());

@@ -57,7 +57,8 @@ void expect_exact(int np, const std::vector<std::string>& args, const std::strin
   Job job = run_job(np, args, env);
   ASSERT_TRUE(job.result.status.ok()) << report(job);
   EXPECT_NE(job.result.out.find("[" + layout + "]"), std::string::npos) << report(job);
-  EXPECT_NE(job.result.out.find(": OK on " + std::to_string(np) + " ranks"), std::string::npos) << report(job);
+  EXPECT_NE(job.result.out.find(": OK on " + std::to_string(np) + " ranks"), std::string::npos)
+      << report(job);
   // A normal exit unlinks every block at once (the last rank to release it).
   EXPECT_EQ(list_blocks(job.prefix()), std::vector<std::string>{}) << report(job);
 }
@@ -66,9 +67,7 @@ TEST(Mpi, ExactResultOneRank) { expect_exact(1, {"exact", "0"}, "0:0.0/1"); }
 
 TEST(Mpi, ExactResultTwoRanks) { expect_exact(2, {"exact", "0"}, "0:0.0/2 1:0.1/2"); }
 
-TEST(Mpi, ExactResultFourRanksOneNode) {
-  expect_exact(4, {"exact", "0"}, "0:0.0/4 1:0.1/4 2:0.2/4 3:0.3/4");
-}
+TEST(Mpi, ExactResultFourRanksOneNode) { expect_exact(4, {"exact", "0"}, "0:0.0/4 1:0.1/4 2:0.2/4 3:0.3/4"); }
 
 TEST(Mpi, ExactResultFourRanksTwoVirtualNodes) {
   expect_exact(4, {"exact", "2"}, "0:0.0/2 1:0.1/2 2:1.0/2 3:1.1/2");
@@ -125,7 +124,8 @@ void expect_no_registrations(const Job& job) {
     return names;
   };
   EXPECT_TRUE(eventually([&] { return registered().empty(); }, 20s, 50ms))
-      << "still registered: " << testing::PrintToString(registered()) << "\n" << report(job);
+      << "still registered: " << testing::PrintToString(registered()) << "\n"
+      << report(job);
 }
 
 void expect_killed_job_cleaned(const std::vector<std::string>& args) {
@@ -147,9 +147,7 @@ TEST(Mpi, MpiAbortEndsTheJobAndLeavesNoBlock) { expect_killed_job_cleaned({"abor
 // where mpirun often exited first). Here every rank's stderr is a pipe with
 // no reader, so every write fails: with 7 blocks and 4 watchers, a watcher
 // that dies at its first report cannot have removed them all.
-TEST(Mpi, SigkilledRankLeavesNoBlockWhenStderrHasNoReader) {
-  expect_killed_job_cleaned({"kill", "broken"});
-}
+TEST(Mpi, SigkilledRankLeavesNoBlockWhenStderrHasNoReader) { expect_killed_job_cleaned({"kill", "broken"}); }
 
 // ... nor block it, registry lock held, on a reader that never reads (that
 // left every other sweep waiting for the lock): every rank's stderr is this

@@ -32,8 +32,8 @@
 #include <utility>
 #include <vector>
 
-#include "shmkit/lockfree/broadcast_ring.hpp"
 #include "harness.hpp"
+#include "shmkit/lockfree/broadcast_ring.hpp"
 
 namespace shmkit::test {
 namespace {
@@ -116,8 +116,7 @@ int ring_reader(const std::string& state_name, const std::string& ring_name, int
       case BroadcastStatus::lapped:
         if (r.lost == 0 || reader.cursor() != before + r.lost) {
           log.report("reader %d lapped at %llu: lost %llu but the cursor moved to %llu", slot,
-                     static_cast<unsigned long long>(before),
-                     static_cast<unsigned long long>(r.lost),
+                     static_cast<unsigned long long>(before), static_cast<unsigned long long>(r.lost),
                      static_cast<unsigned long long>(reader.cursor()));
           return 3;
         }
@@ -236,16 +235,14 @@ TEST(Storm, BroadcastRingStorm) {
   }
 
   std::ostringstream line;
-  line << "BroadcastRingStorm: " << rounds << " rounds, " << writer_kills + reader_kills
-       << " kills (" << writer_kills << " writer, " << reader_kills << " reader), " << written
-       << " items written; the " << kRingReaders << " readers read " << s.read.load()
-       << " and were told of " << s.lost.load() << " lost in " << s.laps.load() << " laps, "
-       << s.timeouts.load()
+  line << "BroadcastRingStorm: " << rounds << " rounds, " << writer_kills + reader_kills << " kills ("
+       << writer_kills << " writer, " << reader_kills << " reader), " << written << " items written; the "
+       << kRingReaders << " readers read " << s.read.load() << " and were told of " << s.lost.load()
+       << " lost in " << s.laps.load() << " laps, " << s.timeouts.load()
        << " timed reads returned empty; writer killed inside push: " << s.writer_died_writing.load()
-       << " while writing a slot, " << s.writer_died_publishing.load()
-       << " before advancing the index (" << aimed << " kills aimed there); seed " << seed << ", "
-       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()
-       << " ms";
+       << " while writing a slot, " << s.writer_died_publishing.load() << " before advancing the index ("
+       << aimed << " kills aimed there); seed " << seed << ", "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms";
   print_summary(line.str());
   RecordProperty("rounds", rounds);
   RecordProperty("kills", static_cast<int>(writer_kills + reader_kills));

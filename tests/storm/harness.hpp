@@ -179,8 +179,8 @@ constexpr int kMaxCrew = 8;
 // What a storm's children share besides the structure under test (the first
 // member of each storm's state block).
 struct CrewControl {
-  FutexWord phase;                  // even: run; odd: park at the next checkpoint
-  std::atomic<std::uint32_t> stop;  // 1: leave at the next checkpoint, exit 0
+  FutexWord phase;                                // even: run; odd: park at the next checkpoint
+  std::atomic<std::uint32_t> stop;                // 1: leave at the next checkpoint, exit 0
   std::atomic<std::uint32_t> parked[kMaxCrew];    // the odd phase at which the slot's child parked
   std::atomic<std::uint64_t> beats[kMaxCrew];     // checkpoints passed by the slot's child
   std::atomic<std::uint64_t> progress[kMaxCrew];  // its successful operations
@@ -262,9 +262,9 @@ class Crew {
       const ExitStatus st = wait_child(pid, std::chrono::seconds(10));
       pids_[static_cast<std::size_t>(v)] = -1;
       if (st.timed_out || st.exited || st.signal != SIGKILL) {
-        return testing::AssertionFailure() << "slot " << v << " (pid " << pid
-                                           << ") was no longer running when killed: "
-                                           << st.describe() << "; " << c_.log.describe();
+        return testing::AssertionFailure()
+               << "slot " << v << " (pid " << pid << ") was no longer running when killed: " << st.describe()
+               << "; " << c_.log.describe();
       }
     }
     return testing::AssertionSuccess();
@@ -286,13 +286,12 @@ class Crew {
           pids_[static_cast<std::size_t>(s)] = -1;
           return testing::AssertionFailure()
                  << "while waiting for " << what << ": slot " << s << " (pid " << pid
-                 << ") exited on its own (" << describe_wait_status(status) << "); "
-                 << c_.log.describe();
+                 << ") exited on its own (" << describe_wait_status(status) << "); " << c_.log.describe();
         }
       }
       if (Clock::now() >= deadline) {
-        return testing::AssertionFailure() << "no " << what << " within " << timeout.count()
-                                           << " s: a child hung; " << c_.log.describe();
+        return testing::AssertionFailure()
+               << "no " << what << " within " << timeout.count() << " s: a child hung; " << c_.log.describe();
       }
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
@@ -366,9 +365,9 @@ class Crew {
       const ExitStatus st = wait_child(pid, std::chrono::seconds(30));
       pids_[static_cast<std::size_t>(s)] = -1;
       if (!st.ok()) {
-        result = testing::AssertionFailure() << "slot " << s << " (pid " << pid
-                                             << ") did not stop cleanly: " << st.describe()
-                                             << "; " << c_.log.describe();
+        result = testing::AssertionFailure()
+                 << "slot " << s << " (pid " << pid << ") did not stop cleanly: " << st.describe() << "; "
+                 << c_.log.describe();
       }
     }
     return result;
@@ -458,13 +457,13 @@ constexpr int kNightlyRounds = 1000;
 // The "the kill landed in this window" check: required when `required`,
 // else only reported.
 inline void expect_window_hit(const char* storm, const char* window, std::uint64_t hits, bool required,
-                       int rounds) {
+                              int rounds) {
   if (required) {
-    EXPECT_GT(hits, 0u) << storm << ": no kill landed in its window \"" << window << "\" in "
-                        << rounds << " rounds";
+    EXPECT_GT(hits, 0u) << storm << ": no kill landed in its window \"" << window << "\" in " << rounds
+                        << " rounds";
   } else if (hits == 0) {
-    std::printf("[storm] %s: window \"%s\" not hit in %d rounds (required from %d rounds)\n",
-                storm, window, rounds, kNightlyRounds);
+    std::printf("[storm] %s: window \"%s\" not hit in %d rounds (required from %d rounds)\n", storm, window,
+                rounds, kNightlyRounds);
   }
 }
 

@@ -32,8 +32,8 @@
 #include <utility>
 #include <vector>
 
-#include "shmkit/heap.hpp"
 #include "harness.hpp"
+#include "shmkit/heap.hpp"
 
 namespace shmkit::test {
 namespace {
@@ -73,10 +73,14 @@ struct HeapStormState {
 std::uint64_t pattern_word(std::uint64_t offset, std::uint64_t generation, std::uint64_t seed,
                            std::size_t i) {
   switch (i) {
-    case 0: return offset;
-    case 1: return generation;
-    case 2: return seed;
-    default: return mix(seed + i * 0x9e3779b97f4a7c15ull);
+    case 0:
+      return offset;
+    case 1:
+      return generation;
+    case 2:
+      return seed;
+    default:
+      return mix(seed + i * 0x9e3779b97f4a7c15ull);
   }
 }
 
@@ -102,8 +106,7 @@ long check_record(std::span<const std::byte> bytes, const ObjectRecord& rec) {
   return -1;
 }
 
-int heap_worker(const std::string& state_name, const std::string& heap_name, int slot,
-                std::uint64_t seed) {
+int heap_worker(const std::string& state_name, const std::string& heap_name, int slot, std::uint64_t seed) {
   Attached<HeapStormState> block(state_name);
   HeapStormState& s = *block;
   FailureLog& log = s.crew.log;
@@ -129,10 +132,10 @@ int heap_worker(const std::string& state_name, const std::string& heap_name, int
       }
       for (std::size_t i = 0; i < a.bytes.size(); ++i) {
         if (a.bytes[i] != std::byte{0}) {
-          log.report("new object at offset %llu is not zero-filled at byte %zu (0x%02x): "
-                     "overlaps a live object?",
-                     static_cast<unsigned long long>(a.handle.offset), i,
-                     static_cast<unsigned>(a.bytes[i]));
+          log.report(
+              "new object at offset %llu is not zero-filled at byte %zu (0x%02x): "
+              "overlaps a live object?",
+              static_cast<unsigned long long>(a.handle.offset), i, static_cast<unsigned>(a.bytes[i]));
           return 3;
         }
       }
@@ -197,14 +200,14 @@ testing::AssertionResult verify_heap(const Heap& heap, HeapStormState& s, std::u
       try {
         bytes = heap.resolve(h);
       } catch (const std::exception& e) {
-        return testing::AssertionFailure() << "worker " << w << "'s recorded object "
-                                           << h.to_string() << " does not resolve: " << e.what();
+        return testing::AssertionFailure() << "worker " << w << "'s recorded object " << h.to_string()
+                                           << " does not resolve: " << e.what();
       }
       const long bad = check_record(bytes, rec);
       if (bad >= 0) {
-        return testing::AssertionFailure() << "worker " << w << "'s object " << h.to_string()
-                                           << " is corrupted at word " << bad
-                                           << " (overwritten by an overlapping allocation?)";
+        return testing::AssertionFailure()
+               << "worker " << w << "'s object " << h.to_string() << " is corrupted at word " << bad
+               << " (overwritten by an overlapping allocation?)";
       }
       live.push_back({h.offset, h.offset + Heap::kChunkTag + bytes.size(), w});
       recorded_bytes += Heap::kChunkTag + bytes.size();
@@ -215,16 +218,14 @@ testing::AssertionResult verify_heap(const Heap& heap, HeapStormState& s, std::u
   for (std::size_t i = 1; i < live.size(); ++i) {
     if (live[i].begin < live[i - 1].end) {
       return testing::AssertionFailure()
-             << "objects overlap: chunk [" << live[i - 1].begin << ", " << live[i - 1].end
-             << ") of worker " << live[i - 1].slot << " and chunk at " << live[i].begin
-             << " of worker " << live[i].slot;
+             << "objects overlap: chunk [" << live[i - 1].begin << ", " << live[i - 1].end << ") of worker "
+             << live[i - 1].slot << " and chunk at " << live[i].begin << " of worker " << live[i].slot;
     }
   }
   const HeapStats st = heap.stats();
   if (st.live_objects < live.size()) {
     return testing::AssertionFailure() << "stats() counts " << st.live_objects
-                                       << " live objects, fewer than the " << live.size()
-                                       << " recorded";
+                                       << " live objects, fewer than the " << live.size() << " recorded";
   }
   const std::uint64_t leaked = st.live_objects - live.size();
   if (leaked > kills) {
@@ -232,14 +233,14 @@ testing::AssertionResult verify_heap(const Heap& heap, HeapStormState& s, std::u
                                        << "more than one per killed worker (" << kills << " kills)";
   }
   if (st.used_bytes < recorded_bytes || st.used_bytes > st.arena_bytes) {
-    return testing::AssertionFailure() << "stats().used_bytes " << st.used_bytes
-                                       << " is not between the recorded objects' "
-                                       << recorded_bytes << " and the arena's " << st.arena_bytes;
+    return testing::AssertionFailure()
+           << "stats().used_bytes " << st.used_bytes << " is not between the recorded objects' "
+           << recorded_bytes << " and the arena's " << st.arena_bytes;
   }
   if (st.free_chunks > 0 && st.largest_free + Heap::kChunkTag > st.arena_bytes - st.used_bytes) {
-    return testing::AssertionFailure() << "stats().largest_free " << st.largest_free
-                                       << " does not fit in the free bytes "
-                                       << st.arena_bytes - st.used_bytes;
+    return testing::AssertionFailure()
+           << "stats().largest_free " << st.largest_free << " does not fit in the free bytes "
+           << st.arena_bytes - st.used_bytes;
   }
   *leaked_out = leaked;
   return testing::AssertionSuccess();
@@ -326,12 +327,11 @@ TEST(Storm, HeapStorm) {
   EXPECT_NO_THROW(heap.deallocate(heap.allocate(64 * 1024).handle));
 
   std::ostringstream line;
-  line << "HeapStorm: " << rounds << " rounds, " << kills << " kills, "
-       << st.owner_deaths_recovered << " owner-death repairs of the heap lock, "
-       << s.allocations.load() << " allocations, " << s.frees.load() << " frees, " << reclaimed
-       << " objects of dead workers freed by the parent, " << leaked << " leaked, seed " << seed
-       << ", " << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()
-       << " ms";
+  line << "HeapStorm: " << rounds << " rounds, " << kills << " kills, " << st.owner_deaths_recovered
+       << " owner-death repairs of the heap lock, " << s.allocations.load() << " allocations, "
+       << s.frees.load() << " frees, " << reclaimed << " objects of dead workers freed by the parent, "
+       << leaked << " leaked, seed " << seed << ", "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms";
   print_summary(line.str());
   RecordProperty("rounds", rounds);
   RecordProperty("kills", static_cast<int>(kills));

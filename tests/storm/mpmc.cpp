@@ -32,8 +32,8 @@
 #include <utility>
 #include <vector>
 
-#include "shmkit/lockfree/mpmc_queue.hpp"
 #include "harness.hpp"
+#include "shmkit/lockfree/mpmc_queue.hpp"
 
 namespace shmkit::test {
 namespace {
@@ -53,7 +53,8 @@ constexpr std::uint64_t kProbeOrigin = 0xfeed;
 // once, or lost only as the header allows.
 struct MpmcStormState {
   CrewControl crew;
-  std::atomic<std::uint64_t> epoch;  // the queue's name suffix: stays 0 (dead claims are stepped over, the queue is never recreated)
+  std::atomic<std::uint64_t>
+      epoch;  // the queue's name suffix: stays 0 (dead claims are stepped over, the queue is never recreated)
   std::atomic<std::uint64_t> next_seq[kMpmcProducers];   // recorded after each accepted push
   std::atomic<std::uint64_t> quota_end[kMpmcProducers];  // a producer idles at this seq
   std::atomic<std::uint8_t> seen[kMpmcProducers][kWindow];
@@ -93,8 +94,8 @@ int mpmc_producer(const std::string& state_name, const std::string& base, int p)
 }
 
 // One consumer's checks of an item; `last` is its per-producer high mark.
-bool mpmc_accept(MpmcStormState& s, std::array<std::int64_t, kMpmcProducers>& last,
-                 const MpmcItem& it, const char* who) {
+bool mpmc_accept(MpmcStormState& s, std::array<std::int64_t, kMpmcProducers>& last, const MpmcItem& it,
+                 const char* who) {
   FailureLog& log = s.crew.log;
   if (!it.intact() || it.origin >= kMpmcProducers) {
     log.report("%s popped a torn or foreign item (seq %llu, origin %llu)", who,
@@ -103,8 +104,8 @@ bool mpmc_accept(MpmcStormState& s, std::array<std::int64_t, kMpmcProducers>& la
   }
   const std::size_t p = static_cast<std::size_t>(it.origin);
   if (static_cast<std::int64_t>(it.seq) <= last[p]) {
-    log.report("%s popped producer %zu's item %llu after its item %lld: per-producer FIFO broken",
-               who, p, static_cast<unsigned long long>(it.seq), static_cast<long long>(last[p]));
+    log.report("%s popped producer %zu's item %llu after its item %lld: per-producer FIFO broken", who, p,
+               static_cast<unsigned long long>(it.seq), static_cast<long long>(last[p]));
     return false;
   }
   last[p] = static_cast<std::int64_t>(it.seq);
@@ -203,8 +204,8 @@ TEST(Storm, MpmcQueueStorm) {
           while (pushed < kMpmcCapacity && q.try_push(MpmcItem::make(pushed, kProbeOrigin))) ++pushed;
           for (std::uint64_t i = 0; i < pushed; ++i) {
             if (!q.try_pop(it) || it.origin != kProbeOrigin || it.seq != i || !it.intact()) {
-              bad = testing::AssertionFailure() << "probe " << i << " of " << pushed
-                                                << " did not come back in order";
+              bad = testing::AssertionFailure()
+                    << "probe " << i << " of " << pushed << " did not come back in order";
               return true;
             }
           }
@@ -217,8 +218,8 @@ TEST(Storm, MpmcQueueStorm) {
     if (!bad) return bad;
     if (!settled) {
       ++stalls;
-      return testing::AssertionFailure() << "the queue stayed stalled after the kills (size "
-                                         << q.size() << "): a dead claimant was not stepped over";
+      return testing::AssertionFailure() << "the queue stayed stalled after the kills (size " << q.size()
+                                         << "): a dead claimant was not stepped over";
     }
     const MpmcLosses now = q.losses();
     const std::uint64_t skipped = now.producer_claims_skipped - reported.producer_claims_skipped;
@@ -248,8 +249,8 @@ TEST(Storm, MpmcQueueStorm) {
         auto& cell = s.seen[p][seq % kWindow];
         const std::uint8_t n = cell.load();
         if (n > 1) {
-          return testing::AssertionFailure() << "producer " << p << "'s item " << seq
-                                             << " was popped " << int{n} << " times";
+          return testing::AssertionFailure()
+                 << "producer " << p << "'s item " << seq << " was popped " << int{n} << " times";
         }
         if (n == 0 && !(killed && seq == recorded)) ++round_lost;
         if (n == 1 && killed && seq == recorded) ++published_unrecorded;
@@ -257,8 +258,8 @@ TEST(Storm, MpmcQueueStorm) {
       }
       for (std::uint64_t k = 0; k < kWindow; ++k) {
         if (s.seen[p][k].load() != 0) {
-          return testing::AssertionFailure() << "an item of producer " << p << " with seq = " << k
-                                             << " mod " << kWindow << " was popped, but was "
+          return testing::AssertionFailure() << "an item of producer " << p << " with seq = " << k << " mod "
+                                             << kWindow << " was popped, but was "
                                              << "never pushed in this round";
         }
       }
@@ -273,9 +274,8 @@ TEST(Storm, MpmcQueueStorm) {
     lost += round_lost;
     lost_allowed += allowed;
     if (round_lost > allowed) {
-      return testing::AssertionFailure()
-             << round_lost << " items lost in one round, but only " << round_consumer_kills
-             << " consumers were killed";
+      return testing::AssertionFailure() << round_lost << " items lost in one round, but only "
+                                         << round_consumer_kills << " consumers were killed";
     }
     if (released > round_lost + round_producer_kills) {
       return testing::AssertionFailure()
@@ -297,8 +297,7 @@ TEST(Storm, MpmcQueueStorm) {
     const std::uint64_t popped = s.popped.load();
     crew.resume();
     ASSERT_TRUE(crew.await_looped(victims, "first loop by a restarted child"));
-    ASSERT_TRUE(crew.wait_until([&] { return s.popped.load() > popped; },
-                                "item popped after the restart"));
+    ASSERT_TRUE(crew.wait_until([&] { return s.popped.load() > popped; }, "item popped after the restart"));
   }
   ASSERT_TRUE(crew.pause());
   ASSERT_TRUE(settle_round({}));
@@ -307,17 +306,14 @@ TEST(Storm, MpmcQueueStorm) {
   EXPECT_TRUE(q.empty());
 
   std::ostringstream line;
-  line << "MpmcQueueStorm: " << rounds << " rounds, " << producer_kills + consumer_kills
-       << " kills (" << producer_kills << " producer, " << consumer_kills << " consumer), "
-       << s.popped.load() << " items popped, " << lost << " lost (" << lost_allowed
-       << " allowed by the crash semantics), " << skipped_total
-       << " dead producer claims skipped and " << released_total
+  line << "MpmcQueueStorm: " << rounds << " rounds, " << producer_kills + consumer_kills << " kills ("
+       << producer_kills << " producer, " << consumer_kills << " consumer), " << s.popped.load()
+       << " items popped, " << lost << " lost (" << lost_allowed << " allowed by the crash semantics), "
+       << skipped_total << " dead producer claims skipped and " << released_total
        << " dead consumer claims released (reported by the queue), " << published_unrecorded
-       << " items pushed by a producer killed before it recorded them, " << stalls << " stalls, "
-       << probes << " probes, "
-       << s.timeouts.load() << " timed calls returned empty-handed, seed " << seed << ", "
-       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()
-       << " ms";
+       << " items pushed by a producer killed before it recorded them, " << stalls << " stalls, " << probes
+       << " probes, " << s.timeouts.load() << " timed calls returned empty-handed, seed " << seed << ", "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms";
   print_summary(line.str());
   RecordProperty("rounds", rounds);
   RecordProperty("kills", static_cast<int>(producer_kills + consumer_kills));
@@ -335,14 +331,13 @@ TEST(Storm, MpmcQueueStorm) {
   // survivor once its claimant is proven dead (what losses() counts; every
   // claimant here is SIGKILLed, none stopped).
   const bool nightly = rounds >= kNightlyRounds;
-  expect_window_hit("MpmcQueueStorm", "consumer killed with a popped item in hand", lost, nightly,
-                    rounds);
+  expect_window_hit("MpmcQueueStorm", "consumer killed with a popped item in hand", lost, nightly, rounds);
   expect_window_hit("MpmcQueueStorm", "producer killed after its push, before recording it",
                     published_unrecorded, nightly, rounds);
-  expect_window_hit("MpmcQueueStorm", "producer killed between its claim and its publish",
-                    skipped_total, nightly, rounds);
-  expect_window_hit("MpmcQueueStorm", "consumer killed between its claim and its release",
-                    released_total, nightly, rounds);
+  expect_window_hit("MpmcQueueStorm", "producer killed between its claim and its publish", skipped_total,
+                    nightly, rounds);
+  expect_window_hit("MpmcQueueStorm", "consumer killed between its claim and its release", released_total,
+                    nightly, rounds);
 }
 
 }  // namespace

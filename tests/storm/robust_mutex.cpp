@@ -32,8 +32,8 @@
 #include <utility>
 #include <vector>
 
-#include "shmkit/sync/robust_mutex.hpp"
 #include "harness.hpp"
+#include "shmkit/sync/robust_mutex.hpp"
 
 namespace shmkit::test {
 namespace {
@@ -94,8 +94,8 @@ bool repair_after_owner_death(MutexStormState& s, FailureLog& log) {
   // Killed after writing the journal: v + 1 (words partly written), or after
   // committing the version but before clearing the journal: v.
   if (j != v + 1 && j != v) {
-    log.report("journal names version %llu but version is %llu",
-               static_cast<unsigned long long>(j), static_cast<unsigned long long>(v));
+    log.report("journal names version %llu but version is %llu", static_cast<unsigned long long>(j),
+               static_cast<unsigned long long>(v));
     return false;
   }
   bool torn = false;
@@ -140,7 +140,7 @@ LockResult lock_some_way(MutexStormState& s, std::mt19937_64& rng) {
     default:
       for (;;) {
         const LockResult r = s.mutex.try_lock_until(std::chrono::system_clock::now() +
-                                                     std::chrono::microseconds(rng() % 2000));
+                                                    std::chrono::microseconds(rng() % 2000));
         if (r != LockResult::timed_out) return r;
         s.timed_out.fetch_add(1, std::memory_order_relaxed);
       }
@@ -166,10 +166,11 @@ int mutex_worker(const std::string& name, int slot, std::uint64_t seed) {
         return 3;
       }
       if (s.journal.load() != 0 || !words_match(s, s.version.load())) {
-        log.report("acquired normally but the data is torn (version %llu, journal %llu): "
-                   "an owner death went unreported",
-                   static_cast<unsigned long long>(s.version.load()),
-                   static_cast<unsigned long long>(s.journal.load()));
+        log.report(
+            "acquired normally but the data is torn (version %llu, journal %llu): "
+            "an owner death went unreported",
+            static_cast<unsigned long long>(s.version.load()),
+            static_cast<unsigned long long>(s.journal.load()));
         return 4;
       }
     } else {
@@ -196,8 +197,7 @@ int mutex_worker(const std::string& name, int slot, std::uint64_t seed) {
     s.version.store(next, std::memory_order_release);
     s.journal.store(0, std::memory_order_release);
     if (s.holder.load() != me) {
-      log.report("pid %d entered the critical section while this process held the lock",
-                 s.holder.load());
+      log.report("pid %d entered the critical section while this process held the lock", s.holder.load());
       return 8;
     }
     s.holder.store(0);
@@ -218,12 +218,11 @@ int mutex_worker(const std::string& name, int slot, std::uint64_t seed) {
 // no update lost, none invented. Every counted update is in the version; the
 // only uncounted ones belong to killed holders (committed before the count,
 // or rolled forward by the next holder): at most one per kill.
-testing::AssertionResult parent_turn(MutexStormState& s, std::uint64_t kills,
-                                     std::uint64_t* parent_repairs) {
+testing::AssertionResult parent_turn(MutexStormState& s, std::uint64_t kills, std::uint64_t* parent_repairs) {
   const LockResult r = s.mutex.try_lock_for(std::chrono::seconds(10));
   if (!holds_lock(r)) {
-    return testing::AssertionFailure() << "the parent could not lock with every worker parked: "
-                                       << to_string(r);
+    return testing::AssertionFailure()
+           << "the parent could not lock with every worker parked: " << to_string(r);
   }
   if (r == LockResult::owner_died) {
     ++*parent_repairs;
@@ -243,15 +242,14 @@ testing::AssertionResult parent_turn(MutexStormState& s, std::uint64_t kills,
   const std::uint64_t committed = s.committed.load();
   testing::AssertionResult result = testing::AssertionSuccess();
   if (s.journal.load() != 0 || !words_match(s, version)) {
-    result = testing::AssertionFailure() << "the protected data is torn at rest (version "
-                                         << version << ", journal " << s.journal.load() << ")";
+    result = testing::AssertionFailure() << "the protected data is torn at rest (version " << version
+                                         << ", journal " << s.journal.load() << ")";
   } else if (version < committed) {
     result = testing::AssertionFailure() << "version " << version << " < " << committed
                                          << " counted updates: committed updates were lost";
   } else if (version > committed + kills) {
     result = testing::AssertionFailure() << "version " << version << " > " << committed
-                                         << " counted updates + " << kills
-                                         << " kills: updates invented";
+                                         << " counted updates + " << kills << " kills: updates invented";
   }
   if (!s.mutex.unlock()) return testing::AssertionFailure() << "the parent's unlock() failed";
   return result;
@@ -339,12 +337,10 @@ TEST(Storm, RobustMutexStorm) {
   std::ostringstream line;
   line << "RobustMutexStorm: " << rounds << " rounds, " << kills << " kills, " << died
        << " owner-died recoveries (" << parent_repairs << " by the parent; " << torn
-       << " torn updates rolled forward, "
-       << s.journal_rolled.load() << " journal-only, " << s.clean_recovered.load()
-       << " clean), " << committed << " updates, " << s.timed_out.load()
+       << " torn updates rolled forward, " << s.journal_rolled.load() << " journal-only, "
+       << s.clean_recovered.load() << " clean), " << committed << " updates, " << s.timed_out.load()
        << " timed locks returned timed_out, seed " << seed << ", "
-       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()
-       << " ms";
+       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms";
   print_summary(line.str());
   RecordProperty("rounds", rounds);
   RecordProperty("kills", static_cast<int>(kills));

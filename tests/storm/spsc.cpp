@@ -32,8 +32,8 @@
 #include <utility>
 #include <vector>
 
-#include "shmkit/lockfree/spsc_queue.hpp"
 #include "harness.hpp"
+#include "shmkit/lockfree/spsc_queue.hpp"
 
 namespace shmkit::test {
 namespace {
@@ -49,9 +49,9 @@ constexpr int kSpscConsumer = 1;
 // so the consumer checks no loss and no duplicate by seq == position alone.
 struct SpscStormState {
   CrewControl crew;
-  std::atomic<std::uint64_t> pushed;    // producer: positions it saw accepted
-  std::atomic<std::uint64_t> consumed;  // consumer: positions it checked
-  std::atomic<std::uint64_t> producers; // incarnations (the items' origin)
+  std::atomic<std::uint64_t> pushed;               // producer: positions it saw accepted
+  std::atomic<std::uint64_t> consumed;             // consumer: positions it checked
+  std::atomic<std::uint64_t> producers;            // incarnations (the items' origin)
   std::atomic<std::uint64_t> consumed_unrecorded;  // ... consumed without recording (its business)
   // Crash windows hit: restarts that found what the dead one had done past
   // its last record (a consumer: head moved; a producer: items published).
@@ -67,8 +67,7 @@ void record_window(std::mt19937_64& rng) {
   if (rng() % 64 == 0) busy_pause(rng, 2000);
 }
 
-int spsc_producer(const std::string& state_name, const std::string& queue_name,
-                  std::uint64_t seed) {
+int spsc_producer(const std::string& state_name, const std::string& queue_name, std::uint64_t seed) {
   Attached<SpscStormState> block(state_name);
   SpscStormState& s = *block;
   FailureLog& log = s.crew.log;
@@ -129,8 +128,7 @@ bool spsc_check_item(FailureLog& log, const StormItem& it, std::uint64_t positio
   return true;
 }
 
-int spsc_consumer(const std::string& state_name, const std::string& queue_name,
-                  std::uint64_t seed) {
+int spsc_consumer(const std::string& state_name, const std::string& queue_name, std::uint64_t seed) {
   Attached<SpscStormState> block(state_name);
   SpscStormState& s = *block;
   FailureLog& log = s.crew.log;
@@ -205,8 +203,8 @@ TEST(Storm, SpscQueueStorm) {
     const std::uint64_t consumed = s.consumed.load();
     for (int v : victims) crew.start(v);
     ASSERT_TRUE(crew.await_started(victims, "first operation by a restarted side"));
-    ASSERT_TRUE(crew.wait_until([&] { return s.consumed.load() > consumed; },
-                                "item delivered after the restart"));
+    ASSERT_TRUE(
+        crew.wait_until([&] { return s.consumed.load() > consumed; }, "item delivered after the restart"));
   }
   ASSERT_TRUE(crew.stop_all());
   EXPECT_EQ(s.crew.log.count.load(), 0u) << s.crew.log.describe();
@@ -236,9 +234,8 @@ TEST(Storm, SpscQueueStorm) {
   // the other side's index are stale; they must not matter.
   {
     StormItem it;
-    EXPECT_FALSE(q.try_pop(it))
-        << "the creator's handle popped an item from an empty queue (seq " << it.seq
-        << "): its stale cache of tail was trusted";
+    EXPECT_FALSE(q.try_pop(it)) << "the creator's handle popped an item from an empty queue (seq " << it.seq
+                                << "): its stale cache of tail was trusted";
     EXPECT_EQ(q.consumer_index(), q.producer_index()) << "head moved past tail";
     ASSERT_TRUE(q.try_push(StormItem::make(expect, 0)));
     auto other = SpscQueue<StormItem>::attach(queue_name);
@@ -247,15 +244,14 @@ TEST(Storm, SpscQueueStorm) {
   }
 
   std::ostringstream line;
-  line << "SpscQueueStorm: " << rounds << " rounds, " << producer_kills + consumer_kills
-       << " kills (" << producer_kills << " producer, " << consumer_kills << " consumer), "
-       << expect << " items in order, " << s.consumed_unrecorded.load()
+  line << "SpscQueueStorm: " << rounds << " rounds, " << producer_kills + consumer_kills << " kills ("
+       << producer_kills << " producer, " << consumer_kills << " consumer), " << expect << " items in order, "
+       << s.consumed_unrecorded.load()
        << " consumed by a dead consumer before it recorded them; kills after the queue moved, before "
        << "the record: " << s.consumer_died_unrecorded.load() << " consumer, "
        << s.producer_died_unrecorded.load() << " producer; " << s.timeouts.load()
        << " timed calls returned empty-handed, seed " << seed << ", "
-       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()
-       << " ms";
+       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms";
   print_summary(line.str());
   RecordProperty("rounds", rounds);
   RecordProperty("kills", static_cast<int>(producer_kills + consumer_kills));

@@ -29,8 +29,7 @@ void on_alarm(int) {
 
 class Watchdog : public testing::EmptyTestEventListener {
   void OnTestStart(const testing::TestInfo& info) override {
-    std::snprintf(g_current_test, sizeof g_current_test, "%s.%s", info.test_suite_name(),
-                  info.name());
+    std::snprintf(g_current_test, sizeof g_current_test, "%s.%s", info.test_suite_name(), info.name());
     ::alarm(g_timeout_seconds);
   }
   void OnTestEnd(const testing::TestInfo&) override { ::alarm(0); }
@@ -40,7 +39,8 @@ class LeakCheck : public testing::Environment {
  public:
   void TearDown() override {
     // The private tracker registry set up in main() is expected, not a leak.
-    if (const char* reg = std::getenv("SHMKIT_TRACKER_REGISTRY")) ::shm_unlink(("/" + std::string(reg)).c_str());
+    if (const char* reg = std::getenv("SHMKIT_TRACKER_REGISTRY"))
+      ::shm_unlink(("/" + std::string(reg)).c_str());
     auto left = shmkit::test::list_blocks(shmkit::test::name_prefix());
     for (const auto& name : left) {
       ADD_FAILURE() << "test suite left block /dev/shm/" << name << " behind (removed it now)";

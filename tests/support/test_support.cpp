@@ -140,8 +140,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::mil
   std::string* sinks[2] = {&result.out, &result.err};
   int open_fds = 2;
   while (open_fds > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     int n = ::poll(fds, 2, static_cast<int>(left.count()));
     if (n < 0 && errno == EINTR) continue;
@@ -162,8 +162,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::mil
   for (auto& f : fds) {
     if (f.fd >= 0) ::close(f.fd);
   }
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   result.status = wait_child(pid, std::max(left, std::chrono::milliseconds(1)));
   return result;
 }
@@ -181,9 +181,7 @@ std::string peer_path() { return SHMKIT_TEST_PEER; }
 
 std::string to_hex(const void* data, std::size_t n) { return platform::hex(data, n); }
 
-bool block_exists(std::string_view name) {
-  return ::access(platform::dev_shm_path(name).c_str(), F_OK) == 0;
-}
+bool block_exists(std::string_view name) { return ::access(platform::dev_shm_path(name).c_str(), F_OK) == 0; }
 
 pid_t current_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 

@@ -31,7 +31,7 @@ std::string unique_name(std::string_view tag = "");
 std::vector<std::string> list_blocks(std::string_view prefix);
 
 struct ExitStatus {
-  bool exited = false;     // normal exit; `code` is valid
+  bool exited = false;  // normal exit; `code` is valid
   int code = -1;
   int signal = 0;          // killed by this signal
   bool timed_out = false;  // we killed it after the timeout
@@ -53,16 +53,15 @@ struct ProcessResult {
   std::string err;  // stderr
 };
 // fork + execv(argv[0], argv), capturing stdout and stderr.
-ProcessResult run_process(const std::vector<std::string>& argv,
-                          std::chrono::milliseconds timeout = 60s);
+ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60s);
 // The CPython peer: SHMKIT_PYTHON tests/interop/<script> args...
 ProcessResult run_python(std::string_view script, const std::vector<std::string>& args,
                          std::chrono::milliseconds timeout = 60s);
 
 // Paths fixed at configure time.
-std::string python_path();    // the interpreter used as the CPython peer
-std::string interop_dir();    // tests/interop in the source tree
-std::string peer_path();      // the exec'd helper binary (tests/support/peer.cpp)
+std::string python_path();  // the interpreter used as the CPython peer
+std::string interop_dir();  // tests/interop in the source tree
+std::string peer_path();    // the exec'd helper binary (tests/support/peer.cpp)
 
 // Lowercase hex of `bytes` (for messages and python arguments).
 std::string to_hex(const void* data, std::size_t n);
@@ -84,16 +83,14 @@ pid_t current_tid();
 bool asleep_in_futex(pid_t tid, const void* word = nullptr);
 // Polls asleep_in_futex() (every 100 us) until it holds or `timeout`
 // passes; true if it held.
-bool wait_asleep_in_futex(pid_t tid, const void* word = nullptr,
-                          std::chrono::milliseconds timeout = 10s);
+bool wait_asleep_in_futex(pid_t tid, const void* word = nullptr, std::chrono::milliseconds timeout = 10s);
 
 // Polls `pred` until it holds or `timeout` passes; between polls it yields
 // the CPU (pause 0: for events between running processes) or sleeps
 // `pause` (for work done by another process on its own schedule, such as
 // a tracker watcher). True if pred() held.
 template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s,
-                std::chrono::milliseconds pause = 0ms) {
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s, std::chrono::milliseconds pause = 0ms) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;

@@ -39,9 +39,9 @@ enum class Point : std::uint16_t {
   create_sized = 2,       // sized and reserved; not mapped, not named (tracked)
   create_registered = 3,  // tracked: registered with the inode, not yet linked to its name
   create_published = 4,   // create_filled: linked to its name, not yet returned
-  attach_opened = 5,     // descriptor open, not mapped
-  attach_mapped = 6,     // mapped; tracked: not yet registered
-  unlink_removed = 7,    // name removed; registrations not yet dropped
+  attach_opened = 5,      // descriptor open, not mapped
+  attach_mapped = 6,      // mapped; tracked: not yet registered
+  unlink_removed = 7,     // name removed; registrations not yet dropped
   // typed blocks (src/typed/block.cpp)
   typed_initialising = 8,  // header, prefix and payload written; state still "initialising"
   // the tracker's registry (src/tracker/tracker.cpp)

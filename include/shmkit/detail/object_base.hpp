@@ -17,7 +17,8 @@ template <class L>
 void acquire(L& lock, const ObjectPlace& place, const char* noun) {
   if constexpr (std::is_same_v<L, RobustMutex>) {
     const LockResult r = lock.lock();
-    if (r == LockResult::acquired) [[likely]] return;
+    if (r == LockResult::acquired) [[likely]]
+      return;
     if (r == LockResult::owner_died) {
       lock.make_consistent();
       lock.unlock();
@@ -53,11 +54,7 @@ class ObjectBase {
   // The lock (CPython's get_lock()). Taking it and then calling this
   // object's locking accessors in the same thread does not deadlock: the
   // accessors see the lock is held by this thread and do not take it again.
-  LockRef<lock_type>& get_lock() const noexcept
-    requires kHasLock
-  {
-    return *lock_ref_;
-  }
+  LockRef<lock_type>& get_lock() const noexcept requires kHasLock { return *lock_ref_; }
 
   // The block's name ("" for heap and anonymous objects).
   const std::string& name() const noexcept { return place_.name; }
@@ -125,8 +122,7 @@ class ObjectBase {
   }
 
   static BlockSpec spec(std::uint64_t count, std::uint64_t elem_bytes, LockKind kind) {
-    return object_spec(Kind, TypeFingerprint::of<T>(), count, elem_bytes, kind,
-                       lock_size<Lock>());
+    return object_spec(Kind, TypeFingerprint::of<T>(), count, elem_bytes, kind, lock_size<Lock>());
   }
 
   ObjectPlace place_;

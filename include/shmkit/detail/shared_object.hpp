@@ -240,16 +240,16 @@ ObjectPlace attach_heap_object(const Heap& heap, const HeapHandle& handle, Block
 // open_typed_region plus the ObjectLayout checks (what attach_heap_object
 // does with the heap's bytes; the fuzz target drives it). `what` names the
 // object in messages.
-TypedRegion open_object_region(std::span<std::byte> region, BlockKind kind,
-                               const TypeFingerprint& type, const ObjectLayout& layout,
-                               std::string_view what);
+TypedRegion open_object_region(std::span<std::byte> region, BlockKind kind, const TypeFingerprint& type,
+                               const ObjectLayout& layout, std::string_view what);
 
 template <class Policy>
 constexpr std::uint32_t lock_size() {
   if constexpr (LockTraits<Policy>::in_block) {
     using L = typename LockTraits<Policy>::lock_type;
     // The prefix starts at byte 128 of a 64-byte aligned region.
-    static_assert(alignof(L) <= BlockHeader::kPayloadAlignment, "an in-block lock must fit the prefix's alignment");
+    static_assert(alignof(L) <= BlockHeader::kPayloadAlignment,
+                  "an in-block lock must fit the prefix's alignment");
     return sizeof(L);
   } else {
     return 0;

@@ -43,8 +43,7 @@ inline void cpu_relax() noexcept {
 // d in steady_clock ticks, rounded up (a timeout never ends early), clamped
 // to the representable range. NaN counts as zero.
 template <class Rep, class Period>
-std::chrono::steady_clock::duration saturating_ceil(
-    std::chrono::duration<Rep, Period> d) noexcept {
+std::chrono::steady_clock::duration saturating_ceil(std::chrono::duration<Rep, Period> d) noexcept {
   using Ticks = std::chrono::steady_clock::duration;
   // Range check in long double: no overflow (at worst inf), exact enough at
   // the int64 boundary (64-bit mantissa on x86-64, 113 on aarch64).
@@ -65,8 +64,8 @@ std::chrono::steady_clock::duration saturating_ceil(
 }
 
 // a + b, clamped to [time_point{} (the epoch), time_point::max()].
-inline std::chrono::steady_clock::time_point saturating_add(
-    std::chrono::steady_clock::time_point a, std::chrono::steady_clock::duration b) noexcept {
+inline std::chrono::steady_clock::time_point saturating_add(std::chrono::steady_clock::time_point a,
+                                                            std::chrono::steady_clock::duration b) noexcept {
   using TP = std::chrono::steady_clock::time_point;
   std::chrono::steady_clock::rep sum;
   if (__builtin_add_overflow(a.time_since_epoch().count(), b.count(), &sum)) {
@@ -79,8 +78,7 @@ inline std::chrono::steady_clock::time_point saturating_add(
 // point is taken as is (rounded up to ticks); another clock's is converted
 // once, by its distance from that clock's now. Saturating, as above.
 template <class Clock, class Duration>
-std::chrono::steady_clock::time_point to_steady(
-    const std::chrono::time_point<Clock, Duration>& tp) noexcept {
+std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& tp) noexcept {
   using TP = std::chrono::steady_clock::time_point;
   using Ticks = std::chrono::steady_clock::duration;
   if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
@@ -101,13 +99,12 @@ std::chrono::steady_clock::time_point to_steady(
 // means "try once" (a deadline already passed); one beyond steady_clock's
 // range means forever (time_point::max()).
 template <class Rep, class Period>
-std::chrono::steady_clock::time_point deadline_after(
-    std::chrono::steady_clock::time_point from, std::chrono::duration<Rep, Period> d) noexcept {
+std::chrono::steady_clock::time_point deadline_after(std::chrono::steady_clock::time_point from,
+                                                     std::chrono::duration<Rep, Period> d) noexcept {
   return saturating_add(from, saturating_ceil(d));
 }
 template <class Rep, class Period>
-std::chrono::steady_clock::time_point deadline_after(
-    std::chrono::duration<Rep, Period> d) noexcept {
+std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
   return deadline_after(std::chrono::steady_clock::now(), d);
 }
 
@@ -119,8 +116,8 @@ inline timespec to_timespec(std::chrono::steady_clock::time_point tp) noexcept {
   const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
   timespec ts{};
   ts.tv_sec = static_cast<time_t>(secs.count());
-  ts.tv_nsec = static_cast<long>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
+  ts.tv_nsec =
+      static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - secs).count());
   return ts;
 }
 

@@ -53,7 +53,7 @@ namespace shmkit {
 
 struct BroadcastControl {
   alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> write_index;  // items published
-  alignas(lockfree_detail::kFalseSharingRange) lockfree_detail::WaitSlot published;   // readers sleep
+  alignas(lockfree_detail::kFalseSharingRange) lockfree_detail::WaitSlot published;     // readers sleep
 
   BroadcastControl() = default;
   // Lives in a block at a fixed place: copying or moving it means nothing.
@@ -135,8 +135,7 @@ class BroadcastReader {
     BroadcastResult r = try_read(out);
     if (r.status != BroadcastStatus::empty) return r;
     (void)lockfree_detail::wait_until(
-        ctl_->published,
-        [&] { return (r = try_read(out)).status != BroadcastStatus::empty; },
+        ctl_->published, [&] { return (r = try_read(out)).status != BroadcastStatus::empty; },
         lockfree_detail::deadline_after(timeout));
     return r;
   }
@@ -186,10 +185,9 @@ class BroadcastRing {
   static constexpr BlockKind kKind = BlockKind::broadcast_ring;
 
   static BroadcastRing create(std::string_view name, std::uint64_t capacity) {
-    TypedBlock b = create_typed_block(name, region_spec(capacity, name),
-                                      [](std::span<std::byte> prefix, std::span<std::byte> payload) {
-                                        init_region(prefix, payload);
-                                      });
+    TypedBlock b = create_typed_block(
+        name, region_spec(capacity, name),
+        [](std::span<std::byte> prefix, std::span<std::byte> payload) { init_region(prefix, payload); });
     return BroadcastRing(std::move(b));
   }
 
@@ -218,9 +216,9 @@ class BroadcastRing {
   // fields as attach() does.
   static BroadcastRing from_block(TypedBlock block) {
     if (reinterpret_cast<std::uintptr_t>(block.prefix.data()) % alignof(BroadcastControl) != 0) {
-      lockfree_detail::bad_block(block.shm.name().empty() ? "(anonymous)" : block.shm.name(),
-                                 "ring region is not aligned to " + std::to_string(alignof(BroadcastControl)) +
-                                     " bytes");
+      lockfree_detail::bad_block(
+          block.shm.name().empty() ? "(anonymous)" : block.shm.name(),
+          "ring region is not aligned to " + std::to_string(alignof(BroadcastControl)) + " bytes");
     }
     return BroadcastRing(lockfree_detail::adopt_ring<BroadcastControl>(std::move(block), kSlotSize));
   }
@@ -249,9 +247,7 @@ class BroadcastRing {
   }
 
   // Items published so far (the index the next push writes).
-  std::uint64_t write_index() const noexcept {
-    return ctl_->write_index.load(std::memory_order_acquire);
-  }
+  std::uint64_t write_index() const noexcept { return ctl_->write_index.load(std::memory_order_acquire); }
 
   // A reader of the items pushed from now on.
   BroadcastReader<T> reader() const noexcept { return BroadcastReader<T>(ctl_, base_, mask_, write_index()); }

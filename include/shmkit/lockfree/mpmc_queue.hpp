@@ -194,7 +194,7 @@ class MpmcQueue {
   static constexpr std::uint64_t kClaim = std::uint64_t{1} << 63;
   static constexpr std::uint64_t kSkipped = std::uint64_t{1} << 62;
   static constexpr std::uint64_t kByConsumer = std::uint64_t{1} << 62;  // in a claim word
-  static constexpr std::uint64_t kOfSkipped = std::uint64_t{1} << 61;   // a consumer's claim of a skipped slot
+  static constexpr std::uint64_t kOfSkipped = std::uint64_t{1} << 61;  // a consumer's claim of a skipped slot
   static constexpr unsigned kLapShift = 54;
   static constexpr std::uint64_t kLapMask = 0x7f;
   static_assert(lockfree_detail::kClaimantIdMask < (std::uint64_t{1} << kLapShift));
@@ -210,15 +210,13 @@ class MpmcQueue {
   static MpmcQueue create(std::string_view name, std::uint64_t capacity) {
     if (capacity < 2) {
       // p + 1 would mean both "full for p" and "free for p + 1".
-      throw std::invalid_argument("shmkit: cannot create block \"" + std::string(name) +
-                                  "\": capacity " + std::to_string(capacity) +
-                                  " is not a power of two >= 2 (MpmcQueue)");
+      throw std::invalid_argument("shmkit: cannot create block \"" + std::string(name) + "\": capacity " +
+                                  std::to_string(capacity) + " is not a power of two >= 2 (MpmcQueue)");
     }
-    BlockSpec spec =
-        lockfree_detail::ring_spec<T, MpmcControl>(kKind, capacity, sizeof(Slot), name);
+    BlockSpec spec = lockfree_detail::ring_spec<T, MpmcControl>(kKind, capacity, sizeof(Slot), name);
     spec.param[1] = kMpmcLayout;
-    TypedBlock b = create_typed_block(
-        name, spec, [capacity](std::span<std::byte> prefix, std::span<std::byte> payload) {
+    TypedBlock b =
+        create_typed_block(name, spec, [capacity](std::span<std::byte> prefix, std::span<std::byte> payload) {
           new (prefix.data()) MpmcControl();
           auto* slots = reinterpret_cast<Slot*>(payload.data());
           for (std::uint64_t i = 0; i < capacity; ++i) {
@@ -230,7 +228,8 @@ class MpmcQueue {
   }
 
   static MpmcQueue attach(std::string_view name, const AttachOptions& options = AttachOptions()) {
-    return MpmcQueue(checked(lockfree_detail::attach_ring<T, MpmcControl>(name, kKind, sizeof(Slot), options)));
+    return MpmcQueue(
+        checked(lockfree_detail::attach_ring<T, MpmcControl>(name, kKind, sizeof(Slot), options)));
   }
 
   // Adopts a block whose typed header the caller already validated for
@@ -389,8 +388,8 @@ class MpmcQueue {
     Slot& hs = slots_[h & mask_];
     // (7) acquire: pairs with (5).
     const std::uint64_t hw = hs.seq.load(std::memory_order_acquire);
-    if (is_claim(hw) && !by_consumer(hw) && claim_lap(hw) == lap_of(h) && lockfree_detail::claimant_dead(hw) &&
-        ctl_->head.load(std::memory_order_acquire) == h) {
+    if (is_claim(hw) && !by_consumer(hw) && claim_lap(hw) == lap_of(h) &&
+        lockfree_detail::claimant_dead(hw) && ctl_->head.load(std::memory_order_acquire) == h) {
       // A dead producer's claim of h (head still at h, so of h and no
       // other lap). It may have died before moving tail: move it.
       advance(ctl_->tail, h);
@@ -408,8 +407,8 @@ class MpmcQueue {
       const std::uint64_t p = t - capacity();  // the previous lap at tail
       Slot& ts = slots_[p & mask_];
       const std::uint64_t tw = ts.seq.load(std::memory_order_acquire);  // (7)
-      if (is_claim(tw) && by_consumer(tw) && claim_lap(tw) == lap_of(p) && lockfree_detail::claimant_dead(tw) &&
-          ctl_->tail.load(std::memory_order_acquire) == t) {
+      if (is_claim(tw) && by_consumer(tw) && claim_lap(tw) == lap_of(p) &&
+          lockfree_detail::claimant_dead(tw) && ctl_->tail.load(std::memory_order_acquire) == t) {
         // A dead consumer's claim of p. It may have died before moving
         // head: move it, then hand the slot to the next lap.
         advance(ctl_->head, p);
@@ -493,7 +492,8 @@ class MpmcQueue {
     return now;
   }
 
-  bool push_until_opt(const T& value, std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+  bool push_until_opt(const T& value,
+                      std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
     return lockfree_detail::wait_until(
         ctl_->not_full, [&] { return try_push(value); }, deadline, [&] { (void)unblock(); });
   }

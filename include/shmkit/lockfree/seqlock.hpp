@@ -27,9 +27,8 @@
 //     false, read_for() returns nullopt at its deadline, read() sleeps on the
 //     futex (in bounded slices, no spinning) until a new writer attaches
 //     and stores, which repairs the sequence (a repairing writer killed
-//     before its wake costs a sleeping reader one kLostWakeRecheck slice). The last completely written value is gone only
-//     in that case (its words were partly overwritten). Readers dying leave
-//     nothing behind.
+//     before its wake costs a sleeping reader one kLostWakeRecheck slice). The last completely written value
+//     is gone only in that case (its words were partly overwritten). Readers dying leave nothing behind.
 #pragma once
 
 #include <chrono>
@@ -93,7 +92,8 @@ class SeqLockReader {
   T read() noexcept {
     T out{};  // always written below (the untimed wait returns only on success)
     if (try_read(out)) return out;
-    (void)lockfree_detail::wait_until(*changed_, [&] { return try_read(out); }, std::nullopt);
+    (void)lockfree_detail::wait_until(
+        *changed_, [&] { return try_read(out); }, std::nullopt);
     return out;
   }
   std::uint64_t version() const noexcept { return version_; }
@@ -121,10 +121,10 @@ class SeqLock {
   static constexpr BlockKind kKind = BlockKind::seqlock;
 
   static SeqLock create(std::string_view name, const T& initial = T{}) {
-    TypedBlock b = create_typed_block(
-        name, region_spec(), [&initial](std::span<std::byte> prefix, std::span<std::byte> payload) {
-          init_region(prefix, payload, initial);
-        });
+    TypedBlock b = create_typed_block(name, region_spec(),
+                                      [&initial](std::span<std::byte> prefix, std::span<std::byte> payload) {
+                                        init_region(prefix, payload, initial);
+                                      });
     return SeqLock(std::move(b));
   }
 
@@ -163,9 +163,9 @@ class SeqLock {
     const BlockHeader& h = b.header;
     if (h.count != 1 || h.param[0] != kPayload || h.payload_size != kPayload ||
         h.prefix_size < sizeof(SeqLockControl)) {
-      lockfree_detail::bad_block(b.shm.name().empty() ? "(anonymous)" : b.shm.name(),
-                                 "is not a consistent SeqLock of " + std::to_string(sizeof(T)) +
-                                     "-byte values");
+      lockfree_detail::bad_block(
+          b.shm.name().empty() ? "(anonymous)" : b.shm.name(),
+          "is not a consistent SeqLock of " + std::to_string(sizeof(T)) + "-byte values");
     }
     return SeqLock(std::move(b));
   }
@@ -210,15 +210,16 @@ class SeqLock {
   T read() const noexcept {
     T out{};  // always written below (the untimed wait returns only on success)
     if (try_read(out)) return out;
-    (void)lockfree_detail::wait_until(ctl_->changed, [&] { return try_read(out); }, std::nullopt);
+    (void)lockfree_detail::wait_until(
+        ctl_->changed, [&] { return try_read(out); }, std::nullopt);
     return out;
   }
   template <class Rep, class Period>
   std::optional<T> read_for(std::chrono::duration<Rep, Period> timeout) const noexcept {
     T out;
     if (try_read(out)) return out;
-    if (lockfree_detail::wait_until(ctl_->changed, [&] { return try_read(out); },
-                                    lockfree_detail::deadline_after(timeout))) {
+    if (lockfree_detail::wait_until(
+            ctl_->changed, [&] { return try_read(out); }, lockfree_detail::deadline_after(timeout))) {
       return out;
     }
     return std::nullopt;

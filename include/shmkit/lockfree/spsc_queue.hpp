@@ -37,13 +37,12 @@
 //     continues from tail. A producer killed after a mark but before the
 //     tail store leaves tail behind items the consumer can see:
 //     producer_index() counts them, and the next producer's first push steps
-//     tail over them (at most capacity marks read). A consumer killed before its head store leaves head unchanged:
-//     the items it was copying are delivered again to the next consumer
-//     (they had not been consumed); one killed after it has consumed them
-//     (what it did with them is the application's business: record progress
-//     if you need exactly-once processing). Nothing committed is lost or
-//     duplicated by the queue; a survivor's timed waits return false; a
-//     killed sleeper leaves a flag that costs the other side one futex_wake.
+//     tail over them (at most capacity marks read). A consumer killed before its head store leaves head
+//     unchanged: the items it was copying are delivered again to the next consumer (they had not been
+//     consumed); one killed after it has consumed them (what it did with them is the application's business:
+//     record progress if you need exactly-once processing). Nothing committed is lost or duplicated by the
+//     queue; a survivor's timed waits return false; a killed sleeper leaves a flag that costs the other side
+//     one futex_wake.
 //   * Indices and marks in the block are untrusted: forged ones can make the
 //     queue report garbage items or lose items, but never address outside the
 //     payload, and no call loops more than capacity times over them.
@@ -70,9 +69,9 @@ struct SpscControl {
   alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> tail;  // producer writes
   // The process_token() of the producer that stored tail last.
   std::atomic<std::uint64_t> producer;
-  alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> head;  // consumer writes
+  alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> head;      // consumer writes
   alignas(lockfree_detail::kFalseSharingRange) lockfree_detail::WaitSlot not_empty;  // consumer sleeps
-  lockfree_detail::WaitSlot not_full;  // producer sleeps
+  lockfree_detail::WaitSlot not_full;                                                // producer sleeps
 
   SpscControl() = default;
   // Lives in a block at a fixed place: copying or moving it means nothing.
@@ -131,9 +130,9 @@ class SpscQueue {
     lockfree_detail::validate_ring(h, sizeof(T), sizeof(SpscControl), name);
     // validate_ring bounded count by the payload; the marks must fit exactly.
     if (h.prefix_size != prefix_bytes(h.count)) {
-      lockfree_detail::bad_block(name, "prefix of " + std::to_string(h.prefix_size) +
-                                           " bytes, expected " + std::to_string(prefix_bytes(h.count)) +
-                                           " (control and " + std::to_string(h.count) + " marks)");
+      lockfree_detail::bad_block(name, "prefix of " + std::to_string(h.prefix_size) + " bytes, expected " +
+                                           std::to_string(prefix_bytes(h.count)) + " (control and " +
+                                           std::to_string(h.count) + " marks)");
     }
     return SpscQueue(std::move(block));
   }
@@ -206,10 +205,12 @@ class SpscQueue {
   }
 
   void push(const T& value) noexcept {
-    (void)lockfree_detail::wait_until(ctl_->not_full, [&] { return try_push(value); }, std::nullopt);
+    (void)lockfree_detail::wait_until(
+        ctl_->not_full, [&] { return try_push(value); }, std::nullopt);
   }
   [[nodiscard]] bool push_until(const T& value, std::chrono::steady_clock::time_point deadline) noexcept {
-    return lockfree_detail::wait_until(ctl_->not_full, [&] { return try_push(value); }, deadline);
+    return lockfree_detail::wait_until(
+        ctl_->not_full, [&] { return try_push(value); }, deadline);
   }
   template <class Rep, class Period>
   [[nodiscard]] bool push_for(const T& value, std::chrono::duration<Rep, Period> timeout) noexcept {
@@ -268,11 +269,13 @@ class SpscQueue {
 
   T pop() noexcept {
     T out{};  // always written below (the untimed wait returns only on success)
-    (void)lockfree_detail::wait_until(ctl_->not_empty, [&] { return try_pop(out); }, std::nullopt);
+    (void)lockfree_detail::wait_until(
+        ctl_->not_empty, [&] { return try_pop(out); }, std::nullopt);
     return out;
   }
   [[nodiscard]] bool pop_until(T& out, std::chrono::steady_clock::time_point deadline) noexcept {
-    return lockfree_detail::wait_until(ctl_->not_empty, [&] { return try_pop(out); }, deadline);
+    return lockfree_detail::wait_until(
+        ctl_->not_empty, [&] { return try_pop(out); }, deadline);
   }
   template <class Rep, class Period>
   [[nodiscard]] bool pop_for(T& out, std::chrono::duration<Rep, Period> timeout) noexcept {
@@ -282,8 +285,7 @@ class SpscQueue {
   [[nodiscard]] std::size_t pop_for(std::span<T> out, std::chrono::nanoseconds timeout) noexcept {
     std::size_t n = 0;
     (void)lockfree_detail::wait_until(
-        ctl_->not_empty, [&] { return (n = try_pop(out)) != 0; },
-        lockfree_detail::deadline_after(timeout));
+        ctl_->not_empty, [&] { return (n = try_pop(out)) != 0; }, lockfree_detail::deadline_after(timeout));
     return n;
   }
 
@@ -363,7 +365,8 @@ class SpscQueue {
   std::uint64_t producer_start() noexcept {
     std::uint64_t t = ctl_->tail.load(std::memory_order_relaxed);
     const std::uint64_t me = lockfree_detail::process_token();
-    if (t == next_ && ctl_->producer.load(std::memory_order_relaxed) == me) [[likely]] return t;
+    if (t == next_ && ctl_->producer.load(std::memory_order_relaxed) == me) [[likely]]
+      return t;
     t = producer_index();
     ctl_->producer.store(me, std::memory_order_relaxed);
     ctl_->tail.store(t, std::memory_order_release);

@@ -79,8 +79,8 @@ class Condition {
   }
 
   template <class Lock, class Clock, class Duration>
-  bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline) noexcept(
-      noexcept(lock.lock())) {
+  bool wait_until(Lock& lock,
+                  const std::chrono::time_point<Clock, Duration>& deadline) noexcept(noexcept(lock.lock())) {
     const std::uint32_t s = enter();
     lock.unlock();
     const bool notified = sleep_while(s, detail::to_steady(deadline));
@@ -90,15 +90,14 @@ class Condition {
   }
 
   template <class Lock, class Rep, class Period>
-  bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout) noexcept(
-      noexcept(lock.lock())) {
+  bool wait_for(Lock& lock,
+                const std::chrono::duration<Rep, Period>& timeout) noexcept(noexcept(lock.lock())) {
     return wait_until(lock, detail::deadline_after(timeout));
   }
 
   // Returns pred() at the end, as CPython's wait_for(predicate, timeout).
   template <class Lock, class Clock, class Duration, class Predicate>
-  bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline,
-                  Predicate pred) {
+  bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& deadline, Predicate pred) {
     static_assert(!std::is_same_v<Lock, RobustMutex>,
                   "a predicate wait would drop owner_died: use RobustLockable");
     const auto d = detail::to_steady(deadline);
@@ -133,8 +132,8 @@ class Condition {
   }
 
   template <class Rep, class Period>
-  [[nodiscard]] RobustWaitResult wait_for(
-      RobustMutex& mutex, const std::chrono::duration<Rep, Period>& timeout) noexcept {
+  [[nodiscard]] RobustWaitResult wait_for(RobustMutex& mutex,
+                                          const std::chrono::duration<Rep, Period>& timeout) noexcept {
     return wait_until(mutex, detail::deadline_after(timeout));
   }
 
@@ -171,8 +170,7 @@ class Condition {
   // FUTEX_WAKE went to a waiter killed before it returned bumped seq_ but
   // woke nobody else; the next slice sees the new sequence. False if
   // `deadline` passed first.
-  bool sleep_while(std::uint32_t s,
-                   std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+  bool sleep_while(std::uint32_t s, std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
     for (;;) {
       // (5) acquire: pairs with the release part of (1).
       if (seq_.load(std::memory_order_acquire) != s) return true;

@@ -80,15 +80,13 @@ class Event {
     for (;;) {
       std::uint32_t v = word_.load(std::memory_order_acquire);  // (2) acquire, pairs with (1)
       if (v == kSet) return true;
-      if (v == kClear &&
-          !word_.compare_exchange_strong(v, kClearWaiters, std::memory_order_relaxed)) {
+      if (v == kClear && !word_.compare_exchange_strong(v, kClearWaiters, std::memory_order_relaxed)) {
         continue;  // it changed under us: look again
       }
       // Bounded sleeps (a setter killed between its store and its wake must
       // not strand us), up to the deadline or forever.
-      const FutexResult r =
-          futex_wait_slice(word_, kClearWaiters,
-                           deadline ? *deadline : std::chrono::steady_clock::time_point::max());
+      const FutexResult r = futex_wait_slice(
+          word_, kClearWaiters, deadline ? *deadline : std::chrono::steady_clock::time_point::max());
       if (r == FutexResult::timed_out) return is_set();
     }
   }

@@ -31,8 +31,8 @@ static_assert(sizeof(FutexWord) == 4, "futex words are exactly 4 bytes");
 static_assert(FutexWord::is_always_lock_free, "a futex word must be lock-free");
 
 enum class FutexScope : std::uint8_t {
-  shared,            // any process mapping the word (no FUTEX_PRIVATE_FLAG)
-  process_private,   // this process only (FUTEX_PRIVATE_FLAG)
+  shared,           // any process mapping the word (no FUTEX_PRIVATE_FLAG)
+  process_private,  // this process only (FUTEX_PRIVATE_FLAG)
 };
 
 enum class FutexResult : std::uint8_t {
@@ -73,8 +73,7 @@ inline FutexResult futex_wait_slice(const FutexWord& word, std::uint32_t expecte
   if (now >= deadline) return FutexResult::timed_out;
   // deadline > now here, so deadline - now cannot overflow.
   const bool last = deadline - now <= kLostWakeRecheck;
-  const FutexResult r =
-      futex_wait_until(word, expected, last ? deadline : now + kLostWakeRecheck, scope);
+  const FutexResult r = futex_wait_until(word, expected, last ? deadline : now + kLostWakeRecheck, scope);
   return (r == FutexResult::timed_out && !last) ? FutexResult::woken : r;
 }
 
@@ -89,8 +88,7 @@ FutexResult futex_wait_for(const FutexWord& word, std::uint32_t expected,
 // Wakes up to `count` waiters on `word` (count >= 1); returns how many woke.
 // Only the word's address is used: it is safe to call after the releasing
 // store even if the word's block may be unmapped by another thread meanwhile.
-int futex_wake(const FutexWord& word, int count = 1,
-               FutexScope scope = FutexScope::shared) noexcept;
+int futex_wake(const FutexWord& word, int count = 1, FutexScope scope = FutexScope::shared) noexcept;
 // Wakes every waiter on `word`.
 int futex_wake_all(const FutexWord& word, FutexScope scope = FutexScope::shared) noexcept;
 

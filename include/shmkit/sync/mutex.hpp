@@ -89,8 +89,7 @@ class Mutex {
   }
 
   template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_until(
-      const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
     return try_lock() || lock_until(detail::to_steady(deadline));
   }
 
@@ -103,9 +102,7 @@ class Mutex {
   }
 
   // Diagnostics only (racy by nature): true if the word says locked.
-  bool is_locked() const noexcept {
-    return word_.load(std::memory_order_relaxed) != kFree;
-  }
+  bool is_locked() const noexcept { return word_.load(std::memory_order_relaxed) != kFree; }
 
   // The futex word, for building other primitives (Condition uses none).
   const FutexWord& native_handle() const noexcept { return word_; }
@@ -118,8 +115,7 @@ class Mutex {
       std::uint32_t v = word_.load(std::memory_order_relaxed);
       if (v == kFree) {
         // (2) acquire, pairs with (3) release.
-        if (word_.compare_exchange_weak(v, kLocked, std::memory_order_acquire,
-                                        std::memory_order_relaxed)) {
+        if (word_.compare_exchange_weak(v, kLocked, std::memory_order_acquire, std::memory_order_relaxed)) {
           return true;
         }
       } else if (v == kContended) {

@@ -83,8 +83,7 @@ class RecursiveMutex {
   }
 
   template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_until(
-      const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
     const std::uint32_t me = detail::current_thread_id();
     if (owner_.load(std::memory_order_relaxed) == me) {
       ++count_;

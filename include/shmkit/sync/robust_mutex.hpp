@@ -168,7 +168,8 @@ class RobustMutex {
 
   [[nodiscard]] LockResult lock() noexcept {
     std::uint64_t seen = 0;
-    if (try_take(detail::robust_identity(), seen)) [[likely]] return LockResult::acquired;
+    if (try_take(detail::robust_identity(), seen)) [[likely]]
+      return LockResult::acquired;
     return lock_until(std::chrono::steady_clock::time_point::max());
   }
 
@@ -177,7 +178,8 @@ class RobustMutex {
   [[nodiscard]] LockResult try_lock() noexcept {
     const detail::RobustIdentity& me = detail::robust_identity();
     std::uint64_t seen = 0;
-    if (try_take(me, seen)) [[likely]] return LockResult::acquired;
+    if (try_take(me, seen)) [[likely]]
+      return LockResult::acquired;
     return try_lock_held(me, seen);
   }
 
@@ -187,8 +189,7 @@ class RobustMutex {
   }
 
   template <class Clock, class Duration>
-  [[nodiscard]] LockResult try_lock_until(
-      const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
+  [[nodiscard]] LockResult try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
     return lock_until(detail::to_steady(deadline));
   }
 
@@ -208,8 +209,8 @@ class RobustMutex {
     if (!is_mine(v, detail::robust_identity()) || (v & kLowHalf) == kNotRecoverable) return false;
     // (2) release, pairs with (1)/(3) acquire. After this exchange the word
     // belongs to the next holder: only its address is used below.
-    const std::uint64_t old = word_.exchange((v & kOwnerDied) ? kNotRecoverable : 0,
-                                             std::memory_order_release);
+    const std::uint64_t old =
+        word_.exchange((v & kOwnerDied) ? kNotRecoverable : 0, std::memory_order_release);
     if (old & kOwnerDied) {
       futex_wake_all(futex_word());  // everyone is told not_recoverable
     } else if (old & kWaiters) {
@@ -304,7 +305,8 @@ class RobustLockable {
 
   void lock() {
     const LockResult r = mutex_->lock();
-    if (r == LockResult::acquired) [[likely]] return;
+    if (r == LockResult::acquired) [[likely]]
+      return;
     if (r == LockResult::owner_died) {
       repair_(*mutex_);
       return;

@@ -48,8 +48,7 @@ class Semaphore {
     while (c > 0) {
       // (1) acquire, pairs with (2) release: what the releaser did before
       // release() happens-before what we do after acquiring.
-      if (count_.compare_exchange_weak(c, c - 1, std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
+      if (count_.compare_exchange_weak(c, c - 1, std::memory_order_acquire, std::memory_order_relaxed)) {
         return true;
       }
     }
@@ -69,8 +68,7 @@ class Semaphore {
   }
 
   template <class Clock, class Duration>
-  [[nodiscard]] bool try_acquire_until(
-      const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
+  [[nodiscard]] bool try_acquire_until(const std::chrono::time_point<Clock, Duration>& deadline) noexcept {
     if (try_acquire()) return true;
     const auto d = detail::to_steady(deadline);
     return acquire_slow(&d);

@@ -6,11 +6,10 @@
 //     shared futex: the locks (Mutex, RobustMutex, Semaphore) at most
 //     spin_policy().iterations rounds of one cpu_relax() and one load; the
 //     queues' and rings' waits (an item is usually a few hundred ns away)
-//     kWaitSpinFactor times longer, wait_iterations rounds of an attempt. The budget is time, not a count: a PAUSE costs ~10-50
-//     cycles on AMD Zen and ~140 on Intel since Skylake (Intel's optimisation
-//     manual), so a count tuned on one vendor spins 3-8x longer in time on the
-//     other (MariaDB calibrates its spins with the TSC for the same reason,
-//     MDEV-19845; .NET measures PAUSE at start-up).
+//     kWaitSpinFactor times longer, wait_iterations rounds of an attempt. The budget is time, not a count: a
+//     PAUSE costs ~10-50 cycles on AMD Zen and ~140 on Intel since Skylake (Intel's optimisation manual), so
+//     a count tuned on one vendor spins 3-8x longer in time on the other (MariaDB calibrates its spins with
+//     the TSC for the same reason, MDEV-19845; .NET measures PAUSE at start-up).
 //   * Calibration: at the first call, min over 5 runs of the time taken by 256
 //     cpu_relax() calls (steady_clock), so about 5-100 us once per process.
 //     iterations = budget_ns / ns_per_relax, clamped to [1, 100000], and
@@ -37,11 +36,11 @@ inline constexpr std::uint32_t kDefaultSpinNs = 180;
 inline constexpr std::uint32_t kWaitSpinFactor = 100;
 
 struct SpinPolicy {
-  double ns_per_relax;       // measured cost of one cpu_relax()
-  std::uint32_t budget_ns;   // the spin budget in time
-  std::uint32_t iterations;  // budget_ns / ns_per_relax, clamped (0 if budget 0)
+  double ns_per_relax;            // measured cost of one cpu_relax()
+  std::uint32_t budget_ns;        // the spin budget in time
+  std::uint32_t iterations;       // budget_ns / ns_per_relax, clamped (0 if budget 0)
   std::uint32_t wait_iterations;  // the same for kWaitSpinFactor * budget_ns
-  bool from_environment;     // SHMKIT_SPIN_NS set the budget
+  bool from_environment;          // SHMKIT_SPIN_NS set the budget
 };
 
 // The calibrated policy of this process (computed at the first call).

@@ -40,12 +40,30 @@ namespace shmkit {
 // The stable names of the primitives that may stand alone.
 template <class P>
 struct SyncName;
-template <> struct SyncName<Mutex> { static constexpr std::string_view value = "shmkit::Mutex"; };
-template <> struct SyncName<RecursiveMutex> { static constexpr std::string_view value = "shmkit::RecursiveMutex"; };
-template <> struct SyncName<RobustMutex> { static constexpr std::string_view value = "shmkit::RobustMutex"; };
-template <> struct SyncName<Semaphore> { static constexpr std::string_view value = "shmkit::Semaphore"; };
-template <> struct SyncName<Event> { static constexpr std::string_view value = "shmkit::Event"; };
-template <> struct SyncName<Condition> { static constexpr std::string_view value = "shmkit::Condition"; };
+template <>
+struct SyncName<Mutex> {
+  static constexpr std::string_view value = "shmkit::Mutex";
+};
+template <>
+struct SyncName<RecursiveMutex> {
+  static constexpr std::string_view value = "shmkit::RecursiveMutex";
+};
+template <>
+struct SyncName<RobustMutex> {
+  static constexpr std::string_view value = "shmkit::RobustMutex";
+};
+template <>
+struct SyncName<Semaphore> {
+  static constexpr std::string_view value = "shmkit::Semaphore";
+};
+template <>
+struct SyncName<Event> {
+  static constexpr std::string_view value = "shmkit::Event";
+};
+template <>
+struct SyncName<Condition> {
+  static constexpr std::string_view value = "shmkit::Condition";
+};
 
 template <class P>
 constexpr TypeFingerprint sync_fingerprint() noexcept {
@@ -62,8 +80,7 @@ class StandaloneSync {
  public:
   // A new block `name` (a random psm_ name if empty) holding P(args...).
   template <class... Args>
-  static StandaloneSync create(std::string_view name, const SharedMemory::Options& options,
-                               Args&&... args) {
+  static StandaloneSync create(std::string_view name, const SharedMemory::Options& options, Args&&... args) {
     BlockSpec spec;
     spec.kind = BlockKind::sync;
     spec.type = sync_fingerprint<P>();

@@ -33,7 +33,8 @@ inline int parse_block_timeout(PyObject* const* args, Py_ssize_t nargs, PyObject
   PyObject* t = nullptr;
   const Py_ssize_t most = first + (has_block ? 2 : 1);
   if (nargs > most) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)", fname, most, nargs);
+    PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)", fname, most,
+                 nargs);
     return -1;
   }
   if (nargs < first) {
@@ -52,8 +53,9 @@ inline int parse_block_timeout(PyObject* const* args, Py_ssize_t nargs, PyObject
     for (Py_ssize_t i = 0; i < nk; ++i) {
       PyObject* key = PyTuple_GET_ITEM(kwnames, i);
       PyObject** slot = nullptr;
-      if (has_block && (PyUnicode_CompareWithASCIIString(key, "block") == 0 ||
-                        (policy == Timeouts::clamp && PyUnicode_CompareWithASCIIString(key, "blocking") == 0))) {
+      if (has_block &&
+          (PyUnicode_CompareWithASCIIString(key, "block") == 0 ||
+           (policy == Timeouts::clamp && PyUnicode_CompareWithASCIIString(key, "blocking") == 0))) {
         slot = &b;
       } else if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
         slot = &t;

@@ -46,7 +46,8 @@ PyObject* exports_getter(PyObject* o, void*) {
 
 template <class T, Exports T::*Member>
 constexpr PyGetSetDef exports_getset() {
-  return {"_exports", exports_getter<T, Member>, nullptr, "Buffer exports of this object now alive.", nullptr};
+  return {"_exports", exports_getter<T, Member>, nullptr, "Buffer exports of this object now alive.",
+          nullptr};
 }
 
 }  // namespace shmkit::python

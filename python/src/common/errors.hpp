@@ -26,10 +26,10 @@ inline void translate_exception() noexcept {
   try {
     throw;
   } catch (const std::system_error& e) {
-    const int code = e.code().category() == std::generic_category() ||
-                             e.code().category() == std::system_category()
-                         ? e.code().value()
-                         : 0;
+    const int code =
+        e.code().category() == std::generic_category() || e.code().category() == std::system_category()
+            ? e.code().value()
+            : 0;
     // OSError(errno, message) picks the subclass (FileNotFoundError, ...).
     PyObject* exc = PyObject_CallFunction(PyExc_OSError, "is", code, e.what());
     if (exc != nullptr) {

@@ -28,8 +28,7 @@ auto without_gil(F&& fn) {
   std::exception_ptr error;
   using R = decltype(fn());
   std::optional<std::conditional_t<std::is_void_v<R>, int, R>> result;
-  Py_BEGIN_ALLOW_THREADS
-  try {
+  Py_BEGIN_ALLOW_THREADS try {
     if constexpr (std::is_void_v<R>) {
       fn();
       result.emplace(0);
@@ -39,8 +38,7 @@ auto without_gil(F&& fn) {
   } catch (...) {
     error = std::current_exception();
   }
-  Py_END_ALLOW_THREADS
-  if (error) std::rethrow_exception(error);
+  Py_END_ALLOW_THREADS if (error) std::rethrow_exception(error);
   if constexpr (!std::is_void_v<R>) return std::move(*result);
 }
 

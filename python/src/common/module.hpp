@@ -25,9 +25,7 @@
 #else
 #define SHMKIT_MOD_INTERP_SLOT
 #endif
-#define SHMKIT_MODULE_SLOTS(exec)                                                  \
-  {                                                                                \
-    {Py_mod_exec, reinterpret_cast<void*>(exec)}, SHMKIT_MOD_GIL_SLOT SHMKIT_MOD_INTERP_SLOT { \
-      0, nullptr                                                                   \
-    }                                                                              \
+#define SHMKIT_MODULE_SLOTS(exec)                                                                           \
+  {                                                                                                         \
+    {Py_mod_exec, reinterpret_cast<void*>(exec)}, SHMKIT_MOD_GIL_SLOT SHMKIT_MOD_INTERP_SLOT { 0, nullptr } \
   }

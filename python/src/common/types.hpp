@@ -34,7 +34,7 @@ inline constexpr unsigned long kMadeHere = Py_TPFLAGS_DEFAULT;
 // PyObject* member at `offset`): the heap-type spelling of
 // tp_weaklistoffset.
 #define SHMKIT_WEAKLIST_MEMBER(Type, field) \
-  {const_cast<char*>("__weaklistoffset__"), T_PYSSIZET, offsetof(Type, field), READONLY, nullptr}
+  { const_cast<char*>("__weaklistoffset__"), T_PYSSIZET, offsetof(Type, field), READONLY, nullptr }
 
 // The end of every tp_dealloc: frees the object and drops the reference
 // it held on its heap type.

@@ -1,12 +1,12 @@
 // python/src/core/list_access.cpp — shmkit._core.ListAccess (a
 // shmkit::ShareableList) and the functions list_create()/list_attach().
 // Contract: module.cpp.
-#include "shmkit/shareable_list.hpp"
-#include "shmkit/tracker.hpp"
 #include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
+#include "shmkit/shareable_list.hpp"
+#include "shmkit/tracker.hpp"
 
 #include "common/buffer.hpp"
 #include "common/errors.hpp"
@@ -31,7 +31,8 @@ bool to_item(PyObject* o, shmkit::Item& out) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (overflow != 0) {
-      PyErr_SetString(struct_error, "'q' format requires -9223372036854775808 <= number <= 9223372036854775807");
+      PyErr_SetString(struct_error,
+                      "'q' format requires -9223372036854775808 <= number <= 9223372036854775807");
       return false;
     }
     if (v == -1 && PyErr_Occurred()) return false;
@@ -46,8 +47,7 @@ bool to_item(PyObject* o, shmkit::Item& out) {
   } else if (PyBytes_Check(o)) {
     out = shmkit::Bytes(PyBytes_AS_STRING(o), static_cast<std::size_t>(PyBytes_GET_SIZE(o)));
   } else {
-    PyErr_Format(PyExc_TypeError,
-                 "a ShareableList holds int, float, bool, str, bytes and None, not %.100s",
+    PyErr_Format(PyExc_TypeError, "a ShareableList holds int, float, bool, str, bytes and None, not %.100s",
                  Py_TYPE(o)->tp_name);
     return false;
   }
@@ -56,10 +56,14 @@ bool to_item(PyObject* o, shmkit::Item& out) {
 
 PyObject* from_item(const shmkit::Item& item) {
   switch (item.index()) {
-    case 0: Py_RETURN_NONE;
-    case 1: return PyBool_FromLong(std::get<bool>(item));
-    case 2: return PyLong_FromLongLong(std::get<std::int64_t>(item));
-    case 3: return PyFloat_FromDouble(std::get<double>(item));
+    case 0:
+      Py_RETURN_NONE;
+    case 1:
+      return PyBool_FromLong(std::get<bool>(item));
+    case 2:
+      return PyLong_FromLongLong(std::get<std::int64_t>(item));
+    case 3:
+      return PyFloat_FromDouble(std::get<double>(item));
     case 4: {
       const auto& s = std::get<std::string>(item);
       return PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr);
@@ -88,8 +92,7 @@ bool to_items(PyObject* seq, std::vector<shmkit::Item>& out) {
 namespace {
 
 struct ListObject {
-  PyObject_HEAD
-  shmkit::ShareableList list;
+  PyObject_HEAD shmkit::ShareableList list;
   shmkit::Item scratch;  // get() reuses its string capacity
 };
 PyTypeObject* list_type = nullptr;
@@ -197,7 +200,8 @@ PyObject* list_close(PyObject* o, PyObject*) {
 PyMethodDef list_methods[] = {
     {"get", list_get, METH_O, "get($self, index, /)\n--\n\nThe item at index (negative from the end)."},
     {"set", fastcall(list_set), METH_FASTCALL,
-     "set($self, index, value, /)\n--\n\nSets the item at index (its type may change; a longer str/bytes than the slot is ValueError)."},
+     "set($self, index, value, /)\n--\n\nSets the item at index (its type may change; a longer str/bytes "
+     "than the slot is ValueError)."},
     {"format", fastcall(list_format), METH_FASTCALL,
      "format($self, index=None, /)\n--\n\nThe struct format of one item, or of all."},
     {"length", list_len, METH_NOARGS, "length($self, /)\n--\n\nThe number of items."},

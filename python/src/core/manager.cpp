@@ -18,8 +18,7 @@ namespace {
 // ------------------------------------------------------------ manager
 
 struct ManagerObject {
-  PyObject_HEAD
-  std::unique_ptr<shmkit::SharedMemoryManager> m;
+  PyObject_HEAD std::unique_ptr<shmkit::SharedMemoryManager> m;
 };
 PyTypeObject* manager_type = nullptr;
 
@@ -152,10 +151,14 @@ PyObject* manager_pid(PyObject* o, void*) {
 }
 
 PyMethodDef manager_methods[] = {
-    {"start", manager_start, METH_NOARGS, "start($self, /)\n--\n\nForks the server; returns once it listens."},
-    {"shutdown", manager_shutdown, METH_NOARGS, "shutdown($self, /)\n--\n\nUnlinks every block of the server and stops it."},
-    {"create_shared_memory", manager_create_shared_memory, METH_O, "create_shared_memory($self, size, /)\n--\n\nA block of size bytes; its name."},
-    {"create_shareable_list", manager_create_shareable_list, METH_O, "create_shareable_list($self, seq, /)\n--\n\nA ShareableList of seq; its name."},
+    {"start", manager_start, METH_NOARGS,
+     "start($self, /)\n--\n\nForks the server; returns once it listens."},
+    {"shutdown", manager_shutdown, METH_NOARGS,
+     "shutdown($self, /)\n--\n\nUnlinks every block of the server and stops it."},
+    {"create_shared_memory", manager_create_shared_memory, METH_O,
+     "create_shared_memory($self, size, /)\n--\n\nA block of size bytes; its name."},
+    {"create_shareable_list", manager_create_shareable_list, METH_O,
+     "create_shareable_list($self, seq, /)\n--\n\nA ShareableList of seq; its name."},
     {"release", manager_release, METH_O, "release($self, name, /)\n--\n\nUnlinks one block the server owns."},
     {"list", manager_list, METH_NOARGS, "list($self, /)\n--\n\n[(name, kind, size)] of the server's blocks."},
     {nullptr, nullptr, 0, nullptr},
@@ -172,12 +175,12 @@ PyType_Slot manager_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(manager_dealloc)},
     {Py_tp_methods, manager_methods},
     {Py_tp_getset, manager_getset},
-    {Py_tp_doc, const_cast<char*>("Manager(address=None, authkey=None, connect=False)\n--\n\nshmkit::SharedMemoryManager (shmkit/manager.hpp).")},
+    {Py_tp_doc, const_cast<char*>("Manager(address=None, authkey=None, "
+                                  "connect=False)\n--\n\nshmkit::SharedMemoryManager (shmkit/manager.hpp).")},
     {0, nullptr},
 };
 PyType_Spec manager_spec = {"shmkit._core.Manager", sizeof(ManagerObject), 0, Py_TPFLAGS_DEFAULT,
                             manager_slots};
-
 
 }  // namespace
 

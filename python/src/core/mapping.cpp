@@ -28,8 +28,7 @@ namespace {
 // the Mapped object, else when the last holder goes. No pointer handed out
 // ever outlives its mapping.
 struct MappedObject {
-  PyObject_HEAD
-  std::shared_ptr<shmkit::SharedMemory> shm;
+  PyObject_HEAD std::shared_ptr<shmkit::SharedMemory> shm;
   Exports exports;
 };
 PyTypeObject* mapped_type = nullptr;
@@ -58,9 +57,8 @@ PyType_Slot mapped_slots[] = {
 PyType_Spec mapped_spec = {"shmkit._core._Mapped", sizeof(MappedObject), 0, kMadeHere, mapped_slots};
 
 struct MappingObject {
-  PyObject_HEAD
-  std::shared_ptr<shmkit::SharedMemory> shm;  // the handle: name, unlink (kept after close)
-  MappedObject* mapped;                       // strong; nullptr once closed
+  PyObject_HEAD std::shared_ptr<shmkit::SharedMemory> shm;  // the handle: name, unlink (kept after close)
+  MappedObject* mapped;                                     // strong; nullptr once closed
 };
 
 PyTypeObject* mapping_type = nullptr;
@@ -161,9 +159,11 @@ PyObject* mapping_address(PyObject* o, void*) {
 
 PyMethodDef mapping_methods[] = {
     {"close", mapping_close, METH_NOARGS,
-     "close($self, /)\n--\n\nCloses this handle: BufferError while views of it exist; the block is unmapped and its descriptor "
+     "close($self, /)\n--\n\nCloses this handle: BufferError while views of it exist; the block is unmapped "
+     "and its descriptor "
      "closed once no consumer (a numpy array over it) still holds the mapping."},
-    {"unlink", mapping_unlink, METH_NOARGS, "unlink($self, /)\n--\n\nRemoves the block's name (FileNotFoundError if gone)."},
+    {"unlink", mapping_unlink, METH_NOARGS,
+     "unlink($self, /)\n--\n\nRemoves the block's name (FileNotFoundError if gone)."},
     {nullptr, nullptr, 0, nullptr},
 };
 PyGetSetDef mapping_getset[] = {
@@ -184,8 +184,7 @@ PyType_Slot mapping_slots[] = {
                                   "Made by create()/attach()/create_object()/attach_object().")},
     {0, nullptr},
 };
-PyType_Spec mapping_spec = {"shmkit._core.Mapping", sizeof(MappingObject), 0, kMadeHere,
-                            mapping_slots};
+PyType_Spec mapping_spec = {"shmkit._core.Mapping", sizeof(MappingObject), 0, kMadeHere, mapping_slots};
 
 }  // namespace
 

@@ -35,13 +35,12 @@
 #include "common/buffer.hpp"
 #include "common/errors.hpp"
 #include "common/gil.hpp"
+#include "common/module.hpp"
 #include "common/types.hpp"
 #include "core/core.hpp"
-#include "common/module.hpp"
 #include "shmkit/tracker.hpp"
 
 namespace shmkit::python::core {
-
 
 bool get_str(PyObject* o, std::string& out, const char* what) {
   if (!PyUnicode_Check(o)) {
@@ -89,8 +88,10 @@ PyMethodDef core_methods[] = {
      "attach($module, name, track, read_only=False, /)\n--\n\nAn existing block as a Mapping."},
     {"unlink", unlink, METH_O, "unlink($module, name, /)\n--\n\nRemoves the block's name."},
     {"list_create", fastcall(list_create), METH_FASTCALL,
-     "list_create($module, name, items, track=False, /)\n--\n\nA new ShareableList block (name None: random)."},
-    {"list_attach", list_attach, METH_O, "list_attach($module, name, /)\n--\n\nA ListAccess of an existing list."},
+     "list_create($module, name, items, track=False, /)\n--\n\nA new ShareableList block (name None: "
+     "random)."},
+    {"list_attach", list_attach, METH_O,
+     "list_attach($module, name, /)\n--\n\nA ListAccess of an existing list."},
     {"create_object", fastcall(create_object), METH_FASTCALL,
      "create_object($module, name, is_array, typecode, size, align, type_name, count, lock_kind, initial, "
      "track, /)\n--\n\n"
@@ -116,9 +117,15 @@ int core_exec(PyObject* m) {
 PyModuleDef_Slot core_slots[] = SHMKIT_MODULE_SLOTS(core_exec);
 
 PyModuleDef core_module = {
-    PyModuleDef_HEAD_INIT, "shmkit._core",
-    "shmkit's blocks, ShareableList, manager and Value/Array layout (the C++ library, C API).", 0,
-    core_methods, core_slots, nullptr, nullptr, nullptr,
+    PyModuleDef_HEAD_INIT,
+    "shmkit._core",
+    "shmkit's blocks, ShareableList, manager and Value/Array layout (the C++ library, C API).",
+    0,
+    core_methods,
+    core_slots,
+    nullptr,
+    nullptr,
+    nullptr,
 };
 
 }  // namespace

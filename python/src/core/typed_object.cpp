@@ -1,15 +1,15 @@
 // python/src/core/typed_object.cpp — the Value/Array block layout
 // (shmkit/object_layout.hpp): create_object() and attach_object(), and the
 // LOCK_* constants, taken from shmkit::ObjectLockKind. Contract: module.cpp.
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 #include "shmkit/object_layout.hpp"
 #include "shmkit/sync/mutex.hpp"
 #include "shmkit/sync/recursive_mutex.hpp"
 #include "shmkit/sync/robust_mutex.hpp"
 #include "shmkit/typed_block.hpp"
-#include <cstring>
-#include <memory>
-#include <string>
-#include <vector>
 
 #include "common/buffer.hpp"
 #include "common/errors.hpp"
@@ -50,10 +50,14 @@ bool parse_type(PyObject* const* a, ElementType& t) {
 
 std::uint32_t lock_size_of(shmkit::ObjectLockKind k) {
   switch (k) {
-    case shmkit::ObjectLockKind::mutex: return sizeof(shmkit::Mutex);
-    case shmkit::ObjectLockKind::recursive_mutex: return sizeof(shmkit::RecursiveMutex);
-    case shmkit::ObjectLockKind::robust_mutex: return sizeof(shmkit::RobustMutex);
-    default: return 0;
+    case shmkit::ObjectLockKind::mutex:
+      return sizeof(shmkit::Mutex);
+    case shmkit::ObjectLockKind::recursive_mutex:
+      return sizeof(shmkit::RecursiveMutex);
+    case shmkit::ObjectLockKind::robust_mutex:
+      return sizeof(shmkit::RobustMutex);
+    default:
+      return 0;
   }
 }
 
@@ -67,7 +71,8 @@ bool parse_lock_kind(PyObject* o, ObjectLockKind& k) {
   const long v = PyLong_AsLong(o);
   if (v == -1 && PyErr_Occurred()) return false;
   if (v < 0 || v > kLockKindLast) {
-    PyErr_SetString(PyExc_ValueError, "shmkit: lock kind must be 0..4 (none, mutex, rlock, robust, external)");
+    PyErr_SetString(PyExc_ValueError,
+                    "shmkit: lock kind must be 0..4 (none, mutex, rlock, robust, external)");
     return false;
   }
   k = static_cast<ObjectLockKind>(v);
@@ -92,8 +97,9 @@ PyObject* object_result(shmkit::SharedMemory shm, const shmkit::BlockHeader& h) 
 
 PyObject* create_object(PyObject*, PyObject* const* a, Py_ssize_t n) {
   if (n != 10) {
-    PyErr_SetString(PyExc_TypeError,
-                    "create_object(name, is_array, typecode, size, align, type_name, count, lock_kind, initial, track)");
+    PyErr_SetString(
+        PyExc_TypeError,
+        "create_object(name, is_array, typecode, size, align, type_name, count, lock_kind, initial, track)");
     return nullptr;
   }
   std::string name;
@@ -143,12 +149,17 @@ PyObject* create_object(PyObject*, PyObject* const* a, Py_ssize_t n) {
           name, spec,
           [&](std::span<std::byte> prefix, std::span<std::byte> pl) {
             switch (lk) {
-              case shmkit::ObjectLockKind::mutex: ::new (prefix.data()) shmkit::Mutex(); break;
+              case shmkit::ObjectLockKind::mutex:
+                ::new (prefix.data()) shmkit::Mutex();
+                break;
               case shmkit::ObjectLockKind::recursive_mutex:
                 ::new (prefix.data()) shmkit::RecursiveMutex();
                 break;
-              case shmkit::ObjectLockKind::robust_mutex: ::new (prefix.data()) shmkit::RobustMutex(); break;
-              default: break;
+              case shmkit::ObjectLockKind::robust_mutex:
+                ::new (prefix.data()) shmkit::RobustMutex();
+                break;
+              default:
+                break;
             }
             if (have_init) std::memcpy(pl.data(), init.buf, pl.size());
           },
@@ -166,8 +177,9 @@ PyObject* create_object(PyObject*, PyObject* const* a, Py_ssize_t n) {
 //   -> (Mapping, payload_offset, count, lock_kind, prefix_offset)
 PyObject* attach_object(PyObject*, PyObject* const* a, Py_ssize_t n) {
   if (n != 9) {
-    PyErr_SetString(PyExc_TypeError,
-                    "attach_object(name, is_array, typecode, size, align, type_name, count, lock_kind, track)");
+    PyErr_SetString(
+        PyExc_TypeError,
+        "attach_object(name, is_array, typecode, size, align, type_name, count, lock_kind, track)");
     return nullptr;
   }
   std::string name;
@@ -211,7 +223,6 @@ PyObject* attach_object(PyObject*, PyObject* const* a, Py_ssize_t n) {
     return nullptr;
   }
 }
-
 
 bool add_object_constants(PyObject* m) {
   const struct {

@@ -15,8 +15,7 @@ namespace {
 // alive, so no view can see a slot the producer reuses.
 
 struct ViewObj {
-  PyObject_HEAD
-  PyObject* queue;  // strong; nullptr once released
+  PyObject_HEAD PyObject* queue;  // strong; nullptr once released
   const void* data;
   std::size_t n;
   Py_ssize_t item;
@@ -72,14 +71,14 @@ void view_dealloc(PyObject* o) {
 
 PyMethodDef view_methods[] = {
     {"release", view_release, METH_NOARGS,
-     "release($self, /)\n--\n\nHands the items back to the producer (BufferError while buffers of the view are exported)."},
+     "release($self, /)\n--\n\nHands the items back to the producer (BufferError while buffers of the view "
+     "are exported)."},
     {"__enter__", view_enter, METH_NOARGS, "__enter__($self, /)\n--\n\n"},
     {"__exit__", fastcall(view_exit), METH_FASTCALL, "__exit__($self, /, *args)\n--\n\n"},
     {nullptr, nullptr, 0, nullptr}};
-PyGetSetDef view_getset[] = {
-    {"itemsize", view_itemsize, nullptr, nullptr, nullptr},
-    exports_getset<ViewObj, &ViewObj::exports>(),
-    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+PyGetSetDef view_getset[] = {{"itemsize", view_itemsize, nullptr, nullptr, nullptr},
+                             exports_getset<ViewObj, &ViewObj::exports>(),
+                             {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 }  // namespace
 
@@ -88,7 +87,8 @@ PyGetSetDef view_getset[] = {
 PyObject* q_get_view(PyObject* o, PyObject* arg) {
   QueueObj* self = as_q(o);
   if (self->mpmc) {
-    PyErr_SetString(PyExc_TypeError, "zero-copy views are for SpscQueue (an MpmcQueue slot carries a sequence "
+    PyErr_SetString(PyExc_TypeError,
+                    "zero-copy views are for SpscQueue (an MpmcQueue slot carries a sequence "
                     "number between items)");
     return nullptr;
   }
@@ -122,7 +122,8 @@ bool add_batch_view_type(PyObject* m) {
       {Py_tp_methods, view_methods},
       {Py_tp_getset, view_getset},
       {Py_sq_length, reinterpret_cast<void*>(view_len)},
-      {Py_tp_doc, const_cast<char*>("Items of an SpscQueue read in place; release() hands them back to the producer.")},
+      {Py_tp_doc,
+       const_cast<char*>("Items of an SpscQueue read in place; release() hands them back to the producer.")},
       {0, nullptr},
   };
   PyType_Spec spec = {"shmkit._queues.BatchView", sizeof(ViewObj), 0, kMadeHere, slots};

@@ -63,12 +63,17 @@ PyObject* reader_read(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyOb
   }
   return nullptr;
 }
-PyObject* reader_cursor(PyObject* o, void*) { return PyLong_FromUnsignedLongLong(as_reader(o)->ops->cursor(as_reader(o)->r)); }
-PyObject* reader_backlog(PyObject* o, PyObject*) { return PyLong_FromUnsignedLongLong(as_reader(o)->ops->backlog(as_reader(o)->r)); }
+PyObject* reader_cursor(PyObject* o, void*) {
+  return PyLong_FromUnsignedLongLong(as_reader(o)->ops->cursor(as_reader(o)->r));
+}
+PyObject* reader_backlog(PyObject* o, PyObject*) {
+  return PyLong_FromUnsignedLongLong(as_reader(o)->ops->backlog(as_reader(o)->r));
+}
 
 PyMethodDef reader_methods[] = {
     {"read", fastcall(reader_read), METH_FASTCALL | METH_KEYWORDS,
-     "read($self, /, block=True, timeout=None)\n--\n\nThe next item; queue.Empty on timeout; Lapped(lost) if overwritten."},
+     "read($self, /, block=True, timeout=None)\n--\n\nThe next item; queue.Empty on timeout; Lapped(lost) if "
+     "overwritten."},
     {"backlog", reader_backlog, METH_NOARGS, "backlog($self, /)\n--\n\nItems published and not yet read."},
     {nullptr, nullptr, 0, nullptr}};
 PyGetSetDef reader_getset[] = {

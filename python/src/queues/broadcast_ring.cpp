@@ -17,8 +17,8 @@ RingObj* as_ring(PyObject* o) { return reinterpret_cast<RingObj*>(o); }
 // _BroadcastRing(name, create, capacity, item_size, item_align, typecode,
 //                type_name, mode, maxbytes=0, struct=None, track=False)
 PyObject* ring_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
-  static const char* kwlist[] = {"name", "create", "capacity", "item_size", "item_align", "typecode", "type_name",
-                                 "mode", "maxbytes", "struct", "track", nullptr};
+  static const char* kwlist[] = {"name",      "create", "capacity", "item_size", "item_align", "typecode",
+                                 "type_name", "mode",   "maxbytes", "struct",    "track",      nullptr};
   const char* name = nullptr;
   int create = 0, track = 0;
   unsigned long long capacity = 0;
@@ -26,7 +26,8 @@ PyObject* ring_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   const char *typecode = nullptr, *type_name = nullptr, *mode = nullptr;
   PyObject* st = nullptr;
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "zpKnnzzs|nOp", const_cast<char**>(kwlist), &name, &create,
-                                   &capacity, &item, &align, &typecode, &type_name, &mode, &maxbytes, &st, &track)) {
+                                   &capacity, &item, &align, &typecode, &type_name, &mode, &maxbytes, &st,
+                                   &track)) {
     return nullptr;
   }
   PyObject* o = type->tp_alloc(type, 0);
@@ -100,9 +101,15 @@ PyObject* ring_reader(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
   return reinterpret_cast<PyObject*>(r);
 }
 
-PyObject* ring_write_index(PyObject* o, void*) { return PyLong_FromUnsignedLongLong(as_ring(o)->ops->write_index(as_ring(o)->p)); }
-PyObject* ring_capacity(PyObject* o, void*) { return PyLong_FromUnsignedLongLong(as_ring(o)->ops->capacity(as_ring(o)->p)); }
-PyObject* ring_name(PyObject* o, void*) { return PyUnicode_FromString(as_ring(o)->ops->bname(as_ring(o)->p).c_str()); }
+PyObject* ring_write_index(PyObject* o, void*) {
+  return PyLong_FromUnsignedLongLong(as_ring(o)->ops->write_index(as_ring(o)->p));
+}
+PyObject* ring_capacity(PyObject* o, void*) {
+  return PyLong_FromUnsignedLongLong(as_ring(o)->ops->capacity(as_ring(o)->p));
+}
+PyObject* ring_name(PyObject* o, void*) {
+  return PyUnicode_FromString(as_ring(o)->ops->bname(as_ring(o)->p).c_str());
+}
 PyObject* ring_unlink(PyObject* o, PyObject*) {
   try {
     as_ring(o)->ops->bunlink(as_ring(o)->p);
@@ -114,16 +121,16 @@ PyObject* ring_unlink(PyObject* o, PyObject*) {
 }
 
 PyMethodDef ring_methods[] = {
-    {"push", fastcall(ring_push), METH_FASTCALL, "push($self, value, /)\n--\n\nThe writer publishes an item (wait-free)."},
+    {"push", fastcall(ring_push), METH_FASTCALL,
+     "push($self, value, /)\n--\n\nThe writer publishes an item (wait-free)."},
     {"reader", fastcall(ring_reader), METH_FASTCALL,
      "reader($self, cursor=None, /)\n--\n\nA reader from the next item (None), 'oldest', or a saved cursor."},
     {"unlink", ring_unlink, METH_NOARGS, "unlink($self, /)\n--\n\nRemoves the block's name."},
     {nullptr, nullptr, 0, nullptr}};
-PyGetSetDef ring_getset[] = {
-    {"write_index", ring_write_index, nullptr, "Items published so far.", nullptr},
-    {"capacity", ring_capacity, nullptr, nullptr, nullptr},
-    {"name", ring_name, nullptr, nullptr, nullptr},
-    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+PyGetSetDef ring_getset[] = {{"write_index", ring_write_index, nullptr, "Items published so far.", nullptr},
+                             {"capacity", ring_capacity, nullptr, nullptr, nullptr},
+                             {"name", ring_name, nullptr, nullptr, nullptr},
+                             {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyMemberDef ring_members[] = {SHMKIT_WEAKLIST_MEMBER(RingObj, weakrefs), {nullptr, 0, 0, 0, nullptr}};
 
@@ -136,14 +143,15 @@ bool add_broadcast_ring_type(PyObject* m) {
       {Py_tp_methods, ring_methods},
       {Py_tp_getset, ring_getset},
       {Py_tp_members, ring_members},
-      {Py_tp_doc, const_cast<char*>(
-                      "_BroadcastRing(name, create, capacity, item_size, item_align, typecode, type_name, mode, "
-                      "maxbytes=0, struct=None, track=False)\n--\n\n"
-                      "A shmkit BroadcastRing block (shmkit/lockfree/broadcast_ring.hpp).")},
+      {Py_tp_doc,
+       const_cast<char*>(
+           "_BroadcastRing(name, create, capacity, item_size, item_align, typecode, type_name, mode, "
+           "maxbytes=0, struct=None, track=False)\n--\n\n"
+           "A shmkit BroadcastRing block (shmkit/lockfree/broadcast_ring.hpp).")},
       {0, nullptr},
   };
-  PyType_Spec spec = {"shmkit._queues._BroadcastRing", sizeof(RingObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-                      slots};
+  PyType_Spec spec = {"shmkit._queues._BroadcastRing", sizeof(RingObj), 0,
+                      Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
   return add_type(m, spec, "_BroadcastRing") != nullptr;
 }
 }  // namespace shmkit::python::queues

@@ -11,11 +11,24 @@ namespace shmkit::python::queues {
 // The bytes of one mode-'s' item of typecode `c` (0: not a scalar typecode).
 Py_ssize_t scalar_size(char c) {
   switch (c) {
-    case 'b': case 'B': case '?': case 'c': return 1;
-    case 'h': case 'H': return 2;
-    case 'i': case 'I': case 'f': return 4;
-    case 'q': case 'Q': case 'd': return 8;
-    default: return 0;
+    case 'b':
+    case 'B':
+    case '?':
+    case 'c':
+      return 1;
+    case 'h':
+    case 'H':
+      return 2;
+    case 'i':
+    case 'I':
+    case 'f':
+      return 4;
+    case 'q':
+    case 'Q':
+    case 'd':
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -24,10 +37,12 @@ int pack_item(CodecHead* self, PyObject* obj, unsigned char* dst) {
   switch (self->mode) {
     case 's': {
       switch (self->code) {
-        case 'd': case 'f': {
+        case 'd':
+        case 'f': {
           const double v = PyFloat_AsDouble(obj);
           if (v == -1.0 && PyErr_Occurred()) return -1;
-          if (self->code == 'd') std::memcpy(dst, &v, 8);
+          if (self->code == 'd')
+            std::memcpy(dst, &v, 8);
           else {
             const float f = static_cast<float>(v);
             std::memcpy(dst, &f, 4);
@@ -48,7 +63,10 @@ int pack_item(CodecHead* self, PyObject* obj, unsigned char* dst) {
           dst[0] = static_cast<unsigned char>(PyBytes_AS_STRING(obj)[0]);
           return 0;
         }
-        case 'Q': case 'I': case 'H': case 'B': {
+        case 'Q':
+        case 'I':
+        case 'H':
+        case 'B': {
           if (!PyLong_Check(obj)) {
             PyErr_Format(PyExc_TypeError, "an integer is required, not %s", Py_TYPE(obj)->tp_name);
             return -1;
@@ -139,18 +157,54 @@ PyObject* unpack_item(CodecHead* self, const unsigned char* src) {
   switch (self->mode) {
     case 's':
       switch (self->code) {
-        case 'd': { double v; std::memcpy(&v, src, 8); return PyFloat_FromDouble(v); }
-        case 'f': { float v; std::memcpy(&v, src, 4); return PyFloat_FromDouble(v); }
-        case '?': return PyBool_FromLong(src[0] != 0);
-        case 'c': return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(src), 1);
-        case 'q': { long long v; std::memcpy(&v, src, 8); return PyLong_FromLongLong(v); }
-        case 'Q': { unsigned long long v; std::memcpy(&v, src, 8); return PyLong_FromUnsignedLongLong(v); }
-        case 'i': { std::int32_t v; std::memcpy(&v, src, 4); return PyLong_FromLong(v); }
-        case 'I': { std::uint32_t v; std::memcpy(&v, src, 4); return PyLong_FromUnsignedLong(v); }
-        case 'h': { std::int16_t v; std::memcpy(&v, src, 2); return PyLong_FromLong(v); }
-        case 'H': { std::uint16_t v; std::memcpy(&v, src, 2); return PyLong_FromLong(v); }
-        case 'b': return PyLong_FromLong(static_cast<signed char>(src[0]));
-        default: return PyLong_FromLong(src[0]);
+        case 'd': {
+          double v;
+          std::memcpy(&v, src, 8);
+          return PyFloat_FromDouble(v);
+        }
+        case 'f': {
+          float v;
+          std::memcpy(&v, src, 4);
+          return PyFloat_FromDouble(v);
+        }
+        case '?':
+          return PyBool_FromLong(src[0] != 0);
+        case 'c':
+          return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(src), 1);
+        case 'q': {
+          long long v;
+          std::memcpy(&v, src, 8);
+          return PyLong_FromLongLong(v);
+        }
+        case 'Q': {
+          unsigned long long v;
+          std::memcpy(&v, src, 8);
+          return PyLong_FromUnsignedLongLong(v);
+        }
+        case 'i': {
+          std::int32_t v;
+          std::memcpy(&v, src, 4);
+          return PyLong_FromLong(v);
+        }
+        case 'I': {
+          std::uint32_t v;
+          std::memcpy(&v, src, 4);
+          return PyLong_FromUnsignedLong(v);
+        }
+        case 'h': {
+          std::int16_t v;
+          std::memcpy(&v, src, 2);
+          return PyLong_FromLong(v);
+        }
+        case 'H': {
+          std::uint16_t v;
+          std::memcpy(&v, src, 2);
+          return PyLong_FromLong(v);
+        }
+        case 'b':
+          return PyLong_FromLong(static_cast<signed char>(src[0]));
+        default:
+          return PyLong_FromLong(src[0]);
       }
     case 'y': {
       std::uint32_t n;
@@ -182,8 +236,10 @@ PyObject* unpack_item(CodecHead* self, const unsigned char* src) {
 int init_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, const char* typecode, const char* type_name,
                const char* mode, Py_ssize_t maxbytes, PyObject* st, shmkit::TypeFingerprint* f) {
   if (item <= 0 || align <= 0 || align > 8 || (align & (align - 1)) != 0 || item % align != 0) {
-    PyErr_Format(PyExc_ValueError, "item of %zd bytes aligned to %zd: the alignment must be a power of two <= 8 "
-                 "dividing the size", item, align);
+    PyErr_Format(PyExc_ValueError,
+                 "item of %zd bytes aligned to %zd: the alignment must be a power of two <= 8 "
+                 "dividing the size",
+                 item, align);
     return -1;
   }
   if (std::strlen(mode) != 1 || std::strchr("styr", mode[0]) == nullptr) {
@@ -215,7 +271,8 @@ int init_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, const char* type
     PyErr_SetString(PyExc_ValueError, "a struct item needs a type name");
     return -1;
   }
-  f->name_hash = f->typecode != 0 ? shmkit::fnv1a(std::string_view(&f->typecode, 1)) : shmkit::fnv1a(type_name);
+  f->name_hash =
+      f->typecode != 0 ? shmkit::fnv1a(std::string_view(&f->typecode, 1)) : shmkit::fnv1a(type_name);
   c->mode = mode[0];
   c->code = typecode != nullptr ? typecode[0] : 0;
   c->item = item;
@@ -230,8 +287,10 @@ const WordOps* init_word_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, 
   if (init_codec(c, item, align, typecode, type_name, mode, maxbytes, st, f) < 0) return nullptr;
   const WordOps* ops = find_word_ops(item);
   if (ops == nullptr) {
-    PyErr_Format(PyExc_ValueError, "SeqLock/BroadcastRing items hold up to 256 bytes, or 384, 512, 1024, 2048 "
-                 "or 4096; not %zd", item);
+    PyErr_Format(PyExc_ValueError,
+                 "SeqLock/BroadcastRing items hold up to 256 bytes, or 384, 512, 1024, 2048 "
+                 "or 4096; not %zd",
+                 item);
   }
   return ops;
 }

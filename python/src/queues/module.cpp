@@ -60,20 +60,20 @@ namespace {
 
 PyObject* py_supported_sizes(PyObject*, PyObject*) { return supported_sizes(); }
 
-PyMethodDef module_methods[] = {
-    {"supported_sizes", py_supported_sizes, METH_NOARGS,
-     "supported_sizes($module, /)\n--\n\nThe item sizes a queue may have."},
-    {nullptr, nullptr, 0, nullptr}};
+PyMethodDef module_methods[] = {{"supported_sizes", py_supported_sizes, METH_NOARGS,
+                                 "supported_sizes($module, /)\n--\n\nThe item sizes a queue may have."},
+                                {nullptr, nullptr, 0, nullptr}};
 
 int queues_exec(PyObject* m) {
   if (!add_queue_type(m) || !add_batch_view_type(m) || !add_seqlock_type(m) || !add_broadcast_ring_type(m) ||
       !add_broadcast_reader_type(m)) {
     return -1;
   }
-  Py_XSETREF(g_lapped, PyErr_NewExceptionWithDoc("shmkit._queues.Lapped",
-                                                 "A BroadcastRing reader fell more than `capacity` items behind: "
-                                                 "`lost` items were overwritten; the reader continues after them.",
-                                                 PyExc_Exception, nullptr));
+  Py_XSETREF(g_lapped,
+             PyErr_NewExceptionWithDoc("shmkit._queues.Lapped",
+                                       "A BroadcastRing reader fell more than `capacity` items behind: "
+                                       "`lost` items were overwritten; the reader continues after them.",
+                                       PyExc_Exception, nullptr));
   if (g_lapped == nullptr || PyModule_AddObject(m, "Lapped", Py_NewRef(g_lapped)) < 0) return -1;
   Ref qmod(PyImport_ImportModule("queue"));
   if (!qmod) return -1;
@@ -84,9 +84,15 @@ int queues_exec(PyObject* m) {
 
 PyModuleDef_Slot module_slots[] = SHMKIT_MODULE_SLOTS(queues_exec);
 
-PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "shmkit._queues",
-                          "shmkit's SpscQueue and MpmcQueue with run-time item types (python/src/queues/).", 0,
-                          module_methods, module_slots, nullptr, nullptr, nullptr};
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                          "shmkit._queues",
+                          "shmkit's SpscQueue and MpmcQueue with run-time item types (python/src/queues/).",
+                          0,
+                          module_methods,
+                          module_slots,
+                          nullptr,
+                          nullptr,
+                          nullptr};
 
 }  // namespace
 }  // namespace shmkit::python::queues

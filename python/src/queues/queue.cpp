@@ -30,7 +30,8 @@ PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
     return nullptr;
   }
   if (!check_open(self)) return nullptr;
-  if (self->ops->try_push(self->mpmc, self->q, buf, 1) == 1) [[likely]] Py_RETURN_NONE;
+  if (self->ops->try_push(self->mpmc, self->q, buf, 1) == 1) [[likely]]
+    Py_RETURN_NONE;
   if (!block) {
     PyErr_SetNone(g_full);
     return nullptr;
@@ -39,7 +40,8 @@ PyObject* q_put(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   const bool mpmc = self->mpmc;
   void* q = self->q;
   Waiting guard(self->waiting);
-  const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return ops->push_until(mpmc, q, buf, end); });
+  const int r = wait_sliced(deadline_for(timeout),
+                            [&](Clock::time_point end) { return ops->push_until(mpmc, q, buf, end); });
   if (r < 0) return nullptr;
   if (r == 0) {
     PyErr_SetNone(g_full);
@@ -58,11 +60,13 @@ PyObject* q_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
     return nullptr;
   }
   if (!check_open(self)) return nullptr;
-  if (!check_no_view(self)) [[unlikely]] return nullptr;
+  if (!check_no_view(self)) [[unlikely]]
+    return nullptr;
   // On the stack (items are at most 4096 bytes): another thread may use
   // this handle while we wait without the GIL.
   alignas(16) unsigned char buf[4096];
-  if (self->ops->try_pop(self->mpmc, self->q, buf, 1) == 1) [[likely]] return unpack_item(self, buf);
+  if (self->ops->try_pop(self->mpmc, self->q, buf, 1) == 1) [[likely]]
+    return unpack_item(self, buf);
   if (!block) {
     PyErr_SetNone(g_empty);
     return nullptr;
@@ -71,7 +75,8 @@ PyObject* q_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* 
   const bool mpmc = self->mpmc;
   void* q = self->q;
   Waiting guard(self->waiting);
-  const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return ops->pop_until(mpmc, q, buf, end); });
+  const int r = wait_sliced(deadline_for(timeout),
+                            [&](Clock::time_point end) { return ops->pop_until(mpmc, q, buf, end); });
   if (r < 0) return nullptr;
   if (r == 0) {
     PyErr_SetNone(g_empty);
@@ -190,15 +195,18 @@ PyObject* pop_batch(QueueObj* self, Py_ssize_t max, bool block, double timeout, 
     const bool mpmc = self->mpmc;
     void* q = self->q;
     Waiting guard(self->waiting);
-    const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return ops->pop_until(mpmc, q, dst, end); });
+    const int r = wait_sliced(deadline_for(timeout),
+                              [&](Clock::time_point end) { return ops->pop_until(mpmc, q, dst, end); });
     if (r < 0) {
       Py_DECREF(out);
       return nullptr;
     }
-    if (r == 1) n = 1 + self->ops->try_pop(self->mpmc, self->q, dst + self->item, static_cast<std::size_t>(max - 1));
+    if (r == 1)
+      n = 1 + self->ops->try_pop(self->mpmc, self->q, dst + self->item, static_cast<std::size_t>(max - 1));
   }
   *got = static_cast<Py_ssize_t>(n);
-  if (static_cast<Py_ssize_t>(n) != max && _PyBytes_Resize(&out, static_cast<Py_ssize_t>(n) * self->item) < 0) {
+  if (static_cast<Py_ssize_t>(n) != max &&
+      _PyBytes_Resize(&out, static_cast<Py_ssize_t>(n) * self->item) < 0) {
     return nullptr;
   }
   return out;
@@ -220,7 +228,8 @@ PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
   }
   bool block;
   double timeout;
-  if (parse_block_timeout(args, nargs, kwnames, 1, "get_many", Timeouts::raise, &block, &timeout) < 0) return nullptr;
+  if (parse_block_timeout(args, nargs, kwnames, 1, "get_many", Timeouts::raise, &block, &timeout) < 0)
+    return nullptr;
   if (!check_open(self) || !check_no_view(self)) return nullptr;
   Py_ssize_t got = 0;
   PyObject* raw = pop_batch(self, max, block, timeout, &got);
@@ -260,7 +269,8 @@ PyObject* q_get_many_bytes(PyObject* o, PyObject* const* args, Py_ssize_t nargs,
   }
   bool block;
   double timeout;
-  if (parse_block_timeout(args, nargs, kwnames, 1, "get_many_bytes", Timeouts::raise, &block, &timeout) < 0) return nullptr;
+  if (parse_block_timeout(args, nargs, kwnames, 1, "get_many_bytes", Timeouts::raise, &block, &timeout) < 0)
+    return nullptr;
   if (!check_open(self) || !check_no_view(self)) return nullptr;
   Py_ssize_t got = 0;
   return pop_batch(self, max, block, timeout, &got);
@@ -333,8 +343,9 @@ void q_dealloc(PyObject* o) {
 // _Queue(kind, name, create, capacity, item_size, item_align, typecode,
 //        type_name, mode, maxbytes=0, struct=None, track=False)
 PyObject* q_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
-  static const char* kwlist[] = {"kind", "name", "create", "capacity", "item_size", "item_align", "typecode",
-                                 "type_name", "mode", "maxbytes", "struct", "track", nullptr};
+  static const char* kwlist[] = {"kind",       "name",     "create",    "capacity", "item_size",
+                                 "item_align", "typecode", "type_name", "mode",     "maxbytes",
+                                 "struct",     "track",    nullptr};
   const char* kind = nullptr;
   const char* name = nullptr;
   int create = 0, track = 0;
@@ -344,8 +355,9 @@ PyObject* q_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   const char* type_name = nullptr;
   const char* mode = nullptr;
   PyObject* st = nullptr;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "szpKnnzzs|nOp", const_cast<char**>(kwlist), &kind, &name, &create,
-                                   &capacity, &item, &align, &typecode, &type_name, &mode, &maxbytes, &st, &track)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "szpKnnzzs|nOp", const_cast<char**>(kwlist), &kind, &name,
+                                   &create, &capacity, &item, &align, &typecode, &type_name, &mode, &maxbytes,
+                                   &st, &track)) {
     return nullptr;
   }
   const bool mpmc = std::strcmp(kind, "mpmc") == 0;
@@ -366,7 +378,8 @@ PyObject* q_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     return nullptr;
   }
   if (align <= 0 || align > 8 || (align & (align - 1)) != 0 || item % align != 0) {
-    PyErr_Format(PyExc_ValueError, "item alignment %zd must be a power of two <= 8 dividing the item size %zd (pad a "
+    PyErr_Format(PyExc_ValueError,
+                 "item alignment %zd must be a power of two <= 8 dividing the item size %zd (pad a "
                  "struct format to C's sizeof with trailing x bytes, e.g. 'qi4x')",
                  align, item);
     return nullptr;
@@ -401,7 +414,8 @@ PyObject* q_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   void* q = nullptr;
   try {
     std::string n = name != nullptr ? name : "";
-    without_gil([&] { q = create ? ops->create(mpmc, n, capacity, f, track != 0) : ops->attach(mpmc, n, f); });
+    without_gil(
+        [&] { q = create ? ops->create(mpmc, n, capacity, f, track != 0) : ops->attach(mpmc, n, f); });
   } catch (...) {
     translate_exception();
     return nullptr;
@@ -431,13 +445,16 @@ PyMethodDef q_methods[] = {
     {"get", fastcall(q_get), METH_FASTCALL | METH_KEYWORDS,
      "get($self, /, block=True, timeout=None)\n--\n\nqueue.Empty if nothing comes in time."},
     {"put_many", fastcall(q_put_many), METH_FASTCALL | METH_KEYWORDS,
-     "put_many($self, items, /, timeout=None)\n--\n\nEvery item in order; queue.Full (with .count put) on timeout."},
+     "put_many($self, items, /, timeout=None)\n--\n\nEvery item in order; queue.Full (with .count put) on "
+     "timeout."},
     {"get_many", fastcall(q_get_many), METH_FASTCALL | METH_KEYWORDS,
-     "get_many($self, max, /, block=True, timeout=None)\n--\n\nA list: waits for one item, then takes up to max."},
+     "get_many($self, max, /, block=True, timeout=None)\n--\n\nA list: waits for one item, then takes up to "
+     "max."},
     {"get_many_bytes", fastcall(q_get_many_bytes), METH_FASTCALL | METH_KEYWORDS,
      "get_many_bytes($self, max, /, block=True, timeout=None)\n--\n\nBytes of whole items."},
     {"get_view", q_get_view, METH_O,
-     "get_view($self, max, /)\n--\n\nA BatchView: up to max items in place, zero copy (SpscQueue; never blocks)."},
+     "get_view($self, max, /)\n--\n\nA BatchView: up to max items in place, zero copy (SpscQueue; never "
+     "blocks)."},
     {"qsize", q_qsize, METH_NOARGS, "qsize($self, /)\n--\n\nItems in the queue (a snapshot)."},
     {"empty", q_empty, METH_NOARGS, "empty($self, /)\n--\n\nTrue if no item is there (a snapshot)."},
     {"full", q_full, METH_NOARGS, "full($self, /)\n--\n\nTrue if no item fits (a snapshot)."},
@@ -453,7 +470,6 @@ PyGetSetDef q_getset[] = {
     {"_waiting", q_get_waiting, nullptr, "Calls of this handle waiting without the GIL.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
-
 PyMemberDef q_members[] = {SHMKIT_WEAKLIST_MEMBER(QueueObj, weakrefs), {nullptr, 0, 0, 0, nullptr}};
 
 }  // namespace
@@ -465,13 +481,15 @@ bool add_queue_type(PyObject* m) {
       {Py_tp_methods, q_methods},
       {Py_tp_getset, q_getset},
       {Py_tp_members, q_members},
-      {Py_tp_doc, const_cast<char*>(
-                      "_Queue(kind, name, create, capacity, item_size, item_align, typecode, type_name, mode, "
-                      "maxbytes=0, struct=None, track=False)\n--\n\n"
-                      "A shmkit SpscQueue or MpmcQueue block (see python/src/queues/).")},
+      {Py_tp_doc,
+       const_cast<char*>(
+           "_Queue(kind, name, create, capacity, item_size, item_align, typecode, type_name, mode, "
+           "maxbytes=0, struct=None, track=False)\n--\n\n"
+           "A shmkit SpscQueue or MpmcQueue block (see python/src/queues/).")},
       {0, nullptr},
   };
-  PyType_Spec spec = {"shmkit._queues._Queue", sizeof(QueueObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
+  PyType_Spec spec = {"shmkit._queues._Queue", sizeof(QueueObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+                      slots};
   return add_type(m, spec, "_Queue") != nullptr;
 }
 }  // namespace shmkit::python::queues

@@ -69,7 +69,8 @@ struct WordOps {
   const std::string& (*name)(void*);
   void (*unlink)(void*);
   // BroadcastRing
-  void* (*bcreate)(std::string_view name, std::uint64_t capacity, const shmkit::TypeFingerprint& f, bool track);
+  void* (*bcreate)(std::string_view name, std::uint64_t capacity, const shmkit::TypeFingerprint& f,
+                   bool track);
   void* (*battach)(std::string_view name, const shmkit::TypeFingerprint& f);
   void (*bdestroy)(void*);
   void (*push)(void*, const void*);
@@ -79,7 +80,8 @@ struct WordOps {
   void (*bunlink)(void*);
   void* (*reader_at)(void* ring, std::uint64_t cursor);
   void (*reader_destroy)(void*);
-  int (*read)(void* reader, void* out, std::uint64_t* lost, Clock::time_point deadline);  // 0 ok 1 empty 2 lapped
+  int (*read)(void* reader, void* out, std::uint64_t* lost,
+              Clock::time_point deadline);  // 0 ok 1 empty 2 lapped
   std::uint64_t (*cursor)(void*);
   std::uint64_t (*backlog)(void*);
 };
@@ -92,9 +94,8 @@ const WordOps* find_word_ops(Py_ssize_t item);
 // How an object converts Python items to bytes and back: the head of every
 // object type of this module.
 struct CodecHead {
-  PyObject_HEAD
-  char mode;  // 's' scalar, 't' tuple (struct), 'y' bounded bytes, 'r' raw
-  char code;  // mode 's': the typecode
+  PyObject_HEAD char mode;  // 's' scalar, 't' tuple (struct), 'y' bounded bytes, 'r' raw
+  char code;                // mode 's': the typecode
   Py_ssize_t item;
   Py_ssize_t maxbytes;  // mode 'y'
   PyObject* st;         // mode 't': a struct.Struct
@@ -127,13 +128,12 @@ struct Waiting {
   Waiting& operator=(const Waiting&) = delete;
 };
 
-
 struct QueueObj : CodecHead {
   const Ops* ops;
   void* q;
   bool mpmc;
   PyObject* weakrefs;
-  PyObject* view;  // the outstanding BatchView (borrowed), or nullptr
+  PyObject* view;      // the outstanding BatchView (borrowed), or nullptr
   Py_ssize_t waiting;  // calls waiting without the GIL: close() must not free the queue under them
 };
 
@@ -162,7 +162,6 @@ struct ReaderObj : CodecHead {
   PyObject* ring;  // keeps the mapping alive
   bool busy;       // a read() of this reader waits without the GIL (its cursor is not shared)
 };
-
 
 extern PyTypeObject* reader_type;  // BroadcastReader (broadcast_reader.cpp)
 

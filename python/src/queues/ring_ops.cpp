@@ -5,9 +5,9 @@
 #include <string>
 #include <utility>
 
+#include "queues/queues.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
-#include "queues/queues.hpp"
 
 namespace shmkit::python::queues {
 namespace {
@@ -48,8 +48,8 @@ struct Impl {
     return s;
   }
 
-  static void* create(bool mpmc, std::string_view name, std::uint64_t capacity, const shmkit::TypeFingerprint& f,
-                      bool track) {
+  static void* create(bool mpmc, std::string_view name, std::uint64_t capacity,
+                      const shmkit::TypeFingerprint& f, bool track) {
     shmkit::SharedMemory::Options options;
     options.track = track;
     const shmkit::BlockSpec s = spec(mpmc, name, capacity, f);
@@ -79,8 +79,10 @@ struct Impl {
   }
 
   static void destroy(bool mpmc, void* q) {
-    if (mpmc) delete static_cast<Mpmc*>(q);
-    else delete static_cast<Spsc*>(q);
+    if (mpmc)
+      delete static_cast<Mpmc*>(q);
+    else
+      delete static_cast<Spsc*>(q);
   }
   static std::size_t try_push(bool mpmc, void* q, const void* items, std::size_t n) {
     const T* p = static_cast<const T*>(items);
@@ -118,8 +120,10 @@ struct Impl {
     return mpmc ? static_cast<Mpmc*>(q)->name() : static_cast<Spsc*>(q)->name();
   }
   static void unlink(bool mpmc, void* q) {
-    if (mpmc) static_cast<Mpmc*>(q)->unlink();
-    else static_cast<Spsc*>(q)->unlink();
+    if (mpmc)
+      static_cast<Mpmc*>(q)->unlink();
+    else
+      static_cast<Spsc*>(q)->unlink();
   }
 
   static const void* peek(void* q, std::size_t max, std::size_t* n) {
@@ -129,16 +133,18 @@ struct Impl {
   }
   static void consume(void* q, std::size_t n) { static_cast<Spsc*>(q)->consume(n); }
 
-  static constexpr Ops ops{N, create, attach, destroy, try_push, try_pop, push_until, pop_until, size, capacity,
-                           name, unlink, peek, consume};
+  static constexpr Ops ops{N,         create, attach,   destroy, try_push, try_pop, push_until,
+                           pop_until, size,   capacity, name,    unlink,   peek,    consume};
 };
 
 // The element sizes instantiated.
 template <std::size_t... I>
 constexpr auto make_table(std::index_sequence<I...>) {
-  return std::array<const Ops*, sizeof...(I)>{&Impl<(I < 16 ? I + 1 : I < 46 ? 16 + 8 * (I - 15)
-                                                     : I < 58 ? 256 + 64 * (I - 45)
-                                                     : I == 58 ? 2048 : 4096)>::ops...};
+  return std::array<const Ops*, sizeof...(I)>{&Impl<(I < 16    ? I + 1
+                                                     : I < 46  ? 16 + 8 * (I - 15)
+                                                     : I < 58  ? 256 + 64 * (I - 45)
+                                                     : I == 58 ? 2048
+                                                               : 4096)>::ops...};
 }
 constexpr auto kTable = make_table(std::make_index_sequence<60>());
 

@@ -21,15 +21,16 @@ SeqObj* as_seq(PyObject* o) { return reinterpret_cast<SeqObj*>(o); }
 // _SeqLock(name, create, item_size, item_align, typecode, type_name, mode,
 //          maxbytes=0, struct=None, initial=None, track=False)
 PyObject* seq_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
-  static const char* kwlist[] = {"name", "create", "item_size", "item_align", "typecode", "type_name", "mode",
-                                 "maxbytes", "struct", "initial", "track", nullptr};
+  static const char* kwlist[] = {"name", "create",   "item_size", "item_align", "typecode", "type_name",
+                                 "mode", "maxbytes", "struct",    "initial",    "track",    nullptr};
   const char* name = nullptr;
   int create = 0, track = 0;
   Py_ssize_t item = 0, align = 0, maxbytes = 0;
   const char *typecode = nullptr, *type_name = nullptr, *mode = nullptr;
   PyObject *st = nullptr, *initial = nullptr;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "zpnnzzs|nOOp", const_cast<char**>(kwlist), &name, &create, &item,
-                                   &align, &typecode, &type_name, &mode, &maxbytes, &st, &initial, &track)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "zpnnzzs|nOOp", const_cast<char**>(kwlist), &name, &create,
+                                   &item, &align, &typecode, &type_name, &mode, &maxbytes, &st, &initial,
+                                   &track)) {
     return nullptr;
   }
   PyObject* o = type->tp_alloc(type, 0);
@@ -48,7 +49,8 @@ PyObject* seq_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     return nullptr;
   }
   const std::string n = name != nullptr ? name : "";
-  if (!without_gil_translated([&] { self->p = create ? ops->create(n, f, buf, track != 0) : ops->attach(n, f); })) {
+  if (!without_gil_translated(
+          [&] { self->p = create ? ops->create(n, f, buf, track != 0) : ops->attach(n, f); })) {
     Py_DECREF(o);
     return nullptr;
   }
@@ -106,14 +108,17 @@ PyObject* seq_read(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObjec
   }
   if (!seq_open(self)) return nullptr;
   std::uint64_t buf[512];
-  if (self->ops->try_read(self->p, buf)) [[likely]] return unpack_item(self, reinterpret_cast<unsigned char*>(buf));
+  if (self->ops->try_read(self->p, buf)) [[likely]]
+    return unpack_item(self, reinterpret_cast<unsigned char*>(buf));
   const WordOps* ops = self->ops;
   void* p = self->p;
   Waiting guard(self->waiting);
-  const int r = wait_sliced(deadline_for(block ? timeout : 0.0), [&](Clock::time_point end) { return ops->read_until(p, buf, end); });
+  const int r = wait_sliced(deadline_for(block ? timeout : 0.0),
+                            [&](Clock::time_point end) { return ops->read_until(p, buf, end); });
   if (r < 0) return nullptr;
   if (r == 0) {
-    PyErr_SetString(PyExc_TimeoutError, "SeqLock.read(): no consistent value in time (a writer died mid-store?)");
+    PyErr_SetString(PyExc_TimeoutError,
+                    "SeqLock.read(): no consistent value in time (a writer died mid-store?)");
     return nullptr;
   }
   return unpack_item(self, reinterpret_cast<unsigned char*>(buf));
@@ -152,8 +157,10 @@ PyObject* seq_close(PyObject* o, PyObject*) {
 }
 
 PyMethodDef seq_methods[] = {
-    {"store", fastcall(seq_store), METH_FASTCALL, "store($self, value, /)\n--\n\nThe writer publishes a value (wait-free)."},
-    {"try_read", seq_try_read, METH_NOARGS, "try_read($self, /)\n--\n\nThe value, or None if a write overlapped the copy."},
+    {"store", fastcall(seq_store), METH_FASTCALL,
+     "store($self, value, /)\n--\n\nThe writer publishes a value (wait-free)."},
+    {"try_read", seq_try_read, METH_NOARGS,
+     "try_read($self, /)\n--\n\nThe value, or None if a write overlapped the copy."},
     {"read", fastcall(seq_read), METH_FASTCALL | METH_KEYWORDS,
      "read($self, /, block=True, timeout=None)\n--\n\nA consistent value (never torn)."},
     {"unlink", seq_unlink, METH_NOARGS, "unlink($self, /)\n--\n\nRemoves the block's name."},
@@ -166,7 +173,6 @@ PyGetSetDef seq_getset[] = {
     {"_waiting", seq_waiting, nullptr, "Calls of this handle waiting without the GIL.", nullptr},
     {"name", seq_name, nullptr, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
-
 
 PyMemberDef seq_members[] = {SHMKIT_WEAKLIST_MEMBER(SeqObj, weakrefs), {nullptr, 0, 0, 0, nullptr}};
 
@@ -185,7 +191,8 @@ bool add_seqlock_type(PyObject* m) {
                       "A shmkit SeqLock block (shmkit/lockfree/seqlock.hpp).")},
       {0, nullptr},
   };
-  PyType_Spec spec = {"shmkit._queues._SeqLock", sizeof(SeqObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
+  PyType_Spec spec = {"shmkit._queues._SeqLock", sizeof(SeqObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+                      slots};
   return add_type(m, spec, "_SeqLock") != nullptr;
 }
 }  // namespace shmkit::python::queues

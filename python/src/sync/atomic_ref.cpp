@@ -17,24 +17,31 @@ namespace {
 
 struct AtomicObj {
   Bound base;
-  char code;        // normalised typecode: b B h H i I q Q
+  char code;  // normalised typecode: b B h H i I q Q
   unsigned char size;
   bool is_signed;
 };
-
 
 // Dispatches on the element type; F is called with a T* tag.
 template <class F>
 decltype(auto) with_type(const AtomicObj* a, F&& f) {
   switch (a->code) {
-    case 'b': return f(static_cast<std::int8_t*>(a->base.addr));
-    case 'B': return f(static_cast<std::uint8_t*>(a->base.addr));
-    case 'h': return f(static_cast<std::int16_t*>(a->base.addr));
-    case 'H': return f(static_cast<std::uint16_t*>(a->base.addr));
-    case 'i': return f(static_cast<std::int32_t*>(a->base.addr));
-    case 'I': return f(static_cast<std::uint32_t*>(a->base.addr));
-    case 'q': return f(static_cast<std::int64_t*>(a->base.addr));
-    default: return f(static_cast<std::uint64_t*>(a->base.addr));
+    case 'b':
+      return f(static_cast<std::int8_t*>(a->base.addr));
+    case 'B':
+      return f(static_cast<std::uint8_t*>(a->base.addr));
+    case 'h':
+      return f(static_cast<std::int16_t*>(a->base.addr));
+    case 'H':
+      return f(static_cast<std::uint16_t*>(a->base.addr));
+    case 'i':
+      return f(static_cast<std::int32_t*>(a->base.addr));
+    case 'I':
+      return f(static_cast<std::uint32_t*>(a->base.addr));
+    case 'q':
+      return f(static_cast<std::int64_t*>(a->base.addr));
+    default:
+      return f(static_cast<std::uint64_t*>(a->base.addr));
   }
 }
 
@@ -51,10 +58,22 @@ PyObject* atomic_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
   if (code == 'L') code = 'Q';
   unsigned char size = 0;
   switch (code) {
-    case 'b': case 'B': size = 1; break;
-    case 'h': case 'H': size = 2; break;
-    case 'i': case 'I': size = 4; break;
-    case 'q': case 'Q': size = 8; break;
+    case 'b':
+    case 'B':
+      size = 1;
+      break;
+    case 'h':
+    case 'H':
+      size = 2;
+      break;
+    case 'i':
+    case 'I':
+      size = 4;
+      break;
+    case 'q':
+    case 'Q':
+      size = 8;
+      break;
     default:
       PyErr_Format(PyExc_ValueError,
                    "AtomicRef: typecode must be one of b B h H i I l L q Q (an integer), not '%s'", tc);
@@ -120,14 +139,18 @@ int to_value(PyObject* o, T* out, bool wrap) {
 
 template <class T>
 PyObject* from_value(T v) {
-  if constexpr (std::is_signed_v<T>) return PyLong_FromLongLong(v);
-  else return PyLong_FromUnsignedLongLong(v);
+  if constexpr (std::is_signed_v<T>)
+    return PyLong_FromLongLong(v);
+  else
+    return PyLong_FromUnsignedLongLong(v);
 }
 
 AtomicObj* as_atomic(PyObject* o) { return reinterpret_cast<AtomicObj*>(o); }
 
 PyObject* atomic_load(PyObject* self, PyObject*) {
-  return with_type(as_atomic(self), [](auto* p) { return from_value(shmkit::AtomicRef<std::remove_pointer_t<decltype(p)>>(*p).load()); });
+  return with_type(as_atomic(self), [](auto* p) {
+    return from_value(shmkit::AtomicRef<std::remove_pointer_t<decltype(p)>>(*p).load());
+  });
 }
 
 PyObject* atomic_store(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -169,11 +192,16 @@ PyObject* atomic_fetch(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     if (overflow == 0 && !(d == -1 && PyErr_Occurred())) {
       shmkit::AtomicRef<std::int64_t> r(*static_cast<std::int64_t*>(a->base.addr));
       std::int64_t old;
-      if constexpr (op == Op::add) old = r.fetch_add(d);
-      else if constexpr (op == Op::sub) old = r.fetch_sub(d);
-      else if constexpr (op == Op::and_) old = r.fetch_and(d);
-      else if constexpr (op == Op::or_) old = r.fetch_or(d);
-      else old = r.fetch_xor(d);
+      if constexpr (op == Op::add)
+        old = r.fetch_add(d);
+      else if constexpr (op == Op::sub)
+        old = r.fetch_sub(d);
+      else if constexpr (op == Op::and_)
+        old = r.fetch_and(d);
+      else if constexpr (op == Op::or_)
+        old = r.fetch_or(d);
+      else
+        old = r.fetch_xor(d);
       return PyLong_FromLongLong(old);
     }
     PyErr_Clear();
@@ -188,11 +216,16 @@ PyObject* atomic_fetch(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     if (to_value(args[0], &d, true) < 0) return nullptr;
     shmkit::AtomicRef<T> r(*p);
     T old;
-    if constexpr (op == Op::add) old = r.fetch_add(d);
-    else if constexpr (op == Op::sub) old = r.fetch_sub(d);
-    else if constexpr (op == Op::and_) old = r.fetch_and(d);
-    else if constexpr (op == Op::or_) old = r.fetch_or(d);
-    else old = r.fetch_xor(d);
+    if constexpr (op == Op::add)
+      old = r.fetch_add(d);
+    else if constexpr (op == Op::sub)
+      old = r.fetch_sub(d);
+    else if constexpr (op == Op::and_)
+      old = r.fetch_and(d);
+    else if constexpr (op == Op::or_)
+      old = r.fetch_or(d);
+    else
+      old = r.fetch_xor(d);
     return from_value(old);
   });
 }
@@ -282,19 +315,25 @@ PyObject* atomic_typecode(PyObject* self, void*) {
 PyMethodDef atomic_methods[] = {
     {"load", atomic_load, METH_NOARGS, "load($self, /)\n--\n\nThe value (seq_cst)."},
     {"store", fastcall(atomic_store), METH_FASTCALL, "store($self, value, /)\n--\n\nStores value (seq_cst)."},
-    {"exchange", fastcall(atomic_exchange), METH_FASTCALL, "exchange($self, value, /)\n--\n\nStores value; the old value."},
+    {"exchange", fastcall(atomic_exchange), METH_FASTCALL,
+     "exchange($self, value, /)\n--\n\nStores value; the old value."},
     {"fetch_add", fastcall(atomic_fetch<Op::add>), METH_FASTCALL,
      "fetch_add($self, delta, /)\n--\n\nAdds delta (wrapping around as C does); the old value."},
-    {"fetch_sub", fastcall(atomic_fetch<Op::sub>), METH_FASTCALL, "fetch_sub($self, delta, /)\n--\n\nSubtracts delta; the old value."},
-    {"fetch_and", fastcall(atomic_fetch<Op::and_>), METH_FASTCALL, "fetch_and($self, mask, /)\n--\n\nANDs mask in; the old value."},
-    {"fetch_or", fastcall(atomic_fetch<Op::or_>), METH_FASTCALL, "fetch_or($self, mask, /)\n--\n\nORs mask in; the old value."},
-    {"fetch_xor", fastcall(atomic_fetch<Op::xor_>), METH_FASTCALL, "fetch_xor($self, mask, /)\n--\n\nXORs mask in; the old value."},
+    {"fetch_sub", fastcall(atomic_fetch<Op::sub>), METH_FASTCALL,
+     "fetch_sub($self, delta, /)\n--\n\nSubtracts delta; the old value."},
+    {"fetch_and", fastcall(atomic_fetch<Op::and_>), METH_FASTCALL,
+     "fetch_and($self, mask, /)\n--\n\nANDs mask in; the old value."},
+    {"fetch_or", fastcall(atomic_fetch<Op::or_>), METH_FASTCALL,
+     "fetch_or($self, mask, /)\n--\n\nORs mask in; the old value."},
+    {"fetch_xor", fastcall(atomic_fetch<Op::xor_>), METH_FASTCALL,
+     "fetch_xor($self, mask, /)\n--\n\nXORs mask in; the old value."},
     {"compare_exchange", fastcall(atomic_cas), METH_FASTCALL,
      "compare_exchange($self, expected, desired, /)\n--\n\n(success, value found)."},
     {"wait", fastcall(atomic_wait), METH_FASTCALL | METH_KEYWORDS,
      "wait($self, old, /, timeout=None)\n--\n\nBlocks while the value equals old (GIL released, Ctrl-C "
      "interrupts); False on timeout."},
-    {"notify", fastcall(atomic_notify), METH_FASTCALL, "notify($self, n=None, /)\n--\n\nWakes n waiters (None: all)."},
+    {"notify", fastcall(atomic_notify), METH_FASTCALL,
+     "notify($self, n=None, /)\n--\n\nWakes n waiters (None: all)."},
     {"notify_one", atomic_notify_one, METH_NOARGS, "notify_one($self, /)\n--\n\nWakes one waiter."},
     {"notify_all", atomic_notify_all, METH_NOARGS, "notify_all($self, /)\n--\n\nWakes every waiter."},
     {"_over", fastcall(bound_over), METH_FASTCALL | METH_CLASS,
@@ -320,8 +359,8 @@ bool add_atomic_ref_type(PyObject* m) {
                       "seq_cst), with wait/notify across processes.")},
       {0, nullptr},
   };
-  PyType_Spec spec = {"shmkit._sync.AtomicRef", sizeof(AtomicObj), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-                      slots};
+  PyType_Spec spec = {"shmkit._sync.AtomicRef", sizeof(AtomicObj), 0,
+                      Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, slots};
   return add_type(m, spec, "AtomicRef") != nullptr;
 }
 

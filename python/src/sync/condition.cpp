@@ -15,7 +15,6 @@ namespace shmkit::python::sync {
 // RobustMutex view held by the caller. Every level of a RecursiveMutex is
 // released while waiting and restored after (CPython's Condition).
 
-
 namespace {
 
 PyObject* cond_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -125,8 +124,7 @@ PyMethodDef cond_methods[] = {
     {"wait", fastcall(cond_wait), METH_FASTCALL | METH_KEYWORDS,
      "wait($self, lock, /, timeout=None)\n--\n\nReleases `lock` (held by the caller, every level of an "
      "RLock), sleeps until notified or the timeout, re-acquires it. False on timeout."},
-    {"notify", fastcall(cond_notify), METH_FASTCALL,
-     "notify($self, n=1, /)\n--\n\nWakes up to n waiters."},
+    {"notify", fastcall(cond_notify), METH_FASTCALL, "notify($self, n=1, /)\n--\n\nWakes up to n waiters."},
     {"notify_all", cond_notify_all, METH_NOARGS, "notify_all($self, /)\n--\n\nWakes every waiter."},
     {"_over", fastcall(bound_over), METH_FASTCALL | METH_CLASS,
      SHMKIT_DOC_OVER "A view of the condition at `offset` of a writable buffer."},

@@ -7,7 +7,9 @@
 namespace shmkit::python::sync {
 namespace {
 
-PyObject* event_is_set(PyObject* self, PyObject*) { return PyBool_FromLong(prim<shmkit::Event>(self).is_set()); }
+PyObject* event_is_set(PyObject* self, PyObject*) {
+  return PyBool_FromLong(prim<shmkit::Event>(self).is_set());
+}
 PyObject* event_set(PyObject* self, PyObject*) {
   prim<shmkit::Event>(self).set();
   Py_RETURN_NONE;
@@ -38,9 +40,9 @@ PyMethodDef event_methods[] = {
 }  // namespace
 
 bool add_event_type(PyObject* m) {
-  return add_view_type(m, "shmkit._sync.Event", "Event(buffer, offset)\n--\n\nA view of a shmkit::Event (4 bytes).",
-                       event_methods, sizeof(shmkit::Event), alignof(shmkit::Event),
-                       shmkit::SyncName<shmkit::Event>::value,
+  return add_view_type(m, "shmkit._sync.Event",
+                       "Event(buffer, offset)\n--\n\nA view of a shmkit::Event (4 bytes).", event_methods,
+                       sizeof(shmkit::Event), alignof(shmkit::Event), shmkit::SyncName<shmkit::Event>::value,
                        bound_new<sizeof(shmkit::Event), alignof(shmkit::Event)>) != nullptr;
 }
 

@@ -82,16 +82,18 @@ int sync_exec(PyObject* m) {
       !add_typed_block_type(m)) {
     return -1;
   }
-  Py_XSETREF(g_owner_died, PyErr_NewExceptionWithDoc(
-      "shmkit._sync.OwnerDiedError",
-      "A RobustLock's previous holder died holding it. The caller now holds the lock: repair the "
-      "data, call make_consistent(), then release().",
-      PyExc_RuntimeError, nullptr));
-  Py_XSETREF(g_not_recoverable, PyErr_NewExceptionWithDoc(
-      "shmkit._sync.NotRecoverableError",
-      "A RobustLock was released after an owner death without make_consistent(): it can never be "
-      "acquired again. Recreate it.",
-      PyExc_RuntimeError, nullptr));
+  Py_XSETREF(g_owner_died,
+             PyErr_NewExceptionWithDoc(
+                 "shmkit._sync.OwnerDiedError",
+                 "A RobustLock's previous holder died holding it. The caller now holds the lock: repair the "
+                 "data, call make_consistent(), then release().",
+                 PyExc_RuntimeError, nullptr));
+  Py_XSETREF(g_not_recoverable,
+             PyErr_NewExceptionWithDoc(
+                 "shmkit._sync.NotRecoverableError",
+                 "A RobustLock was released after an owner death without make_consistent(): it can never be "
+                 "acquired again. Recreate it.",
+                 PyExc_RuntimeError, nullptr));
   if (g_owner_died == nullptr || g_not_recoverable == nullptr ||
       PyModule_AddObject(m, "OwnerDiedError", Py_NewRef(g_owner_died)) < 0 ||
       PyModule_AddObject(m, "NotRecoverableError", Py_NewRef(g_not_recoverable)) < 0 ||
@@ -106,10 +108,16 @@ int sync_exec(PyObject* m) {
 
 PyModuleDef_Slot module_slots[] = SHMKIT_MODULE_SLOTS(sync_exec);
 
-PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "shmkit._sync",
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                          "shmkit._sync",
                           "shmkit's process-shared locks, semaphores, events, conditions, atomics "
                           "and typed blocks (see python/src/sync/).",
-                          0, module_methods, module_slots, nullptr, nullptr, nullptr};
+                          0,
+                          module_methods,
+                          module_slots,
+                          nullptr,
+                          nullptr,
+                          nullptr};
 
 }  // namespace
 }  // namespace shmkit::python::sync

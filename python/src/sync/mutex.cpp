@@ -28,7 +28,9 @@ PyObject* mutex_release(PyObject* self, PyObject*) {
 
 PyObject* mutex_enter(PyObject* self, PyObject*) { return mutex_acquire(self, nullptr, 0, nullptr); }
 PyObject* mutex_exit(PyObject* self, PyObject* const*, Py_ssize_t) { return mutex_release(self, nullptr); }
-PyObject* mutex_locked(PyObject* self, PyObject*) { return PyBool_FromLong(prim<shmkit::Mutex>(self).is_locked()); }
+PyObject* mutex_locked(PyObject* self, PyObject*) {
+  return PyBool_FromLong(prim<shmkit::Mutex>(self).is_locked());
+}
 
 PyMethodDef mutex_methods[] = {
     {"acquire", fastcall(mutex_acquire), METH_FASTCALL | METH_KEYWORDS,
@@ -38,7 +40,8 @@ PyMethodDef mutex_methods[] = {
      "release($self, /)\n--\n\nReleases the lock (ValueError if it is not locked)."},
     {"__enter__", mutex_enter, METH_NOARGS, SHMKIT_DOC_ENTER},
     {"__exit__", fastcall(mutex_exit), METH_FASTCALL, SHMKIT_DOC_EXIT},
-    {"locked", mutex_locked, METH_NOARGS, "locked($self, /)\n--\n\nTrue if the lock is held (by anyone; racy)."},
+    {"locked", mutex_locked, METH_NOARGS,
+     "locked($self, /)\n--\n\nTrue if the lock is held (by anyone; racy)."},
     {"_over", fastcall(bound_over), METH_FASTCALL | METH_CLASS,
      SHMKIT_DOC_OVER "A view of the lock at `offset` of a writable buffer."},
     {nullptr, nullptr, 0, nullptr}};

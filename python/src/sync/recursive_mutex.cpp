@@ -43,7 +43,8 @@ PyMethodDef rmutex_methods[] = {
     {"__exit__", fastcall(rmutex_exit), METH_FASTCALL, SHMKIT_DOC_EXIT},
     {"_count", rmutex_count, METH_NOARGS,
      "_count($self, /)\n--\n\nRecursion level of the calling thread (0 if not the owner)."},
-    {"_is_mine", rmutex_is_mine, METH_NOARGS, "_is_mine($self, /)\n--\n\nTrue if the calling thread holds the lock."},
+    {"_is_mine", rmutex_is_mine, METH_NOARGS,
+     "_is_mine($self, /)\n--\n\nTrue if the calling thread holds the lock."},
     {"_over", fastcall(bound_over), METH_FASTCALL | METH_CLASS,
      SHMKIT_DOC_OVER "A view of the lock at `offset` of a writable buffer."},
     {nullptr, nullptr, 0, nullptr}};
@@ -51,13 +52,12 @@ PyMethodDef rmutex_methods[] = {
 }  // namespace
 
 bool add_recursive_mutex_type(PyObject* m) {
-  rmutex_type = add_view_type(
-      m, "shmkit._sync.RecursiveMutex",
-      "RecursiveMutex(buffer, offset)\n--\n\n"
-      "A view of a shmkit::RecursiveMutex (12 bytes, CPython's RLock).",
-      rmutex_methods, sizeof(shmkit::RecursiveMutex), alignof(shmkit::RecursiveMutex),
-      shmkit::SyncName<shmkit::RecursiveMutex>::value,
-      bound_new<sizeof(shmkit::RecursiveMutex), alignof(shmkit::RecursiveMutex)>);
+  rmutex_type = add_view_type(m, "shmkit._sync.RecursiveMutex",
+                              "RecursiveMutex(buffer, offset)\n--\n\n"
+                              "A view of a shmkit::RecursiveMutex (12 bytes, CPython's RLock).",
+                              rmutex_methods, sizeof(shmkit::RecursiveMutex), alignof(shmkit::RecursiveMutex),
+                              shmkit::SyncName<shmkit::RecursiveMutex>::value,
+                              bound_new<sizeof(shmkit::RecursiveMutex), alignof(shmkit::RecursiveMutex)>);
   return rmutex_type != nullptr;
 }
 

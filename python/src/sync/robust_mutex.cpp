@@ -42,7 +42,8 @@ PyObject* robust_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs
     return nullptr;
   }
   shmkit::LockResult r = m.try_lock();
-  if (r == shmkit::LockResult::acquired) [[likely]] Py_RETURN_TRUE;
+  if (r == shmkit::LockResult::acquired) [[likely]]
+    Py_RETURN_TRUE;
   if (r != shmkit::LockResult::busy || !block) return robust_result(r, block);
   const int w = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) {
     r = m.try_lock_until(end);
@@ -91,17 +92,19 @@ PyObject* robust_state(PyObject* self, PyObject*) {
 }
 
 PyMethodDef robust_methods[] = {
-    {"acquire", fastcall(robust_acquire),
-     METH_FASTCALL | METH_KEYWORDS,
-     SHMKIT_DOC_ACQUIRE "True when acquired, False when not (timeout, "
+    {"acquire", fastcall(robust_acquire), METH_FASTCALL | METH_KEYWORDS,
+     SHMKIT_DOC_ACQUIRE
+     "True when acquired, False when not (timeout, "
      "block=False). Raises OwnerDiedError when the previous holder died holding the lock: the "
      "caller then holds it and must repair the data, call make_consistent() and release(). Raises "
      "NotRecoverableError if a holder released it after an owner death without make_consistent()."},
     {"release", robust_release, METH_NOARGS,
      "release($self, /)\n--\n\nReleases the lock (RuntimeError if the calling thread does not hold it)."},
     {"make_consistent", robust_make_consistent, METH_NOARGS,
-     "make_consistent($self, /)\n--\n\nAfter OwnerDiedError, once the data is repaired: the lock becomes normal again."},
-    {"_state", robust_state, METH_NOARGS, "_state($self, /)\n--\n\n'free', 'locked', 'owner_died' or 'not_recoverable' (racy)."},
+     "make_consistent($self, /)\n--\n\nAfter OwnerDiedError, once the data is repaired: the lock becomes "
+     "normal again."},
+    {"_state", robust_state, METH_NOARGS,
+     "_state($self, /)\n--\n\n'free', 'locked', 'owner_died' or 'not_recoverable' (racy)."},
     {"__enter__", robust_enter, METH_NOARGS, SHMKIT_DOC_ENTER},
     {"__exit__", fastcall(robust_exit), METH_FASTCALL, SHMKIT_DOC_EXIT},
     {"_over", fastcall(bound_over), METH_FASTCALL | METH_CLASS,

@@ -17,9 +17,11 @@ PyObject* sem_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
       parse_block_timeout(args, nargs, kwnames, 0, "acquire", Timeouts::clamp, &block, &timeout) < 0) {
     return nullptr;
   }
-  if (s.try_acquire()) [[likely]] Py_RETURN_TRUE;
+  if (s.try_acquire()) [[likely]]
+    Py_RETURN_TRUE;
   if (!block) Py_RETURN_FALSE;
-  const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return s.try_acquire_until(end); });
+  const int r =
+      wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return s.try_acquire_until(end); });
   if (r < 0) return nullptr;
   return PyBool_FromLong(r);
 }
@@ -69,13 +71,14 @@ PyObject* sem_layout(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return nullptr;
   }
   alignas(shmkit::Semaphore) unsigned char bytes[sizeof(shmkit::Semaphore)] = {};
-  ::new (static_cast<void*>(bytes)) shmkit::Semaphore(static_cast<std::uint32_t>(v), static_cast<std::uint32_t>(m));
+  ::new (static_cast<void*>(bytes))
+      shmkit::Semaphore(static_cast<std::uint32_t>(v), static_cast<std::uint32_t>(m));
   return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(bytes), sizeof bytes);
 }
 
 PyMethodDef sem_methods[] = {
-    {"acquire", fastcall(sem_acquire),
-     METH_FASTCALL | METH_KEYWORDS, SHMKIT_DOC_ACQUIRE "True when a unit was taken."},
+    {"acquire", fastcall(sem_acquire), METH_FASTCALL | METH_KEYWORDS,
+     SHMKIT_DOC_ACQUIRE "True when a unit was taken."},
     {"release", fastcall(sem_release), METH_FASTCALL,
      "release($self, n=1, /)\n--\n\nAdds n units (ValueError past a BoundedSemaphore's bound)."},
     {"get_value", sem_get_value, METH_NOARGS, "get_value($self, /)\n--\n\nThe value now (racy)."},
@@ -91,8 +94,8 @@ PyMethodDef sem_methods[] = {
 
 bool add_semaphore_type(PyObject* m) {
   return add_view_type(m, "shmkit._sync.Semaphore",
-                       "Semaphore(buffer, offset)\n--\n\nA view of a shmkit::Semaphore (12 bytes).", sem_methods,
-                       sizeof(shmkit::Semaphore), alignof(shmkit::Semaphore),
+                       "Semaphore(buffer, offset)\n--\n\nA view of a shmkit::Semaphore (12 bytes).",
+                       sem_methods, sizeof(shmkit::Semaphore), alignof(shmkit::Semaphore),
                        shmkit::SyncName<shmkit::Semaphore>::value,
                        bound_new<sizeof(shmkit::Semaphore), alignof(shmkit::Semaphore)>) != nullptr;
 }

@@ -35,8 +35,7 @@ extern PyTypeObject* robust_type;
 // The common head of every view type: where the primitive is and the
 // buffer export that keeps it mapped.
 struct Bound {
-  PyObject_HEAD
-  void* addr;
+  PyObject_HEAD void* addr;
   Py_buffer view;  // view.obj == nullptr: unbound
   PyObject* weakrefs;
 };
@@ -64,9 +63,8 @@ extern PyMemberDef bound_members[];  // the weak-reference list
 // view's tp_new, dealloc, getset and weak-reference slot are added here),
 // added to module `m` with P's SIZE, ALIGN and TYPE_NAME.
 PyTypeObject* add_view_type(PyObject* m, const char* name, const char* doc, PyMethodDef* methods,
-                            std::size_t size, std::size_t align, std::string_view type_name,
-                            newfunc tp_new, Py_ssize_t basicsize = sizeof(Bound),
-                            PyGetSetDef* getset = bound_getset);
+                            std::size_t size, std::size_t align, std::string_view type_name, newfunc tp_new,
+                            Py_ssize_t basicsize = sizeof(Bound), PyGetSetDef* getset = bound_getset);
 
 // The docstrings every view type's methods share (text signatures).
 #define SHMKIT_DOC_ENTER "__enter__($self, /)\n--\n\n"
@@ -109,10 +107,12 @@ PyObject* lock_acquire(M& m, PyObject* const* args, Py_ssize_t nargs, PyObject* 
       parse_block_timeout(args, nargs, kwnames, 0, "acquire", Timeouts::clamp, &block, &timeout) < 0) {
     return nullptr;
   }
-  if (m.try_lock()) [[likely]] Py_RETURN_TRUE;
+  if (m.try_lock()) [[likely]]
+    Py_RETURN_TRUE;
   if (!block) Py_RETURN_FALSE;
   if (spin_briefly([&] { return spin_try(m); })) Py_RETURN_TRUE;
-  const int r = wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return m.try_lock_until(end); });
+  const int r =
+      wait_sliced(deadline_for(timeout), [&](Clock::time_point end) { return m.try_lock_until(end); });
   if (r < 0) return nullptr;
   return PyBool_FromLong(r);
 }

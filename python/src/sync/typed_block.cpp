@@ -24,8 +24,7 @@ namespace {
 // after releasing its export (numpy's ndarray(buffer=...), whose base is
 // then this object) thus never sees the block unmapped under it.
 struct BlockObj {
-  PyObject_HEAD
-  shmkit::TypedBlock* block;
+  PyObject_HEAD shmkit::TypedBlock* block;
   Exports exports;
   PyObject* weakrefs;
   bool closed;
@@ -58,7 +57,8 @@ PyObject* wrap_block(shmkit::TypedBlock&& b) {
   return reinterpret_cast<PyObject*>(o);
 }
 
-bool check_fingerprint_args(const char* typecode, const char* type_name, unsigned long size, unsigned long align) {
+bool check_fingerprint_args(const char* typecode, const char* type_name, unsigned long size,
+                            unsigned long align) {
   if ((typecode == nullptr || typecode[0] == '\0') && (type_name == nullptr || type_name[0] == '\0')) {
     PyErr_SetString(PyExc_ValueError, "a typed block needs a typecode or a type name");
     return false;
@@ -78,9 +78,9 @@ bool check_fingerprint_args(const char* typecode, const char* type_name, unsigne
 //                   count, prefix_size, payload_size, params=(),
 //                   prefix_init=b"", payload_init=b"", track=False)
 PyObject* block_create(PyObject*, PyObject* args, PyObject* kwds) {
-  static const char* kwlist[] = {"name", "kind", "typecode", "type_name", "elem_size", "elem_align", "count",
-                                 "prefix_size", "payload_size", "params", "prefix_init", "payload_init",
-                                 "track", nullptr};
+  static const char* kwlist[] = {"name",        "kind",         "typecode",    "type_name",    "elem_size",
+                                 "elem_align",  "count",        "prefix_size", "payload_size", "params",
+                                 "prefix_init", "payload_init", "track",       nullptr};
   const char* name = nullptr;
   unsigned long kind = 0, size = 0, align = 0, prefix = 0;
   unsigned long long count = 0, payload = 0;
@@ -160,26 +160,25 @@ PyObject* block_create(PyObject*, PyObject* args, PyObject* kwds) {
 
 // TypedBlock.attach(name, kind, typecode, type_name, elem_size, elem_align)
 PyObject* block_attach(PyObject*, PyObject* args, PyObject* kwds) {
-  static const char* kwlist[] = {"name", "kind", "typecode", "type_name", "elem_size", "elem_align",
-                                 "init_timeout", nullptr};
+  static const char* kwlist[] = {"name",      "kind",       "typecode",     "type_name",
+                                 "elem_size", "elem_align", "init_timeout", nullptr};
   const char* name = nullptr;
   unsigned long kind = 0, size = 0, align = 0;
   const char* typecode = nullptr;
   const char* type_name = nullptr;
   double init_timeout = 1.0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "skzzkk|d", const_cast<char**>(kwlist), &name, &kind, &typecode,
-                                   &type_name, &size, &align, &init_timeout)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "skzzkk|d", const_cast<char**>(kwlist), &name, &kind,
+                                   &typecode, &type_name, &size, &align, &init_timeout)) {
     return nullptr;
   }
   if (!check_fingerprint_args(typecode, type_name, size, align)) return nullptr;
   const shmkit::TypeFingerprint f = fingerprint_from(typecode, type_name, size, align);
   shmkit::AttachOptions options;
-  options.init_timeout = std::chrono::milliseconds(static_cast<long long>(
-      std::max(0.0, std::min(init_timeout, 3600.0)) * 1000));
+  options.init_timeout =
+      std::chrono::milliseconds(static_cast<long long>(std::max(0.0, std::min(init_timeout, 3600.0)) * 1000));
   try {
-    shmkit::TypedBlock b = without_gil([&] {
-      return shmkit::attach_typed_block(name, static_cast<shmkit::BlockKind>(kind), f, options);
-    });
+    shmkit::TypedBlock b = without_gil(
+        [&] { return shmkit::attach_typed_block(name, static_cast<shmkit::BlockKind>(kind), f, options); });
     return wrap_block(std::move(b));
   } catch (...) {
     translate_exception();
@@ -236,7 +235,9 @@ void block_dealloc(PyObject* o) {
   free_object(o);
 }
 
-PyObject* block_name(PyObject* o, void*) { return PyUnicode_FromString(as_block(o)->block->shm.name().c_str()); }
+PyObject* block_name(PyObject* o, void*) {
+  return PyUnicode_FromString(as_block(o)->block->shm.name().c_str());
+}
 PyObject* block_size(PyObject* o, void*) {
   return PyLong_FromSize_t(as_block(o)->closed ? 0 : as_block(o)->block->shm.size());
 }
@@ -244,30 +245,38 @@ PyObject* block_closed(PyObject* o, void*) { return PyBool_FromLong(as_block(o)-
 PyObject* block_header_field(PyObject* o, void* which) {
   const shmkit::BlockHeader& h = as_block(o)->block->header;
   switch (reinterpret_cast<std::uintptr_t>(which)) {
-    case 0: return PyLong_FromUnsignedLongLong(h.payload_offset);
-    case 1: return PyLong_FromUnsignedLongLong(h.payload_size);
-    case 2: return PyLong_FromUnsignedLongLong(h.count);
-    case 3: return PyLong_FromUnsignedLong(h.prefix_size);
-    case 4: return Py_BuildValue("(KKKK)", h.param[0], h.param[1], h.param[2], h.param[3]);
-    case 5: return PyLong_FromUnsignedLong(h.kind);
-    case 6: return PyLong_FromUnsignedLong(h.elem_size);
-    default: return PyLong_FromSize_t(shmkit::BlockHeader::kSize);
+    case 0:
+      return PyLong_FromUnsignedLongLong(h.payload_offset);
+    case 1:
+      return PyLong_FromUnsignedLongLong(h.payload_size);
+    case 2:
+      return PyLong_FromUnsignedLongLong(h.count);
+    case 3:
+      return PyLong_FromUnsignedLong(h.prefix_size);
+    case 4:
+      return Py_BuildValue("(KKKK)", h.param[0], h.param[1], h.param[2], h.param[3]);
+    case 5:
+      return PyLong_FromUnsignedLong(h.kind);
+    case 6:
+      return PyLong_FromUnsignedLong(h.elem_size);
+    default:
+      return PyLong_FromSize_t(shmkit::BlockHeader::kSize);
   }
 }
 
 PyMethodDef block_methods[] = {
-    {"create", fastcall(block_create),
-     METH_VARARGS | METH_KEYWORDS | METH_STATIC,
+    {"create", fastcall(block_create), METH_VARARGS | METH_KEYWORDS | METH_STATIC,
      "create(name, kind, typecode, type_name, elem_size, elem_align, count, prefix_size, "
      "payload_size, params=(), prefix_init=b'', payload_init=b'', track=False)\n--\n\n"
      "A new typed block (name None: a random one)."},
-    {"attach", fastcall(block_attach),
-     METH_VARARGS | METH_KEYWORDS | METH_STATIC,
+    {"attach", fastcall(block_attach), METH_VARARGS | METH_KEYWORDS | METH_STATIC,
      "attach(name, kind, typecode, type_name, elem_size, elem_align, init_timeout=1.0)\n--\n\n"
      "An existing typed block, its header checked."},
     {"close", block_close, METH_NOARGS,
-     "close($self, /)\n--\n\nCloses this handle (BufferError while views exist); the block is unmapped with the object."},
-    {"unlink", block_unlink, METH_NOARGS, "unlink($self, /)\n--\n\nRemoves the name (FileNotFoundError if gone)."},
+     "close($self, /)\n--\n\nCloses this handle (BufferError while views exist); the block is unmapped with "
+     "the object."},
+    {"unlink", block_unlink, METH_NOARGS,
+     "unlink($self, /)\n--\n\nRemoves the name (FileNotFoundError if gone)."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyGetSetDef block_getset[] = {

@@ -19,8 +19,8 @@ std::uint32_t gil_spin_iterations() {
   return n;
 }
 
-int bind_view(Bound* self, PyObject* buffer, PyObject* offset_obj, std::size_t size,
-              std::size_t align, const char* what) {
+int bind_view(Bound* self, PyObject* buffer, PyObject* offset_obj, std::size_t size, std::size_t align,
+              const char* what) {
   const Py_ssize_t offset = PyNumber_AsSsize_t(offset_obj, PyExc_OverflowError);
   if (offset == -1 && PyErr_Occurred()) return -1;
   if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0) return -1;
@@ -34,8 +34,8 @@ int bind_view(Bound* self, PyObject* buffer, PyObject* offset_obj, std::size_t s
   }
   char* p = static_cast<char*>(self->view.buf) + offset;
   if (reinterpret_cast<std::uintptr_t>(p) % align != 0) {
-    PyErr_Format(PyExc_ValueError, "shmkit: a %s must be %zu-byte aligned; offset %zd is not", what,
-                 align, offset);
+    PyErr_Format(PyExc_ValueError, "shmkit: a %s must be %zu-byte aligned; offset %zd is not", what, align,
+                 offset);
     PyBuffer_Release(&self->view);
     self->view.obj = nullptr;
     return -1;
@@ -50,7 +50,6 @@ void bound_dealloc(PyObject* o) {
   if (self->view.obj != nullptr) PyBuffer_Release(&self->view);
   free_object(o);
 }
-
 
 PyObject* bound_new_sized(PyTypeObject* type, PyObject* args, PyObject* kwds, std::size_t size,
                           std::size_t align) {
@@ -84,9 +83,7 @@ PyObject* bound_over(PyObject* cls, PyObject* const* args, Py_ssize_t nargs) {
   return r;
 }
 
-PyObject* bound_address(PyObject* o, void*) {
-  return PyLong_FromVoidPtr(reinterpret_cast<Bound*>(o)->addr);
-}
+PyObject* bound_address(PyObject* o, void*) { return PyLong_FromVoidPtr(reinterpret_cast<Bound*>(o)->addr); }
 
 PyObject* bound_buffer(PyObject* o, void*) {
   Bound* self = reinterpret_cast<Bound*>(o);
@@ -103,8 +100,8 @@ PyGetSetDef bound_getset[] = {
 PyMemberDef bound_members[] = {SHMKIT_WEAKLIST_MEMBER(Bound, weakrefs), {nullptr, 0, 0, 0, nullptr}};
 
 PyTypeObject* add_view_type(PyObject* m, const char* name, const char* doc, PyMethodDef* methods,
-                            std::size_t size, std::size_t align, std::string_view type_name,
-                            newfunc tp_new, Py_ssize_t basicsize, PyGetSetDef* getset) {
+                            std::size_t size, std::size_t align, std::string_view type_name, newfunc tp_new,
+                            Py_ssize_t basicsize, PyGetSetDef* getset) {
   PyType_Slot slots[] = {
       {Py_tp_new, reinterpret_cast<void*>(tp_new)},
       {Py_tp_dealloc, reinterpret_cast<void*>(bound_dealloc)},
@@ -118,9 +115,11 @@ PyTypeObject* add_view_type(PyObject* m, const char* name, const char* doc, PyMe
   const char* dot = std::strrchr(name, '.');
   PyTypeObject* t = add_type(m, spec, dot != nullptr ? dot + 1 : name);
   if (t == nullptr) return nullptr;
-  if (!set_type_attr(t, "SIZE", PyLong_FromSize_t(size)) || !set_type_attr(t, "ALIGN", PyLong_FromSize_t(align)) ||
-      !set_type_attr(t, "TYPE_NAME", PyUnicode_FromStringAndSize(type_name.data(),
-                                                                 static_cast<Py_ssize_t>(type_name.size())))) {
+  if (!set_type_attr(t, "SIZE", PyLong_FromSize_t(size)) ||
+      !set_type_attr(t, "ALIGN", PyLong_FromSize_t(align)) ||
+      !set_type_attr(
+          t, "TYPE_NAME",
+          PyUnicode_FromStringAndSize(type_name.data(), static_cast<Py_ssize_t>(type_name.size())))) {
     return nullptr;
   }
   return t;

@@ -132,13 +132,17 @@ int acquire_timeout(const std::string& name, int ms) {
 
 template <class T>
 T item(long i) {
-  if constexpr (std::is_same_v<T, Pair>) return Pair{i, static_cast<double>(i) / 2.0};
-  else return static_cast<T>(i);
+  if constexpr (std::is_same_v<T, Pair>)
+    return Pair{i, static_cast<double>(i) / 2.0};
+  else
+    return static_cast<T>(i);
 }
 template <class T>
 double value_of(const T& v) {
-  if constexpr (std::is_same_v<T, Pair>) return static_cast<double>(v.a) + v.b;
-  else return static_cast<double>(v);
+  if constexpr (std::is_same_v<T, Pair>)
+    return static_cast<double>(v.a) + v.b;
+  else
+    return static_cast<double>(v);
 }
 
 template <template <class> class Q, class T>
@@ -237,15 +241,19 @@ int run(int argc, char** argv) {
   if (cmd == "hold" && argc >= 4) {
     return by_kind(argv[2], [&](auto&& p) -> int {
       using P = std::decay_t<decltype(p)>;
-      if constexpr (std::is_same_v<P, shmkit::Event>) return 2;
-      else return hold<P>(argv[3]);
+      if constexpr (std::is_same_v<P, shmkit::Event>)
+        return 2;
+      else
+        return hold<P>(argv[3]);
     });
   }
   if (cmd == "acquire-timeout" && argc >= 5) {
     return by_kind(argv[2], [&](auto&& p) -> int {
       using P = std::decay_t<decltype(p)>;
-      if constexpr (std::is_same_v<P, shmkit::Event>) return 2;
-      else return acquire_timeout<P>(argv[3], std::atoi(argv[4]));
+      if constexpr (std::is_same_v<P, shmkit::Event>)
+        return 2;
+      else
+        return acquire_timeout<P>(argv[3], std::atoi(argv[4]));
     });
   }
   if (cmd == "die-holding") {
@@ -288,7 +296,8 @@ int run(int argc, char** argv) {
     const std::string type = argv[2];
     const long n = argc >= 5 ? std::atol(argv[4]) : 0;
     const bool seq = cmd.rfind("seqlock", 0) == 0;
-    if (type == "q") return seq ? seqlock_cmd<std::int64_t>(cmd, argv[3], n) : ring_cmd<std::int64_t>(cmd, argv[3], n);
+    if (type == "q")
+      return seq ? seqlock_cmd<std::int64_t>(cmd, argv[3], n) : ring_cmd<std::int64_t>(cmd, argv[3], n);
     if (type == "d") return seq ? seqlock_cmd<double>(cmd, argv[3], n) : ring_cmd<double>(cmd, argv[3], n);
     if (type == "pair") return seq ? seqlock_cmd<Pair>(cmd, argv[3], n) : ring_cmd<Pair>(cmd, argv[3], n);
     return 2;

@@ -129,11 +129,10 @@ inline void notify(WaitSlot& w, bool asym) noexcept {
 // Runs `attempt` (a try_ operation returning true on success) until it
 // succeeds or `deadline` passes (nullopt: no deadline). Spins for the
 // calibrated wait budget (spin.hpp: kWaitSpinFactor x the lock budget, 18 us
-// by default, in time whatever the CPU), then sleeps on w.seq in slices of at most kLostWakeRecheck, re-checking after
-// each (no sleep is unbounded). Returns whether an attempt succeeded.
+// by default, in time whatever the CPU), then sleeps on w.seq in slices of at most kLostWakeRecheck,
+// re-checking after each (no sleep is unbounded). Returns whether an attempt succeeded.
 template <class Attempt, class Stalled>
-bool wait_until(WaitSlot& w, Attempt&& attempt,
-                std::optional<std::chrono::steady_clock::time_point> deadline,
+bool wait_until(WaitSlot& w, Attempt&& attempt, std::optional<std::chrono::steady_clock::time_point> deadline,
                 Stalled&& stalled) noexcept {
   for (std::uint32_t i = 0, n = detail::wait_spin_iterations(); i < n; ++i) {
     if (attempt()) return true;
@@ -190,8 +189,7 @@ inline void validate_ring(const BlockHeader& h, std::uint64_t slot_size, std::si
     bad_block(name, "capacity " + std::to_string(h.count) + " is not a power of two");
   }
   if (h.param[0] != slot_size) {
-    bad_block(name, "slot size " + std::to_string(h.param[0]) + ", expected " +
-                        std::to_string(slot_size));
+    bad_block(name, "slot size " + std::to_string(h.param[0]) + ", expected " + std::to_string(slot_size));
   }
   if (h.count > std::numeric_limits<std::uint64_t>::max() / slot_size ||
       h.payload_size != h.count * slot_size) {
@@ -206,9 +204,8 @@ inline void validate_ring(const BlockHeader& h, std::uint64_t slot_size, std::si
 
 inline void check_capacity(std::uint64_t capacity, std::uint64_t slot_size, std::string_view name) {
   if (!is_power_of_two(capacity) || capacity > (std::uint64_t{1} << 40) / slot_size) {
-    throw std::invalid_argument("shmkit: cannot create block \"" + std::string(name) +
-                                "\": capacity " + std::to_string(capacity) +
-                                " is not a power of two in [1, 2^40 / slot size]");
+    throw std::invalid_argument("shmkit: cannot create block \"" + std::string(name) + "\": capacity " +
+                                std::to_string(capacity) + " is not a power of two in [1, 2^40 / slot size]");
   }
 }
 
@@ -216,8 +213,7 @@ inline void check_capacity(std::uint64_t capacity, std::uint64_t slot_size, std:
 // attach and adopt its block: `capacity` slots of `slot_size` bytes in the
 // payload, the Control struct in the prefix, the slot size in param[0].
 template <class T, class Control>
-BlockSpec ring_spec(BlockKind kind, std::uint64_t capacity, std::uint64_t slot_size,
-                    std::string_view name) {
+BlockSpec ring_spec(BlockKind kind, std::uint64_t capacity, std::uint64_t slot_size, std::string_view name) {
   check_capacity(capacity, slot_size, name);
   BlockSpec spec;
   spec.kind = kind;
@@ -281,8 +277,7 @@ template <class T>
 inline void load_words(const std::uint64_t* src, T& out) noexcept {
   auto* dst = reinterpret_cast<unsigned char*>(&out);
   auto word = [src](std::size_t i) {
-    return std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(src[i]))
-        .load(std::memory_order_acquire);
+    return std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(src[i])).load(std::memory_order_acquire);
   };
 #pragma GCC unroll 16
   for (std::size_t i = 0; i < sizeof(T) / 8; ++i) {
@@ -303,9 +298,9 @@ inline std::optional<std::chrono::steady_clock::time_point> deadline_after(T tim
 }  // namespace shmkit::lockfree_detail
 
 // Readable rejection of element types that cannot live in shared memory.
-#define SHMKIT_LOCKFREE_CHECK_ELEMENT(T)                                                       \
-  static_assert(std::is_trivially_copyable_v<T>,                                               \
-                "shmkit lock-free structures copy elements as bytes between processes: T "     \
-                "must be trivially copyable (no pointers to the heap, no std::string)");       \
-  static_assert(!std::is_const_v<T> && !std::is_volatile_v<T>,                                 \
+#define SHMKIT_LOCKFREE_CHECK_ELEMENT(T)                                                   \
+  static_assert(std::is_trivially_copyable_v<T>,                                           \
+                "shmkit lock-free structures copy elements as bytes between processes: T " \
+                "must be trivially copyable (no pointers to the heap, no std::string)");   \
+  static_assert(!std::is_const_v<T> && !std::is_volatile_v<T>,                             \
                 "use a plain (non-const, non-volatile) element type")

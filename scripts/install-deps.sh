@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(
-  g++ cmake ninja-build pkg-config
+  g++ cmake ninja-build pkg-config clang-format
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-atomic-dev libboost-dev
   libtbb-dev libssl-dev

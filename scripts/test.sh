@@ -2,7 +2,8 @@
 # The README's second command: install what is missing, then build and run
 # the whole test suite: the release preset, the ASan+UBSan (debug) preset,
 # the TSan preset (thread-mode tests, label "threads"), and each libFuzzer
-# target for a bounded time.
+# target for a bounded time; first, every C++ source is checked against
+# .clang-format (scripts/check-format.sh).
 #   SHMKIT_TEST_PRESETS="release debug tsan"   which presets to build and test
 #   SHMKIT_FUZZ_SECONDS=20                seconds per fuzz target (0: skip)
 #   SHMKIT_STORM_ROUNDS=100               rounds of each random-SIGKILL storm
@@ -22,6 +23,9 @@ export SHMKIT_STORM_ROUNDS=${SHMKIT_STORM_ROUNDS:-100}
 scripts/install-deps.sh
 
 jobs=$(nproc)
+
+echo "=== format: .clang-format on every C++ source"
+scripts/check-format.sh
 presets=${SHMKIT_TEST_PRESETS:-release debug tsan}
 fuzz_seconds=${SHMKIT_FUZZ_SECONDS:-20}
 

@@ -853,5 +853,84 @@ TEST_F(Tracker, UnlinkDropsOnlyItsOwnFilesRegistrations) {
   for (int fd : {go[0], go[1], done[0], done[1]}) ::close(fd);
 }
 
+// The state letter of /proc/<pid>/stat (R, S, T, Z...); 0 if unreadable.
+char task_state_of(pid_t pid) {
+  int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[512];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  const std::string stat(buf, static_cast<std::size_t>(n));
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
+}
+
+// A watcher SIGKILLed in the middle of its sweep (the OOM killer, a batch
+// system tearing down a job's cgroup) must leave what it had not unlinked
+// to the next sweep: the dead registrations stay in the registry until
+// their blocks are gone, so `shmkit gc` (collect_garbage) finds and removes
+// the rest. The watcher is caught mid-sweep by stopping it at random
+// moments until some, but not all, of the blocks are gone.
+TEST_F(Tracker, WatcherKilledInTheMiddleOfItsSweepLeavesTheRestToGc) {
+  constexpr int kBlocks = 400;
+  bool caught = false;
+  for (int attempt = 0; attempt < 20 && !caught; ++attempt) {
+    const std::string prefix = unique_name("midsweep");
+    const std::string marker = "SHMKIT_TEST_WATCHER_MARK=" + prefix;
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    const pid_t registrant = fork_child([&] {
+      ::putenv(const_cast<char*>(marker.c_str()));  // the watcher starts with it
+      std::vector<SharedMemory> blocks;
+      for (int i = 0; i < kBlocks; ++i) {
+        blocks.push_back(SharedMemory::create(prefix + "_" + std::to_string(i), 4096, tracked()));
+      }
+      char c = 'r';
+      if (::write(p[1], &c, 1) != 1) return 1;
+      for (;;) ::pause();
+    });
+    ::close(p[1]);
+    char c = 0;
+    ASSERT_EQ(::read(p[0], &c, 1), 1);
+    ::close(p[0]);
+    const pid_t watcher = process_with_environ(marker);
+    ASSERT_NE(watcher, 0) << "no watcher found for the registrant";
+    ASSERT_EQ(::kill(registrant, SIGKILL), 0);
+    (void)wait_child(registrant, 10s);
+    // Let the watcher run in short bursts; between bursts it is stopped and
+    // the blocks are counted.
+    std::size_t left = kBlocks;
+    for (int burst = 0; burst < 20000; ++burst) {
+      ASSERT_EQ(::kill(watcher, SIGSTOP), 0);
+      ASSERT_TRUE(eventually([&] { return task_state_of(watcher) == 'T'; }, 5s, 1ms));
+      left = list_blocks(prefix + "_").size();
+      if (left > 0 && left < static_cast<std::size_t>(kBlocks)) {
+        ::kill(watcher, SIGKILL);
+        caught = true;
+        break;
+      }
+      ::kill(watcher, SIGCONT);
+      if (left == 0) break;  // the sweep ended between two looks: try again
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(20 + burst % 80);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    }
+    if (!caught) {
+      (void)eventually([&] { return list_blocks(prefix + "_").empty(); }, 10s, 5ms);
+      for (const auto& b : list_blocks(prefix + "_")) ::shm_unlink(("/" + b).c_str());
+      continue;
+    }
+    // The watcher died holding the registry lock, half way: the next sweep
+    // repairs the lock and removes every block the dead registrant created.
+    (void)tracker::collect_garbage(false);
+    const auto rest = list_blocks(prefix + "_");
+    EXPECT_TRUE(rest.empty()) << rest.size() << " of the " << left
+                              << " blocks the killed watcher had not unlinked were lost to gc";
+    for (const auto& b : rest) ::shm_unlink(("/" + b).c_str());
+  }
+  EXPECT_TRUE(caught) << "never caught the watcher in the middle of its sweep";
+}
+
 }  // namespace
 }  // namespace shmkit::test

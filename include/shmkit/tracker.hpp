@@ -89,7 +89,10 @@
 //     created the same way, fully initialised before it has a name.
 //   * collect_garbage() does the same sweep on demand for every dead
 //     registrant (`shmkit gc`), which also covers a watcher that was itself
-//     killed. SharedMemory::unlink() removes the block's registrations.
+//     killed, before or in the middle of its sweep: a sweep frees the dead
+//     registrations only after it has unlinked their blocks, so what a
+//     killed sweeper left is found by the next one. SharedMemory::unlink()
+//     removes the block's registrations.
 //   * Crash behaviour: every registry change is made under the RobustMutex;
 //     a process killed while holding it leaves at most its own half-written
 //     entry, which the next locker (told owner-died) validates and repairs.

@@ -16,6 +16,7 @@
 #include <set>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 #include "platform/platform.hpp"
 #include "platform/printable.hpp"
@@ -244,6 +245,11 @@ void sweep(Registry& r, GcReport& report, bool dry_run, const Known* dead, bool 
     std::set<std::uint64_t> created;  // inodes of dropped creating registrations
   };
   std::map<std::string, Dropped> candidates;  // by name
+  // The dead registrations are freed only after their blocks are unlinked:
+  // a sweeper killed half way (a watcher SIGKILLed by the OOM killer or a
+  // job's cgroup teardown) leaves them in place, and the next sweep (the
+  // next locker repairs the lock) finds them dead and removes the rest.
+  std::vector<std::size_t> drop;
   for (std::size_t i = 0; i < kMaxEntries; ++i) {
     Entry& e = r.entries[i];
     if (e.state != kUsed) continue;
@@ -257,7 +263,7 @@ void sweep(Registry& r, GcReport& report, bool dry_run, const Known* dead, bool 
     report.dropped.push_back(registration_of(e, l));
     Dropped& d = candidates[entry_name(e)];
     if (created(e)) d.created.insert(e.inode);
-    if (!dry_run) e.state = kFree;
+    drop.push_back(i);
   }
   for (const auto& [block, dropped] : candidates) {
     // Kept while any live process, or one we cannot judge, registers it (the
@@ -267,7 +273,7 @@ void sweep(Registry& r, GcReport& report, bool dry_run, const Known* dead, bool 
     for (std::size_t i = 0; i < kMaxEntries && !kept; ++i) {
       const Entry& e = r.entries[i];
       if (e.state != kUsed || entry_name(e) != block) continue;
-      const Liveness l = liveness(e, me, dead);  // (a dry run's dead entries are still used)
+      const Liveness l = liveness(e, me, dead);  // (the dropped entries are still used here)
       kept = l != Liveness::dead;
       if (l == Liveness::dead && created(e)) created_files.insert(e.inode);  // not swept yet
     }
@@ -291,6 +297,9 @@ void sweep(Registry& r, GcReport& report, bool dry_run, const Known* dead, bool 
       }
     }
     report.unlinked.push_back(block);
+  }
+  if (!dry_run) {
+    for (const std::size_t i : drop) r.entries[i].state = kFree;
   }
 }
 

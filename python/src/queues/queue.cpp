@@ -212,27 +212,36 @@ PyObject* pop_batch(QueueObj* self, Py_ssize_t max, bool block, double timeout, 
   return out;
 }
 
-// get_many(max, block=True, timeout=None) -> list: waits for one item (up
-// to the timeout), then takes up to `max` that are there. [] on timeout.
-PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  QueueObj* self = as_q(o);
+// get_many and get_many_bytes: converts (max, block=True, timeout=None)
+// first, then checks the handle (conversion can run Python code that
+// closes it), then pops up to max items (bytes of whole items; nullptr with
+// an exception set on error). *got: how many.
+PyObject* pop_many(QueueObj* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* fn,
+                   Py_ssize_t* got) {
   if (nargs < 1) {
-    PyErr_SetString(PyExc_TypeError, "get_many(max, block=True, timeout=None)");
+    PyErr_Format(PyExc_TypeError, "%s(max, block=True, timeout=None)", fn);
     return nullptr;
   }
   const Py_ssize_t max = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
   if (max == -1 && PyErr_Occurred()) return nullptr;
   if (max < 0 || max > (Py_ssize_t{1} << 30) / self->item) {
-    PyErr_SetString(PyExc_ValueError, "get_many(max): max must be >= 0 and fit 1 GiB of items");
+    PyErr_Format(PyExc_ValueError, "%s(max): max must be >= 0 and fit 1 GiB of items", fn);
     return nullptr;
   }
   bool block;
   double timeout;
-  if (parse_block_timeout(args, nargs, kwnames, 1, "get_many", Timeouts::raise, &block, &timeout) < 0)
-    return nullptr;
+  if (parse_block_timeout(args, nargs, kwnames, 1, fn, Timeouts::raise, &block, &timeout) < 0) return nullptr;
   if (!check_open(self) || !check_no_view(self)) return nullptr;
+  *got = 0;
+  return pop_batch(self, max, block, timeout, got);
+}
+
+// get_many(max, block=True, timeout=None) -> list: waits for one item (up
+// to the timeout), then takes up to `max` that are there. [] on timeout.
+PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  QueueObj* self = as_q(o);
   Py_ssize_t got = 0;
-  PyObject* raw = pop_batch(self, max, block, timeout, &got);
+  PyObject* raw = pop_many(self, args, nargs, kwnames, "get_many", &got);
   if (raw == nullptr) return nullptr;
   PyObject* list = PyList_New(got);
   if (list == nullptr) {
@@ -256,24 +265,8 @@ PyObject* q_get_many(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
 // get_many_bytes(max, block=True, timeout=None) -> bytes of k whole items
 // (numpy: np.frombuffer(result, dtype), no further copy).
 PyObject* q_get_many_bytes(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  QueueObj* self = as_q(o);
-  if (nargs < 1) {
-    PyErr_SetString(PyExc_TypeError, "get_many_bytes(max, block=True, timeout=None)");
-    return nullptr;
-  }
-  const Py_ssize_t max = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
-  if (max == -1 && PyErr_Occurred()) return nullptr;
-  if (max < 0 || max > (Py_ssize_t{1} << 30) / self->item) {
-    PyErr_SetString(PyExc_ValueError, "get_many_bytes(max): max must be >= 0 and fit 1 GiB of items");
-    return nullptr;
-  }
-  bool block;
-  double timeout;
-  if (parse_block_timeout(args, nargs, kwnames, 1, "get_many_bytes", Timeouts::raise, &block, &timeout) < 0)
-    return nullptr;
-  if (!check_open(self) || !check_no_view(self)) return nullptr;
   Py_ssize_t got = 0;
-  return pop_batch(self, max, block, timeout, &got);
+  return pop_many(as_q(o), args, nargs, kwnames, "get_many_bytes", &got);
 }
 
 PyObject* q_qsize(PyObject* o, PyObject*) {

@@ -182,6 +182,21 @@ PyObject* atomic_exchange(PyObject* self, PyObject* const* args, Py_ssize_t narg
 
 enum class Op { add, sub, and_, or_, xor_ };
 
+// The read-modify-write `op` on `r`; returns the value before it.
+template <Op op, class T>
+T fetch(shmkit::AtomicRef<T>& r, T d) {
+  if constexpr (op == Op::add)
+    return r.fetch_add(d);
+  else if constexpr (op == Op::sub)
+    return r.fetch_sub(d);
+  else if constexpr (op == Op::and_)
+    return r.fetch_and(d);
+  else if constexpr (op == Op::or_)
+    return r.fetch_or(d);
+  else
+    return r.fetch_xor(d);
+}
+
 template <Op op>
 PyObject* atomic_fetch(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   AtomicObj* a = as_atomic(self);
@@ -191,18 +206,7 @@ PyObject* atomic_fetch(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     const long long d = PyLong_AsLongLongAndOverflow(args[0], &overflow);
     if (overflow == 0 && !(d == -1 && PyErr_Occurred())) {
       shmkit::AtomicRef<std::int64_t> r(*static_cast<std::int64_t*>(a->base.addr));
-      std::int64_t old;
-      if constexpr (op == Op::add)
-        old = r.fetch_add(d);
-      else if constexpr (op == Op::sub)
-        old = r.fetch_sub(d);
-      else if constexpr (op == Op::and_)
-        old = r.fetch_and(d);
-      else if constexpr (op == Op::or_)
-        old = r.fetch_or(d);
-      else
-        old = r.fetch_xor(d);
-      return PyLong_FromLongLong(old);
+      return PyLong_FromLongLong(fetch<op>(r, static_cast<std::int64_t>(d)));
     }
     PyErr_Clear();
   }
@@ -215,18 +219,7 @@ PyObject* atomic_fetch(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     T d;
     if (to_value(args[0], &d, true) < 0) return nullptr;
     shmkit::AtomicRef<T> r(*p);
-    T old;
-    if constexpr (op == Op::add)
-      old = r.fetch_add(d);
-    else if constexpr (op == Op::sub)
-      old = r.fetch_sub(d);
-    else if constexpr (op == Op::and_)
-      old = r.fetch_and(d);
-    else if constexpr (op == Op::or_)
-      old = r.fetch_or(d);
-    else
-      old = r.fetch_xor(d);
-    return from_value(old);
+    return from_value(fetch<op>(r, d));
   });
 }
 

@@ -49,6 +49,9 @@ struct Pool {
   shmkit::RawArray<std::uint32_t> done = shmkit::RawArray<std::uint32_t>::anonymous(kChunks);
   shmkit::RawArray<std::uint32_t> current = shmkit::RawArray<std::uint32_t>::anonymous(64);  // per worker
   shmkit::AtomicValue<std::uint32_t> completed = shmkit::AtomicValue<std::uint32_t>::anonymous(0);
+  // 1 once the worker meant to die has taken its first chunk: the others
+  // wait for it, so they cannot drain the queue before it gets its second.
+  shmkit::AtomicValue<std::uint32_t> victim_started = shmkit::AtomicValue<std::uint32_t>::anonymous(0);
   shmkit::MpmcQueue<std::uint32_t> work;
 
   explicit Pool(const std::string& queue_name)
@@ -57,14 +60,21 @@ struct Pool {
 
 std::atomic_ref<std::uint32_t> at(std::span<std::uint32_t> a, std::size_t i) { return std::atomic_ref(a[i]); }
 
-int worker(Pool& pool, unsigned index, bool die_on_second_chunk) {
+int worker(Pool& pool, unsigned index, bool die_on_second_chunk, bool wait_for_victim) {
   const std::span<const std::int64_t> in = pool.input.get_obj();
+  while (wait_for_victim && pool.victim_started.load() == 0) {
+    pool.victim_started.wait_for(0, std::chrono::milliseconds(50));
+  }
   int taken = 0;
   for (;;) {
     std::uint32_t chunk = pool.work.pop();
     if (chunk == kStop) return 0;
     at(pool.current.get_obj(), index).store(chunk, std::memory_order_relaxed);
-    if (die_on_second_chunk && ++taken == 2) ::raise(SIGKILL);  // mid-chunk, on purpose
+    if (die_on_second_chunk && ++taken == 1) {
+      pool.victim_started.store(1);
+      pool.victim_started.notify_all();
+    }
+    if (die_on_second_chunk && taken == 2) ::raise(SIGKILL);  // mid-chunk, on purpose
     const auto part = in.subspan(std::size_t{chunk} * kChunkSize, kChunkSize);
     const std::int64_t sum = tbb::parallel_reduce(
         tbb::blocked_range<std::size_t>(0, part.size()), std::int64_t{0},
@@ -83,10 +93,10 @@ int worker(Pool& pool, unsigned index, bool die_on_second_chunk) {
   }
 }
 
-pid_t start_worker(Pool& pool, unsigned index, bool die) {
+pid_t start_worker(Pool& pool, unsigned index, bool die, bool wait_for_victim) {
   std::fflush(nullptr);
   pid_t pid = ::fork();
-  if (pid == 0) ::_exit(worker(pool, index, die));
+  if (pid == 0) ::_exit(worker(pool, index, die, wait_for_victim));
   return pid;
 }
 
@@ -111,7 +121,8 @@ int main(int argc, char** argv) {
   for (std::uint32_t c = 0; c < kChunks; ++c) pool.work.push(c);
 
   std::vector<pid_t> pids(workers);
-  for (unsigned w = 0; w < workers; ++w) pids[w] = start_worker(pool, w, kill_one && w == 0);
+  for (unsigned w = 0; w < workers; ++w)
+    pids[w] = start_worker(pool, w, kill_one && w == 0, kill_one && w != 0);
   std::printf("parent: %u workers, %u chunks of %zu values\n", workers, kChunks, kChunkSize);
 
   int redone = 0;
@@ -131,7 +142,7 @@ int main(int argc, char** argv) {
         std::printf(" holding chunk %u: queued again", held);
       }
       at(pool.current.get_obj(), w).store(kNone);
-      pids[w] = start_worker(pool, w, false);
+      pids[w] = start_worker(pool, w, false, false);
       std::printf("; replacement pid %d\n", pids[w]);
     }
   }

@@ -1,0 +1,316 @@
+// shmkit/lockfree/byte_queue.hpp — ByteQueue: a multi-producer
+// multi-consumer queue of byte messages of any length in a named block,
+// usable by unrelated processes (C++ and Python's shmkit.Queue family), that
+// survives a peer killed at any instruction and goes on around a peer that
+// is only stopped.
+//
+// Contract
+//   * Any number of producers and consumers, in any processes of one PID
+//     namespace. A message is a byte string of 0 bytes up to 2^63: pushed
+//     whole (a gather of parts), popped whole, by exactly one consumer. FIFO
+//     per producer thread; between producers, in the order their claims
+//     were made (a consumer may take a later message around one whose
+//     producer is still writing: see "Stopped").
+//   * The ring. The block holds N cells of 64 bytes (N a power of two >= 16,
+//     fixed at create()) and one 64-bit state word per cell. A message of
+//     L bytes takes ceil((16 + L) / 64) consecutive cells: a 16-byte record
+//     header (length, flags, cells), then the bytes; a message that would
+//     run past the last cell takes the cells to the end as padding and
+//     continues at cell 0, so every message's bytes are contiguous. Messages
+//     up to max_inline() bytes (N * 32 - 16, at most 8 MiB - 16) travel in
+//     the ring; longer ones, and those longer than the threshold given at
+//     create(), travel out of line (below). Positions are 64-bit counters;
+//     cell = position mod N.
+//   * Claims. Cell state words are positions or claim words, as in
+//     MpmcQueue (Vyukov's bounded queue with the claim made on the slot):
+//     the word of a record's first cell at position p is p ("free for the
+//     producer of p"), p + 1 ("published, for a consumer"), a claim word, or
+//     p + N ("released to the next lap"). A claim is one CAS of that word to
+//     a word naming the claimant (bit 63; kind: producer, consumer, or a
+//     dead producer's skipped claim; 5 lap bits; the record's cell count;
+//     the claimant's pid (22 bits) and the low 16 bits of its start time).
+//     tail (head) moves past the record after the claim, by the claimant or
+//     by anyone who finds the claim there (the cell count is in the claim
+//     word), so a claimant stalled or dead between its two CASes holds up
+//     no one. The other cells of a record keep their "free" positions while
+//     it lives; the consumer releases every cell (the first last).
+//   * Progress. try_push/try_pop are lock-free. A consumer that finds the
+//     record at head still being written looks past it (claim words carry
+//     the length) and takes the first published record behind it, so a
+//     producer stalled mid-message delays only its own message. Such a
+//     record, and one a stalled consumer is reading, pins its cells: the
+//     other producers go on until the ring comes round to those cells a lap
+//     later, and then see the queue full until the peer resumes. push/pop
+//     spin, then sleep on a shared futex word in slices of kLostWakeRecheck.
+//   * Crash semantics. Killed (any signal that ends the process, at any
+//     instruction): a claim whose claimant is proven dead (no such pid, a
+//     zombie, or a pid with another start time) is stepped over by any
+//     survivor that waits (push/pop/..._for/..._until, between sleep slices)
+//     or calls unblock(): a dead producer's record is skipped (its cells are
+//     released unread), a dead consumer's record is released (its
+//     out-of-line block unlinked). What is lost is at most the one message
+//     in the dead process's hands, counted in losses(): a message whose
+//     push never returned, or one its consumer had claimed (its pop never
+//     returned, or returned just before the death). Nothing else is lost
+//     or corrupted: no other message's cells are touched. Stopped (SIGSTOP,
+//     a frozen cgroup, a debugger, a slow process): alive, never stepped
+//     over; its record waits for it (see Progress), and when it resumes it
+//     finishes its own operation. A claimant whose identity cannot be read
+//     is counted alive. The 16 start-time bits tell apart a reused pid but
+//     for one start time in 65536 ticks (11 minutes at 100 Hz): such a
+//     reuse makes a dead claimant look alive, never the other way round.
+//   * Out of line. A message longer than the threshold is written to its
+//     own block named "<queue name>.o<n>" (n from a counter in the queue),
+//     created untracked and reserved (no SIGBUS), and the ring carries its
+//     name and length. The consumer maps it, unlinks the name at once, and
+//     keeps the mapping for as long as it holds the message (zero copy).
+//     A producer killed between creating the block and publishing, or a
+//     consumer killed before unlinking it, can leave such a block behind:
+//     unlink() of the queue removes every "<name>.o<n>" with it.
+//   * Doorbell. doorbell_fd() gives a file descriptor (a FIFO named
+//     "<queue name>.bell", created with the queue) that is readable while
+//     the queue may hold a message, for poll/select/epoll (Python's
+//     multiprocessing.connection.wait, selectors, asyncio). It costs
+//     nothing until some process asks for it: from then on a producer
+//     writes one byte when it finds the bell silent (once per transition
+//     to non-empty, not per message), and a consumer that finds the queue
+//     empty drains the FIFO, re-checks, and rings again if a message came
+//     meanwhile. Readability can be spurious (a message taken by another
+//     consumer first): readers then find the queue empty and wait again.
+//   * Untrusted block. Positions are masked before addressing; a record
+//     header's length and cell count are checked against the ring before
+//     any byte is copied (a bad record is released unread and counted as
+//     corrupt), an out-of-line name must carry this queue's prefix and the
+//     block's size must match, and forged words make try_ calls return
+//     false rather than loop.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmkit/lockfree/detail/common.hpp"
+#include "shmkit/shared_memory.hpp"
+#include "shmkit/typed_block.hpp"
+
+namespace shmkit {
+
+struct ByteQueueControl {
+  alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> tail;  // producers' next position
+  alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> head;  // consumers' next position
+  alignas(lockfree_detail::kFalseSharingRange) lockfree_detail::WaitSlot not_empty;
+  lockfree_detail::WaitSlot not_full;
+  // The doorbell: how many handles have its descriptor open (a killed
+  // process leaves its count: only extra rings), and whether it has rung
+  // since a consumer last found the queue empty.
+  alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint32_t> bell_armed;
+  std::atomic<std::uint32_t> bell_rung;
+  std::atomic<std::uint64_t> out_of_line_counter;  // names out-of-line blocks
+  // What survivors stepped over (losses()); written only then.
+  alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> producer_claims_skipped;
+  std::atomic<std::uint64_t> consumer_claims_released;
+  std::atomic<std::uint64_t> corrupt_records;
+
+  ByteQueueControl() = default;
+  ByteQueueControl(const ByteQueueControl&) = delete;
+  ByteQueueControl& operator=(const ByteQueueControl&) = delete;
+};
+static_assert(std::is_standard_layout_v<ByteQueueControl>, "ByteQueueControl is read by other processes");
+
+struct ByteQueueLosses {
+  std::uint64_t producer_claims_skipped = 0;   // a dead producer's message, never published
+  std::uint64_t consumer_claims_released = 0;  // a message claimed by a consumer that died
+  std::uint64_t corrupt_records = 0;           // records with impossible headers, released unread
+  friend bool operator==(const ByteQueueLosses&, const ByteQueueLosses&) = default;
+};
+
+// One popped message: its bytes, either a private copy (it travelled in the
+// ring) or a mapping of its out-of-line block (zero copy; the block's name
+// is already unlinked). Move-only.
+class ByteMessage {
+ public:
+  ByteMessage() = default;
+  ByteMessage(ByteMessage&&) noexcept = default;
+  ByteMessage& operator=(ByteMessage&&) noexcept = default;
+
+  std::span<const std::byte> bytes() const noexcept {
+    return block_ ? std::span<const std::byte>(block_->bytes().data(), ool_size_)
+                  : std::span<const std::byte>(copy_);
+  }
+  std::size_t size() const noexcept { return bytes().size(); }
+  bool out_of_line() const noexcept { return block_.has_value(); }
+  std::string_view view() const noexcept {
+    const auto b = bytes();
+    return {reinterpret_cast<const char*>(b.data()), b.size()};
+  }
+  // The mapping of an out-of-line message (for zero-copy hand-off); empty
+  // for a message copied from the ring.
+  std::optional<SharedMemory> take_block() noexcept { return std::exchange(block_, std::nullopt); }
+
+ private:
+  friend class ByteQueue;
+  std::vector<std::byte> copy_;
+  std::optional<SharedMemory> block_;
+  std::size_t ool_size_ = 0;
+};
+
+// Where try_pop(ByteSink&) puts a message (the Python binding allocates a
+// bytes object of the right size; ByteMessage is the C++ sink).
+class ByteSink {
+ public:
+  // Room for an in-ring message of n bytes, or nullptr (out of memory: the
+  // message stays in the queue).
+  virtual std::byte* reserve(std::size_t n) noexcept = 0;
+  // An out-of-line message: `block` maps it; its first n bytes are the
+  // message.
+  virtual void adopt(SharedMemory&& block, std::size_t n) noexcept = 0;
+
+ protected:
+  ~ByteSink() = default;
+};
+
+enum class BytePop : std::uint8_t {
+  ok,         // a message was delivered to the sink
+  empty,      // nothing published (or all held by live writers)
+  no_memory,  // the sink's reserve() failed; the message is still queued
+};
+
+enum class ByteUnblock : std::uint8_t {
+  none,               // nothing held up by a dead claimant
+  skipped_producer,   // a dead producer's record was skipped
+  released_consumer,  // a dead consumer's record was released
+};
+
+class ByteQueue {
+ public:
+  static constexpr BlockKind kKind = BlockKind::byte_queue;
+  static constexpr std::size_t kCell = 64;    // bytes per cell
+  static constexpr std::size_t kRecordHeader = 16;
+  static constexpr std::uint64_t kLayout = 1;  // param[1]
+
+  struct Options {
+    // Messages longer than this go out of line (0: only those longer than
+    // max_inline()).
+    std::size_t out_of_line_threshold = 0;
+    unsigned permissions = 0600;  // of the block and the doorbell FIFO
+  };
+
+  // `ring_bytes`: the ring's data size, a power of two >= 1 KiB (N = ring_bytes / 64).
+  // Throws std::invalid_argument (bad size, a name too long for the
+  // out-of-line suffix), std::system_error (EEXIST, ...).
+  static ByteQueue create(std::string_view name, std::size_t ring_bytes);
+  static ByteQueue create(std::string_view name, std::size_t ring_bytes, const Options& options);
+  static ByteQueue attach(std::string_view name, const AttachOptions& options = AttachOptions());
+  // Removes the block, its doorbell FIFO and any out-of-line block left
+  // behind. Handles stay usable until destroyed.
+  static void unlink(std::string_view name);
+
+  ByteQueue(ByteQueue&&) noexcept;
+  ByteQueue& operator=(ByteQueue&&) noexcept;
+  ~ByteQueue();
+
+  const std::string& name() const noexcept { return block_.shm.name(); }
+  void unlink() { unlink(name()); }
+  std::size_t ring_bytes() const noexcept { return static_cast<std::size_t>(cells_) * kCell; }
+  // The longest message that travels in the ring.
+  std::size_t max_inline() const noexcept { return max_inline_; }
+  // Messages longer than this travel out of line.
+  std::size_t out_of_line_threshold() const noexcept { return threshold_; }
+
+  // Push one message made of `parts` (concatenated). False: the ring has no
+  // room now. Out-of-line messages create their block first and may throw
+  // std::system_error (ENOSPC, EMFILE, ...); in-ring ones never throw.
+  [[nodiscard]] bool try_push(std::span<const std::span<const std::byte>> parts);
+  [[nodiscard]] bool try_push(std::span<const std::byte> message) { return try_push({&message, 1}); }
+  [[nodiscard]] bool try_push(std::string_view message) {
+    return try_push(std::as_bytes(std::span<const char>(message.data(), message.size())));
+  }
+  void push(std::span<const std::span<const std::byte>> parts);
+  void push(std::span<const std::byte> message) { push({&message, 1}); }
+  void push(std::string_view message) {
+    push(std::as_bytes(std::span<const char>(message.data(), message.size())));
+  }
+  [[nodiscard]] bool push_until(std::span<const std::span<const std::byte>> parts,
+                                std::chrono::steady_clock::time_point deadline);
+  template <class Rep, class Period>
+  [[nodiscard]] bool push_for(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
+    return push_until({&message, 1}, *lockfree_detail::deadline_after(timeout));
+  }
+
+  // Pop one message into `sink`. Never blocks, never throws.
+  BytePop try_pop(ByteSink& sink) noexcept;
+  [[nodiscard]] bool try_pop(ByteMessage& out) noexcept;
+  ByteMessage pop();
+  [[nodiscard]] bool pop_until(ByteMessage& out, std::chrono::steady_clock::time_point deadline);
+  template <class Rep, class Period>
+  [[nodiscard]] bool pop_for(ByteMessage& out, std::chrono::duration<Rep, Period> timeout) {
+    return pop_until(out, *lockfree_detail::deadline_after(timeout));
+  }
+
+  // Waits (spin, then futex slices, running unblock() between them) until
+  // a message seems to be there (true) or the deadline passes (false;
+  // nullopt: no deadline). For bindings that pop with try_pop(ByteSink&)
+  // and wait without holding their own locks.
+  bool wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
+  // Likewise until a message of `bytes` bytes would seem to fit.
+  bool wait_room_until(std::size_t bytes, std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
+
+  // Whether a published message is there now (a snapshot).
+  bool has_message() const noexcept;
+  // Messages and records between head and tail, a snapshot (records being
+  // written and read included).
+  std::uint64_t size() const noexcept;
+  bool empty() const noexcept { return !has_message(); }
+
+  // Steps over one claim, at head or in the cells a producer at tail
+  // needs, whose claimant is proven dead. Not on any fast path: it may read
+  // /proc.
+  ByteUnblock unblock() noexcept;
+  ByteQueueLosses losses() const noexcept;
+
+  // The doorbell's descriptor (opened and armed on first call; owned by this
+  // handle). Throws std::system_error if the FIFO cannot be opened.
+  int doorbell_fd();
+  // A consumer that found the queue empty and is about to wait on the
+  // doorbell calls this: drains the FIFO, then rings it again if a message
+  // came meanwhile. try_pop calls it itself when it finds the queue empty
+  // while the bell is armed.
+  void settle_doorbell() noexcept;
+
+ private:
+  explicit ByteQueue(TypedBlock b);
+
+  enum class Claimed : std::uint8_t { yes, retry, full };
+  std::uint64_t cells_for(std::size_t bytes, std::uint64_t cell) const noexcept;
+  bool push_record(std::span<const std::span<const std::byte>> parts, std::size_t length, std::uint32_t flags,
+                   std::uint64_t ool_size) noexcept;
+  bool push_out_of_line(std::span<const std::span<const std::byte>> parts, std::size_t length,
+                        const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
+  bool push_wait(std::span<const std::span<const std::byte>> parts,
+                 std::optional<std::chrono::steady_clock::time_point> deadline, bool wait);
+  void release_record(std::uint64_t pos, std::uint64_t cells) noexcept;
+  bool release_dead_consumer(std::uint64_t pos, std::uint64_t word) noexcept;
+  void ring_bell() noexcept;
+  std::string out_of_line_prefix() const;
+
+  TypedBlock block_;
+  ByteQueueControl* ctl_ = nullptr;
+  std::atomic<std::uint64_t>* words_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::uint64_t cells_ = 0;  // N, from the validated header snapshot
+  std::uint64_t mask_ = 0;
+  unsigned lap_shift_ = 0;
+  std::uint64_t max_cells_ = 0;  // of an in-ring record before wrapping
+  std::size_t max_inline_ = 0;
+  std::size_t threshold_ = 0;
+  bool asym_ = false;
+  int bell_fd_ = -1;       // opened by doorbell_fd() (armed) or by a ring
+  bool bell_armed_ = false;
+};
+
+}  // namespace shmkit

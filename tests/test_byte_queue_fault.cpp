@@ -149,8 +149,10 @@ TEST_P(ByteQueueStep, StallOrDieHereThenSurvivorsCheck) {
     ::kill(v.pid, SIGCONT);
     const ExitStatus st = v.wait();
     EXPECT_TRUE(st.ok()) << "the resumed victim: " << st.describe();
-  } else if (kill_loses(c.point)) {
-    // The dead claim is stepped over by a waiting survivor within slices.
+  } else if (kill_loses(c.point) && is_push(c.point)) {
+    // The dead producer's claim is stepped over by a waiting survivor. (A
+    // dead consumer's record lies behind head: it is released when a
+    // producer comes round to its cells, in the laps below.)
     ASSERT_TRUE(eventually([&] {
       (void)q.unblock();
       const auto l = q.losses();
@@ -170,16 +172,8 @@ TEST_P(ByteQueueStep, StallOrDieHereThenSurvivorsCheck) {
     EXPECT_EQ((seen[{kVictimOrigin, 0}]), 1) << "the victim's committed message was lost or doubled";
   }
   for (std::uint32_t i = 0; i < pushed; ++i) EXPECT_EQ((seen[{kParent, i}]), 1) << "survivor message " << i;
-  const ByteQueueLosses l = q.losses();
-  if (victim_lost) {
-    EXPECT_EQ(l.producer_claims_skipped + l.consumer_claims_released, 1u);
-    EXPECT_EQ(l.producer_claims_skipped, is_push(c.point) ? 1u : 0u);
-  } else {
-    EXPECT_EQ(l, ByteQueueLosses{});
-  }
-  EXPECT_EQ(l.corrupt_records, 0u);
-
-  // Not wedged: laps of pushes and pops, in order.
+  // Not wedged: laps of pushes and pops, in order (the first lap comes round
+  // to a dead consumer's cells and releases them).
   for (std::uint32_t round = 0; round < 4; ++round) {
     for (std::uint32_t i = 0; i < 6; ++i) {
       const auto m = make_message(3, round * 10 + i, 500);
@@ -191,6 +185,14 @@ TEST_P(ByteQueueStep, StallOrDieHereThenSurvivorsCheck) {
       EXPECT_EQ(decode(m.bytes()).seq, round * 10 + i);
     }
   }
+  const ByteQueueLosses l = q.losses();
+  if (victim_lost) {
+    EXPECT_EQ(l.producer_claims_skipped + l.consumer_claims_released, 1u);
+    EXPECT_EQ(l.producer_claims_skipped, is_push(c.point) ? 1u : 0u);
+  } else {
+    EXPECT_EQ(l, ByteQueueLosses{});
+  }
+  EXPECT_EQ(l.corrupt_records, 0u);
   // A consumer that died holding an out-of-line message: its block went
   // with the release (a producer's unpublished block stays until unlink).
   if (c.out_of_line && !is_push(c.point)) {

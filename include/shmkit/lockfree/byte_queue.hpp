@@ -47,8 +47,12 @@
 //     zombie, or a pid with another start time) is stepped over by any
 //     survivor that waits (push/pop/..._for/..._until, between sleep slices)
 //     or calls unblock(): a dead producer's record is skipped (its cells are
-//     released unread), a dead consumer's record is released (its
-//     out-of-line block unlinked). What is lost is at most the one message
+//     released unread) as soon as a consumer waits; a dead consumer's record
+//     (behind head: it blocks no consumer) is released, and its out-of-line
+//     block unlinked, when a producer comes round to its cells a lap later.
+//     head is only a hint: records may be taken and released ahead of it,
+//     and producers may reuse released cells before head passes them; a
+//     scan from head steps over such cells. What is lost is at most the one message
 //     in the dead process's hands, counted in losses(): a message whose
 //     push never returned, or one its consumer had claimed (its pop never
 //     returned, or returned just before the death). Nothing else is lost

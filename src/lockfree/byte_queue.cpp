@@ -366,7 +366,14 @@ bool ByteQueue::push_until(std::span<const std::span<const std::byte>> parts,
 bool ByteQueue::push_wait(std::span<const std::span<const std::byte>> parts,
                           std::optional<std::chrono::steady_clock::time_point> deadline, bool wait) {
   const std::size_t length = total_length(parts);
-  if (length > threshold_) return push_out_of_line(parts, length, deadline, wait);
+  if (length > threshold_) {
+    if (name().empty()) {
+      throw std::length_error("shmkit: a message of " + std::to_string(length) +
+                              " bytes is longer than an anonymous ByteQueue carries (" + std::to_string(threshold_) +
+                              "): out-of-line blocks need the queue's name");
+    }
+    return push_out_of_line(parts, length, deadline, wait);
+  }
   auto attempt = [&] { return push_record(parts, length, 0, 0); };
   if (attempt()) return true;
   if (!wait) return false;
@@ -474,7 +481,7 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
           std::memcpy(&ool_size, src, 8);
           const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
           const std::string prefix = out_of_line_prefix();
-          if (block_name.size() <= prefix.size() || block_name.compare(0, prefix.size(), prefix) != 0 ||
+          if (name().empty() || block_name.size() <= prefix.size() || block_name.compare(0, prefix.size(), prefix) != 0 ||
               block_name.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
             corrupt = true;  // not one of ours: never map or unlink it
           } else {
@@ -686,7 +693,7 @@ bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexce
       const std::byte* src = (hd.flags & kWrapped) ? data_ : data_ + (pos & mask_) * kCell + kRecordHeader;
       const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
       const std::string prefix = out_of_line_prefix();
-      if (block_name.size() > prefix.size() && block_name.compare(0, prefix.size(), prefix) == 0 &&
+      if (!name().empty() && block_name.size() > prefix.size() && block_name.compare(0, prefix.size(), prefix) == 0 &&
           block_name.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
         (void)::unlink(platform::dev_shm_path(block_name).c_str());
       }

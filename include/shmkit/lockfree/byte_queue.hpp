@@ -212,6 +212,12 @@ class ByteQueue {
   static ByteQueue create(std::string_view name, std::size_t ring_bytes);
   static ByteQueue create(std::string_view name, std::size_t ring_bytes, const Options& options);
   static ByteQueue attach(std::string_view name, const AttachOptions& options = AttachOptions());
+  // Adopts a block whose typed header the caller validated (kind byte_queue),
+  // e.g. an anonymous block shared with forked children; checks the ring's
+  // own fields as attach() does. A queue without a name has no doorbell and
+  // no out-of-line path: longer messages throw std::length_error, and an
+  // out-of-line record is released unread as corrupt.
+  static ByteQueue from_block(TypedBlock block) { return ByteQueue(std::move(block)); }
   // Removes the block, its doorbell FIFO and any out-of-line block left
   // behind. Handles stay usable until destroyed.
   static void unlink(std::string_view name);

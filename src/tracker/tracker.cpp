@@ -71,8 +71,8 @@ bool add(std::string_view block, std::uint64_t inode, bool creator) {
   using shmkit::detail::printable_quoted;
   SharedMemory::validate_name(block);
   Registry* r = registry(true);
-  ensure_watcher(*r);
   const Self me = self();
+  ensure_watcher(*r, me);
   bool added = false;
   Locked lock(*r);
   const auto mine = [&](const Entry& e) {

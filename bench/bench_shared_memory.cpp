@@ -15,6 +15,7 @@
 #include <string>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "python_baseline.hpp"
@@ -40,6 +41,56 @@ void BM_Raw_CreateCycle(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Raw_CreateCycle)->UseRealTime();
+
+// The raw sequence with shmkit's create guarantees and nothing else: the
+// memory reserved (fallocate instead of ftruncate, so a full /dev/shm is
+// ENOSPC at create, never SIGBUS later) and the new file's mode and inode
+// read (statx; shmkit fchmods only if the umask cleared bits of the mode,
+// and keeps the inode for the tracker). The floor under
+// BM_Shmkit_CreateCycle: bench/notes/shared-memory-create.md splits the
+// gap to BM_Raw_CreateCycle between the two.
+void BM_Raw_CreateCycleReserved(benchmark::State& state) {
+  std::string path = "/" + bench_name("rawres");
+  for (auto _ : state) {
+    int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0 || ::fallocate(fd, 0, 0, kSize) != 0) state.SkipWithError("shm_open/fallocate");
+    void* p = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    benchmark::DoNotOptimize(p);
+    ::munmap(p, kSize);
+    ::close(fd);
+    ::shm_unlink(path.c_str());
+  }
+}
+BENCHMARK(BM_Raw_CreateCycleReserved)->UseRealTime();
+
+// statx of the descriptor the cheapest way the kernel allows: a NULL path
+// (Linux 6.11+), else "" (as shmkit does).
+int statx_fd(int fd, struct statx* sx) {
+  static bool null_path = true;
+  if (null_path) {
+    if (::syscall(SYS_statx, fd, nullptr, AT_EMPTY_PATH, STATX_MODE | STATX_INO, sx) == 0) return 0;
+    null_path = false;
+  }
+  return ::statx(fd, "", AT_EMPTY_PATH, STATX_MODE | STATX_INO, sx);
+}
+
+void BM_Raw_CreateCycleReservedStat(benchmark::State& state) {
+  std::string path = "/" + bench_name("rawress");
+  for (auto _ : state) {
+    int fd = ::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    struct statx sx {};
+    if (fd < 0 || statx_fd(fd, &sx) != 0 || ::fallocate(fd, 0, 0, kSize) != 0) {
+      state.SkipWithError("shm_open/statx/fallocate");
+    }
+    benchmark::DoNotOptimize(sx.stx_ino);
+    void* p = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    benchmark::DoNotOptimize(p);
+    ::munmap(p, kSize);
+    ::close(fd);
+    ::shm_unlink(path.c_str());
+  }
+}
+BENCHMARK(BM_Raw_CreateCycleReservedStat)->UseRealTime();
 
 void BM_Shmkit_CreateCycle(benchmark::State& state) {
   std::string name = bench_name("create");

@@ -568,6 +568,41 @@ TEST(SharedMemory, ModeIs0600WhateverTheUmask) {
   }
 }
 
+// create_filled gives the unnamed file its name with linkat: first on the
+// descriptor itself (AT_EMPTY_PATH, which Linux 6.10+ allows the opener),
+// else through /proc/self/fd. Either way an unprivileged process (no
+// CAP_DAC_READ_SEARCH: a root test drops to nobody) must get the named,
+// filled block with the exact mode whatever the umask, and EEXIST naming
+// the block for a taken name.
+TEST(SharedMemory, CreateFilledNamesTheBlockWithoutPrivileges) {
+  auto st = run_child([] {
+    if (::geteuid() == 0 &&
+        (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0)) {
+      return 77;
+    }
+    ::umask(0277);
+    const auto name = unique_name("filled");
+    auto fill = [](std::span<std::byte> b) { std::memcpy(b.data(), "filled", 6); };
+    auto shm = SharedMemory::create_filled(name, 4096, SharedMemory::Options{}, fill);
+    auto view = SharedMemory::attach(name);
+    if (text_at(view, 0, 6) != "filled") return 1;
+    struct stat s {};
+    if (::fstat(view.fd(), &s) != 0 || (s.st_mode & 07777) != 0600 || s.st_uid != ::geteuid()) return 2;
+    if (view.inode() != shm.inode() || shm.inode() != static_cast<std::uint64_t>(s.st_ino)) return 3;
+    std::string msg;
+    if (errno_of([&] { SharedMemory::create_filled(name, 4096, SharedMemory::Options{}, fill); }, &msg) !=
+        EEXIST) {
+      return 4;
+    }
+    if (msg.find(name) == std::string::npos) return 5;
+    if (list_blocks(name).size() != 1) return 6;  // the refused one left nothing
+    shm.unlink();
+    return 0;
+  });
+  if (st.exited && st.code == 77) GTEST_SKIP() << "cannot drop to uid 65534";
+  EXPECT_TRUE(st.ok()) << st.describe();
+}
+
 TEST(SharedMemory, ReadOnlyAttachReads) {
   auto name = unique_name("ro");
   auto shm = SharedMemory::create(name, 4096);

@@ -93,48 +93,57 @@ class Value : public detail::ObjectBase<T, Lock, BlockKind::value> {
   }
 
   // CPython's `.value`: one locked read.
+  // Each accessor reads data_ (a field of this handle) into a local before
+  // locked(): read inside, it would be reloaded after the acquire, a
+  // dependent load added between lock and unlock (object_base.hpp).
   T value() const {
-    return locked([&] { return *data_; });
+    const T* const p = data_;
+    return locked([&] { return *p; });
   }
   // CPython's `.value = v`: one locked write.
   void set_value(const T& v) {
-    locked([&] { *data_ = v; });
+    T* const p = data_;
+    locked([&] { *p = v; });
   }
   // Read-modify-write under one acquisition: fn(T&) changes the value in
   // place; returns the new value.
   template <class F>
   T update(F&& fn) {
+    T* const p = data_;
     return locked([&] {
-      T v = *data_;
+      T v = *p;
       std::invoke(std::forward<F>(fn), v);
-      *data_ = v;
+      *p = v;
       return v;
     });
   }
   // Returns the old value.
   T fetch_add(const T& delta) requires std::is_arithmetic_v<T> {
+    T* const p = data_;
     return locked([&] {
-      T old = *data_;
-      *data_ = static_cast<T>(old + delta);
+      T old = *p;
+      *p = static_cast<T>(old + delta);
       return old;
     });
   }
   T exchange(const T& v) {
+    T* const p = data_;
     return locked([&] {
-      T old = *data_;
-      *data_ = v;
+      T old = *p;
+      *p = v;
       return old;
     });
   }
   // Bytewise comparison (T may be a struct); on failure `expected` gets the
   // current value.
   bool compare_exchange(T& expected, const T& desired) {
+    T* const p = data_;
     return locked([&] {
-      if (std::memcmp(data_, &expected, sizeof(T)) == 0) {
-        *data_ = desired;
+      if (std::memcmp(p, &expected, sizeof(T)) == 0) {
+        *p = desired;
         return true;
       }
-      expected = *data_;
+      expected = *p;
       return false;
     });
   }

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -83,6 +84,11 @@ struct shmkit::TypeName<shmkit::tracker::detail::Entry> {
 namespace shmkit::tracker::detail {
 
 std::string entry_name(const Entry& e);
+// entry_name(e) == name, without building the string (the registration
+// paths compare every used entry's name).
+inline bool entry_name_is(const Entry& e, std::string_view name) {
+  return std::string_view(e.name, ::strnlen(e.name, sizeof e.name)) == name;
+}
 bool created(const Entry& e);
 // Whether `e` registers the file `inode` of its name: the same inode, or
 // `inode` is a reservation (any file under the name is the reserver's).

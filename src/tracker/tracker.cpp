@@ -71,13 +71,13 @@ bool add(std::string_view block, std::uint64_t inode, bool creator) {
   using shmkit::detail::printable_quoted;
   SharedMemory::validate_name(block);
   Registry* r = registry(true);
-  ensure_watcher(*r);
   const Self me = self();
+  ensure_watcher(*r, me);
   bool added = false;
   Locked lock(*r);
   const auto mine = [&](const Entry& e) {
     return e.state == kUsed && static_cast<pid_t>(e.pid) == me.pid && e.start_time == me.start &&
-           ns_of(e) == me.ns && entry_name(e) == block;
+           ns_of(e) == me.ns && entry_name_is(e, block);
   };
   if (!creator && inode != kReserved) {
     for (std::size_t i = 0; i < kMaxEntries && !creator; ++i) {
@@ -160,11 +160,15 @@ void remove_where(std::string_view block, bool only_self, std::optional<std::uin
   if (r == nullptr) return;
   const Self me = self();
   const std::string name(block);
+  // Dropping every registration of one file (forget_block: all processes'
+  // registrations of that inode) leaves nobody to pass its creation to:
+  // pass_creation would scan the registry again and find nothing.
+  const bool may_pass = !(inode && !only_self && *inode != kReserved);
   Locked lock(*r);
   std::set<std::uint64_t> created_files;
   for (std::size_t i = 0; i < kMaxEntries; ++i) {
     Entry& e = r->entries[i];
-    if (e.state != kUsed || entry_name(e) != block) continue;
+    if (e.state != kUsed || !entry_name_is(e, block)) continue;
     if (inode && e.inode != *inode) continue;
     if (only_self && (static_cast<pid_t>(e.pid) != me.pid || e.start_time != me.start || ns_of(e) != me.ns)) {
       continue;
@@ -172,7 +176,7 @@ void remove_where(std::string_view block, bool only_self, std::optional<std::uin
     // A dropped reservation passes nothing: its name may be someone
     // else's file now (the manager drops it on EEXIST); the file made
     // under it has a registration of its own (add()).
-    if (created(e) && e.inode != kReserved) created_files.insert(e.inode);
+    if (may_pass && created(e) && e.inode != kReserved) created_files.insert(e.inode);
     e.state = kFree;
   }
   for (const std::uint64_t file : created_files) pass_creation(*r, name, file);

@@ -195,8 +195,7 @@ bool tell(const std::string& text) {
 
 }  // namespace
 
-void ensure_watcher(Registry& registry) {
-  const Self me = self();
+void ensure_watcher(Registry& registry, const Self& me) {
   std::lock_guard g(g_watcher_mutex);
   if (g_watched_for == me.pid) return;
   start_watcher(me, registry);

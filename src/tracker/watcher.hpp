@@ -21,10 +21,12 @@ namespace shmkit::tracker::detail {
 inline constexpr int kWatcherProtocol = 1;
 
 struct Registry;
+struct Self;
 // Starts this process's watcher once per process (a fork child starts its
 // own) and waits for its "ok". Throws std::system_error naming the program
-// on any failure.
-void ensure_watcher(Registry& registry);
+// on any failure. `me` is self(), which the caller has just read (it costs a
+// getpid).
+void ensure_watcher(Registry& registry, const Self& me);
 
 int watcher_main(int argc, char** argv);
 

@@ -102,20 +102,28 @@ class ObjectBase {
 
   // Runs fn under the lock, unless this thread already holds it through
   // get_lock(), or there is no lock.
+  //
+  // The lock pointer is read from the handle before the lock is taken and
+  // kept in a local: the handle's address has escaped, so a member read
+  // after the acquire (a compiler barrier, and on x86 a locked instruction
+  // that later loads wait for) would be reloaded from memory on the critical
+  // path between lock and unlock. Callers read data_ before calling, for the
+  // same reason (see Value's accessors).
   template <class F>
   decltype(auto) locked(F&& fn) const {
     if constexpr (!kHasLock) {
       return fn();
     } else {
-      if (held_by_this_thread(lock_)) return fn();
-      acquire(*lock_, place_, noun());
+      lock_type* const lock = lock_;
+      if (held_by_this_thread(lock)) return fn();
+      acquire(*lock, place_, noun());
       struct Release {
         lock_type* l;
         ~Release() {
           SHMKIT_FAULT_POINT(object_written);
           release(*l);
         }
-      } release_on_exit{lock_};
+      } release_on_exit{lock};
       SHMKIT_FAULT_POINT(object_locked);
       return fn();
     }

@@ -401,7 +401,10 @@ class SpscQueue {
     // (two line transfers overlapped, not in a row: about 7% of the round
     // trip on the EPYC VM). A prefetch reads nothing the program uses.
     __builtin_prefetch(&slots_[h & mask], 0);
-    if (marks[h & mask].load(std::memory_order_acquire) != h + 1) return false;  // (7)
+    // (7) acquire: pairs with (6); the slots of the items it shows published
+    // are visible (to this call and, by program order, to the later calls
+    // that rely on seen_end_).
+    if (marks[h & mask].load(std::memory_order_acquire) != h + 1) return false;
     std::uint64_t end = h + 1;
     // Mid-line: the last look (or batch) ended here, most likely because the
     // consumer had caught up with the producer; the rest of the line is not

@@ -1,6 +1,6 @@
 // bench/bench_fanout.cpp — one writer, several reader processes
-// (BroadcastRing, SeqLock), and SpscQueue against its physical limit, in one
-// binary so every ratio comes from one run. All workers are forked processes
+// (BroadcastRing, SeqLock, one SpscQueue per reader), in one binary so every
+// ratio comes from one run. All workers are forked processes
 // started together by bench::run_workers (sync_bench_harness.hpp); 8-byte
 // items; each window is kWindow.
 //
@@ -36,19 +36,8 @@
 //       value in a loop with n reader processes looping on SeqLock::try_read
 //       (or SeqLockReader::try_read). real_time = ns per store. Counters:
 //       Mstores/s, reader_ok_Mreads/s (per reader), reader_fail_fraction.
-//   spsc_limit/tput/<plain_ring|shmkit_spsc|shmkit_spsc_batch32>/1024
-//       one producer, one consumer (CPUs 0 and 1), try_push/try_pop loops;
-//       plain_ring is a minimal rigtorp-style ring with cached indices
-//       (PlainRing below); batch32 uses SpscQueue's span try_push/try_pop
-//       with 32 items. The consumer sums every item it gets (without that
-//       the compiler drops the slot read and the row times index traffic
-//       only: the plain ring looked 15x faster than it is).
-//       real_time = ns per item delivered.
-//   spsc_limit/rtt/spin_pingpong, spsc_limit/rtt/<shmkit_spsc|plain_ring>/1024
-//       ping-pong (through two queues); real_time = ns per round trip. The
-//       same loops as bench_lockfree's rtt/ rows, under other names: the suite
-//       merges binaries by run name, and these ratios must stay inside this
-//       binary's run.
+// SpscQueue against other SPSC rings and the spin ping-pong: bench_lockfree's
+// spsc/ rows (measured in rounds, under one placement).
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -57,11 +46,9 @@
 #include <chrono>
 #include <cstdint>
 #include <new>
-#include <span>
 #include <string>
 #include <vector>
 
-#include "round_trip_harness.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
 #include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
@@ -75,7 +62,6 @@ namespace {
 
 constexpr auto kWindow = 300ms;
 constexpr std::uint64_t kCap = 1024;
-constexpr std::size_t kBatch = 32;
 
 std::string bench_name(const std::string& tag) {
   return "shmkit_bench_fo_" + std::to_string(::getpid()) + "_" + tag;
@@ -309,112 +295,6 @@ void BM_SeqLockWriter(benchmark::State& state, int readers, bool use_reader) {
   }
 }
 
-// ------------------------------------------------------------ SpscQueue's limit
-// A minimal single-producer single-consumer ring in the style of
-// rigtorp/SPSCQueue: each side's index and its cache of the other side's
-// index share that side's own line; the slots start on another. No futex
-// slots, no header, no checks: the floor for an 8-byte SPSC hand-off.
-struct PlainRing {
-  static constexpr std::uint64_t kMask = kCap - 1;
-  alignas(128) std::atomic<std::uint64_t> tail{0};  // producer's line
-  std::uint64_t head_cache = 0;
-  alignas(128) std::atomic<std::uint64_t> head{0};  // consumer's line
-  std::uint64_t tail_cache = 0;
-  alignas(128) Item slots[kCap];
-
-  bool try_push(Item v) noexcept {
-    const std::uint64_t t = tail.load(std::memory_order_relaxed);
-    if (t - head_cache == kCap) {
-      head_cache = head.load(std::memory_order_acquire);
-      if (t - head_cache == kCap) return false;
-    }
-    slots[t & kMask] = v;
-    tail.store(t + 1, std::memory_order_release);
-    return true;
-  }
-  bool try_pop(Item& v) noexcept {
-    const std::uint64_t h = head.load(std::memory_order_relaxed);
-    if (h == tail_cache) {
-      tail_cache = tail.load(std::memory_order_acquire);
-      if (h == tail_cache) return false;
-    }
-    v = slots[h & kMask];
-    head.store(h + 1, std::memory_order_release);
-    return true;
-  }
-};
-
-struct InShmRing {  // placement-new into an anonymous shared block (fork-shared)
-  shmkit::SharedMemory block = shmkit::SharedMemory::anonymous(sizeof(PlainRing));
-  PlainRing* q = new (block.data()) PlainRing();
-};
-
-struct NamedSpsc {
-  shmkit::SpscQueue<Item> h;
-  explicit NamedSpsc(const char* tag) : h(shmkit::SpscQueue<Item>::create(bench_name(tag), kCap)) {}
-  ~NamedSpsc() { h.unlink(); }
-  bool try_push(Item v) noexcept { return h.try_push(v); }
-  bool try_pop(Item& v) noexcept { return h.try_pop(v); }
-};
-
-void report_items(benchmark::State& state, const bench::RunResult& r) {
-  const double items = static_cast<double>(r.ops);
-  state.SetIterationTime(items > 0 ? r.seconds / items : r.seconds);
-  state.counters["Mitems/s"] = items / r.seconds / 1e6;
-  state.counters["runq_wait"] = r.runq_wait_fraction;
-}
-
-template <class Q>
-void throughput(benchmark::State& state, Q* q) {
-  for (auto _ : state) report_items(state, bench::queue_throughput(q, true, kWindow));
-}
-
-void BM_SpscBatchThroughput(benchmark::State& state) {
-  NamedSpsc q("batch");
-  auto* h = &q.h;
-  for (auto _ : state) {
-    auto r = bench::run_workers(
-        true, 2, kWindow, [h](int me, std::atomic<std::uint32_t>& stop, bench::WorkerResult& out) {
-          std::uint64_t n = 0;
-          Item buf[kBatch];
-          if (me == 0) {
-            Item v = 1;
-            std::size_t filled = 0;  // items of buf not pushed yet start at `filled`
-            for (auto& x : buf) x = v++;
-            while (stop.load(std::memory_order_relaxed) == 0) {
-              filled += h->try_push(std::span<const Item>(buf + filled, kBatch - filled));
-              if (filled == kBatch) {
-                for (auto& x : buf) x = v++;
-                filled = 0;
-              }
-            }
-          } else {
-            Item sum = 0;
-            while (stop.load(std::memory_order_relaxed) == 0) {
-              const std::size_t k = h->try_pop(std::span<Item>(buf, kBatch));
-              for (std::size_t i = 0; i < k; ++i) sum += buf[i];
-              n += k;
-            }
-            benchmark::DoNotOptimize(sum);
-          }
-          out.ops = n;
-        });
-    report_items(state, r);
-  }
-}
-
-template <class Q>
-void round_trip(benchmark::State& state, Q* there, Q* back) {
-  for (auto _ : state) report_items(state, bench::queue_round_trip(there, back, true, kWindow));
-}
-
-// Two atomics on separate lines: the physical limit of a cross-core round trip.
-void BM_SpinPingPong(benchmark::State& state) {
-  auto block = shmkit::SharedMemory::anonymous(sizeof(bench::SpinPair));
-  auto* p = new (block.data()) bench::SpinPair();
-  for (auto _ : state) report_items(state, bench::spin_ping_pong(p, true, kWindow));
-}
-
 // ------------------------------------------------------------ registration
 const bool registered = [] {
   auto reg = [](const std::string& name, auto fn) {
@@ -435,24 +315,6 @@ const bool registered = [] {
   }
   reg("seqlock_writer/64B/1readers/reader", [](benchmark::State& s) { BM_SeqLockWriter(s, 1, true); });
 
-  reg("spsc_limit/tput/plain_ring/1024", [](benchmark::State& s) {
-    InShmRing q;
-    throughput(s, q.q);
-  });
-  reg("spsc_limit/tput/shmkit_spsc/1024", [](benchmark::State& s) {
-    NamedSpsc q("tput");
-    throughput(s, &q);
-  });
-  reg("spsc_limit/tput/shmkit_spsc_batch32/1024", BM_SpscBatchThroughput);
-  reg("spsc_limit/rtt/spin_pingpong", BM_SpinPingPong);
-  reg("spsc_limit/rtt/shmkit_spsc/1024", [](benchmark::State& s) {
-    NamedSpsc a("rtt_a"), b("rtt_b");
-    round_trip(s, &a, &b);
-  });
-  reg("spsc_limit/rtt/plain_ring/1024", [](benchmark::State& s) {
-    InShmRing a, b;
-    round_trip(s, a.q, b.q);
-  });
   benchmark::AddCustomContext("placement", "writer/producer on CPU 0; readers/subscribers on the other CPUs");
   return true;
 }();

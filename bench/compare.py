@@ -28,6 +28,16 @@ How a row is judged:
   * A row whose repetitions recorded a `runq_wait` counter (the share of the
     run a process spent runnable but not running) above DISTURBED is flagged:
     the CPUs were not the benchmark's alone.
+  * A row whose paired ratios spread more than SPREAD (the largest over the
+    smallest) is flagged: the run moved under it (placement, other jobs), so
+    its median says less than its range.
+  * A baseline may be a list of run names ("the best of"): each repetition's
+    ratio is then taken against the best of the baselines in that same
+    repetition, and the row names the one that was best most often.
+  * Rows whose repetitions recorded where they ran (counters cpu_producer,
+    cpu_consumer, shared_l2, shared_l3, cpu_moved: bench_lockfree's spsc/
+    rows) say so in their note, and say when the candidate and a baseline
+    did not run on the same CPUs.
 Exit status is 0 whatever the verdicts: targets are reported, never asserted.
 """
 import json
@@ -41,6 +51,9 @@ from targets import COMPARISONS, METRICS  # noqa: E402
 
 # runq_wait above this (a fraction of the run) marks a disturbed repetition.
 DISTURBED = 0.05
+# Paired ratios whose largest is more than this times their smallest mark a
+# row that the run's conditions moved.
+SPREAD = 1.5
 
 
 def per_op_ns(b):
@@ -105,6 +118,54 @@ def verdict(ratios, target, goal):
     return "inconclusive"
 
 
+def baseline_names(c):
+    b = c["baseline"]
+    return list(b) if isinstance(b, (list, tuple)) else [b]
+
+
+def best_of(series, names, metric):
+    """Per repetition, the best figure among the baselines `names` (only
+    repetitions every baseline has), and the name that gave it."""
+    per = [value(series.get(n, []), metric) for n in names]
+    if not per or any(not v for v in per):
+        return [], []
+    hib = higher_is_better(metric)
+    figs, who = [], []
+    for i in range(min(len(v) for v in per)):
+        vals = [v[i] for v in per]
+        j = max(range(len(vals)), key=lambda k: vals[k]) if hib else min(range(len(vals)), key=lambda k: vals[k])
+        figs.append(vals[j])
+        who.append(names[j])
+    return figs, who
+
+
+PLACEMENT = ("cpu_producer", "cpu_consumer", "shared_l2", "shared_l3")
+
+
+def placements(entries):
+    """The distinct (cpu_producer, cpu_consumer, shared_l2, shared_l3)
+    tuples of these repetitions, and whether any worker changed CPU."""
+    seen = sorted({tuple(int(b[k]) for k in PLACEMENT) for b in entries if all(k in b for k in PLACEMENT)})
+    moved = any(b.get("cpu_moved", 0) for b in entries)
+    return seen, moved
+
+
+def placement_note(cand_entries, base_entries):
+    seen, moved = placements(cand_entries)
+    if not seen:
+        return ""
+    word = {1: "yes", 0: "no"}
+    parts = [f"CPU {p} -> {q} (L2 shared: {word.get(l2, '?')}, L3 shared: {word.get(l3, '?')})"
+             for p, q, l2, l3 in seen]
+    note = "placed: " + "; ".join(parts)
+    if moved:
+        note += "; a worker changed CPU"
+    bseen, _ = placements(base_entries)
+    if bseen and bseen != seen:
+        note += "; the baseline ran elsewhere"
+    return note
+
+
 def judge(c, series):
     """One comparison against the run's series: a dict with the figures, the
     paired ratio and the verdict."""
@@ -115,8 +176,13 @@ def judge(c, series):
                cand="-", cand_range="-", base="-", base_range="-", ratio="n/a", ratio_range="-",
                target="-" if t is None else ("<= " if goal == "at_most" else ">= ") + f"{t}x",
                met="-", reps=0, note="", counts=t is not None)
+    names = baseline_names(c)
     cv = value(series.get(c["candidate"], []), metric)
-    bv = value(series.get(c["baseline"], []), metric)
+    who = []
+    if len(names) == 1:
+        bv = value(series.get(names[0], []), metric)
+    else:
+        bv, who = best_of(series, names, metric)
     if cv:
         row.update(cand=fmt(statistics.median(cv), metric),
                    cand_range=f"{fmt(min(cv), metric)}-{fmt(max(cv), metric)}")
@@ -124,7 +190,8 @@ def judge(c, series):
         row.update(base=fmt(statistics.median(bv), metric),
                    base_range=f"{fmt(min(bv), metric)}-{fmt(max(bv), metric)}")
     if not cv or not bv:
-        gone = [n for n, v in ((c["candidate"], cv), (c["baseline"], bv)) if not v]
+        gone = [c["candidate"]] if not cv else []
+        gone += [n for n in names if not value(series.get(n, []), metric)]
         row.update(met="missing", note="no repetition of " + ", ".join(gone))
         return row
     ratios = paired_ratios(cv, bv, metric, goal)
@@ -134,9 +201,20 @@ def judge(c, series):
     row.update(ratio=f"{statistics.median(ratios):.2f}x",
                ratio_range=f"{min(ratios):.2f}-{max(ratios):.2f}x", reps=len(ratios),
                met=verdict(ratios, t, goal))
-    waits = value(series[c["candidate"]], "runq_wait") + value(series[c["baseline"]], "runq_wait")
+    base_entries = [b for n in names for b in series.get(n, [])]
+    notes = []
+    if who:
+        top = max(set(who), key=who.count)
+        notes.append(f"best baseline: {top} in {who.count(top)} of {len(who)} repetitions")
+    waits = value(series[c["candidate"]], "runq_wait") + value(base_entries, "runq_wait")
     if waits and max(waits) > DISTURBED:
-        row["note"] = f"disturbed: runq_wait up to {100 * max(waits):.0f}%"
+        notes.append(f"disturbed: runq_wait up to {100 * max(waits):.0f}%")
+    if max(ratios) > SPREAD * min(ratios):
+        notes.append(f"spread: paired ratios {min(ratios):.2f}-{max(ratios):.2f}x, over {SPREAD}x")
+    where = placement_note(series[c["candidate"]], base_entries)
+    if where:
+        notes.append(where)
+    row["note"] = "; ".join(notes)
     return row
 
 
@@ -147,7 +225,7 @@ def rows(series, scope=None):
     for and is left out. Every other comparison gets a row, missing or not."""
     out = []
     for c in COMPARISONS:
-        if scope is not None and c["candidate"] not in scope and c["baseline"] not in scope:
+        if scope is not None and c["candidate"] not in scope and not any(n in scope for n in baseline_names(c)):
             continue
         out.append(judge(c, series))
     return out

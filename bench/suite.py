@@ -43,8 +43,8 @@ SUITES = [
     ("bench_sync", "locks, 1-8 processes and threads"),
     ("bench_atomic", "atomics vs std::atomic"),
     ("bench_sharedctypes", "Value/Array/Heap vs bare locks, memcpy and CPython"),
-    ("bench_lockfree", "queues, SeqLock vs Boost, moodycamel, TBB, pipes"),
-    ("bench_fanout", "BroadcastRing and SeqLock with 0-4 reader processes; SpscQueue vs a plain ring"),
+    ("bench_lockfree", "queues, SeqLock vs Boost, moodycamel, TBB, pipes; SpscQueue vs four SPSC rings in rounds"),
+    ("bench_fanout", "BroadcastRing and SeqLock with 0-4 reader processes"),
     ("bench_mpi", "shmkit::mpi vs MPI on one node (starts its own mpirun jobs)"),
     ("bench_order_book", "the example order book: SeqLock top-of-book reads vs the RobustMutex; writer with 0-4 readers"),
     ("bench_python", "the Python package vs CPython: locks, atomics, queues, ShareableList, the call cost"),
@@ -170,6 +170,8 @@ def machine_lines(context, build_dir, series=None):
         f"| CPU | {cpu}, {context.get('num_cpus')} CPUs as seen by the run |",
         f"| virtualisation | {virt} |",
         f"| spin policy (spin.hpp) | {context.get('spin_policy', 'not reported')} |",
+        f"| SPSC rows: placement | {context.get('spsc_placement', 'not reported')} |",
+        f"| SPSC rows: what the consumer does | {context.get('spsc_consumer', 'not reported')} |",
         f"| lock hand-offs, 2 processes contended | {handoff_line(series or {})} |",
         f"| kernel | {platform.release()} |",
         f"| compiler | {compiler[0] if compiler else '?'}; build type {build_type or '(none)'} "
@@ -337,6 +339,8 @@ def main():
     table = rows(series, scope)
     ctx = merged["context"] or {}
     print(f"CPU: {cpu_model()}; spin policy: {ctx.get('spin_policy', 'not reported')}")
+    if "spsc_placement" in ctx:
+        print(f"SPSC rows: {ctx['spsc_placement']}")
     print(f"lock hand-offs, 2 processes contended: {handoff_line(series)}")
     print_table(table, failed)
     if args.out:

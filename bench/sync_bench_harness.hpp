@@ -23,7 +23,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -64,6 +66,42 @@ inline void pin_to(int index) {
   pin_to_cpu(cpus[static_cast<std::size_t>(index) % cpus.size()]);
 }
 
+// The CPUs that share the level-`level` cache of `cpu` (its
+// /sys/devices/system/cpu/cpuN/cache/indexK/shared_cpu_list, a list such as
+// "0-1,4"); empty when sysfs does not say.
+inline std::vector<int> cache_sharers(int cpu, int level) {
+  std::vector<int> out;
+  for (int k = 0; k < 8; ++k) {
+    const std::string dir =
+        "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/cache/index" + std::to_string(k);
+    std::ifstream lv(dir + "/level"), ty(dir + "/type"), list(dir + "/shared_cpu_list");
+    int l = 0;
+    std::string type, text;
+    if (!(lv >> l) || !(ty >> type) || !(list >> text)) continue;
+    if (l != level || type == "Instruction") continue;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+      const std::size_t comma = std::min(text.find(',', pos), text.size());
+      const std::string part = text.substr(pos, comma - pos);
+      const std::size_t dash = part.find('-');
+      const int lo = std::stoi(part.substr(0, dash));
+      const int hi = dash == std::string::npos ? lo : std::stoi(part.substr(dash + 1));
+      for (int c = lo; c <= hi; ++c) out.push_back(c);
+      pos = comma + 1;
+    }
+  }
+  return out;
+}
+
+// Whether CPUs a and b share the level-`level` cache: 1 yes, 0 no, -1 unknown.
+inline int share_cache(int a, int b, int level) {
+  if (a < 0 || b < 0) return -1;
+  if (a == b) return 1;
+  const std::vector<int> s = cache_sharers(a, level);
+  if (s.empty()) return -1;
+  return std::find(s.begin(), s.end(), b) != s.end() ? 1 : 0;
+}
+
 constexpr int kMaxWorkers = 64;
 
 // The process counts a scaling benchmark sweeps: powers of two from 2 up to
@@ -86,6 +124,8 @@ struct alignas(64) WorkerResult {
   std::uint64_t ops;
   std::uint64_t handoffs;
   std::int64_t runq_wait_ns;  // runnable but not running during the window
+  int cpu_start;              // sched_getcpu() as the loop began and as it ended
+  int cpu_end;
 };
 
 // Nanoseconds this thread spent runnable but waiting for a CPU (the second
@@ -114,6 +154,8 @@ struct RunResult {
   // every worker had a CPU whenever it was runnable. With n workers on c
   // CPUs expect about 1 - c/n; above that, something else took the CPUs.
   double runq_wait_fraction = 0;
+  // Where each worker ran: sched_getcpu() as its loop began and ended.
+  std::vector<int> cpu_start, cpu_end;
   double ops_per_second() const { return seconds > 0 ? static_cast<double>(ops) / seconds : 0; }
   double handoff_fraction() const {
     return ops > 0 ? static_cast<double>(handoffs) / static_cast<double>(ops) : 0;
@@ -135,7 +177,9 @@ void worker_main(Control* ctl, int index, int n, Body& body) {
   std::int64_t expected = 0;
   ctl->all_started_ns.compare_exchange_strong(expected, now_ns());
   const std::int64_t wait0 = runqueue_wait_ns();
+  ctl->results[index].cpu_start = ::sched_getcpu();
   body(index, ctl->stop, ctl->results[index]);
+  ctl->results[index].cpu_end = ::sched_getcpu();
   const std::int64_t wait1 = runqueue_wait_ns();
   ctl->results[index].runq_wait_ns = (wait0 < 0 || wait1 < 0) ? 0 : wait1 - wait0;
 }
@@ -179,6 +223,8 @@ RunResult run_workers(bool processes, int n, std::chrono::milliseconds window, B
     r.ops += ctl->results[i].ops;
     r.handoffs += ctl->results[i].handoffs;
     waited += ctl->results[i].runq_wait_ns;
+    r.cpu_start.push_back(ctl->results[i].cpu_start);
+    r.cpu_end.push_back(ctl->results[i].cpu_end);
   }
   if (r.seconds > 0) r.runq_wait_fraction = static_cast<double>(waited) * 1e-9 / (n * r.seconds);
   return r;

@@ -379,5 +379,82 @@ TEST(LockfreeKill, SpscIdleHandleTakesOverAsConsumer) {
   EXPECT_EQ(v, 7u);
 }
 
+// The consumer's look-ahead remembers, in its handle, how far the marks it
+// read were published. Another consumer (another process) then takes over,
+// consumes part of what this one saw, the producer refills the freed slots
+// with the next lap, and the first handle consumes again: it must return
+// the items at the current head, never the lap it saw before, and stop at
+// what is really there. Then a consumer killed mid-stream: its successor's
+// look-ahead starts from the head the dead one stored.
+TEST(LockfreeKill, SpscLookAheadSurvivesAnotherConsumer) {
+  const std::string name = unique_name("lookahead");
+  Unlinker u{name};
+  constexpr std::uint64_t kCap = 64;
+  auto q = SpscQueue<std::uint64_t>::create(name, kCap);
+  for (std::uint64_t i = 0; i < kCap; ++i) ASSERT_TRUE(q.try_push(i));
+  std::uint64_t v = 0;
+  ASSERT_TRUE(q.try_pop(v));  // sees items 0..31 published (look-ahead)
+  ASSERT_EQ(v, 0u);
+  // Another process consumes items 1..40 and refills: items 64..103 land in
+  // the slots of items 0..39.
+  ExitStatus st = run_child([&] {
+    auto other = SpscQueue<std::uint64_t>::attach(name);
+    std::uint64_t w = 0;
+    for (std::uint64_t i = 1; i <= 40; ++i) {
+      if (!other.try_pop(w) || w != i) return 1;
+    }
+    for (std::uint64_t i = kCap; i < kCap + 40; ++i) {
+      if (!other.try_push(i)) return 2;
+    }
+    return 0;
+  });
+  ASSERT_TRUE(st.ok()) << st.describe();
+  for (std::uint64_t i = 41; i < kCap + 40; ++i) {
+    ASSERT_TRUE(q.try_pop(v)) << "item " << i;
+    ASSERT_EQ(v, i);
+  }
+  EXPECT_FALSE(q.try_pop(v)) << "popped " << v << " from an empty queue";
+  // A consumer killed while looking ahead: the next one continues from head.
+  for (std::uint64_t i = 0; i < kCap; ++i) ASSERT_TRUE(q.try_push(1000 + i));
+  const pid_t pid = fork_child([&] {
+    auto c = SpscQueue<std::uint64_t>::attach(name);
+    std::uint64_t w = 0;
+    for (int i = 0; i < 10; ++i) (void)c.try_pop(w);
+    for (;;) ::pause();
+    return 0;
+  });
+  std::this_thread::sleep_for(50ms);
+  (void)kill9(pid);
+  const std::uint64_t head = q.consumer_index();
+  for (std::uint64_t i = head; i < q.producer_index(); ++i) {
+    ASSERT_TRUE(q.try_pop(v));
+    ASSERT_EQ(v, 1000 + (i - (kCap + 40)));
+  }
+  EXPECT_FALSE(q.try_pop(v));
+}
+
+// Batch pops and peek() find how many items are published with a probe of
+// the batch's last mark and a binary search: every count from 0 to past the
+// batch size, wrapping the ring, returns exactly what is there, in order.
+TEST(LockfreeKill, SpscBatchPopFindsExactlyWhatIsPublished) {
+  const std::string name = unique_name("batchsearch");
+  Unlinker u{name};
+  auto q = SpscQueue<std::uint64_t>::create(name, 64);
+  auto c = SpscQueue<std::uint64_t>::attach(name);  // a consumer handle of its own
+  std::uint64_t next = 0, expect = 0;
+  std::uint64_t out[32];
+  for (std::uint64_t k = 0; k <= 40; ++k) {
+    for (std::uint64_t i = 0; i < k; ++i) ASSERT_TRUE(q.try_push(next++));
+    const std::span<const std::uint64_t> seen = c.peek(32);
+    EXPECT_LE(seen.size(), std::min<std::uint64_t>(k, 32));
+    const std::size_t n = c.try_pop(std::span<std::uint64_t>(out));
+    ASSERT_EQ(n, std::min<std::uint64_t>(k, 32)) << "k = " << k;
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], expect++);
+    std::uint64_t v = 0;
+    while (c.try_pop(v)) ASSERT_EQ(v, expect++);
+    ASSERT_EQ(expect, next);
+  }
+}
+
 }  // namespace
 }  // namespace shmkit::test

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bench/compare.py's verdicts on synthetic runs: a missing row, a zero
 figure, lower- and higher-is-better counters, a spread that straddles the
-target, paired ratios, a disturbed run, and the suite's count of met
+target, paired ratios, a disturbed run, a spread over 1.5x, the best of
+several baselines, the placement note, and the suite's count of met
 targets. Run directly (ctest does) or under pytest."""
 import sys
 import unittest
@@ -116,6 +117,48 @@ class Verdicts(unittest.TestCase):
         self.assertIn("disturbed", compare.judge(comparison(), s)["note"])
         quiet = series(rep("cand", 10, runq_wait=0.0), rep("base", 30, runq_wait=0.01))
         self.assertEqual(compare.judge(comparison(), quiet)["note"], "")
+
+    def test_spread_over_the_limit_is_flagged(self):
+        # Paired ratios 3.0, 3.0, 1.5: max/min 2.0 > 1.5, verdict unchanged.
+        s = series(rep("cand", 10), rep("base", 30), rep("cand", 10), rep("base", 30), rep("cand", 20), rep("base", 30))
+        r = compare.judge(comparison(target=1.0), s)
+        self.assertEqual(r["met"], "yes")
+        self.assertIn("spread", r["note"])
+        self.assertIn("1.50-3.00x", r["note"])
+        # 3.0, 2.5, 2.2: max/min 1.36, not flagged.
+        tight = series(rep("cand", 10), rep("base", 30), rep("cand", 10), rep("base", 25), rep("cand", 10), rep("base", 22))
+        self.assertNotIn("spread", compare.judge(comparison(target=1.0), tight)["note"])
+
+    def test_best_of_baselines_is_taken_per_repetition(self):
+        # Repetition 0: b1 is best (20); repetition 1: b2 is (15). Pairs 2.0 and 1.5.
+        c = comparison(target=1.0, base=["b1", "b2"])
+        s = series(rep("cand", 10), rep("b1", 20), rep("b2", 40), rep("cand", 10), rep("b1", 30), rep("b2", 15))
+        r = compare.judge(c, s)
+        self.assertEqual((r["ratio"], r["ratio_range"], r["met"]), ("1.75x", "1.50-2.00x", "yes"))
+        self.assertIn("best baseline", r["note"])
+        # A rate: higher is better, so the best baseline is the largest.
+        rc = comparison(metric="Mops/s", goal="at_least", target=1.0, base=["b1", "b2"])
+        rs = series(rep("cand", 1, **{"Mops/s": 30.0}), rep("b1", 1, **{"Mops/s": 10.0}), rep("b2", 1, **{"Mops/s": 20.0}))
+        self.assertEqual(compare.judge(rc, rs)["ratio"], "1.50x")
+
+    def test_best_of_with_a_baseline_missing_is_missing(self):
+        c = comparison(base=["b1", "b2"])
+        r = compare.judge(c, series(rep("cand", 10), rep("b1", 20)))
+        self.assertEqual(r["met"], "missing")
+        self.assertIn("b2", r["note"])
+
+    def test_placement_is_reported_and_a_mismatch_flagged(self):
+        where = dict(cpu_producer=0, cpu_consumer=1, shared_l2=0, shared_l3=1, cpu_moved=0)
+        s = series(rep("cand", 10, **where), rep("base", 20, **where))
+        note = compare.judge(comparison(target=1.0), s)["note"]
+        self.assertIn("CPU 0 -> 1 (L2 shared: no, L3 shared: yes)", note)
+        self.assertNotIn("elsewhere", note)
+        moved = dict(where, cpu_moved=1)
+        other = dict(where, cpu_consumer=2)
+        s = series(rep("cand", 10, **moved), rep("base", 20, **other))
+        note = compare.judge(comparison(target=1.0), s)["note"]
+        self.assertIn("changed CPU", note)
+        self.assertIn("the baseline ran elsewhere", note)
 
 
 class Rows(unittest.TestCase):

@@ -43,9 +43,9 @@ bool register_once() noexcept {
 
 }  // namespace
 
-namespace {
-std::atomic<std::uint64_t> g_token{0};
+std::atomic<std::uint64_t> process_token_word{0};
 
+namespace {
 std::uint64_t draw_token() noexcept {
   // Async-signal-safe (it also runs in a fork child): getpid and
   // clock_gettime. The pid tells apart the live processes; the clock tells
@@ -63,22 +63,19 @@ std::uint64_t draw_token() noexcept {
   return x == 0 ? 1 : x;  // 0 is what a fresh block holds: never a token
 }
 
-void redraw_token_in_child() noexcept { g_token.store(draw_token(), std::memory_order_relaxed); }
+void redraw_token_in_child() noexcept { process_token_word.store(draw_token(), std::memory_order_relaxed); }
 }  // namespace
 
-std::uint64_t process_token() noexcept {
-  // relaxed: a process-local value; the atfork handler runs in the child
-  // before any of its code that could read it.
-  const std::uint64_t t = g_token.load(std::memory_order_relaxed);
-  if (t != 0) [[likely]]
-    return t;
+// The first process_token() of this process image (and of none of its fork
+// children: the atfork handler has drawn theirs before they run).
+std::uint64_t draw_process_token() noexcept {
   static const bool registered = [] {
-    g_token.store(draw_token(), std::memory_order_relaxed);
+    process_token_word.store(draw_token(), std::memory_order_relaxed);
     ::pthread_atfork(nullptr, nullptr, redraw_token_in_child);
     return true;
   }();
   (void)registered;
-  return g_token.load(std::memory_order_relaxed);
+  return process_token_word.load(std::memory_order_relaxed);
 }
 
 bool asymmetric_fence_available() noexcept {

@@ -26,7 +26,11 @@
 //     (a release store after the slot's bytes). The consumer polls the mark
 //     of the slot it wants, never the producer's tail, so a hand-off moves
 //     the mark's line and the slot's line to the consumer and nothing else
-//     (BENCHMARKS.md, "SpscQueue: the layout"). `tail` (items published,
+//     (bench/notes/spsc-layout.md). Published items always form a prefix, so
+//     one published mark shows every item before it published: the
+//     consumer remembers (in its handle, not in the block) how far the marks
+//     it read reached, and reads the next mark line only when it gets there
+//     (batched consumption, as B-Queue's). `tail` (items published,
 //     stored after the marks) is for observers and for a restarted producer;
 //     `head` (items consumed) is what the producer polls when its cached copy
 //     says the ring is full.
@@ -166,41 +170,49 @@ class SpscQueue {
 
   // ------------------------------------------------------------ producer
   [[nodiscard]] bool try_push(const T& value) noexcept {
-    const std::uint64_t t = producer_start();
-    if (t - head_cache_ > mask_) {
+    // Locals: a store through the block's words could alias the handle's
+    // own 64-bit members, and the compiler would reload them after each.
+    SpscControl* const ctl = ctl_;
+    const std::uint64_t mask = mask_;
+    const std::uint64_t t = producer_start(ctl);
+    if (t - head_cache_ > mask) {
       // (5) acquire: pairs with (8); the consumer is done with the slot.
-      head_cache_ = ctl_->head.load(std::memory_order_acquire);
-      if (t - head_cache_ > mask_) return false;
+      head_cache_ = ctl->head.load(std::memory_order_acquire);
+      if (t - head_cache_ > mask) return false;
     }
-    std::memcpy(&slots_[t & mask_], &value, sizeof(T));
+    std::memcpy(&slots_[t & mask], &value, sizeof(T));
     SHMKIT_FAULT_POINT(spsc_push_written);
     // (6) release: pairs with (7); the slot is written before it is seen.
-    marks_[t & mask_].store(t + 1, std::memory_order_release);
+    marks_[t & mask].store(t + 1, std::memory_order_release);
     SHMKIT_FAULT_POINT(spsc_push_marked);
     // release: observers that read tail see the items it counts.
-    ctl_->tail.store(t + 1, std::memory_order_release);
+    ctl->tail.store(t + 1, std::memory_order_release);
     next_ = t + 1;
     SHMKIT_FAULT_POINT(spsc_push_published);
-    lockfree_detail::notify(ctl_->not_empty, asym_);
+    lockfree_detail::notify(ctl->not_empty, asym_);
     return true;
   }
 
   // Pushes a prefix of `items`; returns how many (0 when full).
   [[nodiscard]] std::size_t try_push(std::span<const T> items) noexcept {
-    const std::uint64_t t = producer_start();
+    SpscControl* const ctl = ctl_;
+    const std::uint64_t mask = mask_;
+    const std::uint64_t t = producer_start(ctl);
     std::uint64_t room = capacity() - std::min<std::uint64_t>(t - head_cache_, capacity());
     if (room < items.size()) {
-      head_cache_ = ctl_->head.load(std::memory_order_acquire);  // (5)
+      head_cache_ = ctl->head.load(std::memory_order_acquire);  // (5)
       room = capacity() - std::min<std::uint64_t>(t - head_cache_, capacity());
     }
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(room, items.size()));
     if (n == 0) return 0;
-    for (std::size_t i = 0; i < n; ++i) std::memcpy(&slots_[(t + i) & mask_], &items[i], sizeof(T));
+    T* const slots = slots_;
+    std::atomic<std::uint64_t>* const marks = marks_;
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(&slots[(t + i) & mask], &items[i], sizeof(T));
     // (6) in order, so the consumer never sees a mark beyond an unmarked slot.
-    for (std::size_t i = 0; i < n; ++i) marks_[(t + i) & mask_].store(t + i + 1, std::memory_order_release);
-    ctl_->tail.store(t + n, std::memory_order_release);
+    for (std::size_t i = 0; i < n; ++i) marks[(t + i) & mask].store(t + i + 1, std::memory_order_release);
+    ctl->tail.store(t + n, std::memory_order_release);
     next_ = t + n;
-    lockfree_detail::notify(ctl_->not_empty, asym_);
+    lockfree_detail::notify(ctl->not_empty, asym_);
     return n;
   }
 
@@ -242,28 +254,32 @@ class SpscQueue {
 
   // ------------------------------------------------------------ consumer
   [[nodiscard]] bool try_pop(T& out) noexcept {
+    SpscControl* const ctl = ctl_;
     // relaxed: only this consumer writes head.
-    const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
-    // (7) acquire: pairs with (6); the slot's bytes are visible.
-    if (marks_[h & mask_].load(std::memory_order_acquire) != h + 1) return false;
+    const std::uint64_t h = ctl->head.load(std::memory_order_relaxed);
+    // Item h was seen published by an earlier call (look-ahead), or is now.
+    if (seen_end_ - h - 1 > mask_ && !look(h)) return false;
     std::memcpy(&out, &slots_[h & mask_], sizeof(T));
     SHMKIT_FAULT_POINT(spsc_pop_copied);
     // (8) release: pairs with (5); our read of the slot is done before the
     // producer may overwrite it.
-    ctl_->head.store(h + 1, std::memory_order_release);
+    ctl->head.store(h + 1, std::memory_order_release);
     SHMKIT_FAULT_POINT(spsc_pop_released);
-    lockfree_detail::notify(ctl_->not_full, asym_);
+    lockfree_detail::notify(ctl->not_full, asym_);
     return true;
   }
 
   // Pops up to out.size() items; returns how many (0 when empty).
   [[nodiscard]] std::size_t try_pop(std::span<T> out) noexcept {
-    const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
-    const std::size_t n = ready(h, std::min<std::uint64_t>(out.size(), capacity()));
+    SpscControl* const ctl = ctl_;
+    const std::uint64_t mask = mask_;
+    const std::uint64_t h = ctl->head.load(std::memory_order_relaxed);
+    const std::size_t n = published(h, std::min<std::uint64_t>(out.size(), capacity()));
     if (n == 0) return 0;
-    for (std::size_t i = 0; i < n; ++i) std::memcpy(&out[i], &slots_[(h + i) & mask_], sizeof(T));
-    ctl_->head.store(h + n, std::memory_order_release);  // (8)
-    lockfree_detail::notify(ctl_->not_full, asym_);
+    const T* const slots = slots_;
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(&out[i], &slots[(h + i) & mask], sizeof(T));
+    ctl->head.store(h + n, std::memory_order_release);  // (8)
+    lockfree_detail::notify(ctl->not_full, asym_);
     return n;
   }
 
@@ -298,7 +314,7 @@ class SpscQueue {
   [[nodiscard]] std::span<const T> peek(std::size_t max) noexcept {
     const std::uint64_t h = ctl_->head.load(std::memory_order_relaxed);
     const std::uint64_t to_end = capacity() - (h & mask_);
-    return {&slots_[h & mask_], ready(h, std::min<std::uint64_t>(to_end, max))};
+    return {&slots_[h & mask_], published(h, std::min<std::uint64_t>(to_end, max))};
   }
   // Hands the first n items of the last peek() back to the producer (n at
   // most that peek's size).
@@ -345,34 +361,122 @@ class SpscQueue {
     return sizeof(SpscControl) + capacity * sizeof(std::uint64_t);  // capacity checked first
   }
 
-  // How many items from number h on are published, at most `max` (<=
-  // capacity), one acquire load (7) per mark: the consumer's view, and
-  // (from tail on) what producer_index() adds to tail.
-  std::size_t ready(std::uint64_t h, std::uint64_t max) const noexcept {
+  // How many items from number t on are published, at most `max` (<=
+  // capacity), one acquire load (7) per mark: what producer_index() adds to
+  // tail (exact, for the next producer to continue from).
+  std::size_t ready(std::uint64_t t, std::uint64_t max) const noexcept {
     std::uint64_t n = 0;
-    while (n < max && marks_[(h + n) & mask_].load(std::memory_order_acquire) == h + n + 1) ++n;  // (7)
+    while (n < max && marks_[(t + n) & mask_].load(std::memory_order_acquire) == t + n + 1) ++n;  // (7)
     return static_cast<std::size_t>(n);
+  }
+
+  // The consumer's look-ahead. Published items always form a prefix from
+  // head on: each producer marks its items in order, and the next one
+  // continues from producer_index(), after every marked item. So an acquire
+  // load (7) that finds item k's mark published shows items h..k published
+  // too (their slots were written before that mark's release (6), by that
+  // producer or by one it continued from), and they stay published until
+  // head passes them: the producer overwrites a slot only after the head
+  // store (8) that frees it. seen_end_ records the end of what a load saw;
+  // a later call whose head h has 1 <= seen_end_ - h <= capacity reads no
+  // mark for item h. That is batched consumption of the marks (B-Queue,
+  // Wang et al. 2013): while the producer runs ahead, the consumer reads a
+  // mark line once per line instead of once per item, so the producer can
+  // go on writing the marks behind it without taking the line back at every
+  // item. A forged head or forged marks can only make the consumer return
+  // garbage, as before (every index is masked).
+  //
+  // One item: item h's mark; then, only if it is published and h starts a
+  // mark line, the last mark on that line (no extra line transfer) and the
+  // last mark of each following line while published, up to kLookAhead
+  // items. The first load is the only one when the queue is empty, so a
+  // consumer polling an empty queue touches only the line it waits on (the
+  // round trip).
+  bool look(std::uint64_t h) noexcept {
+    const std::uint64_t mask = mask_;
+    std::atomic<std::uint64_t>* const marks = marks_;
+    // A read prefetch of item h's slot line, issued with the mark's load:
+    // when the producer publishes, the poll that sees the mark has the slot
+    // line on its way too, instead of asking for it after the mark arrived
+    // (two line transfers overlapped, not in a row: about 7% of the round
+    // trip on the EPYC VM). A prefetch reads nothing the program uses.
+    __builtin_prefetch(&slots_[h & mask], 0);
+    // (7) acquire: pairs with (6); the slots of the items it shows published
+    // are visible (to this call and, by program order, to the later calls
+    // that rely on seen_end_).
+    if (marks[h & mask].load(std::memory_order_acquire) != h + 1) return false;
+    std::uint64_t end = h + 1;
+    // Mid-line: the last look (or batch) ended here, most likely because the
+    // consumer had caught up with the producer; the rest of the line is not
+    // worth a load.
+    if ((h & (kMarksPerLine - 1)) != 0) {
+      seen_end_ = end;
+      return true;
+    }
+    const std::uint64_t window = std::min<std::uint64_t>(kLookAhead, mask + 1);
+    for (std::uint64_t k = h | (kMarksPerLine - 1); k - h < window; k += kMarksPerLine) {
+      if (marks[k & mask].load(std::memory_order_acquire) != k + 1) break;  // (7)
+      end = k + 1;
+    }
+    seen_end_ = end;
+    return true;
+  }
+
+  // Many items (try_pop(span), peek()): how many from number h on are
+  // published, at most `max` (<= capacity): what the look-ahead saw, then
+  // the last mark of the whole batch (B-Queue's probe), and if that one is
+  // not published a binary search for the last one that is (B-Queue's
+  // backtracking; valid because published items form a prefix). At most
+  // log2(max) + 2 acquire loads (7).
+  std::size_t published(std::uint64_t h, std::uint64_t max) noexcept {
+    const std::uint64_t mask = mask_;
+    std::atomic<std::uint64_t>* const marks = marks_;
+    // Items h .. h + k - 1 are published.
+    auto all = [&](std::uint64_t k) {
+      return marks[(h + k - 1) & mask].load(std::memory_order_acquire) == h + k;  // (7)
+    };
+    std::uint64_t lo = seen_end_ - h - 1 <= mask ? std::min<std::uint64_t>(seen_end_ - h, max) : 0;
+    if (lo == max) return static_cast<std::size_t>(max);
+    std::uint64_t hi = max + 1;  // the first count not known to be published
+    if (all(max)) {
+      lo = max;
+    } else {
+      hi = max;
+      while (hi - lo > 1) {
+        const std::uint64_t mid = lo + (hi - lo) / 2;
+        (all(mid) ? lo : hi) = mid;
+      }
+    }
+    if (lo > 0) seen_end_ = h + lo;
+    return static_cast<std::size_t>(lo);
   }
 
   // The number of the next item to write. A producer killed between its
   // marks and its tail store left tail behind published items: the next
-  // producer steps over them (relaxed: only producers write marks, tail and
-  // `producer`, one at a time) and repairs tail. Reading a mark on every
-  // push would cost the round trip a third line transfer (the consumer
-  // polls that line), so a push skips the check while this handle, in this
-  // process image, was the last producer and tail is where its last push
-  // left it: then nobody can have marked beyond tail.
-  std::uint64_t producer_start() noexcept {
-    std::uint64_t t = ctl_->tail.load(std::memory_order_relaxed);
-    const std::uint64_t me = lockfree_detail::process_token();
-    if (t == next_ && ctl_->producer.load(std::memory_order_relaxed) == me) [[likely]]
+  // producer steps over them (take_over) and repairs tail. Reading a mark
+  // on every push would cost the round trip a third line transfer (the
+  // consumer polls that line), so a push skips the check while this handle,
+  // in this process image, was the last producer and tail is where its last
+  // push left it: then nobody can have marked beyond tail.
+  std::uint64_t producer_start(SpscControl* ctl) noexcept {
+    const std::uint64_t t = next_;
+    // relaxed: only producers write marks, tail and `producer`, one at a time.
+    if (ctl->tail.load(std::memory_order_relaxed) == t &&
+        ctl->producer.load(std::memory_order_relaxed) == lockfree_detail::process_token()) [[likely]]
       return t;
-    t = producer_index();
-    ctl_->producer.store(me, std::memory_order_relaxed);
-    ctl_->tail.store(t, std::memory_order_release);
+    return take_over(ctl);
+  }
+  [[gnu::noinline, gnu::cold]] std::uint64_t take_over(SpscControl* ctl) noexcept {
+    const std::uint64_t t = producer_index();
+    ctl->producer.store(lockfree_detail::process_token(), std::memory_order_relaxed);
+    ctl->tail.store(t, std::memory_order_release);
     next_ = t;
     return t;
   }
+
+  static constexpr std::uint64_t kMarksPerLine = 64 / sizeof(std::uint64_t);
+  // How far one single-item look reads ahead (items; capped by capacity).
+  static constexpr std::uint64_t kLookAhead = 32;
 
   TypedBlock block_;
   SpscControl* ctl_;
@@ -385,6 +489,10 @@ class SpscQueue {
   // producer_start() says). ~0 until this handle pushes.
   alignas(lockfree_detail::kFalseSharingRange) std::uint64_t head_cache_ = 0;
   std::uint64_t next_ = ~std::uint64_t{0};
+  // The consumer's look-ahead (look()): items before seen_end_ were seen
+  // published. Process-local, on its own line pair, away from the
+  // producer's members (the two sides may share one handle from two threads).
+  alignas(lockfree_detail::kFalseSharingRange) std::uint64_t seen_end_ = 0;
 };
 
 }  // namespace shmkit

@@ -84,8 +84,17 @@ inline void tsan_fence() noexcept { tsan_fence_word.fetch_add(0, std::memory_ord
 // a block: drawn from the pid and the clock at first use and drawn again in
 // every fork child (pthread_atfork), so a child never passes for its parent.
 // SpscQueue's producer records it to know that nobody else produced since
-// its last push. Reading it is one relaxed load of a process-local word.
-std::uint64_t process_token() noexcept;
+// its last push, and compares it on every push: reading it is one relaxed
+// load of a process-local word, inline (process_token_word, 0 until the
+// first call in this process image draws it; src/lockfree/fence.cpp).
+extern std::atomic<std::uint64_t> process_token_word;
+std::uint64_t draw_process_token() noexcept;
+inline std::uint64_t process_token() noexcept {
+  // relaxed: a process-local value; the atfork handler redraws it in a fork
+  // child before any of the child's code can read it.
+  const std::uint64_t t = process_token_word.load(std::memory_order_relaxed);
+  return t != 0 ? t : draw_process_token();
+}
 
 // The light side; `asym` is asymmetric_fence_available() cached by the handle.
 inline void light_fence([[maybe_unused]] bool asym) noexcept {

@@ -288,7 +288,11 @@ class Queue:
         self._closed = False
         self._joincancelled = False
         self._reader = _Reader(self)
+        self._writer = _Writer(self)
         self._poll = self._reader.poll
+
+    def _half_closed(self) -> None:
+        pass  # closing Queue._reader or _writer stops only that end, here
 
     def __getstate__(self) -> Any:
         _context.assert_spawning(self)

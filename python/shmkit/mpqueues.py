@@ -394,7 +394,11 @@ class Queue:
         return int(self._q.size())
 
     def empty(self) -> bool:
-        self._check_closed()
+        if self._closed:
+            # As CPython: close() takes effect once the queue was used here.
+            if self._q.closed:
+                raise OSError(f"Queue {self!r} is closed")
+            return bool(self._q.empty())
         return bool(self._q.empty())
 
     def full(self) -> bool:
@@ -411,6 +415,8 @@ class Queue:
         self._closed = True
         self.__dict__.pop("put", None)
         self.__dict__.pop("get", None)
+        if not self._q.used:
+            return  # as CPython's: a no-op until the queue was put to here
         try:
             self._q.close()
         except RuntimeError:  # another thread waits in it: unmapped when collected

@@ -65,6 +65,7 @@ struct ByteQueueObj {
   PyObject* weakrefs;
   Py_ssize_t waiting;  // calls running without the GIL: close() must not free the queue under them
   bool bell;           // fileno() was called: settle the doorbell after taking the last message
+  bool used;           // a put through this handle succeeded (CPython's Queue.close() is a no-op before)
   // put_obj/get_obj's codec (set_codec): encode(obj) -> parts, decode(msg)
   // -> obj, loads (pickle.loads); nullptr until set.
   PyObject* encode;
@@ -312,6 +313,7 @@ int push_once(ByteQueueObj* self, const Parts& parts) {
     } else {
       ok = q->try_push(parts.spans());
     }
+    if (ok) self->used = true;
     return ok ? 1 : 0;
   } catch (...) {
     translate_exception();
@@ -652,6 +654,7 @@ PyObject* bq_get_losses(PyObject* o, void*) {
 }
 PyObject* bq_get_closed(PyObject* o, void*) { return PyBool_FromLong(as_bq(o)->q == nullptr); }
 PyObject* bq_get_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_bq(o)->waiting); }
+PyObject* bq_get_used(PyObject* o, void*) { return PyBool_FromLong(as_bq(o)->used); }
 
 void bq_dealloc(PyObject* o) {
   ByteQueueObj* self = as_bq(o);
@@ -795,6 +798,7 @@ PyGetSetDef bq_getset[] = {
     {"out_of_line_threshold", bq_get_threshold, nullptr, "Longer messages travel out of line.", nullptr},
     {"losses", bq_get_losses, nullptr, "What survivors stepped over (a dict of counters).", nullptr},
     {"closed", bq_get_closed, nullptr, nullptr, nullptr},
+    {"used", bq_get_used, nullptr, "Whether a put through this handle succeeded.", nullptr},
     {"_waiting", bq_get_waiting, nullptr, "Calls of this handle running without the GIL.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 

@@ -5,6 +5,7 @@
 // poll(2), an untrusted block, and unlink's sweep.
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <csignal>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -18,6 +19,7 @@
 
 #include "byte_queue_common.hpp"
 #include "shmkit/shared_memory.hpp"
+#include "shmkit/tracker.hpp"
 #include "test_support.hpp"
 
 namespace shmkit::test {
@@ -321,6 +323,55 @@ TEST(ByteQueue, RefusesBadSizesAndOtherBlocks) {
   { auto s = SharedMemory::create(name, 4096); }
   Unlinker u{name};
   EXPECT_THROW((void)ByteQueue::attach(name), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace shmkit::test
+
+namespace shmkit::test {
+namespace {
+
+// A tracked queue whose creator is SIGKILLed with a message out of line
+// still queued: the tracker's sweep removes the block, its doorbell FIFO and
+// the out-of-line block (they would otherwise stay in /dev/shm).
+TEST(ByteQueue, TrackedQueueOfAKilledCreatorGoesWithItsCompanions) {
+  const std::string name = unique_name("bq_tracked");
+  QueueUnlinker u{name};
+  const pid_t child = fork_child([&] {
+    ByteQueue::Options o;
+    o.track = true;
+    auto q = ByteQueue::create(name, 4096, o);
+    std::vector<std::byte> big(100000);
+    q.push(std::span<const std::byte>(big));
+    ::raise(SIGKILL);
+    return 0;
+  });
+  const ExitStatus st = wait_child(child, 20s);
+  ASSERT_EQ(st.signal, SIGKILL);
+  // The child's watcher may sweep first; gc covers the rest.
+  EXPECT_TRUE(eventually([&] {
+    (void)tracker::collect_garbage(false);
+    return !dev_shm_has(name);
+  })) << "the killed creator's queue block was not swept";
+  EXPECT_FALSE(dev_shm_has(name + ".bell"));
+  EXPECT_TRUE(out_of_line_left(name).empty());
+}
+
+// A forked child's copy of a handle that armed the doorbell does not
+// disarm it for the parent when the child destroys it.
+TEST(ByteQueue, ForkedCopyOfAnArmedHandleLeavesTheParentsDoorbellArmed) {
+  const std::string name = unique_name("bq_forkbell");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);
+  const int fd = q.doorbell_fd();
+  const pid_t child = fork_child([&] {
+    { ByteQueue moved = std::move(q); }  // destroys the child's copy
+    auto p = ByteQueue::attach(name);
+    p.push(std::string("ring"));
+    return 0;
+  });
+  ASSERT_TRUE(wait_child(child, 10s).ok());
+  EXPECT_TRUE(readable(fd, 5000)) << "the child's destructor disarmed the parent's doorbell";
 }
 
 }  // namespace

@@ -16,6 +16,9 @@ The map of the package:
   reported (``OwnerDiedError``) instead of hanging the others.
 * ``shmkit.queues``: ``SpscQueue``, ``MpmcQueue`` (lock-free, typed items),
   ``SeqLock``, ``BroadcastRing``; C++ programs attach them by name.
+* ``shmkit.mpqueues``: ``Queue``, ``SimpleQueue``, ``JoinableQueue`` (also
+  as ``shmkit.Queue`` and so on): drop-ins for multiprocessing's, Python
+  objects of any size over one shared ring of bytes.
 * ``shmkit.mpi``: with mpi4py, numpy arrays held once per node.
 * ``python -m shmkit ls|show|rm|gc``: the ``shmkit`` command-line tool.
 
@@ -28,7 +31,8 @@ import os as _os
 
 __version__ = "0.1.0"
 # shmkit.mpi is left out: it needs mpi4py, which `from shmkit import *` must not.
-__all__ = ["shared_memory", "sharedctypes", "synchronize", "queues", "__version__"]
+__all__ = ["shared_memory", "sharedctypes", "synchronize", "queues", "mpqueues", "Queue",
+           "SimpleQueue", "JoinableQueue", "__version__"]
 
 # The tracker's watcher program (shmkit/tracker.hpp) ships inside the
 # package; $SHMKIT_WATCHER, when set, still wins.
@@ -36,3 +40,15 @@ _watcher = _os.path.join(_os.path.dirname(__file__), "shmkit-watcher")
 if "SHMKIT_WATCHER" not in _os.environ and _os.access(_watcher, _os.X_OK):
     _os.environ["SHMKIT_WATCHER"] = _watcher
 del _watcher
+
+
+_MPQUEUES = ("Queue", "SimpleQueue", "JoinableQueue")
+
+
+def __getattr__(name: str) -> object:
+    # shmkit.Queue and friends, imported on first use (they import
+    # multiprocessing's pickler; a plain `import shmkit` does not).
+    if name in _MPQUEUES:
+        from . import mpqueues
+        return getattr(mpqueues, name)
+    raise AttributeError(f"module 'shmkit' has no attribute {name!r}")

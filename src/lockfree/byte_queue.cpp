@@ -22,6 +22,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -177,6 +178,7 @@ ByteQueue ByteQueue::create(std::string_view name, std::size_t ring_bytes, const
   spec.param[2] = options.out_of_line_threshold;
   SharedMemory::Options shm_options;
   shm_options.mode = options.permissions;
+  shm_options.track = options.track;
   TypedBlock b = create_typed_block(
       name, spec,
       [cells](std::span<std::byte> prefix, std::span<std::byte> payload) {
@@ -251,7 +253,7 @@ ByteQueue::ByteQueue(ByteQueue&& o) noexcept
       threshold_(o.threshold_),
       asym_(o.asym_),
       bell_fd_(std::exchange(o.bell_fd_, -1)),
-      bell_armed_(std::exchange(o.bell_armed_, false)) {
+      bell_armed_by_(std::exchange(o.bell_armed_by_, 0)) {
   o.ctl_ = nullptr;
 }
 
@@ -264,7 +266,9 @@ ByteQueue& ByteQueue::operator=(ByteQueue&& o) noexcept {
 }
 
 ByteQueue::~ByteQueue() {
-  if (bell_armed_ && ctl_ != nullptr) ctl_->bell_armed.fetch_sub(1, std::memory_order_relaxed);
+  if (bell_armed_by_ != 0 && bell_armed_by_ == ::getpid() && ctl_ != nullptr) {
+    ctl_->bell_armed.fetch_sub(1, std::memory_order_relaxed);
+  }
   if (bell_fd_ >= 0) ::close(bell_fd_);
 }
 
@@ -272,9 +276,20 @@ std::string ByteQueue::out_of_line_prefix() const { return name() + ".o"; }
 
 void ByteQueue::unlink(std::string_view name) {
   SharedMemory::unlink(name);
-  (void)::unlink(bell_path(name).c_str());
+  unlink_companions(name);
+}
+
+void ByteQueue::unlink_companions(std::string_view name) noexcept {
+  struct stat st {};
+  const std::string bell = bell_path(name);
+  if (::lstat(bell.c_str(), &st) == 0 && S_ISFIFO(st.st_mode)) (void)::unlink(bell.c_str());
   // Out-of-line blocks left behind by killed producers or consumers.
-  const std::string prefix = std::string(name) + ".o";
+  std::string prefix;
+  try {
+    prefix = std::string(name) + ".o";
+  } catch (...) {
+    return;
+  }
   if (DIR* d = ::opendir("/dev/shm")) {
     while (const dirent* e = ::readdir(d)) {
       const std::string_view n(e->d_name);
@@ -417,7 +432,11 @@ bool ByteQueue::wait_room_until(std::size_t bytes,
     const std::uint64_t k = c + k1 > cells_ ? (cells_ - c) + div_up(length, kCell) : k1;
     for (std::uint64_t j = 0; j < k; ++j) {
       const std::uint64_t w = words_[(pos + j) & mask_].load(std::memory_order_acquire);
-      if (w != pos + j) return j == 0 && is_claim(w);  // a claim at tail: tail moves on, look again
+      if (w != pos + j) {
+        // A producer's claim of this lap at tail: tail moves on (we help it), look again.
+        return j == 0 && is_claim(w) && (kind_of(w) == kProducer || kind_of(w) == kSkipped) &&
+               lap_bits(w) == ((pos >> lap_shift_) & kLapMask);
+      }
     }
     return true;
   };
@@ -631,9 +650,35 @@ bool ByteQueue::pop_until_opt(ByteMessage& out, std::optional<std::chrono::stead
   }
 }
 
+namespace {
+// The spin before a sleep: a short busy spin, then the rest of the spin
+// budget yielding the CPU between looks. A message queue's peers are often
+// more processes than CPUs (a pool, its handler threads), and a peer that
+// shares our CPU gets to run (and answer) during a yield, where a busy spin
+// would hold the CPU for the whole budget before the futex sleep lets it
+// in. Whether the peer shares our CPU is the scheduler's business, so both
+// are done: first busy (a peer on another CPU answers within it), then
+// yielding.
+template <class Attempt>
+bool spin_then_yield(Attempt&& attempt) noexcept {
+  const std::uint32_t n = detail::wait_spin_iterations();
+  for (std::uint32_t i = 0; i < n / 2; ++i) {
+    if (attempt()) return true;
+    lockfree_detail::cpu_relax();
+  }
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+  do {
+    if (attempt()) return true;
+    ::sched_yield();
+  } while (std::chrono::steady_clock::now() < end);
+  return attempt();
+}
+}  // namespace
+
 bool ByteQueue::wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
-  return lockfree_detail::wait_until(ctl_->not_empty, [&] { return has_message(); }, deadline,
-                                     [&] { (void)unblock(); });
+  auto attempt = [&] { return has_message(); };
+  if (spin_then_yield(attempt)) return true;
+  return lockfree_detail::sleep_until(ctl_->not_empty, attempt, deadline, [&] { (void)unblock(); });
 }
 
 bool ByteQueue::has_message() const noexcept {
@@ -804,8 +849,8 @@ int ByteQueue::doorbell_fd() {
     bell_fd_ = ::open(bell_path(name()).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (bell_fd_ < 0) throw_errno(errno, "shmkit: cannot open the doorbell of ByteQueue \"" + name() + "\"");
   }
-  if (!bell_armed_) {
-    bell_armed_ = true;
+  if (bell_armed_by_ != ::getpid()) {  // not yet, or armed by the parent this copy was forked from
+    bell_armed_by_ = ::getpid();
     ctl_->bell_armed.fetch_add(1, std::memory_order_relaxed);
     lockfree_detail::heavy_fence();  // pairs with the producers' light fence
     if (has_message()) {

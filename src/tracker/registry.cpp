@@ -21,6 +21,8 @@
 #include "platform/platform.hpp"
 #include "platform/printable.hpp"
 #include "shmkit/detail/process.hpp"
+#include "shmkit/lockfree/byte_queue.hpp"
+#include "shmkit/typed_block.hpp"
 
 namespace shmkit::tracker::detail {
 namespace {
@@ -124,6 +126,18 @@ std::uint64_t inode_of(std::string_view block) {
   struct stat st {};
   if (::stat(platform::dev_shm_path(block).c_str(), &st) != 0) return 0;
   return static_cast<std::uint64_t>(st.st_ino);
+}
+
+// Whether the block is a ByteQueue's (its typed header says so): then its
+// doorbell FIFO and out-of-line blocks go with it.
+bool is_byte_queue(std::string_view block) {
+  const int fd = ::open(platform::dev_shm_path(block).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return false;
+  BlockHeader h{};
+  const bool read_whole = ::pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h);
+  ::close(fd);
+  return read_whole && h.magic == BlockHeader::kMagic &&
+         h.kind == static_cast<std::uint32_t>(BlockKind::byte_queue);
 }
 
 // The watcher's registry: the very file its registrant registered in (open
@@ -290,7 +304,9 @@ void sweep(Registry& r, GcReport& report, bool dry_run, const Known* dead, bool 
     if (now == 0) continue;  // already gone
     if (created_files.count(now) == 0 && created_files.count(kReserved) == 0) continue;
     if (!dry_run) {
+      const bool byte_queue = is_byte_queue(block);
       if (::shm_unlink(("/" + block).c_str()) != 0) continue;
+      if (byte_queue) ByteQueue::unlink_companions(block);  // its doorbell, out-of-line blocks left behind
       if (warn) {
         const std::string msg = leak_message(block);
         (void)!::write(2, msg.data(), msg.size());

@@ -93,6 +93,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <sys/types.h>
 #include <span>
 #include <string>
 #include <string_view>
@@ -204,6 +205,11 @@ class ByteQueue {
     // max_inline()).
     std::size_t out_of_line_threshold = 0;
     unsigned permissions = 0600;  // of the block and the doorbell FIFO
+    // Register the block with shmkit's resource tracker (SharedMemory's
+    // Options::track): once every process that registered it has died, the
+    // tracker unlinks it, and with it the doorbell FIFO and out-of-line
+    // blocks left behind (unlink_companions()).
+    bool track = false;
   };
 
   // `ring_bytes`: the ring's data size, a power of two >= 1 KiB (N = ring_bytes / 64).
@@ -221,6 +227,10 @@ class ByteQueue {
   // Removes the block, its doorbell FIFO and any out-of-line block left
   // behind. Handles stay usable until destroyed.
   static void unlink(std::string_view name);
+  // Removes only what a queue named `name` leaves beside its block: the
+  // doorbell FIFO "<name>.bell" and every "<name>.o<digits>". The tracker
+  // calls it when it unlinks a dead queue's block.
+  static void unlink_companions(std::string_view name) noexcept;
 
   ByteQueue(ByteQueue&&) noexcept;
   ByteQueue& operator=(ByteQueue&&) noexcept;
@@ -323,7 +333,7 @@ class ByteQueue {
   std::size_t threshold_ = 0;
   bool asym_ = false;
   int bell_fd_ = -1;       // opened by doorbell_fd() (armed) or by a ring
-  bool bell_armed_ = false;
+  pid_t bell_armed_by_ = 0;  // the process whose doorbell_fd() armed it (a fork child's copy did not)
 };
 
 }  // namespace shmkit

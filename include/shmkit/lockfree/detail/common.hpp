@@ -140,13 +140,10 @@ inline void notify(WaitSlot& w, bool asym) noexcept {
 // calibrated wait budget (spin.hpp: kWaitSpinFactor x the lock budget, 18 us
 // by default, in time whatever the CPU), then sleeps on w.seq in slices of at most kLostWakeRecheck,
 // re-checking after each (no sleep is unbounded). Returns whether an attempt succeeded.
+// The sleeping half of wait_until(), for callers that spin their own way.
 template <class Attempt, class Stalled>
-bool wait_until(WaitSlot& w, Attempt&& attempt, std::optional<std::chrono::steady_clock::time_point> deadline,
-                Stalled&& stalled) noexcept {
-  for (std::uint32_t i = 0, n = detail::wait_spin_iterations(); i < n; ++i) {
-    if (attempt()) return true;
-    cpu_relax();
-  }
+bool sleep_until(WaitSlot& w, Attempt&& attempt, std::optional<std::chrono::steady_clock::time_point> deadline,
+                 Stalled&& stalled) noexcept {
   for (;;) {
     // (1) acquire: pairs with (4).
     const std::uint32_t s = w.seq.load(std::memory_order_acquire);
@@ -175,6 +172,15 @@ bool wait_until(WaitSlot& w, Attempt&& attempt, std::optional<std::chrono::stead
       if (attempt()) return true;
     }
   }
+}
+template <class Attempt, class Stalled>
+bool wait_until(WaitSlot& w, Attempt&& attempt, std::optional<std::chrono::steady_clock::time_point> deadline,
+                Stalled&& stalled) noexcept {
+  for (std::uint32_t i = 0, n = detail::wait_spin_iterations(); i < n; ++i) {
+    if (attempt()) return true;
+    cpu_relax();
+  }
+  return sleep_until(w, attempt, deadline, stalled);
 }
 template <class Attempt>
 bool wait_until(WaitSlot& w, Attempt&& attempt,

@@ -16,6 +16,11 @@ The map of the package:
   reported (``OwnerDiedError``) instead of hanging the others.
 * ``shmkit.queues``: ``SpscQueue``, ``MpmcQueue`` (lock-free, typed items),
   ``SeqLock``, ``BroadcastRing``; C++ programs attach them by name.
+* ``shmkit.get_context(method=None)``: a ``multiprocessing`` context whose
+  locks, shared values and queues are shmkit's, and whose ``Pool`` runs on
+  shmkit queues (``shmkit.context``, ``shmkit.pool``);
+  ``import shmkit.multiprocessing as multiprocessing`` is the one-line
+  switch for a whole program.
 * ``shmkit.mpi``: with mpi4py, numpy arrays held once per node.
 * ``python -m shmkit ls|show|rm|gc``: the ``shmkit`` command-line tool.
 
@@ -28,7 +33,7 @@ import os as _os
 
 __version__ = "0.1.0"
 # shmkit.mpi is left out: it needs mpi4py, which `from shmkit import *` must not.
-__all__ = ["shared_memory", "sharedctypes", "synchronize", "queues", "__version__"]
+__all__ = ["shared_memory", "sharedctypes", "synchronize", "queues", "get_context", "__version__"]
 
 # The tracker's watcher program (shmkit/tracker.hpp) ships inside the
 # package; $SHMKIT_WATCHER, when set, still wins.
@@ -36,3 +41,12 @@ _watcher = _os.path.join(_os.path.dirname(__file__), "shmkit-watcher")
 if "SHMKIT_WATCHER" not in _os.environ and _os.access(_watcher, _os.X_OK):
     _os.environ["SHMKIT_WATCHER"] = _watcher
 del _watcher
+
+
+def get_context(method=None):
+    """A multiprocessing context for start method `method` ("fork", "spawn",
+    "forkserver"; None: multiprocessing's current one) whose shared objects
+    (locks, values, queues, Pool's queues) are shmkit's; Process, Pipe and
+    Manager stay multiprocessing's. See shmkit.context."""
+    from .context import get_context as _get_context
+    return _get_context(method)

@@ -117,17 +117,17 @@ class ShmkitContext(_mpc.BaseContext):
 
     def Queue(self, maxsize: int = 0) -> Any:
         """A shmkit.Queue."""
-        from . import Queue
+        from .mpqueues import Queue
         return Queue(maxsize, ctx=self.get_context())
 
     def JoinableQueue(self, maxsize: int = 0) -> Any:
         """A shmkit.JoinableQueue."""
-        from . import JoinableQueue
+        from .mpqueues import JoinableQueue
         return JoinableQueue(maxsize, ctx=self.get_context())
 
     def SimpleQueue(self) -> Any:
         """A shmkit.SimpleQueue."""
-        from . import SimpleQueue
+        from .mpqueues import SimpleQueue
         return SimpleQueue(ctx=self.get_context())
 
     def Pool(self, processes: Optional[int] = None, initializer: Optional[Callable[..., object]] = None,

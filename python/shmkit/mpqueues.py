@@ -59,7 +59,6 @@ Differences from CPython:
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import secrets
@@ -106,15 +105,26 @@ _PAD = bytes(_ALIGN)
 _loads = pickle.loads
 
 
+class _Sink:
+    """The pickler's file: every write is one part of the message (gathered
+    by put_parts, never joined)."""
+
+    __slots__ = ("write",)
+
+
 class _Encoder:
     """One thread's pickler, reused (clear_memo) for every message."""
 
-    __slots__ = ("file", "pickler", "buffers", "reducers")
+    __slots__ = ("chunks", "buffers", "dump", "clear_memo", "reducers")
 
     def __init__(self) -> None:
-        self.file = io.BytesIO()
+        self.chunks: list[bytes] = []
         self.buffers: list[pickle.PickleBuffer] = []
-        self.pickler = ForkingPickler(self.file, 5, buffer_callback=self.buffers.append)
+        sink = _Sink()
+        sink.write = self.chunks.append
+        pickler = ForkingPickler(sink, 5, True, self.buffers.append)
+        self.dump = pickler.dump
+        self.clear_memo = pickler.clear_memo
         # ForkingPickler copies the registered reducers when made: a pickler
         # made before a later register() would not see it.
         self.reducers = len(ForkingPickler._extra_reducers)
@@ -143,25 +153,30 @@ def _encode(obj: Any) -> tuple[Any, ...]:
     if type(obj) is bytes:
         return (_BYTES_HEAD, obj)
     e = _encoder()
-    f = e.file
-    f.seek(0)
-    f.truncate()
+    chunks = e.chunks
     try:
-        e.pickler.dump(obj)
+        e.dump(obj)
     except BaseException:
+        chunks.clear()
         e.buffers.clear()
         raise
     finally:
-        e.pickler.clear_memo()
-    data = f.getvalue()
+        e.clear_memo()
     if not e.buffers:
-        return (data,)
+        if len(chunks) == 1:
+            return (chunks.pop(),)
+        data = tuple(chunks)
+        chunks.clear()
+        return data
     raws = [b.raw() for b in e.buffers]
     e.buffers.clear()
+    data = tuple(chunks)
+    chunks.clear()
+    plen = sum(len(c) for c in data)
     n = len(raws)
-    head = _HEAD.pack(_TAG_BUFFERS, n, len(data)) + struct.pack(f"<{n}Q", *[r.nbytes for r in raws])
-    parts: list[Any] = [head, data]
-    pos = len(head) + len(data)
+    head = _HEAD.pack(_TAG_BUFFERS, n, plen) + struct.pack(f"<{n}Q", *[r.nbytes for r in raws])
+    parts: list[Any] = [head, *data]
+    pos = len(head) + plen
     for r in raws:
         p = _pad(pos)
         if p:

@@ -153,8 +153,13 @@ def test_numpy_out_of_line_is_zero_copy():
     q.put(a)
     b = q.get(timeout=60)
     base = b
-    while getattr(base, "base", None) is not None and not isinstance(base, _queues.ByteMessage):
-        base = base.base if not isinstance(base, memoryview) else base.obj
+    while not isinstance(base, _queues.ByteMessage):
+        if isinstance(base, memoryview):
+            base = base.obj
+        elif getattr(base, "base", None) is not None:
+            base = base.base
+        else:
+            break
     assert isinstance(base, _queues.ByteMessage)
     q.close()
     del q

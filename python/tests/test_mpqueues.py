@@ -418,10 +418,10 @@ def test_consumer_killed_mid_get(size):
     first = reports.get()  # it is consuming
     os.kill(victim.pid, signal.SIGKILL)
     victim.join()
-    join_all([producer])
-    q.put(None)
     survivor = ctx.Process(target=_drain_to, args=(q, reports))
     survivor.start()
+    join_all([producer])
+    q.put(None)
     join_all([survivor])
     got = [first]
     while not reports.empty():

@@ -8,6 +8,10 @@
 //       real_time = ns per round trip.
 //   rtt/spin_pingpong/...                   two atomics on separate lines: the
 //       physical limit of a cross-core round trip.
+//   tput/vyukov_bounded[_padded]/...       a Vyukov bounded MPMC written here
+//       from the published design (no crash recovery), the baseline of
+//       MpmcQueue's fast path; _padded: one cell per cache line (rigtorp's
+//       layout).
 //   mpmc_scaling/shmkit_mpmc/<n>procs       n/2 producers, n/2 consumers on the
 //       two CPUs, blocking push_for/pop_for (spin, then futex).
 //   seqlock_read/...                        an unchanged 64-byte value: SeqLock

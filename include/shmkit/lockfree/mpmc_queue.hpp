@@ -94,8 +94,18 @@
 namespace shmkit {
 
 struct MpmcControl {
+  // Each side's line: its position hint and its sole-claimant record (see
+  // the contract): owner (0: none yet; kOwned | the owner's claimant
+  // identity; kRevoked added when a second claimant came), the owning
+  // thread's token, and busy (position + 1 the owner has reserved, 0: none).
   alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> tail;  // producers' next position
+  std::atomic<std::uint64_t> producer_owner;
+  std::atomic<std::uint64_t> producer_token;
+  std::atomic<std::uint64_t> producer_busy;
   alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> head;  // consumers' next position
+  std::atomic<std::uint64_t> consumer_owner;
+  std::atomic<std::uint64_t> consumer_token;
+  std::atomic<std::uint64_t> consumer_busy;
   alignas(lockfree_detail::kFalseSharingRange) lockfree_detail::WaitSlot not_empty;
   lockfree_detail::WaitSlot not_full;
   // What survivors stepped over (MpmcQueue::losses()); written only then.
@@ -152,6 +162,9 @@ class MpmcQueue {
   static constexpr std::uint64_t kSkipped = std::uint64_t{1} << 62;
   static constexpr std::uint64_t kByConsumer = std::uint64_t{1} << 62;  // in a claim word
   static constexpr std::uint64_t kOfSkipped = std::uint64_t{1} << 61;  // a consumer's claim of a skipped slot
+  // The owner words (MpmcControl::producer_owner / consumer_owner).
+  static constexpr std::uint64_t kOwned = std::uint64_t{1} << 62;
+  static constexpr std::uint64_t kRevoked = std::uint64_t{1} << 63;
   static constexpr unsigned kLapShift = 54;
   static constexpr std::uint64_t kLapMask = 0x7f;
   static_assert(lockfree_detail::kClaimantIdMask < (std::uint64_t{1} << kLapShift));
@@ -206,6 +219,51 @@ class MpmcQueue {
 
   [[nodiscard]] bool try_push(const T& value) noexcept {
     const std::uint64_t me = lockfree_detail::claimant_id();
+    // relaxed: the owner word and token are compared with our own values;
+    // (10)/(11) order what follows.
+    const std::uint64_t own = ctl_->producer_owner.load(std::memory_order_relaxed);
+    if (own == (me | kOwned) && ctl_->producer_token.load(std::memory_order_relaxed) == thread_token()) {
+      // The sole producer: no other producer claims while this holds.
+      const std::uint64_t pos = ctl_->tail.load(std::memory_order_relaxed);  // exact: only we move it
+      Slot& s = slots_[pos & mask_];
+      std::uint64_t w = s.seq.load(std::memory_order_acquire);  // (1)
+      if (w == pos) {
+        // (10) the reservation, then the light fence, then the owner word
+        // again: pairs with (11) (a second producer's owner-word store,
+        // heavy fence, then its reads of busy): either it sees pos reserved
+        // and keeps off pos, or we see it came and claim by CAS.
+        ctl_->producer_busy.store(pos + 1, std::memory_order_relaxed);
+        lockfree_detail::light_fence(asym_);
+        const bool alone = ctl_->producer_owner.load(std::memory_order_relaxed) == own;
+        // (5) release as the CAS below: a plain store when alone.
+        if (alone) {
+          s.seq.store(claim_word(pos, 0, me), std::memory_order_release);
+        } else if (!s.seq.compare_exchange_strong(w, claim_word(pos, 0, me), std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
+          ctl_->producer_busy.store(0, std::memory_order_release);
+          return try_push_shared(value, me);
+        }
+        SHMKIT_FAULT_POINT(mpmc_push_won);
+        ctl_->tail.store(pos + 1, std::memory_order_release);  // (6)
+        SHMKIT_FAULT_POINT(mpmc_push_claimed);
+        std::memcpy(&s.value, &value, sizeof(T));
+        s.seq.store(pos + 1, std::memory_order_release);  // (2)
+        SHMKIT_FAULT_POINT(mpmc_push_published);
+        ctl_->producer_busy.store(0, std::memory_order_release);
+        lockfree_detail::notify(ctl_->not_empty, asym_);
+        return true;
+      }
+      if (look_producer(pos, w) == Look::blocked) return false;  // full
+    } else if ((own & kRevoked) == 0 || !std::atomic_ref<bool>(fenced_).load(std::memory_order_acquire)) {
+      if (join(ctl_->producer_owner, ctl_->producer_token, me)) return try_push(value);
+    }
+    return try_push_shared(value, me);
+  }
+
+ private:
+  // try_push once producers share the queue (or as a fallback): claims by
+  // CAS, keeping off a position the former sole producer reserved.
+  bool try_push_shared(const T& value, std::uint64_t me) noexcept {
     // (9) acquire, every load of tail/head: pairs with (6); every position
     // below the hint read was claimed before (the scan relies on it).
     std::uint64_t pos = ctl_->tail.load(std::memory_order_acquire);
@@ -214,7 +272,8 @@ class MpmcQueue {
       // (1) acquire: pairs with (4) and (8); the consumer of the previous
       // lap has finished reading the slot.
       std::uint64_t w = s.seq.load(std::memory_order_acquire);
-      const Look look = look_producer(pos, w);
+      Look look = look_producer(pos, w);
+      if (look == Look::mine && reserved(ctl_->producer_busy, pos)) look = Look::taken;
       if (look == Look::mine) {
         // (5) release: pairs with (1), (3) and (7); whoever reads our claim
         // sees every claim below pos (the hint and scan we came by).
@@ -244,14 +303,14 @@ class MpmcQueue {
     }
   }
 
-  [[nodiscard]] bool try_pop(T& out) noexcept {
-    const std::uint64_t me = lockfree_detail::claimant_id();
+  bool try_pop_shared(T& out, std::uint64_t me) noexcept {
     std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);  // (9)
     for (std::uint64_t steps = 0;;) {
       Slot& s = slots_[pos & mask_];
       // (3) acquire: pairs with (2) (and with (8) for a skipped slot).
       std::uint64_t w = s.seq.load(std::memory_order_acquire);
-      const Look look = look_consumer(pos, w);
+      Look look = look_consumer(pos, w);
+      if (look == Look::mine && reserved(ctl_->consumer_busy, pos)) look = Look::taken;
       if (look == Look::mine || look == Look::mine_skipped) {
         // A dead producer's skipped slot is claimed like an item and
         // released unread (its loss was counted when it was marked).
@@ -279,6 +338,44 @@ class MpmcQueue {
       pos = next_position(ctl_->head, pos, look);
       if (pos == 0) return false;
     }
+  }
+
+
+ public:
+  [[nodiscard]] bool try_pop(T& out) noexcept {
+    const std::uint64_t me = lockfree_detail::claimant_id();
+    const std::uint64_t own = ctl_->consumer_owner.load(std::memory_order_relaxed);  // as in try_push
+    if (own == (me | kOwned) && ctl_->consumer_token.load(std::memory_order_relaxed) == thread_token()) {
+      const std::uint64_t pos = ctl_->head.load(std::memory_order_relaxed);  // exact: only we move it
+      Slot& s = slots_[pos & mask_];
+      std::uint64_t w = s.seq.load(std::memory_order_acquire);  // (3)
+      if (w == pos + 1) {
+        ctl_->consumer_busy.store(pos + 1, std::memory_order_relaxed);  // (10) as in try_push
+        lockfree_detail::light_fence(asym_);
+        const bool alone = ctl_->consumer_owner.load(std::memory_order_relaxed) == own;
+        const std::uint64_t claim = claim_word(pos, kByConsumer, me);
+        if (alone) {
+          s.seq.store(claim, std::memory_order_release);  // (5)
+        } else if (!s.seq.compare_exchange_strong(w, claim, std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
+          ctl_->consumer_busy.store(0, std::memory_order_release);
+          return try_pop_shared(out, me);
+        }
+        SHMKIT_FAULT_POINT(mpmc_pop_won);
+        ctl_->head.store(pos + 1, std::memory_order_release);  // (6)
+        SHMKIT_FAULT_POINT(mpmc_pop_claimed);
+        std::memcpy(&out, &s.value, sizeof(T));
+        s.seq.store(pos + mask_ + 1, std::memory_order_release);  // (4)
+        SHMKIT_FAULT_POINT(mpmc_pop_released);
+        ctl_->consumer_busy.store(0, std::memory_order_release);
+        lockfree_detail::notify(ctl_->not_full, asym_);
+        return true;
+      }
+      if (look_consumer(pos, w) == Look::blocked) return false;  // empty
+    } else if ((own & kRevoked) == 0 || !std::atomic_ref<bool>(fenced_).load(std::memory_order_acquire)) {
+      if (join(ctl_->consumer_owner, ctl_->consumer_token, me)) return try_pop(out);
+    }
+    return try_pop_shared(out, me);
   }
 
   // Batch forms: as many as fit / are there, one by one (each item is its
@@ -329,7 +426,21 @@ class MpmcQueue {
       const std::uint64_t h = ctl_->head.load(std::memory_order_acquire);  // (9)
       std::uint64_t q = h;
       std::uint64_t w = 0;
-      if (first_open(h, true, q, w) && is_claim(w) && !by_consumer(w) && claim_lap(w) == lap_of(q) &&
+      const bool open = first_open(h, true, q, w);
+      if (open && w == q && reserved(ctl_->producer_busy, q) && owner_dead(ctl_->producer_owner)) {
+        // The sole producer reserved q and died before its claim store:
+        // its reservation is its claim (exact: busy names the position).
+        raise(ctl_->tail, q + 1);
+        std::uint64_t expected = w;
+        if (slots_[q & mask_].seq.compare_exchange_strong(expected, (q + 1) | kSkipped, std::memory_order_acq_rel,
+                                                          std::memory_order_relaxed)) {  // (8)
+          ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
+          clear_reservation(ctl_->producer_busy, q);
+          lockfree_detail::notify(ctl_->not_empty, asym_);
+          return MpmcUnblock::skipped_producer;
+        }
+      }
+      if (open && is_claim(w) && !by_consumer(w) && claim_lap(w) == lap_of(q) &&
           lockfree_detail::claimant_dead(w) && pin_index(ctl_->head, h, q, slots_[q & mask_], w)) {
         // A dead producer's claim of q itself (see pin_index). Producers
         // may have passed q already; if it died before moving the tail
@@ -350,7 +461,22 @@ class MpmcQueue {
     const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
     std::uint64_t q = t;
     std::uint64_t w = 0;
-    if (first_open(t, false, q, w) && q >= capacity() && is_claim(w) && by_consumer(w) &&
+    const bool open = first_open(t, false, q, w);
+    if (open && q >= capacity() && w == q - capacity() + 1 && reserved(ctl_->consumer_busy, q - capacity()) &&
+        owner_dead(ctl_->consumer_owner)) {
+      // The sole consumer reserved p = q - capacity and died before its
+      // claim store: as if it died holding the claim.
+      raise(ctl_->head, q - capacity() + 1);
+      std::uint64_t expected = w;
+      if (slots_[q & mask_].seq.compare_exchange_strong(expected, q, std::memory_order_acq_rel,
+                                                        std::memory_order_relaxed)) {  // (8)
+        ctl_->consumer_claims_released.fetch_add(1, std::memory_order_relaxed);
+        clear_reservation(ctl_->consumer_busy, q - capacity());
+        lockfree_detail::notify(ctl_->not_full, asym_);
+        return MpmcUnblock::released_consumer;
+      }
+    }
+    if (open && q >= capacity() && is_claim(w) && by_consumer(w) &&
         claim_lap(w) == lap_of(q - capacity()) && lockfree_detail::claimant_dead(w) &&
         pin_index(ctl_->tail, t, q, slots_[q & mask_], w)) {
       // A dead consumer's claim of p = q - capacity (see pin_index). Move
@@ -510,6 +636,48 @@ class MpmcQueue {
     }
   }
 
+  // A token for the calling thread, unique among the process's live
+  // threads (the address of a thread-local).
+  static std::uint64_t thread_token() noexcept {
+    static thread_local char token;
+    return reinterpret_cast<std::uintptr_t>(&token);
+  }
+
+  // Whether pos is the position a side's sole claimant reserved (busy).
+  static bool reserved(const std::atomic<std::uint64_t>& busy, std::uint64_t pos) noexcept {
+    // (11) acquire: after the heavy fence; see (10).
+    return busy.load(std::memory_order_acquire) == pos + 1;
+  }
+  static void clear_reservation(std::atomic<std::uint64_t>& busy, std::uint64_t pos) noexcept {
+    std::uint64_t expected = pos + 1;
+    (void)busy.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed);
+  }
+  // Whether the side's recorded sole claimant is proven dead.
+  static bool owner_dead(const std::atomic<std::uint64_t>& owner) noexcept {
+    const std::uint64_t o = owner.load(std::memory_order_acquire);
+    return (o & kOwned) != 0 && lockfree_detail::claimant_dead(o & lockfree_detail::kClaimantIdMask);
+  }
+
+  // The calling thread is not its side's sole claimant: becomes it when the
+  // side has none yet (true: retry on the fast path); else marks the side
+  // shared for good and, once per handle, issues the heavy fence (11): a
+  // store to the owner word, then membarrier, then this handle's later
+  // reads of busy; pairs with (10).
+  bool join(std::atomic<std::uint64_t>& owner, std::atomic<std::uint64_t>& token, std::uint64_t me) noexcept {
+    std::uint64_t o = owner.load(std::memory_order_acquire);
+    if (o == 0 && asym_ &&
+        owner.compare_exchange_strong(o, me | kOwned, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      token.store(thread_token(), std::memory_order_release);
+      return true;
+    }
+    if ((o & kRevoked) == 0) owner.fetch_or(kRevoked, std::memory_order_acq_rel);
+    if (!std::atomic_ref<bool>(fenced_).load(std::memory_order_acquire)) {
+      lockfree_detail::heavy_fence();
+      std::atomic_ref<bool>(fenced_).store(true, std::memory_order_release);
+    }
+    return false;
+  }
+
   bool push_until_opt(const T& value,
                       std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
     return lockfree_detail::wait_until(
@@ -526,6 +694,7 @@ class MpmcQueue {
   std::uint64_t mask_;  // from the validated header snapshot, never re-read
   unsigned lap_shift_;  // log2(capacity)
   bool asym_;
+  alignas(std::atomic_ref<bool>::required_alignment) bool fenced_ = false;  // (11) issued by this handle
 };
 
 }  // namespace shmkit

@@ -484,7 +484,8 @@ TEST(MpmcStop, SoleProducersReservationHeldWhileAliveSteppedOverWhenDead) {
   ASSERT_TRUE(eventually([&] { return stopped(v.pid); }, 20s, 1ms));
   SharedMemory raw = SharedMemory::attach(name);
   MpmcControl& c = control_of(raw);
-  ASSERT_NE(c.producer_owner.load() & (std::uint64_t{1} << 62), 0u) << "the victim did not become the sole producer";
+  ASSERT_NE(c.producer_owner.load() & (std::uint64_t{1} << 62), 0u)
+      << "the victim did not become the sole producer";
   ASSERT_EQ(c.tail.load(), 1u);
   c.producer_busy.store(2);  // reserved position 1, its slot untouched
 
@@ -523,7 +524,8 @@ TEST(MpmcStop, SoleConsumersReservationHeldWhileAliveSteppedOverWhenDead) {
   ASSERT_TRUE(eventually([&] { return stopped(v.pid); }, 20s, 1ms));
   SharedMemory raw = SharedMemory::attach(name);
   MpmcControl& c = control_of(raw);
-  ASSERT_NE(c.consumer_owner.load() & (std::uint64_t{1} << 62), 0u) << "the victim did not become the sole consumer";
+  ASSERT_NE(c.consumer_owner.load() & (std::uint64_t{1} << 62), 0u)
+      << "the victim did not become the sole consumer";
   ASSERT_EQ(c.head.load(), 1u);
   c.consumer_busy.store(2);  // reserved position 1 (item 1), not yet claimed
 

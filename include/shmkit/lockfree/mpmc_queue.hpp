@@ -15,9 +15,11 @@
 //     with one CAS of that word, from p (producer) or p + 1 (consumer), to a
 //     claim word that names it: bit 63, its role, the low 7 bits of p's lap
 //     (p / capacity) and its identity (pid: 22 bits, pid_max's limit; start
-//     time: the low 32 bits). That CAS is the only read-modify-write of a
-//     push or pop: tail (head) is a hint, which the claimant then sets to
-//     p + 1 with a plain store. Every position below a hint is taken, and a
+//     time: the low 32 bits) (or, alone on its side, with a plain store:
+//     see below). That CAS is the only read-modify-write of a push or pop
+//     when a side is shared: tail (head) is a hint, which the claimant
+//     then sets to p + 1 with a plain store. Every position below a hint is
+//     taken, and a
 //     claimant starts at the hint and walks forward over taken positions
 //     (their words say so), so a claimant stalled or dead between its claim
 //     and its hint store holds up no one else; a hint may step back (a slow
@@ -26,10 +28,30 @@
 //     no record a late writer could overwrite. Each item is written and
 //     read by exactly one process; FIFO per producer; linearisable at the
 //     slot CASes.
-//   * Hot path, against the plain Vyukov queue (one CAS on tail, a store to
-//     the slot): one CAS on the slot word instead, and a plain store to
-//     tail (head); nothing else (no /proc, no fence: a process computes its
-//     identity once, and after fork()).
+//   * Sole claimant (the hot path of one producer and one consumer): the
+//     first thread to push (pop) records itself as its side's owner
+//     (owner word: kOwned and its claimant identity; a per-thread token).
+//     While it is alone it claims without any read-modify-write: it stores
+//     the position in its side's busy word (a reservation: position and,
+//     through the owner word, identity), runs the light fence (a compiler
+//     barrier; see detail/common.hpp), reads the owner word again and
+//     stores the claim word with a plain store. A second thread or process
+//     on that side marks the side shared for good (kRevoked) and issues the
+//     heavy fence (membarrier) once per handle before it claims: either it
+//     sees the reservation and keeps off that position, or the owner sees
+//     the mark and claims that position by CAS like everyone. So the
+//     reservation is recorded before the claim, and counts as the claim:
+//     held while its owner lives (consumers wait at a reserved producer
+//     position, producers a lap on at a reserved consumer position, the
+//     other side's claimants walk past it), stepped over and counted by
+//     unblock() once the owner is proven dead. Without membarrier (old
+//     kernels, TSan builds) nobody becomes owner and every claim is the CAS.
+//     Hot path, against the plain Vyukov queue (one CAS on tail, a store to
+//     the slot): no locked instruction; stores to the slot word (claim,
+//     publish or release), the busy word and tail (head) on the side's own
+//     line; nothing else (no /proc, no fence: a process computes its
+//     identity once, and after fork()). Not reentrant from a signal
+//     handler that interrupts the owner thread's own push (pop).
 //   * Progress: try_push/try_pop are lock-free (a CAS loop that retries only
 //     when another side made progress) but not wait-free: a claimant stalled
 //     between its claim and its publish (release) holds that one slot: the
@@ -47,8 +69,9 @@
 //     between sleep slices) or calls unblock(), within one slice: a dead
 //     producer's slot is marked skipped (consumers release it unread), a
 //     dead consumer's slot is handed to the next lap. What is lost is
-//     exactly the item in the dead claimant's hands, counted once in the
-//     block (losses()): `producer_claims_skipped` (an item whose push never
+//     exactly the item in the dead claimant's hands (a dead sole owner's
+//     reservation counts as its claim), counted once in the block
+//     (losses()): `producer_claims_skipped` (an item whose push never
 //     returned true) and `consumer_claims_released` (an item its dead
 //     consumer had claimed: never returned, or returned just before the
 //     death). A producer that dies after publishing, or a consumer after
@@ -296,7 +319,7 @@ class MpmcQueue {
         }
         continue;  // another producer took it (or a spurious failure): look again
       }
-      if (look == Look::blocked) return false;  // full
+      if (look == Look::blocked) return false;   // full
       if (++steps > scan_limit()) return false;  // a forged block: never loop
       pos = next_position(ctl_->tail, pos, look);
       if (pos == 0) return false;  // a stale view the hint does not resolve
@@ -339,7 +362,6 @@ class MpmcQueue {
       if (pos == 0) return false;
     }
   }
-
 
  public:
   [[nodiscard]] bool try_pop(T& out) noexcept {
@@ -432,7 +454,8 @@ class MpmcQueue {
         // its reservation is its claim (exact: busy names the position).
         raise(ctl_->tail, q + 1);
         std::uint64_t expected = w;
-        if (slots_[q & mask_].seq.compare_exchange_strong(expected, (q + 1) | kSkipped, std::memory_order_acq_rel,
+        if (slots_[q & mask_].seq.compare_exchange_strong(expected, (q + 1) | kSkipped,
+                                                          std::memory_order_acq_rel,
                                                           std::memory_order_relaxed)) {  // (8)
           ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
           clear_reservation(ctl_->producer_busy, q);
@@ -476,9 +499,8 @@ class MpmcQueue {
         return MpmcUnblock::released_consumer;
       }
     }
-    if (open && q >= capacity() && is_claim(w) && by_consumer(w) &&
-        claim_lap(w) == lap_of(q - capacity()) && lockfree_detail::claimant_dead(w) &&
-        pin_index(ctl_->tail, t, q, slots_[q & mask_], w)) {
+    if (open && q >= capacity() && is_claim(w) && by_consumer(w) && claim_lap(w) == lap_of(q - capacity()) &&
+        lockfree_detail::claimant_dead(w) && pin_index(ctl_->tail, t, q, slots_[q & mask_], w)) {
       // A dead consumer's claim of p = q - capacity (see pin_index). Move
       // the head hint past p if it died before, then hand the slot to the
       // next lap.
@@ -565,7 +587,7 @@ class MpmcQueue {
       return Look::stale;                 // a forged word
     }
     const std::uint64_t lap = lap_of(pos);
-    if (claim_lap(w) == lap) return Look::taken;  // pos's producer or consumer holds it
+    if (claim_lap(w) == lap) return Look::taken;                       // pos's producer or consumer holds it
     if (claim_lap(w) == ((lap - 1) & kLapMask)) return Look::blocked;  // full: the previous lap's claimant
     return Look::stale;
   }
@@ -590,7 +612,8 @@ class MpmcQueue {
 
   // After `look` (taken or stale) at pos: the hint when it is ahead, else the
   // next position (taken) or 0 (stale: give up; 0 is never a next position).
-  static std::uint64_t next_position(std::atomic<std::uint64_t>& index, std::uint64_t pos, Look look) noexcept {
+  static std::uint64_t next_position(std::atomic<std::uint64_t>& index, std::uint64_t pos,
+                                     Look look) noexcept {
     const std::uint64_t h = index.load(std::memory_order_acquire);  // (9)
     if (h > pos) return h;
     return look == Look::taken ? pos + 1 : 0;
@@ -624,7 +647,7 @@ class MpmcQueue {
       return false;  // moved meanwhile: the next call looks again
     }
     if (s.seq.load(std::memory_order_acquire) != w) return false;  // (7)
-    return index.load(std::memory_order_acquire) == q;            // (9)
+    return index.load(std::memory_order_acquire) == q;             // (9)
   }
 
   // Makes the index at least `to` (a CAS loop, off the fast path): the hint

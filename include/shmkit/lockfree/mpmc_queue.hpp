@@ -620,13 +620,17 @@ class MpmcQueue {
   }
 
   // Walks from `from` (a hint just read) over the positions one side has
-  // taken, at most a lap: on true, q is the first it has not and w that
-  // slot's word.
+  // taken (reserved ones included), at most a lap: on true, q is the first
+  // it has not and w that slot's word.
   bool first_open(std::uint64_t from, bool consumer, std::uint64_t& q, std::uint64_t& w) const noexcept {
     q = from;
     for (std::uint64_t i = 0; i <= mask_ + 1; ++i, ++q) {
       w = slots_[q & mask_].seq.load(std::memory_order_acquire);  // (7) acquire: pairs with (5)
-      if ((consumer ? look_consumer(q, w) : look_producer(q, w)) != Look::taken) return true;
+      const Look look = consumer ? look_consumer(q, w) : look_producer(q, w);
+      // A sole claimant's reservation is its claim: taken, as the shared
+      // claimants see it.
+      if (look == Look::mine && reserved(consumer ? ctl_->consumer_busy : ctl_->producer_busy, q)) continue;
+      if (look != Look::taken) return true;
     }
     return false;
   }

@@ -15,8 +15,8 @@
 //     with one CAS of that word, from p (producer) or p + 1 (consumer), to a
 //     claim word that names it: bit 63, its role, the low 7 bits of p's lap
 //     (p / capacity) and its identity (pid: 22 bits, pid_max's limit; start
-//     time: the low 32 bits) (or, alone on its side, by a reservation on
-//     its own line: see below). That CAS is the only read-modify-write of a push or pop
+//     time: the low 32 bits) (or, alone on its side, with a plain store:
+//     see below). That CAS is the only read-modify-write of a push or pop
 //     when a side is shared: tail (head) is a hint, which the claimant
 //     then sets to p + 1 with a plain store. Every position below a hint is
 //     taken, and a
@@ -35,8 +35,7 @@
 //     the position in its side's busy word (a reservation: position and,
 //     through the owner word, identity), runs the light fence (a compiler
 //     barrier; see detail/common.hpp), reads the owner word again and
-//     goes on as in Vyukov's queue (item, then the slot word p + 1; or
-//     read, then p + capacity): the reservation is its claim's record. A second thread or process
+//     stores the claim word with a plain store. A second thread or process
 //     on that side marks the side shared for good (kRevoked) and issues the
 //     heavy fence (membarrier) once per handle before it claims: either it
 //     sees the reservation and keeps off that position, or the owner sees
@@ -48,9 +47,9 @@
 //     unblock() once the owner is proven dead. Without membarrier (old
 //     kernels, TSan builds) nobody becomes owner and every claim is the CAS.
 //     Hot path, against the plain Vyukov queue (one CAS on tail, a store to
-//     the slot): no locked instruction; the same slot traffic (the item and
-//     one store of the slot word), and stores to the busy word and tail
-//     (head) on the side's own line; nothing else (no /proc, no fence: a process computes its
+//     the slot): no locked instruction; stores to the slot word (claim,
+//     publish or release), the busy word and tail (head) on the side's own
+//     line; nothing else (no /proc, no fence: a process computes its
 //     identity once, and after fork()). Not reentrant from a signal
 //     handler that interrupts the owner thread's own push (pop).
 //   * Progress: try_push/try_pop are lock-free (a CAS loop that retries only
@@ -259,11 +258,11 @@ class MpmcQueue {
         ctl_->producer_busy.store(pos + 1, std::memory_order_relaxed);
         lockfree_detail::light_fence(asym_);
         const bool alone = ctl_->producer_owner.load(std::memory_order_relaxed) == own;
-        // Alone, the reservation is the claim's record (position in busy,
-        // identity in the owner word): the slot word goes straight from pos
-        // to pos + 1, as in Vyukov's queue. Else claim by CAS (5).
-        if (!alone && !s.seq.compare_exchange_strong(w, claim_word(pos, 0, me), std::memory_order_release,
-                                                     std::memory_order_relaxed)) {
+        // (5) release as the CAS below: a plain store when alone.
+        if (alone) {
+          s.seq.store(claim_word(pos, 0, me), std::memory_order_release);
+        } else if (!s.seq.compare_exchange_strong(w, claim_word(pos, 0, me), std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
           ctl_->producer_busy.store(0, std::memory_order_release);
           return try_push_shared(value, me);
         }
@@ -376,9 +375,11 @@ class MpmcQueue {
         ctl_->consumer_busy.store(pos + 1, std::memory_order_relaxed);  // (10) as in try_push
         lockfree_detail::light_fence(asym_);
         const bool alone = ctl_->consumer_owner.load(std::memory_order_relaxed) == own;
-        // As in try_push: alone, the reservation is the record.
-        if (!alone && !s.seq.compare_exchange_strong(w, claim_word(pos, kByConsumer, me),
-                                                     std::memory_order_release, std::memory_order_relaxed)) {
+        const std::uint64_t claim = claim_word(pos, kByConsumer, me);
+        if (alone) {
+          s.seq.store(claim, std::memory_order_release);  // (5)
+        } else if (!s.seq.compare_exchange_strong(w, claim, std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
           ctl_->consumer_busy.store(0, std::memory_order_release);
           return try_pop_shared(out, me);
         }

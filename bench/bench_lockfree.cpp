@@ -11,6 +11,10 @@
 //       real_time = ns per round trip.
 //   rtt/spin_pingpong/...                   two atomics on separate lines: the
 //       physical limit of a cross-core round trip.
+//   tput/vyukov_bounded[_padded]/...       a Vyukov bounded MPMC written here
+//       from the published design (no crash recovery), the baseline of
+//       MpmcQueue's fast path; _padded: one cell per cache line (rigtorp's
+//       layout).
 //   mpmc_scaling/shmkit_mpmc/<n>procs       n/2 producers, n/2 consumers on the
 //       two CPUs, blocking push_for/pop_for (spin, then futex).
 //   seqlock_read/...                        an unchanged 64-byte value: SeqLock
@@ -100,6 +104,69 @@ struct TbbBounded {
   TbbBounded() { q.set_capacity(Cap); }
   bool try_push(Item v) { return q.try_push(v); }
   bool try_pop(Item& v) { return q.try_pop(v); }
+};
+
+// A bounded MPMC queue written here from Dmitry Vyukov's published design
+// ("Bounded MPMC queue", 1024cores.net, 2010), the design rigtorp/MPMCQueue
+// also follows: one sequence word per cell (pos: free for the producer of
+// pos; pos + 1: full for its consumer; the consumer hands the cell on with
+// pos + capacity), the position claimed with one CAS on the shared
+// enqueue (dequeue) counter, then a plain write and a release store of the
+// cell's sequence. No claimant record, so no crash recovery: the contender
+// MpmcQueue must match. Cells inline (no pointer), so it works in a shared
+// block across fork. SlotAlign 16: Vyukov's packed cells (4 per 64-byte
+// line); 64: rigtorp's layout, one cell per cache line.
+template <std::size_t Cap, std::size_t SlotAlign>
+struct VyukovBounded {
+  static_assert((Cap & (Cap - 1)) == 0 && Cap >= 2);
+  struct alignas(SlotAlign) Cell {
+    std::atomic<std::uint64_t> seq;
+    Item data;
+  };
+  alignas(128) std::atomic<std::uint64_t> enqueue_pos{0};
+  alignas(128) std::atomic<std::uint64_t> dequeue_pos{0};
+  alignas(128) Cell cells[Cap];
+  VyukovBounded() {
+    for (std::uint64_t i = 0; i < Cap; ++i) cells[i].seq.store(i, std::memory_order_relaxed);
+  }
+  bool try_push(Item v) {
+    std::uint64_t pos = enqueue_pos.load(std::memory_order_relaxed);
+    for (;;) {
+      Cell& c = cells[pos & (Cap - 1)];
+      const std::uint64_t seq = c.seq.load(std::memory_order_acquire);
+      const auto dif = static_cast<std::int64_t>(seq - pos);
+      if (dif == 0) {
+        if (enqueue_pos.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          c.data = v;
+          c.seq.store(pos + 1, std::memory_order_release);
+          return true;
+        }
+      } else if (dif < 0) {
+        return false;
+      } else {
+        pos = enqueue_pos.load(std::memory_order_relaxed);
+      }
+    }
+  }
+  bool try_pop(Item& v) {
+    std::uint64_t pos = dequeue_pos.load(std::memory_order_relaxed);
+    for (;;) {
+      Cell& c = cells[pos & (Cap - 1)];
+      const std::uint64_t seq = c.seq.load(std::memory_order_acquire);
+      const auto dif = static_cast<std::int64_t>(seq - (pos + 1));
+      if (dif == 0) {
+        if (dequeue_pos.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          v = c.data;
+          c.seq.store(pos + Cap, std::memory_order_release);
+          return true;
+        }
+      } else if (dif < 0) {
+        return false;
+      } else {
+        pos = dequeue_pos.load(std::memory_order_relaxed);
+      }
+    }
+  }
 };
 
 // A factory gives a queue object shared by both workers, and a cleanup.
@@ -219,6 +286,14 @@ void register_capacity() {
     reg("rtt/shmkit_mpmc" + c + mode, [procs](benchmark::State& s) {
       ShmkitNamed<shmkit::MpmcQueue> a(Cap, "mpmc_a"), b(Cap, "mpmc_b");
       round_trip(s, &a, &b, procs);
+    });
+    reg("tput/vyukov_bounded" + c + mode, [procs](benchmark::State& s) {
+      InShm<VyukovBounded<Cap, 16>> q;
+      throughput(s, q.q, procs);
+    });
+    reg("tput/vyukov_bounded_padded" + c + mode, [procs](benchmark::State& s) {
+      InShm<VyukovBounded<Cap, 64>> q;
+      throughput(s, q.q, procs);
     });
     reg("tput/boost_spsc" + c + mode, [procs](benchmark::State& s) {
       InShm<BoostSpsc<Cap>> q;

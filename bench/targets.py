@@ -201,6 +201,22 @@ COMPARISONS = [
     dict(group='Lock-free structures', title="MpmcQueue 1P1C throughput, 2 processes, cap 1024", candidate="tput/shmkit_mpmc/1024/procs/iterations:1/manual_time",
          baseline="tput/boost_queue/1024/procs/iterations:1/manual_time", baseline_label="boost::lockfree::queue",
          goal="at_least", target=None),
+    # A Vyukov bounded queue written in the bench from the published design
+    # (no claimant record, no crash recovery), in shared memory, driven the
+    # same way: packed 16-byte cells as Vyukov wrote it, and one cell per
+    # cache line as rigtorp/MPMCQueue lays it out.
+    dict(group='Lock-free structures', title="MpmcQueue 1P1C throughput vs a Vyukov bounded queue, 2 processes, cap 1024", candidate="tput/shmkit_mpmc/1024/procs/iterations:1/manual_time",
+         baseline="tput/vyukov_bounded/1024/procs/iterations:1/manual_time", baseline_label="Vyukov bounded MPMC (bench)",
+         goal="at_least", target=1.0),
+    dict(group='Lock-free structures', title="MpmcQueue 1P1C throughput vs a Vyukov bounded queue, threads, cap 1024", candidate="tput/shmkit_mpmc/1024/threads/iterations:1/manual_time",
+         baseline="tput/vyukov_bounded/1024/threads/iterations:1/manual_time", baseline_label="Vyukov bounded MPMC (bench)",
+         goal="at_least", target=1.0),
+    dict(group='Lock-free structures', title="MpmcQueue 1P1C throughput vs a Vyukov bounded queue, 2 processes, cap 65536", candidate="tput/shmkit_mpmc/65536/procs/iterations:1/manual_time",
+         baseline="tput/vyukov_bounded/65536/procs/iterations:1/manual_time", baseline_label="Vyukov bounded MPMC (bench)",
+         goal="at_least", target=1.0),
+    dict(group='Lock-free structures', title="MpmcQueue 1P1C throughput vs a Vyukov bounded queue with cache-line cells (rigtorp's layout), 2 processes, cap 1024", candidate="tput/shmkit_mpmc/1024/procs/iterations:1/manual_time",
+         baseline="tput/vyukov_bounded_padded/1024/procs/iterations:1/manual_time", baseline_label="Vyukov bounded MPMC, 64-byte cells (bench)",
+         goal="at_least", target=None),
     dict(group='Lock-free structures', title="MpmcQueue 1P1C throughput vs moodycamel ConcurrentQueue, threads", candidate="tput/shmkit_mpmc/1024/threads/iterations:1/manual_time",
          baseline="tput/moodycamel_cq/1024/threads/iterations:1/manual_time", baseline_label="moodycamel::ConcurrentQueue",
          goal="at_least", target=None),

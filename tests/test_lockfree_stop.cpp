@@ -32,6 +32,7 @@
 
 #include "shmkit/detail/fault.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
+#include "shmkit/shared_memory.hpp"
 #include "test_lockfree_common.hpp"
 
 namespace shmkit {
@@ -455,6 +456,101 @@ TEST(MpmcStop, ConsumerStalledOnADeadProducersSlot) {
     EXPECT_EQ(q.losses(), (MpmcLosses{1, 0})) << "stepping over a skipped slot lost nothing more";
     expect_not_wedged(q);
   }
+}
+
+// The sole-claimant fast path (mpmc_queue.hpp): a process alone on its side
+// claims with plain stores after recording a reservation (busy). A kill
+// between that record and its claim store leaves the slot untouched and
+// only the reservation naming the position; no fault point sits there, so
+// the test writes that state itself for a real claimant: the child became
+// the sole producer (consumer) with its first call, then stopped. While it
+// lives the reserved position holds its side (a second claimant keeps off
+// it, nothing is stepped over); once it is dead a survivor steps over it
+// and counts it, as a dead claim.
+MpmcControl& control_of(SharedMemory& raw) {
+  return *reinterpret_cast<MpmcControl*>(static_cast<std::byte*>(raw.data()) + 128);
+}
+
+TEST(MpmcStop, SoleProducersReservationHeldWhileAliveSteppedOverWhenDead) {
+  const std::string name = unique_name("stop_rp");
+  Unlinker u{name};
+  auto q = MpmcQueue<std::uint64_t>::create(name, kCap);
+  Victim v([&] {
+    auto mine = MpmcQueue<std::uint64_t>::attach(name);
+    if (!mine.try_push(item(kVictim, 0))) return 3;  // the first producer: now the sole one
+    ::raise(SIGSTOP);
+    return 0;
+  });
+  ASSERT_TRUE(eventually([&] { return stopped(v.pid); }, 20s, 1ms));
+  SharedMemory raw = SharedMemory::attach(name);
+  MpmcControl& c = control_of(raw);
+  ASSERT_NE(c.producer_owner.load() & (std::uint64_t{1} << 62), 0u)
+      << "the victim did not become the sole producer";
+  ASSERT_EQ(c.tail.load(), 1u);
+  c.producer_busy.store(2);  // reserved position 1, its slot untouched
+
+  Ledger l;
+  l.drain(q, 100ms);
+  EXPECT_EQ(l.count(item(kVictim, 0)), 1);
+  EXPECT_EQ(q.unblock(), MpmcUnblock::none) << "a live claimant's reservation was stepped over";
+  // A second producer keeps off the reserved position; consumers wait there.
+  for (std::uint64_t i = 0; i + 1 < kCap; ++i) ASSERT_TRUE(q.push_for(item(kParent, i), 5s)) << i;
+  std::uint64_t x = 0;
+  EXPECT_FALSE(q.pop_for(x, kPastGrace)) << "popped past a live reservation: " << std::hex << x;
+  EXPECT_EQ(q.losses(), MpmcLosses{});
+
+  ::kill(v.pid, SIGKILL);
+  ASSERT_EQ(v.wait().signal, SIGKILL);
+  l.drain(q, 5s);
+  for (std::uint64_t i = 0; i + 1 < kCap; ++i) EXPECT_EQ(l.count(item(kParent, i)), 1) << i;
+  EXPECT_EQ(q.losses(), (MpmcLosses{1, 0})) << "the dead sole producer's reservation is counted once";
+  EXPECT_EQ(c.producer_busy.load(), 0u);
+  expect_fifo(l);
+  expect_not_wedged(q);
+}
+
+TEST(MpmcStop, SoleConsumersReservationHeldWhileAliveSteppedOverWhenDead) {
+  const std::string name = unique_name("stop_rc");
+  Unlinker u{name};
+  auto q = MpmcQueue<std::uint64_t>::create(name, kCap);
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(q.try_push(item(kParent, i)));
+  Victim v([&] {
+    auto mine = MpmcQueue<std::uint64_t>::attach(name);
+    std::uint64_t y = 0;
+    if (!mine.try_pop(y) || y != item(kParent, 0)) return 3;  // the first consumer: now the sole one
+    ::raise(SIGSTOP);
+    return 0;
+  });
+  ASSERT_TRUE(eventually([&] { return stopped(v.pid); }, 20s, 1ms));
+  SharedMemory raw = SharedMemory::attach(name);
+  MpmcControl& c = control_of(raw);
+  ASSERT_NE(c.consumer_owner.load() & (std::uint64_t{1} << 62), 0u)
+      << "the victim did not become the sole consumer";
+  ASSERT_EQ(c.head.load(), 1u);
+  c.consumer_busy.store(2);  // reserved position 1 (item 1), not yet claimed
+
+  // A second consumer keeps off the reserved item; producers wait a lap on.
+  Ledger l;
+  l.drain(q, 100ms);
+  EXPECT_EQ(l.count(item(kParent, 1)), 0) << "popped a live consumer's reserved item";
+  EXPECT_EQ(l.count(item(kParent, 2)), 1);
+  std::uint64_t next = 3;
+  while (q.push_for(item(kParent, next), kPastGrace)) ++next;
+  // Positions 3 and 4 went in; 5 is the reserved item's slot a lap on.
+  EXPECT_EQ(next, 5u) << "producers went past a live consumer's reservation";
+  EXPECT_EQ(q.unblock(), MpmcUnblock::none);
+  EXPECT_EQ(q.losses(), MpmcLosses{});
+
+  ::kill(v.pid, SIGKILL);
+  ASSERT_EQ(v.wait().signal, SIGKILL);
+  ASSERT_TRUE(eventually([&] { return q.unblock() == MpmcUnblock::released_consumer; }, 10s, 1ms));
+  EXPECT_EQ(q.losses(), (MpmcLosses{0, 1})) << "the dead sole consumer's reserved item is counted once";
+  EXPECT_EQ(c.consumer_busy.load(), 0u);
+  l.drain(q, 1s);
+  for (std::uint64_t i = 3; i < next; ++i) EXPECT_EQ(l.count(item(kParent, i)), 1) << i;
+  EXPECT_EQ(l.count(item(kParent, 1)), 0);
+  expect_fifo(l);
+  expect_not_wedged(q);
 }
 
 }  // namespace

@@ -15,17 +15,43 @@
 //     with one CAS of that word, from p (producer) or p + 1 (consumer), to a
 //     claim word that names it: bit 63, its role, the low 7 bits of p's lap
 //     (p / capacity) and its identity (pid: 22 bits, pid_max's limit; start
-//     time: the low 32 bits). Only then does it move tail (head) from p to
-//     p + 1 with a CAS; anyone who finds the slot at tail (head) claimed for
-//     that lap moves it for it (helping), so a claimant stalled or dead
-//     between the two CASes holds up no one else. So a claim is recorded in
-//     the instant it is made: there is no unrecorded claim, and no record a
-//     late writer could overwrite. Each item is written and read by exactly
-//     one process; FIFO per producer; linearisable at the slot CASes.
-//   * Hot path, against the plain Vyukov queue: one more CAS per push (the
-//     slot claim; tail's CAS stays) and per pop (likewise); nothing else
-//     (no /proc, no fence, no extra store: a process computes its identity
-//     once, and after fork()).
+//     time: the low 32 bits) (or, alone on its side, with a plain store:
+//     see below). That CAS is the only read-modify-write of a push or pop
+//     when a side is shared: tail (head) is a hint, which the claimant
+//     then sets to p + 1 with a plain store. Every position below a hint is
+//     taken, and a
+//     claimant starts at the hint and walks forward over taken positions
+//     (their words say so), so a claimant stalled or dead between its claim
+//     and its hint store holds up no one else; a hint may step back (a slow
+//     claimant's store after a faster one's), never by a lap. So a claim is
+//     recorded in the instant it is made: there is no unrecorded claim, and
+//     no record a late writer could overwrite. Each item is written and
+//     read by exactly one process; FIFO per producer; linearisable at the
+//     slot CASes.
+//   * Sole claimant (the hot path of one producer and one consumer): the
+//     first thread to push (pop) records itself as its side's owner
+//     (owner word: kOwned and its claimant identity; a per-thread token).
+//     While it is alone it claims without any read-modify-write: it stores
+//     the position in its side's busy word (a reservation: position and,
+//     through the owner word, identity), runs the light fence (a compiler
+//     barrier; see detail/common.hpp), reads the owner word again and
+//     stores the claim word with a plain store. A second thread or process
+//     on that side marks the side shared for good (kRevoked) and issues the
+//     heavy fence (membarrier) once per handle before it claims: either it
+//     sees the reservation and keeps off that position, or the owner sees
+//     the mark and claims that position by CAS like everyone. So the
+//     reservation is recorded before the claim, and counts as the claim:
+//     held while its owner lives (consumers wait at a reserved producer
+//     position, producers a lap on at a reserved consumer position, the
+//     other side's claimants walk past it), stepped over and counted by
+//     unblock() once the owner is proven dead. Without membarrier (old
+//     kernels, TSan builds) nobody becomes owner and every claim is the CAS.
+//     Hot path, against the plain Vyukov queue (one CAS on tail, a store to
+//     the slot): no locked instruction; stores to the slot word (claim,
+//     publish or release), the busy word and tail (head) on the side's own
+//     line; nothing else (no /proc, no fence: a process computes its
+//     identity once, and after fork()). Not reentrant from a signal
+//     handler that interrupts the owner thread's own push (pop).
 //   * Progress: try_push/try_pop are lock-free (a CAS loop that retries only
 //     when another side made progress) but not wait-free: a claimant stalled
 //     between its claim and its publish (release) holds that one slot: the
@@ -43,8 +69,9 @@
 //     between sleep slices) or calls unblock(), within one slice: a dead
 //     producer's slot is marked skipped (consumers release it unread), a
 //     dead consumer's slot is handed to the next lap. What is lost is
-//     exactly the item in the dead claimant's hands, counted once in the
-//     block (losses()): `producer_claims_skipped` (an item whose push never
+//     exactly the item in the dead claimant's hands (a dead sole owner's
+//     reservation counts as its claim), counted once in the block
+//     (losses()): `producer_claims_skipped` (an item whose push never
 //     returned true) and `consumer_claims_released` (an item its dead
 //     consumer had claimed: never returned, or returned just before the
 //     death). A producer that dies after publishing, or a consumer after
@@ -59,10 +86,11 @@
 //     call unblock() itself when it finds the queue empty (or full) for
 //     long.
 //   * Untrusted block: positions are masked before addressing; a forged
-//     word makes try_ calls return false rather than loop; a forged claim
-//     naming a dead process can make unblock() skip or release that slot (a
-//     peer that can write the block could corrupt the data anyway), one
-//     naming a live one holds that slot; neither touches memory outside it.
+//     word makes try_ calls return false rather than loop (no walk goes
+//     past two laps); a forged claim naming a dead process can make
+//     unblock() skip or release that slot (a peer that can write the block
+//     could corrupt the data anyway), one naming a live one holds that
+//     slot; neither touches memory outside it.
 #pragma once
 
 #include <algorithm>
@@ -82,64 +110,25 @@
 
 #include "shmkit/detail/fault.hpp"
 #include "shmkit/detail/process.hpp"
+#include "shmkit/lockfree/detail/claimant.hpp"
 #include "shmkit/lockfree/detail/common.hpp"
 #include "shmkit/typed_block.hpp"
 
 namespace shmkit {
 
-namespace lockfree_detail {
-
-// A process's identity as a claimant, as it sits in the low 54 bits of a
-// claim word: pid in bits 32-53 (pids stay below 2^22, Linux's
-// PID_MAX_LIMIT), the low 32 bits of its start time (clock ticks after
-// boot) below. A pid field of 0 means "unknown": never judged dead.
-inline constexpr std::uint64_t kClaimantPidLimit = std::uint64_t{1} << 22;
-inline constexpr std::uint64_t kClaimantIdMask = (kClaimantPidLimit << 32) - 1;
-
-// This process's identity, computed once (0: not yet).
-inline std::atomic<std::uint64_t> g_claimant_id{0};
-
-inline std::uint64_t make_claimant_id(pid_t pid, std::uint64_t start) noexcept {
-  const auto p = static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid));
-  return (p < kClaimantPidLimit ? p << 32 : 0) | (start & 0xffffffffu);
-}
-
-// Slow path of claimant_id(): computes it once per process; a forked child
-// computes its own (the atfork handler clears the cache).
-[[gnu::noinline, gnu::cold]] inline std::uint64_t compute_claimant_id() noexcept {
-  static const bool registered = [] {
-    return ::pthread_atfork(nullptr, nullptr, [] { g_claimant_id.store(0, std::memory_order_relaxed); }) == 0;
-  }();
-  (void)registered;
-  const pid_t pid = ::getpid();
-  const std::uint64_t id = make_claimant_id(pid, process::start_time(pid));
-  // relaxed: a per-process cache of a value every thread computes alike.
-  g_claimant_id.store(id, std::memory_order_relaxed);
-  return id;
-}
-
-inline std::uint64_t claimant_id() noexcept {
-  const std::uint64_t id = g_claimant_id.load(std::memory_order_relaxed);
-  return id != 0 ? id : compute_claimant_id();
-}
-
-// Whether the process a claim names has certainly exited: no such pid, a
-// zombie, or a different start time (the pid was reused), judged by
-// process::has_exited (shmkit/detail/process.hpp). Not when /proc hides the process (hidepid,
-// another user's), nor when the identity is unknown (pid field 0): a
-// survivor then waits rather than step over a claimant that may still
-// write.
-inline bool claimant_dead(std::uint64_t id) noexcept {
-  const auto pid = static_cast<pid_t>((id & kClaimantIdMask) >> 32);
-  if (pid <= 0) return false;
-  return process::has_exited(pid, id & 0xffffffffu, 0xffffffffu);
-}
-
-}  // namespace lockfree_detail
-
 struct MpmcControl {
+  // Each side's line: its position hint and its sole-claimant record (see
+  // the contract): owner (0: none yet; kOwned | the owner's claimant
+  // identity; kRevoked added when a second claimant came), the owning
+  // thread's token, and busy (position + 1 the owner has reserved, 0: none).
   alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> tail;  // producers' next position
+  std::atomic<std::uint64_t> producer_owner;
+  std::atomic<std::uint64_t> producer_token;
+  std::atomic<std::uint64_t> producer_busy;
   alignas(lockfree_detail::kFalseSharingRange) std::atomic<std::uint64_t> head;  // consumers' next position
+  std::atomic<std::uint64_t> consumer_owner;
+  std::atomic<std::uint64_t> consumer_token;
+  std::atomic<std::uint64_t> consumer_busy;
   alignas(lockfree_detail::kFalseSharingRange) lockfree_detail::WaitSlot not_empty;
   lockfree_detail::WaitSlot not_full;
   // What survivors stepped over (MpmcQueue::losses()); written only then.
@@ -164,9 +153,10 @@ struct MpmcSlot {
 };
 
 // The slot layout's version, in the header's param[1]: 1 had no claim
-// records, 2 recorded claims in two more words after the CAS; blocks of
-// either are refused at attach (their words mean other things).
-inline constexpr std::uint64_t kMpmcLayout = 3;
+// records, 2 recorded claims in two more words after the CAS, 3 moved
+// tail/head by CAS and helping; blocks of any are refused at attach (their
+// words or positions mean other things).
+inline constexpr std::uint64_t kMpmcLayout = 4;
 
 // What survivors stepped over in a queue's life (see the contract).
 struct MpmcLosses {
@@ -195,6 +185,9 @@ class MpmcQueue {
   static constexpr std::uint64_t kSkipped = std::uint64_t{1} << 62;
   static constexpr std::uint64_t kByConsumer = std::uint64_t{1} << 62;  // in a claim word
   static constexpr std::uint64_t kOfSkipped = std::uint64_t{1} << 61;  // a consumer's claim of a skipped slot
+  // The owner words (MpmcControl::producer_owner / consumer_owner).
+  static constexpr std::uint64_t kOwned = std::uint64_t{1} << 62;
+  static constexpr std::uint64_t kRevoked = std::uint64_t{1} << 63;
   static constexpr unsigned kLapShift = 54;
   static constexpr std::uint64_t kLapMask = 0x7f;
   static_assert(lockfree_detail::kClaimantIdMask < (std::uint64_t{1} << kLapShift));
@@ -249,20 +242,71 @@ class MpmcQueue {
 
   [[nodiscard]] bool try_push(const T& value) noexcept {
     const std::uint64_t me = lockfree_detail::claimant_id();
-    // relaxed: the position is only a hint; the slot's word (1) decides.
-    std::uint64_t pos = ctl_->tail.load(std::memory_order_relaxed);
-    for (;;) {
+    // relaxed: the owner word and token are compared with our own values;
+    // (10)/(11) order what follows.
+    const std::uint64_t own = ctl_->producer_owner.load(std::memory_order_relaxed);
+    if (own == (me | kOwned) && ctl_->producer_token.load(std::memory_order_relaxed) == thread_token()) {
+      // The sole producer: no other producer claims while this holds.
+      const std::uint64_t pos = ctl_->tail.load(std::memory_order_relaxed);  // exact: only we move it
+      Slot& s = slots_[pos & mask_];
+      std::uint64_t w = s.seq.load(std::memory_order_acquire);  // (1)
+      if (w == pos) {
+        // (10) the reservation, then the light fence, then the owner word
+        // again: pairs with (11) (a second producer's owner-word store,
+        // heavy fence, then its reads of busy): either it sees pos reserved
+        // and keeps off pos, or we see it came and claim by CAS.
+        ctl_->producer_busy.store(pos + 1, std::memory_order_relaxed);
+        lockfree_detail::light_fence(asym_);
+        const bool alone = ctl_->producer_owner.load(std::memory_order_relaxed) == own;
+        // (5) release as the CAS below: a plain store when alone.
+        if (alone) {
+          s.seq.store(claim_word(pos, 0, me), std::memory_order_release);
+        } else if (!s.seq.compare_exchange_strong(w, claim_word(pos, 0, me), std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
+          ctl_->producer_busy.store(0, std::memory_order_release);
+          return try_push_shared(value, me);
+        }
+        SHMKIT_FAULT_POINT(mpmc_push_won);
+        ctl_->tail.store(pos + 1, std::memory_order_release);  // (6)
+        SHMKIT_FAULT_POINT(mpmc_push_claimed);
+        std::memcpy(&s.value, &value, sizeof(T));
+        s.seq.store(pos + 1, std::memory_order_release);  // (2)
+        SHMKIT_FAULT_POINT(mpmc_push_published);
+        ctl_->producer_busy.store(0, std::memory_order_release);
+        lockfree_detail::notify(ctl_->not_empty, asym_);
+        return true;
+      }
+      if (look_producer(pos, w) == Look::blocked) return false;  // full
+    } else if ((own & kRevoked) == 0 || !std::atomic_ref<bool>(fenced_).load(std::memory_order_acquire)) {
+      if (join(ctl_->producer_owner, ctl_->producer_token, me)) return try_push(value);
+    }
+    return try_push_shared(value, me);
+  }
+
+ private:
+  // try_push once producers share the queue (or as a fallback): claims by
+  // CAS, keeping off a position the former sole producer reserved.
+  bool try_push_shared(const T& value, std::uint64_t me) noexcept {
+    // (9) acquire, every load of tail/head: pairs with (6); every position
+    // below the hint read was claimed before (the scan relies on it).
+    std::uint64_t pos = ctl_->tail.load(std::memory_order_acquire);
+    for (std::uint64_t steps = 0;;) {
       Slot& s = slots_[pos & mask_];
       // (1) acquire: pairs with (4) and (8); the consumer of the previous
       // lap has finished reading the slot.
       std::uint64_t w = s.seq.load(std::memory_order_acquire);
-      if (w == pos) {
-        // (5) release: pairs with (7); whoever reads our claim also sees
-        // the tail we read before it (what help() and unblock() rely on).
+      Look look = look_producer(pos, w);
+      if (look == Look::mine && reserved(ctl_->producer_busy, pos)) look = Look::taken;
+      if (look == Look::mine) {
+        // (5) release: pairs with (1), (3) and (7); whoever reads our claim
+        // sees every claim below pos (the hint and scan we came by).
         if (s.seq.compare_exchange_weak(w, claim_word(pos, 0, me), std::memory_order_release,
                                         std::memory_order_relaxed)) {
           SHMKIT_FAULT_POINT(mpmc_push_won);
-          advance(ctl_->tail, pos);
+          // (6) release: pairs with (9). A plain store, no CAS: the hint
+          // may step back (a claimant slower than the one after it), never
+          // by a lap, and never past an unclaimed position.
+          ctl_->tail.store(pos + 1, std::memory_order_release);
           SHMKIT_FAULT_POINT(mpmc_push_claimed);
           std::memcpy(&s.value, &value, sizeof(T));
           // (2) release: pairs with (3); the value is written before the
@@ -275,38 +319,30 @@ class MpmcQueue {
         }
         continue;  // another producer took it (or a spurious failure): look again
       }
-      if (is_claim(w)) {
-        const std::uint64_t lap = lap_of(pos);
-        if (!by_consumer(w) && claim_lap(w) == lap) {
-          pos = help(ctl_->tail, pos, s, w);  // pos is claimed; tail not yet past it
-          continue;
-        }
-        if (claim_lap(w) == ((lap - 1) & kLapMask)) return false;  // full: the previous lap's claim
-      } else if (static_cast<std::int64_t>((w & ~kSkipped) - pos) < 0) {
-        return false;  // full: the slot still holds the previous lap's item
-      }
-      const std::uint64_t now = ctl_->tail.load(std::memory_order_relaxed);
-      if (now == pos) return false;  // forged word: no producer moved on
-      pos = now;
+      if (look == Look::blocked) return false;   // full
+      if (++steps > scan_limit()) return false;  // a forged block: never loop
+      pos = next_position(ctl_->tail, pos, look);
+      if (pos == 0) return false;  // a stale view the hint does not resolve
     }
   }
 
-  [[nodiscard]] bool try_pop(T& out) noexcept {
-    const std::uint64_t me = lockfree_detail::claimant_id();
-    std::uint64_t pos = ctl_->head.load(std::memory_order_relaxed);
-    for (;;) {
+  bool try_pop_shared(T& out, std::uint64_t me) noexcept {
+    std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);  // (9)
+    for (std::uint64_t steps = 0;;) {
       Slot& s = slots_[pos & mask_];
       // (3) acquire: pairs with (2) (and with (8) for a skipped slot).
       std::uint64_t w = s.seq.load(std::memory_order_acquire);
-      const bool item = w == pos + 1;
-      if (item || w == ((pos + 1) | kSkipped)) {
+      Look look = look_consumer(pos, w);
+      if (look == Look::mine && reserved(ctl_->consumer_busy, pos)) look = Look::taken;
+      if (look == Look::mine || look == Look::mine_skipped) {
         // A dead producer's skipped slot is claimed like an item and
         // released unread (its loss was counted when it was marked).
+        const bool item = look == Look::mine;
         const std::uint64_t kind = item ? kByConsumer : kByConsumer | kOfSkipped;
         if (s.seq.compare_exchange_weak(w, claim_word(pos, kind, me), std::memory_order_release,
                                         std::memory_order_relaxed)) {  // (5) as above
           SHMKIT_FAULT_POINT(mpmc_pop_won);
-          advance(ctl_->head, pos);
+          ctl_->head.store(pos + 1, std::memory_order_release);  // (6) as above
           SHMKIT_FAULT_POINT(mpmc_pop_claimed);
           if (item) std::memcpy(&out, &s.value, sizeof(T));
           // (4) release: pairs with (1); our read is done before the next
@@ -315,26 +351,53 @@ class MpmcQueue {
           SHMKIT_FAULT_POINT(mpmc_pop_released);
           lockfree_detail::notify(ctl_->not_full, asym_);
           if (item) return true;
-          pos = ctl_->head.load(std::memory_order_relaxed);
+          if (++steps > scan_limit()) return false;
+          ++pos;
         }
         continue;
       }
-      if (is_claim(w)) {
-        const std::uint64_t lap = lap_of(pos);
-        if (by_consumer(w) && claim_lap(w) == lap) {
-          pos = help(ctl_->head, pos, s, w);  // pos is claimed; head not yet past it
-          continue;
-        }
-        // Empty: pos's producer is writing, or the previous lap's consumer
-        // still reads the slot (pos's producer has not claimed it).
-        if (by_consumer(w) ? claim_lap(w) == ((lap - 1) & kLapMask) : claim_lap(w) == lap) return false;
-      } else if (static_cast<std::int64_t>((w & ~kSkipped) - (pos + 1)) < 0) {
-        return false;  // empty (the slot waits for pos's producer)
-      }
-      const std::uint64_t now = ctl_->head.load(std::memory_order_relaxed);
-      if (now == pos) return false;  // forged word
-      pos = now;
+      if (look == Look::blocked) return false;  // empty
+      if (++steps > scan_limit()) return false;
+      pos = next_position(ctl_->head, pos, look);
+      if (pos == 0) return false;
     }
+  }
+
+ public:
+  [[nodiscard]] bool try_pop(T& out) noexcept {
+    const std::uint64_t me = lockfree_detail::claimant_id();
+    const std::uint64_t own = ctl_->consumer_owner.load(std::memory_order_relaxed);  // as in try_push
+    if (own == (me | kOwned) && ctl_->consumer_token.load(std::memory_order_relaxed) == thread_token()) {
+      const std::uint64_t pos = ctl_->head.load(std::memory_order_relaxed);  // exact: only we move it
+      Slot& s = slots_[pos & mask_];
+      std::uint64_t w = s.seq.load(std::memory_order_acquire);  // (3)
+      if (w == pos + 1) {
+        ctl_->consumer_busy.store(pos + 1, std::memory_order_relaxed);  // (10) as in try_push
+        lockfree_detail::light_fence(asym_);
+        const bool alone = ctl_->consumer_owner.load(std::memory_order_relaxed) == own;
+        const std::uint64_t claim = claim_word(pos, kByConsumer, me);
+        if (alone) {
+          s.seq.store(claim, std::memory_order_release);  // (5)
+        } else if (!s.seq.compare_exchange_strong(w, claim, std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
+          ctl_->consumer_busy.store(0, std::memory_order_release);
+          return try_pop_shared(out, me);
+        }
+        SHMKIT_FAULT_POINT(mpmc_pop_won);
+        ctl_->head.store(pos + 1, std::memory_order_release);  // (6)
+        SHMKIT_FAULT_POINT(mpmc_pop_claimed);
+        std::memcpy(&out, &s.value, sizeof(T));
+        s.seq.store(pos + mask_ + 1, std::memory_order_release);  // (4)
+        SHMKIT_FAULT_POINT(mpmc_pop_released);
+        ctl_->consumer_busy.store(0, std::memory_order_release);
+        lockfree_detail::notify(ctl_->not_full, asym_);
+        return true;
+      }
+      if (look_consumer(pos, w) == Look::blocked) return false;  // empty
+    } else if ((own & kRevoked) == 0 || !std::atomic_ref<bool>(fenced_).load(std::memory_order_acquire)) {
+      if (join(ctl_->consumer_owner, ctl_->consumer_token, me)) return try_pop(out);
+    }
+    return try_pop_shared(out, me);
   }
 
   // Batch forms: as many as fit / are there, one by one (each item is its
@@ -374,52 +437,83 @@ class MpmcQueue {
     return pop_until(out, *lockfree_detail::deadline_after(timeout));
   }
 
-  // Looks once at the slot at head (a producer's unpublished claim holds up
-  // consumers there) and at the one a lap behind tail (a consumer's
-  // unreleased claim holds up producers there); steps over a claim whose
-  // claimant is proven dead. For callers that use only try_ calls (the
-  // blocking forms call it themselves). Not on any fast path: it may read
-  // /proc.
+  // Finds the first position consumers have not taken (from head) and the
+  // first producers have not (from tail), and steps over a claim there whose
+  // claimant is proven dead: a producer's at the consumers' position, a
+  // consumer's of the previous lap at the producers'. For callers that use
+  // only try_ calls (the blocking forms call it themselves). Not on any fast
+  // path: it may read /proc and scan up to a lap of slot words.
   MpmcUnblock unblock() noexcept {
-    // (9) acquire, each load of head/tail here and in help(): pairs with
-    // (6); a claim word read after it is of that position, not of one a
-    // multiple of 128 laps away (the lap bits would match).
-    const std::uint64_t h = ctl_->head.load(std::memory_order_acquire);
-    Slot& hs = slots_[h & mask_];
-    // (7) acquire: pairs with (5).
-    const std::uint64_t hw = hs.seq.load(std::memory_order_acquire);
-    if (is_claim(hw) && !by_consumer(hw) && claim_lap(hw) == lap_of(h) &&
-        lockfree_detail::claimant_dead(hw) && ctl_->head.load(std::memory_order_acquire) == h) {
-      // A dead producer's claim of h (head still at h, so of h and no
-      // other lap). It may have died before moving tail: move it.
-      advance(ctl_->tail, h);
-      std::uint64_t expected = hw;
-      // (8) release: pairs with (3)/(1); acq_rel as every RMW here.
-      if (hs.seq.compare_exchange_strong(expected, (h + 1) | kSkipped, std::memory_order_acq_rel,
-                                         std::memory_order_relaxed)) {
-        ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
-        lockfree_detail::notify(ctl_->not_empty, asym_);
-        return MpmcUnblock::skipped_producer;
+    {
+      const std::uint64_t h = ctl_->head.load(std::memory_order_acquire);  // (9)
+      std::uint64_t q = h;
+      std::uint64_t w = 0;
+      const bool open = first_open(h, true, q, w);
+      if (open && w == q && reserved(ctl_->producer_busy, q) && owner_dead(ctl_->producer_owner)) {
+        // The sole producer reserved q and died before its claim store:
+        // its reservation is its claim (exact: busy names the position).
+        raise(ctl_->tail, q + 1);
+        std::uint64_t expected = w;
+        if (slots_[q & mask_].seq.compare_exchange_strong(expected, (q + 1) | kSkipped,
+                                                          std::memory_order_acq_rel,
+                                                          std::memory_order_relaxed)) {  // (8)
+          ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
+          clear_reservation(ctl_->producer_busy, q);
+          lockfree_detail::notify(ctl_->not_empty, asym_);
+          return MpmcUnblock::skipped_producer;
+        }
+      }
+      if (open && is_claim(w) && !by_consumer(w) && claim_lap(w) == lap_of(q) &&
+          lockfree_detail::claimant_dead(w) && pin_index(ctl_->head, h, q, slots_[q & mask_], w)) {
+        // A dead producer's claim of q itself (see pin_index). Producers
+        // may have passed q already; if it died before moving the tail
+        // hint, move it, so the skipped mark below, like any publish, comes
+        // after a tail store above q.
+        raise(ctl_->tail, q + 1);
+        Slot& s = slots_[q & mask_];
+        std::uint64_t expected = w;
+        // (8) release: pairs with (3)/(1); acq_rel as every RMW here.
+        if (s.seq.compare_exchange_strong(expected, (q + 1) | kSkipped, std::memory_order_acq_rel,
+                                          std::memory_order_relaxed)) {
+          ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
+          lockfree_detail::notify(ctl_->not_empty, asym_);
+          return MpmcUnblock::skipped_producer;
+        }
       }
     }
     const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
-    if (t >= capacity()) {
-      const std::uint64_t p = t - capacity();  // the previous lap at tail
-      Slot& ts = slots_[p & mask_];
-      const std::uint64_t tw = ts.seq.load(std::memory_order_acquire);  // (7)
-      if (is_claim(tw) && by_consumer(tw) && claim_lap(tw) == lap_of(p) &&
-          lockfree_detail::claimant_dead(tw) && ctl_->tail.load(std::memory_order_acquire) == t) {
-        // A dead consumer's claim of p. It may have died before moving
-        // head: move it, then hand the slot to the next lap.
-        advance(ctl_->head, p);
-        std::uint64_t expected = tw;
-        if (ts.seq.compare_exchange_strong(expected, p + capacity(), std::memory_order_acq_rel,
-                                           std::memory_order_relaxed)) {  // (8)
-          // A consumer that died stepping over a skipped slot lost nothing new.
-          if ((tw & kOfSkipped) == 0) ctl_->consumer_claims_released.fetch_add(1, std::memory_order_relaxed);
-          lockfree_detail::notify(ctl_->not_full, asym_);
-          return MpmcUnblock::released_consumer;
-        }
+    std::uint64_t q = t;
+    std::uint64_t w = 0;
+    const bool open = first_open(t, false, q, w);
+    if (open && q >= capacity() && w == q - capacity() + 1 && reserved(ctl_->consumer_busy, q - capacity()) &&
+        owner_dead(ctl_->consumer_owner)) {
+      // The sole consumer reserved p = q - capacity and died before its
+      // claim store: as if it died holding the claim.
+      raise(ctl_->head, q - capacity() + 1);
+      std::uint64_t expected = w;
+      if (slots_[q & mask_].seq.compare_exchange_strong(expected, q, std::memory_order_acq_rel,
+                                                        std::memory_order_relaxed)) {  // (8)
+        ctl_->consumer_claims_released.fetch_add(1, std::memory_order_relaxed);
+        clear_reservation(ctl_->consumer_busy, q - capacity());
+        lockfree_detail::notify(ctl_->not_full, asym_);
+        return MpmcUnblock::released_consumer;
+      }
+    }
+    if (open && q >= capacity() && is_claim(w) && by_consumer(w) && claim_lap(w) == lap_of(q - capacity()) &&
+        lockfree_detail::claimant_dead(w) && pin_index(ctl_->tail, t, q, slots_[q & mask_], w)) {
+      // A dead consumer's claim of p = q - capacity (see pin_index). Move
+      // the head hint past p if it died before, then hand the slot to the
+      // next lap.
+      const std::uint64_t p = q - capacity();
+      raise(ctl_->head, p + 1);
+      Slot& s = slots_[q & mask_];
+      std::uint64_t expected = w;
+      if (s.seq.compare_exchange_strong(expected, q, std::memory_order_acq_rel,
+                                        std::memory_order_relaxed)) {  // (8)
+        // A consumer that died stepping over a skipped slot lost nothing new.
+        if ((w & kOfSkipped) == 0) ctl_->consumer_claims_released.fetch_add(1, std::memory_order_relaxed);
+        lockfree_detail::notify(ctl_->not_full, asym_);
+        return MpmcUnblock::released_consumer;
       }
     }
     return MpmcUnblock::none;
@@ -431,12 +525,17 @@ class MpmcQueue {
             ctl_->consumer_claims_released.load(std::memory_order_relaxed)};
   }
 
-  // A snapshot (positions move concurrently; each may trail its claims by
-  // the claimants between their two CASes).
+  // A snapshot (positions move concurrently): from each hint, the walk over
+  // the positions its side has taken, so a claim whose claimant has not
+  // stored the hint yet (or never will: dead) counts as taken. Not on any
+  // fast path: it may read up to a lap of slot words.
   std::uint64_t size() const noexcept {
-    const std::uint64_t h = ctl_->head.load(std::memory_order_acquire);
-    const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);
-    return t > h ? std::min<std::uint64_t>(t - h, capacity()) : 0;
+    const std::uint64_t h = ctl_->head.load(std::memory_order_acquire);  // (9)
+    const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
+    std::uint64_t qh = h, qt = t, w = 0;
+    if (!first_open(h, true, qh, w)) qh = h;
+    if (!first_open(t, false, qt, w)) qt = t;
+    return qt > qh ? std::min<std::uint64_t>(qt - qh, capacity()) : 0;
   }
   bool empty() const noexcept { return size() == 0; }
 
@@ -467,29 +566,143 @@ class MpmcQueue {
     return kClaim | kind | (lap_of(pos) << kLapShift) | me;
   }
 
-  // Moves tail (head) from `pos` to pos + 1 unless someone did already.
-  // (6) release: pairs with (9); a reader of the new position sees the
-  // claim that allowed it.
-  static void advance(std::atomic<std::uint64_t>& index, std::uint64_t pos) noexcept {
-    std::uint64_t expected = pos;
-    (void)index.compare_exchange_strong(expected, pos + 1, std::memory_order_release,
-                                        std::memory_order_relaxed);
+  // What a slot word says about position pos, to one side.
+  enum class Look : std::uint8_t {
+    mine,          // the word is the state this side claims from
+    mine_skipped,  // (consumer) a dead producer's skipped slot: claim and release it
+    taken,         // this side is past pos: look further
+    blocked,       // pos waits for the other side (full / empty), or a claim holds it
+    stale,         // a lap this view cannot place: read the hint again
+  };
+
+  // Producer's view. Position states are exact; a claim carries 7 lap bits,
+  // enough to place it: a hint read is never a lap behind the positions in
+  // use when it is read (see the contract).
+  Look look_producer(std::uint64_t pos, std::uint64_t w) const noexcept {
+    if (w == pos) return Look::mine;
+    if (!is_claim(w)) {
+      const std::uint64_t v = w & ~kSkipped;
+      if (v > pos) return Look::taken;    // published, skipped or consumed
+      if (v < pos) return Look::blocked;  // full: the previous lap's item
+      return Look::stale;                 // a forged word
+    }
+    const std::uint64_t lap = lap_of(pos);
+    if (claim_lap(w) == lap) return Look::taken;                       // pos's producer or consumer holds it
+    if (claim_lap(w) == ((lap - 1) & kLapMask)) return Look::blocked;  // full: the previous lap's claimant
+    return Look::stale;
   }
 
-  // Slot `s` of `pos` holds the claim `w` for pos's lap, and tail (head)
-  // seemed not past pos: its claimant has not moved it yet. Moves it for
-  // it, once the index is read again as pos and the claim after it (9), so
-  // the claim is of pos itself. Returns the position to look at next.
-  static std::uint64_t help(std::atomic<std::uint64_t>& index, std::uint64_t pos, Slot& s,
-                            std::uint64_t w) noexcept {
-    std::uint64_t now = index.load(std::memory_order_acquire);  // (9)
-    if (now != pos) return now;
-    if (s.seq.load(std::memory_order_acquire) != w) return pos;  // (7): changed; look again
-    if (index.compare_exchange_strong(now, pos + 1, std::memory_order_release,
-                                      std::memory_order_relaxed)) {  // (6)
-      return pos + 1;
+  // Consumer's view.
+  Look look_consumer(std::uint64_t pos, std::uint64_t w) const noexcept {
+    if (w == pos + 1) return Look::mine;
+    if (w == ((pos + 1) | kSkipped)) return Look::mine_skipped;
+    if (!is_claim(w)) return (w & ~kSkipped) > pos + 1 ? Look::taken : Look::blocked;  // consumed / empty
+    const std::uint64_t lap = lap_of(pos);
+    if (by_consumer(w)) {
+      if (claim_lap(w) == lap) return Look::taken;  // pos's consumer reads it
+      // Empty: the previous lap's consumer still reads the slot.
+      return claim_lap(w) == ((lap - 1) & kLapMask) ? Look::blocked : Look::stale;
     }
-    return now;
+    if (claim_lap(w) == lap) return Look::blocked;  // empty: pos's producer writes it
+    return claim_lap(w) == ((lap + 1) & kLapMask) ? Look::taken : Look::stale;  // the next lap's producer
+  }
+
+  // Scans bounded by two laps: no honest scan is that long.
+  std::uint64_t scan_limit() const noexcept { return 2 * (mask_ + 1) + 2; }
+
+  // After `look` (taken or stale) at pos: the hint when it is ahead, else the
+  // next position (taken) or 0 (stale: give up; 0 is never a next position).
+  static std::uint64_t next_position(std::atomic<std::uint64_t>& index, std::uint64_t pos,
+                                     Look look) noexcept {
+    const std::uint64_t h = index.load(std::memory_order_acquire);  // (9)
+    if (h > pos) return h;
+    return look == Look::taken ? pos + 1 : 0;
+  }
+
+  // Walks from `from` (a hint just read) over the positions one side has
+  // taken (reserved ones included), at most a lap: on true, q is the first
+  // it has not and w that slot's word.
+  bool first_open(std::uint64_t from, bool consumer, std::uint64_t& q, std::uint64_t& w) const noexcept {
+    q = from;
+    for (std::uint64_t i = 0; i <= mask_ + 1; ++i, ++q) {
+      w = slots_[q & mask_].seq.load(std::memory_order_acquire);  // (7) acquire: pairs with (5)
+      const Look look = consumer ? look_consumer(q, w) : look_producer(q, w);
+      // A sole claimant's reservation is its claim: taken, as the shared
+      // claimants see it.
+      if (look == Look::mine && reserved(consumer ? ctl_->consumer_busy : ctl_->producer_busy, q)) continue;
+      if (look != Look::taken) return true;
+    }
+    return false;
+  }
+
+  // Slot `s` of q held the claim w, with `index` read as `from` before the
+  // walk to q. Makes the index read q (CAS from `from`, as a helper), then
+  // reads the slot and the index again: still w and q means w claims q's
+  // own lap, not one 128 laps away. Why: the index never holds a value v
+  // once a value >= v + capacity was stored after it in happens-before
+  // order (a store of v is made holding position v - 1, or after seeing it
+  // taken, and the lap after v cannot start until v - 1 is released), and
+  // a claim of q + k * capacity, k >= 1, could only be read after such a
+  // store.
+  static bool pin_index(std::atomic<std::uint64_t>& index, std::uint64_t from, std::uint64_t q, Slot& s,
+                        std::uint64_t w) noexcept {
+    if (q != from && !index.compare_exchange_strong(from, q, std::memory_order_acq_rel,
+                                                    std::memory_order_relaxed)) {  // (6)
+      return false;  // moved meanwhile: the next call looks again
+    }
+    if (s.seq.load(std::memory_order_acquire) != w) return false;  // (7)
+    return index.load(std::memory_order_acquire) == q;             // (9)
+  }
+
+  // Makes the index at least `to` (a CAS loop, off the fast path): the hint
+  // a dead claimant did not store.
+  static void raise(std::atomic<std::uint64_t>& index, std::uint64_t to) noexcept {
+    std::uint64_t now = index.load(std::memory_order_acquire);  // (9)
+    while (now < to && !index.compare_exchange_weak(now, to, std::memory_order_acq_rel,
+                                                    std::memory_order_acquire)) {  // (6)
+    }
+  }
+
+  // A token for the calling thread, unique among the process's live
+  // threads (the address of a thread-local).
+  static std::uint64_t thread_token() noexcept {
+    static thread_local char token;
+    return reinterpret_cast<std::uintptr_t>(&token);
+  }
+
+  // Whether pos is the position a side's sole claimant reserved (busy).
+  static bool reserved(const std::atomic<std::uint64_t>& busy, std::uint64_t pos) noexcept {
+    // (11) acquire: after the heavy fence; see (10).
+    return busy.load(std::memory_order_acquire) == pos + 1;
+  }
+  static void clear_reservation(std::atomic<std::uint64_t>& busy, std::uint64_t pos) noexcept {
+    std::uint64_t expected = pos + 1;
+    (void)busy.compare_exchange_strong(expected, 0, std::memory_order_acq_rel, std::memory_order_relaxed);
+  }
+  // Whether the side's recorded sole claimant is proven dead.
+  static bool owner_dead(const std::atomic<std::uint64_t>& owner) noexcept {
+    const std::uint64_t o = owner.load(std::memory_order_acquire);
+    return (o & kOwned) != 0 && lockfree_detail::claimant_dead(o & lockfree_detail::kClaimantIdMask);
+  }
+
+  // The calling thread is not its side's sole claimant: becomes it when the
+  // side has none yet (true: retry on the fast path); else marks the side
+  // shared for good and, once per handle, issues the heavy fence (11): a
+  // store to the owner word, then membarrier, then this handle's later
+  // reads of busy; pairs with (10).
+  bool join(std::atomic<std::uint64_t>& owner, std::atomic<std::uint64_t>& token, std::uint64_t me) noexcept {
+    std::uint64_t o = owner.load(std::memory_order_acquire);
+    if (o == 0 && asym_ &&
+        owner.compare_exchange_strong(o, me | kOwned, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      token.store(thread_token(), std::memory_order_release);
+      return true;
+    }
+    if ((o & kRevoked) == 0) owner.fetch_or(kRevoked, std::memory_order_acq_rel);
+    if (!std::atomic_ref<bool>(fenced_).load(std::memory_order_acquire)) {
+      lockfree_detail::heavy_fence();
+      std::atomic_ref<bool>(fenced_).store(true, std::memory_order_release);
+    }
+    return false;
   }
 
   bool push_until_opt(const T& value,
@@ -508,6 +721,7 @@ class MpmcQueue {
   std::uint64_t mask_;  // from the validated header snapshot, never re-read
   unsigned lap_shift_;  // log2(capacity)
   bool asym_;
+  alignas(std::atomic_ref<bool>::required_alignment) bool fenced_ = false;  // (11) issued by this handle
 };
 
 }  // namespace shmkit

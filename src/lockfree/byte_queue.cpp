@@ -37,7 +37,7 @@
 #include "platform/platform.hpp"
 #include "shmkit/detail/fault.hpp"
 #include "shmkit/detail/process.hpp"
-#include "shmkit/lockfree/mpmc_queue.hpp"  // lockfree_detail::claimant_id
+#include "shmkit/lockfree/detail/claimant.hpp"
 
 namespace shmkit {
 

@@ -249,9 +249,16 @@ def test_close_then_value_error():
     q.join_thread()
     q.cancel_join_thread()
     for call in (lambda: q.put(1), lambda: q.get(), lambda: q.get_nowait(), lambda: q.put_nowait(1),
-                 q.qsize, q.empty, q.full):
+                 q.qsize, q.full):
         with pytest.raises(ValueError):
             call()
+    with pytest.raises(OSError, match="is closed"):  # as CPython 3.13: the queue was used, then closed
+        q.empty()
+    unused = Queue()
+    unused.close()  # a no-op until the queue is used, as CPython's
+    assert unused.empty()
+    with pytest.raises(ValueError):
+        unused.put(1)
 
 
 def test_simple_queue_close():

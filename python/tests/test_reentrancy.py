@@ -42,10 +42,11 @@ def nm(t):
     return n
 def cleanup():
     for n in made:
-        try:
-            os.unlink("/dev/shm/" + n)
-        except OSError:
-            pass
+        for f in (n, n + ".bell"):  # a ByteQueue's doorbell FIFO beside its block
+            try:
+                os.unlink("/dev/shm/" + f)
+            except OSError:
+                pass
 in_conv = threading.Event()
 closed = threading.Event()
 closer_box = []
@@ -90,6 +91,20 @@ def Q(kind="spsc", item="d", code="d", size=8, mode="s", maxbytes=0, st=None, ca
     for _ in range(fill):
         q.put(b"\0" * size if mode == "r" else 1.0 if code == "d" else 1)
     return q
+def BQ(fill=False):
+    q = _queues.ByteQueue.create(nm("b"), 4096)
+    while fill:
+        try:
+            q.put_parts([bytes(1000)], False)
+        except queue.Full:
+            break
+    return q
+def MSG():
+    q = BQ()
+    q.put_parts([bytes(5000)])  # out of line: a ByteMessage
+    m = q._get_message()
+    assert not isinstance(m, bytes)
+    return m
 def mapping(size=4096):
     return _core.create(nm("m"), size, False)
 def view(cls, size=64, **kw):
@@ -148,6 +163,9 @@ SEQ_T = "obj = _queues._SeqLock(nm('s'), True, 16, 8, None, 'pyre/t', 't', 0, st
 RING = "obj = _queues._BroadcastRing(nm('r'), True, 4, 8, 8, 'd', None, 's')"
 RING_T = "obj = _queues._BroadcastRing(nm('r'), True, 4, 16, 8, None, 'pyre/t', 't', 0, struct.Struct('qq'))"
 READER = RING + "; ring = obj; obj = ring.reader()"
+BQ_ = "obj = BQ()"
+BQ_FULL = "obj = BQ(fill=True)"
+MSG_ = "obj = MSG()"
 MAP = "obj = mapping()"
 LIST = "obj = _core.list_create(nm('l'), [1, 2.0, 'x', b'y', None, True])"
 MAN = "obj = _core.Manager(); obj.start()"
@@ -236,6 +254,36 @@ TABLE = {
     "_sync.TypedBlock.attach": [
         (TB, CLOSE, "_sync.TypedBlock.attach(obj.name, _sync.KIND_SYNC, None, 'pyre/tb', E(8), 8)")],
     "_sync.TypedBlock.close": [(TB, CLOSE, "obj.close()")],
+    "_queues.ByteQueue.create": [(BQ_, CLOSE, "_queues.ByteQueue.create(nm('b2'), E(4096), E(0), E(True))")],
+    "_queues.ByteQueue.attach": [(BQ_, CLOSE, "_queues.ByteQueue.attach(obj.name)")],
+    "_queues.ByteQueue.put_parts": [
+        (BQ_, CLOSE, "obj.put_parts(E([b'ab', b'cd']))"),
+        (BQ_, CLOSE, "obj.put_parts([b'ab'], E(True))"),
+        (BQ_FULL, CLOSE, "obj.put_parts([bytes(1000)], True, E(0.05))"),
+    ],
+    "_queues.ByteQueue.get": [(BQ_, CLOSE, "obj.get(E(True), 0.05)"), (BQ_, CLOSE, "obj.get(True, E(0.05))")],
+    "_queues.ByteQueue.get_buffer": [(BQ_, CLOSE, "obj.get_buffer(E(True), 0.05)"),
+                                     (BQ_, CLOSE, "obj.get_buffer(True, E(0.05))")],
+    "_queues.ByteQueue._get_message": [(BQ_, CLOSE, "obj._get_message(E(True), 0.05)"),
+                                       (BQ_, CLOSE, "obj._get_message(True, E(0.05))")],
+    "_queues.ByteQueue.set_codec": [(BQ_, CLOSE, "obj.set_codec(repr, repr, repr)")],
+    "_queues.ByteQueue.put_obj": [(BQ_, CLOSE, "obj.put_obj(b'ab', E(True))"),
+                                  (BQ_FULL, CLOSE, "obj.put_obj(bytes(1000), True, E(0.05))")],
+    "_queues.ByteQueue.get_obj": [(BQ_, CLOSE, "obj.get_obj(E(True), 0.05)"),
+                                  (BQ_, CLOSE, "obj.get_obj(True, E(0.05))")],
+    "_queues.ByteQueue.wait_message": [(BQ_, CLOSE, "obj.wait_message(E(0.05))")],
+    "_queues.ByteQueue.empty": [(BQ_, CLOSE, "obj.empty()")],
+    "_queues.ByteQueue.size": [(BQ_, CLOSE, "obj.size()")],
+    "_queues.ByteQueue.unblock": [(BQ_, CLOSE, "obj.unblock()")],
+    "_queues.ByteQueue.fileno": [(BQ_, CLOSE, "obj.fileno()")],
+    "_queues.ByteQueue.settle": [(BQ_, CLOSE, "obj.settle()")],
+    "_queues.ByteQueue.close": [(BQ_, CLOSE, "obj.close()")],
+    "_queues.ByteQueue.unlink": [(BQ_, CLOSE, "obj.unlink()")],
+    "_queues.ByteQueue.__enter__": [(BQ_, CLOSE, "obj.__enter__()")],
+    "_queues.ByteQueue.__exit__": [(BQ_, CLOSE, "obj.__exit__(E(1), None, None)")],
+    "_queues.ByteMessage.release": [(MSG_, "obj.release", "obj.release()")],
+    "_queues.ByteMessage.__enter__": [(MSG_, "obj.release", "obj.__enter__()")],
+    "_queues.ByteMessage.__exit__": [(MSG_, "obj.release", "obj.__exit__(E(1), None, None)")],
     "_sync.TypedBlock.unlink": [(TB, CLOSE, "obj.unlink()")],
 }
 

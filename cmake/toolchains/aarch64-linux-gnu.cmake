@@ -1,7 +1,7 @@
 # Cross build for 64-bit Arm Linux with Debian's cross toolchain
 # (g++-aarch64-linux-gnu) and arm64 multiarch packages for the libraries
 # (libboost-atomic-dev:arm64, libssl-dev:arm64, libgtest-dev:arm64, ...;
-# scripts/install-deps.sh --cross aarch64 installs them). The test programs
+# scripts/install-deps.sh installs them). The test programs
 # run under qemu-user (qemu-user-static): ctest prefixes each with
 # CMAKE_CROSSCOMPILING_EMULATOR, and the programs a test starts itself
 # (the watcher, the exec'd peer) reach qemu through binfmt_misc

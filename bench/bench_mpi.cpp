@@ -40,6 +40,7 @@
 
 #include "shmkit/array.hpp"
 #include "shmkit/atomic.hpp"
+#include "shmkit/detail/sync_common.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
 #include "shmkit/mpi.hpp"
 
@@ -68,7 +69,7 @@ inline void relax(unsigned& spins) {
   if (++spins % 1024 == 0) {
     std::this_thread::yield();
   } else {
-    __builtin_ia32_pause();
+    shmkit::detail::cpu_relax();  // x86 PAUSE, aarch64 YIELD (shmkit/sync/spin.hpp)
   }
 }
 

@@ -3,8 +3,11 @@
 # the whole test suite: the release preset, the ASan+UBSan (debug) preset,
 # the TSan preset (thread-mode tests, label "threads"), and each libFuzzer
 # target for a bounded time; first, every C++ source is checked against
-# .clang-format (scripts/check-format.sh).
+# .clang-format (scripts/check-format.sh); last, the aarch64 cross build and
+# its C++ tests under qemu-user (scripts/cross-aarch64.sh: portability only,
+# not weak-memory behaviour).
 #   SHMKIT_TEST_PRESETS="release debug tsan"   which presets to build and test
+#   SHMKIT_TEST_CROSS=aarch64             the cross build (empty: skip it)
 #   SHMKIT_FUZZ_SECONDS=20                seconds per fuzz target (0: skip)
 #   SHMKIT_STORM_ROUNDS=100               rounds of each random-SIGKILL storm
 # `scripts/test.sh --nightly` is the nightly size: 1000 storm rounds and
@@ -67,3 +70,7 @@ for p in $presets; do
   echo "=== $p: test"
   ctest --preset "$p" -j "$jobs"
 done
+
+if [[ ${SHMKIT_TEST_CROSS-aarch64} == *aarch64* ]]; then
+  scripts/cross-aarch64.sh --no-deps
+fi

@@ -1,11 +1,23 @@
 // src/platform/process.cpp — process liveness (shmkit/detail/process.hpp),
-// over /proc/<id>/stat as platform.hpp reads it.
+// over /proc/<id>/task/<id>/stat as platform.hpp reads it.
+//
+// Why the task entry and not /proc/<id>/stat (the kernel gives the same
+// state and start time in both: the thread group leader's, or the thread's
+// for a thread id): qemu-user, which runs a foreign-architecture program
+// (binfmt_misc, a multi-arch container), answers an emulated process's own
+// /proc/self/stat and /proc/<its pid>/stat itself, with a start time of its
+// own reckoning (seen one tick off the kernel's) and no state. A registrant
+// or claimant that recorded that number would be taken for a reused pid by
+// every other process, which reads the kernel's, and lose its blocks or its
+// claims while alive. qemu passes the task entries through to the kernel.
 #include "shmkit/detail/process.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 
 #include "platform/platform.hpp"
 
@@ -26,11 +38,22 @@ std::uint64_t start_time_at(const char* path) noexcept {
 std::uint64_t start_time(pid_t pid) noexcept {
   if (pid <= 0) return 0;
   char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  std::snprintf(path, sizeof path, "/proc/%d/task/%d/stat", static_cast<int>(pid), static_cast<int>(pid));
   return start_time_at(path);
 }
 
-std::uint64_t self_start_time() noexcept { return start_time_at("/proc/self/stat"); }
+// /proc/self names this process even where /proc shows another PID
+// namespace's ids; its link says which id that /proc gives it.
+std::uint64_t self_start_time() noexcept {
+  char link[24] = {};
+  const ssize_t n = ::readlink("/proc/self", link, sizeof link - 1);
+  char* end = nullptr;
+  const long id = n > 0 ? std::strtol(link, &end, 10) : 0;
+  if (id <= 0 || end != link + n) return start_time_at("/proc/self/stat");
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%ld/stat", id);
+  return start_time_at(path);
+}
 
 // The calling thread is alive: its reading is its start (0 when unknown).
 std::uint64_t thread_start_time() noexcept {
@@ -43,8 +66,8 @@ bool has_exited(pid_t tid, std::uint64_t start, std::uint64_t start_mask) noexce
   // as a process id): ESRCH means no such task, so it has exited and its
   // stores are all done (exit is a full barrier in the kernel).
   if (::kill(tid, 0) != 0 && errno == ESRCH) return true;
-  char path[48];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(tid));
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/task/%d/stat", static_cast<int>(tid), static_cast<int>(tid));
   const platform::TaskStat t = platform::read_task_stat(path);
   if (!t.readable) return false;  // hidepid or no /proc: cannot tell
   if (t.exited) return true;      // a zombie: killed, not yet reaped (it keeps its id)

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <iterator>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -185,18 +186,62 @@ bool block_exists(std::string_view name) { return ::access(platform::dev_shm_pat
 
 pid_t current_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
+namespace {
+
+// The number /proc/TID/syscall shows for futex(2). A native program's own
+// SYS_futex; under qemu-user the host's (the emulator makes the host's
+// call: 202 on x86-64 for an aarch64 program's 98). Learnt once per
+// process: a thread sleeps in futex(2) on a word of ours, and the line whose
+// first argument is that word's address gives the number. SYS_futex if no
+// such line shows (the file is unreadable, or the emulator maps addresses).
+long reported_futex_nr() {
+  static const long nr = [] {
+    static std::atomic<std::uint32_t> word{0};
+    std::atomic<pid_t> tid{0};
+    std::thread sleeper([&] {
+      tid.store(current_tid());
+      while (word.load() == 0) ::syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+    });
+    long found = SYS_futex;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (const pid_t id = tid.load(); id != 0) {
+        std::ifstream f("/proc/self/task/" + std::to_string(id) + "/syscall");
+        std::string n, arg1;
+        if (!(f >> n)) break;
+        if (n != "running" && (f >> arg1) &&
+            std::strtoull(arg1.c_str(), nullptr, 16) == reinterpret_cast<std::uintptr_t>(&word)) {
+          found = std::strtol(n.c_str(), nullptr, 10);
+          break;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    word.store(1);
+    ::syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+    sleeper.join();
+    return found;
+  }();
+  return nr;
+}
+
+}  // namespace
+
+// The task entries (/proc/TID/task/TID/...) say the same as /proc/TID/...,
+// and qemu-user does not fake them for the emulated process's own id.
 bool asleep_in_futex(pid_t tid, const void* word) {
+  const std::string task = "/proc/" + std::to_string(tid) + "/task/" + std::to_string(tid);
   {
-    std::ifstream f("/proc/" + std::to_string(tid) + "/stat");
+    std::ifstream f(task + "/stat");
     std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     const auto close = stat.rfind(')');
     if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'S') return false;
   }
   // "NR ARG1 ..." while blocked in a system call, "running" otherwise.
-  std::ifstream f("/proc/" + std::to_string(tid) + "/syscall");
+  std::ifstream f(task + "/syscall");
   std::string nr, arg1;
   if (!(f >> nr)) return true;  // not readable here: state S is what we know
-  if (nr != std::to_string(SYS_futex)) return false;
+  if (nr != std::to_string(reported_futex_nr())) return false;
   if (word == nullptr) return true;
   if (!(f >> arg1)) return false;
   return std::strtoull(arg1.c_str(), nullptr, 16) == reinterpret_cast<std::uintptr_t>(word);

@@ -80,6 +80,9 @@ pid_t current_tid();
 // `word` is given (an address in that thread's own address space), on that
 // word. A premise check: "the waiter is inside the call, asleep", instead of
 // sleeping a while and assuming it.
+// The futex number it expects is the one /proc reports for this process's
+// own futex(2) calls, learnt once (a probe thread): the host's under
+// qemu-user, which makes the host's system call for the emulated one.
 bool asleep_in_futex(pid_t tid, const void* word = nullptr);
 // Polls asleep_in_futex() (every 100 us) until it holds or `timeout`
 // passes; true if it held.

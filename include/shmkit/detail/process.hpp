@@ -8,7 +8,9 @@
 //   * Identity: a task is named by its id (pid or tid, as this process's
 //     /proc and kill(2) see ids) AND its start time, so a reused id is never
 //     taken for the task that had it before. Start times are clock ticks
-//     (USER_HZ) after the HOST's boot: /proc/<id>/stat field 22 less the
+//     (USER_HZ) after the HOST's boot: /proc/<id>/task/<id>/stat field 22
+//     (the same as /proc/<id>/stat's, which qemu-user fakes for an emulated
+//     process's own id; src/platform/process.cpp) less the
 //     reader's time-namespace boot-time offset (/proc/self/timens_offsets),
 //     so every process, in any time namespace, gets the same number for the
 //     same task and can compare what another recorded.
@@ -39,8 +41,9 @@ namespace shmkit::process {
 // The start time of task `pid` (host terms; 0: unknown, see above).
 std::uint64_t start_time(pid_t pid) noexcept;
 
-// The calling process's own start time (/proc/self/stat, which names this
-// process even where /proc shows another PID namespace's ids).
+// The calling process's own start time (/proc/self/task/<its id>/stat:
+// /proc/self names this process even where /proc shows another PID
+// namespace's ids).
 std::uint64_t self_start_time() noexcept;
 
 // The calling thread's own start time (/proc/thread-self/stat).

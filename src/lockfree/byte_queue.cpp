@@ -149,6 +149,29 @@ std::string bell_path(std::string_view name) { return platform::dev_shm_path(nam
 
 constexpr std::size_t kMaxQueueName = 200;  // room for ".o<20 digits>" and ".bell"
 
+// The spin before a sleep: a short busy spin, then the rest of the spin
+// budget yielding the CPU between looks. A message queue's peers are often
+// more processes than CPUs (a pool, its handler threads), and a peer that
+// shares our CPU gets to run (and answer) during a yield, where a busy spin
+// would hold the CPU for the whole budget before the futex sleep lets it
+// in. Whether the peer shares our CPU is the scheduler's business, so both
+// are done: first busy (a peer on another CPU answers within it), then
+// yielding.
+template <class Attempt>
+bool spin_then_yield(Attempt&& attempt) noexcept {
+  const std::uint32_t n = detail::wait_spin_iterations();
+  for (std::uint32_t i = 0; i < n / 2; ++i) {
+    if (attempt()) return true;
+    lockfree_detail::cpu_relax();
+  }
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+  do {
+    if (attempt()) return true;
+    ::sched_yield();
+  } while (std::chrono::steady_clock::now() < end);
+  return attempt();
+}
+
 }  // namespace
 
 ByteQueue ByteQueue::create(std::string_view name, std::size_t ring_bytes) {
@@ -237,7 +260,10 @@ ByteQueue::ByteQueue(TypedBlock b) : block_(std::move(b)) {
   max_cells_ = std::min<std::uint64_t>(cells_ / 2, (std::uint64_t{1} << 17) - 1);
   max_inline_ = static_cast<std::size_t>(max_cells_ * kCell - kRecordHeader);
   threshold_ = h.param[2] == 0 ? max_inline_ : static_cast<std::size_t>(std::min<std::uint64_t>(h.param[2], max_inline_));
-  asym_ = lockfree_detail::asymmetric_fence_available();
+  // Notifiers run a full fence (no asymmetric pairing): a sleeper then needs
+  // no membarrier, whose interrupts of the other CPUs cost tens of
+  // microseconds in a VM on every sleep; a push pays one fence instead.
+  asym_ = false;
 }
 
 ByteQueue::ByteQueue(ByteQueue&& o) noexcept
@@ -392,7 +418,8 @@ bool ByteQueue::push_wait(std::span<const std::span<const std::byte>> parts,
   auto attempt = [&] { return push_record(parts, length, 0, 0); };
   if (attempt()) return true;
   if (!wait) return false;
-  return lockfree_detail::wait_until(ctl_->not_full, attempt, deadline, [&] { (void)unblock(); });
+  if (spin_then_yield(attempt)) return true;
+  return lockfree_detail::sleep_until(ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
 }
 
 bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> parts, std::size_t length,
@@ -411,7 +438,8 @@ bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> par
   auto attempt = [&] { return push_record(ref_parts, 8 + ref.size(), kOutOfLine, length); };
   bool ok = attempt();
   if (!ok && wait) {
-    ok = lockfree_detail::wait_until(ctl_->not_full, attempt, deadline, [&] { (void)unblock(); });
+    ok = spin_then_yield(attempt) ||
+         lockfree_detail::sleep_until(ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
   }
   if (!ok) {
     try {
@@ -440,7 +468,8 @@ bool ByteQueue::wait_room_until(std::size_t bytes,
     }
     return true;
   };
-  return lockfree_detail::wait_until(ctl_->not_full, room, deadline, [&] { (void)unblock(); });
+  if (spin_then_yield(room)) return true;
+  return lockfree_detail::sleep_until(ctl_->not_full, room, deadline, [&] { (void)unblock(); }, asym_);
 }
 
 // ------------------------------------------------------------------- pop
@@ -650,35 +679,11 @@ bool ByteQueue::pop_until_opt(ByteMessage& out, std::optional<std::chrono::stead
   }
 }
 
-namespace {
-// The spin before a sleep: a short busy spin, then the rest of the spin
-// budget yielding the CPU between looks. A message queue's peers are often
-// more processes than CPUs (a pool, its handler threads), and a peer that
-// shares our CPU gets to run (and answer) during a yield, where a busy spin
-// would hold the CPU for the whole budget before the futex sleep lets it
-// in. Whether the peer shares our CPU is the scheduler's business, so both
-// are done: first busy (a peer on another CPU answers within it), then
-// yielding.
-template <class Attempt>
-bool spin_then_yield(Attempt&& attempt) noexcept {
-  const std::uint32_t n = detail::wait_spin_iterations();
-  for (std::uint32_t i = 0; i < n / 2; ++i) {
-    if (attempt()) return true;
-    lockfree_detail::cpu_relax();
-  }
-  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
-  do {
-    if (attempt()) return true;
-    ::sched_yield();
-  } while (std::chrono::steady_clock::now() < end);
-  return attempt();
-}
-}  // namespace
 
 bool ByteQueue::wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
   auto attempt = [&] { return has_message(); };
   if (spin_then_yield(attempt)) return true;
-  return lockfree_detail::sleep_until(ctl_->not_empty, attempt, deadline, [&] { (void)unblock(); });
+  return lockfree_detail::sleep_until(ctl_->not_empty, attempt, deadline, [&] { (void)unblock(); }, asym_);
 }
 
 bool ByteQueue::has_message() const noexcept {
@@ -852,7 +857,7 @@ int ByteQueue::doorbell_fd() {
   if (bell_armed_by_ != ::getpid()) {  // not yet, or armed by the parent this copy was forked from
     bell_armed_by_ = ::getpid();
     ctl_->bell_armed.fetch_add(1, std::memory_order_relaxed);
-    lockfree_detail::heavy_fence();  // pairs with the producers' light fence
+    lockfree_detail::full_fence();  // pairs with the producers' fence in ring_bell()
     if (has_message()) {
       ctl_->bell_rung.store(1, std::memory_order_relaxed);
       const char b = 1;
@@ -872,7 +877,7 @@ void ByteQueue::ring_bell() noexcept {
   (void)!::write(bell_fd_, &b, 1);  // EAGAIN: the FIFO is full, so readable anyway
   // A consumer may have taken the message and settled before our write:
   // do not leave the bell readable over an empty queue.
-  lockfree_detail::heavy_fence();
+  lockfree_detail::full_fence();
   if (!has_message()) settle_doorbell();
 }
 
@@ -883,7 +888,7 @@ void ByteQueue::settle_doorbell() noexcept {
   while (::read(bell_fd_, buf, sizeof buf) > 0) {
   }
   ctl_->bell_rung.store(0, std::memory_order_relaxed);
-  lockfree_detail::heavy_fence();
+  lockfree_detail::full_fence();
   if (has_message()) {
     ctl_->bell_rung.store(1, std::memory_order_relaxed);
     const char b = 1;

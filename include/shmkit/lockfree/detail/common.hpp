@@ -140,15 +140,34 @@ inline void notify(WaitSlot& w, bool asym) noexcept {
 // calibrated wait budget (spin.hpp: kWaitSpinFactor x the lock budget, 18 us
 // by default, in time whatever the CPU), then sleeps on w.seq in slices of at most kLostWakeRecheck,
 // re-checking after each (no sleep is unbounded). Returns whether an attempt succeeded.
+// A full fence on this side alone: for structures whose notifiers do not
+// use the asymmetric pairing (their handles pass asym = false to notify()).
+inline void full_fence() noexcept {
+#if defined(__SANITIZE_THREAD__)
+  tsan_fence();
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
 // The sleeping half of wait_until(), for callers that spin their own way.
+// `asym`: whether the notifiers pair with us through the asymmetric fence
+// (they pass asym = true to notify(): a compiler barrier on their side, so
+// the sleeper issues the heavy fence, membarrier); false when they run a
+// full fence themselves, so a full fence here is enough (no system call,
+// no interrupt of the other CPUs: what a VM makes expensive).
 template <class Attempt, class Stalled>
 bool sleep_until(WaitSlot& w, Attempt&& attempt, std::optional<std::chrono::steady_clock::time_point> deadline,
-                 Stalled&& stalled) noexcept {
+                 Stalled&& stalled, bool asym = true) noexcept {
   for (;;) {
     // (1) acquire: pairs with (4).
     const std::uint32_t s = w.seq.load(std::memory_order_acquire);
     w.sleepers.store(1, std::memory_order_relaxed);
-    heavy_fence();  // (2) pairs with (3)
+    if (asym) {
+      heavy_fence();  // (2) pairs with (3)
+    } else {
+      full_fence();  // (2) pairs with (3), a full fence there too
+    }
     if (attempt()) return true;
     // Bounded slices (kLostWakeRecheck, as the locks): a notifier killed
     // between its publishing store and its wake leaves seq unchanged and

@@ -171,6 +171,7 @@ def machine_lines(context, build_dir, series=None):
         f"| virtualisation | {virt} |",
         f"| spin policy (spin.hpp) | {context.get('spin_policy', 'not reported')} |",
         f"| lock hand-offs, 2 processes contended | {handoff_line(series or {})} |",
+        f"| Python queue and pool placement | {context.get('python_queue_placement', 'not reported')} |",
         f"| kernel | {platform.release()} |",
         f"| compiler | {compiler[0] if compiler else '?'}; build type {build_type or '(none)'} "
         f"(`{flags}`), `-std=c++20` |",
@@ -338,6 +339,8 @@ def main():
     ctx = merged["context"] or {}
     print(f"CPU: {cpu_model()}; spin policy: {ctx.get('spin_policy', 'not reported')}")
     print(f"lock hand-offs, 2 processes contended: {handoff_line(series)}")
+    if "python_queue_placement" in ctx:
+        print(f"Python queue and pool placement: {ctx['python_queue_placement']}")
     print_table(table, failed)
     if args.out:
         Path(args.out).write_text(json.dumps(merged, indent=1))

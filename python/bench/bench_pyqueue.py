@@ -1,0 +1,320 @@
+"""The Python object queues and pools of the benchmark suite: shmkit.Queue
+and a shmkit context's Pool against multiprocessing's, and against a
+mutex+condvar byte ring (bench/python/mutex_condvar_ring.cpp, the design of
+today's shared-memory drop-ins for multiprocessing.Queue). gbench.py runs
+these rows with the others; run alone it prints one measurement of each:
+
+    PYTHONPATH=build/release/python/site-main:build/release/bench/pyext \\
+        python3 python/bench/bench_pyqueue.py [--quick] [ROW...]
+
+Both sides of every ratio do the same work: the same processes (forked from
+this one), the same placement (pinned with sched_setaffinity, as taskset
+does: see PLACEMENT), the same objects, each pickled with multiprocessing's
+ForkingPickler (multiprocessing.Queue in its feeder thread, shmkit.Queue
+inside put, the ring's wrapper here, the same way shmkit.Queue does).
+
+Rows (names python/<row>/<side>; all figures are ns):
+  pyqueue_dict_1p1c    one producer process puts the small dict, one consumer
+                       process gets it: ns per message from the common start
+                       to the consumer's last get.
+  pyqueue_bytes8_1p1c  the same with 8-byte bytes.
+  pyqueue_dict_2p2c    two producers, two consumers, the small dict: ns per
+                       message from the first consumer's start to the last
+                       consumer's last get.
+  pyqueue_numpy16m     a 16 MiB float64 numpy array put by one process and
+                       got by another, which checks its last element and
+                       acknowledges through a pipe (the same pipe for both
+                       sides) before the next put: ns per transfer.
+  pypool_map           Pool(2).map(f, range(N), chunksize=1), trivial f: ns
+                       per task (N = 100_000 in full runs, fewer in quick).
+  pypool_apply         Pool(2).apply(f, (i,)) one after another: ns per round
+                       trip.
+The pools are made and warmed up outside the timed part.
+"""
+import multiprocessing as mp
+import os
+import sys
+import time
+from multiprocessing.reduction import ForkingPickler
+
+SMALL_DICT = dict(a=42, b=33, c=(1, 2, 3), d=[1, 2, 3], e='123', f=b'kkk')
+BYTES8 = b"12345678"
+
+# The CPUs this run may use, read once before any process pins itself (a
+# child forked after its parent pinned would read the parent's CPU).
+try:
+    CPUS = sorted(os.sched_getaffinity(0))
+except (AttributeError, OSError):
+    CPUS = []
+
+PLACEMENT = ("queues: producer i on CPU list[2i mod n], consumer i on CPU list[2i+1 mod n] "
+             "(1P1C: producer and consumer on 2 CPUs; 2P2C on 2 CPUs: one producer and one consumer on each); "
+             "pools: the parent and its 2 workers restricted to the first 2 CPUs; "
+             f"CPU list {CPUS[:4]} of {len(CPUS)}")
+
+FORK = mp.get_context("fork")
+
+
+def _pin(i):
+    if len(CPUS) >= 2:
+        os.sched_setaffinity(0, {CPUS[i % len(CPUS)]})
+
+
+# --- the sides -------------------------------------------------------------
+
+class RingQueue:
+    """The mutex+condvar ring with a multiprocessing.Queue-like put/get of
+    objects, pickled with ForkingPickler as shmkit.Queue does."""
+
+    def __init__(self, capacity=1 << 20):
+        from _mutex_condvar_ring import Ring
+        self._ring = Ring(capacity)
+
+    def put(self, obj, block=True, timeout=None):
+        self._ring.put(ForkingPickler.dumps(obj), block, timeout)
+
+    def get(self, block=True, timeout=None):
+        return ForkingPickler.loads(self._ring.get(block, timeout))
+
+
+def _have_ring():
+    try:
+        import _mutex_condvar_ring  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def _shmkit_queue():
+    import shmkit
+    return shmkit.Queue
+
+
+def _shmkit_context():
+    import shmkit
+    return shmkit.get_context("fork")
+
+
+def _have(fn):
+    try:
+        fn()
+        return True
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
+def queue_sides():
+    """side -> a function making a fresh queue shared with forked children."""
+    sides = {"cpython_mp_queue": FORK.Queue}
+    if _have(_shmkit_queue):
+        sides["shmkit_queue"] = lambda: _shmkit_queue()()
+    if _have_ring():
+        sides["mutex_condvar_ring"] = RingQueue
+    return sides
+
+
+def pool_sides():
+    """side -> a function making a Pool of 2 fork workers."""
+    sides = {"cpython_pool": lambda: FORK.Pool(2)}
+    if _have(lambda: _shmkit_context().Pool):
+        sides["shmkit_pool"] = lambda: _shmkit_context().Pool(2)
+    return sides
+
+
+def _release(q):
+    for name in ("close", "join_thread", "unlink"):
+        f = getattr(q, name, None)
+        if f is not None:
+            try:
+                f()
+            except (OSError, ValueError, AssertionError):
+                pass
+
+
+# --- queue streams -----------------------------------------------------------
+
+def _producer(q, obj, n, start, cpu):
+    _pin(cpu)
+    put = q.put
+    start.wait()
+    for _ in range(n):
+        put(obj)
+
+
+def _consumer(q, n, start, out, cpu):
+    _pin(cpu)
+    get = q.get
+    start.wait()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        get()
+    out.put((t0, time.perf_counter_ns()))
+
+
+def stream(make, obj, n, pairs=1):
+    """ns per message of n messages `obj` put by `pairs` producer processes
+    and got by as many consumer processes (CLOCK_MONOTONIC is one clock for
+    all: from the earliest consumer start to the latest last get)."""
+    q = make()
+    start, out = FORK.Event(), FORK.SimpleQueue()
+    share = n // pairs
+    ps = []
+    for i in range(pairs):
+        ps.append(FORK.Process(target=_producer, args=(q, obj, share, start, 2 * i)))
+        ps.append(FORK.Process(target=_consumer, args=(q, share, start, out, 2 * i + 1)))
+    for p in ps:
+        p.start()
+    time.sleep(0.05)
+    start.set()
+    spans = [out.get() for _ in range(pairs)]
+    for p in ps:
+        p.join()
+    _release(q)
+    return (max(e for _, e in spans) - min(s for s, _ in spans)) / (share * pairs)
+
+
+# --- a large array, put then got ------------------------------------------------
+
+def _array_sender(q, ack, n, start, cpu):
+    import numpy as np
+    _pin(cpu)
+    a = np.arange(16 << 17, dtype=np.float64)  # 16 MiB
+    start.wait()
+    for i in range(n):
+        a[-1] = i
+        q.put(a)
+        ack.recv_bytes()
+
+
+def _array_receiver(q, ack, n, start, out, cpu):
+    import numpy  # noqa: F401  (imported before the clock starts, as the sender's)
+    _pin(cpu)
+    start.wait()
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        a = q.get()
+        if a.nbytes != 16 << 20 or a[-1] != i:
+            raise SystemExit(f"bench_pyqueue: array {i} arrived wrong")
+        del a
+        ack.send_bytes(b"k")
+    out.put((time.perf_counter_ns() - t0) / n)
+
+
+def array_transfer(make, n):
+    q = make()
+    start, out = FORK.Event(), FORK.SimpleQueue()
+    ack_r, ack_w = FORK.Pipe(duplex=False)
+    ps = [FORK.Process(target=_array_sender, args=(q, ack_r, n, start, 0)),
+          FORK.Process(target=_array_receiver, args=(q, ack_w, n, start, out, 1))]
+    for p in ps:
+        p.start()
+    time.sleep(0.05)
+    start.set()
+    ns = out.get()
+    for p in ps:
+        p.join()
+    _release(q)
+    return ns
+
+
+# --- pools --------------------------------------------------------------------
+
+def trivial(x):
+    return x
+
+
+def _with_pool(make, body):
+    """body(pool) with this process and the pool's workers on the first 2 CPUs."""
+    old = os.sched_getaffinity(0) if CPUS else None
+    if len(CPUS) >= 2:
+        os.sched_setaffinity(0, set(CPUS[:2]))
+    try:
+        pool = make()
+        try:
+            pool.map(trivial, range(200), chunksize=1)  # the workers are up and warm
+            return body(pool)
+        finally:
+            pool.terminate()
+            pool.join()
+    finally:
+        if old is not None:
+            os.sched_setaffinity(0, old)
+
+
+def pool_map(make, n):
+    def body(pool):
+        t0 = time.perf_counter_ns()
+        r = pool.map(trivial, range(n), chunksize=1)
+        ns = (time.perf_counter_ns() - t0) / n
+        if len(r) != n or r[-1] != n - 1:
+            raise RuntimeError("bench_pyqueue: Pool.map returned a wrong result")
+        return ns
+    return _with_pool(make, body)
+
+
+def pool_apply(make, n):
+    def body(pool):
+        apply = pool.apply
+        for i in range(20):
+            apply(trivial, (i,))
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            apply(trivial, (i,))
+        return (time.perf_counter_ns() - t0) / n
+    return _with_pool(make, body)
+
+
+# --- the rows -------------------------------------------------------------------
+
+def benchmarks(scale):
+    """name -> (callable returning ns per operation, "ns", operations). In
+    quick runs (scale < 1) the counts are smaller; every side of a row
+    streams enough messages to last about as long as the others."""
+    out = {}
+
+    def fast(k):  # message counts by the expected cost of a side
+        return max(200, int(k * scale))
+
+    counts = {  # side -> (dict 1P1C, bytes8 1P1C, dict 2P2C)
+        "shmkit_queue": (fast(200_000), fast(400_000), fast(200_000)),
+        "mutex_condvar_ring": (fast(40_000), fast(80_000), fast(40_000)),
+        "cpython_mp_queue": (fast(20_000), fast(20_000), fast(20_000)),
+    }
+    arrays = max(4, int(16 * scale))
+    for side, make in queue_sides().items():
+        d, b, d2 = counts[side]
+        out[f"python/pyqueue_dict_1p1c/{side}"] = (lambda m=make, n=d: stream(m, SMALL_DICT, n)), "ns", d
+        out[f"python/pyqueue_bytes8_1p1c/{side}"] = (lambda m=make, n=b: stream(m, BYTES8, n)), "ns", b
+        out[f"python/pyqueue_dict_2p2c/{side}"] = (lambda m=make, n=d2: stream(m, SMALL_DICT, n, 2)), "ns", d2
+        if side != "mutex_condvar_ring" and _have_numpy():
+            out[f"python/pyqueue_numpy16m/{side}"] = (lambda m=make: array_transfer(m, arrays)), "ns", arrays
+    tasks = 100_000 if scale >= 1 else max(2000, int(40_000 * scale))
+    applies = max(200, int(2000 * scale))
+    for side, make in pool_sides().items():
+        out[f"python/pypool_map/{side}"] = (lambda m=make: pool_map(m, tasks)), "ns", tasks
+        out[f"python/pypool_apply/{side}"] = (lambda m=make: pool_apply(m, applies)), "ns", applies
+    return out
+
+
+def _have_numpy():
+    try:
+        import numpy  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def main(argv):
+    quick = "--quick" in argv
+    wanted = [a for a in argv if not a.startswith("--")]
+    print(f"# python {sys.version.split()[0]}, {len(CPUS)} CPUs; {PLACEMENT}")
+    for name, (fn, _, ops) in benchmarks(0.25 if quick else 1.0).items():
+        if wanted and not any(w in name for w in wanted):
+            continue
+        t = time.monotonic()
+        ns = fn()
+        print(f"{name:50} {ns / 1000:10.2f} us  ({ops} ops, {time.monotonic() - t:.1f}s)", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

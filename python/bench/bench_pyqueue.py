@@ -31,8 +31,10 @@ Rows (names python/<row>/<side>; all figures are ns):
                        trip.
 The pools are made and warmed up outside the timed part.
 """
+import contextlib
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from multiprocessing.reduction import ForkingPickler
@@ -47,12 +49,35 @@ try:
 except (AttributeError, OSError):
     CPUS = []
 
-PLACEMENT = ("queues: producer i on CPU list[2i mod n], consumer i on CPU list[2i+1 mod n] "
-             "(1P1C: producer and consumer on 2 CPUs; 2P2C on 2 CPUs: one producer and one consumer on each); "
+PLACEMENT = ("queues: producer i pinned to CPU list[2i mod n], consumer i to CPU list[2i+1 mod n] "
+             "(on 2 CPUs: the producers share the first, the consumers the second; on 4 or more, one CPU each); "
              "pools: the parent and its 2 workers restricted to the first 2 CPUs; "
-             f"CPU list {CPUS[:4]} of {len(CPUS)}")
+             f"CPU list {CPUS[:4]}{'...' if len(CPUS) > 4 else ''} ({len(CPUS)} CPUs)")
 
 FORK = mp.get_context("fork")
+
+# A measurement that has not ended after this long is a hang (a bug of a
+# side), reported as an error instead of wedging the suite.
+WATCHDOG_S = 300
+
+
+@contextlib.contextmanager
+def _watchdog(procs=()):
+    """Raises TimeoutError in this process after WATCHDOG_S; on the way
+    out, any of `procs` still alive is killed."""
+    def expired(*_):
+        raise TimeoutError(f"bench_pyqueue: a measurement ran past {WATCHDOG_S}s")
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(WATCHDOG_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
 
 
 def _pin(i):
@@ -162,13 +187,14 @@ def stream(make, obj, n, pairs=1):
     for i in range(pairs):
         ps.append(FORK.Process(target=_producer, args=(q, obj, share, start, 2 * i)))
         ps.append(FORK.Process(target=_consumer, args=(q, share, start, out, 2 * i + 1)))
-    for p in ps:
-        p.start()
-    time.sleep(0.05)
-    start.set()
-    spans = [out.get() for _ in range(pairs)]
-    for p in ps:
-        p.join()
+    with _watchdog(ps):
+        for p in ps:
+            p.start()
+        time.sleep(0.05)
+        start.set()
+        spans = [out.get() for _ in range(pairs)]
+        for p in ps:
+            p.join()
     _release(q)
     return (max(e for _, e in spans) - min(s for s, _ in spans)) / (share * pairs)
 
@@ -206,13 +232,14 @@ def array_transfer(make, n):
     ack_r, ack_w = FORK.Pipe(duplex=False)
     ps = [FORK.Process(target=_array_sender, args=(q, ack_r, n, start, 0)),
           FORK.Process(target=_array_receiver, args=(q, ack_w, n, start, out, 1))]
-    for p in ps:
-        p.start()
-    time.sleep(0.05)
-    start.set()
-    ns = out.get()
-    for p in ps:
-        p.join()
+    with _watchdog(ps):
+        for p in ps:
+            p.start()
+        time.sleep(0.05)
+        start.set()
+        ns = out.get()
+        for p in ps:
+            p.join()
     _release(q)
     return ns
 
@@ -229,13 +256,14 @@ def _with_pool(make, body):
     if len(CPUS) >= 2:
         os.sched_setaffinity(0, set(CPUS[:2]))
     try:
-        pool = make()
-        try:
-            pool.map(trivial, range(200), chunksize=1)  # the workers are up and warm
-            return body(pool)
-        finally:
-            pool.terminate()
-            pool.join()
+        with _watchdog():
+            pool = make()
+            try:
+                pool.map(trivial, range(200), chunksize=1)  # the workers are up and warm
+                return body(pool)
+            finally:
+                pool.terminate()
+                pool.join()
     finally:
         if old is not None:
             os.sched_setaffinity(0, old)

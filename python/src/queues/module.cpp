@@ -60,13 +60,17 @@ namespace {
 
 PyObject* py_supported_sizes(PyObject*, PyObject*) { return supported_sizes(); }
 
-PyMethodDef module_methods[] = {{"supported_sizes", py_supported_sizes, METH_NOARGS,
-                                 "supported_sizes($module, /)\n--\n\nThe item sizes a queue may have."},
-                                {nullptr, nullptr, 0, nullptr}};
+PyMethodDef module_methods[] = {
+    {"supported_sizes", py_supported_sizes, METH_NOARGS,
+     "supported_sizes($module, /)\n--\n\nThe item sizes a queue may have."},
+    {"unlink_byte_queue", py_unlink_byte_queue, METH_O,
+     "unlink_byte_queue($module, name, /)\n--\n\nRemoves a ByteQueue's block, its doorbell and any "
+     "out-of-line block left behind."},
+    {nullptr, nullptr, 0, nullptr}};
 
 int queues_exec(PyObject* m) {
   if (!add_queue_type(m) || !add_batch_view_type(m) || !add_seqlock_type(m) || !add_broadcast_ring_type(m) ||
-      !add_broadcast_reader_type(m)) {
+      !add_broadcast_reader_type(m) || !add_byte_queue_type(m)) {
     return -1;
   }
   Py_XSETREF(g_lapped,

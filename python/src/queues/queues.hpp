@@ -175,5 +175,8 @@ bool add_batch_view_type(PyObject* m);
 bool add_seqlock_type(PyObject* m);
 bool add_broadcast_ring_type(PyObject* m);
 bool add_broadcast_reader_type(PyObject* m);
+bool add_byte_queue_type(PyObject* m);  // ByteQueue and ByteMessage (byte_queue.cpp)
+// unlink_byte_queue(name) (byte_queue.cpp)
+PyObject* py_unlink_byte_queue(PyObject* module, PyObject* name);
 
 }  // namespace shmkit::python::queues

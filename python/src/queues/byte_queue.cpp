@@ -1,0 +1,667 @@
+// python/src/queues/byte_queue.cpp — shmkit._queues.ByteQueue: a
+// shmkit::ByteQueue block (shmkit/lockfree/byte_queue.hpp), a queue of byte
+// messages of any length, for shmkit.Queue and friends (python/shmkit/
+// mpqueues.py) and for bytes traffic with C++ programs; and
+// shmkit._queues.ByteMessage, a popped out-of-line message (zero copy).
+//
+// Contract
+//   * ByteQueue.create(name, ring_bytes, out_of_line_threshold=0, track=True)
+//     and ByteQueue.attach(name) make handles; unlink_byte_queue(name)
+//     removes a queue's block, its doorbell FIFO and any out-of-line block
+//     left behind, by name (for finalizers that outlive the handle).
+//   * put_parts(parts, block=True, timeout=None): one message, the
+//     concatenation of `parts` (a sequence of contiguous buffers), gathered
+//     straight into the ring or the out-of-line block (no join in Python).
+//     queue.Full when it does not fit in time. A message of more than
+//     kNoGilBytes is copied without the GIL.
+//   * get(block=True, timeout=None): bytes for a message that travelled in
+//     the ring (the bytes object is allocated by the sink's reserve() and
+//     the ring copies straight into it), or a read-only ByteMessage over
+//     the mapping of an out-of-line message (its name is already unlinked;
+//     the mapping lives as long as the ByteMessage, and a memoryview or
+//     numpy array over it keeps the ByteMessage alive). get_buffer() is the
+//     same with writable results: a bytearray, or a writable ByteMessage
+//     (the mapping is this process's alone once popped). queue.Empty when
+//     nothing comes in time.
+//   * Waits release the GIL and sleep in slices of kSlice (wait_room_until /
+//     wait_message_until, which step over dead claimants between their
+//     own sleeps), checking for signals (Ctrl-C) between slices; after a
+//     wake the pop/push is retried with the GIL held, and a wake that finds
+//     nothing (another consumer was first) waits again until the deadline.
+//   * Re-entrancy: every argument is converted (buffers acquired, block and
+//     timeout parsed, which can run Python code) before the handle is
+//     checked open; a call that runs without the GIL counts itself in
+//     `waiting`, and close() raises RuntimeError meanwhile. So no call ever
+//     uses a freed queue.
+//   * The doorbell: fileno() opens and arms it (ByteQueue::doorbell_fd);
+//     from then on a get that takes the last message settles the bell
+//     (drains it, re-rings if a message came meanwhile), so a poll() on
+//     fileno() right after is not woken by a message already taken here.
+//     settle() does that explicitly.
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/buffer.hpp"
+#include "queues/queues.hpp"
+#include "shmkit/lockfree/byte_queue.hpp"
+
+namespace shmkit::python::queues {
+namespace {
+
+// Messages longer than this are copied without the GIL.
+constexpr std::size_t kNoGilBytes = 256 * 1024;
+
+struct ByteQueueObj {
+  PyObject_HEAD shmkit::ByteQueue* q;
+  std::string* name;  // kept after close() (finalizers, repr)
+  PyObject* weakrefs;
+  Py_ssize_t waiting;  // calls running without the GIL: close() must not free the queue under them
+  bool bell;           // fileno() was called: settle the doorbell after taking the last message
+};
+
+struct MessageObj {
+  PyObject_HEAD std::optional<shmkit::SharedMemory> block;  // nullopt once released
+  std::size_t size;
+  bool read_only;
+  Exports exports;
+};
+
+PyTypeObject* byte_queue_type = nullptr;
+PyTypeObject* message_type = nullptr;
+
+ByteQueueObj* as_bq(PyObject* o) { return reinterpret_cast<ByteQueueObj*>(o); }
+MessageObj* as_msg(PyObject* o) { return reinterpret_cast<MessageObj*>(o); }
+
+bool check_open(ByteQueueObj* self) {
+  if (self->q == nullptr) {
+    PyErr_SetString(PyExc_ValueError, "operation on a closed ByteQueue");
+    return false;
+  }
+  return true;
+}
+
+// ------------------------------------------------------------- ByteMessage
+
+PyObject* new_message(shmkit::SharedMemory&& block, std::size_t n, bool read_only) {
+  if (n > block.size()) {  // the C++ queue checked this; never export past the mapping
+    PyErr_SetString(PyExc_RuntimeError, "ByteQueue: out-of-line message longer than its block");
+    return nullptr;
+  }
+  auto* m = PyObject_New(MessageObj, message_type);
+  if (m == nullptr) return nullptr;
+  new (&m->block) std::optional<shmkit::SharedMemory>(std::move(block));
+  m->size = n;
+  m->read_only = read_only || m->block->read_only();
+  new (&m->exports) Exports();
+  return reinterpret_cast<PyObject*>(m);
+}
+
+void message_dealloc(PyObject* o) {
+  MessageObj* self = as_msg(o);
+  self->block.~optional();  // unmaps (the name was unlinked when popped)
+  free_object(o);
+}
+
+int message_getbuffer(PyObject* o, Py_buffer* view, int flags) {
+  MessageObj* self = as_msg(o);
+  if (!self->block) {
+    view->obj = nullptr;
+    PyErr_SetString(PyExc_ValueError, "operation on a released ByteMessage");
+    return -1;
+  }
+  return self->exports.fill(o, view, self->block->data(), static_cast<Py_ssize_t>(self->size), self->read_only,
+                            flags);
+}
+void message_releasebuffer(PyObject* o, Py_buffer*) { as_msg(o)->exports.release(); }
+PyBufferProcs message_buffer = {message_getbuffer, message_releasebuffer};
+
+Py_ssize_t message_len(PyObject* o) { return static_cast<Py_ssize_t>(as_msg(o)->size); }
+
+PyObject* message_release(PyObject* o, PyObject*) {
+  MessageObj* self = as_msg(o);
+  if (!self->exports.none_alive("cannot release a ByteMessage while buffers over it exist")) return nullptr;
+  self->block.reset();
+  self->size = 0;
+  Py_RETURN_NONE;
+}
+PyObject* message_enter(PyObject* o, PyObject*) { return Py_NewRef(o); }
+PyObject* message_exit(PyObject* o, PyObject*) { return message_release(o, nullptr); }
+PyObject* message_get_released(PyObject* o, void*) { return PyBool_FromLong(!as_msg(o)->block); }
+PyObject* message_get_readonly(PyObject* o, void*) { return PyBool_FromLong(as_msg(o)->read_only); }
+
+PyMethodDef message_methods[] = {
+    {"release", message_release, METH_NOARGS,
+     "release($self, /)\n--\n\nUnmaps the message now; BufferError while a memoryview or array over it "
+     "exists."},
+    {"__enter__", message_enter, METH_NOARGS, nullptr},
+    {"__exit__", message_exit, METH_VARARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef message_getset[] = {
+    {"released", message_get_released, nullptr, nullptr, nullptr},
+    {"readonly", message_get_readonly, nullptr, nullptr, nullptr},
+    exports_getset<MessageObj, &MessageObj::exports>(),
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+// ------------------------------------------------------------- the sink
+
+// Receives one popped message: an in-ring one into a new bytes (or
+// bytearray) object, an out-of-line one as its mapping. Used with the GIL
+// held (try_pop runs with it).
+class PySink final : public shmkit::ByteSink {
+ public:
+  explicit PySink(bool writable) noexcept : writable_(writable) {}
+  ~PySink() { Py_XDECREF(obj_); }
+  PySink(const PySink&) = delete;
+  PySink& operator=(const PySink&) = delete;
+
+  std::byte* reserve(std::size_t n) noexcept override {
+    Py_CLEAR(obj_);
+    block_.reset();
+    if (n > static_cast<std::size_t>(PY_SSIZE_T_MAX)) return nullptr;
+    const auto len = static_cast<Py_ssize_t>(n);
+    obj_ = writable_ ? PyByteArray_FromStringAndSize(nullptr, len) : PyBytes_FromStringAndSize(nullptr, len);
+    if (obj_ == nullptr) return nullptr;  // MemoryError set: the message stays queued
+    return reinterpret_cast<std::byte*>(writable_ ? PyByteArray_AS_STRING(obj_) : PyBytes_AS_STRING(obj_));
+  }
+  void adopt(shmkit::SharedMemory&& block, std::size_t n) noexcept override {
+    Py_CLEAR(obj_);
+    block_.emplace(std::move(block));
+    n_ = n;
+  }
+
+  // The delivered message as a Python object (after BytePop::ok).
+  PyObject* result() {
+    if (obj_ != nullptr) return std::exchange(obj_, nullptr);
+    if (block_) {
+      shmkit::SharedMemory b = std::move(*block_);
+      block_.reset();
+      return new_message(std::move(b), n_, !writable_);
+    }
+    PyErr_SetString(PyExc_RuntimeError, "ByteQueue: a pop delivered nothing");
+    return nullptr;
+  }
+  // After a pop that delivered nothing: drop what reserve() made.
+  void discard() noexcept {
+    Py_CLEAR(obj_);
+    block_.reset();
+  }
+
+ private:
+  bool writable_;
+  PyObject* obj_ = nullptr;
+  std::optional<shmkit::SharedMemory> block_;
+  std::size_t n_ = 0;
+};
+
+// ------------------------------------------------------------- put
+
+// The Py_buffers of a put's parts, released (with the GIL held) on scope exit.
+class Parts {
+ public:
+  Parts() = default;
+  Parts(const Parts&) = delete;
+  Parts& operator=(const Parts&) = delete;
+  ~Parts() {
+    for (Py_buffer& b : views_) PyBuffer_Release(&b);
+  }
+  // -1 with an exception set.
+  int acquire(PyObject* parts) {
+    Ref seq(PySequence_Fast(parts, "put_parts(parts): parts must be a sequence of buffers"));
+    if (!seq) return -1;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.get());
+    try {
+      views_.reserve(static_cast<std::size_t>(n));
+      spans_.reserve(static_cast<std::size_t>(n));
+    } catch (...) {
+      translate_exception();
+      return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      Py_buffer b;
+      if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq.get(), i), &b, PyBUF_ANY_CONTIGUOUS) < 0) return -1;
+      views_.push_back(b);  // reserved: no throw
+      spans_.emplace_back(static_cast<const std::byte*>(b.buf), static_cast<std::size_t>(b.len));
+      total_ += static_cast<std::size_t>(b.len);
+    }
+    return 0;
+  }
+  std::span<const std::span<const std::byte>> spans() const noexcept { return spans_; }
+  std::size_t total() const noexcept { return total_; }
+
+ private:
+  std::vector<Py_buffer> views_;
+  std::vector<std::span<const std::byte>> spans_;
+  std::size_t total_ = 0;
+};
+
+// One try_push: 1 pushed, 0 no room, -1 error (an out-of-line block could
+// not be made). Long messages are copied without the GIL.
+int push_once(ByteQueueObj* self, const Parts& parts) {
+  shmkit::ByteQueue* q = self->q;
+  try {
+    bool ok;
+    if (parts.total() > kNoGilBytes) {
+      Waiting guard(self->waiting);
+      ok = without_gil([&] { return q->try_push(parts.spans()); });
+    } else {
+      ok = q->try_push(parts.spans());
+    }
+    return ok ? 1 : 0;
+  } catch (...) {
+    translate_exception();
+    return -1;
+  }
+}
+
+// put_parts(parts, block=True, timeout=None)
+PyObject* bq_put_parts(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  ByteQueueObj* self = as_bq(o);
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "put_parts(parts, block=True, timeout=None)");
+    return nullptr;
+  }
+  Parts parts;
+  if (parts.acquire(args[0]) < 0) return nullptr;
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs > 1 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 1, "put_parts", Timeouts::raise, &block, &timeout) < 0) {
+    return nullptr;
+  }
+  if (!check_open(self)) return nullptr;
+  int r = push_once(self, parts);
+  if (r == 1) [[likely]]
+    Py_RETURN_NONE;
+  if (r < 0) return nullptr;
+  if (!block) {
+    PyErr_SetNone(g_full);
+    return nullptr;
+  }
+  const Clock::time_point deadline = deadline_for(timeout);
+  shmkit::ByteQueue* q = self->q;
+  const std::size_t total = parts.total();
+  Waiting guard(self->waiting);
+  for (;;) {
+    const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_room_until(total, end); });
+    if (w < 0) return nullptr;
+    r = push_once(self, parts);
+    if (r == 1) Py_RETURN_NONE;
+    if (r < 0) return nullptr;
+    if (w == 0 || Clock::now() >= deadline) {
+      PyErr_SetNone(g_full);
+      return nullptr;
+    }
+  }
+}
+
+// ------------------------------------------------------------- get
+
+// After a message was taken: a handle whose doorbell is armed settles it
+// when the queue looks empty, so readiness of fileno() stays accurate.
+void after_pop(ByteQueueObj* self) {
+  if (self->bell && !self->q->has_message()) self->q->settle_doorbell();
+}
+
+PyObject* pop(ByteQueueObj* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* fn,
+              bool writable) {
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 0, fn, Timeouts::raise, &block, &timeout) < 0) {
+    return nullptr;
+  }
+  if (!check_open(self)) return nullptr;
+  PySink sink(writable);
+  shmkit::ByteQueue* q = self->q;
+  shmkit::BytePop p = q->try_pop(sink);
+  if (p == shmkit::BytePop::ok) [[likely]] {
+    after_pop(self);
+    return sink.result();
+  }
+  sink.discard();
+  if (p == shmkit::BytePop::no_memory) {
+    if (!PyErr_Occurred()) PyErr_NoMemory();
+    return nullptr;
+  }
+  if (!block) {
+    PyErr_SetNone(g_empty);
+    return nullptr;
+  }
+  const Clock::time_point deadline = deadline_for(timeout);
+  Waiting guard(self->waiting);
+  for (;;) {
+    const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_message_until(end); });
+    if (w < 0) return nullptr;
+    p = q->try_pop(sink);
+    if (p == shmkit::BytePop::ok) {
+      after_pop(self);
+      return sink.result();
+    }
+    sink.discard();
+    if (p == shmkit::BytePop::no_memory) {
+      if (!PyErr_Occurred()) PyErr_NoMemory();
+      return nullptr;
+    }
+    if (w == 0 || Clock::now() >= deadline) {
+      PyErr_SetNone(g_empty);
+      return nullptr;
+    }
+  }
+}
+
+// get(block=True, timeout=None) -> bytes | ByteMessage (read-only)
+PyObject* bq_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return pop(as_bq(o), args, nargs, kwnames, "get", false);
+}
+// get_buffer(block=True, timeout=None) -> bytearray | ByteMessage (writable)
+PyObject* bq_get_buffer(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return pop(as_bq(o), args, nargs, kwnames, "get_buffer", true);
+}
+
+// wait_message(timeout=None) -> bool: whether a message is there, waiting
+// for one up to the timeout (0: a snapshot). Takes nothing.
+PyObject* bq_wait_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  ByteQueueObj* self = as_bq(o);
+  double timeout = -1.0;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      parse_timeout(args, nargs, kwnames, 0, "wait_message", Timeouts::clamp, &timeout) < 0) {
+    return nullptr;
+  }
+  if (!check_open(self)) return nullptr;
+  shmkit::ByteQueue* q = self->q;
+  if (q->has_message()) Py_RETURN_TRUE;
+  if (timeout == 0.0) Py_RETURN_FALSE;
+  const Clock::time_point deadline = deadline_for(timeout);
+  Waiting guard(self->waiting);
+  for (;;) {
+    const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_message_until(end); });
+    if (w < 0) return nullptr;
+    if (q->has_message()) Py_RETURN_TRUE;
+    if (w == 0 || Clock::now() >= deadline) Py_RETURN_FALSE;
+  }
+}
+
+// ------------------------------------------------------------- the rest
+
+PyObject* bq_empty(PyObject* o, PyObject*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  return PyBool_FromLong(!self->q->has_message());
+}
+PyObject* bq_size(PyObject* o, PyObject*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  return PyLong_FromUnsignedLongLong(self->q->size());
+}
+PyObject* bq_unblock(PyObject* o, PyObject*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  shmkit::ByteQueue* q = self->q;
+  shmkit::ByteUnblock r;
+  {
+    Waiting guard(self->waiting);  // it may read /proc
+    Py_BEGIN_ALLOW_THREADS r = q->unblock();
+    Py_END_ALLOW_THREADS
+  }
+  switch (r) {
+    case shmkit::ByteUnblock::skipped_producer:
+      return PyUnicode_FromString("skipped_producer");
+    case shmkit::ByteUnblock::released_consumer:
+      return PyUnicode_FromString("released_consumer");
+    default:
+      return PyUnicode_FromString("none");
+  }
+}
+PyObject* bq_fileno(PyObject* o, PyObject*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  try {
+    const int fd = self->q->doorbell_fd();
+    self->bell = true;
+    return PyLong_FromLong(fd);
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+}
+PyObject* bq_settle(PyObject* o, PyObject*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  self->q->settle_doorbell();
+  Py_RETURN_NONE;
+}
+PyObject* bq_close(PyObject* o, PyObject*) {
+  ByteQueueObj* self = as_bq(o);
+  if (self->waiting > 0) {
+    PyErr_SetString(PyExc_RuntimeError, "cannot close a ByteQueue while other threads wait on it");
+    return nullptr;
+  }
+  delete std::exchange(self->q, nullptr);
+  Py_RETURN_NONE;
+}
+PyObject* bq_unlink(PyObject* o, PyObject*) {
+  ByteQueueObj* self = as_bq(o);
+  try {
+    shmkit::ByteQueue::unlink(*self->name);
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+PyObject* bq_enter(PyObject* o, PyObject*) { return Py_NewRef(o); }
+PyObject* bq_exit(PyObject* o, PyObject*) { return bq_close(o, nullptr); }
+
+PyObject* bq_get_name(PyObject* o, void*) { return PyUnicode_FromString(as_bq(o)->name->c_str()); }
+PyObject* bq_get_max_inline(PyObject* o, void*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  return PyLong_FromSize_t(self->q->max_inline());
+}
+PyObject* bq_get_ring_bytes(PyObject* o, void*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  return PyLong_FromSize_t(self->q->ring_bytes());
+}
+PyObject* bq_get_threshold(PyObject* o, void*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  return PyLong_FromSize_t(self->q->out_of_line_threshold());
+}
+PyObject* bq_get_losses(PyObject* o, void*) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_open(self)) return nullptr;
+  const shmkit::ByteQueueLosses l = self->q->losses();
+  return Py_BuildValue("{sKsKsK}", "producer_claims_skipped", static_cast<unsigned long long>(l.producer_claims_skipped),
+                       "consumer_claims_released", static_cast<unsigned long long>(l.consumer_claims_released),
+                       "corrupt_records", static_cast<unsigned long long>(l.corrupt_records));
+}
+PyObject* bq_get_closed(PyObject* o, void*) { return PyBool_FromLong(as_bq(o)->q == nullptr); }
+PyObject* bq_get_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_bq(o)->waiting); }
+
+void bq_dealloc(PyObject* o) {
+  ByteQueueObj* self = as_bq(o);
+  if (self->weakrefs != nullptr) PyObject_ClearWeakRefs(o);
+  delete self->q;
+  delete self->name;
+  free_object(o);
+}
+
+PyObject* wrap(PyTypeObject* type, shmkit::ByteQueue&& q) {
+  PyObject* o = type->tp_alloc(type, 0);
+  if (o == nullptr) return nullptr;
+  ByteQueueObj* self = as_bq(o);
+  self->q = nullptr;
+  self->name = nullptr;
+  self->weakrefs = nullptr;
+  self->waiting = 0;
+  self->bell = false;
+  try {
+    self->name = new std::string(q.name());
+    self->q = new shmkit::ByteQueue(std::move(q));
+  } catch (...) {
+    translate_exception();
+    Py_DECREF(o);
+    return nullptr;
+  }
+  return o;
+}
+
+template <class O>
+void set_track(O& options, bool track) {
+  if constexpr (requires { options.track; }) options.track = track;
+}
+
+// ByteQueue.create(name, ring_bytes, out_of_line_threshold=0, track=True)
+PyObject* bq_create(PyObject* cls, PyObject* args, PyObject* kwds) {
+  static const char* kwlist[] = {"name", "ring_bytes", "out_of_line_threshold", "track", nullptr};
+  const char* name = nullptr;
+  Py_ssize_t ring = 0, threshold = 0;
+  int track = 1;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "sn|np", const_cast<char**>(kwlist), &name, &ring, &threshold,
+                                   &track)) {
+    return nullptr;
+  }
+  if (ring <= 0 || threshold < 0) {
+    PyErr_SetString(PyExc_ValueError, "ring_bytes must be > 0 and out_of_line_threshold >= 0");
+    return nullptr;
+  }
+  std::optional<shmkit::ByteQueue> q;
+  try {
+    shmkit::ByteQueue::Options options;
+    options.out_of_line_threshold = static_cast<std::size_t>(threshold);
+    set_track(options, track != 0);
+    std::string n = name;
+    without_gil([&] { q.emplace(shmkit::ByteQueue::create(n, static_cast<std::size_t>(ring), options)); });
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+  return wrap(reinterpret_cast<PyTypeObject*>(cls), std::move(*q));
+}
+
+// ByteQueue.attach(name)
+PyObject* bq_attach(PyObject* cls, PyObject* arg) {
+  if (!PyUnicode_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "name must be str, not %s", Py_TYPE(arg)->tp_name);
+    return nullptr;
+  }
+  Py_ssize_t len = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(arg, &len);
+  if (s == nullptr) return nullptr;
+  std::optional<shmkit::ByteQueue> q;
+  try {
+    std::string n(s, static_cast<std::size_t>(len));
+    without_gil([&] { q.emplace(shmkit::ByteQueue::attach(n)); });
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+  return wrap(reinterpret_cast<PyTypeObject*>(cls), std::move(*q));
+}
+
+#define fastcall(f) fastcall(f)
+
+PyMethodDef bq_methods[] = {
+    {"create", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(bq_create)),
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "create(name, ring_bytes, out_of_line_threshold=0, track=True)\n--\n\nA new queue block: ring_bytes "
+     "a power of two >= 1024; messages longer than the threshold (0: than max_inline) travel out of line."},
+    {"attach", bq_attach, METH_O | METH_CLASS, "attach(name, /)\n--\n\nThe queue block `name`."},
+    {"put_parts", fastcall(bq_put_parts), METH_FASTCALL | METH_KEYWORDS,
+     "put_parts($self, parts, /, block=True, timeout=None)\n--\n\nOne message made of the buffers in "
+     "`parts`; queue.Full if it does not fit in time."},
+    {"get", fastcall(bq_get), METH_FASTCALL | METH_KEYWORDS,
+     "get($self, /, block=True, timeout=None)\n--\n\nbytes, or a read-only ByteMessage for an out-of-line "
+     "message; queue.Empty if nothing comes in time."},
+    {"get_buffer", fastcall(bq_get_buffer), METH_FASTCALL | METH_KEYWORDS,
+     "get_buffer($self, /, block=True, timeout=None)\n--\n\nAs get(), writable: a bytearray, or a "
+     "writable ByteMessage."},
+    {"wait_message", fastcall(bq_wait_message), METH_FASTCALL | METH_KEYWORDS,
+     "wait_message($self, /, timeout=None)\n--\n\nWhether a message is there, waiting up to timeout; "
+     "takes nothing."},
+    {"empty", bq_empty, METH_NOARGS, "empty($self, /)\n--\n\nTrue if no published message is there (a "
+                                     "snapshot)."},
+    {"size", bq_size, METH_NOARGS,
+     "size($self, /)\n--\n\nRecords between head and tail (being written and read included), a snapshot."},
+    {"unblock", bq_unblock, METH_NOARGS,
+     "unblock($self, /)\n--\n\nSteps over one claim of a dead process: 'none', 'skipped_producer' or "
+     "'released_consumer'."},
+    {"fileno", bq_fileno, METH_NOARGS,
+     "fileno($self, /)\n--\n\nThe doorbell descriptor: readable while a message may be there."},
+    {"settle", bq_settle, METH_NOARGS,
+     "settle($self, /)\n--\n\nDrains the doorbell, ringing it again if a message is there."},
+    {"close", bq_close, METH_NOARGS, "close($self, /)\n--\n\nUnmaps the queue (this handle only)."},
+    {"unlink", bq_unlink, METH_NOARGS,
+     "unlink($self, /)\n--\n\nRemoves the block, its doorbell and any out-of-line block left behind."},
+    {"__enter__", bq_enter, METH_NOARGS, nullptr},
+    {"__exit__", bq_exit, METH_VARARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef bq_getset[] = {
+    {"name", bq_get_name, nullptr, nullptr, nullptr},
+    {"max_inline", bq_get_max_inline, nullptr, "The longest message that travels in the ring.", nullptr},
+    {"ring_bytes", bq_get_ring_bytes, nullptr, nullptr, nullptr},
+    {"out_of_line_threshold", bq_get_threshold, nullptr, "Longer messages travel out of line.", nullptr},
+    {"losses", bq_get_losses, nullptr, "What survivors stepped over (a dict of counters).", nullptr},
+    {"closed", bq_get_closed, nullptr, nullptr, nullptr},
+    {"_waiting", bq_get_waiting, nullptr, "Calls of this handle running without the GIL.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyMemberDef bq_members[] = {SHMKIT_WEAKLIST_MEMBER(ByteQueueObj, weakrefs), {nullptr, 0, 0, 0, nullptr}};
+
+}  // namespace
+
+// unlink_byte_queue(name)
+PyObject* py_unlink_byte_queue(PyObject*, PyObject* arg) {
+  if (!PyUnicode_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "name must be str, not %s", Py_TYPE(arg)->tp_name);
+    return nullptr;
+  }
+  Py_ssize_t len = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(arg, &len);
+  if (s == nullptr) return nullptr;
+  try {
+    shmkit::ByteQueue::unlink(std::string_view(s, static_cast<std::size_t>(len)));
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+bool add_byte_queue_type(PyObject* m) {
+  PyType_Slot mslots[] = {
+      {Py_tp_dealloc, reinterpret_cast<void*>(message_dealloc)},
+      {Py_tp_methods, message_methods},
+      {Py_tp_getset, message_getset},
+      {Py_sq_length, reinterpret_cast<void*>(message_len)},
+      {Py_tp_doc, const_cast<char*>("An out-of-line message popped from a ByteQueue: its mapping (buffer "
+                                    "protocol, zero copy), unmapped when the last reference goes.")},
+      {0, nullptr},
+  };
+  PyType_Spec mspec = {"shmkit._queues.ByteMessage", sizeof(MessageObj), 0, kMadeHere, mslots};
+  message_type = add_type(m, mspec, "ByteMessage", &message_buffer);
+  if (message_type == nullptr) return false;
+  PyType_Slot slots[] = {
+      {Py_tp_dealloc, reinterpret_cast<void*>(bq_dealloc)},
+      {Py_tp_methods, bq_methods},
+      {Py_tp_getset, bq_getset},
+      {Py_tp_members, bq_members},
+      {Py_tp_doc, const_cast<char*>("A shmkit ByteQueue block: byte messages of any length, any number of "
+                                    "producers and consumers (ByteQueue.create / ByteQueue.attach).")},
+      {0, nullptr},
+  };
+  PyType_Spec spec = {"shmkit._queues.ByteQueue", sizeof(ByteQueueObj), 0, kMadeHere, slots};
+  byte_queue_type = add_type(m, spec, "ByteQueue");
+  return byte_queue_type != nullptr;
+}
+
+}  // namespace shmkit::python::queues

@@ -193,6 +193,19 @@ class Semaphore(_Shared, _sync.Semaphore):
     def __new__(cls, value: int = 1, *, ctx: Any = None) -> "Semaphore":
         return cls._create(_sync.Semaphore._layout(value, 0))
 
+    # multiprocessing.queues.Queue, built on a context's semaphores (as
+    # ProcessPoolExecutor's call queue is, on a shmkit context), reads its
+    # semaphores through `_semlock` (qsize, full, JoinableQueue.join).
+    @property
+    def _semlock(self) -> "Semaphore":
+        return self
+
+    def _get_value(self) -> int:
+        return self.get_value()
+
+    def _is_zero(self) -> bool:
+        return self.get_value() == 0
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__}(value={self.get_value()}) {self.name}>"
 

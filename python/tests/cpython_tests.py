@@ -16,6 +16,18 @@ With $SHMKIT_EXPECT_INSTALLED (ctest, release builds) shmkit must be
 imported from that venv, the installed wheel. Each class runs under every start method given (default: fork,
 spawn and forkserver).
 
+The queue and pool classes (_TestQueue, _TestPool, _TestPoolWorkerErrors,
+_TestPoolWorkerLifetime) run with shmkit's context: the mixin's Queue,
+JoinableQueue and Pool, and the test module's own ``multiprocessing``
+global (the tests also call ``multiprocessing.Pool(2)``,
+``multiprocessing.Queue()`` by that name), are ``shmkit.multiprocessing``'s,
+through a layer here that checks, at every creation, that the queue is
+shmkit's and that the pool's task queue, result queue and change notifier
+are shmkit SimpleQueues, and counts them: a start method whose queue or
+pool tests ran without creating shmkit's fails. The pools' workers are
+CheckedProcesses too, so each worker checks, in the child, that the queues
+it was handed are shmkit's.
+
 The replacement is checked where the tests' code runs, not only in this
 process: every child the tests start is a CheckedProcess, which, in the
 child, checks that the test module's shared_memory and Value, and
@@ -38,6 +50,7 @@ import importlib
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import unittest
@@ -73,6 +86,14 @@ def _optional(name):
 shared_memory = _optional("shmkit.shared_memory")
 sharedctypes = _optional("shmkit.sharedctypes")
 synchronize = _optional("shmkit.synchronize")
+shmkit_mp = _optional("shmkit.multiprocessing")
+shmkit_pool = _optional("shmkit.pool")
+_shmkit = _optional("shmkit")
+# shmkit's object queues (the whole family, or None).
+queue_classes = None
+if _shmkit is not None and all(hasattr(_shmkit, n) for n in ("Queue", "SimpleQueue", "JoinableQueue")):
+    queue_classes = (_shmkit.Queue, _shmkit.SimpleQueue, _shmkit.JoinableQueue)
+pools_ready = shmkit_mp if (shmkit_pool is not None and queue_classes is not None) else None
 
 # test class -> the shmkit module it needs (present in this build or not).
 CLASSES = {
@@ -80,7 +101,12 @@ CLASSES = {
     "_TestValue": sharedctypes,
     "_TestArray": sharedctypes,
     "_TestSharedCTypes": sharedctypes,
+    "_TestQueue": pools_ready,
+    "_TestPool": pools_ready,
+    "_TestPoolWorkerErrors": pools_ready,
+    "_TestPoolWorkerLifetime": pools_ready,
 }
+POOL_CLASSES = ("_TestPool", "_TestPoolWorkerErrors", "_TestPoolWorkerLifetime")
 # _TestLock, _TestSemaphore, _TestCondition, _TestEvent and _TestBarrier run
 # in tests/test_cpython_synchronize.py (shmkit.synchronize's own harness);
 # here shmkit.synchronize only provides the mixin's Lock and RLock.
@@ -95,6 +121,19 @@ SKIPS = {
         "test_shared_memory_SharedMemoryManager_reuses_resource_tracker":
             _FRESH_STDLIB % "script_helper.assert_python_ok",
     },
+    "_TestQueue": {
+        "test_no_import_lock_contention":
+            "its helper module runs `import multiprocessing` (CPython's package, from sys.modules) "
+            "and uses CPython's Queue, never shmkit's: it tests the stdlib, not the replacement",
+        "test_queue_feeder_on_queue_feeder_error":
+            "subclasses multiprocessing.queues.Queue to test the private _on_queue_feeder_error hook "
+            "of CPython's feeder thread: CPython's Queue internals (shmkit.Queue has no feeder thread)",
+    },
+    "_TestPoolWorkerLifetime": {
+        "test_worker_finalization_via_atexit_handler_of_multiprocessing":
+            "runs `from multiprocessing import Pool` in a fresh interpreter "
+            "(script_helper.assert_python_ok) that never imports shmkit: it tests the stdlib's Pool",
+    },
 }
 
 # Where children report what they use (set by main(); a child gets it with
@@ -104,10 +143,11 @@ REPORT_DIR = None
 STARTED = {}
 
 # The stdlib modules whose objects must never reach a child.
-_STDLIB_SHARED = ("multiprocessing.shared_memory", "multiprocessing.sharedctypes")
+_STDLIB_SHARED = ("multiprocessing.shared_memory", "multiprocessing.sharedctypes",
+                  "multiprocessing.queues")
 
 
-def replacement_problems(args=(), kwargs=None):
+def replacement_problems(args=(), kwargs=None, target=None):
     """What, in this process, is the stdlib where shmkit's should be."""
     out = []
     mod = sys.modules.get("test._test_multiprocessing")
@@ -127,10 +167,22 @@ def replacement_problems(args=(), kwargs=None):
     sys_sm = sys.modules.get("multiprocessing.shared_memory")
     if sys_sm is not None and (want_sm is None or sys_sm is not want_sm):
         out.append("sys.modules['multiprocessing.shared_memory'] is %s" % sys_sm.__name__)
+    if pools_ready is not None and mod is not None and mod.multiprocessing is not HARNESS_MP:
+        out.append("the test module's multiprocessing is %r" % (mod.multiprocessing,))
     for a in list(args) + list((kwargs or {}).values()):
         if type(a).__module__ in _STDLIB_SHARED:
             out.append("was given a stdlib %s.%s" % (type(a).__module__, type(a).__qualname__))
+    if target is not None and target is _mp_pool_worker():
+        # A pool worker: its task and result queues must be shmkit's.
+        for what, q in zip(("task queue", "result queue"), args[:2]):
+            if queue_classes is None or not isinstance(q, queue_classes[1]):
+                out.append("pool worker's %s is %s.%s" % (what, type(q).__module__, type(q).__qualname__))
     return out
+
+
+def _mp_pool_worker():
+    import multiprocessing.pool
+    return multiprocessing.pool.worker
 
 
 class CheckedProcess(multiprocessing.Process):
@@ -145,11 +197,11 @@ class CheckedProcess(multiprocessing.Process):
         target = getattr(self._target, "__qualname__", repr(self._target))
         super().start()  # (which drops _target)
         if self._shmkit_report_dir is not None:
-            STARTED[self.pid] = target
+            STARTED[self.pid] = (target, self)
 
     def run(self):
         if self._shmkit_report_dir is not None:
-            problems = replacement_problems(self._args, self._kwargs)
+            problems = replacement_problems(self._args, self._kwargs, self._target)
             path = os.path.join(self._shmkit_report_dir, str(os.getpid()))
             with open(path + ".tmp", "w") as f:
                 f.write("; ".join(problems) if problems else "ok")
@@ -163,16 +215,24 @@ def check_children(method):
     bad = []
     if not STARTED:
         bad.append("no test started a child: the check saw nothing")
-    for pid, target in sorted(STARTED.items()):
+    unstarted = 0
+    for pid, (target, proc) in sorted(STARTED.items()):
         try:
             with open(os.path.join(REPORT_DIR, str(pid))) as f:
                 report = f.read()
         except FileNotFoundError:
+            if target == "worker" and proc.exitcode == -signal.SIGTERM:
+                # A pool worker that Pool.terminate() stopped while it was
+                # still starting (spawn, forkserver): it never ran, so
+                # never used anything.
+                unstarted += 1
+                continue
             bad.append("child %d (%s) never reported what it used" % (pid, target))
             continue
         if report != "ok":
             bad.append("child %d (%s): %s" % (pid, target, report))
-    print("cpython_tests: %s: %d child(ren) checked, %d bad" % (method, len(STARTED), len(bad)), flush=True)
+    print("cpython_tests: %s: %d child(ren) checked, %d bad, %d pool worker(s) terminated before "
+          "running" % (method, len(STARTED), len(bad), unstarted), flush=True)
     for b in bad:
         print("cpython_tests: %s: %s" % (method, b), flush=True)
     return not bad
@@ -181,6 +241,69 @@ def check_children(method):
 class ShmkitProcessesMixin(tm.ProcessesMixin):
     """CPython's processes mixin with shmkit's objects."""
     Process = CheckedProcess
+
+
+# How many shmkit queues and pools the tests made here (each checked at
+# creation), for the per-start-method check that they were used at all.
+MADE = {"Queue": 0, "JoinableQueue": 0, "SimpleQueue": 0, "Pool": 0}
+HARNESS_MP = None
+
+if pools_ready is not None:
+    import types
+
+    def _checked_queue(kind, index):
+        def make(*args, **kwargs):
+            q = getattr(shmkit_mp, kind)(*args, **kwargs)
+            if not isinstance(q, queue_classes[index]):
+                raise AssertionError("shmkit.multiprocessing.%s() made a %s.%s"
+                                     % (kind, type(q).__module__, type(q).__qualname__))
+            MADE[kind] += 1
+            return q
+        make.__name__ = make.__qualname__ = kind
+        return make
+
+    class CheckedPool(shmkit_pool.Pool):
+        """shmkit's Pool (what shmkit.multiprocessing.Pool makes), with
+        CheckedProcess workers; checks its queues are shmkit's."""
+
+        @staticmethod
+        def Process(ctx, *args, **kwds):
+            # The workers run under the harness's start method, which is
+            # the default context's: a CheckedProcess of that method.
+            assert ctx.get_start_method() == multiprocessing.get_start_method(), ctx
+            return CheckedProcess(*args, **kwds)
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for what in ("_inqueue", "_outqueue", "_change_notifier"):
+                q = getattr(self, what)
+                if not isinstance(q, queue_classes[1]):
+                    raise AssertionError("the pool's %s is a %s.%s" % (what, type(q).__module__,
+                                                                     type(q).__qualname__))
+            MADE["Pool"] += 1
+
+    def _checked_pool(processes=None, initializer=None, initargs=(), maxtasksperchild=None):
+        # What shmkit.multiprocessing.Pool(...) does, with the checks above.
+        return CheckedPool(processes, initializer, initargs, maxtasksperchild,
+                           context=shmkit_mp.get_context())
+    _checked_pool.__name__ = _checked_pool.__qualname__ = "Pool"
+
+    class HarnessMultiprocessing(types.ModuleType):
+        """The test module's `multiprocessing`: shmkit.multiprocessing, with
+        its queue and pool factories checked and counted."""
+
+        def __getattr__(self, name):
+            return getattr(shmkit_mp, name)
+
+    HARNESS_MP = HarnessMultiprocessing("multiprocessing")
+    HARNESS_MP.Queue = _checked_queue("Queue", 0)
+    HARNESS_MP.SimpleQueue = _checked_queue("SimpleQueue", 1)
+    HARNESS_MP.JoinableQueue = _checked_queue("JoinableQueue", 2)
+    HARNESS_MP.Pool = _checked_pool
+    ShmkitProcessesMixin.Queue = staticmethod(HARNESS_MP.Queue)
+    ShmkitProcessesMixin.JoinableQueue = staticmethod(HARNESS_MP.JoinableQueue)
+    ShmkitProcessesMixin.Pool = staticmethod(HARNESS_MP.Pool)
+    tm.multiprocessing = HARNESS_MP
 
 
 if sharedctypes is not None:
@@ -247,12 +370,21 @@ def main():
     assert multiprocessing.managers.SharedMemoryManager is CountedSharedMemoryManager
     assert issubclass(tm.multiprocessing.managers.SharedMemoryManager, shared_memory.SharedMemoryManager)
     assert not replacement_problems(), replacement_problems()
+    assert tm.multiprocessing is HARNESS_MP and HARNESS_MP.Pool is _checked_pool
+    # shmkit.multiprocessing's own Pool (what the checked one mirrors) is
+    # shmkit's Pool on shmkit queues, under every start method.
+    for method in args.methods.split(","):
+        with shmkit_mp.get_context(method).Pool(1) as p:
+            assert type(p) is shmkit_pool.Pool, type(p)
+            assert all(isinstance(q, queue_classes[1]) for q in (p._inqueue, p._outqueue, p._change_notifier))
+            assert p.apply(abs, (-3,)) == 3
+        p.join()
     # Installed-package runs (ctest, release): shmkit must come from the venv
     # the wheel was installed into, never from the build tree or checkout.
     venv = os.environ.get("SHMKIT_EXPECT_INSTALLED")
     if venv:
         venv = os.path.realpath(venv)
-        for m in (shared_memory, sharedctypes, synchronize):
+        for m in (shared_memory, sharedctypes, synchronize, shmkit_mp, shmkit_pool):
             where = os.path.realpath(m.__file__)
             if not where.startswith(venv + os.sep):
                 sys.exit("cpython_tests: %s was imported from %s, not from the installed wheel in %s"
@@ -285,6 +417,18 @@ def main():
         print("cpython_tests: %s: shmkit's SharedMemoryManager started %d time(s) by %s"
               % (method, CountedSharedMemoryManager.started, ", ".join(sorted(manager_tests))), flush=True)
         CountedSharedMemoryManager.started = 0
+        # The queue and pool tests made shmkit's queues and pools here.
+        ran = {n[len("WithProcesses"):] for n in names}
+        print("cpython_tests: %s: made %s" % (method, ", ".join("%d shmkit %s" % (v, k) for k, v in MADE.items())),
+              flush=True)
+        if "TestQueue" in ran and (MADE["Queue"] == 0 or MADE["JoinableQueue"] == 0):
+            print("cpython_tests: %s: the queue tests ran but made no shmkit Queue or JoinableQueue" % method)
+            ok = False
+        if any(c[1:] in ran for c in POOL_CLASSES) and MADE["Pool"] == 0:
+            print("cpython_tests: %s: the pool tests ran but made no shmkit Pool" % method)
+            ok = False
+        for k in MADE:
+            MADE[k] = 0
         for p in multiprocessing.active_children():
             p.join(60)
         multiprocessing.process._cleanup()

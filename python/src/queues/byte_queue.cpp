@@ -156,7 +156,9 @@ PyGetSetDef message_getset[] = {
 // held (try_pop runs with it).
 class PySink final : public shmkit::ByteSink {
  public:
-  explicit PySink(bool writable) noexcept : writable_(writable) {}
+  // writable: an in-ring message as a bytearray (else bytes); ool_writable:
+  // an out-of-line one as a writable ByteMessage.
+  PySink(bool writable, bool ool_writable) noexcept : writable_(writable), ool_writable_(ool_writable) {}
   ~PySink() { Py_XDECREF(obj_); }
   PySink(const PySink&) = delete;
   PySink& operator=(const PySink&) = delete;
@@ -182,7 +184,7 @@ class PySink final : public shmkit::ByteSink {
     if (block_) {
       shmkit::SharedMemory b = std::move(*block_);
       block_.reset();
-      return new_message(std::move(b), n_, !writable_);
+      return new_message(std::move(b), n_, !ool_writable_);
     }
     PyErr_SetString(PyExc_RuntimeError, "ByteQueue: a pop delivered nothing");
     return nullptr;
@@ -195,6 +197,7 @@ class PySink final : public shmkit::ByteSink {
 
  private:
   bool writable_;
+  bool ool_writable_;
   PyObject* obj_ = nullptr;
   std::optional<shmkit::SharedMemory> block_;
   std::size_t n_ = 0;
@@ -310,7 +313,7 @@ void after_pop(ByteQueueObj* self) {
 }
 
 PyObject* pop(ByteQueueObj* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* fn,
-              bool writable) {
+              bool writable, bool ool_writable) {
   bool block = true;
   double timeout = -1.0;
   if ((nargs != 0 || kwnames != nullptr) &&
@@ -318,7 +321,7 @@ PyObject* pop(ByteQueueObj* self, PyObject* const* args, Py_ssize_t nargs, PyObj
     return nullptr;
   }
   if (!check_open(self)) return nullptr;
-  PySink sink(writable);
+  PySink sink(writable, ool_writable);
   shmkit::ByteQueue* q = self->q;
   shmkit::BytePop p = q->try_pop(sink);
   if (p == shmkit::BytePop::ok) [[likely]] {
@@ -358,11 +361,17 @@ PyObject* pop(ByteQueueObj* self, PyObject* const* args, Py_ssize_t nargs, PyObj
 
 // get(block=True, timeout=None) -> bytes | ByteMessage (read-only)
 PyObject* bq_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  return pop(as_bq(o), args, nargs, kwnames, "get", false);
+  return pop(as_bq(o), args, nargs, kwnames, "get", false, false);
 }
 // get_buffer(block=True, timeout=None) -> bytearray | ByteMessage (writable)
 PyObject* bq_get_buffer(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  return pop(as_bq(o), args, nargs, kwnames, "get_buffer", true);
+  return pop(as_bq(o), args, nargs, kwnames, "get_buffer", true, true);
+}
+// _get_message(block=True, timeout=None) -> bytes | ByteMessage (writable):
+// what shmkit.Queue decodes (bytes index fastest; an out-of-line message's
+// out-of-band buffers come back writable, zero copy).
+PyObject* bq_get_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return pop(as_bq(o), args, nargs, kwnames, "_get_message", false, true);
 }
 
 // wait_message(timeout=None) -> bool: whether a message is there, waiting
@@ -584,6 +593,8 @@ PyMethodDef bq_methods[] = {
     {"get_buffer", fastcall(bq_get_buffer), METH_FASTCALL | METH_KEYWORDS,
      "get_buffer($self, /, block=True, timeout=None)\n--\n\nAs get(), writable: a bytearray, or a "
      "writable ByteMessage."},
+    {"_get_message", fastcall(bq_get_message), METH_FASTCALL | METH_KEYWORDS,
+     "_get_message($self, /, block=True, timeout=None)\n--\n\nbytes, or a writable ByteMessage."},
     {"wait_message", fastcall(bq_wait_message), METH_FASTCALL | METH_KEYWORDS,
      "wait_message($self, /, timeout=None)\n--\n\nWhether a message is there, waiting up to timeout; "
      "takes nothing."},

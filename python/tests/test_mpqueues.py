@@ -1,0 +1,694 @@
+"""shmkit.Queue, SimpleQueue and JoinableQueue (python/shmkit/mpqueues.py)
+and the byte queue under them (shmkit._queues.ByteQueue): objects of every
+kind and size, numpy zero copy, many producers and consumers in real
+processes (fork and spawn), producers and consumers SIGKILLed and SIGSTOPped
+mid-stream, Ctrl-C in every blocking call, the doorbell with selectors,
+multiprocessing.connection.wait and asyncio, and byte messages of 0 B to
+64 MiB exchanged with a C++ program (python/tests/peers/byte_queue_peer.cpp).
+
+Every test checks that nothing its queues made is left in /dev/shm (the
+block, its doorbell FIFO "<name>.bell", out-of-line blocks "<name>.o<n>").
+"""
+import asyncio
+import gc
+import glob
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import queue
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import shmkit
+from shmkit import _queues, mpqueues
+from shmkit.mpqueues import JoinableQueue, Queue, SimpleQueue
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover
+    np = None
+
+WATCHDOG = 120  # seconds any child may take
+MiB = 1 << 20
+
+
+# ------------------------------------------------------------ helpers
+
+@pytest.fixture(autouse=True)
+def no_leaks(monkeypatch):
+    """Records the blocks the test's queues create; after the test (its
+    objects collected) none of them, nor their doorbells or out-of-line
+    blocks, may be left in /dev/shm."""
+    made = []
+    real = mpqueues._new_block
+
+    def recording(*a):
+        q = real(*a)
+        made.append(q.name)
+        return q
+
+    monkeypatch.setattr(mpqueues, "_new_block", recording)
+    yield made
+    gc.collect()
+    left = [p for n in made for p in glob.glob("/dev/shm/" + n + "*")]
+    for n in made:
+        try:
+            _queues.unlink_byte_queue(n)
+        except OSError:
+            pass
+    assert not left, "left in /dev/shm: %s" % left
+
+
+def pattern(n):
+    """Byte i is (i + 13 n) mod 256 (the C++ peer's pattern too)."""
+    start = (13 * n) & 0xff
+    period = bytes(range(256))
+    rot = period[start:] + period[:start]
+    return (rot * (n // 256 + 1))[:n]
+
+
+def join_all(procs):
+    for p in procs:
+        p.join(WATCHDOG)
+        if p.is_alive():
+            p.kill()
+            p.join()
+            pytest.fail("a child hung (watchdog)")
+
+
+SMALL_DICT = dict(a=42, b=33, c=(1, 2, 3), d=[1, 2, 3], e="123", f=b"kkk")
+
+
+# ------------------------------------------------------------ objects
+
+@pytest.mark.parametrize("obj", [
+    None, 0, -1, 2 ** 100, 1.5, "", "héllo", b"", b"x", bytearray(b"abc"), (), (1, "a"),
+    [1, [2, [3]]], {"k": {1, 2}}, SMALL_DICT, frozenset([1]), ValueError("boom"),
+    pickle.PickleBuffer(bytearray(b"out of band")),
+])
+def test_objects_round_trip(obj):
+    q = Queue()
+    q.put(obj)
+    got = q.get(timeout=10)
+    if isinstance(obj, pickle.PickleBuffer):
+        assert bytes(got) == bytes(obj)
+    elif isinstance(obj, Exception):
+        assert type(got) is type(obj) and got.args == obj.args
+    else:
+        assert got == obj and type(got) is type(obj)
+    q.close()
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 63, 64, 1000, 65536, MiB - 1, MiB, MiB + 1, 8 * MiB,
+                               64 * MiB])
+def test_bytes_of_every_size(n):
+    q = Queue()
+    data = pattern(n)
+    q.put(data)
+    got = q.get(timeout=60)
+    assert type(got) is bytes and got == data
+    q.put(bytearray(data))  # pickled (not the bytes shortcut)
+    got = q.get(timeout=60)
+    assert type(got) is bytearray and got == data
+    q.close()
+
+
+def test_small_ring_and_out_of_line_threshold():
+    q = Queue(ring_bytes=1024, out_of_line_threshold=100)
+    assert q._q.ring_bytes == 1024 and q._q.out_of_line_threshold == 100
+    for n in (0, 99, 100, 101, 5000):
+        q.put(pattern(n))
+        assert q.get(timeout=10) == pattern(n)
+    q.close()
+
+
+@pytest.mark.skipif(np is None, reason="numpy is not installed")
+@pytest.mark.parametrize("shape", [(0,), (10,), (1000, 3), (2 * MiB,)])
+def test_numpy_arrays(shape):
+    q = Queue()
+    a = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    q.put(a)
+    b = q.get(timeout=60)
+    assert b.dtype == a.dtype and b.shape == a.shape and (a == b).all()
+    assert b.flags.writeable  # as multiprocessing gives them
+    b[...] = 0
+    q.put(np.asfortranarray(a))
+    assert (q.get(timeout=60) == a).all()
+    q.close()
+
+
+@pytest.mark.skipif(np is None, reason="numpy is not installed")
+def test_numpy_out_of_line_is_zero_copy():
+    """A 16 MiB array travels out of line: the array received is a view of
+    the mapped message (its base chain reaches the ByteMessage), which
+    stays mapped for as long as the array lives."""
+    q = Queue()
+    a = np.arange(2 * MiB, dtype=np.float64)
+    q.put(a)
+    b = q.get(timeout=60)
+    base = b
+    while getattr(base, "base", None) is not None and not isinstance(base, _queues.ByteMessage):
+        base = base.base if not isinstance(base, memoryview) else base.obj
+    assert isinstance(base, _queues.ByteMessage)
+    q.close()
+    del q
+    gc.collect()
+    assert (b == a).all()  # the mapping outlives the queue
+    b[:] = 1
+
+
+def test_pickling_only_while_spawning():
+    for q in (Queue(), SimpleQueue(), JoinableQueue()):
+        with pytest.raises(RuntimeError):
+            pickle.dumps(q)
+        q.close()
+
+
+def test_shmkit_objects_travel_by_name():
+    from shmkit import synchronize
+    lock = synchronize.Lock()
+    q = Queue()
+    q.put(lock)
+    got = q.get(timeout=10)
+    assert got.name == lock.name
+    q.close()
+
+
+# ------------------------------------------------------------ the queue API
+
+def test_full_and_empty_with_timeouts():
+    q = Queue(2)
+    assert q.empty() and not q.full() and q.qsize() == 0
+    q.put(1)
+    q.put_nowait(2)
+    assert q.full() and q.qsize() == 2
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=0.05)
+    with pytest.raises(queue.Full):
+        q.put(3, block=False)
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=-1)  # as CPython: a negative timeout is 0
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    assert q.get() == 1 and q.get_nowait() == 2
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.05)
+    with pytest.raises(queue.Empty):
+        q.get(block=False)
+    with pytest.raises(queue.Empty):
+        q.get(timeout=-1)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    assert q.empty() and q.qsize() == 0
+    q.close()
+
+
+def test_unbounded_queue_is_bounded_by_its_ring():
+    q = Queue(ring_bytes=1024)
+    n = 0
+    with pytest.raises(queue.Full):
+        while True:
+            q.put(b"x" * 40, block=False)
+            n += 1
+    assert n > 0 and q.qsize() == n and not q.full()
+    assert q.get_many(10 ** 6) == [b"x" * 40] * n
+    q.close()
+
+
+def test_put_many_get_many():
+    q = Queue()
+    q.put_many(range(100))
+    assert q.get_many(30) == list(range(30))
+    assert q.get_many(1000) == list(range(30, 100))
+    assert q.get_many(5, timeout=0.01) == []
+    sq = SimpleQueue()
+    sq.put_many([1, 2, 3])
+    assert sq.get_many(10) == [1, 2, 3]
+    q.close()
+    sq.close()
+
+
+def test_close_then_value_error():
+    q = Queue()
+    with pytest.raises(AssertionError):
+        q.join_thread()
+    q.put(1)
+    q.close()
+    q.close()
+    q.join_thread()
+    q.cancel_join_thread()
+    for call in (lambda: q.put(1), lambda: q.get(), lambda: q.get_nowait(), lambda: q.put_nowait(1),
+                 q.qsize, q.empty, q.full):
+        with pytest.raises(ValueError):
+            call()
+
+
+def test_simple_queue_close():
+    sq = SimpleQueue()
+    sq.put("a")
+    assert not sq.empty() and sq.get() == "a" and sq.empty()
+    sq.close()
+    sq.close()  # twice is fine, as CPython
+    with pytest.raises(OSError):
+        sq.get()
+    with pytest.raises(OSError):
+        sq.put(1)
+
+
+def test_generic_alias():
+    assert Queue[int] is not None and SimpleQueue[int] is not None and JoinableQueue[int] is not None
+
+
+def test_top_level_names():
+    assert shmkit.Queue is Queue and shmkit.SimpleQueue is SimpleQueue
+    assert shmkit.JoinableQueue is JoinableQueue
+
+
+def test_joinable_queue():
+    q = JoinableQueue()
+    with pytest.raises(ValueError):
+        q.task_done()
+    for i in range(3):
+        q.put(i)
+    ctx = multiprocessing.get_context("fork")
+
+    def consume():
+        for _ in range(3):
+            q.get(timeout=WATCHDOG)
+            q.task_done()
+
+    p = ctx.Process(target=consume)
+    p.start()
+    q.join()
+    join_all([p])
+    assert p.exitcode == 0 and q.empty()
+    with pytest.raises(ValueError):
+        q.task_done()
+    q.close()
+
+
+# ------------------------------------------------------------ processes
+
+def _produce(q, first, n):
+    for i in range(first, first + n):
+        q.put({"i": i, "pad": "x" * (i % 300)} if i % 7 else (i, pattern(i % 5000)))
+
+
+def _consume(q, out):
+    got = []
+    while True:
+        m = q.get(timeout=WATCHDOG)
+        if m is None:
+            break
+        if isinstance(m, dict):
+            assert m["pad"] == "x" * (m["i"] % 300)
+            got.append(m["i"])
+        else:
+            assert m[1] == pattern(m[0] % 5000)
+            got.append(m[0])
+    out.put(got)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_many_producers_many_consumers(method):
+    ctx = multiprocessing.get_context(method)
+    q = Queue(ring_bytes=64 * 1024)
+    out = SimpleQueue()
+    per = 600
+    producers = [ctx.Process(target=_produce, args=(q, k * per, per)) for k in range(3)]
+    consumers = [ctx.Process(target=_consume, args=(q, out)) for _ in range(2)]
+    for p in producers + consumers:
+        p.start()
+    join_all(producers)
+    for _ in consumers:
+        q.put(None)
+    results = [out.get() for _ in consumers]
+    join_all(consumers)
+    assert all(p.exitcode == 0 for p in producers + consumers)
+    assert sorted(x for r in results for x in r) == list(range(3 * per))
+    q.close()
+    out.close()
+
+
+def test_child_exits_right_after_put():
+    """No feeder thread: a child that puts and exits at once loses nothing."""
+    ctx = multiprocessing.get_context("fork")
+    q = Queue()
+    p = ctx.Process(target=lambda: (q.put(list(range(1000))), os._exit(0)))
+    p.start()
+    join_all([p])
+    assert q.get(timeout=10) == list(range(1000))
+    q.close()
+
+
+# ------------------------------------------------------------ kills and stops
+
+def _stream(q, first, n, size):
+    for i in range(first, first + n):
+        q.put((i, pattern(size + i % 13)))
+
+
+def _check_stream(items):
+    for i, data in items:
+        assert data == pattern(len(data)), "a corrupt message"
+
+
+@pytest.mark.parametrize("size", [100, 200 * 1024, 2 * MiB])
+def test_producer_killed_mid_put(size):
+    """A producer SIGKILLed while it streams (in the ring, a long in-ring
+    message, out of line): the survivors go on, at most its message in
+    flight is lost, nothing is corrupted, and unlink() removes what it left."""
+    ctx = multiprocessing.get_context("fork")
+    q = Queue(ring_bytes=1 << 16 if size < 1024 else 1 << 23)
+    victim = ctx.Process(target=_stream, args=(q, 0, 10 ** 6, size))
+    victim.start()
+    seen = [q.get(timeout=WATCHDOG) for _ in range(3)]  # it is streaming
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    _check_stream(seen)
+    survivor = ctx.Process(target=_stream, args=(q, 10 ** 7, 50, size))
+    survivor.start()
+    drained = []
+    while True:
+        try:
+            drained.append(q.get(timeout=5))
+        except queue.Empty:
+            break
+    join_all([survivor])
+    _check_stream(drained)
+    survivors = [i for i, _ in drained if i >= 10 ** 7]
+    assert survivors == list(range(10 ** 7, 10 ** 7 + 50))
+    victims = [i for i, _ in seen + drained if i < 10 ** 7]
+    assert victims == sorted(victims)
+    if victims:  # every message it published arrived, in order
+        assert victims == list(range(victims[0], victims[-1] + 1))
+    assert q._q.losses["corrupt_records"] == 0
+    q.close()
+
+
+def _drain_to(q, out):
+    while True:
+        m = q.get(timeout=WATCHDOG)
+        if m is None:
+            return
+        out.put(m[0])
+
+
+@pytest.mark.parametrize("size", [100, 2 * MiB])
+def test_consumer_killed_mid_get(size):
+    ctx = multiprocessing.get_context("fork")
+    q = Queue(ring_bytes=1 << 16 if size < 1024 else 1 << 23)
+    n = 400 if size < 1024 else 30
+    producer = ctx.Process(target=_stream, args=(q, 0, n, size))
+    producer.start()
+    reports = SimpleQueue()
+    victim = ctx.Process(target=_drain_to, args=(q, reports))
+    victim.start()
+    first = reports.get()  # it is consuming
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    join_all([producer])
+    q.put(None)
+    survivor = ctx.Process(target=_drain_to, args=(q, reports))
+    survivor.start()
+    join_all([survivor])
+    got = [first]
+    while not reports.empty():
+        got.append(reports.get())
+    assert len(got) == len(set(got))  # nothing twice
+    assert len(got) >= n - 2  # at most the message in the victim's hands (and one reported)
+    assert survivor.exitcode == 0
+    q.close()
+    reports.close()
+
+
+def test_producer_stopped_mid_stream_then_resumed():
+    """A SIGSTOPped producer delays only its own message: another producer
+    and the consumer go on; when it resumes, its messages arrive."""
+    ctx = multiprocessing.get_context("fork")
+    q = Queue(ring_bytes=1 << 20)
+    victim = ctx.Process(target=_stream, args=(q, 0, 2000, 3000))
+    victim.start()
+    q.get(timeout=WATCHDOG)
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        other = ctx.Process(target=_stream, args=(q, 10 ** 7, 100, 100))
+        other.start()
+        got = []
+        while len([i for i in got if i >= 10 ** 7]) < 100:
+            i, data = q.get(timeout=WATCHDOG)
+            assert data == pattern(len(data))
+            got.append(i)
+        join_all([other])
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+    while True:
+        i, data = q.get(timeout=WATCHDOG)
+        got.append(i)
+        if i == 1999:
+            break
+    join_all([victim])
+    assert sorted(i for i in got if i < 10 ** 7) == list(range(1, 2000))
+    q.close()
+
+
+def test_consumer_stopped_mid_get():
+    ctx = multiprocessing.get_context("fork")
+    q = Queue(ring_bytes=1 << 16)
+    reports = SimpleQueue()
+    victim = ctx.Process(target=_drain_to, args=(q, reports))
+    victim.start()
+    _stream(q, 0, 5, 10)
+    reports.get()
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        _stream(q, 100, 50, 10)
+        got = []
+        while True:  # this process consumes around the stopped one
+            try:
+                got.append(q.get(timeout=0.5)[0])
+            except queue.Empty:
+                break
+        assert len(got) >= 48
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+    q.put(None)
+    join_all([victim])
+    q.close()
+    reports.close()
+
+
+# ------------------------------------------------------------ Ctrl-C
+
+_CTRL_C = {
+    "Queue.get": "q = Queue(); ready(); q.get()",
+    "Queue.get(timeout)": "q = Queue(); ready(); q.get(timeout=600)",
+    "Queue.put (full maxsize)": "q = Queue(1); q.put(1); ready(); q.put(2)",
+    "Queue.put (full ring)": "q = Queue(ring_bytes=1024)\n"
+                             "while True:\n"
+                             "    try: q.put(b'x' * 100, block=False)\n"
+                             "    except Full: break\n"
+                             "ready(); q.put(b'x' * 100)",
+    "SimpleQueue.get": "q = SimpleQueue(); ready(); q.get()",
+    "SimpleQueue._reader.recv": "q = SimpleQueue(); ready(); q._reader.recv()",
+    "SimpleQueue._reader.poll": "q = SimpleQueue(); ready(); q._reader.poll(None)",
+    "JoinableQueue.join": "q = JoinableQueue(); q.put(1); ready(); q.join()",
+}
+
+
+@pytest.mark.parametrize("call", sorted(_CTRL_C))
+def test_ctrl_c_interrupts_every_blocking_call(call):
+    script = ("import os, sys\n"
+              "from queue import Full\n"
+              "from shmkit.mpqueues import Queue, SimpleQueue, JoinableQueue\n"
+              "def ready():\n"
+              "    print('ready', flush=True)\n"
+              "try:\n"
+              + "".join("    " + line + "\n" for line in _CTRL_C[call].splitlines()) +
+              "except KeyboardInterrupt:\n"
+              "    print('interrupted', flush=True)\n"
+              "    sys.exit(0)\n"
+              "sys.exit(3)\n")
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(0.2)  # let it block (a SIGINT before the call interrupts it too)
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=WATCHDOG)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and "interrupted" in out
+
+
+# ------------------------------------------------------------ the doorbell
+
+def test_connection_wait_and_poll_on_reader():
+    sq = SimpleQueue()
+    r = sq._reader
+    assert not r.poll() and not r.poll(0.01)
+    assert multiprocessing.connection.wait([r], timeout=0.01) == []
+    sq.put("hello")
+    assert r.poll() and r.poll(0.01)
+    assert multiprocessing.connection.wait([r], timeout=10) == [r]
+    assert r.recv() == "hello"
+    # Taken here: the doorbell settles, so wait() no longer wakes for it.
+    assert multiprocessing.connection.wait([r], timeout=0.01) == []
+    assert not r.poll()
+    sq.close()
+
+
+def _put_later(q, obj, delay):
+    time.sleep(delay)
+    q.put(obj)
+
+
+def test_selectors_on_fileno_with_another_process():
+    ctx = multiprocessing.get_context("fork")
+    q = Queue()
+    sel = selectors.DefaultSelector()
+    sel.register(q._reader.fileno(), selectors.EVENT_READ)
+    p = ctx.Process(target=_put_later, args=(q, {"x": 1}, 0.1))
+    p.start()
+    got = None
+    while got is None:
+        if sel.select(timeout=WATCHDOG):
+            try:
+                got = q.get_nowait()
+            except queue.Empty:  # a spurious ring: wait again
+                pass
+    join_all([p])
+    assert got == {"x": 1}
+    sel.close()
+    q.close()
+
+
+async def _aget(q):
+    """An asyncio `await` on a shmkit queue: wait for the doorbell, then take."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return q.get_nowait()
+        except queue.Empty:
+            pass
+        ready = loop.create_future()
+        fd = q.fileno()
+        loop.add_reader(fd, ready.set_result, None)
+        try:
+            if q.empty():
+                await ready
+        finally:
+            loop.remove_reader(fd)
+
+
+def test_asyncio_await_a_queue():
+    ctx = multiprocessing.get_context("fork")
+    q = Queue()
+    p = ctx.Process(target=lambda: [_put_later(q, i, 0.01) for i in range(5)])
+    p.start()
+
+    async def main():
+        return [await asyncio.wait_for(_aget(q), WATCHDOG) for _ in range(5)]
+
+    assert asyncio.run(main()) == list(range(5))
+    join_all([p])
+    q.close()
+
+
+# ------------------------------------------------------------ the byte queue
+
+def test_byte_queue_api(names):
+    n = names("bq")
+    bq = _queues.ByteQueue.create(n, 4096, 1000)
+    try:
+        assert bq.name == n and bq.ring_bytes == 4096 and bq.out_of_line_threshold == 1000
+        assert bq.max_inline <= 4096 // 2
+        bq.put_parts([b"ab", bytearray(b"cd"), memoryview(b"ef")])
+        assert bq.size() == 1 and not bq.empty()
+        assert bq.get() == b"abcdef"
+        bq.put_parts([pattern(5000)])
+        m = bq.get()
+        assert isinstance(m, _queues.ByteMessage) and m.readonly and bytes(m) == pattern(5000)
+        mv = memoryview(m)
+        with pytest.raises(BufferError):
+            m.release()
+        mv.release()
+        m.release()
+        bq.put_parts([pattern(10)])
+        got = bq.get_buffer()
+        assert type(got) is bytearray and got == pattern(10)
+        with pytest.raises(queue.Empty):
+            bq.get(timeout=0.01)
+        with pytest.raises(ValueError):
+            bq.get(timeout=-1)
+        assert bq.unblock() == "none"
+        assert bq.losses == {"producer_claims_skipped": 0, "consumer_claims_released": 0,
+                             "corrupt_records": 0}
+        assert bq.fileno() >= 0
+        bq.settle()
+        other = _queues.ByteQueue.attach(n)
+        other.put_parts([b"x"])
+        assert bq.get() == b"x"
+        other.close()
+    finally:
+        bq.close()
+        bq.unlink()
+    with pytest.raises(ValueError):
+        bq.get()
+    assert not glob.glob("/dev/shm/" + n + "*")
+
+
+@pytest.fixture
+def bq_peer():
+    d = os.environ.get("SHMKIT_PY_PEERS")
+    path = os.path.join(d, "byte_queue_peer") if d else None
+    if not path or not os.access(path, os.X_OK):
+        pytest.skip("the C++ peer is not built ($SHMKIT_PY_PEERS unset: run through ctest)")
+    return path
+
+
+SIZES = [0, 1, 15, 16, 17, 100, 4096, 65536, MiB - 1, MiB, MiB + 1, 8 * MiB, 64 * MiB]
+
+
+def test_cross_language_echo(bq_peer, names):
+    """Python sends byte messages of 0 B to 64 MiB to a C++ program, which
+    checks each and sends it back."""
+    a, b = names("in"), names("out")
+    qa = _queues.ByteQueue.create(a, 1 << 20, 256 * 1024)
+    qb = _queues.ByteQueue.create(b, 1 << 20, 256 * 1024)
+    try:
+        p = subprocess.Popen([bq_peer, "echo", a, b, str(len(SIZES))], stderr=subprocess.PIPE, text=True)
+        for n in SIZES:
+            data = pattern(n)
+            qa.put_parts([data[: n // 2], data[n // 2:]], timeout=WATCHDOG)
+            got = qb.get(timeout=WATCHDOG)
+            assert len(got) == n and bytes(got) == data
+        _, err = p.communicate(timeout=WATCHDOG)
+        assert p.returncode == 0, err
+    finally:
+        for q in (qa, qb):
+            q.close()
+            q.unlink()
+
+
+def test_cross_language_cpp_creates(bq_peer, names):
+    n = names("cpp")
+    sizes = [0, 1, 63, 64, 1000, 300 * 1024, 3 * MiB]
+    r = subprocess.run([bq_peer, "send-new", n, str(1 << 21), str(256 * 1024)] + [str(s) for s in sizes],
+                       capture_output=True, text=True, timeout=WATCHDOG)
+    assert r.returncode == 0, r.stderr
+    q = _queues.ByteQueue.attach(n)
+    try:
+        for s in sizes:
+            got = q.get(timeout=10)
+            assert bytes(got) == pattern(s)
+    finally:
+        q.close()
+        _queues.unlink_byte_queue(n)

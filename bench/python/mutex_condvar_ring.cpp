@@ -10,7 +10,8 @@
 //     with processes forked after it was made (fork only; it has no name).
 //   * put(data, block=True, timeout=None): data is any C-contiguous buffer;
 //     raises ValueError when 8 + len(data) exceeds the capacity, queue.Full
-//     when no room came in time.
+//     when no room came in time. put_parts(parts, ...) writes one message
+//     gathered from up to 64 buffers (what shmkit.Queue's encoder returns).
 //   * get(block=True, timeout=None) -> bytes; raises queue.Empty likewise.
 //   * Both release the GIL for all their work on the ring (locking, waiting,
 //     copying), as the Cython drop-ins do; the message is copied into a
@@ -155,25 +156,24 @@ bool ready(Ring* self) {
     return true;
 }
 
-PyObject* Ring_put(Ring* self, PyObject* args, PyObject* kwds) {
-    static const char* kw[] = {"data", "block", "timeout", nullptr};
-    Py_buffer buf;
-    int block = 1;
-    PyObject* timeout = Py_None;
-    if (!ready(self)) return nullptr;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*|pO", const_cast<char**>(kw), &buf, &block, &timeout))
-        return nullptr;
+// Appends one message made of parts[0..count) (released here), waiting for
+// room as block/timeout say.
+PyObject* write_message(Ring* self, Py_buffer* parts, std::size_t count, int block, PyObject* timeout) {
     RingHeader* h = self->hdr;
-    auto n = static_cast<std::uint64_t>(buf.len);
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < count; ++i) n += static_cast<std::uint64_t>(parts[i].len);
+    auto release = [&] {
+        for (std::size_t i = 0; i < count; ++i) PyBuffer_Release(&parts[i]);
+    };
     if (n + kLen > h->capacity) {
-        PyBuffer_Release(&buf);
+        release();
         PyErr_SetString(PyExc_ValueError, "Ring.put: message larger than the ring");
         return nullptr;
     }
     bool timed;
     timespec deadline{};
     if (parse_timeout(timeout, &timed, &deadline) < 0) {
-        PyBuffer_Release(&buf);
+        release();
         return nullptr;
     }
     bool ok = true;
@@ -186,20 +186,69 @@ PyObject* Ring_put(Ring* self, PyObject* args, PyObject* kwds) {
         }
     }
     if (ok) {
-        copy_in(h, h->tail, reinterpret_cast<const char*>(&n), kLen);
-        copy_in(h, h->tail + kLen, static_cast<const char*>(buf.buf), static_cast<std::size_t>(n));
-        h->tail += n + kLen;
+        std::uint64_t pos = h->tail;
+        copy_in(h, pos, reinterpret_cast<const char*>(&n), kLen);
+        pos += kLen;
+        for (std::size_t i = 0; i < count; ++i) {
+            copy_in(h, pos, static_cast<const char*>(parts[i].buf), static_cast<std::size_t>(parts[i].len));
+            pos += static_cast<std::uint64_t>(parts[i].len);
+        }
+        h->tail = pos;
         ++h->messages;
         pthread_cond_signal(&h->not_empty);
     }
     pthread_mutex_unlock(&h->mutex);
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&buf);
+    release();
     if (!ok) {
         PyErr_SetNone(g_full);
         return nullptr;
     }
     Py_RETURN_NONE;
+}
+
+PyObject* Ring_put(Ring* self, PyObject* args, PyObject* kwds) {
+    static const char* kw[] = {"data", "block", "timeout", nullptr};
+    Py_buffer buf;
+    int block = 1;
+    PyObject* timeout = Py_None;
+    if (!ready(self)) return nullptr;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*|pO", const_cast<char**>(kw), &buf, &block, &timeout))
+        return nullptr;
+    return write_message(self, &buf, 1, block, timeout);
+}
+
+// put_parts(parts, block=True, timeout=None): one message, the parts (a
+// sequence of bytes-like objects) gathered into the ring in order.
+PyObject* Ring_put_parts(Ring* self, PyObject* args, PyObject* kwds) {
+    static const char* kw[] = {"parts", "block", "timeout", nullptr};
+    PyObject* seq_arg;
+    int block = 1;
+    PyObject* timeout = Py_None;
+    if (!ready(self)) return nullptr;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|pO", const_cast<char**>(kw), &seq_arg, &block, &timeout))
+        return nullptr;
+    PyObject* seq = PySequence_Fast(seq_arg, "Ring.put_parts: parts must be a sequence");
+    if (seq == nullptr) return nullptr;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    constexpr Py_ssize_t kMaxParts = 64;
+    if (count > kMaxParts) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "Ring.put_parts: at most 64 parts");
+        return nullptr;
+    }
+    Py_buffer parts[kMaxParts];
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        if (PyObject_GetBuffer(items[i], &parts[i], PyBUF_SIMPLE) < 0) {
+            for (Py_ssize_t j = 0; j < i; ++j) PyBuffer_Release(&parts[j]);
+            Py_DECREF(seq);
+            return nullptr;
+        }
+    }
+    PyObject* r = write_message(self, parts, static_cast<std::size_t>(count), block, timeout);
+    Py_DECREF(seq);
+    return r;
 }
 
 PyObject* Ring_get(Ring* self, PyObject* args, PyObject* kwds) {
@@ -264,6 +313,9 @@ PyObject* Ring_qsize(Ring* self, PyObject*) {
 PyMethodDef ring_methods[] = {
     {"put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Ring_put)), METH_VARARGS | METH_KEYWORDS,
      "put(data, block=True, timeout=None): append one message (a bytes-like object)"},
+    {"put_parts", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Ring_put_parts)),
+     METH_VARARGS | METH_KEYWORDS,
+     "put_parts(parts, block=True, timeout=None): append one message gathered from bytes-like parts"},
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Ring_get)), METH_VARARGS | METH_KEYWORDS,
      "get(block=True, timeout=None) -> bytes: take the oldest message"},
     {"qsize", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Ring_qsize)), METH_NOARGS,

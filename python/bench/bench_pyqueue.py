@@ -11,7 +11,10 @@ Both sides of every ratio do the same work: the same processes (forked from
 this one), the same placement (pinned with sched_setaffinity, as taskset
 does: see PLACEMENT), the same objects, each pickled with multiprocessing's
 ForkingPickler (multiprocessing.Queue in its feeder thread, shmkit.Queue
-inside put, the ring's wrapper here, the same way shmkit.Queue does).
+inside put, the ring's wrapper here with shmkit.Queue's own encoder). Note
+that shmkit.Queue (and so the ring's wrapper) sends a `bytes` object
+unpickled, behind one tag byte, where multiprocessing.Queue pickles it: in
+the 8-byte row that is part of what is measured.
 
 Rows (names python/<row>/<side>; all figures are ns):
   pyqueue_dict_1p1c    one producer process puts the small dict, one consumer
@@ -87,19 +90,34 @@ def _pin(i):
 
 # --- the sides -------------------------------------------------------------
 
-class RingQueue:
-    """The mutex+condvar ring with a multiprocessing.Queue-like put/get of
-    objects, pickled with ForkingPickler as shmkit.Queue does."""
+def _codec():
+    """(encode, decode): shmkit.Queue's own message encoding (ForkingPickler,
+    protocol 5, a reused pickler per thread, bytes sent unpickled) when the
+    package has it, so that the ring's side pickles exactly as shmkit's;
+    else one ForkingPickler.dumps per message."""
+    try:
+        from shmkit.mpqueues import _decode, _encode
+        return _encode, _decode
+    except ImportError:
+        return (lambda obj: (ForkingPickler.dumps(obj),)), ForkingPickler.loads
 
-    def __init__(self, capacity=1 << 20):
+
+class RingQueue:
+    """The mutex+condvar ring with multiprocessing.Queue's put/get of
+    objects, each message encoded as shmkit.Queue encodes it (_codec) and
+    gathered into the ring as shmkit.Queue gathers its parts. Its ring has
+    the size of shmkit.Queue's default ring (4 MiB)."""
+
+    def __init__(self, capacity=4 << 20):
         from _mutex_condvar_ring import Ring
         self._ring = Ring(capacity)
+        self._encode, self._decode = _codec()
 
     def put(self, obj, block=True, timeout=None):
-        self._ring.put(ForkingPickler.dumps(obj), block, timeout)
+        self._ring.put_parts(self._encode(obj), block, timeout)
 
     def get(self, block=True, timeout=None):
-        return ForkingPickler.loads(self._ring.get(block, timeout))
+        return self._decode(self._ring.get(block, timeout))
 
 
 def _have_ring():
@@ -260,10 +278,13 @@ def _with_pool(make, body):
             pool = make()
             try:
                 pool.map(trivial, range(200), chunksize=1)  # the workers are up and warm
-                return body(pool)
-            finally:
+                result = body(pool)
+            except BaseException:
                 pool.terminate()
-                pool.join()
+                raise
+            pool.close()  # every task is done: the ordinary way out
+            pool.join()
+            return result
     finally:
         if old is not None:
             os.sched_setaffinity(0, old)
@@ -296,24 +317,18 @@ def pool_apply(make, n):
 
 def benchmarks(scale):
     """name -> (callable returning ns per operation, "ns", operations). In
-    quick runs (scale < 1) the counts are smaller; every side of a row
-    streams enough messages to last about as long as the others."""
+    quick runs (scale < 1) the counts are smaller."""
     out = {}
 
-    def fast(k):  # message counts by the expected cost of a side
-        return max(200, int(k * scale))
-
-    counts = {  # side -> (dict 1P1C, bytes8 1P1C, dict 2P2C)
-        "shmkit_queue": (fast(200_000), fast(400_000), fast(200_000)),
-        "mutex_condvar_ring": (fast(40_000), fast(80_000), fast(40_000)),
-        "cpython_mp_queue": (fast(20_000), fast(20_000), fast(20_000)),
-    }
+    # Every side of a row moves the same number of messages (the same work),
+    # enough for the slowest side (multiprocessing.Queue, ~10 us a message)
+    # to last about 0.2 s in quick runs and 1 s in full ones.
+    n = 100_000 if scale >= 1 else max(2000, int(80_000 * scale))
     arrays = max(4, int(16 * scale))
     for side, make in queue_sides().items():
-        d, b, d2 = counts[side]
-        out[f"python/pyqueue_dict_1p1c/{side}"] = (lambda m=make, n=d: stream(m, SMALL_DICT, n)), "ns", d
-        out[f"python/pyqueue_bytes8_1p1c/{side}"] = (lambda m=make, n=b: stream(m, BYTES8, n)), "ns", b
-        out[f"python/pyqueue_dict_2p2c/{side}"] = (lambda m=make, n=d2: stream(m, SMALL_DICT, n, 2)), "ns", d2
+        out[f"python/pyqueue_dict_1p1c/{side}"] = (lambda m=make: stream(m, SMALL_DICT, n)), "ns", n
+        out[f"python/pyqueue_bytes8_1p1c/{side}"] = (lambda m=make: stream(m, BYTES8, n)), "ns", n
+        out[f"python/pyqueue_dict_2p2c/{side}"] = (lambda m=make: stream(m, SMALL_DICT, n, 2)), "ns", n
         if side != "mutex_condvar_ring" and _have_numpy():
             out[f"python/pyqueue_numpy16m/{side}"] = (lambda m=make: array_transfer(m, arrays)), "ns", arrays
     tasks = 100_000 if scale >= 1 else max(2000, int(40_000 * scale))

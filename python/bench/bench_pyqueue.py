@@ -320,19 +320,27 @@ def benchmarks(scale):
     quick runs (scale < 1) the counts are smaller."""
     out = {}
 
-    # Every side of a row moves the same number of messages (the same work),
-    # enough for the slowest side (multiprocessing.Queue, ~10 us a message)
-    # to last about 0.2 s in quick runs and 1 s in full ones.
-    n = 100_000 if scale >= 1 else max(2000, int(80_000 * scale))
+    # Messages per measurement, by each side's expected cost, so that every
+    # measurement lasts about 0.5-1 s in full runs and a fifth of that in
+    # quick ones (a side of 0.3 us a message timed over 20,000 messages
+    # would be 6 ms of a loaded machine's noise). Per message, both sides of
+    # a row do the same work; the totals differ.
+    full = {  # side -> (small dict 1P1C, 8-byte bytes 1P1C, small dict 2P2C)
+        "shmkit_queue": (400_000, 2_000_000, 400_000),
+        "mutex_condvar_ring": (300_000, 800_000, 300_000),
+        "cpython_mp_queue": (100_000, 100_000, 100_000),
+    }
+    part = 1.0 if scale >= 1 else 0.2
     arrays = max(4, int(16 * scale))
     for side, make in queue_sides().items():
-        out[f"python/pyqueue_dict_1p1c/{side}"] = (lambda m=make: stream(m, SMALL_DICT, n)), "ns", n
-        out[f"python/pyqueue_bytes8_1p1c/{side}"] = (lambda m=make: stream(m, BYTES8, n)), "ns", n
-        out[f"python/pyqueue_dict_2p2c/{side}"] = (lambda m=make: stream(m, SMALL_DICT, n, 2)), "ns", n
+        d, b, d2 = (max(2000, int(c * part)) for c in full[side])
+        out[f"python/pyqueue_dict_1p1c/{side}"] = (lambda m=make, n=d: stream(m, SMALL_DICT, n)), "ns", d
+        out[f"python/pyqueue_bytes8_1p1c/{side}"] = (lambda m=make, n=b: stream(m, BYTES8, n)), "ns", b
+        out[f"python/pyqueue_dict_2p2c/{side}"] = (lambda m=make, n=d2: stream(m, SMALL_DICT, n, 2)), "ns", d2
         if side != "mutex_condvar_ring" and _have_numpy():
             out[f"python/pyqueue_numpy16m/{side}"] = (lambda m=make: array_transfer(m, arrays)), "ns", arrays
     tasks = 100_000 if scale >= 1 else max(2000, int(40_000 * scale))
-    applies = max(200, int(2000 * scale))
+    applies = 10_000 if scale >= 1 else 2000  # stdlib: ~50 us each
     for side, make in pool_sides().items():
         out[f"python/pypool_map/{side}"] = (lambda m=make: pool_map(m, tasks)), "ns", tasks
         out[f"python/pypool_apply/{side}"] = (lambda m=make: pool_apply(m, applies)), "ns", applies

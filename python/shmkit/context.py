@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context as _mpc
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, cast
 
 __all__ = ["get_context", "ShmkitContext", "ForkContext", "SpawnContext", "ForkServerContext",
            "DefaultContext", "DEFAULT", "is_shmkit_context"]
@@ -85,11 +85,11 @@ class ShmkitContext(_mpc.BaseContext):
         from .synchronize import Event
         return Event()
 
-    def Barrier(self, parties: int, action: Optional[Callable[[], None]] = None,
+    def Barrier(self, parties: int, action: Optional[Callable[..., object]] = None,
                 timeout: Optional[float] = None) -> Any:
         """A shmkit.synchronize.Barrier."""
         from .synchronize import Barrier
-        return Barrier(parties, action, timeout)
+        return Barrier(parties, cast(Optional[Callable[[], None]], action), timeout)
 
     # --- shmkit.sharedctypes
 

@@ -25,17 +25,15 @@ import multiprocessing as _mp
 from . import shared_memory, sharedctypes, synchronize
 from .context import DEFAULT as _DEFAULT
 
-# multiprocessing's top-level names are its default context's methods and
-# attributes; ours are those of shmkit's default context (which inherits
-# every one it does not replace from multiprocessing's BaseContext).
+# What this module replaces: methods of shmkit's default context (each
+# looks up the start method at its call). Every other top-level name is
+# multiprocessing's own object, not a copy.
+REPLACED = ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier",
+            "Value", "Array", "RawValue", "RawArray", "Queue", "SimpleQueue", "JoinableQueue",
+            "Pool", "get_context")
 __all__ = list(_mp.__all__)
 for _name in __all__:
-    if _name in ("Process", "reducer"):
-        globals()[_name] = getattr(_mp, _name)
-    elif hasattr(_DEFAULT, _name):
-        globals()[_name] = getattr(_DEFAULT, _name)
-    else:
-        globals()[_name] = getattr(_mp, _name)
+    globals()[_name] = getattr(_DEFAULT if _name in REPLACED else _mp, _name)
 del _name
 
 SUBDEBUG = _mp.SUBDEBUG

@@ -35,7 +35,6 @@ runs on shmkit's spawn context).
 from __future__ import annotations
 
 import multiprocessing.pool as _mp_pool
-import queue as _queue
 import time
 from typing import Any, Callable, Iterable, Optional
 
@@ -47,6 +46,8 @@ __all__ = ["Pool"]
 class Pool(_mp_pool.Pool):
     """multiprocessing.pool.Pool on shmkit queues (see the module docstring)."""
 
+    _ctx: Any  # (set by multiprocessing's __init__: the shmkit context)
+
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., object]] = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None,
                  context: Any = None) -> None:
@@ -54,25 +55,23 @@ class Pool(_mp_pool.Pool):
                          context=shmkit_twin(context))
 
     def _setup_queues(self) -> None:
+        # (multiprocessing's goes through q._writer.send/q._reader.recv;
+        # shmkit's SimpleQueue has those facades too, but put/get are the
+        # queue's own calls.)
         self._inqueue = self._ctx.SimpleQueue()
         self._outqueue = self._ctx.SimpleQueue()
         self._quick_put = self._inqueue.put
         self._quick_get = self._outqueue.get
 
-    def _get_sentinels(self) -> list[Any]:
-        # What the worker-handler thread waits on besides the workers'
-        # sentinels: the result queue and the change notifier, by their
-        # doorbells.
-        return [self._outqueue._reader, self._change_notifier._reader]
-
     @staticmethod
     def _help_stuff_finish(inqueue: Any, task_handler: Any, size: int) -> None:
         # terminate(): the task-handler thread may be blocked putting into a
-        # full task queue; take tasks out until it has seen TERMINATE and
-        # left (or the queue is empty). The workers are terminated next.
+        # full task queue; take tasks out, without ever blocking, until it
+        # has seen TERMINATE and left or the queue is empty. (multiprocessing
+        # takes the task queue's reader lock for good first, so that its
+        # poll-then-recv cannot lose a race to a worker; shmkit's workers
+        # take no lock, so a blocking get here could wait for ever.)
         while task_handler.is_alive():
-            try:
-                inqueue._get_nowait()
-            except _queue.Empty:
+            if not inqueue.get_many(64, block=False):
                 break
             time.sleep(0)

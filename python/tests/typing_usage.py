@@ -152,12 +152,41 @@ def use_queues() -> None:
         ring.unlink()
 
 
+def _square(x: int) -> int:
+    return x * x
+
+
+def use_context() -> None:
+    import shmkit.multiprocessing as mp
+    from shmkit.mpqueues import SimpleQueue
+    from shmkit.pool import Pool
+
+    ctx = shmkit.get_context("fork")
+    lock = ctx.Lock()
+    with lock:
+        pass
+    q: SimpleQueue = mp.SimpleQueue()
+    q.put({"a": 1})
+    got: Any = q.get()
+    assert got == {"a": 1}
+    q.close()
+    pool: Pool = mp.Pool(1)
+    with pool:
+        squares: List[int] = pool.map(_square, range(3))
+        assert squares == [0, 1, 4]
+    pool.join()
+    sem: synchronize.Semaphore = mp.Semaphore(2)
+    assert sem.acquire()
+    sem.release()
+
+
 def main() -> None:
     assert shmkit.__version__
     use_shared_memory()
     use_sharedctypes()
     use_synchronize()
     use_queues()
+    use_context()
 
 
 if __name__ == "__main__":

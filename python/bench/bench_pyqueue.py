@@ -94,6 +94,48 @@ def _pin(i):
         os.sched_setaffinity(0, {CPUS[i % len(CPUS)]})
 
 
+def runq_ns(pid="self"):
+    """{thread id: ns it has spent runnable but not running} for the threads
+    of process `pid` (the second field of /proc/<pid>/task/*/schedstat)."""
+    out = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                out[t] = int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def runq_delta(before, after):
+    """The largest wait any one thread added between two runq_ns() readings
+    (a thread born between them counts from 0)."""
+    return max((w - before.get(t, 0) for t, w in after.items()), default=0)
+
+
+class _Span:
+    """A process's timed span: wall ns, and the most ns one of its threads
+    waited for a CPU over it."""
+
+    def __init__(self):
+        self.w0 = runq_ns()
+        self.t0 = time.perf_counter_ns()
+
+    def end(self):
+        t1 = time.perf_counter_ns()
+        return self.t0, t1, runq_delta(self.w0, runq_ns())
+
+
+def _runq_share(spans):
+    """The largest share of its span any thread spent waiting for a CPU (the
+    suite's runq_wait counter: above 5% the row is flagged disturbed)."""
+    return max((w / (t1 - t0) for t0, t1, w in spans if t1 > t0), default=0.0)
+
+
 # --- the sides -------------------------------------------------------------
 
 def _codec():
@@ -182,22 +224,24 @@ def _release(q):
 
 # --- queue streams -----------------------------------------------------------
 
-def _producer(q, obj, n, start, cpu):
+def _producer(q, obj, n, start, out, cpu):
     _pin(cpu)
     put = q.put
     start.wait()
+    span = _Span()
     for _ in range(n):
         put(obj)
+    out.put(("p", span.end()))
 
 
 def _consumer(q, n, start, out, cpu):
     _pin(cpu)
     get = q.get
     start.wait()
-    t0 = time.perf_counter_ns()
+    span = _Span()
     for _ in range(n):
         get()
-    out.put((t0, time.perf_counter_ns()))
+    out.put(("c", span.end()))
 
 
 def stream(make, obj, n, pairs=1):
@@ -209,63 +253,74 @@ def stream(make, obj, n, pairs=1):
     share = n // pairs
     ps = []
     for i in range(pairs):
-        ps.append(FORK.Process(target=_producer, args=(q, obj, share, start, 2 * i)))
+        ps.append(FORK.Process(target=_producer, args=(q, obj, share, start, out, 2 * i)))
         ps.append(FORK.Process(target=_consumer, args=(q, share, start, out, 2 * i + 1)))
     with _watchdog(ps):
         for p in ps:
             p.start()
         time.sleep(0.05)
         start.set()
-        spans = [out.get() for _ in range(pairs)]
+        reports = [out.get() for _ in range(2 * pairs)]
         for p in ps:
             p.join()
     _release(q)
-    return (max(e for _, e in spans) - min(s for s, _ in spans)) / (share * pairs)
+    got = [span for who, span in reports if who == "c"]
+    ns = (max(e for _, e, _ in got) - min(s for s, _, _ in got)) / (share * pairs)
+    return ns, {"runq_wait": _runq_share([span for _, span in reports])}
 
 
 # --- a large array, put then got ------------------------------------------------
 
-def _array_sender(q, ack, n, start, cpu):
+def _array_sender(q, ack, n, start, out, cpu):
     import numpy as np
     _pin(cpu)
     a = np.arange(16 << 17, dtype=np.float64)  # 16 MiB
     start.wait()
+    span = _Span()
     for i in range(n):
         a[-1] = i
         q.put(a)
-        ack.recv_bytes()
+        if ack.recv_bytes() != b"k":
+            break
+    out.put(("p", span.end(), None))
 
 
 def _array_receiver(q, ack, n, start, out, cpu):
     import numpy  # noqa: F401  (imported before the clock starts, as the sender's)
     _pin(cpu)
     start.wait()
-    t0 = time.perf_counter_ns()
+    span = _Span()
     for i in range(n):
         a = q.get()
         if a.nbytes != 16 << 20 or a[-1] != i:
-            raise SystemExit(f"bench_pyqueue: array {i} arrived wrong")
+            ack.send_bytes(b"x")
+            out.put(("c", span.end(), f"array {i} arrived wrong"))
+            return
         del a
         ack.send_bytes(b"k")
-    out.put((time.perf_counter_ns() - t0) / n)
+    out.put(("c", span.end(), None))
 
 
 def array_transfer(make, n):
     q = make()
     start, out = FORK.Event(), FORK.SimpleQueue()
     ack_r, ack_w = FORK.Pipe(duplex=False)
-    ps = [FORK.Process(target=_array_sender, args=(q, ack_r, n, start, 0)),
+    ps = [FORK.Process(target=_array_sender, args=(q, ack_r, n, start, out, 0)),
           FORK.Process(target=_array_receiver, args=(q, ack_w, n, start, out, 1))]
     with _watchdog(ps):
         for p in ps:
             p.start()
         time.sleep(0.05)
         start.set()
-        ns = out.get()
+        reports = [out.get() for _ in ps]
         for p in ps:
             p.join()
     _release(q)
-    return ns
+    wrong = [why for _, _, why in reports if why]
+    if wrong:
+        raise RuntimeError(f"bench_pyqueue: {wrong[0]}")
+    t0, t1, _ = next(span for who, span, _ in reports if who == "c")
+    return (t1 - t0) / n, {"runq_wait": _runq_share([span for _, span, _ in reports])}
 
 
 # --- pools --------------------------------------------------------------------
@@ -275,7 +330,9 @@ def trivial(x):
 
 
 def _with_pool(make, body):
-    """body(pool) with this process and the pool's workers on the first 2 CPUs."""
+    """body(pool) -> ns, with this process and the pool's workers on the
+    first 2 CPUs; returns (ns, counters) with the largest runqueue-wait
+    share of the parent (all its threads) and of each worker over body."""
     old = os.sched_getaffinity(0) if CPUS else None
     if len(CPUS) >= 2:
         os.sched_setaffinity(0, set(CPUS[:2]))
@@ -284,13 +341,18 @@ def _with_pool(make, body):
             pool = make()
             try:
                 pool.map(trivial, range(200), chunksize=1)  # the workers are up and warm
-                result = body(pool)
+                pids = ["self"] + [p.pid for p in getattr(pool, "_pool", [])]
+                w0 = [runq_ns(p) for p in pids]
+                t0 = time.perf_counter_ns()
+                ns = body(pool)
+                t1 = time.perf_counter_ns()
+                waits = [runq_delta(w, runq_ns(p)) for p, w in zip(pids, w0)]
             except BaseException:
                 pool.terminate()
                 raise
             pool.close()  # every task is done: the ordinary way out
             pool.join()
-            return result
+            return ns, {"runq_wait": _runq_share([(t0, t1, w) for w in waits])}
     finally:
         if old is not None:
             os.sched_setaffinity(0, old)
@@ -322,8 +384,8 @@ def pool_apply(make, n):
 # --- the rows -------------------------------------------------------------------
 
 def benchmarks(scale):
-    """name -> (callable returning ns per operation, "ns", operations). In
-    quick runs (scale < 1) the counts are smaller."""
+    """name -> (callable returning (ns per operation, {"runq_wait": share}),
+    "ns", operations). In quick runs (scale < 1) the counts are smaller."""
     out = {}
 
     # Messages per measurement, by each side's expected cost, so that every
@@ -369,8 +431,9 @@ def main(argv):
         if wanted and not any(w in name for w in wanted):
             continue
         t = time.monotonic()
-        ns = fn()
-        print(f"{name:50} {ns / 1000:10.2f} us  ({ops} ops, {time.monotonic() - t:.1f}s)", flush=True)
+        ns, counters = fn()
+        print(f"{name:50} {ns / 1000:10.2f} us  ({ops} ops, {time.monotonic() - t:.1f}s, "
+              f"runq_wait {100 * counters['runq_wait']:.0f}%)", flush=True)
 
 
 if __name__ == "__main__":

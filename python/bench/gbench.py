@@ -142,8 +142,11 @@ def main(argv):
             random.shuffle(order)
             for name in order:
                 fn, metric, ops = table[name]
+                counters = {}
                 try:
                     value = fn()
+                    if isinstance(value, tuple):  # (figure, {counter: value})
+                        value, counters = value
                 except Exception as e:  # one side failing leaves its row missing, not the others
                     e_entry = entry(name, rep, reps, 0.0, metric, ops)
                     e_entry.update(error_occurred=True, error_message=f"{type(e).__name__}: {e}")
@@ -151,7 +154,7 @@ def main(argv):
                     print(f"{name} ERROR {type(e).__name__}: {e}", file=sys.stderr, flush=True)
                     print(f"{name} error", flush=True)
                     continue
-                results.append(entry(name, rep, reps, value, metric, ops))
+                results.append(dict(entry(name, rep, reps, value, metric, ops), **counters))
                 shown = f"{value:.1f} ns" if metric == "ns" else f"{value:.2f} {metric}"
                 print(f"{name} {shown}", flush=True)
     finally:

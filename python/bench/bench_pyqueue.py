@@ -5,7 +5,10 @@ today's shared-memory drop-ins for multiprocessing.Queue). gbench.py runs
 these rows with the others; run alone it prints one measurement of each:
 
     PYTHONPATH=build/release/python/site-main:build/release/bench/pyext \\
-        python3 python/bench/bench_pyqueue.py [--quick] [ROW...]
+        python3 python/bench/bench_pyqueue.py [--quick | --smoke] [ROW...]
+
+(--smoke: a few messages each, only to see every row run; ctest's
+bench_pyqueue_smoke does that.)
 
 Both sides of every ratio do the same work: the same processes (forked from
 this one), the same placement (pinned with sched_setaffinity, as taskset
@@ -383,9 +386,10 @@ def pool_apply(make, n):
 
 # --- the rows -------------------------------------------------------------------
 
-def benchmarks(scale):
+def benchmarks(scale, smoke=False):
     """name -> (callable returning (ns per operation, {"runq_wait": share}),
-    "ns", operations). In quick runs (scale < 1) the counts are smaller."""
+    "ns", operations). In quick runs (scale < 1) the counts are smaller;
+    smoke: a few messages and tasks each, to check that every row runs."""
     out = {}
 
     # Messages per measurement, by each side's expected cost, so that every
@@ -399,9 +403,9 @@ def benchmarks(scale):
         "cpython_mp_queue": (100_000, 100_000, 100_000),
     }
     part = 1.0 if scale >= 1 else 0.2
-    arrays = max(4, int(16 * scale))
+    arrays = 2 if smoke else max(4, int(16 * scale))
     for side, make in queue_sides().items():
-        d, b, d2 = (max(2000, int(c * part)) for c in full[side])
+        d, b, d2 = (500,) * 3 if smoke else (max(2000, int(c * part)) for c in full[side])
         out[f"python/pyqueue_dict_1p1c/{side}"] = (lambda m=make, n=d: stream(m, SMALL_DICT, n)), "ns", d
         out[f"python/pyqueue_bytes8_1p1c/{side}"] = (lambda m=make, n=b: stream(m, BYTES8, n)), "ns", b
         out[f"python/pyqueue_dict_2p2c/{side}"] = (lambda m=make, n=d2: stream(m, SMALL_DICT, n, 2)), "ns", d2
@@ -409,6 +413,8 @@ def benchmarks(scale):
             out[f"python/pyqueue_numpy16m/{side}"] = (lambda m=make: array_transfer(m, arrays)), "ns", arrays
     tasks = 100_000 if scale >= 1 else max(2000, int(40_000 * scale))
     applies = 10_000 if scale >= 1 else 2000  # stdlib: ~50 us each
+    if smoke:
+        tasks, applies = 300, 50
     for side, make in pool_sides().items():
         out[f"python/pypool_map/{side}"] = (lambda m=make: pool_map(m, tasks)), "ns", tasks
         out[f"python/pypool_apply/{side}"] = (lambda m=make: pool_apply(m, applies)), "ns", applies
@@ -425,9 +431,10 @@ def _have_numpy():
 
 def main(argv):
     quick = "--quick" in argv
+    smoke = "--smoke" in argv
     wanted = [a for a in argv if not a.startswith("--")]
     print(f"# python {sys.version.split()[0]}, {len(CPUS)} CPUs; {PLACEMENT}")
-    for name, (fn, _, ops) in benchmarks(0.25 if quick else 1.0).items():
+    for name, (fn, _, ops) in benchmarks(0.25 if quick or smoke else 1.0, smoke).items():
         if wanted and not any(w in name for w in wanted):
             continue
         t = time.monotonic()

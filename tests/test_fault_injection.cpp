@@ -36,6 +36,7 @@
 #include "shmkit/detail/fault.hpp"
 #include "shmkit/heap.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
+#include "shmkit/lockfree/byte_queue.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
@@ -494,6 +495,55 @@ void sleeper_not_stranded(Point point, const std::function<int()>& sleeper,
 }
 
 // Consumer asleep in pop() on an empty queue; the victim's push publishes.
+// ByteQueue: a producer killed before publishing loses only its message
+// (stepped over once, counted); one killed after publishing loses nothing; a
+// consumer killed holding a message loses only that one. The survivors get
+// every other message intact, and the ring turns laps afterwards.
+void byteq(Point point) {
+  const std::string name = unique_name("fi_byteq");
+  auto q = ByteQueue::create(name, 4096);
+  auto message = [](std::uint64_t i) { return std::string(100 + i, static_cast<char>('a' + i)); };
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(q.try_push(message(i)));
+  const bool pushing = point == Point::byteq_push_won || point == Point::byteq_push_written ||
+                       point == Point::byteq_push_published;
+  if (pushing) {
+    die_at(point, [&] { (void)ByteQueue::attach(name).try_push(message(3)); });
+  } else {
+    die_at(point, [&] {
+      ByteMessage m;
+      (void)ByteQueue::attach(name).try_pop(m);
+    });
+  }
+  const bool lost = point != Point::byteq_push_published && point != Point::byteq_pop_released;
+  std::vector<std::uint64_t> expect;
+  for (std::uint64_t i = pushing ? 0 : 1; i < 3; ++i) expect.push_back(i);
+  if (pushing && !lost) expect.push_back(3);
+  for (std::uint64_t i : expect) {
+    ByteMessage m;
+    ASSERT_TRUE(q.pop_for(m, 10s)) << "message " << i << " stranded";
+    EXPECT_EQ(m.view(), message(i));
+  }
+  if (lost) {
+    ASSERT_TRUE(eventually([&] {
+      (void)q.unblock();
+      const auto l = q.losses();
+      return l.producer_claims_skipped + l.consumer_claims_released == 1;
+    }));
+  }
+  ByteMessage m;
+  EXPECT_FALSE(q.pop_for(m, 100ms));
+  for (std::uint64_t i = 0; i < 40; ++i) {
+    const std::string text = message(i % 20);
+    ASSERT_TRUE(q.push_for(std::as_bytes(std::span(text)), 5s)) << "wedged at " << i;
+    ASSERT_TRUE(q.pop_for(m, 5s));
+    EXPECT_EQ(m.view(), message(i % 20));
+  }
+  const auto l = q.losses();
+  EXPECT_EQ(l.producer_claims_skipped + l.consumer_claims_released, lost ? 1u : 0u);
+  q.unlink();
+  expect_nothing_left(name);
+}
+
 void mpmc_push_published() {
   const std::string name = unique_name("fi_mpmc_pub");
   auto q = MpmcQueue<Msg>::create(name, 16);
@@ -722,6 +772,12 @@ const std::map<Point, std::function<void()>>& scenarios() {
       {Point::spsc_pop_released, [] { spsc_sleeper(Point::spsc_pop_released); }},
       {Point::manager_created, [] { manager(Point::manager_created); }},
       {Point::manager_recorded, [] { manager(Point::manager_recorded); }},
+      {Point::byteq_push_won, [] { byteq(Point::byteq_push_won); }},
+      {Point::byteq_push_written, [] { byteq(Point::byteq_push_written); }},
+      {Point::byteq_push_published, [] { byteq(Point::byteq_push_published); }},
+      {Point::byteq_pop_won, [] { byteq(Point::byteq_pop_won); }},
+      {Point::byteq_pop_copied, [] { byteq(Point::byteq_pop_copied); }},
+      {Point::byteq_pop_released, [] { byteq(Point::byteq_pop_released); }},
   };
   return table;
 }

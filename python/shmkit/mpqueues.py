@@ -224,6 +224,16 @@ def _decode(msg: Any) -> Any:
     raise ValueError(f"shmkit queue: a message that no shmkit Queue wrote (tag {tag})")
 
 
+def _codec(q: Any) -> Any:
+    """q (a ByteQueue) with put_obj/get_obj's codec set."""
+    q.set_codec(_encode, _decode, _loads)
+    return q
+
+
+def _attach(name: str) -> Any:
+    return _codec(_queues.ByteQueue.attach(name))
+
+
 # ------------------------------------------------------------ the block
 
 class _Unlinker:
@@ -246,7 +256,7 @@ def _new_block(ring_bytes: Optional[int], threshold: Optional[int]) -> Any:
             q = _owned.make_tracked(lambda t: _queues.ByteQueue.create(name, ring, thr, t), True)
         except FileExistsError:
             continue
-        return q
+        return _codec(q)
     raise FileExistsError("shmkit queue: no free block name")
 
 
@@ -288,7 +298,19 @@ class Queue:
         self._closed = False
         self._joincancelled = False
         self._reader = _Reader(self)
+        self._writer = _Writer(self)
         self._poll = self._reader.poll
+        if self._sem is None:
+            # Unbounded: put and get are the C methods themselves (no Python
+            # frame), unless a subclass overrides them; close() removes them.
+            cls = type(self)
+            if cls.put is Queue.put:
+                self.put = self._q.put_obj
+            if cls.get is Queue.get:
+                self.get = self._q.get_obj
+
+    def _half_closed(self) -> None:
+        pass  # closing Queue._reader or _writer stops only that end, here
 
     def __getstate__(self) -> Any:
         _context.assert_spawning(self)
@@ -296,7 +318,7 @@ class Queue:
 
     def __setstate__(self, state: Any) -> None:
         name, self._maxsize, self._sem, self._opid = state
-        self._q = _queues.ByteQueue.attach(name)
+        self._q = _attach(name)
         self._after_init()
 
     def __repr__(self) -> str:
@@ -313,14 +335,13 @@ class Queue:
         if timeout is not None and timeout < 0:
             timeout = 0
         if sem is None:
-            self._q.put_parts(_encode(obj), block, timeout)
+            self._q.put_obj(obj, block, timeout)
             return
-        parts = _encode(obj)
         deadline = None if timeout is None else time.monotonic() + timeout
         if not sem.acquire(block, timeout):
             raise Full
         try:
-            self._q.put_parts(parts, block, None if deadline is None else _deadline_left(deadline))
+            self._q.put_obj(obj, block, None if deadline is None else _deadline_left(deadline))
         except BaseException:
             sem.release()
             raise
@@ -328,12 +349,10 @@ class Queue:
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        if timeout is not None and timeout < 0:
-            timeout = 0
-        msg = self._q._get_message(block, timeout)
+        obj = self._q.get_obj(block, timeout)
         if self._sem is not None:
             self._sem.release()
-        return _decode(msg)
+        return obj
 
     def put_nowait(self, obj: Any) -> None:
         return self.put(obj, False)
@@ -390,6 +409,8 @@ class Queue:
         itself stays for the other processes (its creator removes it when
         collected or at exit)."""
         self._closed = True
+        self.__dict__.pop("put", None)
+        self.__dict__.pop("get", None)
         try:
             self._q.close()
         except RuntimeError:  # another thread waits in it: unmapped when collected
@@ -484,57 +505,51 @@ class JoinableQueue(Queue):
 
 # ------------------------------------------------------------ SimpleQueue
 
+def _closed_handle(*args: Any, **kwargs: Any) -> Any:
+    raise OSError("handle is closed")
+
+
 class _Reader:
     """The reading end of a queue, as multiprocessing's Pool and
-    ProcessPoolExecutor use it (q._reader.recv/poll/fileno/close)."""
-
-    __slots__ = ("_owner", "closed", "__weakref__")
+    ProcessPoolExecutor use it: recv(), poll(timeout=0.0), fileno(),
+    close() (of this end, in this process)."""
 
     def __init__(self, owner: Any) -> None:
         self._owner = owner
         self.closed = False
-
-    def _check(self) -> None:
-        if self.closed:
-            raise OSError("handle is closed")
-
-    def recv(self) -> Any:
-        self._check()
-        return _decode(self._owner._q._get_message())
+        self.recv = owner._q.get_obj
 
     def poll(self, timeout: Optional[float] = 0.0) -> bool:
         """Whether a message is there, waiting up to timeout (None: for
         ever) for one; takes nothing."""
-        self._check()
+        if self.closed:
+            raise OSError("handle is closed")
         return bool(self._owner._q.wait_message(timeout))
 
     def fileno(self) -> int:
         """The doorbell descriptor (multiprocessing.connection.wait,
         selectors): readable while a message may be there."""
-        self._check()
+        if self.closed:
+            raise OSError("handle is closed")
         return int(self._owner._q.fileno())
 
     def close(self) -> None:
         self.closed = True
+        self.recv = _closed_handle
         self._owner._half_closed()
 
 
 class _Writer:
-    """The writing end of a SimpleQueue (q._writer.send/close)."""
-
-    __slots__ = ("_owner", "closed")
+    """The writing end of a queue (q._writer.send/close)."""
 
     def __init__(self, owner: Any) -> None:
         self._owner = owner
         self.closed = False
-
-    def send(self, obj: Any) -> None:
-        if self.closed:
-            raise OSError("handle is closed")
-        self._owner._q.put_parts(_encode(obj))
+        self.send = owner._q.put_obj
 
     def close(self) -> None:
         self.closed = True
+        self.send = _closed_handle
         self._owner._half_closed()
 
 
@@ -553,6 +568,10 @@ class SimpleQueue:
         self._reader = _Reader(self)
         self._writer = _Writer(self)
         self._poll = self._reader.poll
+        # put and get are the C methods themselves (no Python frame) until
+        # their end is closed.
+        self.put = self._q.put_obj
+        self.get = self._q.get_obj
         # Process-local: the ring needs no lock; these are for code that
         # takes them as CPython's SimpleQueue allows (Pool does).
         self._rlock = threading.Lock()
@@ -563,13 +582,17 @@ class SimpleQueue:
         return self._q.name
 
     def __setstate__(self, state: Any) -> None:
-        self._q = _queues.ByteQueue.attach(state)
+        self._q = _attach(state)
         self._after_init()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._q.name!r}>"
 
     def _half_closed(self) -> None:
+        if self._reader.closed:
+            self.__dict__.pop("get", None)
+        if self._writer.closed:
+            self.__dict__.pop("put", None)
         if self._reader.closed and self._writer.closed:
             try:
                 self._q.close()
@@ -577,23 +600,21 @@ class SimpleQueue:
                 pass
 
     def close(self) -> None:
-        self._reader.closed = True
-        self._writer.closed = True
-        self._half_closed()
+        self._reader.close()
+        self._writer.close()
 
     def empty(self) -> bool:
-        self._reader._check()
-        return not self._q.wait_message(0)
+        return not self._reader.poll()
 
     def get(self) -> Any:
         if self._reader.closed:
             raise OSError("handle is closed")
-        return _decode(self._q._get_message())
+        return self._q.get_obj()
 
     def put(self, obj: Any) -> None:
         if self._writer.closed:
             raise OSError("handle is closed")
-        self._q.put_parts(_encode(obj))
+        self._q.put_obj(obj)
 
     def put_many(self, objs: Iterable[Any]) -> None:
         for obj in objs:
@@ -607,9 +628,9 @@ class SimpleQueue:
         if max <= 0:
             return out
         try:
-            out.append(_decode(self._q._get_message(block, timeout)))
+            out.append(self._q.get_obj(block, timeout))
             while len(out) < max:
-                out.append(_decode(self._q._get_message(False)))
+                out.append(self._q.get_obj(False))
         except Empty:
             pass
         return out

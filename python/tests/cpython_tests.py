@@ -125,6 +125,11 @@ SKIPS = {
         "test_no_import_lock_contention":
             "its helper module runs `import multiprocessing` (CPython's package, from sys.modules) "
             "and uses CPython's Queue, never shmkit's: it tests the stdlib, not the replacement",
+        "test_queue_feeder_donot_stop_onexc":
+            "checks that CPython's feeder thread survives a pickling error (bpo-30414: put() of an "
+            "unpicklable object returns, the feeder thread prints the error): shmkit.Queue has no "
+            "feeder thread, its put() pickles and raises the error itself (shmkit.mpqueues' documented "
+            "difference)",
         "test_queue_feeder_on_queue_feeder_error":
             "subclasses multiprocessing.queues.Queue to test the private _on_queue_feeder_error hook "
             "of CPython's feeder thread: CPython's Queue internals (shmkit.Queue has no feeder thread)",

@@ -153,8 +153,13 @@ def test_numpy_out_of_line_is_zero_copy():
     q.put(a)
     b = q.get(timeout=60)
     base = b
-    while getattr(base, "base", None) is not None and not isinstance(base, _queues.ByteMessage):
-        base = base.base if not isinstance(base, memoryview) else base.obj
+    while not isinstance(base, _queues.ByteMessage):
+        if isinstance(base, memoryview):
+            base = base.obj
+        elif getattr(base, "base", None) is not None:
+            base = base.base
+        else:
+            break
     assert isinstance(base, _queues.ByteMessage)
     q.close()
     del q
@@ -413,10 +418,10 @@ def test_consumer_killed_mid_get(size):
     first = reports.get()  # it is consuming
     os.kill(victim.pid, signal.SIGKILL)
     victim.join()
-    join_all([producer])
-    q.put(None)
     survivor = ctx.Process(target=_drain_to, args=(q, reports))
     survivor.start()
+    join_all([producer])
+    q.put(None)
     join_all([survivor])
     got = [first]
     while not reports.empty():

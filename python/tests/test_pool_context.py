@@ -185,7 +185,9 @@ def test_pool_api(method):
     p.join()
     with pytest.raises(ValueError):
         p.map(sqr, [1])
-    del p, r, e
+    # (got[1], the KeyError, holds the pool through its traceback's frames;
+    # q is the change notifier.)
+    del p, r, e, got, q
     gc.collect()
     assert eventually(lambda: not [n for n in os.listdir("/dev/shm") if n.startswith(tuple(names))]), \
         "the pool's queue blocks are still in /dev/shm"
@@ -228,8 +230,7 @@ def _killed_worker_outcome(make_pool):
     """Runs a task, kills its worker with SIGKILL mid-task, and says what
     happened: (task result or 'lost', a new worker replaced it, the pool
     still works)."""
-    ctx = multiprocessing.get_context("fork")
-    pids = ctx.Array("i", 4)
+    pids = sharedctypes.Array("i", 4)  # (picklable to a running worker; stdlib's is not)
     p = make_pool()
     try:
         before = {w.pid for w in p._pool}
@@ -341,7 +342,7 @@ def test_process_pool_executor_on_a_shmkit_context(method):
 
 def test_process_pool_executor_reports_a_killed_worker():
     ctx = shmkit.get_context("fork")
-    pids = multiprocessing.get_context("fork").Array("i", 4)
+    pids = sharedctypes.Array("i", 4)
     ex = concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx)
     try:
         f = ex.submit(_report_pid_and_sleep, pids, 30.0)

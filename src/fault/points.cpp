@@ -57,6 +57,14 @@ constexpr std::array<PointInfo, kPointCount - 1> kPoints{{
      "an SPSC item published, a sleeping consumer never woken"},
     {P::spsc_pop_released, "spsc_pop_released", "an SPSC slot freed, a sleeping producer never woken"},
     {P::spsc_push_marked, "spsc_push_marked", "an SPSC item published (its mark stored), tail not advanced"},
+    {P::byteq_push_won, "byteq_push_won", "a ByteQueue record claimed by a producer (naming it), tail not moved"},
+    {P::byteq_push_written, "byteq_push_written", "a ByteQueue record written, never published"},
+    {P::byteq_push_published, "byteq_push_published",
+     "a ByteQueue message published, sleeping consumers never woken, doorbell never rung"},
+    {P::byteq_pop_won, "byteq_pop_won", "a ByteQueue record claimed by a consumer (naming it), head not moved"},
+    {P::byteq_pop_copied, "byteq_pop_copied", "a ByteQueue message copied out, its cells never released"},
+    {P::byteq_pop_released, "byteq_pop_released",
+     "a ByteQueue record released, sleeping producers never woken"},
 }};
 
 constexpr bool numbered_in_order() {

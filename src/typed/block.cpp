@@ -93,6 +93,8 @@ std::string block_kind_name(std::uint32_t kind) {
       return "tracker_registry";
     case BlockKind::sync:
       return "sync";
+    case BlockKind::byte_queue:
+      return "byte_queue";
     default:
       break;
   }

@@ -74,8 +74,15 @@ enum class Point : std::uint16_t {
   spsc_push_published = 29,  // SpscQueue item published (tail); a sleeping consumer not woken
   spsc_pop_released = 30,    // SpscQueue slot freed (head); a sleeping producer not woken
   spsc_push_marked = 31,     // SpscQueue item published (its mark); tail not advanced
+  // ByteQueue (src/lockfree/byte_queue.cpp)
+  byteq_push_won = 32,        // the record's first cell claimed (its word names us); tail not yet moved
+  byteq_push_written = 33,    // header and bytes written; not published
+  byteq_push_published = 34,  // published; sleeping consumers not woken, doorbell not rung
+  byteq_pop_won = 35,         // a record claimed; head not yet moved past it
+  byteq_pop_copied = 36,      // the bytes copied (out-of-line block unlinked); cells not released
+  byteq_pop_released = 37,    // cells released to producers; sleeping producers not woken
 };
-inline constexpr std::size_t kPointCount = 32;  // one past the last number
+inline constexpr std::size_t kPointCount = 38;  // one past the last number
 
 struct PointInfo {
   Point point;

@@ -92,6 +92,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "shmkit/lockfree/detail/common.hpp"
@@ -139,7 +140,7 @@ class ByteMessage {
   ByteMessage& operator=(ByteMessage&&) noexcept = default;
 
   std::span<const std::byte> bytes() const noexcept {
-    return block_ ? std::span<const std::byte>(block_->bytes().data(), ool_size_)
+    return block_ ? std::span<const std::byte>(block_->buf().data(), ool_size_)
                   : std::span<const std::byte>(copy_);
   }
   std::size_t size() const noexcept { return bytes().size(); }
@@ -154,6 +155,7 @@ class ByteMessage {
 
  private:
   friend class ByteQueue;
+  friend class ByteMessageSink;
   std::vector<std::byte> copy_;
   std::optional<SharedMemory> block_;
   std::size_t ool_size_ = 0;
@@ -239,7 +241,7 @@ class ByteQueue {
                                 std::chrono::steady_clock::time_point deadline);
   template <class Rep, class Period>
   [[nodiscard]] bool push_for(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
-    return push_until({&message, 1}, *lockfree_detail::deadline_after(timeout));
+    return push_wait({&message, 1}, lockfree_detail::deadline_after(timeout), true);
   }
 
   // Pop one message into `sink`. Never blocks, never throws.
@@ -249,7 +251,7 @@ class ByteQueue {
   [[nodiscard]] bool pop_until(ByteMessage& out, std::chrono::steady_clock::time_point deadline);
   template <class Rep, class Period>
   [[nodiscard]] bool pop_for(ByteMessage& out, std::chrono::duration<Rep, Period> timeout) {
-    return pop_until(out, *lockfree_detail::deadline_after(timeout));
+    return pop_until_opt(out, lockfree_detail::deadline_after(timeout));
   }
 
   // Waits (spin, then futex slices, running unblock() between them) until
@@ -293,6 +295,7 @@ class ByteQueue {
                         const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
   bool push_wait(std::span<const std::span<const std::byte>> parts,
                  std::optional<std::chrono::steady_clock::time_point> deadline, bool wait);
+  bool pop_until_opt(ByteMessage& out, std::optional<std::chrono::steady_clock::time_point> deadline);
   void release_record(std::uint64_t pos, std::uint64_t cells) noexcept;
   bool release_dead_consumer(std::uint64_t pos, std::uint64_t word) noexcept;
   void ring_bell() noexcept;

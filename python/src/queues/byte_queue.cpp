@@ -39,6 +39,7 @@
 //     fileno() right after is not woken by a message already taken here.
 //     settle() does that explicitly.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <new>
 #include <optional>
@@ -63,6 +64,11 @@ struct ByteQueueObj {
   PyObject* weakrefs;
   Py_ssize_t waiting;  // calls running without the GIL: close() must not free the queue under them
   bool bell;           // fileno() was called: settle the doorbell after taking the last message
+  // put_obj/get_obj's codec (set_codec): encode(obj) -> parts, decode(msg)
+  // -> obj, loads (pickle.loads); nullptr until set.
+  PyObject* encode;
+  PyObject* decode;
+  PyObject* loads;
 };
 
 struct MessageObj {
@@ -205,43 +211,76 @@ class PySink final : public shmkit::ByteSink {
 
 // ------------------------------------------------------------- put
 
-// The Py_buffers of a put's parts, released (with the GIL held) on scope exit.
+// The parts of one put: spans over Py_buffers (released, with the GIL
+// held, on scope exit) or over memory the caller keeps alive. Up to
+// kInline parts live inline (no allocation on the fast path).
 class Parts {
  public:
+  static constexpr std::size_t kInline = 8;
   Parts() = default;
   Parts(const Parts&) = delete;
   Parts& operator=(const Parts&) = delete;
   ~Parts() {
-    for (Py_buffer& b : views_) PyBuffer_Release(&b);
+    for (std::size_t i = 0; i < nviews_; ++i) PyBuffer_Release(view(i));
   }
-  // -1 with an exception set.
+  // Every item of the sequence `parts` (contiguous buffers). -1 with an
+  // exception set.
   int acquire(PyObject* parts) {
     Ref seq(PySequence_Fast(parts, "put_parts(parts): parts must be a sequence of buffers"));
     if (!seq) return -1;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.get());
-    try {
-      views_.reserve(static_cast<std::size_t>(n));
-      spans_.reserve(static_cast<std::size_t>(n));
-    } catch (...) {
-      translate_exception();
-      return -1;
+    if (static_cast<std::size_t>(n) + nspans_ > kInline) {
+      try {
+        more_views_.reserve(static_cast<std::size_t>(n) + nviews_);
+        more_spans_.assign(spans_.begin(), spans_.begin() + static_cast<std::ptrdiff_t>(nspans_));
+        more_spans_.reserve(static_cast<std::size_t>(n) + nspans_);
+        more_views_.assign(views_.begin(), views_.begin() + static_cast<std::ptrdiff_t>(nviews_));
+      } catch (...) {
+        translate_exception();
+        return -1;
+      }
+      spill_ = true;
     }
     for (Py_ssize_t i = 0; i < n; ++i) {
       Py_buffer b;
       if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq.get(), i), &b, PyBUF_ANY_CONTIGUOUS) < 0) return -1;
-      views_.push_back(b);  // reserved: no throw
-      spans_.emplace_back(static_cast<const std::byte*>(b.buf), static_cast<std::size_t>(b.len));
-      total_ += static_cast<std::size_t>(b.len);
+      if (spill_) {
+        more_views_.push_back(b);  // reserved: no throw
+      } else {
+        views_[nviews_] = b;
+      }
+      ++nviews_;
+      add(b.buf, static_cast<std::size_t>(b.len));
     }
     return 0;
   }
-  std::span<const std::span<const std::byte>> spans() const noexcept { return spans_; }
+  // A span the caller keeps alive (before any acquire(); at most kInline).
+  void add(const void* p, std::size_t n) noexcept {
+    const std::span<const std::byte> s(static_cast<const std::byte*>(p), n);
+    if (spill_) {
+      more_spans_.push_back(s);  // reserved: no throw
+    } else {
+      spans_[nspans_] = s;
+    }
+    ++nspans_;
+    total_ += n;
+  }
+  std::span<const std::span<const std::byte>> spans() const noexcept {
+    return spill_ ? std::span<const std::span<const std::byte>>(more_spans_)
+                  : std::span<const std::span<const std::byte>>(spans_.data(), nspans_);
+  }
   std::size_t total() const noexcept { return total_; }
 
  private:
-  std::vector<Py_buffer> views_;
-  std::vector<std::span<const std::byte>> spans_;
+  Py_buffer* view(std::size_t i) noexcept { return spill_ ? &more_views_[i] : &views_[i]; }
+  std::array<Py_buffer, kInline> views_;
+  std::array<std::span<const std::byte>, kInline> spans_;
+  std::vector<Py_buffer> more_views_;
+  std::vector<std::span<const std::byte>> more_spans_;
+  std::size_t nviews_ = 0;
+  std::size_t nspans_ = 0;
   std::size_t total_ = 0;
+  bool spill_ = false;
 };
 
 // One try_push: 1 pushed, 0 no room, -1 error (an out-of-line block could
@@ -263,6 +302,8 @@ int push_once(ByteQueueObj* self, const Parts& parts) {
   }
 }
 
+PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double timeout);
+
 // put_parts(parts, block=True, timeout=None)
 PyObject* bq_put_parts(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   ByteQueueObj* self = as_bq(o);
@@ -279,6 +320,10 @@ PyObject* bq_put_parts(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyO
     return nullptr;
   }
   if (!check_open(self)) return nullptr;
+  return put_common(self, parts, block, timeout);
+}
+
+PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double timeout) {
   int r = push_once(self, parts);
   if (r == 1) [[likely]]
     Py_RETURN_NONE;
@@ -312,14 +357,9 @@ void after_pop(ByteQueueObj* self) {
   if (self->bell && !self->q->has_message()) self->q->settle_doorbell();
 }
 
-PyObject* pop(ByteQueueObj* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* fn,
-              bool writable, bool ool_writable) {
-  bool block = true;
-  double timeout = -1.0;
-  if ((nargs != 0 || kwnames != nullptr) &&
-      parse_block_timeout(args, nargs, kwnames, 0, fn, Timeouts::raise, &block, &timeout) < 0) {
-    return nullptr;
-  }
+// Pops one message (bytes/bytearray or a ByteMessage, per the flags),
+// waiting up to `timeout` when `block`; queue.Empty. The handle is open.
+PyObject* pop_message(ByteQueueObj* self, bool block, double timeout, bool writable, bool ool_writable) {
   if (!check_open(self)) return nullptr;
   PySink sink(writable, ool_writable);
   shmkit::ByteQueue* q = self->q;
@@ -359,6 +399,17 @@ PyObject* pop(ByteQueueObj* self, PyObject* const* args, Py_ssize_t nargs, PyObj
   }
 }
 
+PyObject* pop(ByteQueueObj* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, const char* fn,
+              bool writable, bool ool_writable) {
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 0, fn, Timeouts::raise, &block, &timeout) < 0) {
+    return nullptr;
+  }
+  return pop_message(self, block, timeout, writable, ool_writable);
+}
+
 // get(block=True, timeout=None) -> bytes | ByteMessage (read-only)
 PyObject* bq_get(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   return pop(as_bq(o), args, nargs, kwnames, "get", false, false);
@@ -372,6 +423,91 @@ PyObject* bq_get_buffer(PyObject* o, PyObject* const* args, Py_ssize_t nargs, Py
 // out-of-band buffers come back writable, zero copy).
 PyObject* bq_get_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   return pop(as_bq(o), args, nargs, kwnames, "_get_message", false, true);
+}
+
+// ------------------------------------------------------------- objects
+//
+// put_obj/get_obj: shmkit.Queue's and SimpleQueue's put and get without a
+// Python frame on the way. A `bytes` object is sent as kTagBytes then its
+// bytes; anything else as the parts encode(obj) returns. A message that
+// starts with kTagPickle (a pickle, protocol 2+) is unpickled here with
+// loads; any other goes to decode(msg). Timeouts as multiprocessing's
+// (negative: 0).
+
+constexpr unsigned char kTagBytes = 1;
+constexpr unsigned char kTagPickle = 0x80;
+
+bool check_codec(ByteQueueObj* self) {
+  if (self->encode == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "ByteQueue: set_codec() first");
+    return false;
+  }
+  return true;
+}
+
+// set_codec(encode, decode, loads)
+PyObject* bq_set_codec(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
+  ByteQueueObj* self = as_bq(o);
+  if (nargs != 3 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) || !PyCallable_Check(args[2])) {
+    PyErr_SetString(PyExc_TypeError, "set_codec(encode, decode, loads): three callables");
+    return nullptr;
+  }
+  Py_XSETREF(self->encode, Py_NewRef(args[0]));
+  Py_XSETREF(self->decode, Py_NewRef(args[1]));
+  Py_XSETREF(self->loads, Py_NewRef(args[2]));
+  Py_RETURN_NONE;
+}
+
+// put_obj(obj, block=True, timeout=None)
+PyObject* bq_put_obj(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  ByteQueueObj* self = as_bq(o);
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "put(obj, block=True, timeout=None)");
+    return nullptr;
+  }
+  if (!check_codec(self)) return nullptr;
+  static const unsigned char tag_bytes = kTagBytes;
+  Parts parts;
+  PyObject* obj = args[0];
+  const bool raw = PyBytes_CheckExact(obj);
+  // (The parts keep the buffers they acquire alive; `encoded` is kept too.)
+  Ref encoded(raw ? nullptr : PyObject_CallOneArg(self->encode, obj));
+  if (raw) {
+    parts.add(&tag_bytes, 1);
+    parts.add(PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj)));
+  } else if (!encoded || parts.acquire(encoded.get()) < 0) {
+    return nullptr;
+  }
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs > 1 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 1, "put", Timeouts::clamp, &block, &timeout) < 0) {
+    return nullptr;
+  }
+  if (!check_open(self)) return nullptr;
+  return put_common(self, parts, block, timeout);
+}
+
+// get_obj(block=True, timeout=None)
+PyObject* bq_get_obj(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  ByteQueueObj* self = as_bq(o);
+  if (!check_codec(self)) return nullptr;
+  bool block = true;
+  double timeout = -1.0;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      parse_block_timeout(args, nargs, kwnames, 0, "get", Timeouts::clamp, &block, &timeout) < 0) {
+    return nullptr;
+  }
+  // (clamp: block=False is a timeout of 0, a wait that gives up at once.)
+  Ref msg(pop_message(self, block || timeout != 0.0, timeout, false, true));
+  if (!msg) return nullptr;
+  if (PyBytes_CheckExact(msg.get()) && PyBytes_GET_SIZE(msg.get()) > 0) {
+    const auto* b = reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(msg.get()));
+    if (b[0] == kTagPickle) return PyObject_CallOneArg(self->loads, msg.get());
+    if (b[0] == kTagBytes)
+      return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(b) + 1, PyBytes_GET_SIZE(msg.get()) - 1);
+  }
+  return PyObject_CallOneArg(self->decode, msg.get());
 }
 
 // wait_message(timeout=None) -> bool: whether a message is there, waiting
@@ -500,6 +636,9 @@ void bq_dealloc(PyObject* o) {
   if (self->weakrefs != nullptr) PyObject_ClearWeakRefs(o);
   delete self->q;
   delete self->name;
+  Py_XDECREF(self->encode);
+  Py_XDECREF(self->decode);
+  Py_XDECREF(self->loads);
   free_object(o);
 }
 
@@ -512,6 +651,9 @@ PyObject* wrap(PyTypeObject* type, shmkit::ByteQueue&& q) {
   self->weakrefs = nullptr;
   self->waiting = 0;
   self->bell = false;
+  self->encode = nullptr;
+  self->decode = nullptr;
+  self->loads = nullptr;
   try {
     self->name = new std::string(q.name());
     self->q = new shmkit::ByteQueue(std::move(q));
@@ -595,6 +737,14 @@ PyMethodDef bq_methods[] = {
      "writable ByteMessage."},
     {"_get_message", fastcall(bq_get_message), METH_FASTCALL | METH_KEYWORDS,
      "_get_message($self, /, block=True, timeout=None)\n--\n\nbytes, or a writable ByteMessage."},
+    {"set_codec", fastcall(bq_set_codec), METH_FASTCALL,
+     "set_codec($self, encode, decode, loads, /)\n--\n\nThe codec of put_obj/get_obj."},
+    {"put_obj", fastcall(bq_put_obj), METH_FASTCALL | METH_KEYWORDS,
+     "put_obj($self, obj, /, block=True, timeout=None)\n--\n\nOne object (bytes as they are, others "
+     "through encode); queue.Full."},
+    {"get_obj", fastcall(bq_get_obj), METH_FASTCALL | METH_KEYWORDS,
+     "get_obj($self, /, block=True, timeout=None)\n--\n\nOne object (pickles unpickled with loads, "
+     "others through decode); queue.Empty."},
     {"wait_message", fastcall(bq_wait_message), METH_FASTCALL | METH_KEYWORDS,
      "wait_message($self, /, timeout=None)\n--\n\nWhether a message is there, waiting up to timeout; "
      "takes nothing."},

@@ -1,0 +1,831 @@
+// ByteQueue (shmkit/lockfree/byte_queue.hpp): the cell ring, its claims, the
+// out-of-line path and the doorbell.
+//
+// Memory orders (numbered pairs):
+//   (1) producer's acquire load of a cell word it will claim or needs free:
+//       pairs with (4), the previous lap's consumer is done with the cell.
+//   (2) producer's release store of p + 1 (publish): pairs with (3); the
+//       record header and bytes are written before a consumer sees them.
+//   (3) consumer's acquire load of a record's first word: pairs with (2)
+//       (and with (8) for a skipped record).
+//   (4) consumer's release stores handing cells to the next lap: pairs
+//       with (1); its reads are done before the next producer writes.
+//   (5) claim CASes (release): pair with (7); whoever reads a claim also sees
+//       the position the claimant read before it.
+//   (6) tail/head CAS (release) and (9) their acquire loads: a reader of a
+//       position sees the claim that allowed it.
+//   (7) acquire loads of a claim word in help() and unblock(): pair with (5).
+//   (8) survivors' CASes over a dead claim (acq_rel).
+//   The doorbell pairs a producer's light fence (after (2)) with a
+//   consumer's heavy fence (after clearing bell_rung), as WaitSlot does.
+#include "shmkit/lockfree/byte_queue.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "platform/platform.hpp"
+#include "shmkit/detail/fault.hpp"
+#include "shmkit/detail/process.hpp"
+#include "shmkit/lockfree/mpmc_queue.hpp"  // lockfree_detail::claimant_id
+
+namespace shmkit {
+
+namespace {
+
+using lockfree_detail::kFalseSharingRange;
+
+// A cell word with bit 63 set is a claim word:
+//   bits 62-61 kind, 60-56 lap (position / N, low 5 bits), 55-38 the
+//   record's cell count, 37-0 the claimant (pid << 16 | start time & 0xffff).
+constexpr std::uint64_t kClaim = std::uint64_t{1} << 63;
+constexpr unsigned kKindShift = 61;
+constexpr std::uint64_t kConsumerOfSkipped = 0;  // a consumer releasing a skipped record
+constexpr std::uint64_t kProducer = 1;
+constexpr std::uint64_t kConsumer = 2;
+constexpr std::uint64_t kSkipped = 3;  // a dead producer's claim, stepped over
+constexpr unsigned kLapShift = 56;
+constexpr std::uint64_t kLapMask = 0x1f;
+constexpr unsigned kCellsShift = 38;
+constexpr std::uint64_t kCellsMask = (std::uint64_t{1} << 18) - 1;
+constexpr std::uint64_t kIdMask = (std::uint64_t{1} << kCellsShift) - 1;
+
+constexpr bool is_claim(std::uint64_t w) noexcept { return (w & kClaim) != 0; }
+constexpr std::uint64_t kind_of(std::uint64_t w) noexcept { return (w >> kKindShift) & 3; }
+constexpr std::uint64_t lap_bits(std::uint64_t w) noexcept { return (w >> kLapShift) & kLapMask; }
+constexpr std::uint64_t cells_of(std::uint64_t w) noexcept {
+  const std::uint64_t k = (w >> kCellsShift) & kCellsMask;
+  return k == 0 ? 1 : k;  // a forged 0 would never move a scan
+}
+
+// Record header flags.
+constexpr std::uint32_t kWrapped = 1;    // the bytes start at cell 0
+constexpr std::uint32_t kOutOfLine = 2;  // the bytes are [u64 size][name]
+
+// The claimant's identity as it fits a claim word: pid (22 bits) and the
+// low 16 bits of its start time.
+std::uint64_t short_id() noexcept {
+  const std::uint64_t id = lockfree_detail::claimant_id();
+  return ((id >> 32) << 16) | (id & 0xffff);
+}
+bool short_id_dead(std::uint64_t word) noexcept {
+  const std::uint64_t id = word & kIdMask;
+  const auto pid = static_cast<pid_t>(id >> 16);
+  if (pid <= 0) return false;  // unknown: never judged dead
+  return process::has_exited(pid, id & 0xffff, 0xffff);
+}
+
+std::uint64_t div_up(std::uint64_t a, std::uint64_t b) noexcept { return (a + b - 1) / b; }
+
+// Record header fields, read and written as relaxed atomics (a stale reader
+// may race a writer of the next lap; the CASes around decide what counts).
+struct Header {
+  std::uint64_t length;
+  std::uint32_t flags;
+  std::uint32_t cells;
+};
+Header load_header(std::byte* at) noexcept {
+  Header h;
+  h.length = std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(at)).load(std::memory_order_relaxed);
+  h.flags = std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 8)).load(std::memory_order_relaxed);
+  h.cells = std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 12)).load(std::memory_order_relaxed);
+  return h;
+}
+void store_header(std::byte* at, const Header& h) noexcept {
+  std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(at)).store(h.length, std::memory_order_relaxed);
+  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 8)).store(h.flags, std::memory_order_relaxed);
+  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 12)).store(h.cells, std::memory_order_relaxed);
+}
+
+std::size_t total_length(std::span<const std::span<const std::byte>> parts) {
+  std::size_t n = 0;
+  for (const auto& p : parts) {
+    if (p.size() > SIZE_MAX / 2 - n) throw std::length_error("shmkit: ByteQueue message longer than 2^63 bytes");
+    n += p.size();
+  }
+  return n;
+}
+
+void gather(std::byte* dst, std::span<const std::span<const std::byte>> parts) noexcept {
+  for (const auto& p : parts) {
+    if (!p.empty()) std::memcpy(dst, p.data(), p.size());
+    dst += p.size();
+  }
+}
+
+// Moves tail (head) from `pos` to pos + cells unless someone did already.
+void advance(std::atomic<std::uint64_t>& index, std::uint64_t pos, std::uint64_t cells) noexcept {
+  std::uint64_t expected = pos;
+  // (6) release.
+  (void)index.compare_exchange_strong(expected, pos + cells, std::memory_order_release, std::memory_order_relaxed);
+}
+
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
+
+std::string bell_path(std::string_view name) { return platform::dev_shm_path(name) + ".bell"; }
+
+constexpr std::size_t kMaxQueueName = 200;  // room for ".o<20 digits>" and ".bell"
+
+}  // namespace
+
+ByteQueue ByteQueue::create(std::string_view name, std::size_t ring_bytes) {
+  return create(name, ring_bytes, Options{});
+}
+
+ByteQueue ByteQueue::create(std::string_view name, std::size_t ring_bytes, const Options& options) {
+  const std::string what = "shmkit: cannot create ByteQueue \"" + std::string(name) + "\"";
+  if (name.size() > kMaxQueueName) {
+    throw std::invalid_argument(what + ": the name is longer than " + std::to_string(kMaxQueueName) +
+                                " bytes (out-of-line blocks add a suffix)");
+  }
+  if (!lockfree_detail::is_power_of_two(ring_bytes) || ring_bytes < 1024 ||
+      ring_bytes > (std::size_t{1} << 40)) {
+    throw std::invalid_argument(what + ": ring size " + std::to_string(ring_bytes) +
+                                " is not a power of two in [1 KiB, 1 TiB]");
+  }
+  const std::uint64_t cells = ring_bytes / kCell;
+  BlockSpec spec;
+  spec.kind = kKind;
+  spec.type = TypeFingerprint::of<std::byte>();
+  spec.count = cells;
+  spec.prefix_size = sizeof(ByteQueueControl);
+  spec.payload_size = cells * 8 + ring_bytes;
+  spec.param[0] = kCell;
+  spec.param[1] = kLayout;
+  spec.param[2] = options.out_of_line_threshold;
+  SharedMemory::Options shm_options;
+  shm_options.mode = options.permissions;
+  TypedBlock b = create_typed_block(
+      name, spec,
+      [cells](std::span<std::byte> prefix, std::span<std::byte> payload) {
+        new (prefix.data()) ByteQueueControl();
+        auto* words = reinterpret_cast<std::atomic<std::uint64_t>*>(payload.data());
+        for (std::uint64_t i = 0; i < cells; ++i) {
+          new (&words[i]) std::atomic<std::uint64_t>(i);  // free for the producer of position i
+        }
+      },
+      shm_options);
+  // The doorbell FIFO. The block was created exclusively, so a FIFO under
+  // its name is a leftover of a queue killed before its unlink: replace it.
+  const std::string bell = bell_path(name);
+  if (::mkfifo(bell.c_str(), options.permissions) != 0) {
+    int err = errno;
+    if (err == EEXIST && ::unlink(bell.c_str()) == 0 && ::mkfifo(bell.c_str(), options.permissions) == 0) {
+      err = 0;
+    }
+    if (err != 0) {
+      b.shm.unlink();
+      throw_errno(err, what + ": cannot make its doorbell FIFO " + bell);
+    }
+  }
+  (void)::chmod(bell.c_str(), options.permissions);  // the umask narrowed mkfifo's mode
+  return ByteQueue(std::move(b));
+}
+
+ByteQueue ByteQueue::attach(std::string_view name, const AttachOptions& options) {
+  return ByteQueue(attach_typed_block(name, kKind, TypeFingerprint::of<std::byte>(), options));
+}
+
+ByteQueue::ByteQueue(TypedBlock b) : block_(std::move(b)) {
+  std::string_view name = block_.shm.name();
+  if (name.empty()) name = "(anonymous)";
+  const BlockHeader& h = block_.header;
+  if (h.param[1] != kLayout) {
+    lockfree_detail::bad_block(name, "ByteQueue layout " + std::to_string(h.param[1]) + ", expected " +
+                                         std::to_string(kLayout));
+  }
+  if (h.param[0] != kCell) lockfree_detail::bad_block(name, "ByteQueue cell size " + std::to_string(h.param[0]));
+  if (!lockfree_detail::is_power_of_two(h.count) || h.count < 16 || h.count > (std::uint64_t{1} << 34)) {
+    lockfree_detail::bad_block(name, "ByteQueue cell count " + std::to_string(h.count));
+  }
+  if (h.payload_size != h.count * (8 + kCell)) {
+    lockfree_detail::bad_block(name, "ByteQueue payload of " + std::to_string(h.payload_size) + " bytes");
+  }
+  if (h.prefix_size < sizeof(ByteQueueControl)) lockfree_detail::bad_block(name, "ByteQueue prefix too small");
+  cells_ = h.count;
+  mask_ = cells_ - 1;
+  lap_shift_ = static_cast<unsigned>(__builtin_ctzll(cells_));
+  ctl_ = reinterpret_cast<ByteQueueControl*>(block_.prefix.data());
+  words_ = reinterpret_cast<std::atomic<std::uint64_t>*>(block_.payload.data());
+  data_ = block_.payload.data() + cells_ * 8;
+  // An in-ring record before wrapping takes at most half the ring, and a
+  // wrapped one (padding + bytes) stays below the 18-bit cell count.
+  max_cells_ = std::min<std::uint64_t>(cells_ / 2, (std::uint64_t{1} << 17) - 1);
+  max_inline_ = static_cast<std::size_t>(max_cells_ * kCell - kRecordHeader);
+  threshold_ = h.param[2] == 0 ? max_inline_ : static_cast<std::size_t>(std::min<std::uint64_t>(h.param[2], max_inline_));
+  asym_ = lockfree_detail::asymmetric_fence_available();
+}
+
+ByteQueue::ByteQueue(ByteQueue&& o) noexcept
+    : block_(std::move(o.block_)),
+      ctl_(o.ctl_),
+      words_(o.words_),
+      data_(o.data_),
+      cells_(o.cells_),
+      mask_(o.mask_),
+      lap_shift_(o.lap_shift_),
+      max_cells_(o.max_cells_),
+      max_inline_(o.max_inline_),
+      threshold_(o.threshold_),
+      asym_(o.asym_),
+      bell_fd_(std::exchange(o.bell_fd_, -1)),
+      bell_armed_(std::exchange(o.bell_armed_, false)) {
+  o.ctl_ = nullptr;
+}
+
+ByteQueue& ByteQueue::operator=(ByteQueue&& o) noexcept {
+  if (this != &o) {
+    this->~ByteQueue();
+    new (this) ByteQueue(std::move(o));
+  }
+  return *this;
+}
+
+ByteQueue::~ByteQueue() {
+  if (bell_armed_ && ctl_ != nullptr) ctl_->bell_armed.fetch_sub(1, std::memory_order_relaxed);
+  if (bell_fd_ >= 0) ::close(bell_fd_);
+}
+
+std::string ByteQueue::out_of_line_prefix() const { return name() + ".o"; }
+
+void ByteQueue::unlink(std::string_view name) {
+  SharedMemory::unlink(name);
+  (void)::unlink(bell_path(name).c_str());
+  // Out-of-line blocks left behind by killed producers or consumers.
+  const std::string prefix = std::string(name) + ".o";
+  if (DIR* d = ::opendir("/dev/shm")) {
+    while (const dirent* e = ::readdir(d)) {
+      const std::string_view n(e->d_name);
+      if (n.size() > prefix.size() && n.substr(0, prefix.size()) == prefix &&
+          n.find_first_not_of("0123456789", prefix.size()) == std::string_view::npos) {
+        (void)::unlinkat(::dirfd(d), e->d_name, 0);
+      }
+    }
+    ::closedir(d);
+  }
+}
+
+// ------------------------------------------------------------------ push
+
+bool ByteQueue::push_record(std::span<const std::span<const std::byte>> parts, std::size_t length,
+                            std::uint32_t flags, std::uint64_t ool_size) noexcept {
+  const std::uint64_t me = short_id();
+  const std::uint64_t k1 = div_up(kRecordHeader + length, kCell);
+  std::uint64_t pos = ctl_->tail.load(std::memory_order_relaxed);
+  for (int stale = 0;;) {
+    const std::uint64_t c = pos & mask_;
+    const bool wrap = c + k1 > cells_;
+    const std::uint64_t k = wrap ? (cells_ - c) + div_up(length, kCell) : k1;
+    std::uint64_t w = words_[c].load(std::memory_order_acquire);  // (1)
+    if (w == pos) {
+      bool free = true;
+      for (std::uint64_t j = 1; j < k; ++j) {
+        if (words_[(pos + j) & mask_].load(std::memory_order_acquire) != pos + j) {  // (1)
+          free = false;
+          break;
+        }
+      }
+      if (!free) return false;  // full: a record of the previous lap still holds cells we need
+      const std::uint64_t claim = kClaim | (kProducer << kKindShift) | (((pos >> lap_shift_) & kLapMask) << kLapShift) |
+                                  (k << kCellsShift) | me;
+      // (5) release.
+      if (!words_[c].compare_exchange_weak(w, claim, std::memory_order_release, std::memory_order_relaxed)) continue;
+      SHMKIT_FAULT_POINT(byteq_push_won);
+      advance(ctl_->tail, pos, k);
+      std::byte* rec = data_ + c * kCell;
+      store_header(rec, Header{length, flags | (wrap ? kWrapped : 0), static_cast<std::uint32_t>(k)});
+      std::byte* dst = wrap ? data_ : rec + kRecordHeader;
+      if (flags & kOutOfLine) {
+        std::memcpy(dst, &ool_size, 8);
+        gather(dst + 8, parts);
+      } else {
+        gather(dst, parts);
+      }
+      SHMKIT_FAULT_POINT(byteq_push_written);
+      // (2) release: a plain store; no one else writes a live claimant's word.
+      words_[c].store(pos + 1, std::memory_order_release);
+      SHMKIT_FAULT_POINT(byteq_push_published);
+      lockfree_detail::notify(ctl_->not_empty, asym_);
+      ring_bell();
+      return true;
+    }
+    const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
+    if (is_claim(w)) {
+      if ((kind_of(w) == kProducer || kind_of(w) == kSkipped) && lap_bits(w) == lap) {
+        // Claimed for this lap and tail not past it yet: move it for the claimant.
+        const std::uint64_t now = ctl_->tail.load(std::memory_order_acquire);  // (9)
+        if (now == pos && words_[c].load(std::memory_order_acquire) == w) {  // (7)
+          advance(ctl_->tail, pos, cells_of(w));
+        }
+        pos = ctl_->tail.load(std::memory_order_relaxed);
+        continue;
+      }
+      if (lap_bits(w) == ((lap - 1) & kLapMask)) return false;  // full: the previous lap's record
+    } else if (static_cast<std::int64_t>(w - pos) < 0) {
+      return false;  // full: the cell still belongs to the previous lap
+    }
+    const std::uint64_t now = ctl_->tail.load(std::memory_order_relaxed);
+    if (now == pos && ++stale > 2) return false;  // a forged word: no producer moves on
+    pos = now;
+  }
+}
+
+bool ByteQueue::try_push(std::span<const std::span<const std::byte>> parts) {
+  return push_wait(parts, std::nullopt, false);
+}
+
+void ByteQueue::push(std::span<const std::span<const std::byte>> parts) { (void)push_wait(parts, std::nullopt, true); }
+
+bool ByteQueue::push_until(std::span<const std::span<const std::byte>> parts,
+                           std::chrono::steady_clock::time_point deadline) {
+  return push_wait(parts, deadline, true);
+}
+
+bool ByteQueue::push_wait(std::span<const std::span<const std::byte>> parts,
+                          std::optional<std::chrono::steady_clock::time_point> deadline, bool wait) {
+  const std::size_t length = total_length(parts);
+  if (length > threshold_) return push_out_of_line(parts, length, deadline, wait);
+  auto attempt = [&] { return push_record(parts, length, 0, 0); };
+  if (attempt()) return true;
+  if (!wait) return false;
+  return lockfree_detail::wait_until(ctl_->not_full, attempt, deadline, [&] { (void)unblock(); });
+}
+
+bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> parts, std::size_t length,
+                                 const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait) {
+  const std::string block_name =
+      out_of_line_prefix() + std::to_string(ctl_->out_of_line_counter.fetch_add(1, std::memory_order_relaxed));
+  SharedMemory::Options o;
+  struct stat st {};
+  o.mode = ::fstat(block_.shm.fd(), &st) == 0 ? (st.st_mode & 0777) : 0600;
+  {
+    SharedMemory m = SharedMemory::create(block_name, std::max<std::size_t>(length, 1), o);
+    gather(m.buf().data(), parts);
+  }  // unmapped: the consumer maps it again
+  const auto ref = std::as_bytes(std::span<const char>(block_name.data(), block_name.size()));
+  const std::span<const std::byte> ref_parts[] = {ref};
+  auto attempt = [&] { return push_record(ref_parts, 8 + ref.size(), kOutOfLine, length); };
+  bool ok = attempt();
+  if (!ok && wait) {
+    ok = lockfree_detail::wait_until(ctl_->not_full, attempt, deadline, [&] { (void)unblock(); });
+  }
+  if (!ok) {
+    try {
+      SharedMemory::unlink(block_name);
+    } catch (...) {
+    }
+  }
+  return ok;
+}
+
+bool ByteQueue::wait_room_until(std::size_t bytes,
+                                std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+  const std::size_t length = bytes > threshold_ ? 8 + kMaxQueueName + 24 : bytes;
+  const std::uint64_t k1 = div_up(kRecordHeader + length, kCell);
+  auto room = [&] {
+    const std::uint64_t pos = ctl_->tail.load(std::memory_order_acquire);
+    const std::uint64_t c = pos & mask_;
+    const std::uint64_t k = c + k1 > cells_ ? (cells_ - c) + div_up(length, kCell) : k1;
+    for (std::uint64_t j = 0; j < k; ++j) {
+      const std::uint64_t w = words_[(pos + j) & mask_].load(std::memory_order_acquire);
+      if (w != pos + j) return j == 0 && is_claim(w);  // a claim at tail: tail moves on, look again
+    }
+    return true;
+  };
+  return lockfree_detail::wait_until(ctl_->not_full, room, deadline, [&] { (void)unblock(); });
+}
+
+// ------------------------------------------------------------------- pop
+
+BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
+  const std::uint64_t me = short_id();
+  std::uint64_t h = ctl_->head.load(std::memory_order_acquire);  // (9)
+  std::uint64_t pos = h;
+  // Records still being written that this scan looked past (position, claim
+  // word). Before taking a message behind them we look at them again: one
+  // published meanwhile may be an earlier message of the same producer
+  // (FIFO per producer), so the scan starts over and takes it first. One
+  // still claimed has not been published, so its producer's push has not
+  // returned and the message behind it is not that producer's.
+  constexpr int kMaxPassed = 8;
+  std::uint64_t passed_pos[kMaxPassed], passed_word[kMaxPassed];
+  int passed = 0;
+  for (std::uint64_t steps = 0, restarts = 0, rescans = 0; steps <= cells_; ++steps) {
+    const std::uint64_t c = pos & mask_;
+    const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
+    std::uint64_t w = words_[c].load(std::memory_order_acquire);  // (3)
+    if (w == pos + 1 || (is_claim(w) && kind_of(w) == kSkipped && lap_bits(w) == lap)) {
+      bool moved = false;
+      for (int i = 0; i < passed && !moved; ++i) {
+        moved = words_[passed_pos[i] & mask_].load(std::memory_order_acquire) != passed_word[i];  // (3)
+      }
+      if (moved) {
+        if (++rescans > cells_) break;
+        passed = 0;
+        h = ctl_->head.load(std::memory_order_acquire);
+        pos = h;
+        steps = 0;
+        continue;
+      }
+      const bool skipped = w != pos + 1;
+      std::uint64_t k = skipped ? cells_of(w) : 0;
+      std::byte* rec = data_ + c * kCell;
+      Header hd{};
+      std::byte* dst = nullptr;
+      std::optional<SharedMemory> block;
+      std::uint64_t ool_size = 0;
+      bool corrupt = false;
+      if (!skipped) {
+        hd = load_header(rec);
+        k = hd.cells;
+        const bool wrap = (hd.flags & kWrapped) != 0;
+        const std::uint64_t k1 = div_up(kRecordHeader + std::min<std::uint64_t>(hd.length, cells_ * kCell), kCell);
+        const bool fits = hd.length <= max_inline_ &&
+                          (wrap ? c + k1 > cells_ && k == (cells_ - c) + div_up(hd.length, kCell)
+                                : c + k1 <= cells_ && k == k1);
+        const bool ool_ok = (hd.flags & kOutOfLine) == 0 || (hd.length >= 8 && hd.length <= 8 + 255);
+        if (!fits || !ool_ok || k == 0 || k >= cells_) {
+          corrupt = true;
+          k = 1;  // release what we can prove is ours: the first cell
+        } else if (hd.flags & kOutOfLine) {
+          const std::byte* src = wrap ? data_ : rec + kRecordHeader;
+          std::memcpy(&ool_size, src, 8);
+          const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
+          const std::string prefix = out_of_line_prefix();
+          if (block_name.size() <= prefix.size() || block_name.compare(0, prefix.size(), prefix) != 0 ||
+              block_name.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
+            corrupt = true;  // not one of ours: never map or unlink it
+          } else {
+            try {
+              block.emplace(SharedMemory::attach(block_name));
+            } catch (const std::system_error& e) {
+              if (e.code().value() == ENOENT) {
+                // Taken and unlinked by another consumer since we read the word: look again.
+                if (words_[c].load(std::memory_order_acquire) != w) continue;
+                corrupt = true;  // published, yet its block is gone
+              } else {
+                return BytePop::no_memory;  // EMFILE, ENOMEM: the message stays queued
+              }
+            } catch (...) {
+              corrupt = true;
+            }
+            if (block && block->size() < ool_size) corrupt = true;
+          }
+        } else {
+          dst = sink.reserve(static_cast<std::size_t>(hd.length));
+          if (dst == nullptr && hd.length != 0) return BytePop::no_memory;
+        }
+      }
+      const std::uint64_t kind = skipped ? kConsumerOfSkipped : kConsumer;
+      const std::uint64_t claim = kClaim | (kind << kKindShift) | (lap << kLapShift) | (k << kCellsShift) | me;
+      // (5) release.
+      if (!words_[c].compare_exchange_strong(w, claim, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        continue;  // another consumer took it: look at this position again
+      }
+      SHMKIT_FAULT_POINT(byteq_pop_won);
+      advance(ctl_->head, pos, k);
+      bool delivered = false;
+      if (!skipped && !corrupt) {
+        if (block) {
+          try {
+            SharedMemory::unlink(block->name());
+          } catch (...) {
+          }
+          sink.adopt(std::move(*block), static_cast<std::size_t>(ool_size));
+        } else if (hd.length != 0) {
+          std::memcpy(dst, (hd.flags & kWrapped) ? data_ : rec + kRecordHeader, hd.length);
+        }
+        delivered = true;
+      }
+      SHMKIT_FAULT_POINT(byteq_pop_copied);
+      if (corrupt) ctl_->corrupt_records.fetch_add(1, std::memory_order_relaxed);
+      release_record(pos, k);
+      SHMKIT_FAULT_POINT(byteq_pop_released);
+      lockfree_detail::notify(ctl_->not_full, asym_);
+      if (delivered) return BytePop::ok;
+      pos = ctl_->head.load(std::memory_order_acquire);
+      continue;
+    }
+    if (is_claim(w) && lap_bits(w) == lap && kind_of(w) != kSkipped) {
+      const std::uint64_t k = cells_of(w);
+      if (kind_of(w) != kProducer) {
+        // Taken by a consumer: head may not be past it yet.
+        if (ctl_->head.load(std::memory_order_acquire) == pos && words_[c].load(std::memory_order_acquire) == w) {
+          advance(ctl_->head, pos, k);
+        }
+      }
+      if (kind_of(w) == kProducer) {
+        // A producer still writing: look past it (its claim carries its length).
+        if (passed == kMaxPassed) break;
+        passed_pos[passed] = pos;
+        passed_word[passed] = w;
+        ++passed;
+      }
+      pos += k;
+      continue;
+    }
+    if (w == pos + cells_) {
+      // Released already (taken by a consumer that looked past head).
+      if (ctl_->head.load(std::memory_order_acquire) == pos) advance(ctl_->head, pos, 1);
+      pos += 1;
+      continue;
+    }
+    if (w == pos) break;  // nothing claimed here yet: no more messages
+    // Not this lap's: our head was stale, or we ran past tail.
+    if (static_cast<std::int64_t>(pos - ctl_->tail.load(std::memory_order_acquire)) >= 0) break;
+    if (++restarts > 3) break;  // forged words
+    h = ctl_->head.load(std::memory_order_acquire);
+    pos = h;
+    steps = 0;
+    passed = 0;
+  }
+  if (ctl_->bell_armed.load(std::memory_order_relaxed) != 0 &&
+      ctl_->bell_rung.load(std::memory_order_relaxed) != 0) {
+    settle_doorbell();
+  }
+  return BytePop::empty;
+}
+
+void ByteQueue::release_record(std::uint64_t pos, std::uint64_t cells) noexcept {
+  // (4) release: inner cells first, the first cell last (a survivor that
+  // finds the first cell released knows the rest are).
+  for (std::uint64_t j = cells; j-- > 1;) words_[(pos + j) & mask_].store(pos + j + cells_, std::memory_order_release);
+  words_[pos & mask_].store(pos + cells_, std::memory_order_release);
+}
+
+class ByteMessageSink final : public ByteSink {
+ public:
+  explicit ByteMessageSink(ByteMessage& m) : m_(m) {}
+  std::byte* reserve(std::size_t n) noexcept override {
+    try {
+      m_.copy_.resize(n);
+    } catch (...) {
+      return nullptr;
+    }
+    return m_.copy_.data();
+  }
+  void adopt(SharedMemory&& block, std::size_t n) noexcept override {
+    m_.copy_.clear();
+    m_.block_.emplace(std::move(block));
+    m_.ool_size_ = n;
+  }
+
+ private:
+  ByteMessage& m_;
+};
+
+bool ByteQueue::try_pop(ByteMessage& out) noexcept {
+  out.block_.reset();
+  ByteMessageSink sink(out);
+  return try_pop(sink) == BytePop::ok;
+}
+
+ByteMessage ByteQueue::pop() {
+  ByteMessage m;
+  (void)pop_until_opt(m, std::nullopt);
+  return m;
+}
+
+bool ByteQueue::pop_until(ByteMessage& out, std::chrono::steady_clock::time_point deadline) {
+  return pop_until_opt(out, deadline);
+}
+
+bool ByteQueue::pop_until_opt(ByteMessage& out, std::optional<std::chrono::steady_clock::time_point> deadline) {
+  for (;;) {
+    out.block_.reset();
+    ByteMessageSink sink(out);
+    const BytePop r = try_pop(sink);
+    if (r == BytePop::ok) return true;
+    if (r == BytePop::no_memory) throw std::bad_alloc();
+    if (!wait_message_until(deadline)) return false;
+  }
+}
+
+bool ByteQueue::wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+  return lockfree_detail::wait_until(ctl_->not_empty, [&] { return has_message(); }, deadline,
+                                     [&] { (void)unblock(); });
+}
+
+bool ByteQueue::has_message() const noexcept {
+  std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);
+  for (std::uint64_t steps = 0; steps <= cells_; ++steps) {
+    const std::uint64_t c = pos & mask_;
+    const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
+    const std::uint64_t w = words_[c].load(std::memory_order_acquire);
+    if (w == pos + 1) return true;
+    if (is_claim(w) && lap_bits(w) == lap) {
+      if (kind_of(w) == kSkipped) return true;  // a consumer must release it
+      pos += cells_of(w);
+      continue;
+    }
+    if (w == pos + cells_) {
+      pos += 1;
+      continue;
+    }
+    return false;
+  }
+  return false;
+}
+
+std::uint64_t ByteQueue::size() const noexcept {
+  std::uint64_t n = 0;
+  std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);
+  const std::uint64_t tail = ctl_->tail.load(std::memory_order_acquire);
+  for (std::uint64_t steps = 0; steps <= cells_ && static_cast<std::int64_t>(tail - pos) > 0; ++steps) {
+    const std::uint64_t c = pos & mask_;
+    const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
+    const std::uint64_t w = words_[c].load(std::memory_order_acquire);
+    if (w == pos + 1) {
+      const Header hd = load_header(data_ + c * kCell);
+      ++n;
+      pos += std::clamp<std::uint64_t>(hd.cells, 1, cells_);
+    } else if (is_claim(w) && lap_bits(w) == lap) {
+      if (kind_of(w) == kProducer) ++n;
+      pos += cells_of(w);
+    } else if (w == pos + cells_) {
+      pos += 1;
+    } else {
+      break;
+    }
+  }
+  return n;
+}
+
+// ----------------------------------------------------- dead claimants
+
+bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexcept {
+  const std::uint64_t k = cells_of(w);
+  advance(ctl_->head, pos, k);  // it may have died before moving head
+  if (kind_of(w) == kConsumer) {
+    // Its out-of-line block, if it had not unlinked it yet.
+    const Header hd = load_header(data_ + (pos & mask_) * kCell);
+    if ((hd.flags & kOutOfLine) && hd.length > 8 && hd.length <= 8 + 255) {
+      const std::byte* src = (hd.flags & kWrapped) ? data_ : data_ + (pos & mask_) * kCell + kRecordHeader;
+      const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
+      const std::string prefix = out_of_line_prefix();
+      if (block_name.size() > prefix.size() && block_name.compare(0, prefix.size(), prefix) == 0 &&
+          block_name.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
+        (void)::unlink(platform::dev_shm_path(block_name).c_str());
+      }
+    }
+  }
+  // Inner cells: each from its position in this lap (untouched, or the
+  // dead consumer did not get to it) to the next lap's.
+  for (std::uint64_t j = k; j-- > 1;) {
+    std::uint64_t expected = pos + j;
+    (void)words_[(pos + j) & mask_].compare_exchange_strong(expected, pos + j + cells_, std::memory_order_acq_rel,
+                                                             std::memory_order_relaxed);  // (8)
+  }
+  std::uint64_t expected = w;
+  if (words_[pos & mask_].compare_exchange_strong(expected, pos + cells_, std::memory_order_acq_rel,
+                                                  std::memory_order_relaxed)) {  // (8)
+    if (kind_of(w) == kConsumer) ctl_->consumer_claims_released.fetch_add(1, std::memory_order_relaxed);
+    lockfree_detail::notify(ctl_->not_full, asym_);
+    return true;
+  }
+  return false;
+}
+
+ByteUnblock ByteQueue::unblock() noexcept {
+  // Consumers' side: a dead producer's claim between head and tail (the
+  // first few live ones are looked past; each check reads /proc).
+  {
+    std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);  // (9)
+    int checked = 0;
+    for (std::uint64_t steps = 0; steps <= cells_ && checked < 8; ++steps) {
+      const std::uint64_t c = pos & mask_;
+      const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
+      const std::uint64_t w = words_[c].load(std::memory_order_acquire);  // (7)
+      if (w == pos + 1) {
+        pos += std::clamp<std::uint64_t>(load_header(data_ + c * kCell).cells, 1, cells_);
+        continue;
+      }
+      if (w == pos + cells_) {
+        pos += 1;
+        continue;
+      }
+      if (!is_claim(w) || lap_bits(w) != lap) break;
+      if (kind_of(w) == kProducer) {
+        ++checked;
+        if (short_id_dead(w)) {
+          advance(ctl_->tail, pos, cells_of(w));  // it may have died before moving tail
+          std::uint64_t expected = w;
+          const std::uint64_t skipped = (w & ~(std::uint64_t{3} << kKindShift)) | (kSkipped << kKindShift);
+          if (words_[c].compare_exchange_strong(expected, skipped, std::memory_order_acq_rel,
+                                                std::memory_order_relaxed)) {  // (8)
+            ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
+            lockfree_detail::notify(ctl_->not_empty, asym_);
+            return ByteUnblock::skipped_producer;
+          }
+        }
+      } else if (kind_of(w) != kSkipped) {
+        ++checked;
+        if (short_id_dead(w) && release_dead_consumer(pos, w)) return ByteUnblock::released_consumer;
+      }
+      pos += cells_of(w);
+    }
+  }
+  // Producers' side: the first cell at or after tail still held by the
+  // previous lap; walk back over its record's inner cells to its first.
+  {
+    const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
+    if (t < cells_) return ByteUnblock::none;
+    std::uint64_t x = t;
+    for (; x < t + max_cells_ * 2; ++x) {
+      if (words_[x & mask_].load(std::memory_order_acquire) != x) break;
+    }
+    if (x == t + max_cells_ * 2) return ByteUnblock::none;
+    std::uint64_t s = x - cells_;  // the previous lap's position of that cell
+    for (std::uint64_t back = 0; back < max_cells_ * 2 && s > 0 &&
+                                 words_[s & mask_].load(std::memory_order_acquire) == s;
+         ++back) {
+      --s;  // an inner cell of an unreleased record: its first is further back
+    }
+    const std::uint64_t w = words_[s & mask_].load(std::memory_order_acquire);  // (7)
+    if (!is_claim(w) || lap_bits(w) != ((s >> lap_shift_) & kLapMask) || !short_id_dead(w)) {
+      return ByteUnblock::none;
+    }
+    if (kind_of(w) == kConsumer || kind_of(w) == kConsumerOfSkipped) {
+      if (release_dead_consumer(s, w)) return ByteUnblock::released_consumer;
+    } else if (kind_of(w) == kProducer) {
+      std::uint64_t expected = w;
+      const std::uint64_t skipped = (w & ~(std::uint64_t{3} << kKindShift)) | (kSkipped << kKindShift);
+      if (words_[s & mask_].compare_exchange_strong(expected, skipped, std::memory_order_acq_rel,
+                                                    std::memory_order_relaxed)) {  // (8)
+        ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
+        lockfree_detail::notify(ctl_->not_empty, asym_);
+        return ByteUnblock::skipped_producer;
+      }
+    }
+  }
+  return ByteUnblock::none;
+}
+
+ByteQueueLosses ByteQueue::losses() const noexcept {
+  return {ctl_->producer_claims_skipped.load(std::memory_order_relaxed),
+          ctl_->consumer_claims_released.load(std::memory_order_relaxed),
+          ctl_->corrupt_records.load(std::memory_order_relaxed)};
+}
+
+// -------------------------------------------------------------- doorbell
+
+int ByteQueue::doorbell_fd() {
+  if (bell_fd_ < 0) {
+    // O_RDWR: a FIFO opened so never blocks in open() and never reads EOF.
+    bell_fd_ = ::open(bell_path(name()).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (bell_fd_ < 0) throw_errno(errno, "shmkit: cannot open the doorbell of ByteQueue \"" + name() + "\"");
+  }
+  if (!bell_armed_) {
+    bell_armed_ = true;
+    ctl_->bell_armed.fetch_add(1, std::memory_order_relaxed);
+    lockfree_detail::heavy_fence();  // pairs with the producers' light fence
+    if (has_message()) {
+      ctl_->bell_rung.store(1, std::memory_order_relaxed);
+      const char b = 1;
+      (void)!::write(bell_fd_, &b, 1);
+    }
+  }
+  return bell_fd_;
+}
+
+void ByteQueue::ring_bell() noexcept {
+  lockfree_detail::light_fence(asym_);  // pairs with the heavy fence in doorbell_fd/settle_doorbell
+  if (ctl_->bell_armed.load(std::memory_order_relaxed) == 0) return;
+  if (ctl_->bell_rung.exchange(1, std::memory_order_acq_rel) != 0) return;
+  if (bell_fd_ < 0) bell_fd_ = ::open(bell_path(name()).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (bell_fd_ < 0) return;
+  const char b = 1;
+  (void)!::write(bell_fd_, &b, 1);  // EAGAIN: the FIFO is full, so readable anyway
+  // A consumer may have taken the message and settled before our write:
+  // do not leave the bell readable over an empty queue.
+  lockfree_detail::heavy_fence();
+  if (!has_message()) settle_doorbell();
+}
+
+void ByteQueue::settle_doorbell() noexcept {
+  if (bell_fd_ < 0) bell_fd_ = ::open(bell_path(name()).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (bell_fd_ < 0) return;
+  char buf[64];
+  while (::read(bell_fd_, buf, sizeof buf) > 0) {
+  }
+  ctl_->bell_rung.store(0, std::memory_order_relaxed);
+  lockfree_detail::heavy_fence();
+  if (has_message()) {
+    ctl_->bell_rung.store(1, std::memory_order_relaxed);
+    const char b = 1;
+    (void)!::write(bell_fd_, &b, 1);
+  }
+}
+
+}  // namespace shmkit

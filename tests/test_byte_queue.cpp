@@ -1,0 +1,327 @@
+// ByteQueue: messages of any length between processes. Functional cases
+// (lengths 0 to 64 MiB, the wrap, gathers, out of line), many producers and
+// consumers as real processes and as threads (every message checked byte by
+// byte, delivered exactly once, FIFO per producer), the doorbell with
+// poll(2), an untrusted block, and unlink's sweep.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "byte_queue_common.hpp"
+#include "shmkit/shared_memory.hpp"
+#include "test_support.hpp"
+
+namespace shmkit::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool dev_shm_has(const std::string& name) {
+  struct stat st {};
+  return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+std::vector<std::string> out_of_line_left(const std::string& queue) {
+  std::vector<std::string> left;
+  for (int i = 0; i < 64; ++i) {
+    if (dev_shm_has(queue + ".o" + std::to_string(i))) left.push_back(queue + ".o" + std::to_string(i));
+  }
+  return left;
+}
+
+TEST(ByteQueue, EveryLengthFromZeroThroughTheWrapAndOutOfLine) {
+  const std::string name = unique_name("bq_len");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);  // 64 cells: every length wraps somewhere
+  EXPECT_EQ(q.max_inline(), 32u * 64 - 16);
+  auto peer = ByteQueue::attach(name);
+  std::vector<std::size_t> lengths;
+  for (std::size_t n = 0; n <= 300; ++n) lengths.push_back(n);
+  for (std::size_t n : {1000ul, 2000ul, q.max_inline() - 1, q.max_inline(), q.max_inline() + 1, 100000ul})
+    lengths.push_back(n);
+  std::uint32_t seq = 0;
+  for (std::size_t n : lengths) {
+    std::vector<std::byte> m(n);
+    for (std::size_t i = 0; i < n; ++i) m[i] = std::byte{pattern_byte(1, seq, i)};
+    ASSERT_TRUE(q.try_push(std::span<const std::byte>(m))) << "length " << n;
+    ByteMessage got;
+    ASSERT_TRUE(peer.try_pop(got)) << "length " << n;
+    ASSERT_EQ(got.size(), n);
+    EXPECT_EQ(got.out_of_line(), n > q.max_inline());
+    EXPECT_TRUE(std::equal(m.begin(), m.end(), got.bytes().begin())) << "length " << n;
+    ++seq;
+  }
+  ByteMessage none;
+  EXPECT_FALSE(peer.try_pop(none));
+  EXPECT_TRUE(out_of_line_left(name).empty()) << "the consumer unlinks out-of-line blocks";
+  EXPECT_EQ(q.losses(), ByteQueueLosses{});
+}
+
+TEST(ByteQueue, GatherOfPartsIsOneMessage) {
+  const std::string name = unique_name("bq_gather");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 1 << 16);
+  const std::string a = "head:", b(3000, 'x'), c = ":tail";
+  const std::span<const std::byte> parts[] = {std::as_bytes(std::span(a)), std::as_bytes(std::span(b)),
+                                              std::as_bytes(std::span(c))};
+  ASSERT_TRUE(q.try_push(parts));
+  ByteMessage m;
+  ASSERT_TRUE(q.try_pop(m));
+  EXPECT_EQ(m.view(), a + b + c);
+}
+
+TEST(ByteQueue, FullRingRefusesAndTimedPushWaits) {
+  const std::string name = unique_name("bq_full");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 1024);  // 16 cells
+  int pushed = 0;
+  while (q.try_push(std::string(100, 'a'))) ++pushed;  // 2 cells each
+  EXPECT_GE(pushed, 7);
+  EXPECT_LE(pushed, 8);
+  EXPECT_EQ(q.size(), static_cast<std::uint64_t>(pushed));
+  const std::string more(100, 'b');
+  EXPECT_FALSE(q.push_for(std::as_bytes(std::span(more)), 20ms));
+  ByteMessage m;
+  ASSERT_TRUE(q.try_pop(m));
+  EXPECT_TRUE(q.push_for(std::as_bytes(std::span(more)), 1s));
+}
+
+TEST(ByteQueue, SixtyFourMiBOutOfLineIsZeroCopyAndLeavesNothing) {
+  const std::string name = unique_name("bq_big");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 1 << 16);
+  const std::size_t n = std::size_t{64} << 20;
+  std::vector<std::byte> m(n);
+  for (std::size_t i = 0; i < n; i += 4096) m[i] = std::byte{static_cast<unsigned char>(i >> 12)};
+  m[n - 1] = std::byte{0x5a};
+  const pid_t child = fork_child([&] {
+    auto peer = ByteQueue::attach(name);
+    ByteMessage got = peer.pop();
+    if (got.size() != n || !got.out_of_line()) return 1;
+    for (std::size_t i = 0; i < n; i += 4096) {
+      if (got.bytes()[i] != std::byte{static_cast<unsigned char>(i >> 12)}) return 2;
+    }
+    return got.bytes()[n - 1] == std::byte{0x5a} ? 0 : 3;
+  });
+  q.push(std::span<const std::byte>(m));
+  EXPECT_TRUE(wait_child(child, 60s).ok());
+  EXPECT_TRUE(out_of_line_left(name).empty());
+}
+
+// Many producers and consumers; each message checked and counted once.
+void storm(bool processes, int producers, int consumers, std::uint32_t per_producer, std::size_t ring) {
+  const std::string name = unique_name("bq_storm");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, ring, ByteQueue::Options{.out_of_line_threshold = 900});
+  struct Seen {
+    std::atomic<std::uint32_t> count[4][4096];
+    std::atomic<int> bad;
+    std::atomic<std::uint32_t> consumed;
+  };
+  Shared<Seen> seen;
+  ASSERT_LE(per_producer, 4096u);
+  const std::uint32_t total = per_producer * static_cast<std::uint32_t>(producers);
+  std::vector<std::function<int()>> bodies;
+  for (int p = 0; p < producers; ++p) {
+    bodies.push_back([&, p] {
+      auto mine = ByteQueue::attach(name);
+      for (std::uint32_t s = 0; s < per_producer; ++s) {
+        const auto m = make_message(static_cast<std::uint32_t>(p), s, length_for(s, 2000));
+        mine.push(std::span<const std::byte>(m));
+      }
+      return 0;
+    });
+  }
+  for (int c = 0; c < consumers; ++c) {
+    bodies.push_back([&] {
+      auto mine = ByteQueue::attach(name);
+      std::map<std::uint32_t, std::int64_t> last;
+      for (;;) {
+        if (seen->consumed.load() >= total) return 0;
+        ByteMessage m;
+        if (!mine.pop_for(m, 50ms)) continue;
+        const Decoded d = decode(m.bytes());
+        if (!d.intact || d.origin >= 4 || d.seq >= 4096 || m.size() != length_for(d.seq, 2000)) {
+          std::fprintf(stderr, "bad message: intact %d origin %u seq %u size %zu (expected %zu) ool %d\n",
+                       d.intact, d.origin, d.seq, m.size(), length_for(d.seq, 2000), m.out_of_line());
+          seen->bad.fetch_add(1);
+        } else {
+          seen->count[d.origin][d.seq].fetch_add(1);
+          auto [it, fresh] = last.try_emplace(d.origin, -1);
+          if (static_cast<std::int64_t>(d.seq) <= it->second) {  // FIFO per producer
+            std::fprintf(stderr, "out of order: origin %u seq %u after %lld\n", d.origin, d.seq,
+                         static_cast<long long>(it->second));
+            seen->bad.fetch_add(1);
+          }
+          it->second = d.seq;
+        }
+        seen->consumed.fetch_add(1);
+      }
+    });
+  }
+  run_all(processes, bodies, 120s);
+  EXPECT_EQ(seen->bad.load(), 0);
+  for (int p = 0; p < producers; ++p) {
+    for (std::uint32_t s = 0; s < per_producer; ++s) {
+      ASSERT_EQ(seen->count[p][s].load(), 1u) << "producer " << p << " message " << s;
+    }
+  }
+  EXPECT_EQ(q.losses(), ByteQueueLosses{});
+  EXPECT_TRUE(out_of_line_left(name).empty());
+}
+
+TEST(ByteQueue, TwoProducersTwoConsumersProcesses) { storm(true, 2, 2, 4000, 4096); }
+TEST(ByteQueue, ThreeProducersOneConsumerProcessesSmallRing) { storm(true, 3, 1, 3000, 2048); }
+TEST(ByteQueue, TwoProducersThreeConsumersThreads) { storm(false, 2, 3, 4000, 4096); }
+
+bool readable(int fd, int timeout_ms = 0) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
+}
+
+TEST(ByteQueue, DoorbellIsReadableExactlyWhileAMessageWaits) {
+  const std::string name = unique_name("bq_bell");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);
+  ASSERT_TRUE(q.try_push(std::string("early")));
+  auto reader = ByteQueue::attach(name);
+  const int fd = reader.doorbell_fd();
+  EXPECT_TRUE(readable(fd)) << "a message queued before the bell was armed";
+  ByteMessage m;
+  ASSERT_TRUE(reader.try_pop(m));
+  EXPECT_FALSE(reader.try_pop(m));  // finds it empty: settles
+  EXPECT_FALSE(readable(fd));
+  // A producer in another process rings it; poll wakes.
+  const pid_t child = fork_child([&] {
+    auto p = ByteQueue::attach(name);
+    std::this_thread::sleep_for(50ms);
+    p.push(std::string("ding"));
+    return 0;
+  });
+  EXPECT_TRUE(readable(fd, 10000));
+  ASSERT_TRUE(reader.try_pop(m));
+  EXPECT_EQ(m.view(), "ding");
+  EXPECT_TRUE(wait_child(child, 10s).ok());
+  EXPECT_FALSE(reader.try_pop(m));
+  EXPECT_FALSE(readable(fd));
+}
+
+// A waiter that sleeps in poll(2) on the doorbell, never in the queue's own
+// futex, must see every message: many rounds of push-when-empty.
+TEST(ByteQueue, DoorbellNeverMissesAMessage) {
+  const std::string name = unique_name("bq_bell2");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);
+  const std::uint32_t rounds = 3000;
+  const pid_t child = fork_child([&] {
+    auto p = ByteQueue::attach(name);
+    for (std::uint32_t i = 0; i < rounds; ++i) {
+      const auto m = make_message(1, i, 16);
+      p.push(std::span<const std::byte>(m));
+      if (i % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(i % 100));
+    }
+    return 0;
+  });
+  const int fd = q.doorbell_fd();
+  std::uint32_t got = 0;
+  while (got < rounds) {
+    ByteMessage m;
+    if (q.try_pop(m)) {
+      ASSERT_EQ(decode(m.bytes()).seq, got);
+      ++got;
+      continue;
+    }
+    ASSERT_TRUE(readable(fd, 10000)) << "the doorbell stayed silent with message " << got << " due";
+  }
+  EXPECT_TRUE(wait_child(child, 10s).ok());
+}
+
+TEST(ByteQueue, ForgedRecordsAreReleasedUnreadAndNamesOutsideThePrefixUntouched) {
+  const std::string name = unique_name("bq_forge");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);
+  const std::string victim = unique_name("bq_victim");
+  { auto v = SharedMemory::create(victim, 4096); }
+  Unlinker uv{victim};
+  auto raw = SharedMemory::attach(name);
+  // Find the ring: the first message's bytes, then forge its header.
+  ASSERT_TRUE(q.try_push(std::string("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")));
+  std::byte* base = raw.buf().data();
+  std::byte* hit = nullptr;
+  for (std::size_t i = 0; i + 32 <= raw.size(); ++i) {
+    if (std::memcmp(base + i, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 32) == 0) {
+      hit = base + i;
+      break;
+    }
+  }
+  ASSERT_NE(hit, nullptr);
+  std::byte* header = hit - 16;
+  const std::uint64_t huge = std::uint64_t{1} << 40;
+  std::memcpy(header, &huge, 8);  // a length past the ring
+  ByteMessage m;
+  EXPECT_FALSE(q.try_pop(m));
+  EXPECT_EQ(q.losses().corrupt_records, 1u);
+  // An out-of-line reference naming a block outside the queue's prefix.
+  ASSERT_TRUE(q.try_push(std::string(40, 'B')));
+  hit = nullptr;
+  for (std::size_t i = 0; i + 40 <= raw.size(); ++i) {
+    if (std::memcmp(base + i, std::string(40, 'B').data(), 40) == 0) {
+      hit = base + i;
+      break;
+    }
+  }
+  ASSERT_NE(hit, nullptr);
+  header = hit - 16;
+  const std::uint64_t len = 8 + victim.size();
+  const std::uint32_t flags = 2;  // out of line
+  std::memcpy(header, &len, 8);
+  std::memcpy(header + 8, &flags, 4);
+  const std::uint64_t size = 4096;
+  std::memcpy(hit, &size, 8);
+  std::memcpy(hit + 8, victim.data(), victim.size());
+  EXPECT_FALSE(q.try_pop(m));
+  EXPECT_EQ(q.losses().corrupt_records, 2u);
+  EXPECT_TRUE(dev_shm_has(victim)) << "a forged record made a consumer unlink another block";
+  // The queue still works.
+  ASSERT_TRUE(q.try_push(std::string("after")));
+  ASSERT_TRUE(q.try_pop(m));
+  EXPECT_EQ(m.view(), "after");
+}
+
+TEST(ByteQueue, UnlinkRemovesDoorbellAndLeftoverOutOfLineBlocks) {
+  const std::string name = unique_name("bq_sweep");
+  {
+    auto q = ByteQueue::create(name, 4096);
+    (void)q.doorbell_fd();
+    std::vector<std::byte> big(100000);
+    ASSERT_TRUE(q.try_push(std::span<const std::byte>(big)));  // never popped
+    EXPECT_TRUE(dev_shm_has(name + ".bell"));
+    EXPECT_EQ(out_of_line_left(name).size(), 1u);
+    q.unlink();
+  }
+  EXPECT_FALSE(dev_shm_has(name));
+  EXPECT_FALSE(dev_shm_has(name + ".bell"));
+  EXPECT_TRUE(out_of_line_left(name).empty());
+}
+
+TEST(ByteQueue, RefusesBadSizesAndOtherBlocks) {
+  const std::string name = unique_name("bq_bad");
+  EXPECT_THROW((void)ByteQueue::create(name, 1000), std::invalid_argument);
+  EXPECT_THROW((void)ByteQueue::create(name, 512), std::invalid_argument);
+  EXPECT_THROW((void)ByteQueue::create(std::string(230, 'n'), 4096), std::invalid_argument);
+  { auto s = SharedMemory::create(name, 4096); }
+  Unlinker u{name};
+  EXPECT_THROW((void)ByteQueue::attach(name), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace shmkit::test

@@ -1,0 +1,263 @@
+// ByteQueue with a peer stopped or killed at each numbered step of push and
+// pop (the byteq_* fault points), with messages in the ring and out of line.
+// A victim process SIGSTOPs (or SIGKILLs) itself at the point; the survivor
+// pushes and pops around it; a stopped victim then gets SIGCONT and
+// finishes its own call. Checked each time:
+//   * every message whose push returned is popped exactly once and intact,
+//     except the one a killed victim held (counted once in losses());
+//   * a stopped claimant is never stepped over (losses stay 0) and does not
+//     hold up messages behind its own: the survivor pops past it;
+//   * nothing is wedged afterwards: several laps of the ring go through.
+// Every wait is on an observed state (stopped, exited); no assertion is
+// about time. Links shmkit_fault (the points compiled in).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <csignal>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+
+#include "byte_queue_common.hpp"
+#include "shmkit/detail/fault.hpp"
+
+namespace shmkit {
+void PrintTo(const ByteQueueLosses& l, std::ostream* os) {
+  *os << "{producer_claims_skipped " << l.producer_claims_skipped << ", consumer_claims_released "
+      << l.consumer_claims_released << ", corrupt_records " << l.corrupt_records << "}";
+}
+}  // namespace shmkit
+
+namespace shmkit::test {
+namespace {
+
+using namespace std::chrono_literals;
+using fault::Action;
+using fault::Point;
+
+char task_state(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
+}
+
+struct Victim {
+  pid_t pid = -1;
+  bool reaped = false;
+  explicit Victim(const std::function<int()>& fn) : pid(fork_child(fn)) {}
+  Victim(const Victim&) = delete;
+  Victim& operator=(const Victim&) = delete;
+  ExitStatus wait(std::chrono::milliseconds timeout = 20s) {
+    reaped = true;
+    return wait_child(pid, timeout);
+  }
+  ~Victim() {
+    if (!reaped) {
+      ::kill(pid, SIGKILL);
+      (void)wait_child(pid, 10s);
+    }
+  }
+};
+
+struct Case {
+  Point point;
+  Action action;
+  bool out_of_line;
+};
+std::string point_name(Point p) {
+  for (const auto& info : fault::points()) {
+    if (info.point == p) return std::string(info.name);
+  }
+  return "?";
+}
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << point_name(c.point) << (c.action == Action::stop ? " stop" : " kill") << (c.out_of_line ? " ool" : "");
+}
+bool is_push(Point p) {
+  return p == Point::byteq_push_won || p == Point::byteq_push_written || p == Point::byteq_push_published;
+}
+// Whether the victim's own message is lost when it dies at `p`.
+bool kill_loses(Point p) { return p != Point::byteq_push_published && p != Point::byteq_pop_released; }
+
+constexpr std::uint32_t kParent = 1, kVictimOrigin = 2;
+constexpr std::size_t kThreshold = 600;  // out of line above this
+
+std::size_t victim_length(const Case& c) { return c.out_of_line ? 5000 : 300; }
+
+bool dev_shm_has(const std::string& name) {
+  struct stat st {};
+  return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+class ByteQueueStep : public testing::TestWithParam<Case> {};
+
+TEST_P(ByteQueueStep, StallOrDieHereThenSurvivorsCheck) {
+  const Case c = GetParam();
+  const std::string name = unique_name("bq_walk");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096, ByteQueue::Options{.out_of_line_threshold = kThreshold});
+  std::map<std::pair<std::uint32_t, std::uint32_t>, int> seen;
+  auto take = [&](const ByteMessage& m) {
+    const Decoded d = decode(m.bytes());
+    EXPECT_TRUE(d.intact) << "a corrupted message (origin " << d.origin << " seq " << d.seq << ")";
+    ++seen[{d.origin, d.seq}];
+  };
+  const auto victim_msg = make_message(kVictimOrigin, 0, victim_length(c));
+  if (!is_push(c.point)) {
+    ASSERT_TRUE(q.try_push(std::span<const std::byte>(victim_msg)));
+  }
+
+  Victim v([&] {
+    auto mine = ByteQueue::attach(name);
+    fault::arm(c.point, 1, c.action);
+    if (is_push(c.point)) {
+      mine.push(std::span<const std::byte>(victim_msg));
+      return 0;
+    }
+    ByteMessage m = mine.pop();
+    const Decoded d = decode(m.bytes());
+    return d.intact && d.origin == kVictimOrigin && m.size() == victim_length(c) ? 0 : 5;
+  });
+  if (c.action == Action::stop) {
+    ASSERT_TRUE(eventually([&] { return task_state(v.pid) == 'T' || task_state(v.pid) == 'Z'; }, 20s, 1ms));
+    ASSERT_EQ(task_state(v.pid), 'T') << "the victim exited without stopping at " << point_name(c.point);
+  } else {
+    const ExitStatus st = v.wait();
+    ASSERT_EQ(st.signal, SIGKILL) << "the victim did not die at " << point_name(c.point) << ": " << st.describe();
+  }
+
+  // The survivor: messages of its own, pushed and popped around the victim's
+  // record (a lap's worth: 64 cells, 6 per message).
+  std::uint32_t pushed = 0;
+  for (; pushed < 4; ++pushed) {
+    const auto m = make_message(kParent, pushed, 300);
+    ASSERT_TRUE(q.push_for(std::span<const std::byte>(m), 10s)) << "push " << pushed << " wedged";
+  }
+  for (std::uint32_t i = 0; i < pushed; ++i) {
+    ByteMessage m;
+    ASSERT_TRUE(q.pop_for(m, 10s)) << "message " << i << " stranded behind the victim's record";
+    take(m);
+    if (decode(m.bytes()).origin == kVictimOrigin) --i;  // the victim's, delivered first
+  }
+
+  if (c.action == Action::stop) {
+    EXPECT_EQ(q.unblock(), ByteUnblock::none) << "a live (stopped) claimant was stepped over";
+    EXPECT_EQ(q.losses(), ByteQueueLosses{});
+    ::kill(v.pid, SIGCONT);
+    const ExitStatus st = v.wait();
+    EXPECT_TRUE(st.ok()) << "the resumed victim: " << st.describe();
+  } else if (kill_loses(c.point)) {
+    // The dead claim is stepped over by a waiting survivor within slices.
+    ASSERT_TRUE(eventually([&] {
+      (void)q.unblock();
+      const auto l = q.losses();
+      return l.producer_claims_skipped + l.consumer_claims_released == 1;
+    }));
+  }
+  // Drain: the victim's message if it is still queued (pushed by it, or a
+  // pop it never made).
+  for (ByteMessage m; q.pop_for(m, 300ms);) take(m);
+
+  const bool victim_lost = c.action == Action::kill && kill_loses(c.point);
+  const bool victim_popped_by_itself = !is_push(c.point) && !victim_lost;
+  const bool in_seen = seen.count({kVictimOrigin, 0}) != 0;
+  if (victim_lost || victim_popped_by_itself) {
+    EXPECT_FALSE(in_seen) << "the victim's message was delivered to the survivor too";
+  } else {
+    EXPECT_EQ((seen[{kVictimOrigin, 0}]), 1) << "the victim's committed message was lost or doubled";
+  }
+  for (std::uint32_t i = 0; i < pushed; ++i) EXPECT_EQ((seen[{kParent, i}]), 1) << "survivor message " << i;
+  const ByteQueueLosses l = q.losses();
+  if (victim_lost) {
+    EXPECT_EQ(l.producer_claims_skipped + l.consumer_claims_released, 1u);
+    EXPECT_EQ(l.producer_claims_skipped, is_push(c.point) ? 1u : 0u);
+  } else {
+    EXPECT_EQ(l, ByteQueueLosses{});
+  }
+  EXPECT_EQ(l.corrupt_records, 0u);
+
+  // Not wedged: laps of pushes and pops, in order.
+  for (std::uint32_t round = 0; round < 4; ++round) {
+    for (std::uint32_t i = 0; i < 6; ++i) {
+      const auto m = make_message(3, round * 10 + i, 500);
+      ASSERT_TRUE(q.push_for(std::span<const std::byte>(m), 5s)) << "wedged: round " << round << " push " << i;
+    }
+    for (std::uint32_t i = 0; i < 6; ++i) {
+      ByteMessage m;
+      ASSERT_TRUE(q.pop_for(m, 5s)) << "wedged: round " << round << " pop " << i;
+      EXPECT_EQ(decode(m.bytes()).seq, round * 10 + i);
+    }
+  }
+  // A consumer that died holding an out-of-line message: its block went
+  // with the release (a producer's unpublished block stays until unlink).
+  if (c.out_of_line && !is_push(c.point)) {
+    EXPECT_FALSE(dev_shm_has(name + ".o0")) << "the out-of-line block of a released message is left";
+  }
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  for (Point p : {Point::byteq_push_won, Point::byteq_push_written, Point::byteq_push_published, Point::byteq_pop_won,
+                  Point::byteq_pop_copied, Point::byteq_pop_released}) {
+    for (Action a : {Action::kill, Action::stop}) {
+      for (bool ool : {false, true}) out.push_back({p, a, ool});
+    }
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Walk, ByteQueueStep, testing::ValuesIn(cases()), [](const auto& info) {
+  std::string n = point_name(info.param.point) + (info.param.action == Action::stop ? "_stop" : "_kill") +
+                  (info.param.out_of_line ? "_ool" : "");
+  return n;
+});
+
+// A producer stopped mid-message does not hold up the others: a consumer
+// takes every later message around it, and producers go on until the ring
+// comes round to its cells (then full: documented), then it resumes.
+TEST(ByteQueueStop, StalledProducerIsLookedPastUntilTheRingComesRound) {
+  const std::string name = unique_name("bq_lookpast");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);
+  Victim v([&] {
+    auto mine = ByteQueue::attach(name);
+    fault::arm(Point::byteq_push_written, 1, Action::stop);
+    const auto m = make_message(kVictimOrigin, 0, 100);
+    mine.push(std::span<const std::byte>(m));
+    return 0;
+  });
+  ASSERT_TRUE(eventually([&] { return task_state(v.pid) == 'T'; }, 20s, 1ms));
+  // 100 messages of 2 cells through a 64-cell ring: several laps would be
+  // needed, but the stalled record pins its 2 cells, so after one lap the
+  // producer finds it full; each pop in between frees room.
+  std::uint32_t popped = 0, pushed = 0;
+  for (; pushed < 100; ++pushed) {
+    const auto m = make_message(kParent, pushed, 60);
+    if (!q.try_push(std::span<const std::byte>(m))) break;
+    ByteMessage got;
+    ASSERT_TRUE(q.try_pop(got)) << "message " << pushed << " not taken around the stalled record";
+    EXPECT_EQ(decode(got.bytes()).seq, pushed);
+    ++popped;
+  }
+  EXPECT_GE(pushed, 25u) << "producers were held up before the ring came round";
+  EXPECT_LT(pushed, 100u) << "the ring came round over a live claimant's cells";
+  EXPECT_EQ(q.unblock(), ByteUnblock::none);
+  ::kill(v.pid, SIGCONT);
+  EXPECT_TRUE(v.wait().ok());
+  ByteMessage got;
+  ASSERT_TRUE(q.pop_for(got, 5s));
+  EXPECT_EQ(decode(got.bytes()).origin, kVictimOrigin);
+  for (; pushed < 100; ++pushed) {
+    const auto m = make_message(kParent, pushed, 60);
+    ASSERT_TRUE(q.push_for(std::span<const std::byte>(m), 5s));
+    ASSERT_TRUE(q.pop_for(got, 5s));
+    EXPECT_EQ(decode(got.bytes()).seq, pushed);
+  }
+  EXPECT_EQ(q.losses(), ByteQueueLosses{});
+}
+
+}  // namespace
+}  // namespace shmkit::test

@@ -135,8 +135,10 @@ class _Span:
 
 def _runq_share(spans):
     """The largest share of its span any thread spent waiting for a CPU (the
-    suite's runq_wait counter: above 5% the row is flagged disturbed)."""
-    return max((w / (t1 - t0) for t0, t1, w in spans if t1 > t0), default=0.0)
+    suite's runq_wait counter: above 5% the row is flagged disturbed). The
+    kernel books a wait when it ends, so one that began before the span can
+    count in it: capped at 1."""
+    return min(1.0, max((w / (t1 - t0) for t0, t1, w in spans if t1 > t0), default=0.0))
 
 
 # --- the sides -------------------------------------------------------------

@@ -80,9 +80,9 @@ DEFAULT_RING_BYTES = 1 << 22
 DEFAULT_OUT_OF_LINE_THRESHOLD = 1 << 20
 
 try:
-    from _multiprocessing import SemLock as _SemLock
-    _SEM_VALUE_MAX = _SemLock.SEM_VALUE_MAX
-except ImportError:  # pragma: no cover
+    import multiprocessing.synchronize as _mp_synchronize
+    _SEM_VALUE_MAX: int = getattr(_mp_synchronize, "SEM_VALUE_MAX")
+except ImportError:  # pragma: no cover - no sem_open on this platform
     _SEM_VALUE_MAX = 2 ** 31 - 1
 
 # ------------------------------------------------------------ encoding
@@ -98,7 +98,6 @@ except ImportError:  # pragma: no cover
 _TAG_PICKLE = 0x80
 _TAG_BYTES = 1
 _TAG_BUFFERS = 2
-_BYTES_HEAD = b"\x01"
 _HEAD = struct.Struct("<BxxxIQ")
 _ALIGN = 64
 _PAD = bytes(_ALIGN)
@@ -110,6 +109,7 @@ class _Sink:
     by put_parts, never joined)."""
 
     __slots__ = ("write",)
+    write: Any
 
 
 class _Encoder:
@@ -122,24 +122,20 @@ class _Encoder:
         self.buffers: list[pickle.PickleBuffer] = []
         sink = _Sink()
         sink.write = self.chunks.append
-        pickler = ForkingPickler(sink, 5, True, self.buffers.append)
+        pickler = ForkingPickler(sink, 5, True, self.buffers.append)  # type: ignore[call-arg]
         self.dump = pickler.dump
         self.clear_memo = pickler.clear_memo
         # ForkingPickler copies the registered reducers when made: a pickler
         # made before a later register() would not see it.
-        self.reducers = len(ForkingPickler._extra_reducers)
+        self.reducers = len(_extra_reducers)
 
 
 _local = threading.local()
+# register() adds to this very dict
+_extra_reducers: dict[Any, Any] = ForkingPickler._extra_reducers  # type: ignore[attr-defined]
 
 
-def _encoder() -> _Encoder:
-    try:
-        e: _Encoder = _local.encoder
-        if e.reducers == len(ForkingPickler._extra_reducers):
-            return e
-    except AttributeError:
-        pass
+def _new_encoder() -> _Encoder:
     e = _local.encoder = _Encoder()
     return e
 
@@ -149,10 +145,14 @@ def _pad(n: int) -> int:
 
 
 def _encode(obj: Any) -> tuple[Any, ...]:
-    """The parts of obj's message (for ByteQueue.put_parts)."""
-    if type(obj) is bytes:
-        return (_BYTES_HEAD, obj)
-    e = _encoder()
+    """The parts of obj's message (ByteQueue.put_obj calls it for anything
+    but an exact bytes object, which it sends itself)."""
+    try:
+        e: _Encoder = _local.encoder
+    except AttributeError:
+        e = _new_encoder()
+    if e.reducers != len(_extra_reducers):
+        e = _new_encoder()
     chunks = e.chunks
     try:
         e.dump(obj)
@@ -305,9 +305,9 @@ class Queue:
             # frame), unless a subclass overrides them; close() removes them.
             cls = type(self)
             if cls.put is Queue.put:
-                self.put = self._q.put_obj
+                setattr(self, "put", self._q.put_obj)
             if cls.get is Queue.get:
-                self.get = self._q.get_obj
+                setattr(self, "get", self._q.get_obj)
 
     def _half_closed(self) -> None:
         pass  # closing Queue._reader or _writer stops only that end, here
@@ -570,8 +570,8 @@ class SimpleQueue:
         self._poll = self._reader.poll
         # put and get are the C methods themselves (no Python frame) until
         # their end is closed.
-        self.put = self._q.put_obj
-        self.get = self._q.get_obj
+        setattr(self, "put", self._q.put_obj)
+        setattr(self, "get", self._q.get_obj)
         # Process-local: the ring needs no lock; these are for code that
         # takes them as CPython's SimpleQueue allows (Pool does).
         self._rlock = threading.Lock()

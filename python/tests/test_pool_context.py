@@ -153,6 +153,27 @@ def test_multiprocessing_module_mirrors_the_stdlib():
         smp.no_such_name
 
 
+def test_multiprocessing_stub_names_what_the_module_has():
+    import ast
+    path = os.path.join(os.path.dirname(shmkit.__file__), "multiprocessing.pyi")
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(a.asname for a in node.names if a.asname and a.asname == a.name)
+        elif isinstance(node, ast.AnnAssign):
+            names.add(node.target.id)
+    names.discard("__getattr__")
+    public = set(smp.__all__) | {"REPLACED", "SUBDEBUG", "SUBWARNING", "shared_memory", "sharedctypes",
+                                 "synchronize"}
+    assert names == public | {"__all__"}
+    for n in names - {"__all__"}:
+        assert hasattr(smp, n), n
+
+
 # ------------------------------------------------------------ Pool
 
 @pytest.mark.parametrize("method", METHODS)

@@ -145,8 +145,8 @@ PyMethodDef message_methods[] = {
     {"release", message_release, METH_NOARGS,
      "release($self, /)\n--\n\nUnmaps the message now; BufferError while a memoryview or array over it "
      "exists."},
-    {"__enter__", message_enter, METH_NOARGS, nullptr},
-    {"__exit__", message_exit, METH_VARARGS, nullptr},
+    {"__enter__", message_enter, METH_NOARGS, "__enter__($self, /)\n--\n\n"},
+    {"__exit__", message_exit, METH_VARARGS, "__exit__($self, /, *args)\n--\n\nrelease()."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyGetSetDef message_getset[] = {
@@ -723,9 +723,9 @@ PyObject* bq_attach(PyObject* cls, PyObject* arg) {
 PyMethodDef bq_methods[] = {
     {"create", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(bq_create)),
      METH_VARARGS | METH_KEYWORDS | METH_CLASS,
-     "create(name, ring_bytes, out_of_line_threshold=0, track=True)\n--\n\nA new queue block: ring_bytes "
+     "create($type, /, name, ring_bytes, out_of_line_threshold=0, track=True)\n--\n\nA new queue block: ring_bytes "
      "a power of two >= 1024; messages longer than the threshold (0: than max_inline) travel out of line."},
-    {"attach", bq_attach, METH_O | METH_CLASS, "attach(name, /)\n--\n\nThe queue block `name`."},
+    {"attach", bq_attach, METH_O | METH_CLASS, "attach($type, name, /)\n--\n\nThe queue block `name`."},
     {"put_parts", fastcall(bq_put_parts), METH_FASTCALL | METH_KEYWORDS,
      "put_parts($self, parts, /, block=True, timeout=None)\n--\n\nOne message made of the buffers in "
      "`parts`; queue.Full if it does not fit in time."},
@@ -762,8 +762,8 @@ PyMethodDef bq_methods[] = {
     {"close", bq_close, METH_NOARGS, "close($self, /)\n--\n\nUnmaps the queue (this handle only)."},
     {"unlink", bq_unlink, METH_NOARGS,
      "unlink($self, /)\n--\n\nRemoves the block, its doorbell and any out-of-line block left behind."},
-    {"__enter__", bq_enter, METH_NOARGS, nullptr},
-    {"__exit__", bq_exit, METH_VARARGS, nullptr},
+    {"__enter__", bq_enter, METH_NOARGS, "__enter__($self, /)\n--\n\n"},
+    {"__exit__", bq_exit, METH_VARARGS, "__exit__($self, /, *args)\n--\n\nclose()."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyGetSetDef bq_getset[] = {

@@ -11,8 +11,9 @@ result queue they write (``_outqueue``) and the change notifier that wakes
 the worker-handler thread are ``shmkit.SimpleQueue``s of that shmkit
 context, so a task and its result each cost one pickle and one message in a
 shared ring instead of a pipe write and read under a lock. The handler
-threads wait on the queues' doorbells (``multiprocessing.connection.wait``)
-together with the workers' sentinels, as multiprocessing's do on pipes.
+worker-handler thread waits (``multiprocessing.connection.wait``) on the
+change notifier's doorbell and the workers' sentinels; unlike
+multiprocessing's it does not also wake for every result.
 
 A worker that dies (killed, ``os._exit``) is replaced by the worker-handler
 thread, as multiprocessing's; the task it was running is lost as with
@@ -62,6 +63,16 @@ class Pool(_mp_pool.Pool):
         self._outqueue = self._ctx.SimpleQueue()
         self._quick_put = self._inqueue.put
         self._quick_get = self._outqueue.get
+
+    def _get_sentinels(self) -> list[Any]:
+        # What the worker-handler thread waits on besides the workers'
+        # sentinels: the change notifier only. multiprocessing's also waits
+        # on the result queue, so that thread wakes for every result; it
+        # needs none of them (the cache's emptying, close and terminate all
+        # put into the notifier, and a worker's exit is its sentinel), and
+        # leaving the result queue's doorbell unarmed spares each result a
+        # write to it and the result-handler thread a drain.
+        return [self._change_notifier._reader]
 
     @staticmethod
     def _help_stuff_finish(inqueue: Any, task_handler: Any, size: int) -> None:

@@ -47,7 +47,9 @@ __all__ = ["Pool"]
 class Pool(_mp_pool.Pool):
     """multiprocessing.pool.Pool on shmkit queues (see the module docstring)."""
 
-    _ctx: Any  # (set by multiprocessing's __init__: the shmkit context)
+    # (Set by multiprocessing's __init__; typeshed does not declare them.)
+    _ctx: Any
+    _change_notifier: Any
 
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., object]] = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None,

@@ -697,3 +697,41 @@ def test_cross_language_cpp_creates(bq_peer, names):
     finally:
         q.close()
         _queues.unlink_byte_queue(n)
+
+
+# ------------------------------------------------------------ Pool, executor
+
+def _square(x):
+    return x * x
+
+
+def _die(x):
+    os._exit(1)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pool_and_process_pool_executor_run_on_simple_queue(method):
+    """multiprocessing.pool.Pool and ProcessPoolExecutor reach into
+    SimpleQueue's _reader/_writer/_rlock: with a context whose SimpleQueue
+    is shmkit's, they run (and a dead executor worker is still detected:
+    the doorbell's readiness is accurate)."""
+    import concurrent.futures as cf
+    base = multiprocessing.get_context(method)
+
+    class Ctx(type(base)):
+        def SimpleQueue(self):
+            return SimpleQueue()
+
+    ctx = Ctx()
+    with ctx.Pool(2) as pool:
+        assert type(pool._inqueue) is SimpleQueue and type(pool._outqueue) is SimpleQueue
+        assert pool.map(_square, range(300), chunksize=1) == [x * x for x in range(300)]
+        assert pool.apply(_square, (7,)) == 49
+    with ctx.Pool(2, maxtasksperchild=3) as pool:
+        assert sum(pool.map(_square, range(30), chunksize=1)) == sum(x * x for x in range(30))
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        assert type(ex._result_queue) is SimpleQueue
+        assert list(ex.map(_square, range(100))) == [x * x for x in range(100)]
+    with pytest.raises(cf.process.BrokenProcessPool):
+        with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+            ex.submit(_die, 1).result(timeout=WATCHDOG)

@@ -15,6 +15,7 @@
 #include "platform/printable.hpp"
 #include "shmkit/detail/shared_object.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
+#include "shmkit/lockfree/byte_queue.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
@@ -184,6 +185,17 @@ std::vector<std::pair<std::string, std::uint64_t>> live_fields(const SharedMemor
         // What survivors stepped over after a claimant died (MpmcQueue::losses()).
         f.emplace_back("lost_producer_claims", c->producer_claims_skipped.load());
         f.emplace_back("released_consumer_claims", c->consumer_claims_released.load());
+      }
+      break;
+    case K::byte_queue:
+      if (auto* c = control_of<ByteQueueControl>(shm, h)) {
+        // Positions count 64-byte cells, not messages.
+        f.emplace_back("cells_pushed", c->tail.load());
+        f.emplace_back("cells_popped", c->head.load());
+        f.emplace_back("out_of_line_blocks_made", c->out_of_line_counter.load());
+        f.emplace_back("lost_producer_claims", c->producer_claims_skipped.load());
+        f.emplace_back("released_consumer_claims", c->consumer_claims_released.load());
+        f.emplace_back("corrupt_records", c->corrupt_records.load());
       }
       break;
     case K::broadcast_ring:

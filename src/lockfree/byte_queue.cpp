@@ -86,6 +86,17 @@ bool short_id_dead(std::uint64_t word) noexcept {
 
 std::uint64_t div_up(std::uint64_t a, std::uint64_t b) noexcept { return (a + b - 1) / b; }
 
+// Whether cell word `w`, read for position `pos` (lap bits `lap`) of a ring
+// of `cells`, says this lap is over for that cell: released (pos + cells),
+// or already in the next lap's hands (a later position, or a claim of the
+// next lap). head is only a hint: producers may reuse released cells before
+// head passes them, so a scan from head steps over such cells one by one.
+bool lap_done(std::uint64_t w, std::uint64_t pos, std::uint64_t lap, std::uint64_t cells) noexcept {
+  if (is_claim(w)) return lap_bits(w) == ((lap + 1) & kLapMask);
+  return static_cast<std::int64_t>(w - (pos + cells)) >= 0 &&
+         static_cast<std::int64_t>(w - (pos + 2 * cells)) < 0;
+}
+
 // Record header fields, read and written as relaxed atomics (a stale reader
 // may race a writer of the next lap; the CASes around decide what counts).
 struct Header {
@@ -355,7 +366,14 @@ bool ByteQueue::push_until(std::span<const std::span<const std::byte>> parts,
 bool ByteQueue::push_wait(std::span<const std::span<const std::byte>> parts,
                           std::optional<std::chrono::steady_clock::time_point> deadline, bool wait) {
   const std::size_t length = total_length(parts);
-  if (length > threshold_) return push_out_of_line(parts, length, deadline, wait);
+  if (length > threshold_) {
+    if (name().empty()) {
+      throw std::length_error("shmkit: a message of " + std::to_string(length) +
+                              " bytes is longer than an anonymous ByteQueue carries (" + std::to_string(threshold_) +
+                              "): out-of-line blocks need the queue's name");
+    }
+    return push_out_of_line(parts, length, deadline, wait);
+  }
   auto attempt = [&] { return push_record(parts, length, 0, 0); };
   if (attempt()) return true;
   if (!wait) return false;
@@ -463,7 +481,7 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
           std::memcpy(&ool_size, src, 8);
           const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
           const std::string prefix = out_of_line_prefix();
-          if (block_name.size() <= prefix.size() || block_name.compare(0, prefix.size(), prefix) != 0 ||
+          if (name().empty() || block_name.size() <= prefix.size() || block_name.compare(0, prefix.size(), prefix) != 0 ||
               block_name.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
             corrupt = true;  // not one of ours: never map or unlink it
           } else {
@@ -535,8 +553,9 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
       pos += k;
       continue;
     }
-    if (w == pos + cells_) {
-      // Released already (taken by a consumer that looked past head).
+    if (lap_done(w, pos, lap, cells_)) {
+      // Released already (taken by a consumer that looked past head), maybe
+      // reused by the next lap since.
       if (ctl_->head.load(std::memory_order_acquire) == pos) advance(ctl_->head, pos, 1);
       pos += 1;
       continue;
@@ -629,7 +648,7 @@ bool ByteQueue::has_message() const noexcept {
       pos += cells_of(w);
       continue;
     }
-    if (w == pos + cells_) {
+    if (lap_done(w, pos, lap, cells_)) {
       pos += 1;
       continue;
     }
@@ -653,7 +672,7 @@ std::uint64_t ByteQueue::size() const noexcept {
     } else if (is_claim(w) && lap_bits(w) == lap) {
       if (kind_of(w) == kProducer) ++n;
       pos += cells_of(w);
-    } else if (w == pos + cells_) {
+    } else if (lap_done(w, pos, lap, cells_)) {
       pos += 1;
     } else {
       break;
@@ -674,7 +693,7 @@ bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexce
       const std::byte* src = (hd.flags & kWrapped) ? data_ : data_ + (pos & mask_) * kCell + kRecordHeader;
       const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
       const std::string prefix = out_of_line_prefix();
-      if (block_name.size() > prefix.size() && block_name.compare(0, prefix.size(), prefix) == 0 &&
+      if (!name().empty() && block_name.size() > prefix.size() && block_name.compare(0, prefix.size(), prefix) == 0 &&
           block_name.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
         (void)::unlink(platform::dev_shm_path(block_name).c_str());
       }
@@ -711,7 +730,7 @@ ByteUnblock ByteQueue::unblock() noexcept {
         pos += std::clamp<std::uint64_t>(load_header(data_ + c * kCell).cells, 1, cells_);
         continue;
       }
-      if (w == pos + cells_) {
+      if (lap_done(w, pos, lap, cells_)) {
         pos += 1;
         continue;
       }
@@ -740,12 +759,11 @@ ByteUnblock ByteQueue::unblock() noexcept {
   // previous lap; walk back over its record's inner cells to its first.
   {
     const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
-    if (t < cells_) return ByteUnblock::none;
     std::uint64_t x = t;
     for (; x < t + max_cells_ * 2; ++x) {
       if (words_[x & mask_].load(std::memory_order_acquire) != x) break;
     }
-    if (x == t + max_cells_ * 2) return ByteUnblock::none;
+    if (x == t + max_cells_ * 2 || x < cells_) return ByteUnblock::none;
     std::uint64_t s = x - cells_;  // the previous lap's position of that cell
     for (std::uint64_t back = 0; back < max_cells_ * 2 && s > 0 &&
                                  words_[s & mask_].load(std::memory_order_acquire) == s;

@@ -47,8 +47,12 @@
 //     zombie, or a pid with another start time) is stepped over by any
 //     survivor that waits (push/pop/..._for/..._until, between sleep slices)
 //     or calls unblock(): a dead producer's record is skipped (its cells are
-//     released unread), a dead consumer's record is released (its
-//     out-of-line block unlinked). What is lost is at most the one message
+//     released unread) as soon as a consumer waits; a dead consumer's record
+//     (behind head: it blocks no consumer) is released, and its out-of-line
+//     block unlinked, when a producer comes round to its cells a lap later.
+//     head is only a hint: records may be taken and released ahead of it,
+//     and producers may reuse released cells before head passes them; a
+//     scan from head steps over such cells. What is lost is at most the one message
 //     in the dead process's hands, counted in losses(): a message whose
 //     push never returned, or one its consumer had claimed (its pop never
 //     returned, or returned just before the death). Nothing else is lost
@@ -208,6 +212,12 @@ class ByteQueue {
   static ByteQueue create(std::string_view name, std::size_t ring_bytes);
   static ByteQueue create(std::string_view name, std::size_t ring_bytes, const Options& options);
   static ByteQueue attach(std::string_view name, const AttachOptions& options = AttachOptions());
+  // Adopts a block whose typed header the caller validated (kind byte_queue),
+  // e.g. an anonymous block shared with forked children; checks the ring's
+  // own fields as attach() does. A queue without a name has no doorbell and
+  // no out-of-line path: longer messages throw std::length_error, and an
+  // out-of-line record is released unread as corrupt.
+  static ByteQueue from_block(TypedBlock block) { return ByteQueue(std::move(block)); }
   // Removes the block, its doorbell FIFO and any out-of-line block left
   // behind. Handles stay usable until destroyed.
   static void unlink(std::string_view name);

@@ -45,6 +45,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -283,6 +284,22 @@ class Parts {
   bool spill_ = false;
 };
 
+// A wait that said "go" (room, a message) but whose attempt then failed:
+// the C++ wait's check can pass on something the operation cannot use (a
+// claim at tail or head whose claimant may be dead), and then returns at
+// once, without sleeping and so without stepping over dead claimants.
+// After the first such wake, step over one ourselves and back off briefly
+// without the GIL, and look for signals (Ctrl-C) as a slice would: never
+// a hot loop that holds the GIL or ignores Ctrl-C. -1 on a signal.
+int after_empty_wake(shmkit::ByteQueue* q, int& wakes) {
+  if (++wakes < 2) return 0;
+  without_gil([&]() noexcept {
+    (void)q->unblock();
+    std::this_thread::sleep_for(std::chrono::microseconds(wakes < 100 ? 50 : 1000));
+  });
+  return PyErr_CheckSignals() < 0 ? -1 : 0;
+}
+
 // One try_push: 1 pushed, 0 no room, -1 error (an out-of-line block could
 // not be made). Long messages are copied without the GIL.
 int push_once(ByteQueueObj* self, const Parts& parts) {
@@ -336,12 +353,14 @@ PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double 
   shmkit::ByteQueue* q = self->q;
   const std::size_t total = parts.total();
   Waiting guard(self->waiting);
+  int wakes = 0;
   for (;;) {
     const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_room_until(total, end); });
     if (w < 0) return nullptr;
     r = push_once(self, parts);
     if (r == 1) Py_RETURN_NONE;
     if (r < 0) return nullptr;
+    if (w == 1 && after_empty_wake(q, wakes) < 0) return nullptr;
     if (w == 0 || Clock::now() >= deadline) {
       PyErr_SetNone(g_full);
       return nullptr;
@@ -379,6 +398,7 @@ PyObject* pop_message(ByteQueueObj* self, bool block, double timeout, bool writa
   }
   const Clock::time_point deadline = deadline_for(timeout);
   Waiting guard(self->waiting);
+  int wakes = 0;
   for (;;) {
     const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_message_until(end); });
     if (w < 0) return nullptr;
@@ -392,6 +412,7 @@ PyObject* pop_message(ByteQueueObj* self, bool block, double timeout, bool writa
       if (!PyErr_Occurred()) PyErr_NoMemory();
       return nullptr;
     }
+    if (w == 1 && after_empty_wake(q, wakes) < 0) return nullptr;
     if (w == 0 || Clock::now() >= deadline) {
       PyErr_SetNone(g_empty);
       return nullptr;
@@ -529,6 +550,7 @@ PyObject* bq_wait_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, 
     const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_message_until(end); });
     if (w < 0) return nullptr;
     if (q->has_message()) Py_RETURN_TRUE;
+    if (w == 1 && PyErr_CheckSignals() < 0) return nullptr;
     if (w == 0 || Clock::now() >= deadline) Py_RETURN_FALSE;
   }
 }

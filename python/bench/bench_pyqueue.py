@@ -97,32 +97,18 @@ def _pin(i):
         os.sched_setaffinity(0, {CPUS[i % len(CPUS)]})
 
 
-def runq_ns(pid="self"):
-    """{thread id: ns it has spent runnable but not running} for the threads
-    of process `pid` (the second field of /proc/<pid>/task/*/schedstat)."""
-    out = {}
+def runq_ns():
+    """ns this thread has spent runnable but not running (the second field
+    of /proc/thread-self/schedstat), 0 where unreadable."""
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for t in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                out[t] = int(f.read().split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
-
-
-def runq_delta(before, after):
-    """The largest wait any one thread added between two runq_ns() readings
-    (a thread born between them counts from 0)."""
-    return max((w - before.get(t, 0) for t, w in after.items()), default=0)
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class _Span:
-    """A process's timed span: wall ns, and the most ns one of its threads
-    waited for a CPU over it."""
+    """A thread's timed span: wall ns, and ns it waited for a CPU over it."""
 
     def __init__(self):
         self.w0 = runq_ns()
@@ -130,12 +116,15 @@ class _Span:
 
     def end(self):
         t1 = time.perf_counter_ns()
-        return self.t0, t1, runq_delta(self.w0, runq_ns())
+        return self.t0, t1, runq_ns() - self.w0
 
 
 def _runq_share(spans):
-    """The largest share of its span any thread spent waiting for a CPU (the
-    suite's runq_wait counter: above 5% the row is flagged disturbed). The
+    """The largest share of its span a timed thread spent waiting for a CPU
+    (the suite's runq_wait counter: above 5% the row is flagged disturbed).
+    Only the processes' main threads are timed, each on a CPU of its own:
+    a thread that shares its CPU by design (multiprocessing.Queue's feeder
+    thread, a pool's handler threads) would always count as disturbed. The
     kernel books a wait when it ends, so one that began before the span can
     count in it: capped at 1."""
     return min(1.0, max((w / (t1 - t0) for t0, t1, w in spans if t1 > t0), default=0.0))
@@ -271,6 +260,8 @@ def stream(make, obj, n, pairs=1):
     _release(q)
     got = [span for who, span in reports if who == "c"]
     ns = (max(e for _, e, _ in got) - min(s for s, _, _ in got)) / (share * pairs)
+    if 2 * pairs > len(CPUS):  # processes share CPUs by design: waits say nothing of outside load
+        return ns, {}
     return ns, {"runq_wait": _runq_share([span for _, span in reports])}
 
 
@@ -336,8 +327,8 @@ def trivial(x):
 
 def _with_pool(make, body):
     """body(pool) -> ns, with this process and the pool's workers on the
-    first 2 CPUs; returns (ns, counters) with the largest runqueue-wait
-    share of the parent (all its threads) and of each worker over body."""
+    first 2 CPUs; returns (ns, {}): no runq_wait, as the parent's handler
+    threads and the workers share those CPUs by design."""
     old = os.sched_getaffinity(0) if CPUS else None
     if len(CPUS) >= 2:
         os.sched_setaffinity(0, set(CPUS[:2]))
@@ -346,18 +337,13 @@ def _with_pool(make, body):
             pool = make()
             try:
                 pool.map(trivial, range(200), chunksize=1)  # the workers are up and warm
-                pids = ["self"] + [p.pid for p in getattr(pool, "_pool", [])]
-                w0 = [runq_ns(p) for p in pids]
-                t0 = time.perf_counter_ns()
                 ns = body(pool)
-                t1 = time.perf_counter_ns()
-                waits = [runq_delta(w, runq_ns(p)) for p, w in zip(pids, w0)]
             except BaseException:
                 pool.terminate()
                 raise
             pool.close()  # every task is done: the ordinary way out
             pool.join()
-            return ns, {"runq_wait": _runq_share([(t0, t1, w) for w in waits])}
+            return ns, {}
     finally:
         if old is not None:
             os.sched_setaffinity(0, old)
@@ -389,8 +375,8 @@ def pool_apply(make, n):
 # --- the rows -------------------------------------------------------------------
 
 def benchmarks(scale, smoke=False):
-    """name -> (callable returning (ns per operation, {"runq_wait": share}),
-    "ns", operations). In quick runs (scale < 1) the counts are smaller;
+    """name -> (callable returning (ns per operation, {"runq_wait": share}
+    or {}), "ns", operations). In quick runs (scale < 1) the counts are smaller;
     smoke: a few messages and tasks each, to check that every row runs."""
     out = {}
 
@@ -441,8 +427,8 @@ def main(argv):
             continue
         t = time.monotonic()
         ns, counters = fn()
-        print(f"{name:50} {ns / 1000:10.2f} us  ({ops} ops, {time.monotonic() - t:.1f}s, "
-              f"runq_wait {100 * counters['runq_wait']:.0f}%)", flush=True)
+        wait = f", runq_wait {100 * counters['runq_wait']:.0f}%" if "runq_wait" in counters else ""
+        print(f"{name:50} {ns / 1000:10.2f} us  ({ops} ops, {time.monotonic() - t:.1f}s{wait})", flush=True)
 
 
 if __name__ == "__main__":

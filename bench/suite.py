@@ -173,6 +173,7 @@ def machine_lines(context, build_dir, series=None):
         f"| SPSC rows: placement | {context.get('spsc_placement', 'not reported')} |",
         f"| SPSC rows: what the consumer does | {context.get('spsc_consumer', 'not reported')} |",
         f"| lock hand-offs, 2 processes contended | {handoff_line(series or {})} |",
+        f"| Python queue and pool placement | {context.get('python_queue_placement', 'not reported')} |",
         f"| kernel | {platform.release()} |",
         f"| compiler | {compiler[0] if compiler else '?'}; build type {build_type or '(none)'} "
         f"(`{flags}`), `-std=c++20` |",
@@ -342,6 +343,8 @@ def main():
     if "spsc_placement" in ctx:
         print(f"SPSC rows: {ctx['spsc_placement']}")
     print(f"lock hand-offs, 2 processes contended: {handoff_line(series)}")
+    if "python_queue_placement" in ctx:
+        print(f"Python queue and pool placement: {ctx['python_queue_placement']}")
     print_table(table, failed)
     if args.out:
         Path(args.out).write_text(json.dumps(merged, indent=1))

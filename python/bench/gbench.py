@@ -12,7 +12,9 @@ load hits both sides of a ratio. Times are ns per operation of a timed loop
 minus the same loop doing nothing (bench_core.timed); the 2-process lock
 rows are operations per second of both processes together ("Mops/s"); the
 queue rows are ns per item streamed, or per round trip, between two forked
-processes pinned to two CPUs, the same layout for both sides.
+processes pinned to two CPUs, the same layout for both sides; the object
+queue and pool rows (bench_pyqueue.py) are ns per message, per array
+transfer, per task or per round trip.
 Names are python/<row>/<side>; bench/targets.py pairs them.
 """
 import datetime
@@ -28,6 +30,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_core  # noqa: E402
+import bench_pyqueue  # noqa: E402
 import bench_sync  # noqa: E402
 from shmkit import _core  # noqa: E402
 from shmkit import shared_memory as sk_shm  # noqa: E402
@@ -99,6 +102,8 @@ def benchmarks(fx, scale):
         "python/shareable_list_get/cpython": t("sl[3]", {"sl": fx.cp_list}),
         "python/shareable_list_set/shmkit": t("sl[3] = _i", {"sl": fx.sk_list}),
         "python/shareable_list_set/cpython": t("sl[3] = _i", {"sl": fx.cp_list}),
+        # Python objects through queues and pools (bench_pyqueue.py).
+        **bench_pyqueue.benchmarks(scale),
     }
 
 
@@ -137,8 +142,19 @@ def main(argv):
             random.shuffle(order)
             for name in order:
                 fn, metric, ops = table[name]
-                value = fn()
-                results.append(entry(name, rep, reps, value, metric, ops))
+                counters = {}
+                try:
+                    value = fn()
+                    if isinstance(value, tuple):  # (figure, {counter: value})
+                        value, counters = value
+                except Exception as e:  # one side failing leaves its row missing, not the others
+                    e_entry = entry(name, rep, reps, 0.0, metric, ops)
+                    e_entry.update(error_occurred=True, error_message=f"{type(e).__name__}: {e}")
+                    results.append(e_entry)
+                    print(f"{name} ERROR {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                    print(f"{name} error", flush=True)
+                    continue
+                results.append(dict(entry(name, rep, reps, value, metric, ops), **counters))
                 shown = f"{value:.1f} ns" if metric == "ns" else f"{value:.2f} {metric}"
                 print(f"{name} {shown}", flush=True)
     finally:
@@ -146,7 +162,8 @@ def main(argv):
     context = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
                "host_name": socket.gethostname(), "executable": sys.argv[0],
                "num_cpus": os.cpu_count(), "python": platform.python_version(),
-               "python_executable": sys.executable, "library_build_type": "release"}
+               "python_executable": sys.executable, "library_build_type": "release",
+               "python_queue_placement": bench_pyqueue.PLACEMENT}
     out = opts.get("--benchmark_out")
     data = {"context": context, "benchmarks": results}
     if out:

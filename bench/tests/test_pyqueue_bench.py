@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""The Python queue and pool rows' harness, without timing anything: the
+mutex+condvar ring the bench builds (_mutex_condvar_ring: messages of every
+length across the wrap, gathered parts, queue.Empty and queue.Full with and
+without a timeout, a message too large, a forked producer), and every row of
+python/bench/bench_pyqueue.py run with a few messages each, each giving a
+positive figure (and a runq_wait share in [0, 1] where it reports one).
+Needs the package and bench/pyext on PYTHONPATH (ctest sets it). Run
+directly (ctest does) or under pytest."""
+import math
+import os
+import queue
+import sys
+import time
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python" / "bench"))
+import bench_pyqueue  # noqa: E402
+from _mutex_condvar_ring import Ring  # noqa: E402
+
+
+def message(i):
+    return bytes([i % 251]) * (i % 97)
+
+
+class RingTest(unittest.TestCase):
+    def test_lengths_across_the_wrap(self):
+        r = Ring(256)
+        for i in range(2000):
+            r.put(message(i))
+            self.assertEqual(r.get(), message(i))
+        self.assertEqual(r.qsize(), 0)
+
+    def test_parts_are_gathered(self):
+        r = Ring(128)
+        for _ in range(20):
+            r.put_parts((b"ab", memoryview(b"cd"), bytearray(b"e"), b""))
+            self.assertEqual(r.get(), b"abcde")
+        r.put_parts(())
+        self.assertEqual(r.get(), b"")
+
+    def test_empty_full_and_too_large(self):
+        r = Ring(64)
+        with self.assertRaises(queue.Empty):
+            r.get(block=False)
+        t0 = time.monotonic()
+        with self.assertRaises(queue.Empty):
+            r.get(timeout=0.05)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.04)
+        r.put(b"x" * 40)
+        with self.assertRaises(queue.Full):
+            r.put(b"y" * 40, block=False)
+        with self.assertRaises(queue.Full):
+            r.put(b"y" * 40, timeout=0.05)
+        with self.assertRaises(ValueError):
+            r.put(b"z" * 57)
+        self.assertEqual(r.get(), b"x" * 40)
+
+    def test_forked_producer(self):
+        r = Ring(1024)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for i in range(5000):
+                    r.put(message(i))
+            finally:
+                os._exit(0)
+        try:
+            for i in range(5000):
+                self.assertEqual(r.get(timeout=60), message(i))
+        finally:
+            os.waitpid(pid, 0)
+
+    def test_ring_queue_round_trips_objects(self):
+        q = bench_pyqueue.RingQueue(1 << 16)
+        for obj in (bench_pyqueue.SMALL_DICT, bench_pyqueue.BYTES8, b"", None, list(range(100))):
+            q.put(obj)
+            self.assertEqual(q.get(), obj)
+
+
+class RowsTest(unittest.TestCase):
+    def test_every_row_runs(self):
+        rows = bench_pyqueue.benchmarks(0.25, smoke=True)
+        sides = {name.rsplit("/", 1)[1] for name in rows}
+        # The baselines are always there; shmkit's sides when the package
+        # has them (their rows are missing from the suite otherwise).
+        self.assertTrue({"cpython_mp_queue", "mutex_condvar_ring", "cpython_pool"} <= sides, sides)
+        for name, (fn, metric, ops) in rows.items():
+            with self.subTest(name=name):
+                ns, counters = fn()
+                self.assertEqual(metric, "ns")
+                self.assertTrue(math.isfinite(ns) and ns > 0, ns)
+                self.assertTrue(0.0 <= counters.get("runq_wait", 0.0) <= 1.0, counters)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

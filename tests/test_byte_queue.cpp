@@ -3,9 +3,9 @@
 // consumers as real processes and as threads (every message checked byte by
 // byte, delivered exactly once, FIFO per producer), the doorbell with
 // poll(2), an untrusted block, and unlink's sweep.
+#include <csignal>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <csignal>
 #include <sys/stat.h>
 
 #include <atomic>

@@ -20,8 +20,8 @@
 #include <map>
 #include <random>
 #include <set>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include "byte_queue_common.hpp"
 #include "shmkit/detail/fault.hpp"
@@ -77,7 +77,8 @@ std::string point_name(Point p) {
   return "?";
 }
 void PrintTo(const Case& c, std::ostream* os) {
-  *os << point_name(c.point) << (c.action == Action::stop ? " stop" : " kill") << (c.out_of_line ? " ool" : "");
+  *os << point_name(c.point) << (c.action == Action::stop ? " stop" : " kill")
+      << (c.out_of_line ? " ool" : "");
 }
 bool is_push(Point p) {
   return p == Point::byteq_push_won || p == Point::byteq_push_written || p == Point::byteq_push_published;
@@ -129,7 +130,8 @@ TEST_P(ByteQueueStep, StallOrDieHereThenSurvivorsCheck) {
     ASSERT_EQ(task_state(v.pid), 'T') << "the victim exited without stopping at " << point_name(c.point);
   } else {
     const ExitStatus st = v.wait();
-    ASSERT_EQ(st.signal, SIGKILL) << "the victim did not die at " << point_name(c.point) << ": " << st.describe();
+    ASSERT_EQ(st.signal, SIGKILL) << "the victim did not die at " << point_name(c.point) << ": "
+                                  << st.describe();
   }
 
   // The survivor: messages of its own, pushed and popped around the victim's
@@ -180,7 +182,8 @@ TEST_P(ByteQueueStep, StallOrDieHereThenSurvivorsCheck) {
   for (std::uint32_t round = 0; round < 4; ++round) {
     for (std::uint32_t i = 0; i < 6; ++i) {
       const auto m = make_message(3, round * 10 + i, 500);
-      ASSERT_TRUE(q.push_for(std::span<const std::byte>(m), 5s)) << "wedged: round " << round << " push " << i;
+      ASSERT_TRUE(q.push_for(std::span<const std::byte>(m), 5s))
+          << "wedged: round " << round << " push " << i;
     }
     for (std::uint32_t i = 0; i < 6; ++i) {
       ByteMessage m;
@@ -205,8 +208,8 @@ TEST_P(ByteQueueStep, StallOrDieHereThenSurvivorsCheck) {
 
 std::vector<Case> cases() {
   std::vector<Case> out;
-  for (Point p : {Point::byteq_push_won, Point::byteq_push_written, Point::byteq_push_published, Point::byteq_pop_won,
-                  Point::byteq_pop_copied, Point::byteq_pop_released}) {
+  for (Point p : {Point::byteq_push_won, Point::byteq_push_written, Point::byteq_push_published,
+                  Point::byteq_pop_won, Point::byteq_pop_copied, Point::byteq_pop_released}) {
     for (Action a : {Action::kill, Action::stop}) {
       for (bool ool : {false, true}) out.push_back({p, a, ool});
     }
@@ -284,7 +287,7 @@ TEST(ByteQueueStorm, RandomKillsLoseAtMostTheMessageInTheDeadHands) {
   QueueUnlinker u{name};
   auto q = ByteQueue::create(name, 8192, ByteQueue::Options{.out_of_line_threshold = 1500});
   struct State {
-    std::atomic<std::uint32_t> next[2];      // producer p's next sequence number (recorded after push)
+    std::atomic<std::uint32_t> next[2];  // producer p's next sequence number (recorded after push)
     std::atomic<std::uint8_t> seen[2][kMaxSeq];
     std::atomic<int> bad;
     std::atomic<int> stop;
@@ -364,8 +367,9 @@ TEST(ByteQueueStorm, RandomKillsLoseAtMostTheMessageInTheDeadHands) {
   EXPECT_LE(l.producer_claims_skipped, static_cast<std::uint64_t>(producer_kills));
   EXPECT_LE(l.consumer_claims_released, static_cast<std::uint64_t>(consumer_kills));
   EXPECT_EQ(l.corrupt_records, 0u);
-  std::printf("storm: %d producer kills, %d consumer kills, %d missing, losses {%llu, %llu}\n", producer_kills,
-              consumer_kills, missing, static_cast<unsigned long long>(l.producer_claims_skipped),
+  std::printf("storm: %d producer kills, %d consumer kills, %d missing, losses {%llu, %llu}\n",
+              producer_kills, consumer_kills, missing,
+              static_cast<unsigned long long>(l.producer_claims_skipped),
               static_cast<unsigned long long>(l.consumer_claims_released));
 }
 

@@ -59,8 +59,8 @@ enum class BlockKind : std::uint32_t {
   mpmc_queue = 5,
   seqlock = 6,
   broadcast_ring = 7,
-  registry = 8,  // the resource tracker's (shmkit/tracker.hpp)
-  sync = 9,      // one sync primitive alone (Python's shmkit.synchronize; shmkit/sync/standalone.hpp)
+  registry = 8,     // the resource tracker's (shmkit/tracker.hpp)
+  sync = 9,         // one sync primitive alone (Python's shmkit.synchronize; shmkit/sync/standalone.hpp)
   byte_queue = 10,  // messages of any length (shmkit/lockfree/byte_queue.hpp)
   user = 1024,
 };

@@ -107,21 +107,28 @@ struct Header {
 };
 Header load_header(std::byte* at) noexcept {
   Header h;
-  h.length = std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(at)).load(std::memory_order_relaxed);
-  h.flags = std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 8)).load(std::memory_order_relaxed);
-  h.cells = std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 12)).load(std::memory_order_relaxed);
+  h.length =
+      std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(at)).load(std::memory_order_relaxed);
+  h.flags = std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 8))
+                .load(std::memory_order_relaxed);
+  h.cells = std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 12))
+                .load(std::memory_order_relaxed);
   return h;
 }
 void store_header(std::byte* at, const Header& h) noexcept {
-  std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(at)).store(h.length, std::memory_order_relaxed);
-  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 8)).store(h.flags, std::memory_order_relaxed);
-  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 12)).store(h.cells, std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(at))
+      .store(h.length, std::memory_order_relaxed);
+  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 8))
+      .store(h.flags, std::memory_order_relaxed);
+  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(at + 12))
+      .store(h.cells, std::memory_order_relaxed);
 }
 
 std::size_t total_length(std::span<const std::span<const std::byte>> parts) {
   std::size_t n = 0;
   for (const auto& p : parts) {
-    if (p.size() > SIZE_MAX / 2 - n) throw std::length_error("shmkit: ByteQueue message longer than 2^63 bytes");
+    if (p.size() > SIZE_MAX / 2 - n)
+      throw std::length_error("shmkit: ByteQueue message longer than 2^63 bytes");
     n += p.size();
   }
   return n;
@@ -138,7 +145,8 @@ void gather(std::byte* dst, std::span<const std::span<const std::byte>> parts) n
 void advance(std::atomic<std::uint64_t>& index, std::uint64_t pos, std::uint64_t cells) noexcept {
   std::uint64_t expected = pos;
   // (6) release.
-  (void)index.compare_exchange_strong(expected, pos + cells, std::memory_order_release, std::memory_order_relaxed);
+  (void)index.compare_exchange_strong(expected, pos + cells, std::memory_order_release,
+                                      std::memory_order_relaxed);
 }
 
 [[noreturn]] void throw_errno(int err, const std::string& what) {
@@ -238,17 +246,19 @@ ByteQueue::ByteQueue(TypedBlock b) : block_(std::move(b)) {
   if (name.empty()) name = "(anonymous)";
   const BlockHeader& h = block_.header;
   if (h.param[1] != kLayout) {
-    lockfree_detail::bad_block(name, "ByteQueue layout " + std::to_string(h.param[1]) + ", expected " +
-                                         std::to_string(kLayout));
+    lockfree_detail::bad_block(
+        name, "ByteQueue layout " + std::to_string(h.param[1]) + ", expected " + std::to_string(kLayout));
   }
-  if (h.param[0] != kCell) lockfree_detail::bad_block(name, "ByteQueue cell size " + std::to_string(h.param[0]));
+  if (h.param[0] != kCell)
+    lockfree_detail::bad_block(name, "ByteQueue cell size " + std::to_string(h.param[0]));
   if (!lockfree_detail::is_power_of_two(h.count) || h.count < 16 || h.count > (std::uint64_t{1} << 34)) {
     lockfree_detail::bad_block(name, "ByteQueue cell count " + std::to_string(h.count));
   }
   if (h.payload_size != h.count * (8 + kCell)) {
     lockfree_detail::bad_block(name, "ByteQueue payload of " + std::to_string(h.payload_size) + " bytes");
   }
-  if (h.prefix_size < sizeof(ByteQueueControl)) lockfree_detail::bad_block(name, "ByteQueue prefix too small");
+  if (h.prefix_size < sizeof(ByteQueueControl))
+    lockfree_detail::bad_block(name, "ByteQueue prefix too small");
   cells_ = h.count;
   mask_ = cells_ - 1;
   lap_shift_ = static_cast<unsigned>(__builtin_ctzll(cells_));
@@ -259,7 +269,8 @@ ByteQueue::ByteQueue(TypedBlock b) : block_(std::move(b)) {
   // wrapped one (padding + bytes) stays below the 18-bit cell count.
   max_cells_ = std::min<std::uint64_t>(cells_ / 2, (std::uint64_t{1} << 17) - 1);
   max_inline_ = static_cast<std::size_t>(max_cells_ * kCell - kRecordHeader);
-  threshold_ = h.param[2] == 0 ? max_inline_ : static_cast<std::size_t>(std::min<std::uint64_t>(h.param[2], max_inline_));
+  threshold_ = h.param[2] == 0 ? max_inline_
+                               : static_cast<std::size_t>(std::min<std::uint64_t>(h.param[2], max_inline_));
   // Notifiers run a full fence (no asymmetric pairing): a sleeper then needs
   // no membarrier, whose interrupts of the other CPUs cost tens of
   // microseconds in a VM on every sleep; a push pays one fence instead.
@@ -349,10 +360,11 @@ bool ByteQueue::push_record(std::span<const std::span<const std::byte>> parts, s
         }
       }
       if (!free) return false;  // full: a record of the previous lap still holds cells we need
-      const std::uint64_t claim = kClaim | (kProducer << kKindShift) | (((pos >> lap_shift_) & kLapMask) << kLapShift) |
-                                  (k << kCellsShift) | me;
+      const std::uint64_t claim = kClaim | (kProducer << kKindShift) |
+                                  (((pos >> lap_shift_) & kLapMask) << kLapShift) | (k << kCellsShift) | me;
       // (5) release.
-      if (!words_[c].compare_exchange_weak(w, claim, std::memory_order_release, std::memory_order_relaxed)) continue;
+      if (!words_[c].compare_exchange_weak(w, claim, std::memory_order_release, std::memory_order_relaxed))
+        continue;
       SHMKIT_FAULT_POINT(byteq_push_won);
       advance(ctl_->tail, pos, k);
       std::byte* rec = data_ + c * kCell;
@@ -377,7 +389,7 @@ bool ByteQueue::push_record(std::span<const std::span<const std::byte>> parts, s
       if ((kind_of(w) == kProducer || kind_of(w) == kSkipped) && lap_bits(w) == lap) {
         // Claimed for this lap and tail not past it yet: move it for the claimant.
         const std::uint64_t now = ctl_->tail.load(std::memory_order_acquire);  // (9)
-        if (now == pos && words_[c].load(std::memory_order_acquire) == w) {  // (7)
+        if (now == pos && words_[c].load(std::memory_order_acquire) == w) {    // (7)
           advance(ctl_->tail, pos, cells_of(w));
         }
         pos = ctl_->tail.load(std::memory_order_relaxed);
@@ -397,7 +409,9 @@ bool ByteQueue::try_push(std::span<const std::span<const std::byte>> parts) {
   return push_wait(parts, std::nullopt, false);
 }
 
-void ByteQueue::push(std::span<const std::span<const std::byte>> parts) { (void)push_wait(parts, std::nullopt, true); }
+void ByteQueue::push(std::span<const std::span<const std::byte>> parts) {
+  (void)push_wait(parts, std::nullopt, true);
+}
 
 bool ByteQueue::push_until(std::span<const std::span<const std::byte>> parts,
                            std::chrono::steady_clock::time_point deadline) {
@@ -410,8 +424,8 @@ bool ByteQueue::push_wait(std::span<const std::span<const std::byte>> parts,
   if (length > threshold_) {
     if (name().empty()) {
       throw std::length_error("shmkit: a message of " + std::to_string(length) +
-                              " bytes is longer than an anonymous ByteQueue carries (" + std::to_string(threshold_) +
-                              "): out-of-line blocks need the queue's name");
+                              " bytes is longer than an anonymous ByteQueue carries (" +
+                              std::to_string(threshold_) + "): out-of-line blocks need the queue's name");
     }
     return push_out_of_line(parts, length, deadline, wait);
   }
@@ -419,13 +433,15 @@ bool ByteQueue::push_wait(std::span<const std::span<const std::byte>> parts,
   if (attempt()) return true;
   if (!wait) return false;
   if (spin_then_yield(attempt)) return true;
-  return lockfree_detail::sleep_until(ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
+  return lockfree_detail::sleep_until(
+      ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
 }
 
 bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> parts, std::size_t length,
-                                 const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait) {
-  const std::string block_name =
-      out_of_line_prefix() + std::to_string(ctl_->out_of_line_counter.fetch_add(1, std::memory_order_relaxed));
+                                 const std::optional<std::chrono::steady_clock::time_point>& deadline,
+                                 bool wait) {
+  const std::string block_name = out_of_line_prefix() + std::to_string(ctl_->out_of_line_counter.fetch_add(
+                                                            1, std::memory_order_relaxed));
   SharedMemory::Options o;
   struct stat st {};
   o.mode = ::fstat(block_.shm.fd(), &st) == 0 ? (st.st_mode & 0777) : 0600;
@@ -438,8 +454,8 @@ bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> par
   auto attempt = [&] { return push_record(ref_parts, 8 + ref.size(), kOutOfLine, length); };
   bool ok = attempt();
   if (!ok && wait) {
-    ok = spin_then_yield(attempt) ||
-         lockfree_detail::sleep_until(ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
+    ok = spin_then_yield(attempt) || lockfree_detail::sleep_until(
+                                         ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
   }
   if (!ok) {
     try {
@@ -469,7 +485,8 @@ bool ByteQueue::wait_room_until(std::size_t bytes,
     return true;
   };
   if (spin_then_yield(room)) return true;
-  return lockfree_detail::sleep_until(ctl_->not_full, room, deadline, [&] { (void)unblock(); }, asym_);
+  return lockfree_detail::sleep_until(
+      ctl_->not_full, room, deadline, [&] { (void)unblock(); }, asym_);
 }
 
 // ------------------------------------------------------------------- pop
@@ -516,7 +533,8 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
         hd = load_header(rec);
         k = hd.cells;
         const bool wrap = (hd.flags & kWrapped) != 0;
-        const std::uint64_t k1 = div_up(kRecordHeader + std::min<std::uint64_t>(hd.length, cells_ * kCell), kCell);
+        const std::uint64_t k1 =
+            div_up(kRecordHeader + std::min<std::uint64_t>(hd.length, cells_ * kCell), kCell);
         const bool fits = hd.length <= max_inline_ &&
                           (wrap ? c + k1 > cells_ && k == (cells_ - c) + div_up(hd.length, kCell)
                                 : c + k1 <= cells_ && k == k1);
@@ -529,7 +547,8 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
           std::memcpy(&ool_size, src, 8);
           const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
           const std::string prefix = out_of_line_prefix();
-          if (name().empty() || block_name.size() <= prefix.size() || block_name.compare(0, prefix.size(), prefix) != 0 ||
+          if (name().empty() || block_name.size() <= prefix.size() ||
+              block_name.compare(0, prefix.size(), prefix) != 0 ||
               block_name.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
             corrupt = true;  // not one of ours: never map or unlink it
           } else {
@@ -554,9 +573,11 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
         }
       }
       const std::uint64_t kind = skipped ? kConsumerOfSkipped : kConsumer;
-      const std::uint64_t claim = kClaim | (kind << kKindShift) | (lap << kLapShift) | (k << kCellsShift) | me;
+      const std::uint64_t claim =
+          kClaim | (kind << kKindShift) | (lap << kLapShift) | (k << kCellsShift) | me;
       // (5) release.
-      if (!words_[c].compare_exchange_strong(w, claim, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      if (!words_[c].compare_exchange_strong(w, claim, std::memory_order_acq_rel,
+                                             std::memory_order_relaxed)) {
         continue;  // another consumer took it: look at this position again
       }
       SHMKIT_FAULT_POINT(byteq_pop_won);
@@ -587,7 +608,8 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
       const std::uint64_t k = cells_of(w);
       if (kind_of(w) != kProducer) {
         // Taken by a consumer: head may not be past it yet.
-        if (ctl_->head.load(std::memory_order_acquire) == pos && words_[c].load(std::memory_order_acquire) == w) {
+        if (ctl_->head.load(std::memory_order_acquire) == pos &&
+            words_[c].load(std::memory_order_acquire) == w) {
           advance(ctl_->head, pos, k);
         }
       }
@@ -627,7 +649,8 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
 void ByteQueue::release_record(std::uint64_t pos, std::uint64_t cells) noexcept {
   // (4) release: inner cells first, the first cell last (a survivor that
   // finds the first cell released knows the rest are).
-  for (std::uint64_t j = cells; j-- > 1;) words_[(pos + j) & mask_].store(pos + j + cells_, std::memory_order_release);
+  for (std::uint64_t j = cells; j-- > 1;)
+    words_[(pos + j) & mask_].store(pos + j + cells_, std::memory_order_release);
   words_[pos & mask_].store(pos + cells_, std::memory_order_release);
 }
 
@@ -668,7 +691,8 @@ bool ByteQueue::pop_until(ByteMessage& out, std::chrono::steady_clock::time_poin
   return pop_until_opt(out, deadline);
 }
 
-bool ByteQueue::pop_until_opt(ByteMessage& out, std::optional<std::chrono::steady_clock::time_point> deadline) {
+bool ByteQueue::pop_until_opt(ByteMessage& out,
+                              std::optional<std::chrono::steady_clock::time_point> deadline) {
   for (;;) {
     out.block_.reset();
     ByteMessageSink sink(out);
@@ -679,11 +703,11 @@ bool ByteQueue::pop_until_opt(ByteMessage& out, std::optional<std::chrono::stead
   }
 }
 
-
 bool ByteQueue::wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
   auto attempt = [&] { return has_message(); };
   if (spin_then_yield(attempt)) return true;
-  return lockfree_detail::sleep_until(ctl_->not_empty, attempt, deadline, [&] { (void)unblock(); }, asym_);
+  return lockfree_detail::sleep_until(
+      ctl_->not_empty, attempt, deadline, [&] { (void)unblock(); }, asym_);
 }
 
 bool ByteQueue::has_message() const noexcept {
@@ -743,7 +767,8 @@ bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexce
       const std::byte* src = (hd.flags & kWrapped) ? data_ : data_ + (pos & mask_) * kCell + kRecordHeader;
       const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
       const std::string prefix = out_of_line_prefix();
-      if (!name().empty() && block_name.size() > prefix.size() && block_name.compare(0, prefix.size(), prefix) == 0 &&
+      if (!name().empty() && block_name.size() > prefix.size() &&
+          block_name.compare(0, prefix.size(), prefix) == 0 &&
           block_name.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
         (void)::unlink(platform::dev_shm_path(block_name).c_str());
       }
@@ -753,8 +778,9 @@ bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexce
   // dead consumer did not get to it) to the next lap's.
   for (std::uint64_t j = k; j-- > 1;) {
     std::uint64_t expected = pos + j;
-    (void)words_[(pos + j) & mask_].compare_exchange_strong(expected, pos + j + cells_, std::memory_order_acq_rel,
-                                                             std::memory_order_relaxed);  // (8)
+    (void)words_[(pos + j) & mask_].compare_exchange_strong(expected, pos + j + cells_,
+                                                            std::memory_order_acq_rel,
+                                                            std::memory_order_relaxed);  // (8)
   }
   std::uint64_t expected = w;
   if (words_[pos & mask_].compare_exchange_strong(expected, pos + cells_, std::memory_order_acq_rel,
@@ -815,9 +841,8 @@ ByteUnblock ByteQueue::unblock() noexcept {
     }
     if (x == t + max_cells_ * 2 || x < cells_) return ByteUnblock::none;
     std::uint64_t s = x - cells_;  // the previous lap's position of that cell
-    for (std::uint64_t back = 0; back < max_cells_ * 2 && s > 0 &&
-                                 words_[s & mask_].load(std::memory_order_acquire) == s;
-         ++back) {
+    for (std::uint64_t back = 0;
+         back < max_cells_ * 2 && s > 0 && words_[s & mask_].load(std::memory_order_acquire) == s; ++back) {
       --s;  // an inner cell of an unreleased record: its first is further back
     }
     const std::uint64_t w = words_[s & mask_].load(std::memory_order_acquire);  // (7)

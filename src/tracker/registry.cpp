@@ -131,7 +131,8 @@ std::uint64_t inode_of(std::string_view block) {
 // Whether the block is a ByteQueue's (its typed header says so): then its
 // doorbell FIFO and out-of-line blocks go with it.
 bool is_byte_queue(std::string_view block) {
-  const int fd = ::open(platform::dev_shm_path(block).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  const int fd =
+      ::open(platform::dev_shm_path(block).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return false;
   BlockHeader h{};
   const bool read_whole = ::pread(fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h);

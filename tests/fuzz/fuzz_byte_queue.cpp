@@ -37,7 +37,9 @@ class CountingSink final : public shmkit::ByteSink {
     if (n > buf_.size()) return nullptr;  // a forged length: "out of memory", the message stays
     return buf_.data();
   }
-  void adopt(shmkit::SharedMemory&&, std::size_t) noexcept override { __builtin_trap(); }  // never for a nameless queue
+  void adopt(shmkit::SharedMemory&&, std::size_t) noexcept override {
+    __builtin_trap();
+  }  // never for a nameless queue
 
  private:
   std::string buf_ = std::string(1 << 20, '\0');

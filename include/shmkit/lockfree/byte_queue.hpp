@@ -93,10 +93,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <sys/types.h>
 #include <span>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <utility>
 #include <vector>
 
@@ -196,7 +196,7 @@ enum class ByteUnblock : std::uint8_t {
 class ByteQueue {
  public:
   static constexpr BlockKind kKind = BlockKind::byte_queue;
-  static constexpr std::size_t kCell = 64;    // bytes per cell
+  static constexpr std::size_t kCell = 64;  // bytes per cell
   static constexpr std::size_t kRecordHeader = 16;
   static constexpr std::uint64_t kLayout = 1;  // param[1]
 
@@ -260,7 +260,8 @@ class ByteQueue {
   [[nodiscard]] bool push_until(std::span<const std::span<const std::byte>> parts,
                                 std::chrono::steady_clock::time_point deadline);
   template <class Rep, class Period>
-  [[nodiscard]] bool push_for(std::span<const std::byte> message, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] bool push_for(std::span<const std::byte> message,
+                              std::chrono::duration<Rep, Period> timeout) {
     return push_wait({&message, 1}, lockfree_detail::deadline_after(timeout), true);
   }
 
@@ -280,7 +281,8 @@ class ByteQueue {
   // and wait without holding their own locks.
   bool wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
   // Likewise until a message of `bytes` bytes would seem to fit.
-  bool wait_room_until(std::size_t bytes, std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
+  bool wait_room_until(std::size_t bytes,
+                       std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
 
   // Whether a published message is there now (a snapshot).
   bool has_message() const noexcept;
@@ -332,7 +334,7 @@ class ByteQueue {
   std::size_t max_inline_ = 0;
   std::size_t threshold_ = 0;
   bool asym_ = false;
-  int bell_fd_ = -1;       // opened by doorbell_fd() (armed) or by a ring
+  int bell_fd_ = -1;         // opened by doorbell_fd() (armed) or by a ring
   pid_t bell_armed_by_ = 0;  // the process whose doorbell_fd() armed it (a fork child's copy did not)
 };
 

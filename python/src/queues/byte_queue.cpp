@@ -123,8 +123,8 @@ int message_getbuffer(PyObject* o, Py_buffer* view, int flags) {
     PyErr_SetString(PyExc_ValueError, "operation on a released ByteMessage");
     return -1;
   }
-  return self->exports.fill(o, view, self->block->data(), static_cast<Py_ssize_t>(self->size), self->read_only,
-                            flags);
+  return self->exports.fill(o, view, self->block->data(), static_cast<Py_ssize_t>(self->size),
+                            self->read_only, flags);
 }
 void message_releasebuffer(PyObject* o, Py_buffer*) { as_msg(o)->exports.release(); }
 PyBufferProcs message_buffer = {message_getbuffer, message_releasebuffer};
@@ -151,11 +151,10 @@ PyMethodDef message_methods[] = {
     {"__exit__", message_exit, METH_VARARGS, "__exit__($self, /, *args)\n--\n\nrelease()."},
     {nullptr, nullptr, 0, nullptr}};
 
-PyGetSetDef message_getset[] = {
-    {"released", message_get_released, nullptr, nullptr, nullptr},
-    {"readonly", message_get_readonly, nullptr, nullptr, nullptr},
-    exports_getset<MessageObj, &MessageObj::exports>(),
-    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+PyGetSetDef message_getset[] = {{"released", message_get_released, nullptr, nullptr, nullptr},
+                                {"readonly", message_get_readonly, nullptr, nullptr, nullptr},
+                                exports_getset<MessageObj, &MessageObj::exports>(),
+                                {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 // ------------------------------------------------------------- the sink
 
@@ -357,7 +356,8 @@ PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double 
   Waiting guard(self->waiting);
   int wakes = 0;
   for (;;) {
-    const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_room_until(total, end); });
+    const int w =
+        wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_room_until(total, end); });
     if (w < 0) return nullptr;
     r = push_once(self, parts);
     if (r == 1) Py_RETURN_NONE;
@@ -648,9 +648,10 @@ PyObject* bq_get_losses(PyObject* o, void*) {
   ByteQueueObj* self = as_bq(o);
   if (!check_open(self)) return nullptr;
   const shmkit::ByteQueueLosses l = self->q->losses();
-  return Py_BuildValue("{sKsKsK}", "producer_claims_skipped", static_cast<unsigned long long>(l.producer_claims_skipped),
-                       "consumer_claims_released", static_cast<unsigned long long>(l.consumer_claims_released),
-                       "corrupt_records", static_cast<unsigned long long>(l.corrupt_records));
+  return Py_BuildValue("{sKsKsK}", "producer_claims_skipped",
+                       static_cast<unsigned long long>(l.producer_claims_skipped), "consumer_claims_released",
+                       static_cast<unsigned long long>(l.consumer_claims_released), "corrupt_records",
+                       static_cast<unsigned long long>(l.corrupt_records));
 }
 PyObject* bq_get_closed(PyObject* o, void*) { return PyBool_FromLong(as_bq(o)->q == nullptr); }
 PyObject* bq_get_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_bq(o)->waiting); }
@@ -748,7 +749,8 @@ PyObject* bq_attach(PyObject* cls, PyObject* arg) {
 PyMethodDef bq_methods[] = {
     {"create", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(bq_create)),
      METH_VARARGS | METH_KEYWORDS | METH_CLASS,
-     "create($type, /, name, ring_bytes, out_of_line_threshold=0, track=True)\n--\n\nA new queue block: ring_bytes "
+     "create($type, /, name, ring_bytes, out_of_line_threshold=0, track=True)\n--\n\nA new queue block: "
+     "ring_bytes "
      "a power of two >= 1024; messages longer than the threshold (0: than max_inline) travel out of line."},
     {"attach", bq_attach, METH_O | METH_CLASS, "attach($type, name, /)\n--\n\nThe queue block `name`."},
     {"put_parts", fastcall(bq_put_parts), METH_FASTCALL | METH_KEYWORDS,
@@ -773,8 +775,9 @@ PyMethodDef bq_methods[] = {
     {"wait_message", fastcall(bq_wait_message), METH_FASTCALL | METH_KEYWORDS,
      "wait_message($self, /, timeout=None)\n--\n\nWhether a message is there, waiting up to timeout; "
      "takes nothing."},
-    {"empty", bq_empty, METH_NOARGS, "empty($self, /)\n--\n\nTrue if no published message is there (a "
-                                     "snapshot)."},
+    {"empty", bq_empty, METH_NOARGS,
+     "empty($self, /)\n--\n\nTrue if no published message is there (a "
+     "snapshot)."},
     {"size", bq_size, METH_NOARGS,
      "size($self, /)\n--\n\nRecords between head and tail (being written and read included), a snapshot."},
     {"unblock", bq_unblock, METH_NOARGS,

@@ -34,7 +34,8 @@ void check(std::span<const std::byte> b) {
   const std::size_t n = b.size();
   for (std::size_t i = 0; i < n; ++i) {
     if (b[i] != static_cast<std::byte>((i + 13 * n) & 0xff)) {
-      throw std::runtime_error("message of " + std::to_string(n) + " bytes: wrong byte at " + std::to_string(i));
+      throw std::runtime_error("message of " + std::to_string(n) + " bytes: wrong byte at " +
+                               std::to_string(i));
     }
   }
 }

@@ -157,8 +157,9 @@ inline void full_fence() noexcept {
 // full fence themselves, so a full fence here is enough (no system call,
 // no interrupt of the other CPUs: what a VM makes expensive).
 template <class Attempt, class Stalled>
-bool sleep_until(WaitSlot& w, Attempt&& attempt, std::optional<std::chrono::steady_clock::time_point> deadline,
-                 Stalled&& stalled, bool asym = true) noexcept {
+bool sleep_until(WaitSlot& w, Attempt&& attempt,
+                 std::optional<std::chrono::steady_clock::time_point> deadline, Stalled&& stalled,
+                 bool asym = true) noexcept {
   for (;;) {
     // (1) acquire: pairs with (4).
     const std::uint32_t s = w.seq.load(std::memory_order_acquire);

@@ -35,7 +35,7 @@ class CountingSink final : public shmkit::ByteSink {
  public:
   std::byte* reserve(std::size_t n) noexcept override {
     if (n > buf_.size()) return nullptr;  // a forged length: "out of memory", the message stays
-    return buf_.data();
+    return reinterpret_cast<std::byte*>(buf_.data());
   }
   void adopt(shmkit::SharedMemory&&, std::size_t) noexcept override {
     __builtin_trap();

@@ -429,8 +429,7 @@ TEST(Heap, SurvivesAllocatorsKilledAtRandom) {
   auto st = heap.stats();
   // Leaks from the dead are expected; the chain must still be whole.
   EXPECT_LE(st.used_bytes, st.arena_bytes);
-  EXPECT_GE(st.owner_deaths_recovered, 1u)
-      << "no kill landed inside the heap lock in " << round << " rounds";
+  EXPECT_GE(st.owner_deaths_recovered, 1u) << "no kill landed inside the heap lock in " << round << " rounds";
   RecordProperty("owner_deaths_recovered", static_cast<int>(st.owner_deaths_recovered));
 }
 

@@ -164,6 +164,14 @@ TEST(LockfreeKill, MpmcProducerKilledMidStream) {
   const std::string name = unique_name("mp");
   Unlinker u{name};
   auto q = MpmcQueue<std::uint64_t>::create(name, 1024);
+  // One push (and pop) by this process first: producer 0 is then its side's
+  // second claimant and claims by CAS. A sole producer's claim is a few plain
+  // stores after its reservation, a window random stops almost never catch;
+  // that window has tests of its own (MpmcStop.SoleProducersReservation...).
+  ASSERT_TRUE(q.try_push(std::uint64_t{7}));
+  std::uint64_t first = 0;
+  ASSERT_TRUE(q.try_pop(first));
+  ASSERT_EQ(first, 7u);
   pid_t p0 = fork_child([&] {
     auto p = MpmcQueue<std::uint64_t>::attach(name);
     for (std::uint64_t i = 0;; ++i) p.push(i);  // producer 0: killed

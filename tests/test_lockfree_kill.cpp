@@ -200,7 +200,10 @@ TEST(LockfreeKill, MpmcProducerKilledMidStream) {
     take(v);
   }
   bool in_flight = false;
-  for (int attempt = 0; attempt < 100'000 && !in_flight; ++attempt) {
+  // Random stops until one lands inside a claim: up to 60 s (on a loaded
+  // machine most stops land between pushes).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (; !in_flight && std::chrono::steady_clock::now() < give_up;) {
     int status = 0;
     ASSERT_EQ(::kill(p0, SIGSTOP), 0);
     ASSERT_EQ(::waitpid(p0, &status, WUNTRACED), p0);

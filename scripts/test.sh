@@ -50,8 +50,18 @@ if ((fuzz_seconds > 0)); then
     corpus=$(mktemp -d)
     [[ -d tests/fuzz/corpus/$t ]] && cp -r tests/fuzz/corpus/"$t"/. "$corpus"/
     echo "=== fuzz: $t for ${fuzz_seconds}s"
-    "$f" -max_total_time="$fuzz_seconds" -print_final_stats=0 "$corpus" 2>&1 | tail -n 3
-    rm -rf "$corpus"
+    # A crash fails the run with the fuzzer's report (the stack, the input
+    # in base64); a clean run prints its last lines.
+    log=$(mktemp)
+    if ! "$f" -max_total_time="$fuzz_seconds" -print_final_stats=0 -artifact_prefix="$corpus/" \
+      "$corpus" >"$log" 2>&1; then
+      tail -n 60 "$log"
+      echo "scripts/test.sh: fuzz target $t failed (input above in base64)" >&2
+      rm -rf "$corpus" "$log"
+      exit 1
+    fi
+    tail -n 3 "$log"
+    rm -rf "$corpus" "$log"
     fuzzed=$((fuzzed + 1))
   done
   if ((fuzzed == 0)); then

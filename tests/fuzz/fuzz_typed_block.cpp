@@ -37,7 +37,9 @@ void try_object(std::span<std::byte> region, shmkit::BlockKind kind, const std::
     check_inside(r, base, size);
     // What the accessors will touch: header.count elements of sizeof(T)
     // bytes from the payload, the lock in the prefix.
-    if (r.header.count == 0 || r.header.count > r.payload.size() / sizeof(T)) std::abort();
+    // An Array may be empty (CPython's Array('i', [])); a Value holds one.
+    if (r.header.count == 0 && kind != BlockKind::array) std::abort();
+    if (r.header.count > r.payload.size() / sizeof(T)) std::abort();
     if (count != 0 && r.header.count != count) std::abort();
     if (r.prefix.size() < detail::lock_size<Policy>()) std::abort();
     if (reinterpret_cast<std::uintptr_t>(r.payload.data()) % alignof(T) != 0) std::abort();

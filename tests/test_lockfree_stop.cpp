@@ -553,5 +553,59 @@ TEST(MpmcStop, SoleConsumersReservationHeldWhileAliveSteppedOverWhenDead) {
   expect_not_wedged(q);
 }
 
+// A producer streaming into a large queue is stopped inside a push with its
+// claim in flight (the nth pass of mpmc_push_claimed, not a random stop that
+// may land between pushes), then killed. Everything it published before
+// comes out once and in order, its one claim is stepped over and counted,
+// and a new producer streams through the same slots.
+TEST(MpmcStop, ProducerKilledMidStreamWithAClaimInFlight) {
+  const std::string name = unique_name("stop_ms");
+  Unlinker u{name};
+  auto q = MpmcQueue<std::uint64_t>::create(name, 1024);
+  constexpr std::uint64_t kStopAt = 20'000;  // the victim stops inside its push of item kStopAt - 1
+  constexpr std::uint64_t kAfterwards = 20'000;
+  Victim v([&] {
+    auto mine = MpmcQueue<std::uint64_t>::attach(name);
+    fault::arm(Point::mpmc_push_claimed, kStopAt, Action::stop);
+    for (std::uint64_t i = 0;; ++i) mine.push(item(kVictim, i));
+    return 0;
+  });
+  Ledger l;
+  std::uint64_t x = 0;
+  // Consume while it streams, until it has stopped itself at its claim.
+  while (!stopped(v.pid)) {
+    if (q.pop_for(x, 10ms)) l.take(x);
+    ASSERT_LT(l.parent_order.size(), kStopAt) << "the victim went past its armed push";
+  }
+  while (q.try_pop(x)) l.take(x);
+  EXPECT_EQ(q.size(), 1u) << "the stopped victim's claim is in flight";
+  EXPECT_EQ(q.losses(), MpmcLosses{}) << "a stopped claimant was stepped over";
+  ::kill(v.pid, SIGKILL);
+  ASSERT_EQ(v.wait().signal, SIGKILL);
+
+  Victim second([&] {
+    auto mine = MpmcQueue<std::uint64_t>::attach(name);
+    for (std::uint64_t i = 0; i < kAfterwards; ++i) {
+      if (!mine.push_for(item(kSecond, i), 10s)) return 3;  // the dead claim is stepped over
+    }
+    return 0;
+  });
+  std::uint64_t from_second = 0;
+  while (from_second < kAfterwards) {
+    ASSERT_TRUE(q.pop_for(x, 10s)) << "stalled after " << from_second << " of the second producer's items";
+    l.take(x);
+    if (x >> 32 == kSecond) ++from_second;
+  }
+  EXPECT_TRUE(second.wait().ok());
+  l.drain(q, 100ms);
+  for (std::uint64_t i = 0; i + 1 < kStopAt; ++i) ASSERT_EQ(l.count(item(kVictim, i)), 1) << i;
+  EXPECT_EQ(l.count(item(kVictim, kStopAt - 1)), 0) << "the item in flight cannot have been published";
+  for (std::uint64_t i = 0; i < kAfterwards; ++i) ASSERT_EQ(l.count(item(kSecond, i)), 1) << i;
+  EXPECT_EQ(l.parent_order.size(), kStopAt - 1 + kAfterwards) << "an item was delivered twice";
+  EXPECT_EQ(q.losses(), (MpmcLosses{1, 0})) << "the dead producer's claim is counted once";
+  expect_fifo(l);
+  expect_not_wedged(q);
+}
+
 }  // namespace
 }  // namespace shmkit::test

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <cstring>
@@ -25,6 +26,20 @@ struct QueueUnlinker {
     }
   }
 };
+
+inline bool dev_shm_has(const std::string& name) {
+  struct stat st {};
+  return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+// The out-of-line blocks "<queue>.o0" .. "<queue>.o63" that exist now.
+inline std::vector<std::string> out_of_line_left(const std::string& queue) {
+  std::vector<std::string> left;
+  for (int i = 0; i < 64; ++i) {
+    if (dev_shm_has(queue + ".o" + std::to_string(i))) left.push_back(queue + ".o" + std::to_string(i));
+  }
+  return left;
+}
 
 inline std::uint8_t pattern_byte(std::uint32_t origin, std::uint32_t seq, std::size_t i) {
   return static_cast<std::uint8_t>((origin * 131u + seq * 31u + i * 7u) & 0xff);

@@ -27,19 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-bool dev_shm_has(const std::string& name) {
-  struct stat st {};
-  return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
-}
-
-std::vector<std::string> out_of_line_left(const std::string& queue) {
-  std::vector<std::string> left;
-  for (int i = 0; i < 64; ++i) {
-    if (dev_shm_has(queue + ".o" + std::to_string(i))) left.push_back(queue + ".o" + std::to_string(i));
-  }
-  return left;
-}
-
 TEST(ByteQueue, EveryLengthFromZeroThroughTheWrapAndOutOfLine) {
   const std::string name = unique_name("bq_len");
   QueueUnlinker u{name};
@@ -64,7 +51,156 @@ TEST(ByteQueue, EveryLengthFromZeroThroughTheWrapAndOutOfLine) {
   }
   ByteMessage none;
   EXPECT_FALSE(peer.try_pop(none));
-  EXPECT_TRUE(out_of_line_left(name).empty()) << "the consumer unlinks out-of-line blocks";
+  EXPECT_LE(out_of_line_left(name).size(), 2u) << "the producer keeps at most 2 blocks";
+  q.drop_out_of_line_blocks();
+  EXPECT_EQ(out_of_line_left(name), std::vector<std::string>{}) << "given back, then let go";
+  EXPECT_EQ(q.losses(), ByteQueueLosses{});
+}
+
+// A reused block carries one message at a time: a held message is never
+// written over (the producer makes another block), a given-back block is
+// used again, and beyond the limit the oldest is let go (its holder keeps
+// its bytes).
+TEST(ByteQueue, ReusedOutOfLineBlocksCarryOneMessageAtATime) {
+  const std::string name = unique_name("bq_reuse");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096, ByteQueue::Options{.out_of_line_threshold = 1000});
+  auto peer = ByteQueue::attach(name);
+  std::uint32_t seq = 0;
+  auto send = [&] {
+    const auto m = make_message(1, seq++, 5000);
+    EXPECT_TRUE(q.try_push(std::span<const std::byte>(m)));
+  };
+  auto intact = [](const ByteMessage& m, std::uint32_t want) {
+    const Decoded d = decode(m.bytes());
+    return m.out_of_line() && m.size() == 5000 && d.intact && d.seq == want;
+  };
+  using Names = std::vector<std::string>;
+  send();
+  ByteMessage a;
+  ASSERT_TRUE(peer.try_pop(a));
+  EXPECT_TRUE(intact(a, 0));
+  send();  // the first block is held: a second one
+  ByteMessage b;
+  ASSERT_TRUE(peer.try_pop(b));
+  EXPECT_TRUE(intact(b, 1));
+  EXPECT_TRUE(intact(a, 0)) << "a held message was written over";
+  EXPECT_EQ(out_of_line_left(name), (Names{name + ".o0", name + ".o1"}));
+  a = ByteMessage();  // given back
+  send();             // into .o0 again
+  ASSERT_TRUE(peer.try_pop(a));
+  EXPECT_TRUE(intact(a, 2));
+  EXPECT_EQ(out_of_line_left(name), (Names{name + ".o0", name + ".o1"}))
+      << "a given-back block was not reused";
+  send();  // both held: a third block, the oldest (.o0) let go
+  ByteMessage c;
+  ASSERT_TRUE(peer.try_pop(c));
+  EXPECT_TRUE(intact(c, 3));
+  EXPECT_TRUE(intact(a, 2)) << "a block let go lost its holder's bytes";
+  EXPECT_TRUE(intact(b, 1));
+  EXPECT_EQ(out_of_line_left(name), (Names{name + ".o1", name + ".o2"}));
+  std::optional<OutOfLineBlock> blk = c.take_block();
+  ASSERT_TRUE(blk.has_value());
+  EXPECT_TRUE(blk->reused());
+  a = ByteMessage();
+  b = ByteMessage();
+  blk.reset();
+  q.drop_out_of_line_blocks();
+  EXPECT_EQ(out_of_line_left(name), Names{});
+  EXPECT_EQ(q.losses(), ByteQueueLosses{});
+  // Single-use blocks: the consumer unlinks each when popping.
+  q.keep_out_of_line_blocks(0);
+  send();
+  ASSERT_TRUE(peer.try_pop(a));
+  EXPECT_TRUE(intact(a, 4));
+  EXPECT_FALSE(a.take_block()->reused());
+  EXPECT_EQ(out_of_line_left(name), Names{});
+}
+
+// A reused block held while the process forks is never given back: the
+// child's inherited view of the message must not change when the parent
+// drops it and the producer writes its next message.
+TEST(ByteQueue, AReusedBlockHeldAcrossAForkIsNeverGivenBack) {
+  const std::string name = unique_name("bq_forkheld");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096, ByteQueue::Options{.out_of_line_threshold = 1000});
+  auto peer = ByteQueue::attach(name);
+  const auto first = make_message(1, 0, 5000);
+  ASSERT_TRUE(q.try_push(std::span<const std::byte>(first)));
+  auto held = std::make_unique<ByteMessage>();
+  ASSERT_TRUE(peer.try_pop(*held));
+  const std::span<const std::byte> inherited = held->bytes();
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t child = fork_child([&] {
+    char c = 0;
+    if (::read(go[0], &c, 1) != 1) return 2;
+    const Decoded d = decode(inherited);
+    return d.intact && d.seq == 0 ? 0 : 1;  // still the first message
+  });
+  held.reset();  // dropped after the fork: not given back
+  const auto second = make_message(1, 1, 5000);
+  ASSERT_TRUE(q.try_push(std::span<const std::byte>(second)));
+  ByteMessage got;
+  ASSERT_TRUE(peer.try_pop(got));
+  EXPECT_EQ(decode(got.bytes()).seq, 1u);
+  EXPECT_EQ(out_of_line_left(name).size(), 2u) << "the block held across the fork was written again";
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  EXPECT_TRUE(wait_child(child, 20s).ok()) << "the child's inherited message changed";
+  ::close(go[0]);
+  ::close(go[1]);
+  got = ByteMessage();
+  q.drop_out_of_line_blocks();
+  EXPECT_EQ(out_of_line_left(name), std::vector<std::string>{});
+}
+
+// A producer SIGKILLed with a kept block that no record names: the next
+// producer to make a block unlinks it; one killed with its block queued:
+// the consumer delivers the message and unlinks the block.
+TEST(ByteQueue, DeadProducersReusedBlocksAreUnlinked) {
+  const std::string name = unique_name("bq_deadprod");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096, ByteQueue::Options{.out_of_line_threshold = 1000});
+  using Names = std::vector<std::string>;
+  for (bool queued : {false, true}) {
+    const pid_t child = fork_child([&] {
+      auto p = ByteQueue::attach(name);
+      const auto m = make_message(2, queued ? 1 : 0, 5000);
+      if (!p.try_push(std::span<const std::byte>(m))) return 3;
+      if (!queued) {
+        // Wait until the parent popped and gave it back: idle, kept.
+        while (p.size() != 0) std::this_thread::sleep_for(1ms);
+        std::this_thread::sleep_for(50ms);
+      }
+      ::raise(SIGKILL);
+      return 0;
+    });
+    if (!queued) {
+      ByteMessage m;
+      ASSERT_TRUE(q.pop_for(m, 10s));
+      EXPECT_TRUE(decode(m.bytes()).intact);
+    }
+    ASSERT_EQ(wait_child(child, 20s).signal, SIGKILL);
+    ASSERT_EQ(out_of_line_left(name).size(), 1u) << (queued ? "queued" : "idle");
+    if (queued) {
+      ByteMessage m;
+      ASSERT_TRUE(q.try_pop(m));
+      const Decoded d = decode(m.bytes());
+      EXPECT_TRUE(d.intact && d.origin == 2 && d.seq == 1) << "a dead producer's published message";
+      EXPECT_EQ(out_of_line_left(name), Names{}) << "its consumer unlinks a dead producer's block";
+    } else {
+      const auto m = make_message(1, 0, 5000);
+      ASSERT_TRUE(q.try_push(std::span<const std::byte>(m)));  // makes a block: sweeps first
+      EXPECT_EQ(out_of_line_left(name), Names{name + ".o1"}) << "the dead producer's idle block was left";
+      ByteMessage got;
+      ASSERT_TRUE(q.try_pop(got));
+      EXPECT_TRUE(decode(got.bytes()).intact);
+      got = ByteMessage();
+      q.drop_out_of_line_blocks();
+    }
+  }
+  q.drop_out_of_line_blocks();
+  EXPECT_EQ(out_of_line_left(name), Names{});
   EXPECT_EQ(q.losses(), ByteQueueLosses{});
 }
 
@@ -116,6 +252,8 @@ TEST(ByteQueue, SixtyFourMiBOutOfLineIsZeroCopyAndLeavesNothing) {
   });
   q.push(std::span<const std::byte>(m));
   EXPECT_TRUE(wait_child(child, 60s).ok());
+  EXPECT_EQ(out_of_line_left(name).size(), 1u) << "the producer keeps its block for the next message";
+  q.drop_out_of_line_blocks();
   EXPECT_TRUE(out_of_line_left(name).empty());
 }
 

@@ -68,6 +68,7 @@ import time
 import types
 import weakref
 from multiprocessing import context as _context
+from multiprocessing import util as _util
 from multiprocessing.reduction import ForkingPickler
 from queue import Empty, Full
 from typing import Any, Iterable, Optional
@@ -224,9 +225,24 @@ def _decode(msg: Any) -> Any:
     raise ValueError(f"shmkit queue: a message that no shmkit Queue wrote (tag {tag})")
 
 
+def _drop_blocks(ref: "weakref.ref[Any]") -> None:
+    q = ref()
+    if q is not None:
+        q.drop_out_of_line_blocks()
+
+
+def _drop_blocks_at_exit(q: Any) -> None:
+    _util.Finalize(q, _drop_blocks, args=(weakref.ref(q),), exitpriority=10)
+
+
 def _codec(q: Any) -> Any:
-    """q (a ByteQueue) with put_obj/get_obj's codec set."""
+    """q (a ByteQueue) with put_obj/get_obj's codec set, and the
+    out-of-line blocks it keeps let go when this process ends, and when a
+    child that multiprocessing forked with it ends: such children end with
+    os._exit after their finalizers, before any destructor could run."""
     q.set_codec(_encode, _decode, _loads)
+    _drop_blocks_at_exit(q)
+    _util.register_after_fork(q, _drop_blocks_at_exit)
     return q
 
 

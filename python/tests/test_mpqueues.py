@@ -168,6 +168,44 @@ def test_numpy_out_of_line_is_zero_copy():
     b[:] = 1
 
 
+def _put_three(q, first_taken, second_taken):
+    for i in range(3):
+        if i == 2:
+            assert first_taken.wait(60)
+        q.put(np.full(MiB // 4, i, dtype=np.float64))  # 2 MiB: out of line
+    assert second_taken.wait(60)
+
+
+@pytest.mark.skipif(np is None, reason="numpy is not installed")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_out_of_line_blocks_reused_never_written_over_and_let_go(method):
+    """A producer writes its next long message into a block its consumer
+    gave back, never into one the consumer still holds; when the producer
+    process ends, its blocks go (their holders keep their bytes)."""
+    ctx = multiprocessing.get_context(method)
+    q = Queue()
+    first_taken, second_taken = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_put_three, args=(q, first_taken, second_taken))
+    p.start()
+    blocks = lambda: sorted(glob.glob("/dev/shm/" + q._q.name + ".o*"))  # noqa: E731
+    a0, a1 = q.get(timeout=60), q.get(timeout=60)
+    assert (a0 == 0).all() and (a1 == 1).all()
+    assert len(blocks()) == 2  # both held: two blocks
+    first = blocks()
+    del a0  # given back
+    gc.collect()
+    first_taken.set()
+    a2 = q.get(timeout=60)
+    assert (a2 == 2).all() and (a1 == 1).all()
+    assert blocks() == first, "the given-back block was not reused"
+    second_taken.set()
+    join_all([p])
+    assert p.exitcode == 0
+    assert blocks() == [], "the ended producer's blocks were left"
+    assert (a2 == 2).all() and (a1 == 1).all()
+    q.close()
+
+
 def test_pickling_only_while_spawning():
     for q in (Queue(), SimpleQueue(), JoinableQueue()):
         with pytest.raises(RuntimeError):

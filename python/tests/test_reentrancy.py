@@ -277,6 +277,8 @@ TABLE = {
     "_queues.ByteQueue.unblock": [(BQ_, CLOSE, "obj.unblock()")],
     "_queues.ByteQueue.fileno": [(BQ_, CLOSE, "obj.fileno()")],
     "_queues.ByteQueue.settle": [(BQ_, CLOSE, "obj.settle()")],
+    "_queues.ByteQueue.keep_out_of_line_blocks": [(BQ_, CLOSE, "obj.keep_out_of_line_blocks(E(2))")],
+    "_queues.ByteQueue.drop_out_of_line_blocks": [(BQ_, CLOSE, "obj.drop_out_of_line_blocks()")],
     "_queues.ByteQueue.close": [(BQ_, CLOSE, "obj.close()")],
     "_queues.ByteQueue.unlink": [(BQ_, CLOSE, "obj.unlink()")],
     "_queues.ByteQueue.__enter__": [(BQ_, CLOSE, "obj.__enter__()")],

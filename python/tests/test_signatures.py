@@ -147,6 +147,8 @@ EXPECTED = {
     '_queues.ByteQueue.unblock': '(self, /)',
     '_queues.ByteQueue.fileno': '(self, /)',
     '_queues.ByteQueue.settle': '(self, /)',
+    '_queues.ByteQueue.keep_out_of_line_blocks': '(self, blocks, /)',
+    '_queues.ByteQueue.drop_out_of_line_blocks': '(self, /)',
     '_queues.ByteQueue.close': '(self, /)',
     '_queues.ByteQueue.unlink': '(self, /)',
     '_queues.ByteQueue.__enter__': '(self, /)',

@@ -22,6 +22,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -71,6 +73,52 @@ constexpr std::uint64_t cells_of(std::uint64_t w) noexcept {
 // Record header flags.
 constexpr std::uint32_t kWrapped = 1;    // the bytes start at cell 0
 constexpr std::uint32_t kOutOfLine = 2;  // the bytes are [u64 size][name]
+constexpr std::uint32_t kReused = 4;     // with kOutOfLine: [u64 size][u64 tag][name], a reused block
+
+// The trailer of a reused out-of-line block: its last 64 bytes. magic,
+// owner and capacity are written once, before the block's first record is
+// published; state is the block's life:
+//   bits 0-1: idle (the producer may write), queued (a record names it),
+//             held (a consumer popped it and holds its mapping);
+//   bit 2:    orphan (queued, and its producer let go of it: the consumer
+//             unlinks it when popping);
+//   bits 3-63: the tag, which the producer moves on each time it reuses
+//             the block and which the record repeats.
+// Memory orders: (10) the producer's acquire CAS idle -> queued pairs with
+// (11), a holder's release CAS held -> idle: the holder's reads of the old
+// message are done before the producer writes the next one. The message's
+// bytes reach the consumer through the record's (2)/(3).
+struct ReusedTrailer {
+  std::uint64_t magic;
+  std::atomic<std::uint64_t> state;
+  std::uint64_t owner;     // the producer, as lockfree_detail::claimant_id()
+  std::uint64_t capacity;  // bytes before the trailer
+  std::uint64_t reserved[4];
+};
+static_assert(sizeof(ReusedTrailer) == 64);
+constexpr std::uint64_t kTrailerMagic = 0x31'47'53'55'51'42'4b'53ull;  // "SKBQUSG1"
+constexpr std::uint64_t kIdle = 0, kQueued = 1, kHeld = 2, kLifeMask = 3;
+constexpr std::uint64_t kOrphan = 4;
+constexpr std::uint64_t kTagMask = ~std::uint64_t{7};
+constexpr std::uint64_t kTagStep = 8;
+
+// The trailer of a mapped reused block, or nullptr if it has none.
+ReusedTrailer* trailer_of(const SharedMemory& m) noexcept {
+  const std::size_t n = m.size();
+  if (n < sizeof(ReusedTrailer) || n % 64 != 0) return nullptr;
+  auto* t = reinterpret_cast<ReusedTrailer*>(m.buf().data() + n - sizeof(ReusedTrailer));
+  const std::uint64_t magic = std::atomic_ref<std::uint64_t>(t->magic).load(std::memory_order_relaxed);
+  const std::uint64_t capacity = std::atomic_ref<std::uint64_t>(t->capacity).load(std::memory_order_relaxed);
+  if (magic != kTrailerMagic || capacity != n - sizeof(ReusedTrailer)) return nullptr;
+  return t;
+}
+
+// Whether `name` is one of this queue's out-of-line block names: the prefix
+// "<queue>.o" and digits (a forged one is never mapped or unlinked).
+bool is_out_of_line_name(std::string_view name, std::string_view prefix) noexcept {
+  return !prefix.empty() && name.size() > prefix.size() && name.substr(0, prefix.size()) == prefix &&
+         name.find_first_not_of("0123456789", prefix.size()) == std::string_view::npos;
+}
 
 // The claimant's identity as it fits a claim word: pid (22 bits) and the
 // low 16 bits of its start time.
@@ -277,6 +325,110 @@ ByteQueue::ByteQueue(TypedBlock b) : block_(std::move(b)) {
   asym_ = false;
 }
 
+// The out-of-line blocks a producer handle keeps for reuse, oldest first.
+struct ByteQueue::Staging {
+  struct Entry {
+    std::string name;
+    std::shared_ptr<SharedMemory> map;  // a push in flight holds it too
+    ReusedTrailer* trailer;
+  };
+  std::mutex mu;
+  unsigned keep = 2;
+  pid_t pid = ::getpid();  // entries belong to this process (a fork child starts empty)
+  bool swept = false;      // dead producers' blocks were looked for once
+  std::vector<Entry> entries;
+
+  // A fork child's copy: the parent's blocks are not ours to use or drop.
+  void forget_if_forked() noexcept {
+    if (pid == ::getpid()) return;
+    entries.clear();  // unmaps only
+    pid = ::getpid();
+    swept = false;
+  }
+};
+
+namespace {
+
+// Lets go of one kept block: a queued one is left to its consumer (who
+// unlinks it when popping); an idle or held one is unlinked now (a holder
+// keeps its mapping).
+void let_go(const std::string& name, ReusedTrailer* t) noexcept {
+  std::uint64_t s = t->state.load(std::memory_order_acquire);
+  for (;;) {
+    if ((s & kLifeMask) == kQueued) {
+      if (s & kOrphan) return;
+      if (t->state.compare_exchange_weak(s, s | kOrphan, std::memory_order_acq_rel)) return;
+      continue;
+    }
+    (void)::unlink(platform::dev_shm_path(name).c_str());
+    return;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Forks of this process so far (counted in the parent). A reused block held
+// across a fork is never given back: the child may still map it, and its
+// bytes must not change under it.
+std::atomic<std::uint64_t> g_forks{0};
+
+std::uint64_t forks_so_far() noexcept {
+  static const bool registered = [] {
+    return ::pthread_atfork(
+               nullptr, [] { g_forks.fetch_add(1, std::memory_order_relaxed); }, nullptr) == 0;
+  }();
+  // Unregistered (ENOMEM): count every hold as forked, so none is given back.
+  return registered ? g_forks.load(std::memory_order_relaxed) : ~std::uint64_t{0};
+}
+
+}  // namespace
+
+OutOfLineBlock::OutOfLineBlock(SharedMemory&& map, std::size_t size, std::atomic<std::uint64_t>* state,
+                               std::uint64_t expect) noexcept
+    : map_(std::move(map)),
+      size_(size),
+      state_(state),
+      expect_(expect),
+      pid_(::getpid()),
+      forks_(state != nullptr ? forks_so_far() : 0) {}
+
+void OutOfLineBlock::give_back() noexcept {
+  if (state_ != nullptr && pid_ == ::getpid() && forks_ != ~std::uint64_t{0} &&
+      forks_ == g_forks.load(std::memory_order_relaxed)) {
+    std::uint64_t s = expect_;
+    // (11) release: our reads of the message are done before the producer
+    // writes into the block again. A word that moved on (the producer
+    // dropped the block) is left alone.
+    (void)state_->compare_exchange_strong(s, (expect_ & kTagMask) | kIdle, std::memory_order_release,
+                                          std::memory_order_relaxed);
+  }
+  state_ = nullptr;
+  map_.reset();
+  size_ = 0;
+}
+
+void ByteQueue::keep_out_of_line_blocks(unsigned blocks) {
+  if (!staging_) staging_ = std::make_unique<Staging>();
+  std::lock_guard lk(staging_->mu);
+  staging_->forget_if_forked();
+  staging_->keep = blocks;
+  auto& e = staging_->entries;
+  while (e.size() > blocks) {
+    let_go(e.front().name, e.front().trailer);
+    e.erase(e.begin());
+  }
+}
+
+void ByteQueue::drop_out_of_line_blocks() noexcept {
+  if (!staging_) return;
+  std::lock_guard lk(staging_->mu);
+  staging_->forget_if_forked();
+  for (auto& e : staging_->entries) let_go(e.name, e.trailer);
+  staging_->entries.clear();
+}
+
 ByteQueue::ByteQueue(ByteQueue&& o) noexcept
     : block_(std::move(o.block_)),
       ctl_(o.ctl_),
@@ -290,7 +442,8 @@ ByteQueue::ByteQueue(ByteQueue&& o) noexcept
       threshold_(o.threshold_),
       asym_(o.asym_),
       bell_fd_(std::exchange(o.bell_fd_, -1)),
-      bell_armed_by_(std::exchange(o.bell_armed_by_, 0)) {
+      bell_armed_by_(std::exchange(o.bell_armed_by_, 0)),
+      staging_(std::move(o.staging_)) {
   o.ctl_ = nullptr;
 }
 
@@ -303,6 +456,7 @@ ByteQueue& ByteQueue::operator=(ByteQueue&& o) noexcept {
 }
 
 ByteQueue::~ByteQueue() {
+  drop_out_of_line_blocks();
   if (bell_armed_by_ != 0 && bell_armed_by_ == ::getpid() && ctl_ != nullptr) {
     ctl_->bell_armed.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -329,11 +483,7 @@ void ByteQueue::unlink_companions(std::string_view name) noexcept {
   }
   if (DIR* d = ::opendir("/dev/shm")) {
     while (const dirent* e = ::readdir(d)) {
-      const std::string_view n(e->d_name);
-      if (n.size() > prefix.size() && n.substr(0, prefix.size()) == prefix &&
-          n.find_first_not_of("0123456789", prefix.size()) == std::string_view::npos) {
-        (void)::unlinkat(::dirfd(d), e->d_name, 0);
-      }
+      if (is_out_of_line_name(e->d_name, prefix)) (void)::unlinkat(::dirfd(d), e->d_name, 0);
     }
     ::closedir(d);
   }
@@ -437,9 +587,29 @@ bool ByteQueue::push_wait(std::span<const std::span<const std::byte>> parts,
       ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
 }
 
+bool ByteQueue::push_ref(std::span<const std::span<const std::byte>> body, std::uint32_t flags,
+                         std::uint64_t length,
+                         const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait) {
+  std::size_t n = 0;
+  for (const auto& p : body) n += p.size();
+  auto attempt = [&] { return push_record(body, 8 + n, flags, length); };
+  bool ok = attempt();
+  if (!ok && wait) {
+    ok = spin_then_yield(attempt) || lockfree_detail::sleep_until(
+                                         ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
+  }
+  return ok;
+}
+
 bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> parts, std::size_t length,
                                  const std::optional<std::chrono::steady_clock::time_point>& deadline,
                                  bool wait) {
+  if (!staging_) staging_ = std::make_unique<Staging>();
+  {
+    std::lock_guard lk(staging_->mu);
+    staging_->forget_if_forked();
+    if (staging_->keep > 0) return push_staged(parts, length, deadline, wait);
+  }
   const std::string block_name = out_of_line_prefix() + std::to_string(ctl_->out_of_line_counter.fetch_add(
                                                             1, std::memory_order_relaxed));
   SharedMemory::Options o;
@@ -450,13 +620,8 @@ bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> par
     gather(m.buf().data(), parts);
   }  // unmapped: the consumer maps it again
   const auto ref = std::as_bytes(std::span<const char>(block_name.data(), block_name.size()));
-  const std::span<const std::byte> ref_parts[] = {ref};
-  auto attempt = [&] { return push_record(ref_parts, 8 + ref.size(), kOutOfLine, length); };
-  bool ok = attempt();
-  if (!ok && wait) {
-    ok = spin_then_yield(attempt) || lockfree_detail::sleep_until(
-                                         ctl_->not_full, attempt, deadline, [&] { (void)unblock(); }, asym_);
-  }
+  const std::span<const std::byte> body[] = {ref};
+  const bool ok = push_ref(body, kOutOfLine, length, deadline, wait);
   if (!ok) {
     try {
       SharedMemory::unlink(block_name);
@@ -464,6 +629,114 @@ bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> par
     }
   }
   return ok;
+}
+
+// Called with staging_->mu held; returns with it held (it is released
+// while the block is written and the record pushed).
+bool ByteQueue::push_staged(std::span<const std::span<const std::byte>> parts, std::size_t length,
+                            const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait) {
+  Staging& st = *staging_;
+  std::shared_ptr<SharedMemory> map;
+  std::string block_name;
+  ReusedTrailer* t = nullptr;
+  std::uint64_t tag = 0;
+  // A kept block that is idle and large enough. (10) acquire: its last
+  // holder's reads are done.
+  for (auto& e : st.entries) {
+    if (e.trailer->capacity < length) continue;
+    std::uint64_t s = e.trailer->state.load(std::memory_order_relaxed);
+    if ((s & (kLifeMask | kOrphan)) != kIdle) continue;
+    if (e.trailer->state.compare_exchange_strong(s, ((s & kTagMask) + kTagStep) | kQueued,
+                                                 std::memory_order_acquire, std::memory_order_relaxed)) {
+      map = e.map;
+      block_name = e.name;
+      t = e.trailer;
+      tag = (s & kTagMask) + kTagStep;
+      break;
+    }
+  }
+  if (!map) {
+    // None: a new one (after unlinking what dead producers left, once per
+    // handle), and the oldest kept one let go beyond the limit.
+    if (!st.swept) {
+      sweep_dead_producers_blocks();
+      st.swept = true;
+    }
+    block_name = out_of_line_prefix() +
+                 std::to_string(ctl_->out_of_line_counter.fetch_add(1, std::memory_order_relaxed));
+    SharedMemory::Options o;
+    struct stat fs {};
+    o.mode = ::fstat(block_.shm.fd(), &fs) == 0 ? (fs.st_mode & 0777) : 0600;
+    const std::size_t page = 4096;
+    if (length > SIZE_MAX - 2 * page) throw std::length_error("shmkit: ByteQueue message too long");
+    const std::size_t capacity =
+        (length + sizeof(ReusedTrailer) + page - 1) / page * page - sizeof(ReusedTrailer);
+    map =
+        std::make_shared<SharedMemory>(SharedMemory::create(block_name, capacity + sizeof(ReusedTrailer), o));
+    t = new (map->buf().data() + capacity) ReusedTrailer{};
+    t->magic = kTrailerMagic;
+    t->owner = lockfree_detail::claimant_id();
+    t->capacity = capacity;
+    tag = kTagStep;
+    t->state.store(tag | kQueued, std::memory_order_relaxed);  // published by the record's (2)
+    if (st.entries.size() >= st.keep) {
+      let_go(st.entries.front().name, st.entries.front().trailer);
+      st.entries.erase(st.entries.begin());
+    }
+    st.entries.push_back(Staging::Entry{block_name, map, t});
+  }
+  staging_->mu.unlock();
+  struct Relock {
+    std::mutex& mu;
+    ~Relock() { mu.lock(); }
+  } relock{staging_->mu};
+  gather(map->buf().data(), parts);
+  const auto ref = std::as_bytes(std::span<const char>(block_name.data(), block_name.size()));
+  const std::span<const std::byte> body[] = {std::as_bytes(std::span<const std::uint64_t>(&tag, 1)), ref};
+  bool ok = false;
+  try {
+    ok = push_ref(body, kOutOfLine | kReused, length, deadline, wait);
+  } catch (...) {
+  }
+  if (!ok) {
+    // Never published: idle again, unless it was let go meanwhile (then
+    // no consumer will ever unlink it: we do).
+    std::uint64_t s = tag | kQueued;
+    if (!t->state.compare_exchange_strong(s, tag | kIdle, std::memory_order_relaxed)) {
+      (void)::unlink(platform::dev_shm_path(block_name).c_str());
+    }
+  }
+  return ok;
+}
+
+// Unlinks the reused blocks of dead producers that no record names any more
+// (idle or held; a queued one is its consumer's to unlink). Reads each
+// candidate's trailer with pread: nothing is mapped.
+void ByteQueue::sweep_dead_producers_blocks() noexcept {
+  std::string prefix;
+  try {
+    prefix = out_of_line_prefix();
+  } catch (...) {
+    return;
+  }
+  DIR* d = ::opendir("/dev/shm");
+  if (d == nullptr) return;
+  while (const dirent* e = ::readdir(d)) {
+    if (!is_out_of_line_name(e->d_name, prefix)) continue;
+    const int fd = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat fs {};
+    std::uint64_t t[8];  // a ReusedTrailer: magic, state, owner, capacity
+    bool dead = false;
+    if (::fstat(fd, &fs) == 0 && S_ISREG(fs.st_mode) && fs.st_size >= 64 && fs.st_size % 64 == 0 &&
+        ::pread(fd, t, sizeof t, fs.st_size - 64) == static_cast<ssize_t>(sizeof t) &&
+        t[0] == kTrailerMagic && t[3] == static_cast<std::uint64_t>(fs.st_size) - 64) {
+      dead = (t[1] & kLifeMask) != kQueued && lockfree_detail::claimant_dead(t[2]);
+    }
+    ::close(fd);
+    if (dead) (void)::unlinkat(::dirfd(d), e->d_name, 0);
+  }
+  ::closedir(d);
 }
 
 bool ByteQueue::wait_room_until(std::size_t bytes,
@@ -527,7 +800,9 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
       Header hd{};
       std::byte* dst = nullptr;
       std::optional<SharedMemory> block;
-      std::uint64_t ool_size = 0;
+      std::string block_name;
+      ReusedTrailer* trailer = nullptr;  // a reused block's
+      std::uint64_t ool_size = 0, ool_tag = 0;
       bool corrupt = false;
       if (!skipped) {
         hd = load_header(rec);
@@ -538,18 +813,18 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
         const bool fits = hd.length <= max_inline_ &&
                           (wrap ? c + k1 > cells_ && k == (cells_ - c) + div_up(hd.length, kCell)
                                 : c + k1 <= cells_ && k == k1);
-        const bool ool_ok = (hd.flags & kOutOfLine) == 0 || (hd.length >= 8 && hd.length <= 8 + 255);
+        const std::size_t ref_head = (hd.flags & kReused) ? 16 : 8;  // [size][tag]
+        const bool ool_ok =
+            (hd.flags & kOutOfLine) == 0 || (hd.length >= ref_head && hd.length <= ref_head + 255);
         if (!fits || !ool_ok || k == 0 || k >= cells_) {
           corrupt = true;
           k = 1;  // release what we can prove is ours: the first cell
         } else if (hd.flags & kOutOfLine) {
           const std::byte* src = wrap ? data_ : rec + kRecordHeader;
           std::memcpy(&ool_size, src, 8);
-          const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
-          const std::string prefix = out_of_line_prefix();
-          if (name().empty() || block_name.size() <= prefix.size() ||
-              block_name.compare(0, prefix.size(), prefix) != 0 ||
-              block_name.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
+          if (hd.flags & kReused) std::memcpy(&ool_tag, src + 8, 8);
+          block_name.assign(reinterpret_cast<const char*>(src + ref_head), hd.length - ref_head);
+          if (name().empty() || !is_out_of_line_name(block_name, out_of_line_prefix())) {
             corrupt = true;  // not one of ours: never map or unlink it
           } else {
             try {
@@ -566,6 +841,11 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
               corrupt = true;
             }
             if (block && block->size() < ool_size) corrupt = true;
+            if (block && !corrupt && (hd.flags & kReused)) {
+              trailer = trailer_of(*block);
+              if (trailer == nullptr || ool_size > trailer->capacity || (ool_tag & ~kTagMask) != 0)
+                corrupt = true;
+            }
           }
         } else {
           dst = sink.reserve(static_cast<std::size_t>(hd.length));
@@ -583,13 +863,29 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
       SHMKIT_FAULT_POINT(byteq_pop_won);
       advance(ctl_->head, pos, k);
       bool delivered = false;
+      std::atomic<std::uint64_t>* give_back = nullptr;
+      if (trailer != nullptr && !corrupt) {
+        // A reused block: queued for this record (the tag matches) -> held.
+        std::uint64_t st = trailer->state.load(std::memory_order_acquire);
+        bool took = false;
+        while ((st & kTagMask) == ool_tag && (st & kLifeMask) == kQueued) {
+          if (trailer->state.compare_exchange_weak(st, ool_tag | kHeld | (st & kOrphan),
+                                                   std::memory_order_acq_rel)) {
+            took = true;
+            break;
+          }
+        }
+        if (!took) {
+          corrupt = true;  // not queued for this record: a forged or stale name; never read it
+        } else if ((st & kOrphan) == 0 && !lockfree_detail::claimant_dead(trailer->owner)) {
+          give_back = &trailer->state;  // its producer takes it back when we are done
+        }
+      }
       if (!skipped && !corrupt) {
         if (block) {
-          try {
-            SharedMemory::unlink(block->name());
-          } catch (...) {
-          }
-          sink.adopt(std::move(*block), static_cast<std::size_t>(ool_size));
+          if (give_back == nullptr) (void)::unlink(platform::dev_shm_path(block->name()).c_str());
+          sink.adopt(OutOfLineBlock(std::move(*block), static_cast<std::size_t>(ool_size), give_back,
+                                    ool_tag | kHeld));
         } else if (hd.length != 0) {
           std::memcpy(dst, (hd.flags & kWrapped) ? data_ : rec + kRecordHeader, hd.length);
         }
@@ -665,10 +961,9 @@ class ByteMessageSink final : public ByteSink {
     }
     return m_.copy_.data();
   }
-  void adopt(SharedMemory&& block, std::size_t n) noexcept override {
+  void adopt(OutOfLineBlock&& block) noexcept override {
     m_.copy_.clear();
     m_.block_.emplace(std::move(block));
-    m_.ool_size_ = n;
   }
 
  private:
@@ -761,16 +1056,41 @@ bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexce
   const std::uint64_t k = cells_of(w);
   advance(ctl_->head, pos, k);  // it may have died before moving head
   if (kind_of(w) == kConsumer) {
-    // Its out-of-line block, if it had not unlinked it yet.
+    // Its out-of-line block: a single-use one unlinked, if it had not done
+    // so yet; a reused one given back to its producer (or unlinked, if its
+    // producer let go of it or died), if it was still queued for this
+    // record or held by the dead consumer (the tag tells).
     const Header hd = load_header(data_ + (pos & mask_) * kCell);
-    if ((hd.flags & kOutOfLine) && hd.length > 8 && hd.length <= 8 + 255) {
+    const std::size_t ref_head = (hd.flags & kReused) ? 16 : 8;
+    if ((hd.flags & kOutOfLine) && hd.length > ref_head && hd.length <= ref_head + 255) {
       const std::byte* src = (hd.flags & kWrapped) ? data_ : data_ + (pos & mask_) * kCell + kRecordHeader;
-      const std::string block_name(reinterpret_cast<const char*>(src + 8), hd.length - 8);
-      const std::string prefix = out_of_line_prefix();
-      if (!name().empty() && block_name.size() > prefix.size() &&
-          block_name.compare(0, prefix.size(), prefix) == 0 &&
-          block_name.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
-        (void)::unlink(platform::dev_shm_path(block_name).c_str());
+      try {
+        const std::string block_name(reinterpret_cast<const char*>(src + ref_head), hd.length - ref_head);
+        if (!name().empty() && is_out_of_line_name(block_name, out_of_line_prefix())) {
+          if ((hd.flags & kReused) == 0) {
+            (void)::unlink(platform::dev_shm_path(block_name).c_str());
+          } else {
+            std::uint64_t tag = 0;
+            std::memcpy(&tag, src + 8, 8);
+            SharedMemory m = SharedMemory::attach(block_name);
+            if (ReusedTrailer* t = trailer_of(m)) {
+              std::uint64_t st = t->state.load(std::memory_order_acquire);
+              while ((st & kTagMask) == tag && ((st & kLifeMask) == kQueued || (st & kLifeMask) == kHeld)) {
+                if ((st & kOrphan) || lockfree_detail::claimant_dead(t->owner)) {
+                  (void)::unlink(platform::dev_shm_path(block_name).c_str());
+                  break;
+                }
+                // (11) release, as a holder's give-back.
+                if (t->state.compare_exchange_weak(st, tag | kIdle, std::memory_order_release,
+                                                   std::memory_order_relaxed)) {
+                  break;
+                }
+              }
+            }
+          }
+        }
+      } catch (...) {
+        // Gone already (its producer let go of it), or no memory: nothing to give back.
       }
     }
   }

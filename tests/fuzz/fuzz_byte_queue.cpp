@@ -38,9 +38,7 @@ class CountingSink final : public shmkit::ByteSink {
     if (n > buf_.size()) return nullptr;  // a forged length: "out of memory", the message stays
     return reinterpret_cast<std::byte*>(buf_.data());
   }
-  void adopt(shmkit::SharedMemory&&, std::size_t) noexcept override {
-    __builtin_trap();
-  }  // never for a nameless queue
+  void adopt(shmkit::OutOfLineBlock&&) noexcept override { __builtin_trap(); }  // never for a nameless queue
 
  private:
   std::string buf_ = std::string(1 << 20, '\0');

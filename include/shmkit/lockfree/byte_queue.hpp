@@ -63,14 +63,38 @@
 //     is counted alive. The 16 start-time bits tell apart a reused pid but
 //     for one start time in 65536 ticks (11 minutes at 100 Hz): such a
 //     reuse makes a dead claimant look alive, never the other way round.
-//   * Out of line. A message longer than the threshold is written to its
-//     own block named "<queue name>.o<n>" (n from a counter in the queue),
-//     created untracked and reserved (no SIGBUS), and the ring carries its
-//     name and length. The consumer maps it, unlinks the name at once, and
-//     keeps the mapping for as long as it holds the message (zero copy).
-//     A producer killed between creating the block and publishing, or a
-//     consumer killed before unlinking it, can leave such a block behind:
-//     unlink() of the queue removes every "<name>.o<n>" with it.
+//   * Out of line. A message longer than the threshold is written to a
+//     block of its own named "<queue name>.o<n>" (n from a counter in the
+//     queue), created untracked and reserved (no SIGBUS), and the ring
+//     carries its name and length. The consumer maps it and keeps the
+//     mapping for as long as it holds the message (zero copy).
+//     - Reused blocks (the default: keep_out_of_line_blocks(2)). A producer
+//       handle keeps up to that many blocks and writes the next long
+//       message into one its consumer has given back, so a stream of long
+//       messages touches the same, already faulted pages instead of fresh
+//       ones (zeroed by the kernel, faulted in one by one: most of the cost
+//       of a 16 MiB message). Such a block ends in a 64-byte trailer: a
+//       state word (idle, queued, held; a generation that the record
+//       repeats, so a stale or forged record never matches a reused block)
+//       and the producer's identity. A consumer that pops the message
+//       holds the block until it drops the message (ByteMessage,
+//       OutOfLineBlock), then gives it back; the producer writes into a
+//       block only while it is idle. A holder that is stopped or dead
+//       keeps its block from reuse: the producer makes another and, beyond
+//       its limit, drops the oldest one (unlinks its name; a holder keeps
+//       its mapping). The handle's destructor and drop_out_of_line_blocks()
+//       unlink its idle blocks and leave a queued one to its consumer, who
+//       unlinks it when popping, as it does a block whose producer died.
+//     - Single-use blocks (keep_out_of_line_blocks(0)): the consumer
+//       unlinks the name when popping.
+//     What a kill can leave behind: a block of a producer killed between
+//     making it and publishing; a single-use block of a consumer killed
+//     before unlinking it; the idle and held blocks of a killed producer
+//     (a block never outlives its queue's users for long: a producer that
+//     makes a new reused block first unlinks those of dead producers,
+//     except one still queued for a consumer). unlink() of the queue
+//     removes every "<name>.o<n>" with it; a tracked queue's blocks go
+//     with it when the tracker sweeps it.
 //   * Doorbell. doorbell_fd() gives a file descriptor (a FIFO named
 //     "<queue name>.bell", created with the queue) that is readable while
 //     the queue may hold a message, for poll/select/epoll (Python's
@@ -92,6 +116,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -135,9 +160,61 @@ struct ByteQueueLosses {
   friend bool operator==(const ByteQueueLosses&, const ByteQueueLosses&) = default;
 };
 
+// A popped out-of-line message: the mapping of its block, and for a block
+// its producer reuses, the right to give it back, which the destructor (or
+// give_back()) uses; the producer may then write the next message into it.
+// Move-only. A block held while the process forks is never given back
+// (the child may map it, and its bytes must not change under it): its
+// producer unlinks it when it lets it go. A copy inherited by a forked
+// child never gives it back either.
+class OutOfLineBlock {
+ public:
+  OutOfLineBlock() = default;
+  OutOfLineBlock(OutOfLineBlock&& o) noexcept
+      : map_(std::move(o.map_)),
+        size_(std::exchange(o.size_, 0)),
+        state_(std::exchange(o.state_, nullptr)),
+        expect_(o.expect_),
+        pid_(o.pid_),
+        forks_(o.forks_) {}
+  OutOfLineBlock& operator=(OutOfLineBlock&& o) noexcept {
+    if (this != &o) {
+      give_back();
+      map_ = std::move(o.map_);
+      size_ = std::exchange(o.size_, 0);
+      state_ = std::exchange(o.state_, nullptr);
+      expect_ = o.expect_;
+      pid_ = o.pid_;
+      forks_ = o.forks_;
+    }
+    return *this;
+  }
+  ~OutOfLineBlock() { give_back(); }
+
+  // The message's bytes (the block's first size() bytes).
+  std::byte* data() const noexcept { return map_ ? map_->buf().data() : nullptr; }
+  std::size_t size() const noexcept { return map_ ? size_ : 0; }
+  bool read_only() const noexcept { return map_ && map_->read_only(); }
+  // Whether it is a block its producer reuses (it gets it back when this is
+  // dropped, unless the process forked meanwhile).
+  bool reused() const noexcept { return state_ != nullptr; }
+  // Unmaps now; a reused block goes back to its producer.
+  void give_back() noexcept;
+
+ private:
+  friend class ByteQueue;
+  OutOfLineBlock(SharedMemory&& map, std::size_t size, std::atomic<std::uint64_t>* state,
+                 std::uint64_t expect) noexcept;
+  std::optional<SharedMemory> map_;
+  std::size_t size_ = 0;
+  std::atomic<std::uint64_t>* state_ = nullptr;  // in the block's trailer (reused blocks)
+  std::uint64_t expect_ = 0;                     // the state word while we hold it
+  pid_t pid_ = 0;                                // the process that popped it
+  std::uint64_t forks_ = 0;                      // its forks when it popped it
+};
+
 // One popped message: its bytes, either a private copy (it travelled in the
-// ring) or a mapping of its out-of-line block (zero copy; the block's name
-// is already unlinked). Move-only.
+// ring) or its out-of-line block (zero copy). Move-only.
 class ByteMessage {
  public:
   ByteMessage() = default;
@@ -145,7 +222,7 @@ class ByteMessage {
   ByteMessage& operator=(ByteMessage&&) noexcept = default;
 
   std::span<const std::byte> bytes() const noexcept {
-    return block_ ? std::span<const std::byte>(block_->buf().data(), ool_size_)
+    return block_ ? std::span<const std::byte>(block_->data(), block_->size())
                   : std::span<const std::byte>(copy_);
   }
   std::size_t size() const noexcept { return bytes().size(); }
@@ -154,16 +231,15 @@ class ByteMessage {
     const auto b = bytes();
     return {reinterpret_cast<const char*>(b.data()), b.size()};
   }
-  // The mapping of an out-of-line message (for zero-copy hand-off); empty
+  // The block of an out-of-line message (for zero-copy hand-off); empty
   // for a message copied from the ring.
-  std::optional<SharedMemory> take_block() noexcept { return std::exchange(block_, std::nullopt); }
+  std::optional<OutOfLineBlock> take_block() noexcept { return std::exchange(block_, std::nullopt); }
 
  private:
   friend class ByteQueue;
   friend class ByteMessageSink;
   std::vector<std::byte> copy_;
-  std::optional<SharedMemory> block_;
-  std::size_t ool_size_ = 0;
+  std::optional<OutOfLineBlock> block_;
 };
 
 // Where try_pop(ByteSink&) puts a message (the Python binding allocates a
@@ -173,9 +249,8 @@ class ByteSink {
   // Room for an in-ring message of n bytes, or nullptr (out of memory: the
   // message stays in the queue).
   virtual std::byte* reserve(std::size_t n) noexcept = 0;
-  // An out-of-line message: `block` maps it; its first n bytes are the
-  // message.
-  virtual void adopt(SharedMemory&& block, std::size_t n) noexcept = 0;
+  // An out-of-line message, as its block.
+  virtual void adopt(OutOfLineBlock&& block) noexcept = 0;
 
  protected:
   ~ByteSink() = default;
@@ -243,6 +318,14 @@ class ByteQueue {
   std::size_t max_inline() const noexcept { return max_inline_; }
   // Messages longer than this travel out of line.
   std::size_t out_of_line_threshold() const noexcept { return threshold_; }
+  // How many out-of-line blocks this handle keeps for reuse (default 2; 0:
+  // a block per message, unlinked by its consumer). Lowering it drops the
+  // oldest ones now.
+  void keep_out_of_line_blocks(unsigned blocks);
+  // Drops every kept block: unlinks the idle and held ones, leaves a queued
+  // one to its consumer. The destructor does it; a process that ends
+  // without destructors (os._exit after its finalizers) calls it first.
+  void drop_out_of_line_blocks() noexcept;
 
   // Push one message made of `parts` (concatenated). False: the ring has no
   // room now. Out-of-line messages create their block first and may throw
@@ -320,6 +403,11 @@ class ByteQueue {
   bool pop_until_opt(ByteMessage& out, std::optional<std::chrono::steady_clock::time_point> deadline);
   void release_record(std::uint64_t pos, std::uint64_t cells) noexcept;
   bool release_dead_consumer(std::uint64_t pos, std::uint64_t word) noexcept;
+  void sweep_dead_producers_blocks() noexcept;
+  bool push_staged(std::span<const std::span<const std::byte>> parts, std::size_t length,
+                   const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
+  bool push_ref(std::span<const std::span<const std::byte>> body, std::uint32_t flags, std::uint64_t length,
+                const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
   void ring_bell() noexcept;
   std::string out_of_line_prefix() const;
 
@@ -336,6 +424,8 @@ class ByteQueue {
   bool asym_ = false;
   int bell_fd_ = -1;         // opened by doorbell_fd() (armed) or by a ring
   pid_t bell_armed_by_ = 0;  // the process whose doorbell_fd() armed it (a fork child's copy did not)
+  struct Staging;            // the out-of-line blocks this handle keeps (byte_queue.cpp)
+  std::unique_ptr<Staging> staging_;
 };
 
 }  // namespace shmkit

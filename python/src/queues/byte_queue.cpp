@@ -74,7 +74,7 @@ struct ByteQueueObj {
 };
 
 struct MessageObj {
-  PyObject_HEAD std::optional<shmkit::SharedMemory> block;  // nullopt once released
+  PyObject_HEAD std::optional<shmkit::OutOfLineBlock> block;  // nullopt once released
   std::size_t size;
   bool read_only;
   Exports exports;
@@ -96,14 +96,11 @@ bool check_open(ByteQueueObj* self) {
 
 // ------------------------------------------------------------- ByteMessage
 
-PyObject* new_message(shmkit::SharedMemory&& block, std::size_t n, bool read_only) {
-  if (n > block.size()) {  // the C++ queue checked this; never export past the mapping
-    PyErr_SetString(PyExc_RuntimeError, "ByteQueue: out-of-line message longer than its block");
-    return nullptr;
-  }
+PyObject* new_message(shmkit::OutOfLineBlock&& block, bool read_only) {
   auto* m = PyObject_New(MessageObj, message_type);
   if (m == nullptr) return nullptr;
-  new (&m->block) std::optional<shmkit::SharedMemory>(std::move(block));
+  const std::size_t n = block.size();
+  new (&m->block) std::optional<shmkit::OutOfLineBlock>(std::move(block));
   m->size = n;
   m->read_only = read_only || m->block->read_only();
   new (&m->exports) Exports();
@@ -112,7 +109,7 @@ PyObject* new_message(shmkit::SharedMemory&& block, std::size_t n, bool read_onl
 
 void message_dealloc(PyObject* o) {
   MessageObj* self = as_msg(o);
-  self->block.~optional();  // unmaps (the name was unlinked when popped)
+  self->block.~optional();  // unmaps; a reused block goes back to its producer
   free_object(o);
 }
 
@@ -179,19 +176,18 @@ class PySink final : public shmkit::ByteSink {
     if (obj_ == nullptr) return nullptr;  // MemoryError set: the message stays queued
     return reinterpret_cast<std::byte*>(writable_ ? PyByteArray_AS_STRING(obj_) : PyBytes_AS_STRING(obj_));
   }
-  void adopt(shmkit::SharedMemory&& block, std::size_t n) noexcept override {
+  void adopt(shmkit::OutOfLineBlock&& block) noexcept override {
     Py_CLEAR(obj_);
     block_.emplace(std::move(block));
-    n_ = n;
   }
 
   // The delivered message as a Python object (after BytePop::ok).
   PyObject* result() {
     if (obj_ != nullptr) return std::exchange(obj_, nullptr);
     if (block_) {
-      shmkit::SharedMemory b = std::move(*block_);
+      shmkit::OutOfLineBlock b = std::move(*block_);
       block_.reset();
-      return new_message(std::move(b), n_, !ool_writable_);
+      return new_message(std::move(b), !ool_writable_);
     }
     PyErr_SetString(PyExc_RuntimeError, "ByteQueue: a pop delivered nothing");
     return nullptr;
@@ -206,8 +202,7 @@ class PySink final : public shmkit::ByteSink {
   bool writable_;
   bool ool_writable_;
   PyObject* obj_ = nullptr;
-  std::optional<shmkit::SharedMemory> block_;
-  std::size_t n_ = 0;
+  std::optional<shmkit::OutOfLineBlock> block_;
 };
 
 // ------------------------------------------------------------- put
@@ -606,6 +601,33 @@ PyObject* bq_settle(PyObject* o, PyObject*) {
   self->q->settle_doorbell();
   Py_RETURN_NONE;
 }
+PyObject* bq_drop_blocks(PyObject* o, PyObject*) {
+  ByteQueueObj* self = as_bq(o);
+  if (self->q != nullptr) self->q->drop_out_of_line_blocks();  // a no-op once closed (finalizers)
+  Py_RETURN_NONE;
+}
+PyObject* bq_keep_blocks(PyObject* o, PyObject* arg) {
+  ByteQueueObj* self = as_bq(o);
+  if (!PyLong_Check(arg)) {  // an int: converting it runs no Python code
+    PyErr_Format(PyExc_TypeError, "keep_out_of_line_blocks() takes an int, not %.100s",
+                 Py_TYPE(arg)->tp_name);
+    return nullptr;
+  }
+  const unsigned long n = PyLong_AsUnsignedLong(arg);
+  if (n == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+  if (n > 64) {
+    PyErr_SetString(PyExc_ValueError, "keep_out_of_line_blocks(): at most 64 blocks");
+    return nullptr;
+  }
+  if (!check_open(self)) return nullptr;
+  try {
+    self->q->keep_out_of_line_blocks(static_cast<unsigned>(n));
+  } catch (...) {
+    translate_exception();
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
 PyObject* bq_close(PyObject* o, PyObject*) {
   ByteQueueObj* self = as_bq(o);
   if (self->waiting > 0) {
@@ -787,6 +809,12 @@ PyMethodDef bq_methods[] = {
      "fileno($self, /)\n--\n\nThe doorbell descriptor: readable while a message may be there."},
     {"settle", bq_settle, METH_NOARGS,
      "settle($self, /)\n--\n\nDrains the doorbell, ringing it again if a message is there."},
+    {"keep_out_of_line_blocks", bq_keep_blocks, METH_O,
+     "keep_out_of_line_blocks($self, blocks, /)\n--\n\nHow many out-of-line blocks this handle keeps for "
+     "reuse (default 2; 0: a block per message)."},
+    {"drop_out_of_line_blocks", bq_drop_blocks, METH_NOARGS,
+     "drop_out_of_line_blocks($self, /)\n--\n\nUnlinks the kept out-of-line blocks (a queued one is left to "
+     "its consumer). close() does it; a no-op on a closed handle."},
     {"close", bq_close, METH_NOARGS, "close($self, /)\n--\n\nUnmaps the queue (this handle only)."},
     {"unlink", bq_unlink, METH_NOARGS,
      "unlink($self, /)\n--\n\nRemoves the block, its doorbell and any out-of-line block left behind."},

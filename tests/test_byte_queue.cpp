@@ -257,71 +257,8 @@ TEST(ByteQueue, SixtyFourMiBOutOfLineIsZeroCopyAndLeavesNothing) {
   EXPECT_TRUE(out_of_line_left(name).empty());
 }
 
-// Many producers and consumers; each message checked and counted once.
-void storm(bool processes, int producers, int consumers, std::uint32_t per_producer, std::size_t ring) {
-  const std::string name = unique_name("bq_storm");
-  QueueUnlinker u{name};
-  auto q = ByteQueue::create(name, ring, ByteQueue::Options{.out_of_line_threshold = 900});
-  struct Seen {
-    std::atomic<std::uint32_t> count[4][4096];
-    std::atomic<int> bad;
-    std::atomic<std::uint32_t> consumed;
-  };
-  Shared<Seen> seen;
-  ASSERT_LE(per_producer, 4096u);
-  const std::uint32_t total = per_producer * static_cast<std::uint32_t>(producers);
-  std::vector<std::function<int()>> bodies;
-  for (int p = 0; p < producers; ++p) {
-    bodies.push_back([&, p] {
-      auto mine = ByteQueue::attach(name);
-      for (std::uint32_t s = 0; s < per_producer; ++s) {
-        const auto m = make_message(static_cast<std::uint32_t>(p), s, length_for(s, 2000));
-        mine.push(std::span<const std::byte>(m));
-      }
-      return 0;
-    });
-  }
-  for (int c = 0; c < consumers; ++c) {
-    bodies.push_back([&] {
-      auto mine = ByteQueue::attach(name);
-      std::map<std::uint32_t, std::int64_t> last;
-      for (;;) {
-        if (seen->consumed.load() >= total) return 0;
-        ByteMessage m;
-        if (!mine.pop_for(m, 50ms)) continue;
-        const Decoded d = decode(m.bytes());
-        if (!d.intact || d.origin >= 4 || d.seq >= 4096 || m.size() != length_for(d.seq, 2000)) {
-          std::fprintf(stderr, "bad message: intact %d origin %u seq %u size %zu (expected %zu) ool %d\n",
-                       d.intact, d.origin, d.seq, m.size(), length_for(d.seq, 2000), m.out_of_line());
-          seen->bad.fetch_add(1);
-        } else {
-          seen->count[d.origin][d.seq].fetch_add(1);
-          auto [it, fresh] = last.try_emplace(d.origin, -1);
-          if (static_cast<std::int64_t>(d.seq) <= it->second) {  // FIFO per producer
-            std::fprintf(stderr, "out of order: origin %u seq %u after %lld\n", d.origin, d.seq,
-                         static_cast<long long>(it->second));
-            seen->bad.fetch_add(1);
-          }
-          it->second = d.seq;
-        }
-        seen->consumed.fetch_add(1);
-      }
-    });
-  }
-  run_all(processes, bodies, 120s);
-  EXPECT_EQ(seen->bad.load(), 0);
-  for (int p = 0; p < producers; ++p) {
-    for (std::uint32_t s = 0; s < per_producer; ++s) {
-      ASSERT_EQ(seen->count[p][s].load(), 1u) << "producer " << p << " message " << s;
-    }
-  }
-  EXPECT_EQ(q.losses(), ByteQueueLosses{});
-  EXPECT_TRUE(out_of_line_left(name).empty());
-}
-
 TEST(ByteQueue, TwoProducersTwoConsumersProcesses) { storm(true, 2, 2, 4000, 4096); }
 TEST(ByteQueue, ThreeProducersOneConsumerProcessesSmallRing) { storm(true, 3, 1, 3000, 2048); }
-TEST(ByteQueue, TwoProducersThreeConsumersThreads) { storm(false, 2, 3, 4000, 4096); }
 
 bool readable(int fd, int timeout_ms = 0) {
   pollfd p{fd, POLLIN, 0};

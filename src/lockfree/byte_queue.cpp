@@ -319,6 +319,7 @@ ByteQueue::ByteQueue(TypedBlock b) : block_(std::move(b)) {
   max_inline_ = static_cast<std::size_t>(max_cells_ * kCell - kRecordHeader);
   threshold_ = h.param[2] == 0 ? max_inline_
                                : static_cast<std::size_t>(std::min<std::uint64_t>(h.param[2], max_inline_));
+  staging_ = std::make_unique<Staging>();  // made here: threads may share the handle
   // Notifiers run a full fence (no asymmetric pairing): a sleeper then needs
   // no membarrier, whose interrupts of the other CPUs cost tens of
   // microseconds in a VM on every sleep; a push pays one fence instead.
@@ -410,7 +411,6 @@ void OutOfLineBlock::give_back() noexcept {
 }
 
 void ByteQueue::keep_out_of_line_blocks(unsigned blocks) {
-  if (!staging_) staging_ = std::make_unique<Staging>();
   std::lock_guard lk(staging_->mu);
   staging_->forget_if_forked();
   staging_->keep = blocks;
@@ -604,7 +604,6 @@ bool ByteQueue::push_ref(std::span<const std::span<const std::byte>> body, std::
 bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> parts, std::size_t length,
                                  const std::optional<std::chrono::steady_clock::time_point>& deadline,
                                  bool wait) {
-  if (!staging_) staging_ = std::make_unique<Staging>();
   {
     std::lock_guard lk(staging_->mu);
     staging_->forget_if_forked();

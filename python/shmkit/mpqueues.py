@@ -130,6 +130,33 @@ class _Encoder:
         # made before a later register() would not see it.
         self.reducers = len(_extra_reducers)
 
+    def finish(self) -> tuple[Any, ...]:
+        """The message's parts after a dump (the chunks and buffers are
+        handed over: the lists are emptied)."""
+        chunks = self.chunks
+        if not self.buffers:
+            if len(chunks) == 1:
+                return (chunks.pop(),)
+            data = tuple(chunks)
+            chunks.clear()
+            return data
+        raws = [b.raw() for b in self.buffers]
+        self.buffers.clear()
+        data = tuple(chunks)
+        chunks.clear()
+        plen = sum(len(c) for c in data)
+        n = len(raws)
+        head = _HEAD.pack(_TAG_BUFFERS, n, plen) + struct.pack(f"<{n}Q", *[r.nbytes for r in raws])
+        parts: list[Any] = [head, *data]
+        pos = len(head) + plen
+        for r in raws:
+            p = _pad(pos)
+            if p:
+                parts.append(_PAD[:p])
+            parts.append(r)
+            pos += p + r.nbytes
+        return tuple(parts)
+
 
 _local = threading.local()
 # register() adds to this very dict
@@ -154,37 +181,23 @@ def _encode(obj: Any) -> tuple[Any, ...]:
         e = _new_encoder()
     if e.reducers != len(_extra_reducers):
         e = _new_encoder()
-    chunks = e.chunks
     try:
         e.dump(obj)
     except BaseException:
-        chunks.clear()
+        e.chunks.clear()
         e.buffers.clear()
         raise
     finally:
         e.clear_memo()
-    if not e.buffers:
-        if len(chunks) == 1:
-            return (chunks.pop(),)
-        data = tuple(chunks)
-        chunks.clear()
-        return data
-    raws = [b.raw() for b in e.buffers]
-    e.buffers.clear()
-    data = tuple(chunks)
-    chunks.clear()
-    plen = sum(len(c) for c in data)
-    n = len(raws)
-    head = _HEAD.pack(_TAG_BUFFERS, n, plen) + struct.pack(f"<{n}Q", *[r.nbytes for r in raws])
-    parts: list[Any] = [head, *data]
-    pos = len(head) + plen
-    for r in raws:
-        p = _pad(pos)
-        if p:
-            parts.append(_PAD[:p])
-        parts.append(r)
-        pos += p + r.nbytes
-    return tuple(parts)
+    return e.finish()
+
+
+def _thread_encoder() -> tuple[Any, ...]:
+    """A new encoder for ByteQueue.put_obj, which drives it itself and keeps
+    one per thread: (dump, clear_memo, chunks, buffers, the registered
+    reducers, their count when it was made, finish)."""
+    e = _Encoder()
+    return (e.dump, e.clear_memo, e.chunks, e.buffers, _extra_reducers, e.reducers, e.finish)
 
 
 def _decode_buffers(mv: memoryview, copy: bool) -> Any:
@@ -240,7 +253,7 @@ def _codec(q: Any) -> Any:
     out-of-line blocks it keeps let go when this process ends, and when a
     child that multiprocessing forked with it ends: such children end with
     os._exit after their finalizers, before any destructor could run."""
-    q.set_codec(_encode, _decode, _loads)
+    q.set_codec(_encode, _decode, _loads, _thread_encoder)
     _drop_blocks_at_exit(q)
     _util.register_after_fork(q, _drop_blocks_at_exit)
     return q

@@ -85,6 +85,10 @@ class E:
         fire(); return len(self.v)
     def __iter__(self):
         fire(); return iter(self.v)
+class RE:
+    """Pickles as 1; pickling it (a reducer: any Python code) closes the object."""
+    def __reduce__(self):
+        fire(); return (int, (1,))
 def Q(kind="spsc", item="d", code="d", size=8, mode="s", maxbytes=0, st=None, cap=4, fill=0):
     q = _queues._Queue(kind, nm("q"), True, cap, size, min(size, 8), code,
                        None if code else "pyre/t", mode, maxbytes, st)
@@ -165,6 +169,8 @@ RING_T = "obj = _queues._BroadcastRing(nm('r'), True, 4, 16, 8, None, 'pyre/t', 
 READER = RING + "; ring = obj; obj = ring.reader()"
 BQ_ = "obj = BQ()"
 BQ_FULL = "obj = BQ(fill=True)"
+# With shmkit.Queue's codec: put_obj drives the thread's pickler itself.
+BQ_CODEC = "from shmkit import mpqueues; obj = mpqueues._codec(BQ())"
 MSG_ = "obj = MSG()"
 MAP = "obj = mapping()"
 LIST = "obj = _core.list_create(nm('l'), [1, 2.0, 'x', b'y', None, True])"
@@ -268,6 +274,8 @@ TABLE = {
                                        (BQ_, CLOSE, "obj._get_message(True, E(0.05))")],
     "_queues.ByteQueue.set_codec": [(BQ_, CLOSE, "obj.set_codec(repr, repr, repr)")],
     "_queues.ByteQueue.put_obj": [(BQ_, CLOSE, "obj.put_obj(b'ab', E(True))"),
+                                  (BQ_CODEC, CLOSE, "obj.put_obj([RE(), 2])"),
+                                  (BQ_CODEC, "lambda: obj.set_codec(repr, repr, repr)", "obj.put_obj([RE(), 2])"),
                                   (BQ_FULL, CLOSE, "obj.put_obj(bytes(1000), True, E(0.05))")],
     "_queues.ByteQueue.get_obj": [(BQ_, CLOSE, "obj.get_obj(E(True), 0.05)"),
                                   (BQ_, CLOSE, "obj.get_obj(True, E(0.05))")],

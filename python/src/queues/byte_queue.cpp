@@ -71,6 +71,11 @@ struct ByteQueueObj {
   PyObject* encode;
   PyObject* decode;
   PyObject* loads;
+  // set_codec's optional encoder factory: () -> (dump, clear_memo, chunks,
+  // buffers, reducers, nreducers, finish), one per thread (kept in the
+  // thread state's dict under the factory), which put_obj drives itself:
+  // the same pickler encode() uses, without encode()'s Python frame.
+  PyObject* encoder;
 };
 
 struct MessageObj {
@@ -466,14 +471,77 @@ bool check_codec(ByteQueueObj* self) {
 // set_codec(encode, decode, loads)
 PyObject* bq_set_codec(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
   ByteQueueObj* self = as_bq(o);
-  if (nargs != 3 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) || !PyCallable_Check(args[2])) {
-    PyErr_SetString(PyExc_TypeError, "set_codec(encode, decode, loads): three callables");
+  if (nargs < 3 || nargs > 4 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) ||
+      !PyCallable_Check(args[2])) {
+    PyErr_SetString(PyExc_TypeError, "set_codec(encode, decode, loads, encoder=None): three callables");
+    return nullptr;
+  }
+  if (nargs == 4 && !PyCallable_Check(args[3]) && args[3] != Py_None) {
+    PyErr_SetString(PyExc_TypeError, "set_codec(): encoder must be callable or None");
     return nullptr;
   }
   Py_XSETREF(self->encode, Py_NewRef(args[0]));
   Py_XSETREF(self->decode, Py_NewRef(args[1]));
   Py_XSETREF(self->loads, Py_NewRef(args[2]));
+  Py_XSETREF(self->encoder, nargs == 4 && args[3] != Py_None ? Py_NewRef(args[3]) : nullptr);
   Py_RETURN_NONE;
+}
+
+// This thread's encoder of the factory (made on first use, and again when
+// ForkingPickler's registered reducers changed since), a new reference;
+// nullptr with an exception set.
+PyObject* thread_encoder(PyObject* factory) {
+  PyObject* td = PyThreadState_GetDict();  // borrowed
+  if (td == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "ByteQueue: no thread state dict");
+    return nullptr;
+  }
+  PyObject* enc = PyDict_GetItemWithError(td, factory);  // borrowed
+  if (enc == nullptr && PyErr_Occurred()) return nullptr;
+  if (enc != nullptr && PyTuple_CheckExact(enc) && PyTuple_GET_SIZE(enc) == 7 &&
+      PyDict_Check(PyTuple_GET_ITEM(enc, 4)) && PyLong_CheckExact(PyTuple_GET_ITEM(enc, 5)) &&
+      PyLong_AsSsize_t(PyTuple_GET_ITEM(enc, 5)) == PyDict_GET_SIZE(PyTuple_GET_ITEM(enc, 4))) {
+    return Py_NewRef(enc);
+  }
+  PyErr_Clear();
+  Ref made(PyObject_CallNoArgs(factory));
+  if (!made) return nullptr;
+  if (!PyTuple_CheckExact(made.get()) || PyTuple_GET_SIZE(made.get()) != 7 ||
+      !PyList_CheckExact(PyTuple_GET_ITEM(made.get(), 2)) ||
+      !PyList_CheckExact(PyTuple_GET_ITEM(made.get(), 3)) || !PyDict_Check(PyTuple_GET_ITEM(made.get(), 4)) ||
+      !PyLong_CheckExact(PyTuple_GET_ITEM(made.get(), 5))) {
+    PyErr_SetString(PyExc_TypeError,
+                    "set_codec(): the encoder factory must return (dump, clear_memo, chunks (list), buffers "
+                    "(list), reducers (dict), len(reducers), finish)");
+    return nullptr;
+  }
+  if (PyDict_SetItem(td, factory, made.get()) < 0) return nullptr;
+  return made.release();
+}
+
+// obj's message parts through the thread's encoder: its pickler's dump,
+// then its chunks (no out-of-band buffers), or finish() (with them). The
+// pickler's state is reset whatever happens. A new reference (a list or a
+// tuple of buffers); nullptr with an exception set.
+PyObject* fast_encode(PyObject* factory, PyObject* obj) {
+  Ref enc(thread_encoder(factory));
+  if (!enc) return nullptr;
+  PyObject* dump = PyTuple_GET_ITEM(enc.get(), 0);
+  PyObject* clear_memo = PyTuple_GET_ITEM(enc.get(), 1);
+  PyObject* chunks = PyTuple_GET_ITEM(enc.get(), 2);
+  PyObject* buffers = PyTuple_GET_ITEM(enc.get(), 3);
+  Ref done(PyObject_CallOneArg(dump, obj));  // runs reducers: any Python code
+  Ref cleared(PyObject_CallNoArgs(clear_memo));
+  if (!done || !cleared) {
+    (void)PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr);
+    (void)PyList_SetSlice(buffers, 0, PY_SSIZE_T_MAX, nullptr);
+    return nullptr;
+  }
+  if (PyList_GET_SIZE(buffers) != 0) return PyObject_CallNoArgs(PyTuple_GET_ITEM(enc.get(), 6));
+  // The chunks, handed over: the list is emptied for the next message.
+  Ref parts(PyList_GetSlice(chunks, 0, PY_SSIZE_T_MAX));
+  if (!parts || PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr) < 0) return nullptr;
+  return parts.release();
 }
 
 // put_obj(obj, block=True, timeout=None)
@@ -489,7 +557,11 @@ PyObject* bq_put_obj(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
   PyObject* obj = args[0];
   const bool raw = PyBytes_CheckExact(obj);
   // (The parts keep the buffers they acquire alive; `encoded` is kept too.)
-  Ref encoded(raw ? nullptr : PyObject_CallOneArg(self->encode, obj));
+  // (The factory is held: encoding runs Python code, which may set another codec.)
+  Ref factory(raw || self->encoder == nullptr ? nullptr : Py_NewRef(self->encoder));
+  Ref encoded(raw       ? nullptr
+              : factory ? fast_encode(factory.get(), obj)
+                        : PyObject_CallOneArg(self->encode, obj));
   if (raw) {
     parts.add(&tag_bytes, 1);
     parts.add(PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj)));
@@ -685,6 +757,7 @@ void bq_dealloc(PyObject* o) {
   delete self->q;
   delete self->name;
   Py_XDECREF(self->encode);
+  Py_XDECREF(self->encoder);
   Py_XDECREF(self->decode);
   Py_XDECREF(self->loads);
   free_object(o);
@@ -700,6 +773,7 @@ PyObject* wrap(PyTypeObject* type, shmkit::ByteQueue&& q) {
   self->waiting = 0;
   self->bell = false;
   self->encode = nullptr;
+  self->encoder = nullptr;
   self->decode = nullptr;
   self->loads = nullptr;
   try {
@@ -787,7 +861,8 @@ PyMethodDef bq_methods[] = {
     {"_get_message", fastcall(bq_get_message), METH_FASTCALL | METH_KEYWORDS,
      "_get_message($self, /, block=True, timeout=None)\n--\n\nbytes, or a writable ByteMessage."},
     {"set_codec", fastcall(bq_set_codec), METH_FASTCALL,
-     "set_codec($self, encode, decode, loads, /)\n--\n\nThe codec of put_obj/get_obj."},
+     "set_codec($self, encode, decode, loads, encoder=None, /)\n--\n\nThe codec of put_obj/get_obj; "
+     "encoder: a factory of the per-thread pickler put_obj drives itself (the one encode uses)."},
     {"put_obj", fastcall(bq_put_obj), METH_FASTCALL | METH_KEYWORDS,
      "put_obj($self, obj, /, block=True, timeout=None)\n--\n\nOne object (bytes as they are, others "
      "through encode); queue.Full."},

@@ -70,11 +70,13 @@ int worker(Pool& pool, unsigned index, bool die_on_second_chunk, bool wait_for_v
     std::uint32_t chunk = pool.work.pop();
     if (chunk == kStop) return 0;
     at(pool.current.get_obj(), index).store(chunk, std::memory_order_relaxed);
-    if (die_on_second_chunk && ++taken == 1) {
+    if (die_on_second_chunk && ++taken == 2) {
+      // The others start only now, so the victim surely holds a chunk when
+      // it dies (however the scheduler orders the workers).
       pool.victim_started.store(1);
       pool.victim_started.notify_all();
+      ::raise(SIGKILL);  // mid-chunk, on purpose
     }
-    if (die_on_second_chunk && taken == 2) ::raise(SIGKILL);  // mid-chunk, on purpose
     const auto part = in.subspan(std::size_t{chunk} * kChunkSize, kChunkSize);
     const std::int64_t sum = tbb::parallel_reduce(
         tbb::blocked_range<std::size_t>(0, part.size()), std::int64_t{0},

@@ -117,6 +117,26 @@ TEST(ByteQueue, ReusedOutOfLineBlocksCarryOneMessageAtATime) {
   EXPECT_EQ(out_of_line_left(name), Names{});
 }
 
+// Past 256 MiB a message gets a single-use block: a producer handle keeps
+// at most 2 x 256 MiB of /dev/shm between messages.
+TEST(ByteQueue, MessagesOver256MiBGetSingleUseBlocks) {
+  const std::string name = unique_name("bq_huge");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);
+  auto peer = ByteQueue::attach(name);
+  std::vector<std::byte> m((std::size_t{256} << 20) + 1);
+  m.front() = std::byte{1};
+  m.back() = std::byte{2};
+  ASSERT_TRUE(q.try_push(std::span<const std::byte>(m)));
+  ByteMessage got;
+  ASSERT_TRUE(peer.try_pop(got));
+  ASSERT_EQ(got.size(), m.size());
+  EXPECT_EQ(got.bytes().front(), std::byte{1});
+  EXPECT_EQ(got.bytes().back(), std::byte{2});
+  EXPECT_EQ(out_of_line_left(name), std::vector<std::string>{}) << "its consumer unlinked it";
+  EXPECT_FALSE(got.take_block()->reused());
+}
+
 // A reused block held while the process forks is never given back: the
 // child's inherited view of the message must not change when the parent
 // drops it and the producer writes its next message.

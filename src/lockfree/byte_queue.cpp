@@ -101,6 +101,9 @@ constexpr std::uint64_t kIdle = 0, kQueued = 1, kHeld = 2, kLifeMask = 3;
 constexpr std::uint64_t kOrphan = 4;
 constexpr std::uint64_t kTagMask = ~std::uint64_t{7};
 constexpr std::uint64_t kTagStep = 8;
+// Longer messages get single-use blocks: a handle keeps at most
+// keep x 256 MiB of /dev/shm between messages.
+constexpr std::size_t kMaxKeptBlock = std::size_t{256} << 20;
 
 // The trailer of a mapped reused block, or nullptr if it has none.
 ReusedTrailer* trailer_of(const SharedMemory& m) noexcept {
@@ -607,7 +610,7 @@ bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> par
   {
     std::lock_guard lk(staging_->mu);
     staging_->forget_if_forked();
-    if (staging_->keep > 0) return push_staged(parts, length, deadline, wait);
+    if (staging_->keep > 0 && length <= kMaxKeptBlock) return push_staged(parts, length, deadline, wait);
   }
   const std::string block_name = out_of_line_prefix() + std::to_string(ctl_->out_of_line_counter.fetch_add(
                                                             1, std::memory_order_relaxed));

@@ -85,8 +85,9 @@
 //       its mapping). The handle's destructor and drop_out_of_line_blocks()
 //       unlink its idle blocks and leave a queued one to its consumer, who
 //       unlinks it when popping, as it does a block whose producer died.
-//     - Single-use blocks (keep_out_of_line_blocks(0)): the consumer
-//       unlinks the name when popping.
+//     - Single-use blocks (keep_out_of_line_blocks(0), and messages over
+//       256 MiB, so that a handle keeps at most 2 x 256 MiB between
+//       messages): the consumer unlinks the name when popping.
 //     What a kill can leave behind: a block of a producer killed between
 //     making it and publishing; a single-use block of a consumer killed
 //     before unlinking it; the idle and held blocks of a killed producer

@@ -137,6 +137,68 @@ TEST(ByteQueue, MessagesOver256MiBGetSingleUseBlocks) {
   EXPECT_FALSE(got.take_block()->reused());
 }
 
+// A kept block's trailer is writable by any process that can open the
+// block: a forged capacity never makes the producer write past the block
+// (it keeps its own copy) nor a consumer read past it.
+TEST(ByteQueue, AForgedTrailerCapacityIsNotBelieved) {
+  const std::string name = unique_name("bq_forgecap");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096, ByteQueue::Options{.out_of_line_threshold = 1000});
+  auto peer = ByteQueue::attach(name);
+  ByteMessage m;
+  ASSERT_TRUE(q.try_push(std::string(2000, 'a')));
+  ASSERT_TRUE(peer.try_pop(m));
+  m = ByteMessage();  // given back: idle, 4032 bytes
+  {
+    SharedMemory raw = SharedMemory::attach(name + ".o0");
+    const std::uint64_t forged = std::uint64_t{64} << 20;
+    std::memcpy(raw.buf().data() + raw.size() - 64 + 24, &forged, 8);
+  }
+  const auto big = make_message(1, 7, 1 << 20);  // longer than the block really is
+  ASSERT_TRUE(q.try_push(std::span<const std::byte>(big)));
+  ASSERT_TRUE(peer.try_pop(m));
+  const Decoded d = decode(m.bytes());
+  EXPECT_TRUE(d.intact && d.seq == 7 && m.size() == big.size());
+}
+
+// A thread forks while another is inside the handle's kept-block code (a
+// block being made, its mutex held): the child's handle starts afresh and
+// never waits for the parent's thread (which the child does not have).
+TEST(ByteQueue, AForkWhileAnotherThreadMakesABlockNeverHangsTheChild) {
+  const std::string name = unique_name("bq_forkmu");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 1 << 16, ByteQueue::Options{.out_of_line_threshold = 1000});
+  std::atomic<bool> stop{false};
+  std::thread producer([&] {
+    std::string m(64 << 10, 'p');
+    while (!stop.load()) {
+      m.resize(m.size() >= (1u << 20) ? 64u << 10 : m.size() + 4096);  // a new size: often a new block
+      (void)q.try_push(m);
+    }
+  });
+  std::thread consumer([&] {
+    auto mine = ByteQueue::attach(name);
+    ByteMessage m;
+    while (!stop.load()) (void)mine.try_pop(m);
+  });
+  int hung = 0;
+  for (int i = 0; i < 100 && hung == 0; ++i) {
+    std::this_thread::sleep_for(1ms);
+    const pid_t child = fork_child([&] {
+      q.drop_out_of_line_blocks();
+      const auto m = make_message(2, 0, 5000);  // and a push that makes a block
+      (void)q.try_push(std::span<const std::byte>(m));  // the ring may be full: either is fine
+      return 0;
+    });
+    const ExitStatus st = wait_child(child, 10s);
+    if (!st.ok()) ++hung;
+  }
+  stop.store(true);
+  producer.join();
+  consumer.join();
+  EXPECT_EQ(hung, 0) << "a forked child hung (or failed) in its handle's kept-block code";
+}
+
 // A reused block held while the process forks is never given back: the
 // child's inherited view of the message must not change when the parent
 // drops it and the producer writes its next message.

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "byte_queue_common.hpp"
+#include "fault_support.hpp"
 #include "shmkit/detail/fault.hpp"
 
 namespace shmkit {
@@ -40,43 +41,12 @@ using namespace std::chrono_literals;
 using fault::Action;
 using fault::Point;
 
-char task_state(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  const std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
-}
-
-struct Victim {
-  pid_t pid = -1;
-  bool reaped = false;
-  explicit Victim(const std::function<int()>& fn) : pid(fork_child(fn)) {}
-  Victim(const Victim&) = delete;
-  Victim& operator=(const Victim&) = delete;
-  ExitStatus wait(std::chrono::milliseconds timeout = 20s) {
-    reaped = true;
-    return wait_child(pid, timeout);
-  }
-  ~Victim() {
-    if (!reaped) {
-      ::kill(pid, SIGKILL);
-      (void)wait_child(pid, 10s);
-    }
-  }
-};
-
 struct Case {
   Point point;
   Action action;
   bool out_of_line;
   unsigned keep = 2;  // out-of-line blocks each handle keeps for reuse (0: single-use blocks)
 };
-std::string point_name(Point p) {
-  for (const auto& info : fault::points()) {
-    if (info.point == p) return std::string(info.name);
-  }
-  return "?";
-}
 void PrintTo(const Case& c, std::ostream* os) {
   *os << point_name(c.point) << (c.action == Action::stop ? " stop" : " kill")
       << (c.out_of_line ? (c.keep != 0 ? " ool reused" : " ool single-use") : "");

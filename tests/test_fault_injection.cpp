@@ -33,6 +33,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "fault_support.hpp"
 #include "shmkit/detail/fault.hpp"
 #include "shmkit/heap.hpp"
 #include "shmkit/lockfree/broadcast_ring.hpp"
@@ -64,13 +65,6 @@ SharedMemory::Options tracked() {
   SharedMemory::Options o;
   o.track = true;
   return o;
-}
-
-std::string point_name(Point p) {
-  for (const auto& info : fault::points()) {
-    if (info.point == p) return std::string(info.name);
-  }
-  return "point " + std::to_string(static_cast<int>(p));
 }
 
 // Runs `op` in a forked victim with `point` armed (its nth pass kills it)

@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "fault_support.hpp"
 #include "shmkit/detail/fault.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/shared_memory.hpp"
@@ -58,43 +59,8 @@ constexpr std::uint64_t kCap = 4;
 std::uint64_t item(std::uint64_t origin, std::uint64_t seq) { return origin << 32 | seq; }
 constexpr std::uint64_t kParent = 1, kVictim = 2, kSecond = 3;
 
-std::string point_name(Point p) {
-  for (const auto& info : fault::points()) {
-    if (info.point == p) return std::string(info.name);
-  }
-  return "point " + std::to_string(static_cast<int>(p));
-}
-
-// The state letter of /proc/<pid>/stat (R, S, T, Z...); 0 if unreadable.
-char task_state(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  const std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
-}
 bool stopped(pid_t pid) { return task_state(pid) == 'T'; }
 bool asleep(pid_t pid) { return task_state(pid) == 'S'; }
-
-// A forked victim that is SIGKILLed and reaped at scope exit unless it was
-// reaped before (a failed assertion must not leave a stopped process).
-struct Victim {
-  pid_t pid = -1;
-  bool reaped = false;
-  explicit Victim(const std::function<int()>& fn) : pid(fork_child(fn)) {}
-  Victim(const Victim&) = delete;
-  Victim& operator=(const Victim&) = delete;
-  ExitStatus wait(std::chrono::milliseconds timeout = 20s) {
-    reaped = true;
-    return wait_child(pid, timeout);
-  }
-  void resume() const { ::kill(pid, SIGCONT); }
-  ~Victim() {
-    if (!reaped) {
-      ::kill(pid, SIGKILL);
-      (void)wait_child(pid, 10s);
-    }
-  }
-};
 
 // What a victim's call returned (written by the victim before it exits).
 struct Report {

@@ -853,19 +853,6 @@ TEST_F(Tracker, UnlinkDropsOnlyItsOwnFilesRegistrations) {
   for (int fd : {go[0], go[1], done[0], done[1]}) ::close(fd);
 }
 
-// The state letter of /proc/<pid>/stat (R, S, T, Z...); 0 if unreadable.
-char task_state_of(pid_t pid) {
-  int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[512];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return 0;
-  const std::string stat(buf, static_cast<std::size_t>(n));
-  const auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
-}
-
 // A watcher SIGKILLed in the middle of its sweep (the OOM killer, a batch
 // system tearing down a job's cgroup) must leave what it had not unlinked
 // to the next sweep: the dead registrations stay in the registry until
@@ -903,7 +890,7 @@ TEST_F(Tracker, WatcherKilledInTheMiddleOfItsSweepLeavesTheRestToGc) {
     std::size_t left = kBlocks;
     for (int burst = 0; burst < 20000; ++burst) {
       ASSERT_EQ(::kill(watcher, SIGSTOP), 0);
-      ASSERT_TRUE(eventually([&] { return task_state_of(watcher) == 'T'; }, 5s, 1ms));
+      ASSERT_TRUE(eventually([&] { return task_state(watcher) == 'T'; }, 5s, 1ms));
       left = list_blocks(prefix + "_").size();
       if (left > 0 && left < static_cast<std::size_t>(kBlocks)) {
         ::kill(watcher, SIGKILL);

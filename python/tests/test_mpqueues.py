@@ -24,6 +24,7 @@ import sys
 import time
 
 import pytest
+from multiprocessing.reduction import ForkingPickler
 
 import shmkit
 from shmkit import _queues, mpqueues
@@ -203,6 +204,30 @@ def test_out_of_line_blocks_reused_never_written_over_and_let_go(method):
     assert p.exitcode == 0
     assert blocks() == [], "the ended producer's blocks were left"
     assert (a2 == 2).all() and (a1 == 1).all()
+    q.close()
+
+
+class _RaisesInReduce:
+    def __reduce__(self):
+        raise KeyError("from __reduce__")
+
+
+def test_pickling_errors_are_the_picklers_own():
+    """A put that cannot pickle raises what pickling raised (as
+    ForkingPickler.dumps would), and the queue's pickler works after it."""
+    q = Queue()
+    for obj in (lambda: 0, [1, (lambda: 0)], _RaisesInReduce()):
+        try:
+            ForkingPickler.dumps(obj, 5)
+        except BaseException as e:
+            expected = type(e)
+        else:
+            pytest.fail("pickled %r" % (obj,))
+        with pytest.raises(expected):
+            q.put(obj)
+    q.put({"ok": [1, 2]})
+    assert q.get(timeout=10) == {"ok": [1, 2]}
+    assert q.empty()
     q.close()
 
 

@@ -335,6 +335,7 @@ struct ByteQueue::Staging {
     std::string name;
     std::shared_ptr<SharedMemory> map;  // a push in flight holds it too
     ReusedTrailer* trailer;
+    std::size_t capacity;  // ours: the trailer's copy is writable by anyone
   };
   std::mutex mu;
   unsigned keep = 2;
@@ -342,7 +343,53 @@ struct ByteQueue::Staging {
   bool swept = false;      // dead producers' blocks were looked for once
   std::vector<Entry> entries;
 
-  // A fork child's copy: the parent's blocks are not ours to use or drop.
+  // Every Staging of the process, so that a forked child can reset them:
+  // another thread may hold a Staging's mutex (or be changing its entries)
+  // at the fork, and the child must neither wait for it for ever nor read
+  // a half-changed vector.
+  Staging* prev = nullptr;
+  Staging* next = nullptr;
+  static std::mutex& registry_mu() {
+    static std::mutex mu;
+    return mu;
+  }
+  static Staging*& registry() {
+    static Staging* head = nullptr;
+    return head;
+  }
+  Staging() {
+    static const bool handlers = [] {
+      // prepare: no Staging is being added or removed across the fork;
+      // child: each one starts afresh (its mutex unlocked, no entries; the
+      // old vector is left as it was: the parent's blocks are not ours).
+      return ::pthread_atfork([] { registry_mu().lock(); }, [] { registry_mu().unlock(); },
+                              [] {
+                                for (Staging* s = registry(); s != nullptr; s = s->next) {
+                                  new (&s->mu) std::mutex();
+                                  new (&s->entries) std::vector<Entry>();
+                                  s->pid = ::getpid();
+                                  s->swept = false;
+                                }
+                                registry_mu().unlock();
+                              }) == 0;
+    }();
+    (void)handlers;
+    std::lock_guard lk(registry_mu());
+    next = registry();
+    if (next != nullptr) next->prev = this;
+    registry() = this;
+  }
+  ~Staging() {
+    std::lock_guard lk(registry_mu());
+    if (prev != nullptr) prev->next = next;
+    if (next != nullptr) next->prev = prev;
+    if (registry() == this) registry() = next;
+  }
+  Staging(const Staging&) = delete;
+  Staging& operator=(const Staging&) = delete;
+
+  // A copy in a child forked without the handlers above (vfork-like
+  // clones run none): the parent's blocks are not ours to use or drop.
   void forget_if_forked() noexcept {
     if (pid == ::getpid()) return;
     entries.clear();  // unmaps only
@@ -645,7 +692,7 @@ bool ByteQueue::push_staged(std::span<const std::span<const std::byte>> parts, s
   // A kept block that is idle and large enough. (10) acquire: its last
   // holder's reads are done.
   for (auto& e : st.entries) {
-    if (e.trailer->capacity < length) continue;
+    if (e.capacity < length) continue;
     std::uint64_t s = e.trailer->state.load(std::memory_order_relaxed);
     if ((s & (kLifeMask | kOrphan)) != kIdle) continue;
     if (e.trailer->state.compare_exchange_strong(s, ((s & kTagMask) + kTagStep) | kQueued,
@@ -664,6 +711,7 @@ bool ByteQueue::push_staged(std::span<const std::span<const std::byte>> parts, s
       sweep_dead_producers_blocks();
       st.swept = true;
     }
+    st.entries.reserve(st.entries.size() + 1);  // no throw after the block exists
     block_name = out_of_line_prefix() +
                  std::to_string(ctl_->out_of_line_counter.fetch_add(1, std::memory_order_relaxed));
     SharedMemory::Options o;
@@ -685,7 +733,7 @@ bool ByteQueue::push_staged(std::span<const std::span<const std::byte>> parts, s
       let_go(st.entries.front().name, st.entries.front().trailer);
       st.entries.erase(st.entries.begin());
     }
-    st.entries.push_back(Staging::Entry{block_name, map, t});
+    st.entries.push_back(Staging::Entry{block_name, map, t, capacity});  // reserved: no throw
   }
   staging_->mu.unlock();
   struct Relock {
@@ -704,7 +752,10 @@ bool ByteQueue::push_staged(std::span<const std::span<const std::byte>> parts, s
     // Never published: idle again, unless it was let go meanwhile (then
     // no consumer will ever unlink it: we do).
     std::uint64_t s = tag | kQueued;
-    if (!t->state.compare_exchange_strong(s, tag | kIdle, std::memory_order_relaxed)) {
+    // (11) release, as a give-back: our writes into it come before the
+    // next push's (another thread of this handle may take it next).
+    if (!t->state.compare_exchange_strong(s, tag | kIdle, std::memory_order_release,
+                                          std::memory_order_relaxed)) {
       (void)::unlink(platform::dev_shm_path(block_name).c_str());
     }
   }
@@ -845,7 +896,8 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
             if (block && block->size() < ool_size) corrupt = true;
             if (block && !corrupt && (hd.flags & kReused)) {
               trailer = trailer_of(*block);
-              if (trailer == nullptr || ool_size > trailer->capacity || (ool_tag & ~kTagMask) != 0)
+              if (trailer == nullptr || ool_size > block->size() - sizeof(ReusedTrailer) ||
+                  (ool_tag & ~kTagMask) != 0)
                 corrupt = true;
             }
           }
@@ -1056,16 +1108,33 @@ std::uint64_t ByteQueue::size() const noexcept {
 
 bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexcept {
   const std::uint64_t k = cells_of(w);
+  const std::uint64_t c = pos & mask_;
   advance(ctl_->head, pos, k);  // it may have died before moving head
+  // Take the record over first (a claim naming us, same kind, lap and
+  // cells): a survivor that read `w` long ago (stopped, preempted) finds the
+  // word moved on and touches nothing, not the record nor the block a later
+  // record of these cells names. If we die in turn, the next survivor
+  // steps over our claim the same way. (8)
+  std::uint64_t expected = w;
+  if (!words_[c].compare_exchange_strong(expected, (w & ~kIdMask) | short_id(), std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
+    return false;
+  }
   if (kind_of(w) == kConsumer) {
+    ctl_->consumer_claims_released.fetch_add(1, std::memory_order_relaxed);
     // Its out-of-line block: a single-use one unlinked, if it had not done
     // so yet; a reused one given back to its producer (or unlinked, if its
     // producer let go of it or died), if it was still queued for this
-    // record or held by the dead consumer (the tag tells).
-    const Header hd = load_header(data_ + (pos & mask_) * kCell);
+    // record or held by the dead consumer (the tag tells). The header is
+    // untrusted: the bytes it names must lie inside the record's cells.
+    const Header hd = load_header(data_ + c * kCell);
+    const bool wrap = (hd.flags & kWrapped) != 0;
+    const bool fits = k < cells_ && hd.cells == k &&
+                      (wrap ? c + k > cells_ && hd.length <= (k - (cells_ - c)) * kCell
+                            : c + k <= cells_ && hd.length <= k * kCell - kRecordHeader);
     const std::size_t ref_head = (hd.flags & kReused) ? 16 : 8;
-    if ((hd.flags & kOutOfLine) && hd.length > ref_head && hd.length <= ref_head + 255) {
-      const std::byte* src = (hd.flags & kWrapped) ? data_ : data_ + (pos & mask_) * kCell + kRecordHeader;
+    if (fits && (hd.flags & kOutOfLine) && hd.length > ref_head && hd.length <= ref_head + 255) {
+      const std::byte* src = wrap ? data_ : data_ + c * kCell + kRecordHeader;
       try {
         const std::string block_name(reinterpret_cast<const char*>(src + ref_head), hd.length - ref_head);
         if (!name().empty() && is_out_of_line_name(block_name, out_of_line_prefix())) {
@@ -1097,21 +1166,16 @@ bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexce
     }
   }
   // Inner cells: each from its position in this lap (untouched, or the
-  // dead consumer did not get to it) to the next lap's.
+  // dead consumer did not get to it) to the next lap's; then the first.
   for (std::uint64_t j = k; j-- > 1;) {
-    std::uint64_t expected = pos + j;
-    (void)words_[(pos + j) & mask_].compare_exchange_strong(expected, pos + j + cells_,
+    std::uint64_t inner = pos + j;
+    (void)words_[(pos + j) & mask_].compare_exchange_strong(inner, pos + j + cells_,
                                                             std::memory_order_acq_rel,
                                                             std::memory_order_relaxed);  // (8)
   }
-  std::uint64_t expected = w;
-  if (words_[pos & mask_].compare_exchange_strong(expected, pos + cells_, std::memory_order_acq_rel,
-                                                  std::memory_order_relaxed)) {  // (8)
-    if (kind_of(w) == kConsumer) ctl_->consumer_claims_released.fetch_add(1, std::memory_order_relaxed);
-    lockfree_detail::notify(ctl_->not_full, asym_);
-    return true;
-  }
-  return false;
+  words_[c].store(pos + cells_, std::memory_order_release);  // (4): ours since the CAS above
+  lockfree_detail::notify(ctl_->not_full, asym_);
+  return true;
 }
 
 ByteUnblock ByteQueue::unblock() noexcept {

@@ -256,4 +256,25 @@ bool wait_asleep_in_futex(pid_t tid, const void* word, std::chrono::milliseconds
   return true;
 }
 
+char task_state(pid_t pid) {
+  const int fd = ::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[512];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  const std::string stat(buf, static_cast<std::size_t>(n));
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
+}
+
+void Victim::resume() const { ::kill(pid, SIGCONT); }
+
+Victim::~Victim() {
+  if (!reaped) {
+    ::kill(pid, SIGKILL);
+    (void)wait_child(pid, 10s);
+  }
+}
+
 }  // namespace shmkit::test

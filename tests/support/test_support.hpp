@@ -47,6 +47,25 @@ pid_t fork_child(const std::function<int()>& fn);
 ExitStatus wait_child(pid_t pid, std::chrono::milliseconds timeout = 30s);
 ExitStatus run_child(const std::function<int()>& fn, std::chrono::milliseconds timeout = 30s);
 
+// The state letter of /proc/<pid>/stat (R, S, T, Z...); 0 if unreadable.
+char task_state(pid_t pid);
+
+// A forked child that is SIGKILLed and reaped at scope exit unless wait()
+// reaped it before (a failed assertion never leaves a stopped process).
+struct Victim {
+  pid_t pid = -1;
+  bool reaped = false;
+  explicit Victim(const std::function<int()>& fn) : pid(fork_child(fn)) {}
+  Victim(const Victim&) = delete;
+  Victim& operator=(const Victim&) = delete;
+  ExitStatus wait(std::chrono::milliseconds timeout = 20s) {
+    reaped = true;
+    return wait_child(pid, timeout);
+  }
+  void resume() const;  // SIGCONT
+  ~Victim();
+};
+
 struct ProcessResult {
   ExitStatus status;
   std::string out;  // stdout

@@ -531,8 +531,20 @@ PyObject* fast_encode(PyObject* factory, PyObject* obj) {
   PyObject* chunks = PyTuple_GET_ITEM(enc.get(), 2);
   PyObject* buffers = PyTuple_GET_ITEM(enc.get(), 3);
   Ref done(PyObject_CallOneArg(dump, obj));  // runs reducers: any Python code
+  if (!done) {
+    // The pickling error is what the caller sees: reset the pickler with
+    // the error set aside (no Python call may run with one pending).
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    Ref cleared(PyObject_CallNoArgs(clear_memo));
+    (void)PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr);
+    (void)PyList_SetSlice(buffers, 0, PY_SSIZE_T_MAX, nullptr);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return nullptr;
+  }
   Ref cleared(PyObject_CallNoArgs(clear_memo));
-  if (!done || !cleared) {
+  if (!cleared) {
     (void)PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr);
     (void)PyList_SetSlice(buffers, 0, PY_SSIZE_T_MAX, nullptr);
     return nullptr;

@@ -186,7 +186,7 @@ TEST(ByteQueue, AForkWhileAnotherThreadMakesABlockNeverHangsTheChild) {
     std::this_thread::sleep_for(1ms);
     const pid_t child = fork_child([&] {
       q.drop_out_of_line_blocks();
-      const auto m = make_message(2, 0, 5000);  // and a push that makes a block
+      const auto m = make_message(2, 0, 5000);          // and a push that makes a block
       (void)q.try_push(std::span<const std::byte>(m));  // the ring may be full: either is fine
       return 0;
     });

@@ -211,6 +211,62 @@ INSTANTIATE_TEST_SUITE_P(Walk, ByteQueueStep, testing::ValuesIn(cases()), [](con
 // A producer stopped mid-message does not hold up the others: a consumer
 // takes every later message around it, and producers go on until the ring
 // comes round to its cells (then full: documented), then it resumes.
+// A survivor stopped between seeing a dead consumer's claim and taking it
+// over, resumed after another survivor released that record and the ring
+// came round with a new record in the same cells, whose reused block a live
+// consumer holds: the stale survivor touches nothing. (Had it acted on the
+// claim it read, it would have given the held block back, and the next
+// long message would have been written over the bytes the consumer holds.)
+TEST(ByteQueueStop, AStaleSurvivorNeverTouchesALaterRecordsBlock) {
+  const std::string name = unique_name("bq_stale");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096, ByteQueue::Options{.out_of_line_threshold = 1000});  // 64 cells
+  ASSERT_TRUE(q.try_push(std::span<const std::byte>(make_message(kParent, 0, 5000))));        // A, at cell 0
+  {
+    Victim consumer([&] {  // dies holding A: its record and block stay claimed
+      auto mine = ByteQueue::attach(name);
+      fault::arm(Point::byteq_pop_copied, 1, Action::kill);
+      ByteMessage m;
+      (void)mine.try_pop(m);
+      return 3;
+    });
+    ASSERT_EQ(consumer.wait().signal, SIGKILL);
+  }
+  // One-cell messages round the ring up to A's cells.
+  std::uint32_t fillers = 0;
+  while (q.try_push(std::span<const std::byte>(make_message(kParent, 100 + fillers, 40)))) ++fillers;
+  ASSERT_GT(fillers, 60u);
+  Victim survivor([&] {  // sees A's dead claim, then stalls
+    auto mine = ByteQueue::attach(name);
+    fault::arm(Point::byteq_unblock_seen, 1, Action::stop);
+    (void)mine.unblock();
+    return 0;
+  });
+  ASSERT_TRUE(eventually([&] { return task_state(survivor.pid) == 'T'; }, 20s, 1ms));
+  EXPECT_EQ(q.unblock(), ByteUnblock::released_consumer);  // A released, its block given back
+  for (std::uint32_t i = 0; i < fillers; ++i) {
+    ByteMessage m;
+    ASSERT_TRUE(q.try_pop(m));
+    EXPECT_EQ(decode(m.bytes()).seq, 100 + i);
+  }
+  // B: in A's cells, in A's block (reused), held by us.
+  ASSERT_TRUE(q.try_push(std::span<const std::byte>(make_message(kParent, 1, 5000))));
+  ByteMessage b;
+  ASSERT_TRUE(q.try_pop(b));
+  ASSERT_TRUE(b.out_of_line());
+  EXPECT_EQ(out_of_line_left(name), std::vector<std::string>{name + ".o0"}) << "A's block was not reused";
+  survivor.resume();
+  EXPECT_TRUE(survivor.wait().ok());
+  // C: B's block is still held, so C gets another; B's bytes are untouched.
+  ASSERT_TRUE(q.try_push(std::span<const std::byte>(make_message(kParent, 2, 5000))));
+  ByteMessage c;
+  ASSERT_TRUE(q.try_pop(c));
+  const Decoded db = decode(b.bytes()), dc = decode(c.bytes());
+  EXPECT_TRUE(db.intact && db.seq == 1) << "the held message was written over";
+  EXPECT_TRUE(dc.intact && dc.seq == 2);
+  EXPECT_EQ(q.losses(), (ByteQueueLosses{0, 1, 0}));
+}
+
 TEST(ByteQueueStop, StalledProducerIsLookedPastUntilTheRingComesRound) {
   const std::string name = unique_name("bq_lookpast");
   QueueUnlinker u{name};

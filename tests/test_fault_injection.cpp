@@ -537,6 +537,44 @@ void byteq(Point point) {
   expect_nothing_left(name);
 }
 
+// A survivor that saw a dead consumer's claim dies before taking it over:
+// the next survivor releases the record (the dead consumer's message is the
+// one lost, counted once) and the ring turns laps afterwards.
+void byteq_unblock_seen() {
+  const std::string name = unique_name("fi_byteq_ub");
+  auto q = ByteQueue::create(name, 4096);  // 64 cells; these messages take 2
+  auto message = [](std::uint64_t i) { return std::string(100 + i % 10, static_cast<char>('a' + i % 26)); };
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(q.try_push(message(i)));
+  die_at(Point::byteq_pop_copied, [&] {  // a consumer dies holding message 0
+    ByteMessage m;
+    (void)ByteQueue::attach(name).try_pop(m);
+  });
+  ByteMessage m;
+  for (std::uint64_t i = 1; i < 3; ++i) {
+    ASSERT_TRUE(q.try_pop(m));
+    EXPECT_EQ(m.view(), message(i));
+  }
+  // Round the ring to the dead consumer's cells (a producer finds them
+  // there only a lap later), then a survivor dies having seen its claim.
+  std::uint64_t filled = 3;
+  while (q.try_push(message(filled))) ++filled;
+  die_at(Point::byteq_unblock_seen, [&] { (void)ByteQueue::attach(name).unblock(); });
+  EXPECT_EQ(q.unblock(), ByteUnblock::released_consumer);
+  for (std::uint64_t i = 3; i < filled; ++i) {
+    ASSERT_TRUE(q.pop_for(m, 5s)) << "message " << i << " stranded";
+    EXPECT_EQ(m.view(), message(i));
+  }
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    const std::string text = message(i);
+    ASSERT_TRUE(q.push_for(std::as_bytes(std::span(text)), 5s)) << "wedged at " << i;
+    ASSERT_TRUE(q.pop_for(m, 5s));
+    EXPECT_EQ(m.view(), message(i));
+  }
+  EXPECT_EQ(q.losses(), (ByteQueueLosses{0, 1, 0}));
+  q.unlink();
+  expect_nothing_left(name);
+}
+
 void mpmc_push_published() {
   const std::string name = unique_name("fi_mpmc_pub");
   auto q = MpmcQueue<Msg>::create(name, 16);
@@ -771,6 +809,7 @@ const std::map<Point, std::function<void()>>& scenarios() {
       {Point::byteq_pop_won, [] { byteq(Point::byteq_pop_won); }},
       {Point::byteq_pop_copied, [] { byteq(Point::byteq_pop_copied); }},
       {Point::byteq_pop_released, [] { byteq(Point::byteq_pop_released); }},
+      {Point::byteq_unblock_seen, [] { byteq_unblock_seen(); }},
   };
   return table;
 }

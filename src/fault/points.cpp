@@ -67,6 +67,8 @@ constexpr std::array<PointInfo, kPointCount - 1> kPoints{{
     {P::byteq_pop_copied, "byteq_pop_copied", "a ByteQueue message copied out, its cells never released"},
     {P::byteq_pop_released, "byteq_pop_released",
      "a ByteQueue record released, sleeping producers never woken"},
+    {P::byteq_unblock_seen, "byteq_unblock_seen",
+     "a survivor saw a dead ByteQueue consumer's claim and died before taking it over"},
 }};
 
 constexpr bool numbered_in_order() {

@@ -1107,6 +1107,7 @@ std::uint64_t ByteQueue::size() const noexcept {
 // ----------------------------------------------------- dead claimants
 
 bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexcept {
+  SHMKIT_FAULT_POINT(byteq_unblock_seen);
   const std::uint64_t k = cells_of(w);
   const std::uint64_t c = pos & mask_;
   advance(ctl_->head, pos, k);  // it may have died before moving head

@@ -81,8 +81,9 @@ enum class Point : std::uint16_t {
   byteq_pop_won = 35,         // a record claimed; head not yet moved past it
   byteq_pop_copied = 36,      // the bytes copied (out-of-line block unlinked); cells not released
   byteq_pop_released = 37,    // cells released to producers; sleeping producers not woken
+  byteq_unblock_seen = 38,    // a survivor read a dead consumer's claim; not taken over yet
 };
-inline constexpr std::size_t kPointCount = 38;  // one past the last number
+inline constexpr std::size_t kPointCount = 39;  // one past the last number
 
 struct PointInfo {
   Point point;

@@ -165,6 +165,13 @@ TEST(ByteQueue, AForgedTrailerCapacityIsNotBelieved) {
 // block being made, its mutex held): the child's handle starts afresh and
 // never waits for the parent's thread (which the child does not have).
 TEST(ByteQueue, AForkWhileAnotherThreadMakesABlockNeverHangsTheChild) {
+#if defined(SHMKIT_TEST_EMULATED)
+  // Under qemu-user and load, a child forked while the other threads make
+  // and unmap blocks was seen to wait for ever in its first allocation
+  // after the fork, before any of this code's locks (natively this test
+  // passes under the same load).
+  GTEST_SKIP() << "qemu-user does not reproduce fork() of a busy multithreaded process";
+#endif
   const std::string name = unique_name("bq_forkmu");
   QueueUnlinker u{name};
   auto q = ByteQueue::create(name, 1 << 16, ByteQueue::Options{.out_of_line_threshold = 1000});

@@ -104,6 +104,10 @@ constexpr std::uint64_t kTagStep = 8;
 // Longer messages get single-use blocks: a handle keeps at most
 // keep x 256 MiB of /dev/shm between messages.
 constexpr std::size_t kMaxKeptBlock = std::size_t{256} << 20;
+// The sweep of dead producers' blocks reads at most this many /dev/shm
+// entries and checks at most this many of the queue's blocks.
+constexpr std::size_t kSweepEntries = std::size_t{1} << 16;
+constexpr std::size_t kSweepCandidates = 1024;
 
 // The trailer of a mapped reused block, or nullptr if it has none.
 ReusedTrailer* trailer_of(const SharedMemory& m) noexcept {
@@ -357,23 +361,30 @@ struct ByteQueue::Staging {
     static Staging* head = nullptr;
     return head;
   }
+  static void before_fork() { registry_mu().lock(); }
+  static void after_fork_in_parent() { registry_mu().unlock(); }
+  static void after_fork_in_child() {
+    for (Staging* s = registry(); s != nullptr; s = s->next) {
+      new (&s->mu) std::mutex();
+      new (&s->entries) std::vector<Entry>();
+      s->pid = ::getpid();
+      s->swept = false;
+    }
+    registry_mu().unlock();
+  }
+  // prepare: no Staging is being added or removed across the fork; child:
+  // each one starts afresh (its mutex unlocked, no entries; the old vector
+  // is left as it was: the parent's blocks are not ours). Registered with
+  // pthread_once (fork-safe, unlike a function-local static's guard).
+  static void register_atfork() {
+    (void)::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+  }
+  static pthread_once_t& atfork_once() {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;  // constant-initialized: no guard
+    return once;
+  }
   Staging() {
-    static const bool handlers = [] {
-      // prepare: no Staging is being added or removed across the fork;
-      // child: each one starts afresh (its mutex unlocked, no entries; the
-      // old vector is left as it was: the parent's blocks are not ours).
-      return ::pthread_atfork([] { registry_mu().lock(); }, [] { registry_mu().unlock(); },
-                              [] {
-                                for (Staging* s = registry(); s != nullptr; s = s->next) {
-                                  new (&s->mu) std::mutex();
-                                  new (&s->entries) std::vector<Entry>();
-                                  s->pid = ::getpid();
-                                  s->swept = false;
-                                }
-                                registry_mu().unlock();
-                              }) == 0;
-    }();
-    (void)handlers;
+    (void)::pthread_once(&atfork_once(), register_atfork);
     std::lock_guard lk(registry_mu());
     next = registry();
     if (next != nullptr) next->prev = this;
@@ -424,14 +435,19 @@ namespace {
 // across a fork is never given back: the child may still map it, and its
 // bytes must not change under it.
 std::atomic<std::uint64_t> g_forks{0};
+std::atomic<bool> g_forks_counted{false};
+pthread_once_t g_forks_once = PTHREAD_ONCE_INIT;  // fork-safe, unlike a static's guard
+
+void count_fork() { g_forks.fetch_add(1, std::memory_order_relaxed); }
+void register_fork_counter() {
+  g_forks_counted.store(::pthread_atfork(nullptr, count_fork, nullptr) == 0, std::memory_order_relaxed);
+}
 
 std::uint64_t forks_so_far() noexcept {
-  static const bool registered = [] {
-    return ::pthread_atfork(
-               nullptr, [] { g_forks.fetch_add(1, std::memory_order_relaxed); }, nullptr) == 0;
-  }();
+  (void)::pthread_once(&g_forks_once, register_fork_counter);
   // Unregistered (ENOMEM): count every hold as forked, so none is given back.
-  return registered ? g_forks.load(std::memory_order_relaxed) : ~std::uint64_t{0};
+  return g_forks_counted.load(std::memory_order_relaxed) ? g_forks.load(std::memory_order_relaxed)
+                                                         : ~std::uint64_t{0};
 }
 
 }  // namespace
@@ -764,19 +780,29 @@ bool ByteQueue::push_staged(std::span<const std::span<const std::byte>> parts, s
 
 // Unlinks the reused blocks of dead producers that no record names any more
 // (idle or held; a queued one is its consumer's to unlink). Reads each
-// candidate's trailer with pread: nothing is mapped.
+// candidate's trailer with pread: nothing is mapped. The names are listed
+// first, up to a bound, then checked: a scan that checked as it read could
+// chase the new blocks live producers keep making (a directory read sees
+// entries made after it started) and never end.
 void ByteQueue::sweep_dead_producers_blocks() noexcept {
-  std::string prefix;
+  std::vector<std::string> candidates;
   try {
-    prefix = out_of_line_prefix();
+    const std::string prefix = out_of_line_prefix();
+    DIR* d = ::opendir("/dev/shm");
+    if (d == nullptr) return;
+    std::size_t seen = 0;
+    while (const dirent* e = ::readdir(d)) {
+      if (++seen > kSweepEntries) break;
+      if (is_out_of_line_name(e->d_name, prefix)) candidates.emplace_back(e->d_name);
+      if (candidates.size() >= kSweepCandidates) break;
+    }
+    ::closedir(d);
   } catch (...) {
-    return;
+    return;  // no memory: sweep another time
   }
-  DIR* d = ::opendir("/dev/shm");
-  if (d == nullptr) return;
-  while (const dirent* e = ::readdir(d)) {
-    if (!is_out_of_line_name(e->d_name, prefix)) continue;
-    const int fd = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  for (const std::string& n : candidates) {
+    const std::string path = platform::dev_shm_path(n);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) continue;
     struct stat fs {};
     std::uint64_t t[8];  // a ReusedTrailer: magic, state, owner, capacity
@@ -787,9 +813,8 @@ void ByteQueue::sweep_dead_producers_blocks() noexcept {
       dead = (t[1] & kLifeMask) != kQueued && lockfree_detail::claimant_dead(t[2]);
     }
     ::close(fd);
-    if (dead) (void)::unlinkat(::dirfd(d), e->d_name, 0);
+    if (dead) (void)::unlink(path.c_str());
   }
-  ::closedir(d);
 }
 
 bool ByteQueue::wait_room_until(std::size_t bytes,

@@ -24,12 +24,21 @@ void register_in_child() noexcept { (void)membarrier(MEMBARRIER_CMD_REGISTER_GLO
 // Whether the kernel offers GLOBAL_EXPEDITED at all (Linux >= 4.16). Any
 // process may issue it, registered or not: registration only decides whether
 // the process is one of those it interrupts.
+// (Each once-only step below runs under pthread_once, not a function-local
+// static: a fork while another thread is inside one leaves a C++ static's
+// guard "in progress" in the child, which would wait on it for ever;
+// glibc's pthread_once runs the step again there.)
+std::atomic<bool> g_expedited_supported{false};
+pthread_once_t g_expedited_query_once = PTHREAD_ONCE_INIT;
+void query_expedited() {
+  const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+  g_expedited_supported.store(cmds >= 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0,
+                              std::memory_order_relaxed);
+}
+
 bool global_expedited_supported() noexcept {
-  static const bool supported = [] {
-    const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
-    return cmds >= 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
-  }();
-  return supported;
+  (void)::pthread_once(&g_expedited_query_once, query_expedited);
+  return g_expedited_supported.load(std::memory_order_relaxed);
 }
 
 bool register_once() noexcept {
@@ -64,23 +73,26 @@ std::uint64_t draw_token() noexcept {
 }
 
 void redraw_token_in_child() noexcept { process_token_word.store(draw_token(), std::memory_order_relaxed); }
+pthread_once_t g_token_once = PTHREAD_ONCE_INIT;
+void first_token() {
+  process_token_word.store(draw_token(), std::memory_order_relaxed);
+  ::pthread_atfork(nullptr, nullptr, redraw_token_in_child);
+}
+std::atomic<bool> g_asym_available{false};
+pthread_once_t g_asym_once = PTHREAD_ONCE_INIT;
+void register_asym() { g_asym_available.store(register_once(), std::memory_order_relaxed); }
 }  // namespace
 
 // The first process_token() of this process image (and of none of its fork
 // children: the atfork handler has drawn theirs before they run).
 std::uint64_t draw_process_token() noexcept {
-  static const bool registered = [] {
-    process_token_word.store(draw_token(), std::memory_order_relaxed);
-    ::pthread_atfork(nullptr, nullptr, redraw_token_in_child);
-    return true;
-  }();
-  (void)registered;
+  (void)::pthread_once(&g_token_once, first_token);
   return process_token_word.load(std::memory_order_relaxed);
 }
 
 bool asymmetric_fence_available() noexcept {
-  static const bool available = register_once();
-  return available;
+  (void)::pthread_once(&g_asym_once, register_asym);
+  return g_asym_available.load(std::memory_order_relaxed);
 }
 
 // The pairing must hold whatever either side's registration did: a peer

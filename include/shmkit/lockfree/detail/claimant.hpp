@@ -45,13 +45,20 @@ inline std::uint64_t make_claimant_id(pid_t pid, std::uint64_t start) noexcept {
   return (p < kClaimantPidLimit ? p << 32 : 0) | (start & 0xffffffffu);
 }
 
+inline void clear_claimant_id() noexcept { g_claimant_id.store(0, std::memory_order_relaxed); }
+inline void register_claimant_atfork() noexcept {
+  (void)::pthread_atfork(nullptr, nullptr, clear_claimant_id);
+}
+// pthread_once, not a function-local static: a fork while another thread is
+// inside the registration leaves a C++ static's guard "in progress" in the
+// child, which would wait on it for ever; glibc's pthread_once runs it again
+// there (it records the fork generation).
+inline pthread_once_t g_claimant_atfork_once = PTHREAD_ONCE_INIT;
+
 // Slow path of claimant_id(): computes it once per process; a forked child
 // computes its own (the atfork handler clears the cache).
 [[gnu::noinline, gnu::cold]] inline std::uint64_t compute_claimant_id() noexcept {
-  static const bool registered = [] {
-    return ::pthread_atfork(nullptr, nullptr, [] { g_claimant_id.store(0, std::memory_order_relaxed); }) == 0;
-  }();
-  (void)registered;
+  (void)::pthread_once(&g_claimant_atfork_once, register_claimant_atfork);
   const pid_t pid = ::getpid();
   const std::uint64_t id = make_claimant_id(pid, process::start_time(pid));
   // relaxed: a per-process cache of a value every thread computes alike.

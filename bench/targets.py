@@ -25,6 +25,19 @@ METRICS = {
     "table_PSS_MiB": False,
 }
 
+# The Python Queue rows' baselines: (run side, label, how the title names it).
+_MP_QUEUE = ("cpython_mp_queue", "CPython multiprocessing.Queue", "multiprocessing.Queue")
+_RING = ("mutex_condvar_ring", "mutex+condvar shared-memory byte ring (bench model)", "a mutex+condvar byte ring")
+
+
+def _pyqueue(workload, row, baseline, target):
+    """A Python Queue row: shmkit.Queue against `baseline` on python/<row>/."""
+    side, label, named = baseline
+    return dict(group='Python Queue', title=f"{workload}: shmkit.Queue vs {named}",
+                candidate=f"python/{row}/shmkit_queue", baseline=f"python/{row}/{side}",
+                baseline_label=label, goal="at_least", target=target)
+
+
 COMPARISONS = [
     # SharedMemory
     dict(group='SharedMemory', title="create+close+unlink 4 KiB (reserve on)", candidate="BM_Shmkit_CreateCycle/real_time",
@@ -394,27 +407,13 @@ COMPARISONS = [
     # same forked processes, placement and ForkingPickler on both sides; the
     # mutex+condvar ring is bench/python/mutex_condvar_ring.cpp, the design of
     # today's shared-memory drop-ins for multiprocessing.Queue.
-    dict(group='Python Queue', title="1 producer, 1 consumer, a small dict: shmkit.Queue vs multiprocessing.Queue",
-         candidate="python/pyqueue_dict_1p1c/shmkit_queue", baseline="python/pyqueue_dict_1p1c/cpython_mp_queue",
-         baseline_label="CPython multiprocessing.Queue", goal="at_least", target=5.0),
-    dict(group='Python Queue', title="1 producer, 1 consumer, a small dict: shmkit.Queue vs a mutex+condvar byte ring",
-         candidate="python/pyqueue_dict_1p1c/shmkit_queue", baseline="python/pyqueue_dict_1p1c/mutex_condvar_ring",
-         baseline_label="mutex+condvar shared-memory byte ring (bench model)", goal="at_least", target=3.0),
-    dict(group='Python Queue', title="1 producer, 1 consumer, 8-byte bytes: shmkit.Queue vs multiprocessing.Queue",
-         candidate="python/pyqueue_bytes8_1p1c/shmkit_queue", baseline="python/pyqueue_bytes8_1p1c/cpython_mp_queue",
-         baseline_label="CPython multiprocessing.Queue", goal="at_least", target=50.0),
-    dict(group='Python Queue', title="1 producer, 1 consumer, 8-byte bytes: shmkit.Queue vs a mutex+condvar byte ring",
-         candidate="python/pyqueue_bytes8_1p1c/shmkit_queue", baseline="python/pyqueue_bytes8_1p1c/mutex_condvar_ring",
-         baseline_label="mutex+condvar shared-memory byte ring (bench model)", goal="at_least", target=None),
-    dict(group='Python Queue', title="2 producers, 2 consumers, a small dict: shmkit.Queue vs multiprocessing.Queue",
-         candidate="python/pyqueue_dict_2p2c/shmkit_queue", baseline="python/pyqueue_dict_2p2c/cpython_mp_queue",
-         baseline_label="CPython multiprocessing.Queue", goal="at_least", target=5.0),
-    dict(group='Python Queue', title="2 producers, 2 consumers, a small dict: shmkit.Queue vs a mutex+condvar byte ring",
-         candidate="python/pyqueue_dict_2p2c/shmkit_queue", baseline="python/pyqueue_dict_2p2c/mutex_condvar_ring",
-         baseline_label="mutex+condvar shared-memory byte ring (bench model)", goal="at_least", target=None),
-    dict(group='Python Queue', title="a 16 MiB numpy array put, then got in another process: shmkit.Queue vs multiprocessing.Queue",
-         candidate="python/pyqueue_numpy16m/shmkit_queue", baseline="python/pyqueue_numpy16m/cpython_mp_queue",
-         baseline_label="CPython multiprocessing.Queue", goal="at_least", target=10.0),
+    _pyqueue("1 producer, 1 consumer, a small dict", "pyqueue_dict_1p1c", _MP_QUEUE, 5.0),
+    _pyqueue("1 producer, 1 consumer, a small dict", "pyqueue_dict_1p1c", _RING, 3.0),
+    _pyqueue("1 producer, 1 consumer, 8-byte bytes", "pyqueue_bytes8_1p1c", _MP_QUEUE, 50.0),
+    _pyqueue("1 producer, 1 consumer, 8-byte bytes", "pyqueue_bytes8_1p1c", _RING, None),
+    _pyqueue("2 producers, 2 consumers, a small dict", "pyqueue_dict_2p2c", _MP_QUEUE, 5.0),
+    _pyqueue("2 producers, 2 consumers, a small dict", "pyqueue_dict_2p2c", _RING, None),
+    _pyqueue("a 16 MiB numpy array put, then got in another process", "pyqueue_numpy16m", _MP_QUEUE, 10.0),
     dict(group='Python Queue', title="the baseline itself (information): mutex+condvar ring vs multiprocessing.Queue, 1P1C small dict",
          candidate="python/pyqueue_dict_1p1c/mutex_condvar_ring", baseline="python/pyqueue_dict_1p1c/cpython_mp_queue",
          baseline_label="CPython multiprocessing.Queue", goal="at_least", target=None),

@@ -667,6 +667,17 @@ bool ByteQueue::push_ref(std::span<const std::span<const std::byte>> body, std::
   return ok;
 }
 
+// A new out-of-line block of `bytes` (named from the queue's counter, into
+// `name`), untracked and reserved, with the queue block's permission bits.
+SharedMemory ByteQueue::make_out_of_line_block(std::size_t bytes, std::string& name) {
+  name = out_of_line_prefix() +
+         std::to_string(ctl_->out_of_line_counter.fetch_add(1, std::memory_order_relaxed));
+  SharedMemory::Options o;
+  struct stat st {};
+  o.mode = ::fstat(block_.shm.fd(), &st) == 0 ? (st.st_mode & 0777) : 0600;
+  return SharedMemory::create(name, bytes, o);
+}
+
 bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> parts, std::size_t length,
                                  const std::optional<std::chrono::steady_clock::time_point>& deadline,
                                  bool wait) {
@@ -675,13 +686,9 @@ bool ByteQueue::push_out_of_line(std::span<const std::span<const std::byte>> par
     staging_->forget_if_forked();
     if (staging_->keep > 0 && length <= kMaxKeptBlock) return push_staged(parts, length, deadline, wait);
   }
-  const std::string block_name = out_of_line_prefix() + std::to_string(ctl_->out_of_line_counter.fetch_add(
-                                                            1, std::memory_order_relaxed));
-  SharedMemory::Options o;
-  struct stat st {};
-  o.mode = ::fstat(block_.shm.fd(), &st) == 0 ? (st.st_mode & 0777) : 0600;
+  std::string block_name;
   {
-    SharedMemory m = SharedMemory::create(block_name, std::max<std::size_t>(length, 1), o);
+    SharedMemory m = make_out_of_line_block(std::max<std::size_t>(length, 1), block_name);
     gather(m.buf().data(), parts);
   }  // unmapped: the consumer maps it again
   const auto ref = std::as_bytes(std::span<const char>(block_name.data(), block_name.size()));
@@ -728,17 +735,12 @@ bool ByteQueue::push_staged(std::span<const std::span<const std::byte>> parts, s
       st.swept = true;
     }
     st.entries.reserve(st.entries.size() + 1);  // no throw after the block exists
-    block_name = out_of_line_prefix() +
-                 std::to_string(ctl_->out_of_line_counter.fetch_add(1, std::memory_order_relaxed));
-    SharedMemory::Options o;
-    struct stat fs {};
-    o.mode = ::fstat(block_.shm.fd(), &fs) == 0 ? (fs.st_mode & 0777) : 0600;
     const std::size_t page = 4096;
     if (length > SIZE_MAX - 2 * page) throw std::length_error("shmkit: ByteQueue message too long");
     const std::size_t capacity =
         (length + sizeof(ReusedTrailer) + page - 1) / page * page - sizeof(ReusedTrailer);
     map =
-        std::make_shared<SharedMemory>(SharedMemory::create(block_name, capacity + sizeof(ReusedTrailer), o));
+        std::make_shared<SharedMemory>(make_out_of_line_block(capacity + sizeof(ReusedTrailer), block_name));
     t = new (map->buf().data() + capacity) ReusedTrailer{};
     t->magic = kTrailerMagic;
     t->owner = lockfree_detail::claimant_id();

@@ -405,6 +405,7 @@ class ByteQueue {
   void release_record(std::uint64_t pos, std::uint64_t cells) noexcept;
   bool release_dead_consumer(std::uint64_t pos, std::uint64_t word) noexcept;
   void sweep_dead_producers_blocks() noexcept;
+  SharedMemory make_out_of_line_block(std::size_t bytes, std::string& name);
   bool push_staged(std::span<const std::span<const std::byte>> parts, std::size_t length,
                    const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
   bool push_ref(std::span<const std::span<const std::byte>> body, std::uint32_t flags, std::uint64_t length,

@@ -596,8 +596,14 @@ bool ByteQueue::push_record(std::span<const std::span<const std::byte>> parts, s
       // (2) release: a plain store; no one else writes a live claimant's word.
       words_[c].store(pos + 1, std::memory_order_release);
       SHMKIT_FAULT_POINT(byteq_push_published);
-      lockfree_detail::notify(ctl_->not_empty, asym_);
-      ring_bell();
+      // (3) one fence for both checks: the sleepers' word (pairs with (2))
+      // and the doorbell's arming (pairs with the full fence in
+      // doorbell_fd() and settle_doorbell()).
+      lockfree_detail::light_fence(asym_);
+      lockfree_detail::wake_sleepers(ctl_->not_empty);
+      // relaxed: ordered by (3).
+      if (ctl_->bell_armed.load(std::memory_order_relaxed) != 0) [[unlikely]]
+        ring_bell();
       return true;
     }
     const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
@@ -1296,7 +1302,7 @@ int ByteQueue::doorbell_fd() {
   if (bell_armed_by_ != ::getpid()) {  // not yet, or armed by the parent this copy was forked from
     bell_armed_by_ = ::getpid();
     ctl_->bell_armed.fetch_add(1, std::memory_order_relaxed);
-    lockfree_detail::full_fence();  // pairs with the producers' fence in ring_bell()
+    lockfree_detail::full_fence();  // pairs with the producers' fence (3) before they read bell_armed
     if (has_message()) {
       ctl_->bell_rung.store(1, std::memory_order_relaxed);
       const char b = 1;
@@ -1306,9 +1312,8 @@ int ByteQueue::doorbell_fd() {
   return bell_fd_;
 }
 
+// A push that found the bell armed, after its fence (3).
 void ByteQueue::ring_bell() noexcept {
-  lockfree_detail::light_fence(asym_);  // pairs with the heavy fence in doorbell_fd/settle_doorbell
-  if (ctl_->bell_armed.load(std::memory_order_relaxed) == 0) return;
   if (ctl_->bell_rung.exchange(1, std::memory_order_acq_rel) != 0) return;
   if (bell_fd_ < 0) bell_fd_ = ::open(bell_path(name()).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (bell_fd_ < 0) return;

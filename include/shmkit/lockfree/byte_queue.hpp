@@ -410,7 +410,7 @@ class ByteQueue {
                    const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
   bool push_ref(std::span<const std::span<const std::byte>> body, std::uint32_t flags, std::uint64_t length,
                 const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
-  void ring_bell() noexcept;
+  [[gnu::cold]] void ring_bell() noexcept;
   std::string out_of_line_prefix() const;
 
   TypedBlock block_;

@@ -122,10 +122,10 @@ struct alignas(64) WaitSlot {
 };
 static_assert(sizeof(WaitSlot) == 64, "a WaitSlot fills one cache line");
 
-// Notifier side; call after the release store that publishes.
-inline void notify(WaitSlot& w, bool asym) noexcept {
-  light_fence(asym);  // (3) pairs with (2)
-  // relaxed: ordered by (3).
+// Notifier side, after its fence (3): for a notifier that checks more than
+// one word after one fence (notify() is the usual form).
+inline void wake_sleepers(WaitSlot& w) noexcept {
+  // relaxed: ordered by the caller's (3).
   if (w.sleepers.load(std::memory_order_relaxed) != 0) {
     w.sleepers.store(0, std::memory_order_relaxed);
     // (4) release: pairs with (1); a sleeper that reads the new seq also
@@ -133,6 +133,12 @@ inline void notify(WaitSlot& w, bool asym) noexcept {
     w.seq.fetch_add(1, std::memory_order_release);
     futex_wake_all(w.seq);
   }
+}
+
+// Notifier side; call after the release store that publishes.
+inline void notify(WaitSlot& w, bool asym) noexcept {
+  light_fence(asym);  // (3) pairs with (2)
+  wake_sleepers(w);
 }
 
 // Runs `attempt` (a try_ operation returning true on success) until it

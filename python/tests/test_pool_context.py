@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -235,8 +236,85 @@ def test_pool_terminate_stops_a_long_map():
     r = p.map_async(time.sleep, [0.05] * 2000, chunksize=1)
     p.terminate()
     p.join()
-    assert not r.ready() or not r.successful() or True  # (terminated: the result is never set)
+    assert not r.ready()  # terminated: the result is never set
     assert all(not w.is_alive() for w in p._pool)
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("this task argument cannot be pickled")
+
+
+def _len_after(path, data):
+    """Waits (up to 60 s) until `path` exists, then returns len(data)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return len(data)
+
+
+class _RecordingTaskQueue:
+    """Stands in for a pool's _taskqueue in the pool's own methods (its
+    task-handler thread keeps the real one): records what goes through it."""
+
+    def __init__(self, q):
+        self.q = q
+        self.items = []
+
+    def put(self, item):
+        self.items.append(item)
+        self.q.put(item)
+
+    def empty(self):
+        return self.q.empty()
+
+
+def test_apply_async_puts_its_task_itself_and_keeps_stdlibs_promises():
+    with shmkit.get_context("fork").Pool(1) as p:
+        rec = p._taskqueue = _RecordingTaskQueue(p._taskqueue)
+        # An idle pool: apply's task goes from this thread into the task
+        # queue, not through the task-handler thread; map's go through it.
+        assert p.apply(sqr, (3,)) == 9 and p.apply_async(mul, (2, 5)).get(60) == 10
+        assert rec.items == []
+        assert p.map(sqr, range(3)) == [0, 1, 4] and len(rec.items) == 1
+        ours = []
+        r = p.apply_async(sqr, (_Unpicklable(),), error_callback=ours.append)
+        with pytest.raises(TypeError, match="cannot be pickled") as got:
+            r.get(60)
+        assert not r.successful() and ours == [got.value]
+        assert p.apply(sqr, (4,)) == 16  # the pool goes on
+    p.join()
+    # multiprocessing's Pool reports the same error the same way.
+    with multiprocessing.get_context("fork").Pool(1) as std:
+        theirs = []
+        r = std.apply_async(sqr, (_Unpicklable(),), error_callback=theirs.append)
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            r.get(60)
+        assert len(theirs) == 1 and type(theirs[0]) is type(ours[0])
+    std.join()
+
+
+def test_apply_async_never_waits_for_room_in_the_task_queue(tmp_path):
+    gate = str(tmp_path / "gate")
+    data = b"x" * (256 << 10)  # 64 of these are 4x the task queue's 4 MiB ring
+    with shmkit.get_context("fork").Pool(1) as p:
+        rec = p._taskqueue = _RecordingTaskQueue(p._taskqueue)
+        results = []
+
+        def submit():
+            for _ in range(64):
+                results.append(p.apply_async(_len_after, (gate, data)))
+
+        t = threading.Thread(target=submit)
+        t.start()
+        t.join(60)
+        # The worker waits for the gate: the ring filled, and the rest went
+        # to the task-handler thread (which waits for room in its place).
+        assert not t.is_alive(), "apply_async waited for room in the task queue"
+        assert len(results) == 64 and rec.items
+        open(gate, "w").close()
+        assert [r.get(60) for r in results] == [len(data)] * 64
+    p.join()
 
 
 def test_pool_given_a_stdlib_context_uses_shmkits():

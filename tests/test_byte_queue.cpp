@@ -306,6 +306,68 @@ TEST(ByteQueue, GatherOfPartsIsOneMessage) {
   EXPECT_EQ(m.view(), a + b + c);
 }
 
+// A sink that leaves a leading tag out: given the first byte of each
+// in-ring message, it receives the rest (never more skipped than the
+// message holds); out-of-line messages are adopted whole, unasked.
+TEST(ByteQueue, ASinkMayLeaveLeadingBytesOut) {
+  class TagSink final : public ByteSink {
+   public:
+    explicit TagSink(std::size_t want) : want_(want) {}
+    std::size_t skip(std::byte first) noexcept override {
+      firsts.push_back(std::to_integer<int>(first));
+      return want_;
+    }
+    std::byte* reserve(std::size_t n) noexcept override {
+      got.assign(n, std::byte{0});
+      return got.data();
+    }
+    void adopt(OutOfLineBlock&& b) noexcept override {
+      got.clear();
+      adopted = b.size();
+    }
+    std::vector<int> firsts;
+    std::vector<std::byte> got;
+    std::size_t adopted = 0;
+
+   private:
+    std::size_t want_;
+  };
+  const std::string name = unique_name("bq_skip");
+  QueueUnlinker u{name};
+  ByteQueue::Options o;
+  o.out_of_line_threshold = 100;
+  auto q = ByteQueue::create(name, 1 << 16, o);
+  auto push = [&](std::string_view s) { ASSERT_TRUE(q.try_push(std::as_bytes(std::span(s)))); };
+  auto text = [](const std::vector<std::byte>& v) {
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size());
+  };
+  push("\x01tagged");
+  TagSink one(1);
+  ASSERT_EQ(q.try_pop(one), BytePop::ok);
+  EXPECT_EQ(one.firsts, std::vector<int>{1});
+  EXPECT_EQ(text(one.got), "tagged");
+  push("ab");
+  TagSink greedy(1000);  // more than the message: all of it, nothing received
+  ASSERT_EQ(q.try_pop(greedy), BytePop::ok);
+  EXPECT_EQ(greedy.firsts, std::vector<int>{'a'});
+  EXPECT_TRUE(greedy.got.empty());
+  push("");
+  TagSink empty(1);  // no first byte to show: not asked
+  ASSERT_EQ(q.try_pop(empty), BytePop::ok);
+  EXPECT_TRUE(empty.firsts.empty());
+  EXPECT_TRUE(empty.got.empty());
+  const std::string big(500, 'z');
+  push(big);
+  TagSink ool(1);  // out of line: adopted whole, skip never asked
+  ASSERT_EQ(q.try_pop(ool), BytePop::ok);
+  EXPECT_TRUE(ool.firsts.empty());
+  EXPECT_EQ(ool.adopted, big.size());
+  push("plain");
+  ByteMessage m;  // the default sink leaves nothing out
+  ASSERT_TRUE(q.try_pop(m));
+  EXPECT_EQ(m.view(), "plain");
+}
+
 TEST(ByteQueue, FullRingRefusesAndTimedPushWaits) {
   const std::string name = unique_name("bq_full");
   QueueUnlinker u{name};

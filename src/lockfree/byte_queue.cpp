@@ -346,6 +346,9 @@ struct ByteQueue::Staging {
   pid_t pid = ::getpid();  // entries belong to this process (a fork child starts empty)
   bool swept = false;      // dead producers' blocks were looked for once
   std::vector<Entry> entries;
+  // When a waiting consumer of this handle last ran unblock's producers'
+  // side (steady clock, ns; unblock_waiting_consumer()).
+  std::atomic<std::int64_t> producers_side_ns{0};
 
   // Every Staging of the process, so that a forked child can reset them:
   // another thread may hold a Staging's mutex (or be changing its entries)
@@ -826,16 +829,25 @@ void ByteQueue::sweep_dead_producers_blocks() noexcept {
 }
 
 bool ByteQueue::wait_room_until(std::size_t bytes,
-                                std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+                                std::optional<std::chrono::steady_clock::time_point> deadline,
+                                bool spin) noexcept {
   const std::size_t length = bytes > threshold_ ? 8 + kMaxQueueName + 24 : bytes;
   const std::uint64_t k1 = div_up(kRecordHeader + length, kCell);
+  // A long message needs many cells (8193 for 512 KiB), and this check runs
+  // at every look of the spin and after every sleep: it resumes where the
+  // last look at the same tail stopped. Cells found free behind an
+  // unclaimed tail stay free until a producer claims at tail (only cells a
+  // consumer frees change, to free), so only cell 0 is looked at again.
+  std::uint64_t seen_pos = 0, seen_free = 0;  // cells seen_pos + [0, seen_free) were free
   auto room = [&] {
     const std::uint64_t pos = ctl_->tail.load(std::memory_order_acquire);
     const std::uint64_t c = pos & mask_;
     const std::uint64_t k = c + k1 > cells_ ? (cells_ - c) + div_up(length, kCell) : k1;
-    for (std::uint64_t j = 0; j < k; ++j) {
+    for (std::uint64_t j = 0; j < k; j = (j == 0 && pos == seen_pos && seen_free > 1) ? seen_free : j + 1) {
       const std::uint64_t w = words_[(pos + j) & mask_].load(std::memory_order_acquire);
       if (w != pos + j) {
+        seen_pos = pos;
+        seen_free = j;
         // A producer's claim of this lap at tail: tail moves on (we help it), look again.
         return j == 0 && is_claim(w) && (kind_of(w) == kProducer || kind_of(w) == kSkipped) &&
                lap_bits(w) == ((pos >> lap_shift_) & kLapMask);
@@ -843,7 +855,7 @@ bool ByteQueue::wait_room_until(std::size_t bytes,
     }
     return true;
   };
-  if (spin_then_yield(room)) return true;
+  if (spin ? spin_then_yield(room) : room()) return true;
   return lockfree_detail::sleep_until(
       ctl_->not_full, room, deadline, [&] { (void)unblock(); }, asym_);
 }
@@ -889,6 +901,7 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
       std::string block_name;
       ReusedTrailer* trailer = nullptr;  // a reused block's
       std::uint64_t ool_size = 0, ool_tag = 0;
+      std::uint64_t lead = 0;  // the leading bytes the sink leaves out
       bool corrupt = false;
       if (!skipped) {
         hd = load_header(rec);
@@ -935,8 +948,12 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
             }
           }
         } else {
-          dst = sink.reserve(static_cast<std::size_t>(hd.length));
-          if (dst == nullptr && hd.length != 0) return BytePop::no_memory;
+          if (hd.length != 0) {
+            const std::byte* src = wrap ? data_ : rec + kRecordHeader;
+            lead = std::min<std::uint64_t>(sink.skip(src[0]), hd.length);
+          }
+          dst = sink.reserve(static_cast<std::size_t>(hd.length - lead));
+          if (dst == nullptr && hd.length != lead) return BytePop::no_memory;
         }
       }
       const std::uint64_t kind = skipped ? kConsumerOfSkipped : kConsumer;
@@ -973,8 +990,8 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
           if (give_back == nullptr) (void)::unlink(platform::dev_shm_path(block->name()).c_str());
           sink.adopt(OutOfLineBlock(std::move(*block), static_cast<std::size_t>(ool_size), give_back,
                                     ool_tag | kHeld));
-        } else if (hd.length != 0) {
-          std::memcpy(dst, (hd.flags & kWrapped) ? data_ : rec + kRecordHeader, hd.length);
+        } else if (hd.length != lead) {
+          std::memcpy(dst, ((hd.flags & kWrapped) ? data_ : rec + kRecordHeader) + lead, hd.length - lead);
         }
         delivered = true;
       }
@@ -1085,11 +1102,12 @@ bool ByteQueue::pop_until_opt(ByteMessage& out,
   }
 }
 
-bool ByteQueue::wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept {
+bool ByteQueue::wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline,
+                                   bool spin) noexcept {
   auto attempt = [&] { return has_message(); };
-  if (spin_then_yield(attempt)) return true;
+  if (spin ? spin_then_yield(attempt) : attempt()) return true;
   return lockfree_detail::sleep_until(
-      ctl_->not_empty, attempt, deadline, [&] { (void)unblock(); }, asym_);
+      ctl_->not_empty, attempt, deadline, [&] { (void)unblock_waiting_consumer(); }, asym_);
 }
 
 bool ByteQueue::has_message() const noexcept {
@@ -1213,12 +1231,38 @@ bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexce
 }
 
 ByteUnblock ByteQueue::unblock() noexcept {
-  // Consumers' side: a dead producer's claim between head and tail (the
-  // first few live ones are looked past; each check reads /proc).
+  const ByteUnblock r = unblock_consumers_side();
+  return r != ByteUnblock::none ? r : unblock_producers_side();
+}
+
+ByteUnblock ByteQueue::unblock_waiting_consumer() noexcept {
+  const ByteUnblock r = unblock_consumers_side();
+  if (r != ByteUnblock::none) return r;
+  // The producers' side reads every free cell from tail on, up to the
+  // ring's size (65536 loads for the default 4 MiB ring): between every
+  // sleep of every idle consumer that was most of its CPU. Producers that
+  // wait for room run it themselves between their sleeps; consumers, for
+  // producers that do not wait, every kProducersSideEvery.
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  // relaxed: a hint shared by the threads of this handle; a race runs it twice.
+  if (now - staging_->producers_side_ns.load(std::memory_order_relaxed) < kProducersSideEvery.count())
+    return ByteUnblock::none;
+  staging_->producers_side_ns.store(now, std::memory_order_relaxed);
+  return unblock_producers_side();
+}
+
+ByteUnblock ByteQueue::unblock_consumers_side() noexcept {
+  // A dead producer's claim between head and tail (the first few live ones
+  // are looked past; each check reads /proc). Claims are made at tail only,
+  // so none lies past the tail read here (a later one is not stuck yet).
+  std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);      // (9)
+  const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
   {
-    std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);  // (9)
     int checked = 0;
-    for (std::uint64_t steps = 0; steps <= cells_ && checked < 8; ++steps) {
+    for (std::uint64_t steps = 0; steps <= cells_ && checked < 8 && static_cast<std::int64_t>(pos - t) <= 0;
+         ++steps) {
       const std::uint64_t c = pos & mask_;
       const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
       const std::uint64_t w = words_[c].load(std::memory_order_acquire);  // (7)
@@ -1251,8 +1295,12 @@ ByteUnblock ByteQueue::unblock() noexcept {
       pos += cells_of(w);
     }
   }
-  // Producers' side: the first cell at or after tail still held by the
-  // previous lap; walk back over its record's inner cells to its first.
+  return ByteUnblock::none;
+}
+
+ByteUnblock ByteQueue::unblock_producers_side() noexcept {
+  // The first cell at or after tail still held by the previous lap; walk
+  // back over its record's inner cells to its first.
   {
     const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
     std::uint64_t x = t;

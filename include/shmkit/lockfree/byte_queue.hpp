@@ -49,7 +49,9 @@
 //     or calls unblock(): a dead producer's record is skipped (its cells are
 //     released unread) as soon as a consumer waits; a dead consumer's record
 //     (behind head: it blocks no consumer) is released, and its out-of-line
-//     block unlinked, when a producer comes round to its cells a lap later.
+//     block unlinked, when a producer comes round to its cells a lap later
+//     and waits (waiting consumers look for it too, at most every
+//     kProducersSideEvery per handle, for producers that only try).
 //     head is only a hint: records may be taken and released ahead of it,
 //     and producers may reuse released cells before head passes them; a
 //     scan from head steps over such cells. What is lost is at most the one message
@@ -250,6 +252,18 @@ class ByteSink {
   // Room for an in-ring message of n bytes, or nullptr (out of memory: the
   // message stays in the queue).
   virtual std::byte* reserve(std::size_t n) noexcept = 0;
+  // How many leading bytes of an in-ring message of at least one byte to
+  // leave out of what reserve() receives (at most the message's length),
+  // given its first byte as the ring holds it just before the copy: a
+  // leading tag the sink interprets itself. Called before reserve(), once
+  // per record tried (a pop that loses its record to another consumer
+  // calls it again for the next). Another process can rewrite the byte
+  // after the call: the sink must take whatever the copy then holds.
+  // Default: none.
+  virtual std::size_t skip(std::byte first) noexcept {
+    (void)first;
+    return 0;
+  }
   // An out-of-line message, as its block.
   virtual void adopt(OutOfLineBlock&& block) noexcept = 0;
 
@@ -362,11 +376,14 @@ class ByteQueue {
   // Waits (spin, then futex slices, running unblock() between them) until
   // a message seems to be there (true) or the deadline passes (false;
   // nullopt: no deadline). For bindings that pop with try_pop(ByteSink&)
-  // and wait without holding their own locks.
-  bool wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
+  // and wait without holding their own locks. spin = false skips the spin
+  // (about 30 us of CPU): for the later calls of a wait cut into slices
+  // (to look for signals between them), which spun in its first.
+  bool wait_message_until(std::optional<std::chrono::steady_clock::time_point> deadline,
+                          bool spin = true) noexcept;
   // Likewise until a message of `bytes` bytes would seem to fit.
-  bool wait_room_until(std::size_t bytes,
-                       std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
+  bool wait_room_until(std::size_t bytes, std::optional<std::chrono::steady_clock::time_point> deadline,
+                       bool spin = true) noexcept;
 
   // Whether a published message is there now (a snapshot).
   bool has_message() const noexcept;
@@ -411,6 +428,12 @@ class ByteQueue {
   bool push_ref(std::span<const std::span<const std::byte>> body, std::uint32_t flags, std::uint64_t length,
                 const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
   [[gnu::cold]] void ring_bell() noexcept;
+  ByteUnblock unblock_consumers_side() noexcept;
+  ByteUnblock unblock_producers_side() noexcept;
+  // What a consumer's wait runs between its sleeps: unblock(), its
+  // producers' side at most every kProducersSideEvery per handle.
+  ByteUnblock unblock_waiting_consumer() noexcept;
+  static constexpr std::chrono::nanoseconds kProducersSideEvery = std::chrono::milliseconds(100);
   std::string out_of_line_prefix() const;
 
   TypedBlock block_;

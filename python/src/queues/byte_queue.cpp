@@ -163,11 +163,19 @@ PyGetSetDef message_getset[] = {{"released", message_get_released, nullptr, null
 // Receives one popped message: an in-ring one into a new bytes (or
 // bytearray) object, an out-of-line one as its mapping. Used with the GIL
 // held (try_pop runs with it).
+// put_obj/get_obj's message tags: a `bytes` object's bytes follow
+// kTagBytes; a pickle (protocol 2+) starts with kTagPickle.
+constexpr unsigned char kTagBytes = 1;
+constexpr unsigned char kTagPickle = 0x80;
+
 class PySink final : public shmkit::ByteSink {
  public:
   // writable: an in-ring message as a bytearray (else bytes); ool_writable:
-  // an out-of-line one as a writable ByteMessage.
-  PySink(bool writable, bool ool_writable) noexcept : writable_(writable), ool_writable_(ool_writable) {}
+  // an out-of-line one as a writable ByteMessage; strip_bytes_tag: an
+  // in-ring message that starts with kTagBytes as the bytes after the tag
+  // (stripped() says it was; get_obj's `bytes`, copied once).
+  PySink(bool writable, bool ool_writable, bool strip_bytes_tag = false) noexcept
+      : writable_(writable), ool_writable_(ool_writable), strip_bytes_tag_(strip_bytes_tag) {}
   ~PySink() { Py_XDECREF(obj_); }
   PySink(const PySink&) = delete;
   PySink& operator=(const PySink&) = delete;
@@ -181,10 +189,17 @@ class PySink final : public shmkit::ByteSink {
     if (obj_ == nullptr) return nullptr;  // MemoryError set: the message stays queued
     return reinterpret_cast<std::byte*>(writable_ ? PyByteArray_AS_STRING(obj_) : PyBytes_AS_STRING(obj_));
   }
+  std::size_t skip(std::byte first) noexcept override {
+    stripped_ = strip_bytes_tag_ && first == std::byte{kTagBytes};
+    return stripped_ ? 1 : 0;
+  }
   void adopt(shmkit::OutOfLineBlock&& block) noexcept override {
     Py_CLEAR(obj_);
+    stripped_ = false;
     block_.emplace(std::move(block));
   }
+  // Whether the delivered message is a `bytes` object without its tag.
+  bool stripped() const noexcept { return stripped_ && obj_ != nullptr; }
 
   // The delivered message as a Python object (after BytePop::ok).
   PyObject* result() {
@@ -200,12 +215,15 @@ class PySink final : public shmkit::ByteSink {
   // After a pop that delivered nothing: drop what reserve() made.
   void discard() noexcept {
     Py_CLEAR(obj_);
+    stripped_ = false;
     block_.reset();
   }
 
  private:
   bool writable_;
   bool ool_writable_;
+  bool strip_bytes_tag_;
+  bool stripped_ = false;
   PyObject* obj_ = nullptr;
   std::optional<shmkit::OutOfLineBlock> block_;
 };
@@ -356,8 +374,9 @@ PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double 
   Waiting guard(self->waiting);
   int wakes = 0;
   for (;;) {
-    const int w =
-        wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_room_until(total, end); });
+    const int w = wait_sliced(deadline, [&, spin = true](Clock::time_point end) mutable {
+      return q->wait_room_until(total, end, std::exchange(spin, false));  // spins in the first slice only
+    });
     if (w < 0) return nullptr;
     r = push_once(self, parts);
     if (r == 1) Py_RETURN_NONE;
@@ -380,15 +399,21 @@ void after_pop(ByteQueueObj* self) {
 
 // Pops one message (bytes/bytearray or a ByteMessage, per the flags),
 // waiting up to `timeout` when `block`; queue.Empty. The handle is open.
-PyObject* pop_message(ByteQueueObj* self, bool block, double timeout, bool writable, bool ool_writable) {
+// strip_bytes_tag: as PySink's; *stripped (when given) says whether the
+// result is such a message.
+PyObject* pop_message(ByteQueueObj* self, bool block, double timeout, bool writable, bool ool_writable,
+                      bool strip_bytes_tag = false, bool* stripped = nullptr) {
   if (!check_open(self)) return nullptr;
-  PySink sink(writable, ool_writable);
+  PySink sink(writable, ool_writable, strip_bytes_tag);
+  auto deliver = [&] {
+    after_pop(self);
+    if (stripped != nullptr) *stripped = sink.stripped();
+    return sink.result();
+  };
   shmkit::ByteQueue* q = self->q;
   shmkit::BytePop p = q->try_pop(sink);
-  if (p == shmkit::BytePop::ok) [[likely]] {
-    after_pop(self);
-    return sink.result();
-  }
+  if (p == shmkit::BytePop::ok) [[likely]]
+    return deliver();
   sink.discard();
   if (p == shmkit::BytePop::no_memory) {
     if (!PyErr_Occurred()) PyErr_NoMemory();
@@ -402,13 +427,12 @@ PyObject* pop_message(ByteQueueObj* self, bool block, double timeout, bool writa
   Waiting guard(self->waiting);
   int wakes = 0;
   for (;;) {
-    const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_message_until(end); });
+    const int w = wait_sliced(deadline, [&, spin = true](Clock::time_point end) mutable {
+      return q->wait_message_until(end, std::exchange(spin, false));  // spins in the first slice only
+    });
     if (w < 0) return nullptr;
     p = q->try_pop(sink);
-    if (p == shmkit::BytePop::ok) {
-      after_pop(self);
-      return sink.result();
-    }
+    if (p == shmkit::BytePop::ok) return deliver();
     sink.discard();
     if (p == shmkit::BytePop::no_memory) {
       if (!PyErr_Occurred()) PyErr_NoMemory();
@@ -456,9 +480,6 @@ PyObject* bq_get_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, P
 // starts with kTagPickle (a pickle, protocol 2+) is unpickled here with
 // loads; any other goes to decode(msg). Timeouts as multiprocessing's
 // (negative: 0).
-
-constexpr unsigned char kTagBytes = 1;
-constexpr unsigned char kTagPickle = 0x80;
 
 bool check_codec(ByteQueueObj* self) {
   if (self->encode == nullptr) {
@@ -601,8 +622,10 @@ PyObject* bq_get_obj(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
     return nullptr;
   }
   // (clamp: block=False is a timeout of 0, a wait that gives up at once.)
-  Ref msg(pop_message(self, block || timeout != 0.0, timeout, false, true));
+  bool stripped = false;
+  Ref msg(pop_message(self, block || timeout != 0.0, timeout, false, true, true, &stripped));
   if (!msg) return nullptr;
+  if (stripped) return msg.release();  // a `bytes` object, its tag left in the ring
   if (PyBytes_CheckExact(msg.get()) && PyBytes_GET_SIZE(msg.get()) > 0) {
     const auto* b = reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(msg.get()));
     if (b[0] == kTagPickle) return PyObject_CallOneArg(self->loads, msg.get());
@@ -628,7 +651,9 @@ PyObject* bq_wait_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, 
   const Clock::time_point deadline = deadline_for(timeout);
   Waiting guard(self->waiting);
   for (;;) {
-    const int w = wait_sliced(deadline, [&](Clock::time_point end) { return q->wait_message_until(end); });
+    const int w = wait_sliced(deadline, [&, spin = true](Clock::time_point end) mutable {
+      return q->wait_message_until(end, std::exchange(spin, false));  // spins in the first slice only
+    });
     if (w < 0) return nullptr;
     if (q->has_message()) Py_RETURN_TRUE;
     if (w == 1 && PyErr_CheckSignals() < 0) return nullptr;

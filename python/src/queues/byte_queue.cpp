@@ -320,15 +320,18 @@ int after_empty_wake(shmkit::ByteQueue* q, int& wakes) {
 
 // One try_push: 1 pushed, 0 no room, -1 error (an out-of-line block could
 // not be made). Long messages are copied without the GIL.
-int push_once(ByteQueueObj* self, const Parts& parts) {
+// One message, the concatenation of `spans` (`total` bytes in all).
+using Spans = std::span<const std::span<const std::byte>>;
+
+int push_once(ByteQueueObj* self, Spans spans, std::size_t total) {
   shmkit::ByteQueue* q = self->q;
   try {
     bool ok;
-    if (parts.total() > kNoGilBytes) {
+    if (total > kNoGilBytes) {
       Waiting guard(self->waiting);
-      ok = without_gil([&] { return q->try_push(parts.spans()); });
+      ok = without_gil([&] { return q->try_push(spans); });
     } else {
-      ok = q->try_push(parts.spans());
+      ok = q->try_push(spans);
     }
     if (ok) self->used = true;
     return ok ? 1 : 0;
@@ -338,7 +341,7 @@ int push_once(ByteQueueObj* self, const Parts& parts) {
   }
 }
 
-PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double timeout);
+PyObject* put_common(ByteQueueObj* self, Spans spans, std::size_t total, bool block, double timeout);
 
 // put_parts(parts, block=True, timeout=None)
 PyObject* bq_put_parts(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -356,11 +359,11 @@ PyObject* bq_put_parts(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyO
     return nullptr;
   }
   if (!check_open(self)) return nullptr;
-  return put_common(self, parts, block, timeout);
+  return put_common(self, parts.spans(), parts.total(), block, timeout);
 }
 
-PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double timeout) {
-  int r = push_once(self, parts);
+PyObject* put_common(ByteQueueObj* self, Spans spans, std::size_t total, bool block, double timeout) {
+  int r = push_once(self, spans, total);
   if (r == 1) [[likely]]
     Py_RETURN_NONE;
   if (r < 0) return nullptr;
@@ -370,7 +373,6 @@ PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double 
   }
   const Clock::time_point deadline = deadline_for(timeout);
   shmkit::ByteQueue* q = self->q;
-  const std::size_t total = parts.total();
   Waiting guard(self->waiting);
   int wakes = 0;
   for (;;) {
@@ -378,7 +380,7 @@ PyObject* put_common(ByteQueueObj* self, const Parts& parts, bool block, double 
       return q->wait_room_until(total, end, std::exchange(spin, false));  // spins in the first slice only
     });
     if (w < 0) return nullptr;
-    r = push_once(self, parts);
+    r = push_once(self, spans, total);
     if (r == 1) Py_RETURN_NONE;
     if (r < 0) return nullptr;
     if (w == 1 && after_empty_wake(q, wakes) < 0) return nullptr;
@@ -586,9 +588,19 @@ PyObject* bq_put_obj(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
   }
   if (!check_codec(self)) return nullptr;
   static const unsigned char tag_bytes = kTagBytes;
-  Parts parts;
   PyObject* obj = args[0];
   const bool raw = PyBytes_CheckExact(obj);
+  if (raw && nargs == 1 && kwnames == nullptr) [[likely]] {
+    // put(b): the tag and the bytes, no Parts to set up (the object is
+    // held by the caller's frame for the call).
+    if (!check_open(self)) return nullptr;
+    const auto n = static_cast<std::size_t>(PyBytes_GET_SIZE(obj));
+    const std::span<const std::byte> two[2] = {
+        {reinterpret_cast<const std::byte*>(&tag_bytes), 1},
+        {reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(obj)), n}};
+    return put_common(self, two, n + 1, true, -1.0);
+  }
+  Parts parts;
   // (The parts keep the buffers they acquire alive; `encoded` is kept too.)
   // (The factory is held: encoding runs Python code, which may set another codec.)
   Ref factory(raw || self->encoder == nullptr ? nullptr : Py_NewRef(self->encoder));
@@ -608,7 +620,7 @@ PyObject* bq_put_obj(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
     return nullptr;
   }
   if (!check_open(self)) return nullptr;
-  return put_common(self, parts, block, timeout);
+  return put_common(self, parts.spans(), parts.total(), block, timeout);
 }
 
 // get_obj(block=True, timeout=None)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
 #include <iterator>
@@ -265,6 +266,49 @@ TEST(ByteQueueStop, AStaleSurvivorNeverTouchesALaterRecordsBlock) {
   EXPECT_TRUE(db.intact && db.seq == 1) << "the held message was written over";
   EXPECT_TRUE(dc.intact && dc.seq == 2);
   EXPECT_EQ(q.losses(), (ByteQueueLosses{0, 1, 0}));
+}
+
+// A consumer killed holding a record pins its cells for a lap. Producers
+// that only try (try_push) never run unblock(): a consumer waiting for a
+// message frees the dead record for them (unblock's producers' side, at
+// most every ByteQueue::kProducersSideEvery), and their message reaches it.
+TEST(ByteQueueStop, AWaitingConsumerFreesADeadConsumersCellsForProducersThatOnlyTry) {
+  const std::string name = unique_name("bq_freeing");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);                                             // 64 cells
+  ASSERT_TRUE(q.try_push(std::span<const std::byte>(make_message(kParent, 0, 40))));  // A, at cell 0
+  {
+    Victim consumer([&] {  // dies holding A
+      auto mine = ByteQueue::attach(name);
+      fault::arm(Point::byteq_pop_copied, 1, Action::kill);
+      ByteMessage m;
+      (void)mine.try_pop(m);
+      return 3;
+    });
+    ASSERT_EQ(consumer.wait().signal, SIGKILL);
+  }
+  std::uint32_t fillers = 0;
+  while (q.try_push(std::span<const std::byte>(make_message(kParent, 100 + fillers, 40)))) ++fillers;
+  ASSERT_GT(fillers, 60u);
+  for (std::uint32_t i = 0; i < fillers; ++i) {
+    ByteMessage m;
+    ASSERT_TRUE(q.try_pop(m));
+  }
+  // Empty, and full for producers: A's cell is the next one they need.
+  const auto last = make_message(kParent, 1, 40);
+  ASSERT_FALSE(q.try_push(std::span<const std::byte>(last)));
+  std::atomic<bool> stop{false};
+  std::thread producer([&] {
+    auto mine = ByteQueue::attach(name);
+    while (!stop.load() && !mine.try_push(std::span<const std::byte>(last))) std::this_thread::sleep_for(1ms);
+  });
+  ByteMessage got;
+  const bool popped = q.pop_for(got, 20s);
+  stop = true;
+  producer.join();
+  ASSERT_TRUE(popped) << "the waiting consumer never freed the dead consumer's cells";
+  EXPECT_EQ(decode(got.bytes()).seq, 1u);
+  EXPECT_EQ(q.losses().consumer_claims_released, 1u);
 }
 
 TEST(ByteQueueStop, StalledProducerIsLookedPastUntilTheRingComesRound) {

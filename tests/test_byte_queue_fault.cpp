@@ -212,6 +212,24 @@ INSTANTIATE_TEST_SUITE_P(Walk, ByteQueueStep, testing::ValuesIn(cases()), [](con
 // A producer stopped mid-message does not hold up the others: a consumer
 // takes every later message around it, and producers go on until the ring
 // comes round to its cells (then full: documented), then it resumes.
+// A consumer process takes A, the first message of the 64-cell queue
+// `name` (at cell 0), and is killed holding it: its record, and its block
+// if it has one, stay claimed. Then one-cell messages (seq 100 on) fill the
+// ring up to A's cells; `fillers` says how many.
+void kill_a_consumer_holding_a_then_fill(const std::string& name, ByteQueue& q, std::uint32_t& fillers) {
+  Victim consumer([&] {
+    auto mine = ByteQueue::attach(name);
+    fault::arm(Point::byteq_pop_copied, 1, Action::kill);
+    ByteMessage m;
+    (void)mine.try_pop(m);
+    return 3;
+  });
+  ASSERT_EQ(consumer.wait().signal, SIGKILL);
+  fillers = 0;
+  while (q.try_push(std::span<const std::byte>(make_message(kParent, 100 + fillers, 40)))) ++fillers;
+  ASSERT_GT(fillers, 60u);
+}
+
 // A survivor stopped between seeing a dead consumer's claim and taking it
 // over, resumed after another survivor released that record and the ring
 // came round with a new record in the same cells, whose reused block a live
@@ -223,20 +241,8 @@ TEST(ByteQueueStop, AStaleSurvivorNeverTouchesALaterRecordsBlock) {
   QueueUnlinker u{name};
   auto q = ByteQueue::create(name, 4096, ByteQueue::Options{.out_of_line_threshold = 1000});  // 64 cells
   ASSERT_TRUE(q.try_push(std::span<const std::byte>(make_message(kParent, 0, 5000))));        // A, at cell 0
-  {
-    Victim consumer([&] {  // dies holding A: its record and block stay claimed
-      auto mine = ByteQueue::attach(name);
-      fault::arm(Point::byteq_pop_copied, 1, Action::kill);
-      ByteMessage m;
-      (void)mine.try_pop(m);
-      return 3;
-    });
-    ASSERT_EQ(consumer.wait().signal, SIGKILL);
-  }
-  // One-cell messages round the ring up to A's cells.
   std::uint32_t fillers = 0;
-  while (q.try_push(std::span<const std::byte>(make_message(kParent, 100 + fillers, 40)))) ++fillers;
-  ASSERT_GT(fillers, 60u);
+  ASSERT_NO_FATAL_FAILURE(kill_a_consumer_holding_a_then_fill(name, q, fillers));
   Victim survivor([&] {  // sees A's dead claim, then stalls
     auto mine = ByteQueue::attach(name);
     fault::arm(Point::byteq_unblock_seen, 1, Action::stop);
@@ -277,19 +283,8 @@ TEST(ByteQueueStop, AWaitingConsumerFreesADeadConsumersCellsForProducersThatOnly
   QueueUnlinker u{name};
   auto q = ByteQueue::create(name, 4096);                                             // 64 cells
   ASSERT_TRUE(q.try_push(std::span<const std::byte>(make_message(kParent, 0, 40))));  // A, at cell 0
-  {
-    Victim consumer([&] {  // dies holding A
-      auto mine = ByteQueue::attach(name);
-      fault::arm(Point::byteq_pop_copied, 1, Action::kill);
-      ByteMessage m;
-      (void)mine.try_pop(m);
-      return 3;
-    });
-    ASSERT_EQ(consumer.wait().signal, SIGKILL);
-  }
   std::uint32_t fillers = 0;
-  while (q.try_push(std::span<const std::byte>(make_message(kParent, 100 + fillers, 40)))) ++fillers;
-  ASSERT_GT(fillers, 60u);
+  ASSERT_NO_FATAL_FAILURE(kill_a_consumer_holding_a_then_fill(name, q, fillers));
   for (std::uint32_t i = 0; i < fillers; ++i) {
     ByteMessage m;
     ASSERT_TRUE(q.try_pop(m));

@@ -843,7 +843,7 @@ bool ByteQueue::wait_room_until(std::size_t bytes,
     const std::uint64_t pos = ctl_->tail.load(std::memory_order_acquire);
     const std::uint64_t c = pos & mask_;
     const std::uint64_t k = c + k1 > cells_ ? (cells_ - c) + div_up(length, kCell) : k1;
-    for (std::uint64_t j = 0; j < k; j = (j == 0 && pos == seen_pos && seen_free > 1) ? seen_free : j + 1) {
+    for (std::uint64_t j = 0; j < k; ++j) {
       const std::uint64_t w = words_[(pos + j) & mask_].load(std::memory_order_acquire);
       if (w != pos + j) {
         seen_pos = pos;
@@ -852,6 +852,7 @@ bool ByteQueue::wait_room_until(std::size_t bytes,
         return j == 0 && is_claim(w) && (kind_of(w) == kProducer || kind_of(w) == kSkipped) &&
                lap_bits(w) == ((pos >> lap_shift_) & kLapMask);
       }
+      if (j == 0 && pos == seen_pos && seen_free > 1) j = seen_free - 1;  // 1 .. seen_free - 1 were free
     }
     return true;
   };
@@ -901,12 +902,14 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
       std::string block_name;
       ReusedTrailer* trailer = nullptr;  // a reused block's
       std::uint64_t ool_size = 0, ool_tag = 0;
-      std::uint64_t lead = 0;  // the leading bytes the sink leaves out
+      std::uint64_t lead = 0;           // the leading bytes the sink leaves out
+      const std::byte* body = nullptr;  // the record's bytes (after the header, or at the ring's start)
       bool corrupt = false;
       if (!skipped) {
         hd = load_header(rec);
         k = hd.cells;
         const bool wrap = (hd.flags & kWrapped) != 0;
+        body = wrap ? data_ : rec + kRecordHeader;
         const std::uint64_t k1 =
             div_up(kRecordHeader + std::min<std::uint64_t>(hd.length, cells_ * kCell), kCell);
         const bool fits = hd.length <= max_inline_ &&
@@ -919,10 +922,9 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
           corrupt = true;
           k = 1;  // release what we can prove is ours: the first cell
         } else if (hd.flags & kOutOfLine) {
-          const std::byte* src = wrap ? data_ : rec + kRecordHeader;
-          std::memcpy(&ool_size, src, 8);
-          if (hd.flags & kReused) std::memcpy(&ool_tag, src + 8, 8);
-          block_name.assign(reinterpret_cast<const char*>(src + ref_head), hd.length - ref_head);
+          std::memcpy(&ool_size, body, 8);
+          if (hd.flags & kReused) std::memcpy(&ool_tag, body + 8, 8);
+          block_name.assign(reinterpret_cast<const char*>(body + ref_head), hd.length - ref_head);
           if (name().empty() || !is_out_of_line_name(block_name, out_of_line_prefix())) {
             corrupt = true;  // not one of ours: never map or unlink it
           } else {
@@ -948,10 +950,7 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
             }
           }
         } else {
-          if (hd.length != 0) {
-            const std::byte* src = wrap ? data_ : rec + kRecordHeader;
-            lead = std::min<std::uint64_t>(sink.skip(src[0]), hd.length);
-          }
+          if (hd.length != 0) lead = std::min<std::uint64_t>(sink.skip(body[0]), hd.length);
           dst = sink.reserve(static_cast<std::size_t>(hd.length - lead));
           if (dst == nullptr && hd.length != lead) return BytePop::no_memory;
         }
@@ -991,7 +990,7 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
           sink.adopt(OutOfLineBlock(std::move(*block), static_cast<std::size_t>(ool_size), give_back,
                                     ool_tag | kHeld));
         } else if (hd.length != lead) {
-          std::memcpy(dst, ((hd.flags & kWrapped) ? data_ : rec + kRecordHeader) + lead, hd.length - lead);
+          std::memcpy(dst, body + lead, hd.length - lead);
         }
         delivered = true;
       }
@@ -1230,6 +1229,20 @@ bool ByteQueue::release_dead_consumer(std::uint64_t pos, std::uint64_t w) noexce
   return true;
 }
 
+// Marks the dead producer's claim `w` at position `pos` skipped (its cells
+// are then released unread by a consumer); false if the word moved.
+bool ByteQueue::skip_dead_producer(std::uint64_t pos, std::uint64_t w) noexcept {
+  std::uint64_t expected = w;
+  const std::uint64_t skipped = (w & ~(std::uint64_t{3} << kKindShift)) | (kSkipped << kKindShift);
+  if (!words_[pos & mask_].compare_exchange_strong(expected, skipped, std::memory_order_acq_rel,
+                                                   std::memory_order_relaxed)) {  // (8)
+    return false;
+  }
+  ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
+  lockfree_detail::notify(ctl_->not_empty, asym_);
+  return true;
+}
+
 ByteUnblock ByteQueue::unblock() noexcept {
   const ByteUnblock r = unblock_consumers_side();
   return r != ByteUnblock::none ? r : unblock_producers_side();
@@ -1259,41 +1272,32 @@ ByteUnblock ByteQueue::unblock_consumers_side() noexcept {
   // so none lies past the tail read here (a later one is not stuck yet).
   std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);      // (9)
   const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
-  {
-    int checked = 0;
-    for (std::uint64_t steps = 0; steps <= cells_ && checked < 8 && static_cast<std::int64_t>(pos - t) <= 0;
-         ++steps) {
-      const std::uint64_t c = pos & mask_;
-      const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
-      const std::uint64_t w = words_[c].load(std::memory_order_acquire);  // (7)
-      if (w == pos + 1) {
-        pos += std::clamp<std::uint64_t>(load_header(data_ + c * kCell).cells, 1, cells_);
-        continue;
-      }
-      if (lap_done(w, pos, lap, cells_)) {
-        pos += 1;
-        continue;
-      }
-      if (!is_claim(w) || lap_bits(w) != lap) break;
-      if (kind_of(w) == kProducer) {
-        ++checked;
-        if (short_id_dead(w)) {
-          advance(ctl_->tail, pos, cells_of(w));  // it may have died before moving tail
-          std::uint64_t expected = w;
-          const std::uint64_t skipped = (w & ~(std::uint64_t{3} << kKindShift)) | (kSkipped << kKindShift);
-          if (words_[c].compare_exchange_strong(expected, skipped, std::memory_order_acq_rel,
-                                                std::memory_order_relaxed)) {  // (8)
-            ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
-            lockfree_detail::notify(ctl_->not_empty, asym_);
-            return ByteUnblock::skipped_producer;
-          }
-        }
-      } else if (kind_of(w) != kSkipped) {
-        ++checked;
-        if (short_id_dead(w) && release_dead_consumer(pos, w)) return ByteUnblock::released_consumer;
-      }
-      pos += cells_of(w);
+  int checked = 0;
+  for (std::uint64_t steps = 0; steps <= cells_ && checked < 8 && static_cast<std::int64_t>(pos - t) <= 0;
+       ++steps) {
+    const std::uint64_t c = pos & mask_;
+    const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
+    const std::uint64_t w = words_[c].load(std::memory_order_acquire);  // (7)
+    if (w == pos + 1) {
+      pos += std::clamp<std::uint64_t>(load_header(data_ + c * kCell).cells, 1, cells_);
+      continue;
     }
+    if (lap_done(w, pos, lap, cells_)) {
+      pos += 1;
+      continue;
+    }
+    if (!is_claim(w) || lap_bits(w) != lap) break;
+    if (kind_of(w) == kProducer) {
+      ++checked;
+      if (short_id_dead(w)) {
+        advance(ctl_->tail, pos, cells_of(w));  // it may have died before moving tail
+        if (skip_dead_producer(pos, w)) return ByteUnblock::skipped_producer;
+      }
+    } else if (kind_of(w) != kSkipped) {
+      ++checked;
+      if (short_id_dead(w) && release_dead_consumer(pos, w)) return ByteUnblock::released_consumer;
+    }
+    pos += cells_of(w);
   }
   return ByteUnblock::none;
 }
@@ -1301,34 +1305,25 @@ ByteUnblock ByteQueue::unblock_consumers_side() noexcept {
 ByteUnblock ByteQueue::unblock_producers_side() noexcept {
   // The first cell at or after tail still held by the previous lap; walk
   // back over its record's inner cells to its first.
-  {
-    const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
-    std::uint64_t x = t;
-    for (; x < t + max_cells_ * 2; ++x) {
-      if (words_[x & mask_].load(std::memory_order_acquire) != x) break;
-    }
-    if (x == t + max_cells_ * 2 || x < cells_) return ByteUnblock::none;
-    std::uint64_t s = x - cells_;  // the previous lap's position of that cell
-    for (std::uint64_t back = 0;
-         back < max_cells_ * 2 && s > 0 && words_[s & mask_].load(std::memory_order_acquire) == s; ++back) {
-      --s;  // an inner cell of an unreleased record: its first is further back
-    }
-    const std::uint64_t w = words_[s & mask_].load(std::memory_order_acquire);  // (7)
-    if (!is_claim(w) || lap_bits(w) != ((s >> lap_shift_) & kLapMask) || !short_id_dead(w)) {
-      return ByteUnblock::none;
-    }
-    if (kind_of(w) == kConsumer || kind_of(w) == kConsumerOfSkipped) {
-      if (release_dead_consumer(s, w)) return ByteUnblock::released_consumer;
-    } else if (kind_of(w) == kProducer) {
-      std::uint64_t expected = w;
-      const std::uint64_t skipped = (w & ~(std::uint64_t{3} << kKindShift)) | (kSkipped << kKindShift);
-      if (words_[s & mask_].compare_exchange_strong(expected, skipped, std::memory_order_acq_rel,
-                                                    std::memory_order_relaxed)) {  // (8)
-        ctl_->producer_claims_skipped.fetch_add(1, std::memory_order_relaxed);
-        lockfree_detail::notify(ctl_->not_empty, asym_);
-        return ByteUnblock::skipped_producer;
-      }
-    }
+  const std::uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // (9)
+  std::uint64_t x = t;
+  for (; x < t + max_cells_ * 2; ++x) {
+    if (words_[x & mask_].load(std::memory_order_acquire) != x) break;
+  }
+  if (x == t + max_cells_ * 2 || x < cells_) return ByteUnblock::none;
+  std::uint64_t s = x - cells_;  // the previous lap's position of that cell
+  for (std::uint64_t back = 0;
+       back < max_cells_ * 2 && s > 0 && words_[s & mask_].load(std::memory_order_acquire) == s; ++back) {
+    --s;  // an inner cell of an unreleased record: its first is further back
+  }
+  const std::uint64_t w = words_[s & mask_].load(std::memory_order_acquire);  // (7)
+  if (!is_claim(w) || lap_bits(w) != ((s >> lap_shift_) & kLapMask) || !short_id_dead(w)) {
+    return ByteUnblock::none;
+  }
+  if (kind_of(w) == kConsumer || kind_of(w) == kConsumerOfSkipped) {
+    if (release_dead_consumer(s, w)) return ByteUnblock::released_consumer;
+  } else if (kind_of(w) == kProducer) {
+    if (skip_dead_producer(s, w)) return ByteUnblock::skipped_producer;
   }
   return ByteUnblock::none;
 }

@@ -428,6 +428,7 @@ class ByteQueue {
   bool push_ref(std::span<const std::span<const std::byte>> body, std::uint32_t flags, std::uint64_t length,
                 const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
   [[gnu::cold]] void ring_bell() noexcept;
+  bool skip_dead_producer(std::uint64_t pos, std::uint64_t word) noexcept;
   ByteUnblock unblock_consumers_side() noexcept;
   ByteUnblock unblock_producers_side() noexcept;
   // What a consumer's wait runs between its sleeps: unblock(), its

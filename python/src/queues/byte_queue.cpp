@@ -160,14 +160,14 @@ PyGetSetDef message_getset[] = {{"released", message_get_released, nullptr, null
 
 // ------------------------------------------------------------- the sink
 
-// Receives one popped message: an in-ring one into a new bytes (or
-// bytearray) object, an out-of-line one as its mapping. Used with the GIL
-// held (try_pop runs with it).
 // put_obj/get_obj's message tags: a `bytes` object's bytes follow
 // kTagBytes; a pickle (protocol 2+) starts with kTagPickle.
 constexpr unsigned char kTagBytes = 1;
 constexpr unsigned char kTagPickle = 0x80;
 
+// Receives one popped message: an in-ring one into a new bytes (or
+// bytearray) object, an out-of-line one as its mapping. Used with the GIL
+// held (try_pop runs with it).
 class PySink final : public shmkit::ByteSink {
  public:
   // writable: an in-ring message as a bytearray (else bytes); ool_writable:
@@ -318,11 +318,11 @@ int after_empty_wake(shmkit::ByteQueue* q, int& wakes) {
   return PyErr_CheckSignals() < 0 ? -1 : 0;
 }
 
-// One try_push: 1 pushed, 0 no room, -1 error (an out-of-line block could
-// not be made). Long messages are copied without the GIL.
 // One message, the concatenation of `spans` (`total` bytes in all).
 using Spans = std::span<const std::span<const std::byte>>;
 
+// One try_push: 1 pushed, 0 no room, -1 error (an out-of-line block could
+// not be made). Long messages are copied without the GIL.
 int push_once(ByteQueueObj* self, Spans spans, std::size_t total) {
   shmkit::ByteQueue* q = self->q;
   try {

@@ -774,6 +774,41 @@ def test_byte_queue_api(names):
     assert not glob.glob("/dev/shm/" + n + "*")
 
 
+def test_byte_queue_spin_for_message_never_sleeps_and_takes_nothing(names):
+    n = names("bq")
+    bq = _queues.ByteQueue.create(n, 4096)
+    try:
+        with pytest.raises(ValueError, match="timeout"):
+            bq.spin_for_message(None)
+        t0 = time.monotonic()
+        assert bq.spin_for_message(0.02) is False
+        assert time.monotonic() - t0 >= 0.02
+        assert bq.spin_for_message(-1) is False  # (a past deadline: one look)
+        # A message another process pushes while we spin (nobody wakes
+        # the spin: its own looks find it).
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.read(r, 1)
+                time.sleep(0.05)
+                peer = _queues.ByteQueue.attach(n)
+                peer.put_parts([b"hi"])
+                peer.close()
+            finally:
+                os._exit(0)
+        os.write(w, b"x")
+        assert bq.spin_for_message(WATCHDOG) is True
+        assert bq._waiting == 0 and bq.size() == 1  # it took nothing
+        assert bq.get() == b"hi"
+        assert os.waitpid(pid, 0)[1] == 0
+        os.close(r)
+        os.close(w)
+    finally:
+        bq.close()
+        bq.unlink()
+
+
 @pytest.fixture
 def bq_peer():
     d = os.environ.get("SHMKIT_PY_PEERS")

@@ -280,6 +280,7 @@ TABLE = {
     "_queues.ByteQueue.get_obj": [(BQ_, CLOSE, "obj.get_obj(E(True), 0.05)"),
                                   (BQ_, CLOSE, "obj.get_obj(True, E(0.05))")],
     "_queues.ByteQueue.wait_message": [(BQ_, CLOSE, "obj.wait_message(E(0.05))")],
+    "_queues.ByteQueue.spin_for_message": [(BQ_, CLOSE, "obj.spin_for_message(E(0.01))")],
     "_queues.ByteQueue.empty": [(BQ_, CLOSE, "obj.empty()")],
     "_queues.ByteQueue.size": [(BQ_, CLOSE, "obj.size()")],
     "_queues.ByteQueue.unblock": [(BQ_, CLOSE, "obj.unblock()")],

@@ -28,6 +28,9 @@
 //     own sleeps), checking for signals (Ctrl-C) between slices; after a
 //     wake the pop/push is retried with the GIL held, and a wake that finds
 //     nothing (another consumer was first) waits again until the deadline.
+//   * spin_for_message(timeout) waits for a message without ever sleeping:
+//     it spins without the GIL (Pool.apply's caller, which expects its
+//     result within microseconds).
 //   * Re-entrancy: every argument is converted (buffers acquired, block and
 //     timeout parsed, which can run Python code) before the handle is
 //     checked open; a call that runs without the GIL counts itself in
@@ -38,6 +41,8 @@
 //     (drains it, re-rings if a message came meanwhile), so a poll() on
 //     fileno() right after is not woken by a message already taken here.
 //     settle() does that explicitly.
+#include <sched.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -673,6 +678,52 @@ PyObject* bq_wait_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, 
   }
 }
 
+// spin_for_message(timeout) -> bool: whether a message is there, looking
+// for one up to the timeout without ever sleeping in the futex (so a
+// producer's push wakes nobody for us): a busy spin for kBusySpin, then
+// looks that yield the CPU between them. The GIL is released in chunks of
+// kSpinChunk, with a look for signals (Ctrl-C) between them. For a thread
+// that expects a message within microseconds and would rather burn them
+// than pay a wake-up (Pool.apply's caller); takes nothing.
+constexpr auto kBusySpin = std::chrono::microseconds(20);
+constexpr auto kSpinChunk = std::chrono::milliseconds(1);
+PyObject* bq_spin_for_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  ByteQueueObj* self = as_bq(o);
+  double timeout = 0.0;
+  if (parse_timeout(args, nargs, kwnames, 0, "spin_for_message", Timeouts::clamp, &timeout) < 0) {
+    return nullptr;
+  }
+  if (timeout < 0.0) {
+    PyErr_SetString(PyExc_ValueError, "spin_for_message needs a timeout (it never sleeps)");
+    return nullptr;
+  }
+  if (!check_open(self)) return nullptr;
+  shmkit::ByteQueue* q = self->q;
+  if (q->has_message()) Py_RETURN_TRUE;
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline = deadline_for(timeout);
+  Waiting guard(self->waiting);
+  for (;;) {
+    const Clock::time_point chunk_end = std::min(deadline, Clock::now() + kSpinChunk);
+    const bool found = without_gil([&]() noexcept {
+      for (;;) {
+        // One pause between looks (a PAUSE is tens of cycles on some
+        // CPUs), the clock read every 32 looks.
+        for (int i = 0; i < 32; ++i) {
+          if (q->has_message()) return true;
+          shmkit::lockfree_detail::cpu_relax();
+        }
+        const Clock::time_point now = Clock::now();
+        if (now >= chunk_end) return false;
+        if (now - start >= kBusySpin) ::sched_yield();
+      }
+    });
+    if (found) Py_RETURN_TRUE;
+    if (PyErr_CheckSignals() < 0) return nullptr;
+    if (Clock::now() >= deadline) Py_RETURN_FALSE;
+  }
+}
+
 // ------------------------------------------------------------- the rest
 
 PyObject* bq_empty(PyObject* o, PyObject*) {
@@ -918,6 +969,9 @@ PyMethodDef bq_methods[] = {
     {"get_obj", fastcall(bq_get_obj), METH_FASTCALL | METH_KEYWORDS,
      "get_obj($self, /, block=True, timeout=None)\n--\n\nOne object (pickles unpickled with loads, "
      "others through decode); queue.Empty."},
+    {"spin_for_message", fastcall(bq_spin_for_message), METH_FASTCALL | METH_KEYWORDS,
+     "spin_for_message($self, /, timeout)\n--\n\nWhether a message is there, looking for one up to "
+     "timeout seconds by spinning (busy, then yielding the CPU), never sleeping; takes nothing."},
     {"wait_message", fastcall(bq_wait_message), METH_FASTCALL | METH_KEYWORDS,
      "wait_message($self, /, timeout=None)\n--\n\nWhether a message is there, waiting up to timeout; "
      "takes nothing."},

@@ -131,10 +131,13 @@ class ShmkitContext(_mpc.BaseContext):
         return SimpleQueue(ctx=self.get_context())
 
     def Pool(self, processes: Optional[int] = None, initializer: Optional[Callable[..., object]] = None,
-             initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None) -> Any:
-        """A shmkit.pool.Pool: multiprocessing's Pool on shmkit queues."""
+             initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None, *,
+             apply_spin: float = 100e-6) -> Any:
+        """A shmkit.pool.Pool: multiprocessing's Pool on shmkit queues
+        (apply_spin: how long apply() looks for its own result itself)."""
         from .pool import Pool
-        return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context(),
+                    apply_spin=apply_spin)
 
     def __repr__(self) -> str:
         return "<shmkit context %s>" % (self.get_start_method(allow_none=True),)

@@ -40,6 +40,20 @@ never blocks, a task that cannot be pickled fails its own result
 jobs (a task may overtake a ``map`` whose chunks the thread is still
 putting, as two workers' tasks overtake each other).
 
+``apply`` then waits for its result by looking at the result queue
+itself, spinning (busy, without the GIL, never sleeping) for up to
+``apply_spin`` seconds (100 microseconds by default; a keyword of the
+constructor, 0 turns it off), and takes its own result off the queue when
+it comes in that time: a round trip to a worker that is itself still
+spinning for its next task then costs no wake-up at all. Past that time
+it leaves the result to the result-handler thread and waits as
+multiprocessing's does. A result of another job that the spin takes is
+delivered by it when that job has no callbacks (delivering only sets the
+job's result), and otherwise put back on the queue for the result-handler
+thread when the spin ends, so that callbacks still run in that thread
+only. The spin costs up to ``apply_spin`` of CPU per ``apply`` whose task
+runs longer.
+
 ``context`` may be any multiprocessing context: its start method picks the
 shmkit context used (``Pool(context=multiprocessing.get_context("spawn"))``
 runs on shmkit's spawn context).
@@ -56,6 +70,10 @@ from .context import shmkit_twin
 
 __all__ = ["Pool"]
 
+# How often apply()'s spin looks at whether the result-handler thread has
+# delivered its result meanwhile.
+_LOOK = 10e-6
+
 
 class Pool(_mp_pool.Pool):
     """multiprocessing.pool.Pool on shmkit queues (see the module docstring)."""
@@ -66,9 +84,16 @@ class Pool(_mp_pool.Pool):
     _taskqueue: Any
     _check_running: Callable[[], None]
 
+    _cache: Any
+    _result_handler: Any
+
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., object]] = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None,
-                 context: Any = None) -> None:
+                 context: Any = None, *, apply_spin: float = 100e-6) -> None:
+        if not apply_spin >= 0:
+            self._state = _mp_pool.INIT  # (what Pool.__del__ reads)
+            raise ValueError("apply_spin must be a non-negative number of seconds")
+        self._apply_spin = float(apply_spin)
         super().__init__(processes, initializer, initargs, maxtasksperchild,
                          context=shmkit_twin(context))
 
@@ -97,6 +122,88 @@ class Pool(_mp_pool.Pool):
                 return result
         self._taskqueue.put(([task], None))
         return result
+
+    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Any = {}) -> Any:
+        """multiprocessing.pool.Pool.apply: the same result, which this
+        thread may take off the result queue itself (see the module
+        docstring)."""
+        result = self.apply_async(func, args, kwds)
+        if self._apply_spin > 0:
+            self._collect(result)
+        return result.get()
+
+    def _collect(self, result: Any) -> None:
+        # Take results off the result queue until `result` is ready or the
+        # spin's time is out. The result-handler thread reads the same
+        # queue: whichever takes a message delivers it. That thread sleeps
+        # in the futex while we spin, so a result that comes within the
+        # spin is ours to take nearly always; if it wins one, ready() says
+        # so at our next look.
+        q = self._outqueue._q
+        held: list[Any] = []  # for the result-handler thread, put back at the end
+        try:
+            deadline = time.monotonic() + self._apply_spin
+            while not result.ready():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                # The spin lets go of the GIL, so that thread can take our
+                # result while we look (its pop holds the GIL): look at
+                # ready() again at least every _LOOK seconds.
+                if not q.spin_for_message(min(left, _LOOK)):
+                    continue
+                try:
+                    msg = q.get_obj(False)
+                except _queue.Empty:
+                    continue  # another consumer (the result-handler thread) took it
+                except (OSError, ValueError):
+                    return  # the pool is being torn down: leave it to result.get()
+                if not self._deliver(msg, result):
+                    held.append(msg)
+        finally:
+            for msg in held:
+                self._give_back(msg)
+
+    def _deliver(self, msg: Any, mine: Any) -> bool:
+        # What the result-handler thread does with a message, for those that
+        # run no user code: a result of our job, or of a job without
+        # callbacks (its _set only stores the value and sets its event).
+        # False for the others: the result-handler thread's sentinel (None)
+        # and results whose callbacks must run in that thread.
+        if msg is None:
+            return False
+        job, i, obj = msg
+        r = self._cache.get(job)
+        if r is None:
+            return True  # a job already gone: the result-handler thread drops these too
+        if r is not mine and (getattr(r, "_callback", None) is not None
+                              or getattr(r, "_error_callback", None) is not None):
+            return False
+        r._set(i, obj)
+        return True
+
+    def _give_back(self, msg: Any) -> None:
+        # Puts a message back for the result-handler thread. The queue has
+        # room unless results pile up faster than that thread takes them;
+        # then wait for room while it runs (it takes messages until it has
+        # taken its sentinel). A message that cannot be put back (the
+        # queue is closed, or pickling it again fails) is delivered here.
+        q = self._outqueue._q
+        while True:
+            try:
+                q.put_obj(msg, True, 0.05)
+                return
+            except _queue.Full:
+                if self._result_handler.is_alive():
+                    continue
+            except Exception:
+                pass
+            break
+        if msg is not None:
+            job, i, obj = msg
+            r = self._cache.get(job)
+            if r is not None:
+                r._set(i, obj)
 
     def _setup_queues(self) -> None:
         # (multiprocessing's goes through q._writer.send/q._reader.recv;

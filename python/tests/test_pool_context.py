@@ -317,6 +317,96 @@ def test_apply_async_never_waits_for_room_in_the_task_queue(tmp_path):
     p.join()
 
 
+def _apply_in_a_thread(pool, *args):
+    got = []
+    t = threading.Thread(target=lambda: got.append(pool.apply(*args)), daemon=True)
+    t.start()
+    return t, got
+
+
+def test_apply_takes_its_own_result_while_the_result_thread_is_busy():
+    # The result-handler thread is held in a callback of another job.
+    # apply() takes its result off the result queue itself, within its
+    # spin (made long here, so that a slow build's round trip fits).
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_):
+        entered.set()
+        release.wait(60)
+
+    with shmkit.get_context("fork").Pool(1, apply_spin=30.0) as p:
+        held = p.apply_async(sqr, (2,), callback=hold)
+        assert entered.wait(60)
+        try:
+            t, got = _apply_in_a_thread(p, sqr, (5,))
+            t.join(30)
+            assert got == [25], "apply() waited for the result-handler thread"
+        finally:
+            release.set()
+        assert held.get(60) == 4
+    p.join()
+    # Without the spin, apply() leaves its result to that thread, as
+    # multiprocessing's does, and waits for the callback to end.
+    entered.clear()
+    release.clear()
+    with shmkit.get_context("fork").Pool(1, apply_spin=0) as p:
+        p.apply_async(sqr, (2,), callback=hold)
+        assert entered.wait(60)
+        t, got = _apply_in_a_thread(p, sqr, (5,))
+        t.join(1.0)
+        assert got == []
+        release.set()
+        t.join(60)
+        assert got == [25]
+    p.join()
+
+
+def test_results_apply_takes_for_other_jobs_reach_them_and_callbacks_stay_in_the_result_thread():
+    entered, release = threading.Event(), threading.Event()
+    ran_in = []
+
+    def hold(v):
+        ran_in.append((v, threading.current_thread()))
+        entered.set()
+        release.wait(60)
+
+    def record(v):
+        ran_in.append((v, threading.current_thread()))
+
+    with shmkit.get_context("fork").Pool(1, apply_spin=30.0) as p:
+        first = p.apply_async(sqr, (1,), callback=hold)
+        assert entered.wait(60)
+        # One worker: the results queue up in this order, ahead of apply's
+        # own, while the result-handler thread is held in `hold`.
+        with_cb = [p.apply_async(sqr, (i,), callback=record) for i in range(5)]
+        with_err = p.apply_async(raising, error_callback=lambda e: record(type(e)))
+        mapped = p.map_async(sqr, range(10), chunksize=1)
+        assert eventually(lambda: p._outqueue._q.size() == 16, timeout=60)
+        assert p.apply(mul, (6, 7)) == 42
+        # apply() took the 16 results on its way to its own: it delivered
+        # the map's (no callback) and put the others back for that thread.
+        assert mapped.ready() and mapped.get(0) == [i * i for i in range(10)]
+        assert not any(r.ready() for r in with_cb) and not with_err.ready()
+        assert p._outqueue._q.size() == 6
+        release.set()
+        assert [r.get(60) for r in with_cb] == [i * i for i in range(5)]
+        with pytest.raises(KeyError):
+            with_err.get(60)
+        assert first.get(60) == 1
+        # Every callback ran in the result-handler thread.
+        assert eventually(lambda: len(ran_in) == 7)
+        assert [v for v, _ in ran_in] == [1, 0, 1, 4, 9, 16, KeyError], [v for v, _ in ran_in]
+        assert all(t is p._result_handler for _, t in ran_in)
+    p.join()
+
+
+def test_pool_apply_spin_must_be_a_duration():
+    with pytest.raises(ValueError, match="apply_spin"):
+        shmkit.get_context("fork").Pool(1, apply_spin=-1)
+    with pytest.raises(ValueError, match="apply_spin"):
+        shmkit.get_context("fork").Pool(1, apply_spin=float("nan"))
+
+
 def test_pool_given_a_stdlib_context_uses_shmkits():
     with shmkit_pool.Pool(1, context=multiprocessing.get_context("spawn")) as p:
         assert p._ctx is shmkit.get_context("spawn")

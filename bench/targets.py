@@ -423,4 +423,7 @@ COMPARISONS = [
     dict(group='Python Pool', title="Pool(2).apply round trip: shmkit context's Pool vs stdlib",
          candidate="python/pypool_apply/shmkit_pool", baseline="python/pypool_apply/cpython_pool",
          baseline_label="CPython multiprocessing.Pool (fork)", goal="at_least", target=5.0),
+    dict(group='Python Pool', title="Pool(2).apply round trip with apply_spin=0 (information): shmkit context's Pool vs stdlib",
+         candidate="python/pypool_apply/shmkit_pool_no_spin", baseline="python/pypool_apply/cpython_pool",
+         baseline_label="CPython multiprocessing.Pool (fork)", goal="at_least", target=None),
 ]

@@ -40,7 +40,11 @@ Rows (names python/<row>/<side>; all figures are ns):
   pypool_map           Pool(2).map(f, range(N), chunksize=1), trivial f: ns
                        per task (N = 100_000 in full runs, fewer in quick).
   pypool_apply         Pool(2).apply(f, (i,)) one after another: ns per round
-                       trip.
+                       trip. shmkit's apply spins up to apply_spin (100 us)
+                       for its result, and the workers spin briefly for
+                       their next task (the queue's wait); the
+                       shmkit_pool_no_spin side (information) has
+                       apply_spin=0.
 The pools are made and warmed up outside the timed part.
 """
 import contextlib
@@ -406,6 +410,10 @@ def benchmarks(scale, smoke=False):
     for side, make in pool_sides().items():
         out[f"python/pypool_map/{side}"] = (lambda m=make: pool_map(m, tasks)), "ns", tasks
         out[f"python/pypool_apply/{side}"] = (lambda m=make: pool_apply(m, applies)), "ns", applies
+    if "shmkit_pool" in pool_sides():
+        # (Information: the round trip with apply's spin turned off.)
+        nospin = lambda: _shmkit_context().Pool(2, apply_spin=0)  # noqa: E731
+        out["python/pypool_apply/shmkit_pool_no_spin"] = (lambda: pool_apply(nospin, applies)), "ns", applies
     return out
 
 

@@ -41,7 +41,8 @@ jobs (a task may overtake a ``map`` whose chunks the thread is still
 putting, as two workers' tasks overtake each other).
 
 ``apply`` then waits for its result by looking at the result queue
-itself, spinning (busy, without the GIL, never sleeping) for up to
+itself, spinning (without the GIL, never sleeping; busy for 20
+microseconds, then yielding the CPU between looks) for up to
 ``apply_spin`` seconds (100 microseconds by default; a keyword of the
 constructor, 0 turns it off), and takes its own result off the queue when
 it comes in that time: a round trip to a worker that is itself still
@@ -62,6 +63,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing.pool as _mp_pool
+import os
 import queue as _queue
 import time
 from typing import Any, Callable, Iterable, Optional
@@ -71,8 +73,10 @@ from .context import shmkit_twin
 __all__ = ["Pool"]
 
 # How often apply()'s spin looks at whether the result-handler thread has
-# delivered its result meanwhile.
+# delivered its result meanwhile, and how long it spins before it yields
+# the CPU between looks (as the queues' own waits do).
 _LOOK = 10e-6
+_BUSY = 20e-6
 
 
 class Pool(_mp_pool.Pool):
@@ -142,11 +146,17 @@ class Pool(_mp_pool.Pool):
         q = self._outqueue._q
         held: list[Any] = []  # for the result-handler thread, put back at the end
         try:
-            deadline = time.monotonic() + self._apply_spin
+            start = time.monotonic()
+            deadline = start + self._apply_spin
             while not result.ready():
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     return
+                if now - start > _BUSY:
+                    # Past a short busy spin, let a peer that shares our
+                    # CPU (the worker, on a busy machine) run between looks.
+                    os.sched_yield()
                 # The spin lets go of the GIL, so that thread can take our
                 # result while we look (its pop holds the GIL): look at
                 # ready() again at least every _LOOK seconds.

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <string>
+#include <string_view>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -221,11 +222,23 @@ BENCHMARK(BM_Shmkit_AttachTracked)->UseRealTime();
 
 // CPython: one python3 run per repetition, its own loop of 2000; the
 // per-operation time is reported as this benchmark's (single) iteration.
-// A figure the script does not report (track=False before 3.13) is an error
-// row, which the suite shows as missing.
+// The track=False figures come from SHMKIT_BENCH_PYTHON_TRACK_FALSE (a
+// CPython 3.13 or later, when the build found one), the others from the
+// build's own interpreter. A figure the script does not report (track=False
+// before 3.13) is an error row, which the suite shows as missing.
+std::string python_for(std::string_view key) {
+  const std::string with_track_false = SHMKIT_BENCH_PYTHON_TRACK_FALSE;
+  if (key.find("untracked") != std::string_view::npos && !with_track_false.empty() &&
+      ::access(with_track_false.c_str(), X_OK) == 0) {
+    return with_track_false;
+  }
+  return SHMKIT_BENCH_PYTHON;
+}
+
 void BM_CPython(benchmark::State& state, const char* key) {
+  const std::string python = python_for(key);
   for (auto _ : state) {
-    auto figures = shmkit::bench::run_python_baseline("bench_shared_memory.py", "2000");
+    auto figures = shmkit::bench::run_python_baseline("bench_shared_memory.py", "2000", python);
     const auto it = figures.find(key);
     if (it == figures.end()) {
       state.SkipWithError((std::string("this python3 does not report ") + key).c_str());

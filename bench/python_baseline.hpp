@@ -12,8 +12,10 @@
 
 namespace shmkit::bench {
 
-inline std::map<std::string, double> run_python_baseline(const std::string& script, const std::string& args) {
-  std::string cmd = std::string(SHMKIT_BENCH_PYTHON) + " " + SHMKIT_BENCH_PYDIR + "/" + script + " " + args;
+// `python`: the interpreter that runs it (the build's own by default).
+inline std::map<std::string, double> run_python_baseline(const std::string& script, const std::string& args,
+                                                         const std::string& python = SHMKIT_BENCH_PYTHON) {
+  std::string cmd = python + " " + SHMKIT_BENCH_PYDIR + "/" + script + " " + args;
   std::FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) throw std::runtime_error("popen failed: " + cmd);
   std::string out;

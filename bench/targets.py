@@ -56,8 +56,9 @@ COMPARISONS = [
     dict(group='SharedMemory', title="attach+close 4 KiB", candidate="BM_Shmkit_Attach/real_time",
          baseline="BM_Raw_Attach/real_time", baseline_label="raw syscalls", goal="at_most", target=1.2),
     # Against CPython, like with like: both register with their trackers
-    # (CPython always does before 3.13), or neither does (3.13's track=False;
-    # missing from a run whose python3 is older, so those rows carry no target).
+    # (CPython always does before 3.13), or neither does (3.13's track=False,
+    # timed with SHMKIT_BENCH_PYTHON_TRACK_FALSE, pyenv's 3.13 by default;
+    # missing from a run without one, so those rows carry no target).
     dict(group='SharedMemory', title="create+close+unlink 4 KiB vs CPython, both tracked",
          candidate="BM_Shmkit_CreateCycleRandomNameTracked/real_time",
          baseline="BM_CPython/CreateCycle/iterations:1/manual_time", baseline_label="CPython SharedMemory (tracked)",

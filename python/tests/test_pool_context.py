@@ -400,6 +400,26 @@ def test_results_apply_takes_for_other_jobs_reach_them_and_callbacks_stay_in_the
     p.join()
 
 
+def test_apply_outlives_its_spin_while_the_worker_is_stopped():
+    # The worker is stopped (SIGSTOP) with apply's task queued for it:
+    # apply spins for its apply_spin, then waits as multiprocessing's does;
+    # after SIGCONT the result-handler thread delivers the result.
+    with shmkit.get_context("fork").Pool(1, apply_spin=0.2) as p:
+        (worker,) = p._pool
+        assert p.apply(sqr, (2,)) == 4
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            t, got = _apply_in_a_thread(p, sqr, (3,))
+            t.join(1.0)
+            assert got == [] and t.is_alive()
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        t.join(60)
+        assert got == [9]
+        assert p.apply(sqr, (4,)) == 16
+    p.join()
+
+
 def test_pool_apply_spin_must_be_a_duration():
     with pytest.raises(ValueError, match="apply_spin"):
         shmkit.get_context("fork").Pool(1, apply_spin=-1)

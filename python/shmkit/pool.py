@@ -87,7 +87,6 @@ class Pool(_mp_pool.Pool):
     _change_notifier: Any
     _taskqueue: Any
     _check_running: Callable[[], None]
-
     _cache: Any
     _result_handler: Any
 

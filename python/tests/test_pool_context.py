@@ -483,8 +483,11 @@ def test_an_idle_worker_killed_in_get_leaves_the_queue_working():
 
 
 _CTRL_C_SCRIPT = textwrap.dedent("""
-    import os, sys, time
+    import faulthandler, os, signal, sys, time
     import shmkit
+
+    # (SIGUSR1: every thread's stack on stderr, for a run that hangs.)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def slow(x):
         time.sleep(60)
@@ -521,7 +524,14 @@ def test_ctrl_c_interrupts_pool_map(method, group, tmp_path):
             os.killpg(proc.pid, signal.SIGINT)
         else:
             os.kill(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGUSR1)  # its threads' stacks, then the failure
+            time.sleep(2)
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail("no exit within 120 s of SIGINT; stdout %r; stderr:\n%s" % (out, err[-20000:]))
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -159,14 +159,14 @@ class Pool(_mp_pool.Pool):
                 # The spin lets go of the GIL, so that thread can take our
                 # result while we look (its pop holds the GIL): look at
                 # ready() again at least every _LOOK seconds.
-                if not q.spin_for_message(min(left, _LOOK)):
-                    continue
                 try:
+                    if not q.spin_for_message(min(left, _LOOK)):
+                        continue
                     msg = q.get_obj(False)
                 except _queue.Empty:
                     continue  # another consumer (the result-handler thread) took it
                 except (OSError, ValueError):
-                    return  # the pool is being torn down: leave it to result.get()
+                    return  # the queue was closed under us: leave it to result.get()
                 if not self._deliver(msg, result):
                     held.append(msg)
         finally:

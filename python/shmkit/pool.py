@@ -55,6 +55,13 @@ thread when the spin ends, so that callbacks still run in that thread
 only. The spin costs up to ``apply_spin`` of CPU per ``apply`` whose task
 runs longer.
 
+``apply``, ``map`` and ``starmap`` wait for their result in slices of 0.1
+s, where multiprocessing's wait without a timeout: CPython can leave a
+SIGINT pending through a lock wait without a timeout (when the signal comes
+between its last look for signals and the wait), and Ctrl-C then never
+interrupts that wait. The ``*_async`` results' own ``get()`` and ``imap``'s
+iterators are multiprocessing's.
+
 ``context`` may be any multiprocessing context: its start method picks the
 shmkit context used (``Pool(context=multiprocessing.get_context("spawn"))``
 runs on shmkit's spawn context).
@@ -77,6 +84,24 @@ __all__ = ["Pool"]
 # the CPU between looks (as the queues' own waits do).
 _LOOK = 10e-6
 _BUSY = 20e-6
+# How long apply, map and starmap wait at a time for their result (_get).
+_SLICE = 0.1
+# (multiprocessing's chunk runners; typeshed does not declare them.)
+_MAPSTAR: Callable[..., Any] = getattr(_mp_pool, "mapstar")
+_STARMAPSTAR: Callable[..., Any] = getattr(_mp_pool, "starmapstar")
+
+
+def _get(result: Any) -> Any:
+    # result.get() of apply, map and starmap, waiting in slices of _SLICE.
+    # CPython runs a signal's handler only between bytecodes: a SIGINT whose
+    # C-level handler runs after the last look but before a lock wait with
+    # no timeout is left pending while that wait blocks, and the wait (the
+    # result's Event.wait()) then never ends (seen under load: map() not
+    # interrupted by Ctrl-C, in stdlib's pool as in this one). A wait with a
+    # timeout returns, and the pending KeyboardInterrupt is raised then.
+    while not result.ready():
+        result.wait(_SLICE)
+    return result.get()
 
 
 class Pool(_mp_pool.Pool):
@@ -89,6 +114,7 @@ class Pool(_mp_pool.Pool):
     _check_running: Callable[[], None]
     _cache: Any
     _result_handler: Any
+    _map_async: Callable[..., Any]
 
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., object]] = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None,
@@ -133,7 +159,18 @@ class Pool(_mp_pool.Pool):
         result = self.apply_async(func, args, kwds)
         if self._apply_spin > 0:
             self._collect(result)
-        return result.get()
+        return _get(result)
+
+    def map(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> list[Any]:
+        """multiprocessing.pool.Pool.map, waiting in slices (see _get)."""
+        out: list[Any] = _get(self._map_async(func, iterable, _MAPSTAR, chunksize))
+        return out
+
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
+                chunksize: Optional[int] = None) -> list[Any]:
+        """multiprocessing.pool.Pool.starmap, waiting in slices (see _get)."""
+        out: list[Any] = _get(self._map_async(func, iterable, _STARMAPSTAR, chunksize))
+        return out
 
     def _collect(self, result: Any) -> None:
         # Take results off the result queue until `result` is ready or the

@@ -542,6 +542,55 @@ def test_ctrl_c_interrupts_pool_map(method, group, tmp_path):
                       timeout=30), "blocks left: %s" % names
 
 
+_LOST_SIGINT_SCRIPT = textwrap.dedent("""
+    import multiprocessing, signal, sys, threading, time
+    import shmkit
+
+    def slow(x):
+        time.sleep(60)
+        return x
+
+    def sigint_to_this_thread():
+        # Delivered to this thread, SIGINT's C handler runs here: the main
+        # thread's lock wait is not interrupted, as when the signal lands
+        # between its last look for signals and the wait.
+        time.sleep(0.5)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    if __name__ == "__main__":
+        ctx = (shmkit if sys.argv[1] == "shmkit" else multiprocessing).get_context("fork")
+        with ctx.Pool(1) as p:
+            threading.Thread(target=sigint_to_this_thread, daemon=True).start()
+            try:
+                p.map(slow, [1])
+            except KeyboardInterrupt:
+                print("KeyboardInterrupt", flush=True)
+                raise
+""")
+
+
+def test_map_raises_a_sigint_its_lock_wait_missed(tmp_path):
+    script = tmp_path / "lost_sigint.py"
+    script.write_text(_LOST_SIGINT_SCRIPT)
+
+    def run(which, seconds):
+        proc = subprocess.Popen([sys.executable, str(script), which], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            return proc.communicate(timeout=seconds)[0]
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+    # shmkit's map waits in slices: the pending SIGINT is raised within one.
+    assert run("shmkit", 60) == "KeyboardInterrupt\n"
+    # multiprocessing's map waits without a timeout and misses it.
+    assert run("multiprocessing", 5) is None
+
+
 # ------------------------------------------------------------ ProcessPoolExecutor
 
 @pytest.mark.parametrize("method", METHODS)

@@ -210,20 +210,21 @@ class Pool(_mp_pool.Pool):
             for msg in held:
                 self._give_back(msg)
 
-    def _deliver(self, msg: Any, mine: Any) -> bool:
+    def _deliver(self, msg: Any, mine: Any, callbacks_here: bool = False) -> bool:
         # What the result-handler thread does with a message, for those that
         # run no user code: a result of our job, or of a job without
         # callbacks (its _set only stores the value and sets its event).
         # False for the others: the result-handler thread's sentinel (None)
-        # and results whose callbacks must run in that thread.
+        # and results whose callbacks must run in that thread (unless
+        # `callbacks_here`: they run in this thread then).
         if msg is None:
             return False
         job, i, obj = msg
         r = self._cache.get(job)
         if r is None:
             return True  # a job already gone: the result-handler thread drops these too
-        if r is not mine and (getattr(r, "_callback", None) is not None
-                              or getattr(r, "_error_callback", None) is not None):
+        if not callbacks_here and r is not mine and (getattr(r, "_callback", None) is not None
+                                                     or getattr(r, "_error_callback", None) is not None):
             return False
         r._set(i, obj)
         return True
@@ -245,11 +246,7 @@ class Pool(_mp_pool.Pool):
             except Exception:
                 pass
             break
-        if msg is not None:
-            job, i, obj = msg
-            r = self._cache.get(job)
-            if r is not None:
-                r._set(i, obj)
+        self._deliver(msg, None, callbacks_here=True)
 
     def _setup_queues(self) -> None:
         # (multiprocessing's goes through q._writer.send/q._reader.recv;

@@ -55,12 +55,16 @@ thread when the spin ends, so that callbacks still run in that thread
 only. The spin costs up to ``apply_spin`` of CPU per ``apply`` whose task
 runs longer.
 
-``apply``, ``map`` and ``starmap`` wait for their result in slices of 0.1
-s, where multiprocessing's wait without a timeout: CPython can leave a
-SIGINT pending through a lock wait without a timeout (when the signal comes
-between its last look for signals and the wait), and Ctrl-C then never
-interrupts that wait. The ``*_async`` results' own ``get()`` and ``imap``'s
-iterators are multiprocessing's.
+Every wait for a result without a timeout waits in slices of 0.1 s, where
+multiprocessing's waits without one: ``apply``, ``map``, ``starmap``, the
+``get()`` and ``wait()`` of the results ``apply_async``, ``map_async`` and
+``starmap_async`` return, and the iterators of ``imap`` and
+``imap_unordered``. CPython can leave a SIGINT pending through a lock wait
+without a timeout (when the signal comes between its last look for
+signals and the wait), and Ctrl-C then never interrupts that wait; a timed
+wait returns, and the pending ``KeyboardInterrupt`` is raised then. The
+results are subclasses of multiprocessing's (``isinstance`` holds), with
+the same methods; only the waits differ.
 
 ``context`` may be any multiprocessing context: its start method picks the
 shmkit context used (``Pool(context=multiprocessing.get_context("spawn"))``
@@ -69,11 +73,12 @@ runs on shmkit's spawn context).
 from __future__ import annotations
 
 import functools
+import multiprocessing as _mp
 import multiprocessing.pool as _mp_pool
 import os
 import queue as _queue
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from .context import shmkit_twin
 
@@ -84,24 +89,76 @@ __all__ = ["Pool"]
 # the CPU between looks (as the queues' own waits do).
 _LOOK = 10e-6
 _BUSY = 20e-6
-# How long apply, map and starmap wait at a time for their result (_get).
+# How long a wait for a result without a timeout waits at a time.
 _SLICE = 0.1
-# (multiprocessing's chunk runners; typeshed does not declare them.)
+# (multiprocessing's chunk runner; typeshed does not declare it.)
 _MAPSTAR: Callable[..., Any] = getattr(_mp_pool, "mapstar")
-_STARMAPSTAR: Callable[..., Any] = getattr(_mp_pool, "starmapstar")
+
+# Why the waits come in slices: CPython runs a signal's handler only between
+# bytecodes. A SIGINT whose C-level handler runs after the last look but
+# before a lock wait with no timeout is left pending while that wait
+# blocks, and the wait (a result's Event.wait() or Condition.wait()) then
+# never ends (seen under load: map() not interrupted by Ctrl-C, in stdlib's
+# pool as in this one). A wait with a timeout returns, and the pending
+# KeyboardInterrupt is raised then.
 
 
-def _get(result: Any) -> Any:
-    # result.get() of apply, map and starmap, waiting in slices of _SLICE.
-    # CPython runs a signal's handler only between bytecodes: a SIGINT whose
-    # C-level handler runs after the last look but before a lock wait with
-    # no timeout is left pending while that wait blocks, and the wait (the
-    # result's Event.wait()) then never ends (seen under load: map() not
-    # interrupted by Ctrl-C, in stdlib's pool as in this one). A wait with a
-    # timeout returns, and the pending KeyboardInterrupt is raised then.
-    while not result.ready():
-        result.wait(_SLICE)
-    return result.get()
+if TYPE_CHECKING:  # (generic in typeshed only)
+    _IMapBase = _mp_pool.IMapIterator[Any]
+    _IMapUnorderedBase = _mp_pool.IMapUnorderedIterator[Any]
+else:
+    _IMapBase = _mp_pool.IMapIterator
+    _IMapUnorderedBase = _mp_pool.IMapUnorderedIterator
+
+
+def _wait(self: Any, timeout: Optional[float] = None) -> None:
+    # ApplyResult.wait (MapResult's too) in slices when without a timeout.
+    if timeout is not None:
+        return _mp_pool.ApplyResult.wait(self, timeout)
+    while not self.ready():
+        _mp_pool.ApplyResult.wait(self, _SLICE)
+    return None
+
+
+def _next(self: Any, timeout: Optional[float] = None) -> Any:
+    # IMapIterator.next (IMapUnorderedIterator's too) in slices when
+    # without a timeout.
+    if timeout is not None:
+        return _mp_pool.IMapIterator.next(self, timeout)
+    while True:
+        try:
+            return _mp_pool.IMapIterator.next(self, _SLICE)
+        except _mp.TimeoutError:
+            pass
+
+
+class _ApplyResult(_mp_pool.ApplyResult[Any]):
+    """multiprocessing.pool.ApplyResult whose wait() without a timeout (and
+    so get()) waits in slices."""
+
+    wait = _wait
+
+
+class _MapResult(_mp_pool.MapResult[Any]):
+    """multiprocessing.pool.MapResult, waiting in slices (_wait)."""
+
+    wait = _wait
+
+
+class _IMapIterator(_IMapBase):
+    """multiprocessing.pool.IMapIterator whose next() without a timeout
+    waits in slices."""
+
+    next = _next
+    __next__ = _next
+
+
+class _IMapUnorderedIterator(_IMapUnorderedBase):
+    """multiprocessing.pool.IMapUnorderedIterator, waiting in slices
+    (_next)."""
+
+    next = _next
+    __next__ = _next
 
 
 class Pool(_mp_pool.Pool):
@@ -114,7 +171,6 @@ class Pool(_mp_pool.Pool):
     _check_running: Callable[[], None]
     _cache: Any
     _result_handler: Any
-    _map_async: Callable[..., Any]
 
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., object]] = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None,
@@ -134,7 +190,7 @@ class Pool(_mp_pool.Pool):
         (see the module docstring)."""
         self._check_running()
         # (ApplyResult's _job and _set are not in typeshed either.)
-        result: Any = _mp_pool.ApplyResult(self, callback, error_callback)
+        result: Any = _ApplyResult(self, callback, error_callback)
         task = (result._job, 0, func, args, kwds)
         # Behind tasks the task-handler thread has not taken yet, the task
         # waits its turn there (the queue keeps the callers' order).
@@ -159,18 +215,39 @@ class Pool(_mp_pool.Pool):
         result = self.apply_async(func, args, kwds)
         if self._apply_spin > 0:
             self._collect(result)
-        return _get(result)
+        return result.get()
 
-    def map(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> list[Any]:
-        """multiprocessing.pool.Pool.map, waiting in slices (see _get)."""
-        out: list[Any] = _get(self._map_async(func, iterable, _MAPSTAR, chunksize))
-        return out
+    def _map_async(self, *args: Any, **kwargs: Any) -> Any:
+        # (map, starmap and their *_async forms) multiprocessing's result,
+        # made to wait in slices: the subclass adds no state, so the object
+        # only changes class.
+        result = super()._map_async(*args, **kwargs)  # type: ignore[misc]
+        result.__class__ = _MapResult
+        return result
 
-    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
-                chunksize: Optional[int] = None) -> list[Any]:
-        """multiprocessing.pool.Pool.starmap, waiting in slices (see _get)."""
-        out: list[Any] = _get(self._map_async(func, iterable, _STARMAPSTAR, chunksize))
-        return out
+    def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = 1) -> Any:
+        """multiprocessing.pool.Pool.imap, whose iterator waits in slices."""
+        return self._imap(super().imap, _IMapIterator, func, iterable, chunksize)
+
+    def imap_unordered(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = 1) -> Any:
+        """multiprocessing.pool.Pool.imap_unordered, whose iterator waits in
+        slices."""
+        return self._imap(super().imap_unordered, _IMapUnorderedIterator, func, iterable, chunksize)
+
+    def _imap(self, imap: Callable[..., Any], cls: type, func: Callable[..., Any], iterable: Iterable[Any],
+              chunksize: Any) -> Any:
+        self._check_running()
+        if chunksize == 1 or not chunksize >= 1:
+            # (multiprocessing's: its iterator, or its ValueError)
+            result = imap(func, iterable, chunksize)
+            result.__class__ = cls
+            return result
+        # multiprocessing's chunked form hands out a generator over an
+        # iterator it keeps to itself; its tasks are those of a chunksize-1
+        # imap of mapstar over the chunks, which is what this runs.
+        result = imap(_MAPSTAR, _mp_pool.Pool._get_tasks(func, iterable, chunksize), 1)  # type: ignore[attr-defined]
+        result.__class__ = cls
+        return (item for chunk in result for item in chunk)
 
     def _collect(self, result: Any) -> None:
         # Take results off the result queue until `result` is ready or the

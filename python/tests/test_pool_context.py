@@ -542,11 +542,63 @@ def test_ctrl_c_interrupts_pool_map(method, group, tmp_path):
                       timeout=30), "blocks left: %s" % names
 
 
+def _inverse(x):
+    return 1 / x
+
+
+def _numbers_then_raising(n):
+    yield from range(1, n)
+    raise KeyError("from the iterable")
+
+
+def test_pool_results_are_multiprocessings_and_give_what_its_give():
+    # The results wait in slices but are multiprocessing's classes (by
+    # subclass) and give what multiprocessing's pool gives, chunked imap
+    # included (shmkit runs it as a chunksize-1 imap of the chunks).
+    mp_pool = multiprocessing.get_context("fork").Pool(2)
+    with shmkit.get_context("fork").Pool(2) as p, mp_pool:
+        assert isinstance(p.apply_async(sqr, (3,)), multiprocessing.pool.ApplyResult)
+        assert isinstance(p.map_async(sqr, [3]), multiprocessing.pool.MapResult)
+        assert isinstance(p.imap(sqr, [3]), multiprocessing.pool.IMapIterator)
+        assert isinstance(p.imap_unordered(sqr, [3]), multiprocessing.pool.IMapUnorderedIterator)
+        assert p.map_async(sqr, range(5)).get(60) == [x * x for x in range(5)]
+        r = p.apply_async(sqr, (4,))
+        r.wait()
+        assert r.ready() and r.get() == 16
+        for chunksize in (1, 3, 7, 100):
+            assert list(p.imap(sqr, range(50), chunksize)) == list(mp_pool.imap(sqr, range(50), chunksize))
+            assert sorted(p.imap_unordered(sqr, range(50), chunksize)) == [x * x for x in range(50)]
+            # An error in a task reaches the iterator at that chunk's place.
+            expect, got = mp_pool.imap(_inverse, range(-3, 4), chunksize), p.imap(_inverse, range(-3, 4), chunksize)
+            while True:
+                try:
+                    want = next(expect)
+                except ZeroDivisionError:
+                    with pytest.raises(ZeroDivisionError):
+                        next(got)
+                    break
+                assert next(got) == want
+            # An error in the iterable ends the items it reached.
+            got_items = []
+            with pytest.raises(KeyError):
+                for x in p.imap(sqr, _numbers_then_raising(9), chunksize):
+                    got_items.append(x)
+            want_items = []
+            with pytest.raises(KeyError):
+                for x in mp_pool.imap(sqr, _numbers_then_raising(9), chunksize):
+                    want_items.append(x)
+            assert got_items == want_items
+        with pytest.raises(ValueError):
+            p.imap(sqr, range(3), 0)
+        with pytest.raises(multiprocessing.TimeoutError):
+            p.imap(time.sleep, [0.5]).next(0.01)
+
+
 _LOST_SIGINT_SCRIPT = textwrap.dedent("""
     import multiprocessing, signal, sys, threading, time
     import shmkit
 
-    def slow(x):
+    def slow(x, y=0):
         time.sleep(60)
         return x
 
@@ -557,38 +609,64 @@ _LOST_SIGINT_SCRIPT = textwrap.dedent("""
         time.sleep(0.5)
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)
 
+    WAITS = {
+        "map": lambda p: p.map(slow, [1]),
+        "starmap": lambda p: p.starmap(slow, [(1, 2)]),
+        "apply": lambda p: p.apply(slow, (1,)),
+        "apply_async.get": lambda p: p.apply_async(slow, (1,)).get(),
+        "apply_async.wait": lambda p: p.apply_async(slow, (1,)).wait(),
+        "map_async.get": lambda p: p.map_async(slow, [1, 2]).get(),
+        "starmap_async.wait": lambda p: p.starmap_async(slow, [(1, 2)]).wait(),
+        "imap": lambda p: next(p.imap(slow, [1])),
+        "imap.chunked": lambda p: list(p.imap(slow, [1, 2, 3], 2)),
+        "imap_unordered.next": lambda p: p.imap_unordered(slow, [1]).next(),
+        "imap_unordered.chunked": lambda p: list(p.imap_unordered(slow, [1, 2, 3], 2)),
+    }
+
     if __name__ == "__main__":
         ctx = (shmkit if sys.argv[1] == "shmkit" else multiprocessing).get_context("fork")
         with ctx.Pool(1) as p:
             threading.Thread(target=sigint_to_this_thread, daemon=True).start()
             try:
-                p.map(slow, [1])
+                WAITS[sys.argv[2]](p)
             except KeyboardInterrupt:
                 print("KeyboardInterrupt", flush=True)
                 raise
 """)
+_LOST_SIGINT_WAITS = ["map", "starmap", "apply", "apply_async.get", "apply_async.wait", "map_async.get",
+                      "starmap_async.wait", "imap", "imap.chunked", "imap_unordered.next",
+                      "imap_unordered.chunked"]
 
 
-def test_map_raises_a_sigint_its_lock_wait_missed(tmp_path):
+def _run_lost_sigint(script, which, wait, seconds):
+    proc = subprocess.Popen([sys.executable, str(script), which, wait], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        return proc.communicate(timeout=seconds)[0]
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+
+
+@pytest.mark.parametrize("wait", _LOST_SIGINT_WAITS)
+def test_every_pool_wait_raises_a_sigint_its_lock_wait_missed(tmp_path, wait):
+    # Every wait for a result (the blocking calls, the *_async results'
+    # get() and wait(), imap's iterators) waits in slices: the pending
+    # SIGINT is raised within one.
     script = tmp_path / "lost_sigint.py"
     script.write_text(_LOST_SIGINT_SCRIPT)
+    assert _run_lost_sigint(script, "shmkit", wait, 30) == "KeyboardInterrupt\n"
 
-    def run(which, seconds):
-        proc = subprocess.Popen([sys.executable, str(script), which], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            return proc.communicate(timeout=seconds)[0]
-        except subprocess.TimeoutExpired:
-            return None
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
 
-    # shmkit's map waits in slices: the pending SIGINT is raised within one.
-    assert run("shmkit", 60) == "KeyboardInterrupt\n"
-    # multiprocessing's map waits without a timeout and misses it.
-    assert run("multiprocessing", 5) is None
+@pytest.mark.parametrize("wait", ["map", "imap.chunked"])
+def test_multiprocessing_pool_misses_that_sigint(tmp_path, wait):
+    # The reference: multiprocessing's waits have no timeout and miss it.
+    script = tmp_path / "lost_sigint.py"
+    script.write_text(_LOST_SIGINT_SCRIPT)
+    assert _run_lost_sigint(script, "multiprocessing", wait, 5) is None
 
 
 # ------------------------------------------------------------ ProcessPoolExecutor

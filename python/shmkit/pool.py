@@ -238,9 +238,11 @@ class Pool(_mp_pool.Pool):
               chunksize: Any) -> Any:
         self._check_running()
         if chunksize == 1 or not chunksize >= 1:
-            # (multiprocessing's: its iterator, or its ValueError)
+            # (multiprocessing's: its iterator, or its ValueError; or, for a
+            # NaN chunksize, its generator, which then fails as it does)
             result = imap(func, iterable, chunksize)
-            result.__class__ = cls
+            if isinstance(result, _mp_pool.IMapIterator):
+                result.__class__ = cls
             return result
         # multiprocessing's chunked form hands out a generator over an
         # iterator it keeps to itself; its tasks are those of a chunksize-1

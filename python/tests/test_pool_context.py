@@ -590,6 +590,13 @@ def test_pool_results_are_multiprocessings_and_give_what_its_give():
             assert got_items == want_items
         with pytest.raises(ValueError):
             p.imap(sqr, range(3), 0)
+        for bad in (float("nan"), 2.5):  # (fail when iterated, as multiprocessing's)
+            with pytest.raises(ValueError):
+                list(mp_pool.imap(sqr, range(3), bad))
+            with pytest.raises(ValueError):
+                list(p.imap(sqr, range(3), bad))
+        with pytest.raises(TypeError):
+            p.imap(sqr, range(3), "2")
         with pytest.raises(multiprocessing.TimeoutError):
             p.imap(time.sleep, [0.5]).next(0.01)
 

@@ -75,7 +75,6 @@ from __future__ import annotations
 import functools
 import multiprocessing as _mp
 import multiprocessing.pool as _mp_pool
-import os
 import queue as _queue
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
@@ -85,10 +84,8 @@ from .context import shmkit_twin
 __all__ = ["Pool"]
 
 # How often apply()'s spin looks at whether the result-handler thread has
-# delivered its result meanwhile, and how long it spins before it yields
-# the CPU between looks (as the queues' own waits do).
+# delivered its result meanwhile.
 _LOOK = 10e-6
-_BUSY = 20e-6
 # How long a wait for a result without a timeout waits at a time.
 _SLICE = 0.1
 # (multiprocessing's chunk runner; typeshed does not declare it.)
@@ -264,19 +261,17 @@ class Pool(_mp_pool.Pool):
             start = time.monotonic()
             deadline = start + self._apply_spin
             while not result.ready():
-                now = time.monotonic()
-                left = deadline - now
+                left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                if now - start > _BUSY:
-                    # Past a short busy spin, let a peer that shares our
-                    # CPU (the worker, on a busy machine) run between looks.
-                    os.sched_yield()
                 # The spin lets go of the GIL, so that thread can take our
                 # result while we look (its pop holds the GIL): look at
-                # ready() again at least every _LOOK seconds.
+                # ready() again at least every _LOOK seconds. The spin is
+                # busy for its first 20 us from `start`, then yields the
+                # CPU between looks (to a peer that shares it: the worker,
+                # on a busy machine).
                 try:
-                    if not q.spin_for_message(min(left, _LOOK)):
+                    if not q.spin_for_message(min(left, _LOOK), start):
                         continue
                     msg = q.get_obj(False)
                 except _queue.Empty:

@@ -784,6 +784,23 @@ def test_byte_queue_spin_for_message_never_sleeps_and_takes_nothing(names):
         assert bq.spin_for_message(0.02) is False
         assert time.monotonic() - t0 >= 0.02
         assert bq.spin_for_message(-1) is False  # (a past deadline: one look)
+        # `since`, when the caller's spin began (time.monotonic()), moves
+        # only the start of the yielding looks: any reading, past or future,
+        # leaves the timeout as it is.
+        for since in (time.monotonic(), 0.0, time.monotonic() + 3600, None):
+            t0 = time.monotonic()
+            assert bq.spin_for_message(0.01, since) is False
+            assert bq.spin_for_message(timeout=0.01, since=since) is False
+            assert 0.02 <= time.monotonic() - t0 < WATCHDOG
+        for bad, error in ((float("nan"), ValueError), (float("inf"), ValueError), ("0", TypeError)):
+            with pytest.raises(error):
+                bq.spin_for_message(0.01, bad)
+        with pytest.raises(TypeError):
+            bq.spin_for_message(0.01, 0.0, 1)
+        with pytest.raises(TypeError):
+            bq.spin_for_message(0.01, start=0.0)
+        with pytest.raises(TypeError):
+            bq.spin_for_message(0.01, timeout=0.01)
         # A message another process pushes while we spin (nobody wakes
         # the spin: its own looks find it).
         r, w = os.pipe()
@@ -798,7 +815,7 @@ def test_byte_queue_spin_for_message_never_sleeps_and_takes_nothing(names):
             finally:
                 os._exit(0)
         os.write(w, b"x")
-        assert bq.spin_for_message(WATCHDOG) is True
+        assert bq.spin_for_message(WATCHDOG, time.monotonic() - 1) is True
         assert bq._waiting == 0 and bq.size() == 1  # it took nothing
         assert bq.get() == b"hi"
         assert os.waitpid(pid, 0)[1] == 0

@@ -142,7 +142,7 @@ EXPECTED = {
     '_queues.ByteQueue.put_obj': '(self, obj, /, block=True, timeout=None)',
     '_queues.ByteQueue.get_obj': '(self, /, block=True, timeout=None)',
     '_queues.ByteQueue.wait_message': '(self, /, timeout=None)',
-    '_queues.ByteQueue.spin_for_message': '(self, /, timeout)',
+    '_queues.ByteQueue.spin_for_message': '(self, /, timeout, since=None)',
     '_queues.ByteQueue.empty': '(self, /)',
     '_queues.ByteQueue.size': '(self, /)',
     '_queues.ByteQueue.unblock': '(self, /)',

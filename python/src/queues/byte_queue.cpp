@@ -28,7 +28,7 @@
 //     own sleeps), checking for signals (Ctrl-C) between slices; after a
 //     wake the pop/push is retried with the GIL held, and a wake that finds
 //     nothing (another consumer was first) waits again until the deadline.
-//   * spin_for_message(timeout) waits for a message without ever sleeping:
+//   * spin_for_message(timeout, since) waits for a message without ever sleeping:
 //     it spins without the GIL (Pool.apply's caller, which expects its
 //     result within microseconds).
 //   * Re-entrancy: every argument is converted (buffers acquired, block and
@@ -45,6 +45,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <optional>
@@ -678,29 +679,73 @@ PyObject* bq_wait_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, 
   }
 }
 
-// spin_for_message(timeout) -> bool: whether a message is there, looking
-// for one up to the timeout without ever sleeping in the futex (so a
-// producer's push wakes nobody for us): a busy spin for kBusySpin, then
-// looks that yield the CPU between them. The GIL is released in chunks of
-// kSpinChunk, with a look for signals (Ctrl-C) between them. For a thread
-// that expects a message within microseconds and would rather burn them
-// than pay a wake-up (Pool.apply's caller); takes nothing.
+// spin_for_message(timeout, since=None) -> bool: whether a message is
+// there, looking for one up to the timeout without ever sleeping in the
+// futex (so a producer's push wakes nobody for us): a busy spin for
+// kBusySpin, then looks that yield the CPU between them. The busy spin
+// counts from `since` (a time.monotonic() reading, the same clock as
+// Clock) when given, so a caller that spins in short calls, looking at
+// something else between them (Pool.apply, at its result), keeps this one
+// policy over the whole spin. The GIL is released in chunks of kSpinChunk,
+// with a look for signals (Ctrl-C) between them. For a thread that expects
+// a message within microseconds and would rather burn them than pay a
+// wake-up; takes nothing.
 constexpr auto kBusySpin = std::chrono::microseconds(20);
 constexpr auto kSpinChunk = std::chrono::milliseconds(1);
 PyObject* bq_spin_for_message(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   ByteQueueObj* self = as_bq(o);
-  double timeout = 0.0;
-  if (parse_timeout(args, nargs, kwnames, 0, "spin_for_message", Timeouts::clamp, &timeout) < 0) {
+  PyObject* timeout_arg = nargs > 0 ? args[0] : nullptr;
+  PyObject* since_arg = nargs > 1 ? args[1] : nullptr;
+  if (nargs > 2) {
+    PyErr_Format(PyExc_TypeError, "spin_for_message() takes at most 2 arguments (%zd given)", nargs);
     return nullptr;
   }
-  if (timeout < 0.0) {
+  for (Py_ssize_t i = 0; kwnames != nullptr && i < PyTuple_GET_SIZE(kwnames); ++i) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, i);
+    PyObject** slot = PyUnicode_CompareWithASCIIString(key, "timeout") == 0 ? &timeout_arg
+                      : PyUnicode_CompareWithASCIIString(key, "since") == 0 ? &since_arg
+                                                                            : nullptr;
+    if (slot == nullptr) {
+      PyErr_Format(PyExc_TypeError, "spin_for_message() got an unexpected keyword argument '%U'", key);
+      return nullptr;
+    }
+    if (*slot != nullptr) {
+      PyErr_Format(PyExc_TypeError, "spin_for_message() got multiple values for argument '%U'", key);
+      return nullptr;
+    }
+    *slot = args[nargs + i];
+  }
+  if (timeout_arg == nullptr || timeout_arg == Py_None) {
     PyErr_SetString(PyExc_ValueError, "spin_for_message needs a timeout (it never sleeps)");
     return nullptr;
+  }
+  // (Conversions run Python code: the queue is checked open after them.)
+  double timeout = PyFloat_AsDouble(timeout_arg);
+  if (timeout == -1.0 && PyErr_Occurred()) return nullptr;
+  if (!(timeout >= 0.0)) timeout = 0.0;  // negative or NaN: one look (SemLock's clamp)
+  double since = -1.0;
+  if (since_arg != nullptr && since_arg != Py_None) {
+    since = PyFloat_AsDouble(since_arg);
+    if (since == -1.0 && PyErr_Occurred()) return nullptr;
+    if (!std::isfinite(since)) {
+      PyErr_SetString(PyExc_ValueError, "spin_for_message: 'since' must be a time.monotonic() reading");
+      return nullptr;
+    }
   }
   if (!check_open(self)) return nullptr;
   shmkit::ByteQueue* q = self->q;
   if (q->has_message()) Py_RETURN_TRUE;
-  const Clock::time_point start = Clock::now();
+  Clock::time_point start = Clock::now();
+  if (since_arg != nullptr && since_arg != Py_None) {
+    // A reading from before the clock's start is simply long ago; one in
+    // the future is now (the busy spin never lasts longer than kBusySpin).
+    const std::chrono::duration<double> ago = start.time_since_epoch() - std::chrono::duration<double>(since);
+    if (ago >= kBusySpin) {
+      start -= kBusySpin;
+    } else if (ago.count() > 0.0) {
+      start -= std::chrono::duration_cast<Clock::duration>(ago);
+    }
+  }
   const Clock::time_point deadline = deadline_for(timeout);
   Waiting guard(self->waiting);
   for (;;) {
@@ -970,8 +1015,9 @@ PyMethodDef bq_methods[] = {
      "get_obj($self, /, block=True, timeout=None)\n--\n\nOne object (pickles unpickled with loads, "
      "others through decode); queue.Empty."},
     {"spin_for_message", fastcall(bq_spin_for_message), METH_FASTCALL | METH_KEYWORDS,
-     "spin_for_message($self, /, timeout)\n--\n\nWhether a message is there, looking for one up to "
-     "timeout seconds by spinning (busy, then yielding the CPU), never sleeping; takes nothing."},
+     "spin_for_message($self, /, timeout, since=None)\n--\n\nWhether a message is there, looking for one "
+     "up to timeout seconds by spinning (busy for 20 us from `since`, a time.monotonic() reading, or from "
+     "the call; then yielding the CPU between looks), never sleeping; takes nothing."},
     {"wait_message", fastcall(bq_wait_message), METH_FASTCALL | METH_KEYWORDS,
      "wait_message($self, /, timeout=None)\n--\n\nWhether a message is there, waiting up to timeout; "
      "takes nothing."},

@@ -38,6 +38,17 @@ How a row is judged:
     cpu_consumer, shared_l2, shared_l3, cpu_moved: bench_lockfree's spsc/
     rows) say so in their note, and say when the candidate and a baseline
     did not run on the same CPUs.
+  * Rows whose repetitions were framed by ping-pong probes (counters
+    probe_before_ns, probe_after_ns: bench_lockfree's spsc/ rows) pair only
+    like with like. The host can move a VM's two virtual CPUs between a
+    "near" and a "far" placement (a spin ping-pong of about 120 ns against
+    about 500 ns on the EPYC VM), and a pair measured on both sides of such
+    a move compares placements, not queues. A pair is kept when the four
+    probes around its two runs agree within PROBE_DRIFT; with several
+    baselines, each repetition takes the best of those that ran in the
+    candidate's placement. The pairs left out are counted in the note,
+    whatever their ratio; a row with fewer than MIN_PAIRS pairs kept (and
+    more repetitions than that) is inconclusive.
 Exit status is 0 whatever the verdicts: targets are reported, never asserted.
 """
 import json
@@ -54,6 +65,11 @@ DISTURBED = 0.05
 # Paired ratios whose largest is more than this times their smallest mark a
 # row that the run's conditions moved.
 SPREAD = 1.5
+# Probes (spin ping-pong ns) within this factor of each other show the same
+# placement of the two virtual CPUs (bench_lockfree's kProbeDrift).
+PROBE_DRIFT = 1.25
+# The fewest like-for-like pairs a row with probes is judged on.
+MIN_PAIRS = 3
 
 
 def per_op_ns(b):
@@ -123,17 +139,43 @@ def baseline_names(c):
     return list(b) if isinstance(b, (list, tuple)) else [b]
 
 
-def best_of(series, names, metric):
+def probes(entry):
+    """The ping-pong probes (ns) that framed this repetition, or () when it
+    recorded none."""
+    got = [entry.get(k, 0) for k in ("probe_before_ns", "probe_after_ns")]
+    return tuple(got) if all(isinstance(x, (int, float)) and x > 0 for x in got) else ()
+
+
+def same_placement(a, b):
+    """Whether repetitions a and b ran in the same placement of the virtual
+    CPUs, as far as their probes tell (True when either has none)."""
+    pa, pb = probes(a), probes(b)
+    if not pa or not pb:
+        return True
+    every = pa + pb
+    return max(every) <= PROBE_DRIFT * min(every)
+
+
+def best_of(series, names, metric, cand_entries=None):
     """Per repetition, the best figure among the baselines `names` (only
-    repetitions every baseline has), and the name that gave it."""
-    per = [value(series.get(n, []), metric) for n in names]
-    if not per or any(not v for v in per):
+    repetitions every baseline has), and the name that gave it. With
+    `cand_entries`, only baselines that ran in the placement of that
+    repetition of the candidate compete; a repetition none of them matches
+    gives (None, None)."""
+    entries = [[b for b in series.get(n, []) if metric == "ns" or metric in b] for n in names]
+    if not entries or any(not e for e in entries):
         return [], []
     hib = higher_is_better(metric)
     figs, who = [], []
-    for i in range(min(len(v) for v in per)):
-        vals = [v[i] for v in per]
-        j = max(range(len(vals)), key=lambda k: vals[k]) if hib else min(range(len(vals)), key=lambda k: vals[k])
+    for i in range(min(len(e) for e in entries)):
+        ok = [k for k in range(len(names))
+              if cand_entries is None or i >= len(cand_entries) or same_placement(cand_entries[i], entries[k][i])]
+        if not ok:
+            figs.append(None)
+            who.append(None)
+            continue
+        vals = {k: value([entries[k][i]], metric)[0] for k in ok}
+        j = max(ok, key=lambda k: vals[k]) if hib else min(ok, key=lambda k: vals[k])
         figs.append(vals[j])
         who.append(names[j])
     return figs, who
@@ -177,35 +219,49 @@ def judge(c, series):
                target="-" if t is None else ("<= " if goal == "at_most" else ">= ") + f"{t}x",
                met="-", reps=0, note="", counts=t is not None)
     names = baseline_names(c)
-    cv = value(series.get(c["candidate"], []), metric)
-    who = []
-    if len(names) == 1:
-        bv = value(series.get(names[0], []), metric)
-    else:
-        bv, who = best_of(series, names, metric)
+    cand_entries = [b for b in series.get(c["candidate"], []) if metric == "ns" or metric in b]
+    cv = value(cand_entries, metric)
+    # Per repetition, the baseline figure it is paired with (None: no
+    # baseline ran in the candidate's placement then), and whose it is.
+    bv, who = best_of(series, names, metric, cand_entries)
     if cv:
         row.update(cand=fmt(statistics.median(cv), metric),
                    cand_range=f"{fmt(min(cv), metric)}-{fmt(max(cv), metric)}")
-    if bv:
-        row.update(base=fmt(statistics.median(bv), metric),
-                   base_range=f"{fmt(min(bv), metric)}-{fmt(max(bv), metric)}")
+    every_bv = best_of(series, names, metric)[0]  # (all repetitions, for the figure shown)
+    if every_bv:
+        row.update(base=fmt(statistics.median(every_bv), metric),
+                   base_range=f"{fmt(min(every_bv), metric)}-{fmt(max(every_bv), metric)}")
     if not cv or not bv:
         gone = [c["candidate"]] if not cv else []
         gone += [n for n in names if not value(series.get(n, []), metric)]
         row.update(met="missing", note="no repetition of " + ", ".join(gone))
         return row
-    ratios = paired_ratios(cv, bv, metric, goal)
+    pairs = list(zip(cv, bv))
+    kept = [(cf, bf) for cf, bf in pairs if bf is not None]
+    ratios = paired_ratios([cf for cf, _ in kept], [bf for _, bf in kept], metric, goal)
     if ratios is None:
         row.update(met="failed", note="a zero, negative or non-finite figure: no ratio")
         return row
-    row.update(ratio=f"{statistics.median(ratios):.2f}x",
-               ratio_range=f"{min(ratios):.2f}-{max(ratios):.2f}x", reps=len(ratios),
-               met=verdict(ratios, t, goal))
-    base_entries = [b for n in names for b in series.get(n, [])]
     notes = []
-    if who:
-        top = max(set(who), key=who.count)
-        notes.append(f"best baseline: {top} in {who.count(top)} of {len(who)} repetitions")
+    left_out = len(pairs) - len(kept)
+    if left_out:
+        notes.append(f"{left_out} of {len(pairs)} pairs left out: the two sides ran in different placements "
+                     "of the virtual CPUs (ping-pong probes)")
+    if not ratios:
+        row.update(met="inconclusive" if t is not None else "-")
+        row["note"] = "; ".join(notes)
+        return row
+    met = verdict(ratios, t, goal)
+    if left_out and len(ratios) < min(MIN_PAIRS, len(pairs)) and met != "-":
+        met = "inconclusive"
+        notes.append(f"fewer than {MIN_PAIRS} pairs kept")
+    row.update(ratio=f"{statistics.median(ratios):.2f}x",
+               ratio_range=f"{min(ratios):.2f}-{max(ratios):.2f}x", reps=len(ratios), met=met)
+    base_entries = [b for n in names for b in series.get(n, [])]
+    named = [w for w in who if w is not None]
+    if len(names) > 1 and named:
+        top = max(set(named), key=named.count)
+        notes.append(f"best baseline: {top} in {named.count(top)} of {len(named)} repetitions")
     waits = value(series[c["candidate"]], "runq_wait") + value(base_entries, "runq_wait")
     if waits and max(waits) > DISTURBED:
         notes.append(f"disturbed: runq_wait up to {100 * max(waits):.0f}%")

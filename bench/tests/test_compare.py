@@ -2,8 +2,9 @@
 """bench/compare.py's verdicts on synthetic runs: a missing row, a zero
 figure, lower- and higher-is-better counters, a spread that straddles the
 target, paired ratios, a disturbed run, a spread over 1.5x, the best of
-several baselines, the placement note, and the suite's count of met
-targets. Run directly (ctest does) or under pytest."""
+several baselines, the placement note, pairs left out when their two sides
+ran in different placements of the virtual CPUs, and the suite's count of
+met targets. Run directly (ctest does) or under pytest."""
 import sys
 import unittest
 from pathlib import Path
@@ -159,6 +160,65 @@ class Verdicts(unittest.TestCase):
         note = compare.judge(comparison(target=1.0), s)["note"]
         self.assertIn("changed CPU", note)
         self.assertIn("the baseline ran elsewhere", note)
+
+
+    def test_pairs_that_ran_in_different_placements_are_left_out(self):
+        # Probes of about 120 ns ("near") and 500 ns ("far"). Repetition 2:
+        # the candidate ran far (slow), the baseline near; that pair (0.5x)
+        # compares placements and is left out, whatever its ratio.
+        near, far = dict(probe_before_ns=118, probe_after_ns=121), dict(probe_before_ns=495, probe_after_ns=505)
+        s = series(rep("cand", 10, **near), rep("base", 20, **near), rep("cand", 10, **near), rep("base", 22, **near),
+                   rep("cand", 40, **far), rep("base", 20, **near), rep("cand", 10, **near), rep("base", 21, **near))
+        r = compare.judge(comparison(target=1.5), s)
+        self.assertEqual((r["met"], r["reps"], r["ratio_range"]), ("yes", 3, "2.00-2.20x"))
+        self.assertIn("1 of 4 pairs left out", r["note"])
+        # Both sides far: like with like, kept (the same rule, not "near only").
+        s = series(rep("cand", 10, **far), rep("base", 20, **far), rep("cand", 10, **near), rep("base", 22, **near),
+                   rep("cand", 10, **far), rep("base", 12, **far))
+        r = compare.judge(comparison(target=1.5), s)
+        self.assertEqual((r["met"], r["reps"]), ("inconclusive", 3))
+        self.assertNotIn("left out", r["note"])
+        # A pair left out never turns a miss into a pass: the kept pairs decide.
+        s = series(rep("cand", 10, **near), rep("base", 12, **near), rep("cand", 10, **far), rep("base", 40, **near),
+                   rep("cand", 10, **near), rep("base", 11, **near), rep("cand", 10, **near), rep("base", 13, **near))
+        self.assertEqual(compare.judge(comparison(target=1.5), s)["met"], "NO")
+
+    def test_too_few_like_pairs_is_inconclusive(self):
+        near, far = dict(probe_before_ns=118, probe_after_ns=121), dict(probe_before_ns=495, probe_after_ns=505)
+        s = series(rep("cand", 10, **near), rep("base", 30, **near), rep("cand", 10, **far), rep("base", 30, **near),
+                   rep("cand", 10, **far), rep("base", 30, **near))
+        r = compare.judge(comparison(target=2.0), s)
+        self.assertEqual((r["met"], r["reps"]), ("inconclusive", 1))
+        self.assertIn("fewer than 3 pairs kept", r["note"])
+        none = series(rep("cand", 10, **far), rep("base", 30, **near))
+        r = compare.judge(comparison(target=2.0), none)
+        self.assertEqual(r["met"], "inconclusive")
+        self.assertIn("1 of 1 pairs left out", r["note"])
+        # A probe that drifts within a run (near before, far after) matches
+        # neither placement.
+        drifted = dict(probe_before_ns=120, probe_after_ns=480)
+        r = compare.judge(comparison(target=2.0), series(rep("cand", 10, **drifted), rep("base", 30, **near)))
+        self.assertEqual(r["met"], "inconclusive")
+
+    def test_best_of_takes_only_baselines_in_the_candidates_placement(self):
+        # Repetition 1: b1 ran far (40) and b2 near (15); the candidate ran
+        # near, so b2 is its baseline even if b1 would be worse or better.
+        near, far = dict(probe_before_ns=118, probe_after_ns=121), dict(probe_before_ns=495, probe_after_ns=505)
+        c = comparison(target=1.0, base=["b1", "b2"])
+        s = series(rep("cand", 10, **near), rep("b1", 20, **near), rep("b2", 30, **near),
+                   rep("cand", 10, **near), rep("b1", 5, **far), rep("b2", 15, **near),
+                   rep("cand", 10, **near), rep("b1", 25, **near), rep("b2", 22, **near))
+        r = compare.judge(c, s)
+        self.assertEqual((r["ratio_range"], r["met"], r["reps"]), ("1.50-2.20x", "yes", 3))
+        self.assertIn("b2 in 2 of 3", r["note"])
+        self.assertNotIn("left out", r["note"])
+
+    def test_repetitions_without_probes_are_all_paired(self):
+        near = dict(probe_before_ns=118, probe_after_ns=121)
+        s = series(rep("cand", 10), rep("base", 30, **near), rep("cand", 10, **near), rep("base", 30))
+        r = compare.judge(comparison(target=2.0), s)
+        self.assertEqual((r["met"], r["reps"]), ("yes", 2))
+        self.assertNotIn("left out", r["note"])
 
 
 class Rows(unittest.TestCase):

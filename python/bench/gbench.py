@@ -15,7 +15,11 @@ queue rows are ns per item streamed, or per round trip, between two forked
 processes pinned to two CPUs, the same layout for both sides; the object
 queue and pool rows (bench_pyqueue.py) are ns per message, per array
 transfer, per task or per round trip.
-Names are python/<row>/<side>; bench/targets.py pairs them.
+Names are python/<row>/<side>; bench/targets.py pairs them. The queue and
+pool runs are framed by spin ping-pong probes between the run's first two
+CPUs (counters probe_before_ns, probe_after_ns: bench/python/
+placement_probe.cpp), so that bench/compare.py pairs only runs made in the
+same placement of a VM's virtual CPUs.
 """
 import datetime
 import json
@@ -33,6 +37,24 @@ import bench_core  # noqa: E402
 import bench_pyqueue  # noqa: E402
 import bench_sync  # noqa: E402
 from shmkit import _core  # noqa: E402
+
+try:  # (bench/python/placement_probe.cpp, built next to the launcher)
+    from _placement_probe import ping_pong_ns  # noqa: E402
+except ImportError:
+    ping_pong_ns = None
+
+# The rows framed by placement probes: the object queues and pools, whose
+# processes run on the first two CPUs of the run (bench_pyqueue.CPUS).
+PROBED = ("python/pyqueue_", "python/pypool_")
+
+
+def probe():
+    """The spin ping-pong round trip (ns) between the run's first two CPUs
+    now, or 0 where it cannot be taken (one CPU, no probe module)."""
+    cpus = bench_pyqueue.CPUS
+    if ping_pong_ns is None or len(cpus) < 2:
+        return 0.0
+    return ping_pong_ns(cpus[0], cpus[1])
 from shmkit import shared_memory as sk_shm  # noqa: E402
 from shmkit import sharedctypes as sk_sc  # noqa: E402
 from shmkit import synchronize as S  # noqa: E402
@@ -143,10 +165,18 @@ def main(argv):
             for name in order:
                 fn, metric, ops = table[name]
                 counters = {}
+                probed = name.startswith(PROBED)
                 try:
+                    before = probe() if probed else 0.0
                     value = fn()
                     if isinstance(value, tuple):  # (figure, {counter: value})
                         value, counters = value
+                    if probed and before > 0:
+                        after = probe()
+                        if after > 0:
+                            # bench/compare.py pairs two repetitions only
+                            # when their probes agree (the same placement).
+                            counters = dict(counters, probe_before_ns=before, probe_after_ns=after)
                 except Exception as e:  # one side failing leaves its row missing, not the others
                     e_entry = entry(name, rep, reps, 0.0, metric, ops)
                     e_entry.update(error_occurred=True, error_message=f"{type(e).__name__}: {e}")
@@ -163,7 +193,9 @@ def main(argv):
                "host_name": socket.gethostname(), "executable": sys.argv[0],
                "num_cpus": os.cpu_count(), "python": platform.python_version(),
                "python_executable": sys.executable, "library_build_type": "release",
-               "python_queue_placement": bench_pyqueue.PLACEMENT}
+               "python_queue_placement": bench_pyqueue.PLACEMENT + (
+                   "; every queue and pool run framed by spin ping-pong probes between the first two CPUs"
+                   if ping_pong_ns is not None and len(bench_pyqueue.CPUS) >= 2 else "")}
     out = opts.get("--benchmark_out")
     data = {"context": context, "benchmarks": results}
     if out:

@@ -14,8 +14,9 @@
 //     cache lines for `window` seconds (0 < window <= 1). Returns ns per
 //     round trip, or 0.0 when no round trip completed within a second (the
 //     child never ran: the probe is then absent, never a hang).
-//   * The child runs only this file's C++ (no Python) and _exits; the
-//     caller holds the GIL throughout (the call lasts about `window`).
+//   * The child runs only this file's C++ (no Python) and _exits; it dies
+//     with its parent (PR_SET_PDEATHSIG). The caller holds the GIL
+//     throughout (the call lasts about `window`).
 //   * Errors (mmap, fork, a CPU outside the machine's range) raise OSError
 //     or ValueError.
 #define PY_SSIZE_T_CLEAN
@@ -23,6 +24,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,17 +47,24 @@ struct Pair {
 
 constexpr std::uint64_t kStop = ~std::uint64_t{0};
 
-[[noreturn]] void child(Pair* p, int cpu) {
+[[noreturn]] void child(Pair* p, int cpu, pid_t parent) {
+  // A parent killed mid-probe takes the child with it (never an orphan
+  // spinning for ever); the getppid() check closes the race with a parent
+  // that died before the prctl.
+  (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(0);
   cpu_set_t s;
   CPU_ZERO(&s);
   CPU_SET(cpu, &s);
   (void)sched_setaffinity(0, sizeof s, &s);
+  std::uint64_t last = 0;  // (kept here: reading pong back would pull its line over)
   for (;;) {
     // (1) acquire: pairs with (2); nothing is read after it but the value.
     const std::uint64_t v = p->ping.v.load(std::memory_order_acquire);
     if (v == kStop) _exit(0);
-    if (v != p->pong.v.load(std::memory_order_relaxed)) {
+    if (v != last) {
       p->pong.v.store(v, std::memory_order_release);  // (3) pairs with (4)
+      last = v;
     }
   }
 }
@@ -78,6 +87,7 @@ PyObject* ping_pong_ns(PyObject*, PyObject* args) {
   auto* p = new (mem) Pair();
   cpu_set_t old;
   const bool have_old = sched_getaffinity(0, sizeof old, &old) == 0;
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     const int e = errno;
@@ -85,7 +95,7 @@ PyObject* ping_pong_ns(PyObject*, PyObject* args) {
     errno = e;
     return PyErr_SetFromErrno(PyExc_OSError);
   }
-  if (pid == 0) child(p, cpu_b);
+  if (pid == 0) child(p, cpu_b, parent);
   cpu_set_t s;
   CPU_ZERO(&s);
   CPU_SET(cpu_a, &s);

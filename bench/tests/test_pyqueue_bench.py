@@ -94,5 +94,33 @@ class RowsTest(unittest.TestCase):
                 self.assertTrue(0.0 <= counters.get("runq_wait", 0.0) <= 1.0, counters)
 
 
+class PlacementProbe(unittest.TestCase):
+    """bench/python/placement_probe.cpp: the ping-pong that frames the
+    Python queue and pool runs."""
+
+    def test_round_trip_between_two_cpus(self):
+        from _placement_probe import ping_pong_ns
+        cpus = sorted(os.sched_getaffinity(0))
+        before = os.sched_getaffinity(0)
+        ns = ping_pong_ns(cpus[0], cpus[-1], 0.005)
+        # A round trip takes time (0.0 only when the child never ran within
+        # a second), and this process's CPU set is given back.
+        self.assertTrue(math.isfinite(ns) and ns >= 0.0, ns)
+        if len(cpus) >= 2:
+            self.assertGreater(ns, 0.0)
+        self.assertEqual(os.sched_getaffinity(0), before)
+        # The child is gone (reaped): no process of ours is left spinning.
+        with self.assertRaises(ChildProcessError):
+            os.waitpid(-1, os.WNOHANG)
+
+    def test_bad_arguments(self):
+        from _placement_probe import ping_pong_ns
+        for args in ((-1, 0), (0, 1 << 20), (0, 0, 0.0), (0, 0, 2.0), (0, 0, float("nan"))):
+            with self.subTest(args=args), self.assertRaises(ValueError):
+                ping_pong_ns(*args)
+        with self.assertRaises(TypeError):
+            ping_pong_ns("0", 1)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

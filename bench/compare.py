@@ -39,7 +39,8 @@ How a row is judged:
     rows) say so in their note, and say when the candidate and a baseline
     did not run on the same CPUs.
   * Rows whose repetitions were framed by ping-pong probes (counters
-    probe_before_ns, probe_after_ns: bench_lockfree's spsc/ rows) pair only
+    probe_before_ns, probe_after_ns: bench_lockfree's spsc/ rows and the
+    Python queue and pool rows of bench_python) pair only
     like with like. The host can move a VM's two virtual CPUs between a
     "near" and a "far" placement (a spin ping-pong of about 120 ns against
     about 500 ns on the EPYC VM), and a pair measured on both sides of such

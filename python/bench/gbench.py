@@ -37,9 +37,12 @@ import bench_core  # noqa: E402
 import bench_pyqueue  # noqa: E402
 import bench_sync  # noqa: E402
 from shmkit import _core  # noqa: E402
+from shmkit import shared_memory as sk_shm  # noqa: E402
+from shmkit import sharedctypes as sk_sc  # noqa: E402
+from shmkit import synchronize as S  # noqa: E402
 
 try:  # (bench/python/placement_probe.cpp, built next to the launcher)
-    from _placement_probe import ping_pong_ns  # noqa: E402
+    from _placement_probe import ping_pong_ns
 except ImportError:
     ping_pong_ns = None
 
@@ -55,9 +58,6 @@ def probe():
     if ping_pong_ns is None or len(cpus) < 2:
         return 0.0
     return ping_pong_ns(cpus[0], cpus[1])
-from shmkit import shared_memory as sk_shm  # noqa: E402
-from shmkit import sharedctypes as sk_sc  # noqa: E402
-from shmkit import synchronize as S  # noqa: E402
 
 
 class Fixtures:

@@ -23,6 +23,25 @@ namespace shmkit::python {
 
 enum class Timeouts { clamp, raise };
 
+// One timeout argument (nullptr: absent) under `policy`: None or absent is
+// -1.0 (forever); a negative or NaN one is 0 (clamp) or a ValueError (raise).
+inline int timeout_from(PyObject* t, Timeouts policy, double* timeout) {
+  *timeout = -1.0;
+  if (t == nullptr || t == Py_None) return 0;
+  const double d = PyFloat_AsDouble(t);
+  if (d == -1.0 && PyErr_Occurred()) return -1;
+  if (d < 0.0 || std::isnan(d)) {
+    if (policy == Timeouts::raise) {
+      PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+      return -1;
+    }
+    *timeout = 0.0;
+  } else {
+    *timeout = d;
+  }
+  return 0;
+}
+
 // The trailing arguments after `first` positional ones (which the caller
 // reads itself): `block` (unless has_block is false) then `timeout`,
 // positional or by keyword. *block is true and *timeout -1.0 when absent.
@@ -76,23 +95,11 @@ inline int parse_block_timeout(PyObject* const* args, Py_ssize_t nargs, PyObject
     if (r < 0) return -1;
     *block = r != 0;
   }
-  *timeout = -1.0;
   if (policy == Timeouts::clamp && !*block) {
     *timeout = 0.0;
-  } else if (t != nullptr && t != Py_None) {
-    const double d = PyFloat_AsDouble(t);
-    if (d == -1.0 && PyErr_Occurred()) return -1;
-    if (d < 0.0 || std::isnan(d)) {
-      if (policy == Timeouts::raise) {
-        PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
-        return -1;
-      }
-      *timeout = 0.0;
-    } else {
-      *timeout = d;
-    }
+    return 0;
   }
-  return 0;
+  return timeout_from(t, policy, timeout);
 }
 
 // Only a timeout (after `first` positional arguments): wait(timeout=None).

@@ -715,14 +715,13 @@ PyObject* bq_spin_for_message(PyObject* o, PyObject* const* args, Py_ssize_t nar
     }
     *slot = args[nargs + i];
   }
-  if (timeout_arg == nullptr || timeout_arg == Py_None) {
+  // (Conversions run Python code: the queue is checked open after them.)
+  double timeout = -1.0;  // negative or NaN: 0, one look (SemLock's clamp)
+  if (timeout_from(timeout_arg, Timeouts::clamp, &timeout) < 0) return nullptr;
+  if (timeout < 0.0) {
     PyErr_SetString(PyExc_ValueError, "spin_for_message needs a timeout (it never sleeps)");
     return nullptr;
   }
-  // (Conversions run Python code: the queue is checked open after them.)
-  double timeout = PyFloat_AsDouble(timeout_arg);
-  if (timeout == -1.0 && PyErr_Occurred()) return nullptr;
-  if (!(timeout >= 0.0)) timeout = 0.0;  // negative or NaN: one look (SemLock's clamp)
   double since = -1.0;
   if (since_arg != nullptr && since_arg != Py_None) {
     since = PyFloat_AsDouble(since_arg);

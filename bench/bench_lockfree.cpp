@@ -1,4 +1,4 @@
-// bench/bench_lockfree.cpp — SpscQueue, MpmcQueue, SeqLock and the
+// bench/bench_lockfree.cpp — SpscQueue, MpmcQueue, ByteQueue, SeqLock and the
 // baselines, in one binary so ratios come from one run.
 //
 //   spsc/<tput|rtt|solo>/<contender>/1024  SpscQueue and the SPSC rings it is
@@ -15,6 +15,9 @@
 //       from the published design (no crash recovery), the baseline of
 //       MpmcQueue's fast path; _padded: one cell per cache line (rigtorp's
 //       layout).
+//   <tput|rtt>/shmkit_byte_queue/4MiB/procs ByteQueue (the ring under
+//       shmkit.Queue, its default size) with each item an 8-byte message:
+//       what variable-length records cost over the fixed-size queues.
 //   mpmc_scaling/shmkit_mpmc/<n>procs       n/2 producers, n/2 consumers on the
 //       two CPUs, blocking push_for/pop_for (spin, then futex).
 //   seqlock_read/...                        an unchanged 64-byte value: SeqLock
@@ -50,6 +53,7 @@
 
 #include "python_baseline.hpp"
 #include "round_trip_harness.hpp"
+#include "shmkit/lockfree/byte_queue.hpp"
 #include "shmkit/lockfree/mpmc_queue.hpp"
 #include "shmkit/lockfree/seqlock.hpp"
 #include "shmkit/lockfree/spsc_queue.hpp"
@@ -191,6 +195,35 @@ struct ShmkitNamed {
   ~ShmkitNamed() { h.unlink(); }
   bool try_push(Item v) { return h.try_push(v); }
   bool try_pop(Item& v) { return h.try_pop(v); }
+};
+
+// ByteQueue carrying each item as an 8-byte message: what a variable-length
+// message costs over the fixed-size MpmcQueue (a 16-byte record header, one
+// 64-byte cell per message). The ring is shmkit.Queue's default, 4 MiB.
+struct ShmkitBytes {
+  struct Sink final : shmkit::ByteSink {
+    Item* out = nullptr;
+    bool bad = false;
+    std::byte* reserve(std::size_t n) noexcept override {
+      bad = n != sizeof(Item);
+      return bad ? scratch : reinterpret_cast<std::byte*>(out);
+    }
+    void adopt(shmkit::OutOfLineBlock&&) noexcept override { bad = true; }
+    std::byte scratch[64];
+  };
+  std::string name;
+  shmkit::ByteQueue h;
+  explicit ShmkitBytes(const char* tag)
+      : name(bench_name(tag)), h(shmkit::ByteQueue::create(name, 4u << 20)) {}
+  ~ShmkitBytes() { shmkit::ByteQueue::unlink(name); }
+  bool try_push(Item v) { return h.try_push(std::as_bytes(std::span<const Item>(&v, 1))); }
+  bool try_pop(Item& v) {
+    Sink sink;
+    sink.out = &v;
+    if (h.try_pop(sink) != shmkit::BytePop::ok) return false;
+    if (sink.bad) std::abort();  // only this benchmark's 8-byte messages are in the queue
+    return true;
+  }
 };
 
 struct MsgQueue {
@@ -779,6 +812,22 @@ const bool registered = [] {
         ->UseManualTime()
         ->Unit(benchmark::kNanosecond);
   }
+  benchmark::RegisterBenchmark("tput/shmkit_byte_queue/4MiB/procs",
+                               [](benchmark::State& s) {
+                                 ShmkitBytes q("bytes");
+                                 throughput(s, &q, true);
+                               })
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark("rtt/shmkit_byte_queue/4MiB/procs",
+                               [](benchmark::State& s) {
+                                 ShmkitBytes a("bytes_a"), b("bytes_b");
+                                 round_trip(s, &a, &b, true);
+                               })
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("tput/pipe/procs", BM_Pipe, false)
       ->Iterations(1)
       ->UseManualTime()

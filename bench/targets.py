@@ -206,6 +206,17 @@ COMPARISONS = [
     dict(group='Lock-free structures', title="SpscQueue round trip vs a pipe", candidate="rtt/shmkit_spsc/1024/procs/iterations:1/manual_time",
          baseline="rtt/pipe/procs/iterations:1/manual_time", baseline_label="two pipes",
          goal="at_least", target=None),
+    # ByteQueue (what shmkit.Queue runs on) with 8-byte messages, against
+    # the fixed-size MpmcQueue and a pipe: what variable length costs.
+    dict(group='Lock-free structures', title="ByteQueue 8-byte messages vs MpmcQueue<uint64_t>, 2 processes", candidate="tput/shmkit_byte_queue/4MiB/procs/iterations:1/manual_time",
+         baseline="tput/shmkit_mpmc/65536/procs/iterations:1/manual_time", baseline_label="MpmcQueue, cap 65536",
+         goal="at_least", target=None),
+    dict(group='Lock-free structures', title="ByteQueue 8-byte messages vs a pipe, 2 processes", candidate="tput/shmkit_byte_queue/4MiB/procs/iterations:1/manual_time",
+         baseline="tput/pipe/procs/iterations:1/manual_time", baseline_label="pipe (8-byte writes)",
+         goal="at_least", target=None),
+    dict(group='Lock-free structures', title="ByteQueue round trip, 8-byte messages, 2 processes", candidate="rtt/shmkit_byte_queue/4MiB/procs/iterations:1/manual_time",
+         baseline="rtt/spin_pingpong/procs/iterations:1/manual_time", baseline_label="raw spin ping-pong",
+         goal="at_most", target=None),
     dict(group='Lock-free structures', title="MpmcQueue 1P1C throughput, threads, cap 1024", candidate="tput/shmkit_mpmc/1024/threads/iterations:1/manual_time",
          baseline="tput/tbb_bounded/1024/threads/iterations:1/manual_time", baseline_label="tbb::concurrent_bounded_queue",
          goal="at_least", target=5),

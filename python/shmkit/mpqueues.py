@@ -14,7 +14,12 @@ of bytes (``shmkit._queues.ByteQueue``, the C++ ``shmkit::ByteQueue``).
   (protocol 5, one pickler reused per thread), so shmkit objects,
   SharedMemory blocks, Values and locks travel by name, as with
   multiprocessing. A ``bytes`` object is not pickled at all (one tag byte,
-  then its bytes).
+  then its bytes). A ``put`` made while one pickles on the same thread (by
+  a reducer, a ``__del__``, a signal handler) pickles with a pickler of its
+  own, and a ``put`` that fails part-way leaves nothing for the next.
+* With a maxsize, ``get`` releases the semaphore once it has taken the
+  message and before unpickling it, as CPython does: a message that fails
+  to unpickle still gives its room back.
 * Out-of-band buffers (pickle protocol 5: numpy arrays, ``PickleBuffer``)
   are not copied into the pickle: their bytes are gathered straight into the
   message (no concatenation in Python), and on ``get`` the object is
@@ -163,33 +168,28 @@ _local = threading.local()
 _extra_reducers: dict[Any, Any] = ForkingPickler._extra_reducers  # type: ignore[attr-defined]
 
 
-def _new_encoder() -> _Encoder:
-    e = _local.encoder = _Encoder()
-    return e
-
-
 def _pad(n: int) -> int:
     return -n % _ALIGN
 
 
 def _encode(obj: Any) -> tuple[Any, ...]:
     """The parts of obj's message (ByteQueue.put_obj calls it for anything
-    but an exact bytes object, which it sends itself)."""
-    try:
-        e: _Encoder = _local.encoder
-    except AttributeError:
-        e = _new_encoder()
-    if e.reducers != len(_extra_reducers):
-        e = _new_encoder()
+    but an exact bytes object, which it sends itself, when it has no
+    encoder factory)."""
+    e: Optional[_Encoder] = getattr(_local, "encoder", None)
+    if e is None or e.reducers != len(_extra_reducers):
+        e = _Encoder()
+    # Checked out while it pickles: a put made meanwhile on this thread (by
+    # a reducer, a __del__, a signal handler) makes an encoder of its own.
+    _local.encoder = None
     try:
         e.dump(obj)
-    except BaseException:
-        e.chunks.clear()
-        e.buffers.clear()
-        raise
+        return e.finish()
     finally:
         e.clear_memo()
-    return e.finish()
+        e.chunks.clear()  # (empty after finish(); what a failure left)
+        e.buffers.clear()
+        _local.encoder = e
 
 
 def _thread_encoder() -> tuple[Any, ...]:
@@ -329,7 +329,9 @@ class Queue:
         self._reader = _Reader(self)
         self._writer = _Writer(self)
         self._poll = self._reader.poll
-        if self._sem is None:
+        if self._sem is not None:
+            self._q.set_taken(self._sem.release)
+        else:
             # Unbounded: put and get are the C methods themselves (no Python
             # frame), unless a subclass overrides them; close() removes them.
             cls = type(self)
@@ -378,10 +380,9 @@ class Queue:
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        obj = self._q.get_obj(block, timeout)
-        if self._sem is not None:
-            self._sem.release()
-        return obj
+        # (A bounded queue's handle releases the semaphore itself once it
+        # has taken a message, before unpickling it: set_taken.)
+        return self._q.get_obj(block, timeout)
 
     def put_nowait(self, obj: Any) -> None:
         return self.put(obj, False)

@@ -27,6 +27,7 @@ import pytest
 from multiprocessing.reduction import ForkingPickler
 
 import shmkit
+from conftest import eventually
 from shmkit import _queues, mpqueues
 from shmkit.mpqueues import JoinableQueue, Queue, SimpleQueue
 
@@ -873,6 +874,222 @@ def test_cross_language_cpp_creates(bq_peer, names):
     finally:
         q.close()
         _queues.unlink_byte_queue(n)
+
+
+# ------------------------------------------------------------ Python code inside a call
+
+class _PutsWhilePickled:
+    """Puts to `other` from inside its own pickling (a reducer's Python
+    code, run by the pickler of the put that carries it)."""
+
+    def __init__(self, other):
+        self.other = other
+
+    def __reduce__(self):
+        self.other.put({"inner": list(range(50))})
+        return (str, ("x" * 100,))
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["small", "framed"])
+def test_put_from_inside_a_puts_pickling(big):
+    # The put made inside (same thread) gets a pickler of its own: sharing
+    # the outer one's wrote through its released buffer (a segfault).
+    q = SimpleQueue(ring_bytes=1 << 17)
+    other = SimpleQueue(ring_bytes=1 << 17)
+    pad = "a" * (70000 if big else 10)
+    try:
+        q.put([1, pad, _PutsWhilePickled(other), pad, 2])
+        assert other.get() == {"inner": list(range(50))}
+        assert q.get() == [1, pad, "x" * 100, pad, 2]
+        q.put({"after": 1})  # the thread's own pickler is still sound
+        assert q.get() == {"after": 1}
+    finally:
+        q.close()
+        other.close()
+
+
+def test_put_from_a_signal_handler_during_puts():
+    q = Queue(ring_bytes=1 << 20)
+    side = Queue(ring_bytes=1 << 20)
+    handled = []
+
+    def handler(signum, frame):
+        side.put({"from": "handler", "n": len(handled)})
+        handled.append(1)
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    try:
+        deadline = time.monotonic() + 2.0
+        big = {"k": list(range(200)), "s": "x" * 3000}
+        n = 0
+        while time.monotonic() < deadline or not handled:
+            q.put(big)
+            assert q.get() == big
+            n += 1
+            while True:
+                try:
+                    assert side.get_nowait()["from"] == "handler"
+                except queue.Empty:
+                    break
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+        q.close()
+        side.close()
+    assert n > 0 and handled
+
+
+def test_a_put_interrupted_in_finish_never_sends_its_leftovers(monkeypatch):
+    # A failure inside the encoder's finish() (Ctrl-C landing there) left
+    # the thread's chunks behind, and the next put sent them.
+    q = Queue(ring_bytes=1 << 16)
+    real = mpqueues._Encoder.finish
+    calls = []
+
+    def interrupted(self):
+        if not calls:
+            calls.append(1)
+            raise KeyboardInterrupt("inside finish()")
+        return real(self)
+
+    monkeypatch.setattr(mpqueues._Encoder, "finish", interrupted)
+    seen = []
+
+    def puts():  # a new thread: a new encoder, made with the patched finish()
+        try:
+            q.put(pickle.PickleBuffer(bytearray(b"OLD" * 10)))
+        except KeyboardInterrupt:
+            seen.append("interrupted")
+        q.put({"new": 1})
+
+    import threading
+    try:
+        t = threading.Thread(target=puts)
+        t.start()
+        t.join()
+        assert seen == ["interrupted"]
+        assert q.get() == {"new": 1}
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.05)
+    finally:
+        q.close()
+
+
+def _fail_to_rebuild():
+    raise RuntimeError("cannot rebuild")
+
+
+class _Unrebuildable:
+    def __reduce__(self):
+        return (_fail_to_rebuild, ())
+
+
+def test_bounded_queue_keeps_its_room_when_unpickling_fails():
+    # CPython's Queue.get releases its semaphore before unpickling.
+    q = Queue(1)
+    try:
+        q.put(_Unrebuildable())
+        with pytest.raises(RuntimeError, match="cannot rebuild"):
+            q.get(timeout=5)
+        q.put(1, timeout=0.5)
+        assert q.qsize() == 1 and q.get(timeout=5) == 1
+    finally:
+        q.close()
+        q.join_thread()
+
+
+@pytest.mark.parametrize("which", ["encode", "decode", "loads", "taken"])
+def test_codec_callable_that_replaces_the_codec_while_it_runs(names, which):
+    # The handle's reference to a codec callable was the only one: a
+    # callable that set another codec freed itself mid-call.
+    n = names("bq")
+    bq = _queues.ByteQueue.create(n, 4096)
+    state = {}
+
+    def swap():
+        bq.set_codec(mpqueues._encode, mpqueues._decode, mpqueues._loads)
+        bq.set_taken(None)
+
+    class Once:
+        def __init__(self, real):
+            self.real = real
+            self.junk = [object() for _ in range(100)]
+
+        def __call__(self, *a):
+            swap()
+            self.junk.clear()  # touches self after its last outside reference went
+            state[which] = True
+            return self.real(*a)
+
+    enc, dec, lds = mpqueues._encode, mpqueues._decode, mpqueues._loads
+    try:
+        if which == "encode":
+            bq.set_codec(Once(enc), dec, lds)
+        elif which == "decode":
+            bq.set_codec(enc, Once(dec), lds)
+        elif which == "loads":
+            bq.set_codec(enc, dec, Once(lds))
+        else:
+            bq.set_codec(enc, dec, lds)
+            bq.set_taken(Once(lambda: None))
+        obj = {"a": 1} if which != "decode" else pickle.PickleBuffer(bytearray(b"zz"))
+        bq.put_obj(obj)
+        got = bq.get_obj(timeout=5)
+        assert state[which]
+        assert got == ({"a": 1} if which != "decode" else bytearray(b"zz"))
+    finally:
+        bq.close()
+        bq.unlink()
+
+
+def test_a_codec_that_refers_back_to_its_queue_is_collected(names):
+    import weakref
+    n = names("bq")
+    bq = _queues.ByteQueue.create(n, 4096)
+    bq.unlink()
+
+    class Holder:
+        def __init__(self, q):
+            self.q = q
+
+        def encode(self, obj):
+            return mpqueues._encode(obj)
+
+    h = Holder(bq)
+    bq.set_codec(h.encode, mpqueues._decode, mpqueues._loads)
+    ref = weakref.ref(bq)
+    del h, bq
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_forked_child_closes_a_handle_the_parent_waits_on(names):
+    # The child has only the forking thread; a wait counted in the parent
+    # must not make close() refuse there for ever.
+    import threading
+    n = names("bq")
+    bq = _queues.ByteQueue.create(n, 4096)
+    waiter = threading.Thread(target=lambda: bq.wait_message(2.0))
+    waiter.start()
+    try:
+        assert eventually(lambda: bq._waiting == 1)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                code = 0 if bq._waiting == 0 and (bq.close() is None) and bq.closed else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with pytest.raises(RuntimeError):
+            bq.close()  # the parent's waiter is still there
+    finally:
+        waiter.join()
+        bq.close()
+        bq.unlink()
 
 
 # ------------------------------------------------------------ Pool, executor

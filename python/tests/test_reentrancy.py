@@ -273,6 +273,7 @@ TABLE = {
     "_queues.ByteQueue._get_message": [(BQ_, CLOSE, "obj._get_message(E(True), 0.05)"),
                                        (BQ_, CLOSE, "obj._get_message(True, E(0.05))")],
     "_queues.ByteQueue.set_codec": [(BQ_, CLOSE, "obj.set_codec(repr, repr, repr)")],
+    "_queues.ByteQueue.set_taken": [(BQ_, CLOSE, "obj.set_taken(None)")],
     "_queues.ByteQueue.put_obj": [(BQ_, CLOSE, "obj.put_obj(b'ab', E(True))"),
                                   (BQ_CODEC, CLOSE, "obj.put_obj([RE(), 2])"),
                                   (BQ_CODEC, "lambda: obj.set_codec(repr, repr, repr)", "obj.put_obj([RE(), 2])"),

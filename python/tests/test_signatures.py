@@ -139,6 +139,7 @@ EXPECTED = {
     '_queues.ByteQueue.get_buffer': '(self, /, block=True, timeout=None)',
     '_queues.ByteQueue._get_message': '(self, /, block=True, timeout=None)',
     '_queues.ByteQueue.set_codec': '(self, encode, decode, loads, encoder=None, /)',
+    '_queues.ByteQueue.set_taken': '(self, taken, /)',
     '_queues.ByteQueue.put_obj': '(self, obj, /, block=True, timeout=None)',
     '_queues.ByteQueue.get_obj': '(self, /, block=True, timeout=None)',
     '_queues.ByteQueue.wait_message': '(self, /, timeout=None)',

@@ -57,7 +57,7 @@ inline PyTypeObject* add_type(PyObject* m, PyType_Spec& spec, const char* name,
   auto* type = reinterpret_cast<PyTypeObject*>(t);
   if (buffer != nullptr) type->tp_as_buffer = buffer;
 #ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
-  if (spec.flags == kMadeHere) {
+  if ((spec.flags & ~static_cast<unsigned long>(Py_TPFLAGS_HAVE_GC)) == kMadeHere) {
     bool has_new = false;
     for (PyType_Slot* s = spec.slots; s->slot != 0; ++s) has_new = has_new || s->slot == Py_tp_new;
     if (!has_new) type->tp_new = nullptr;

@@ -35,7 +35,10 @@
 //     timeout parsed, which can run Python code) before the handle is
 //     checked open; a call that runs without the GIL counts itself in
 //     `waiting`, and close() raises RuntimeError meanwhile. So no call ever
-//     uses a freed queue.
+//     uses a freed queue. The codec's callables are held while they run
+//     (one may set another codec), a put_obj made while one pickles on the
+//     same thread pickles with an encoder of its own, and the handle is a
+//     GC type (a codec may refer back to it).
 //   * The doorbell: fileno() opens and arms it (ByteQueue::doorbell_fd);
 //     from then on a get that takes the last message settles the bell
 //     (drains it, re-rings if a message came meanwhile), so a poll() on
@@ -69,9 +72,9 @@ struct ByteQueueObj {
   PyObject_HEAD shmkit::ByteQueue* q;
   std::string* name;  // kept after close() (finalizers, repr)
   PyObject* weakrefs;
-  Py_ssize_t waiting;  // calls running without the GIL: close() must not free the queue under them
-  bool bell;           // fileno() was called: settle the doorbell after taking the last message
-  bool used;           // a put through this handle succeeded (CPython's Queue.close() is a no-op before)
+  WaitCount waiting;  // calls running without the GIL: close() must not free the queue under them
+  bool bell;          // fileno() was called: settle the doorbell after taking the last message
+  bool used;          // a put through this handle succeeded (CPython's Queue.close() is a no-op before)
   // put_obj/get_obj's codec (set_codec): encode(obj) -> parts, decode(msg)
   // -> obj, loads (pickle.loads); nullptr until set.
   PyObject* encode;
@@ -82,6 +85,9 @@ struct ByteQueueObj {
   // thread state's dict under the factory), which put_obj drives itself:
   // the same pickler encode() uses, without encode()'s Python frame.
   PyObject* encoder;
+  // set_taken's callable: called once get_obj has taken a message, before
+  // decoding it (a bounded Queue's semaphore release); nullptr: none.
+  PyObject* taken;
 };
 
 struct MessageObj {
@@ -267,8 +273,15 @@ class Parts {
       spill_ = true;
     }
     for (Py_ssize_t i = 0; i < n; ++i) {
+      // A buffer export may run Python code (__buffer__) that changes a
+      // list: its size is checked before each item, which is held.
+      if (PySequence_Fast_GET_SIZE(seq.get()) != n) {
+        PyErr_SetString(PyExc_RuntimeError, "put_parts(parts): parts changed size during the call");
+        return -1;
+      }
+      Ref item(Py_NewRef(PySequence_Fast_GET_ITEM(seq.get(), i)));
       Py_buffer b;
-      if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq.get(), i), &b, PyBUF_ANY_CONTIGUOUS) < 0) return -1;
+      if (PyObject_GetBuffer(item.get(), &b, PyBUF_ANY_CONTIGUOUS) < 0) return -1;
       if (spill_) {
         more_views_.push_back(b);  // reserved: no throw
       } else {
@@ -516,6 +529,33 @@ PyObject* bq_set_codec(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// set_taken(callable or None)
+PyObject* bq_set_taken(PyObject* o, PyObject* arg) {
+  ByteQueueObj* self = as_bq(o);
+  if (arg != Py_None && !PyCallable_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "set_taken(): a callable or None, not %s", Py_TYPE(arg)->tp_name);
+    return nullptr;
+  }
+  Py_XSETREF(self->taken, arg == Py_None ? nullptr : Py_NewRef(arg));
+  Py_RETURN_NONE;
+}
+
+// A new encoder of the factory, checked; nullptr with an exception set.
+PyObject* new_encoder(PyObject* factory) {
+  Ref made(PyObject_CallNoArgs(factory));
+  if (!made) return nullptr;
+  if (!PyTuple_CheckExact(made.get()) || PyTuple_GET_SIZE(made.get()) != 7 ||
+      !PyList_CheckExact(PyTuple_GET_ITEM(made.get(), 2)) ||
+      !PyList_CheckExact(PyTuple_GET_ITEM(made.get(), 3)) || !PyDict_Check(PyTuple_GET_ITEM(made.get(), 4)) ||
+      !PyLong_CheckExact(PyTuple_GET_ITEM(made.get(), 5))) {
+    PyErr_SetString(PyExc_TypeError,
+                    "set_codec(): the encoder factory must return (dump, clear_memo, chunks (list), buffers "
+                    "(list), reducers (dict), len(reducers), finish)");
+    return nullptr;
+  }
+  return made.release();
+}
+
 // This thread's encoder of the factory (made on first use, and again when
 // ForkingPickler's registered reducers changed since), a new reference;
 // nullptr with an exception set.
@@ -533,32 +573,48 @@ PyObject* thread_encoder(PyObject* factory) {
     return Py_NewRef(enc);
   }
   PyErr_Clear();
-  Ref made(PyObject_CallNoArgs(factory));
+  Ref made(new_encoder(factory));
   if (!made) return nullptr;
-  if (!PyTuple_CheckExact(made.get()) || PyTuple_GET_SIZE(made.get()) != 7 ||
-      !PyList_CheckExact(PyTuple_GET_ITEM(made.get(), 2)) ||
-      !PyList_CheckExact(PyTuple_GET_ITEM(made.get(), 3)) || !PyDict_Check(PyTuple_GET_ITEM(made.get(), 4)) ||
-      !PyLong_CheckExact(PyTuple_GET_ITEM(made.get(), 5))) {
-    PyErr_SetString(PyExc_TypeError,
-                    "set_codec(): the encoder factory must return (dump, clear_memo, chunks (list), buffers "
-                    "(list), reducers (dict), len(reducers), finish)");
-    return nullptr;
-  }
   if (PyDict_SetItem(td, factory, made.get()) < 0) return nullptr;
   return made.release();
 }
 
-// obj's message parts through the thread's encoder: its pickler's dump,
+// How many fast_encode calls this thread is inside. A put made while one
+// pickles (by a reducer, a __del__, a signal handler) must not share its
+// pickler: the pickler's buffer is not its own while a dump runs.
+thread_local int t_encoding = 0;
+
+// Empties an encoder's chunks and buffers; an exception pending is set
+// aside meanwhile (dropping them may run finalizers) and kept.
+void reset_encoder(PyObject* chunks, PyObject* buffers) {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  (void)PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr);
+  (void)PyList_SetSlice(buffers, 0, PY_SSIZE_T_MAX, nullptr);
+  PyErr_Clear();
+  PyErr_Restore(type, value, tb);
+}
+
+// obj's message parts through the thread's encoder (a new one, used once,
+// when this thread is already inside fast_encode): its pickler's dump,
 // then its chunks (no out-of-band buffers), or finish() (with them). The
-// pickler's state is reset whatever happens. A new reference (a list or a
-// tuple of buffers); nullptr with an exception set.
+// pickler's state is reset whatever happens, and what an earlier call
+// left (a finish() that raised) is dropped first, never sent. A new
+// reference (a list or a tuple of buffers); nullptr with an exception set.
 PyObject* fast_encode(PyObject* factory, PyObject* obj) {
-  Ref enc(thread_encoder(factory));
+  Ref enc(t_encoding == 0 ? thread_encoder(factory) : new_encoder(factory));
   if (!enc) return nullptr;
+  struct Depth {
+    Depth() { ++t_encoding; }
+    ~Depth() { --t_encoding; }
+    Depth(const Depth&) = delete;
+    Depth& operator=(const Depth&) = delete;
+  } depth;
   PyObject* dump = PyTuple_GET_ITEM(enc.get(), 0);
   PyObject* clear_memo = PyTuple_GET_ITEM(enc.get(), 1);
   PyObject* chunks = PyTuple_GET_ITEM(enc.get(), 2);
   PyObject* buffers = PyTuple_GET_ITEM(enc.get(), 3);
+  if (PyList_GET_SIZE(chunks) != 0 || PyList_GET_SIZE(buffers) != 0) reset_encoder(chunks, buffers);
   Ref done(PyObject_CallOneArg(dump, obj));  // runs reducers: any Python code
   if (!done) {
     // The pickling error is what the caller sees: reset the pickler with
@@ -566,22 +622,27 @@ PyObject* fast_encode(PyObject* factory, PyObject* obj) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     Ref cleared(PyObject_CallNoArgs(clear_memo));
-    (void)PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr);
-    (void)PyList_SetSlice(buffers, 0, PY_SSIZE_T_MAX, nullptr);
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
+    reset_encoder(chunks, buffers);
     return nullptr;
   }
   Ref cleared(PyObject_CallNoArgs(clear_memo));
   if (!cleared) {
-    (void)PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr);
-    (void)PyList_SetSlice(buffers, 0, PY_SSIZE_T_MAX, nullptr);
+    reset_encoder(chunks, buffers);
     return nullptr;
   }
-  if (PyList_GET_SIZE(buffers) != 0) return PyObject_CallNoArgs(PyTuple_GET_ITEM(enc.get(), 6));
+  if (PyList_GET_SIZE(buffers) != 0) {
+    PyObject* parts = PyObject_CallNoArgs(PyTuple_GET_ITEM(enc.get(), 6));
+    if (parts == nullptr) reset_encoder(chunks, buffers);
+    return parts;
+  }
   // The chunks, handed over: the list is emptied for the next message.
   Ref parts(PyList_GetSlice(chunks, 0, PY_SSIZE_T_MAX));
-  if (!parts || PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr) < 0) return nullptr;
+  if (!parts || PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr) < 0) {
+    reset_encoder(chunks, buffers);
+    return nullptr;
+  }
   return parts.release();
 }
 
@@ -610,9 +671,11 @@ PyObject* bq_put_obj(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
   // (The parts keep the buffers they acquire alive; `encoded` is kept too.)
   // (The factory is held: encoding runs Python code, which may set another codec.)
   Ref factory(raw || self->encoder == nullptr ? nullptr : Py_NewRef(self->encoder));
+  // (So is the encoder, a callable that may set another codec while it runs.)
+  Ref encode(raw || factory ? nullptr : Py_NewRef(self->encode));
   Ref encoded(raw       ? nullptr
               : factory ? fast_encode(factory.get(), obj)
-                        : PyObject_CallOneArg(self->encode, obj));
+                        : PyObject_CallOneArg(encode.get(), obj));
   if (raw) {
     parts.add(&tag_bytes, 1);
     parts.add(PyBytes_AS_STRING(obj), static_cast<std::size_t>(PyBytes_GET_SIZE(obj)));
@@ -643,14 +706,27 @@ PyObject* bq_get_obj(PyObject* o, PyObject* const* args, Py_ssize_t nargs, PyObj
   bool stripped = false;
   Ref msg(pop_message(self, block || timeout != 0.0, timeout, false, true, true, &stripped));
   if (!msg) return nullptr;
+  // Taken: the taken() callback first (CPython's Queue.get releases its
+  // semaphore before unpickling, so a message that fails to unpickle
+  // still gives its room back). The callables are held for their calls:
+  // Python code may set another codec meanwhile.
+  if (self->taken != nullptr) {
+    Ref taken(Py_NewRef(self->taken));
+    Ref r(PyObject_CallNoArgs(taken.get()));
+    if (!r) return nullptr;
+  }
   if (stripped) return msg.release();  // a `bytes` object, its tag left in the ring
   if (PyBytes_CheckExact(msg.get()) && PyBytes_GET_SIZE(msg.get()) > 0) {
     const auto* b = reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(msg.get()));
-    if (b[0] == kTagPickle) return PyObject_CallOneArg(self->loads, msg.get());
+    if (b[0] == kTagPickle) {
+      Ref loads(Py_NewRef(self->loads));
+      return PyObject_CallOneArg(loads.get(), msg.get());
+    }
     if (b[0] == kTagBytes)
       return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(b) + 1, PyBytes_GET_SIZE(msg.get()) - 1);
   }
-  return PyObject_CallOneArg(self->decode, msg.get());
+  Ref decode(Py_NewRef(self->decode));
+  return PyObject_CallOneArg(decode.get(), msg.get());
 }
 
 // wait_message(timeout=None) -> bool: whether a message is there, waiting
@@ -846,7 +922,7 @@ PyObject* bq_keep_blocks(PyObject* o, PyObject* arg) {
 }
 PyObject* bq_close(PyObject* o, PyObject*) {
   ByteQueueObj* self = as_bq(o);
-  if (self->waiting > 0) {
+  if (self->waiting.live() > 0) {
     PyErr_SetString(PyExc_RuntimeError, "cannot close a ByteQueue while other threads wait on it");
     return nullptr;
   }
@@ -892,18 +968,39 @@ PyObject* bq_get_losses(PyObject* o, void*) {
                        static_cast<unsigned long long>(l.corrupt_records));
 }
 PyObject* bq_get_closed(PyObject* o, void*) { return PyBool_FromLong(as_bq(o)->q == nullptr); }
-PyObject* bq_get_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_bq(o)->waiting); }
+PyObject* bq_get_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_bq(o)->waiting.live()); }
 PyObject* bq_get_used(PyObject* o, void*) { return PyBool_FromLong(as_bq(o)->used); }
+
+// The codec's callables may refer back to the handle (a bound method of
+// an object that holds it): the handle is a GC type, so such a cycle is
+// collected.
+int bq_traverse(PyObject* o, visitproc visit, void* arg) {
+  ByteQueueObj* self = as_bq(o);
+  Py_VISIT(Py_TYPE(o));
+  Py_VISIT(self->encode);
+  Py_VISIT(self->encoder);
+  Py_VISIT(self->decode);
+  Py_VISIT(self->loads);
+  Py_VISIT(self->taken);
+  return 0;
+}
+int bq_clear(PyObject* o) {
+  ByteQueueObj* self = as_bq(o);
+  Py_CLEAR(self->encode);
+  Py_CLEAR(self->encoder);
+  Py_CLEAR(self->decode);
+  Py_CLEAR(self->loads);
+  Py_CLEAR(self->taken);
+  return 0;
+}
 
 void bq_dealloc(PyObject* o) {
   ByteQueueObj* self = as_bq(o);
+  PyObject_GC_UnTrack(o);
   if (self->weakrefs != nullptr) PyObject_ClearWeakRefs(o);
   delete self->q;
   delete self->name;
-  Py_XDECREF(self->encode);
-  Py_XDECREF(self->encoder);
-  Py_XDECREF(self->decode);
-  Py_XDECREF(self->loads);
+  (void)bq_clear(o);
   free_object(o);
 }
 
@@ -914,12 +1011,13 @@ PyObject* wrap(PyTypeObject* type, shmkit::ByteQueue&& q) {
   self->q = nullptr;
   self->name = nullptr;
   self->weakrefs = nullptr;
-  self->waiting = 0;
+  self->waiting = WaitCount{0, fork_generation()};
   self->bell = false;
   self->encode = nullptr;
   self->encoder = nullptr;
   self->decode = nullptr;
   self->loads = nullptr;
+  self->taken = nullptr;
   try {
     self->name = new std::string(q.name());
     self->q = new shmkit::ByteQueue(std::move(q));
@@ -1007,6 +1105,9 @@ PyMethodDef bq_methods[] = {
     {"set_codec", fastcall(bq_set_codec), METH_FASTCALL,
      "set_codec($self, encode, decode, loads, encoder=None, /)\n--\n\nThe codec of put_obj/get_obj; "
      "encoder: a factory of the per-thread pickler put_obj drives itself (the one encode uses)."},
+    {"set_taken", bq_set_taken, METH_O,
+     "set_taken($self, taken, /)\n--\n\nA callable (or None) get_obj calls once it has taken a message, "
+     "before decoding it (a bounded Queue's semaphore release)."},
     {"put_obj", fastcall(bq_put_obj), METH_FASTCALL | METH_KEYWORDS,
      "put_obj($self, obj, /, block=True, timeout=None)\n--\n\nOne object (bytes as they are, others "
      "through encode); queue.Full."},
@@ -1093,6 +1194,8 @@ bool add_byte_queue_type(PyObject* m) {
   if (message_type == nullptr) return false;
   PyType_Slot slots[] = {
       {Py_tp_dealloc, reinterpret_cast<void*>(bq_dealloc)},
+      {Py_tp_traverse, reinterpret_cast<void*>(bq_traverse)},
+      {Py_tp_clear, reinterpret_cast<void*>(bq_clear)},
       {Py_tp_methods, bq_methods},
       {Py_tp_getset, bq_getset},
       {Py_tp_members, bq_members},
@@ -1100,7 +1203,8 @@ bool add_byte_queue_type(PyObject* m) {
                                     "producers and consumers (ByteQueue.create / ByteQueue.attach).")},
       {0, nullptr},
   };
-  PyType_Spec spec = {"shmkit._queues.ByteQueue", sizeof(ByteQueueObj), 0, kMadeHere, slots};
+  PyType_Spec spec = {"shmkit._queues.ByteQueue", sizeof(ByteQueueObj), 0, kMadeHere | Py_TPFLAGS_HAVE_GC,
+                      slots};
   byte_queue_type = add_type(m, spec, "ByteQueue");
   return byte_queue_type != nullptr;
 }

@@ -31,7 +31,8 @@
 //     thread switch) before it checks that the object is open, and touches
 //     the queue only after that check. A call that waits without the GIL
 //     counts itself in `waiting`; close() raises RuntimeError meanwhile
-//     (and BufferError while a BatchView is out). A BroadcastReader refuses
+//     (and BufferError while a BatchView is out). A forked child counts
+//     from 0: the threads counted are the parent's. A BroadcastReader refuses
 //     a second thread's read() while one waits (one cursor). So a close()
 //     from any Python code or thread is a ValueError in the call, never a
 //     use of a freed queue.
@@ -47,6 +48,11 @@
 // to bytes), ring_ops.cpp and word_ops.cpp (the C++ instantiations),
 // queues.hpp (what they share); this file holds the module's functions,
 // exceptions and init.
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+
 #include "common/module.hpp"
 #include "queues/queues.hpp"
 
@@ -55,6 +61,17 @@ namespace shmkit::python::queues {
 PyObject* g_full = nullptr;
 PyObject* g_empty = nullptr;
 PyObject* g_lapped = nullptr;
+
+namespace {
+
+std::atomic<std::uint64_t> g_fork_generation{0};
+void count_fork_in_child() { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+pthread_once_t g_fork_counter_once = PTHREAD_ONCE_INIT;
+void install_fork_counter() { (void)pthread_atfork(nullptr, nullptr, count_fork_in_child); }
+
+}  // namespace
+
+std::uint64_t fork_generation() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
 
 namespace {
 
@@ -69,6 +86,7 @@ PyMethodDef module_methods[] = {
     {nullptr, nullptr, 0, nullptr}};
 
 int queues_exec(PyObject* m) {
+  (void)pthread_once(&g_fork_counter_once, install_fork_counter);
   if (!add_queue_type(m) || !add_batch_view_type(m) || !add_seqlock_type(m) || !add_broadcast_ring_type(m) ||
       !add_broadcast_reader_type(m) || !add_byte_queue_type(m)) {
     return -1;

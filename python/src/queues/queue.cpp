@@ -301,7 +301,7 @@ PyObject* q_close(PyObject* o, PyObject*) {
     PyErr_SetString(PyExc_BufferError, "cannot close a queue while a BatchView of it exists");
     return nullptr;
   }
-  if (self->waiting > 0) {
+  if (self->waiting.live() > 0) {
     PyErr_SetString(PyExc_RuntimeError, "cannot close a queue while other threads wait on it");
     return nullptr;
   }
@@ -323,7 +323,7 @@ PyObject* q_get_capacity(PyObject* o, void*) {
 }
 PyObject* q_get_itemsize(PyObject* o, void*) { return PyLong_FromSsize_t(as_q(o)->item); }
 PyObject* q_get_closed(PyObject* o, void*) { return PyBool_FromLong(as_q(o)->q == nullptr); }
-PyObject* q_get_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_q(o)->waiting); }
+PyObject* q_get_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_q(o)->waiting.live()); }
 
 void q_dealloc(PyObject* o) {
   QueueObj* self = as_q(o);

@@ -119,11 +119,34 @@ const WordOps* init_word_codec(CodecHead* c, Py_ssize_t item, Py_ssize_t align, 
 
 // ------------------------------------------------------------ objects
 
-// Counts a call that waits without the GIL (changed with the GIL held).
+// How many forks this process descends from (bumped in each forked child,
+// by a pthread_atfork handler the module installs).
+std::uint64_t fork_generation() noexcept;
+
+// A handle's calls running without the GIL (changed and read with the GIL
+// held). A forked child has only the thread that called fork(), which was
+// not in such a call: a count inherited from the parent is stale there
+// and reads as 0 (else close() would refuse for ever).
+struct WaitCount {
+  Py_ssize_t n;
+  std::uint64_t gen;  // the fork generation n was counted in
+  Py_ssize_t live() noexcept {
+    if (gen != fork_generation()) {
+      n = 0;
+      gen = fork_generation();
+    }
+    return n;
+  }
+};
+
+// Counts a call that waits without the GIL.
 struct Waiting {
-  Py_ssize_t& n;
-  explicit Waiting(Py_ssize_t& count) : n(count) { ++n; }
-  ~Waiting() { --n; }
+  WaitCount& c;
+  explicit Waiting(WaitCount& count) : c(count) {
+    (void)c.live();
+    ++c.n;
+  }
+  ~Waiting() { --c.n; }  // in the process of the constructor: the thread exists nowhere else
   Waiting(const Waiting&) = delete;
   Waiting& operator=(const Waiting&) = delete;
 };
@@ -133,8 +156,8 @@ struct QueueObj : CodecHead {
   void* q;
   bool mpmc;
   PyObject* weakrefs;
-  PyObject* view;      // the outstanding BatchView (borrowed), or nullptr
-  Py_ssize_t waiting;  // calls waiting without the GIL: close() must not free the queue under them
+  PyObject* view;     // the outstanding BatchView (borrowed), or nullptr
+  WaitCount waiting;  // calls waiting without the GIL: close() must not free the queue under them
 };
 
 inline QueueObj* as_q(PyObject* o) { return reinterpret_cast<QueueObj*>(o); }

@@ -13,7 +13,7 @@ struct SeqObj : CodecHead {
   const WordOps* ops;
   void* p;
   PyObject* weakrefs;
-  Py_ssize_t waiting;  // calls waiting without the GIL
+  WaitCount waiting;  // calls waiting without the GIL
 };
 
 SeqObj* as_seq(PyObject* o) { return reinterpret_cast<SeqObj*>(o); }
@@ -147,7 +147,7 @@ PyObject* seq_unlink(PyObject* o, PyObject*) {
 }
 PyObject* seq_close(PyObject* o, PyObject*) {
   SeqObj* self = as_seq(o);
-  if (self->waiting > 0) {
+  if (self->waiting.live() > 0) {
     PyErr_SetString(PyExc_RuntimeError, "cannot close a SeqLock while other threads wait on it");
     return nullptr;
   }
@@ -166,7 +166,7 @@ PyMethodDef seq_methods[] = {
     {"unlink", seq_unlink, METH_NOARGS, "unlink($self, /)\n--\n\nRemoves the block's name."},
     {"close", seq_close, METH_NOARGS, "close($self, /)\n--\n\nUnmaps the block (this handle only)."},
     {nullptr, nullptr, 0, nullptr}};
-PyObject* seq_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_seq(o)->waiting); }
+PyObject* seq_waiting(PyObject* o, void*) { return PyLong_FromSsize_t(as_seq(o)->waiting.live()); }
 
 PyGetSetDef seq_getset[] = {
     {"version", seq_version, nullptr, "The sequence number (even when stable; +2 per store).", nullptr},

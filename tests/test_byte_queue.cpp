@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -523,6 +524,144 @@ TEST(ByteQueue, ForgedRecordsAreReleasedUnreadAndNamesOutsideThePrefixUntouched)
   ASSERT_TRUE(q.try_push(std::string("after")));
   ASSERT_TRUE(q.try_pop(m));
   EXPECT_EQ(m.view(), "after");
+}
+
+// The ring as another process (a forger) sees it: the control block, one
+// state word per cell, and a claim word of the layout byte_queue.cpp
+// documents (bit 63; kind at 61; lap at 56; cell count at 38; claimant).
+struct RawRing {
+  SharedMemory shm;
+  ByteQueueControl* ctl;
+  std::uint64_t* words;
+  std::uint64_t cells;
+  explicit RawRing(const std::string& name) : shm(SharedMemory::attach(name)) {
+    std::byte* base = shm.buf().data();
+    const auto* h = reinterpret_cast<const BlockHeader*>(base);
+    cells = h->count;
+    ctl = reinterpret_cast<ByteQueueControl*>(base + BlockHeader::kSize);
+    words = reinterpret_cast<std::uint64_t*>(base + h->payload_offset);
+  }
+  std::uint64_t claim(std::uint64_t kind, std::uint64_t pos, std::uint64_t k) const {
+    const auto lap = (pos / cells) & 31;
+    return (std::uint64_t{1} << 63) | (kind << 61) | (lap << 56) | ((k & ((1u << 18) - 1)) << 38) | 1;
+  }
+};
+constexpr std::uint64_t kForgedProducer = 1, kForgedSkipped = 3;
+
+// A producer claim at tail whose cell count brings tail back to the same
+// cell and lap (32 laps' worth) once made try_push go round for ever.
+TEST(ByteQueue, AForgedClaimAtTailNeverMakesAProducerLoop) {
+  const std::string name = unique_name("bq_forgeloop");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);
+  RawRing raw(name);
+  const std::uint64_t t = raw.ctl->tail.load();
+  raw.words[t % raw.cells] = raw.claim(kForgedProducer, t, 32 * raw.cells);
+  Victim v([&] { return q.try_push(std::string_view("x")) ? 1 : 0; });
+  EXPECT_TRUE(v.wait(10s).ok()) << "try_push did not return false (or did not return)";
+  // A chain of plausible claims round the ring ends within a lap.
+  raw.words[t % raw.cells] = t;
+  std::uint64_t pos = t;
+  for (int i = 0; i < 16; ++i) {
+    raw.words[pos % raw.cells] = raw.claim(kForgedProducer, pos, 5);
+    pos += 5;
+  }
+  Victim w([&] { return q.try_push(std::string_view("x")) ? 0 : 0; });
+  EXPECT_TRUE(w.wait(10s).ok());
+}
+
+// A dead producer's skipped claim covering cells that are not its own
+// (published records) is forged: only its first cell is released.
+TEST(ByteQueue, AForgedSkippedClaimReleasesOnlyItsFirstCell) {
+  for (const std::uint64_t k :
+       {std::uint64_t{3}, std::uint64_t{63}, std::uint64_t{64}, std::uint64_t{262143}}) {
+    SCOPED_TRACE(k);
+    const std::string name = unique_name("bq_forgeskip");
+    QueueUnlinker u{name};
+    auto q = ByteQueue::create(name, 4096);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(q.try_push("msg" + std::to_string(i)));
+    RawRing raw(name);
+    raw.words[0] = raw.claim(kForgedSkipped, 0, k);
+    ByteMessage m;
+    for (int i = 1; i < 5; ++i) {
+      ASSERT_TRUE(q.try_pop(m)) << i;
+      EXPECT_EQ(m.view(), "msg" + std::to_string(i));
+    }
+    EXPECT_FALSE(q.try_pop(m));
+    EXPECT_EQ(q.losses().corrupt_records, 1u);
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE(q.try_push(std::string_view("later"))) << i;
+      ASSERT_TRUE(q.try_pop(m)) << i;
+    }
+  }
+}
+
+// An out-of-line record naming something no block can be (a directory, a
+// FIFO) is a corrupt record, not "out of memory" for ever.
+TEST(ByteQueue, AnOutOfLineNameThatCannotBeMappedIsACorruptRecord) {
+  for (const bool fifo : {false, true}) {
+    SCOPED_TRACE(fifo ? "fifo" : "directory");
+    const std::string name = unique_name("bq_forgeool");
+    QueueUnlinker u{name};
+    auto q = ByteQueue::create(name, 4096);
+    const std::string target = name + ".o999999";
+    const std::string path = "/dev/shm/" + target;
+    ASSERT_EQ(fifo ? ::mkfifo(path.c_str(), 0600) : ::mkdir(path.c_str(), 0700), 0);
+    // A record of the reference's length (so its cell count is right),
+    // then its header made out of line and its bytes the reference.
+    const std::uint64_t len = 8 + target.size();
+    ASSERT_TRUE(q.try_push(std::string(len, 'B')));
+    RawRing raw(name);
+    std::byte* rec = reinterpret_cast<std::byte*>(raw.words + raw.cells);  // cell 0
+    const std::uint32_t flags = 2;                                         // out of line
+    const std::uint64_t size = 64;
+    std::memcpy(rec + 8, &flags, 4);
+    std::memcpy(rec + 16, &size, 8);
+    std::memcpy(rec + 24, target.data(), target.size());
+    ASSERT_TRUE(q.try_push(std::string_view("after")));
+    ByteMessage m;
+    ASSERT_TRUE(q.pop_for(m, 5s));
+    EXPECT_EQ(m.view(), "after");
+    EXPECT_EQ(q.losses().corrupt_records, 1u);
+    EXPECT_EQ(fifo ? ::unlink(path.c_str()) : ::rmdir(path.c_str()), 0) << "the consumer touched it";
+  }
+}
+
+// The doorbell's name is in /dev/shm: a symbolic link put there is never
+// followed, for reading (a drain that never ends) or writing (a ring that
+// writes over another file).
+TEST(ByteQueue, TheDoorbellIsNeverOpenedThroughASymbolicLink) {
+  const std::string name = unique_name("bq_forgebell");
+  QueueUnlinker u{name};
+  auto q = ByteQueue::create(name, 4096);
+  const std::string bell = "/dev/shm/" + name + ".bell";
+  const std::string file = "/dev/shm/" + unique_name("bq_forgebell_target");
+  Unlinker uf{file.substr(9)};
+  { std::ofstream(file) << "HELLO"; }
+  ASSERT_EQ(::unlink(bell.c_str()), 0);
+  ASSERT_EQ(::symlink(file.c_str(), bell.c_str()), 0);
+  RawRing raw(name);
+  raw.ctl->bell_armed.store(1);
+  raw.ctl->bell_rung.store(0);
+  ASSERT_TRUE(q.try_push(std::string_view("rings")));  // finds the bell armed: rings it
+  {
+    std::ifstream in(file);
+    std::string got;
+    in >> got;
+    EXPECT_EQ(got, "HELLO") << "a ring wrote through the link";
+  }
+  EXPECT_THROW((void)q.doorbell_fd(), std::system_error);
+  ASSERT_EQ(::unlink(bell.c_str()), 0);
+  ASSERT_EQ(::symlink("/dev/zero", bell.c_str()), 0);
+  raw.ctl->bell_rung.store(1);
+  Victim v([&] {
+    auto other = ByteQueue::attach(name);
+    ByteMessage m;
+    if (!other.try_pop(m)) return 1;
+    return other.try_pop(m) ? 2 : 0;  // empty, bell armed and rung: settles it
+  });
+  EXPECT_TRUE(v.wait(10s).ok()) << "a drain of the doorbell never ended";
+  EXPECT_EQ(::unlink(bell.c_str()), 0);  // (unlink() removes only a FIFO under that name)
 }
 
 TEST(ByteQueue, UnlinkRemovesDoorbellAndLeftoverOutOfLineBlocks) {

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <random>
 #include <set>
 #include <string>
@@ -345,6 +346,47 @@ TEST(ByteQueueStop, StalledProducerIsLookedPastUntilTheRingComesRound) {
     EXPECT_EQ(decode(got.bytes()).seq, pushed);
   }
   EXPECT_EQ(q.losses(), ByteQueueLosses{});
+}
+
+// Consumers look past up to kMaxPassed records still being written; behind
+// more, a waiting consumer sleeps until its deadline (it once spun past
+// it: has_message() saw the message try_pop would not take).
+TEST(ByteQueueStop, BehindMoreStalledProducersThanItLooksPastAConsumerSleepsToItsDeadline) {
+  for (const int stalled : {ByteQueue::kMaxPassed, ByteQueue::kMaxPassed + 1}) {
+    SCOPED_TRACE(stalled);
+    const std::string name = unique_name("bq_manystalled");
+    QueueUnlinker u{name};
+    auto q = ByteQueue::create(name, 4096);
+    std::vector<std::unique_ptr<Victim>> victims;
+    for (int i = 0; i < stalled; ++i) {
+      victims.push_back(std::make_unique<Victim>([&] {
+        auto mine = ByteQueue::attach(name);
+        fault::arm(Point::byteq_push_written, 1, Action::stop);
+        (void)mine.try_push(std::string_view("stalled"));
+        return 0;
+      }));
+      ASSERT_TRUE(eventually([&] { return task_state(victims.back()->pid) == 'T'; }, 20s, 1ms));
+    }
+    ASSERT_TRUE(q.try_push(std::string_view("published")));
+    ByteMessage got;
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool popped = q.pop_for(got, 300ms);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    if (stalled <= ByteQueue::kMaxPassed) {
+      ASSERT_TRUE(popped);
+      EXPECT_EQ(got.view(), "published");
+    } else {
+      EXPECT_FALSE(popped);
+      EXPECT_FALSE(q.has_message());
+      EXPECT_LT(took, 5s) << "pop_for ran past its deadline";
+    }
+    for (auto& v : victims) {
+      ::kill(v->pid, SIGCONT);
+      EXPECT_TRUE(v->wait().ok());
+    }
+    for (int i = 0; i < stalled + (popped ? 0 : 1); ++i) ASSERT_TRUE(q.pop_for(got, 5s)) << i;
+    EXPECT_EQ(q.losses(), ByteQueueLosses{});
+  }
 }
 
 }  // namespace

@@ -510,7 +510,7 @@ ByteQueue::ByteQueue(ByteQueue&& o) noexcept
       max_inline_(o.max_inline_),
       threshold_(o.threshold_),
       asym_(o.asym_),
-      bell_fd_(std::exchange(o.bell_fd_, -1)),
+      bell_fd_(o.bell_fd_.exchange(-1, std::memory_order_relaxed)),
       bell_armed_by_(std::exchange(o.bell_armed_by_, 0)),
       staging_(std::move(o.staging_)) {
   o.ctl_ = nullptr;
@@ -529,7 +529,7 @@ ByteQueue::~ByteQueue() {
   if (bell_armed_by_ != 0 && bell_armed_by_ == ::getpid() && ctl_ != nullptr) {
     ctl_->bell_armed.fetch_sub(1, std::memory_order_relaxed);
   }
-  if (bell_fd_ >= 0) ::close(bell_fd_);
+  if (const int fd = bell_fd_.load(std::memory_order_relaxed); fd >= 0) ::close(fd);
 }
 
 std::string ByteQueue::out_of_line_prefix() const { return name() + ".o"; }
@@ -565,7 +565,9 @@ bool ByteQueue::push_record(std::span<const std::span<const std::byte>> parts, s
   const std::uint64_t me = short_id();
   const std::uint64_t k1 = div_up(kRecordHeader + length, kCell);
   std::uint64_t pos = ctl_->tail.load(std::memory_order_relaxed);
-  for (int stale = 0;;) {
+  // helps: claims found at tail and moved past for their claimant; more
+  // than a ring's worth, or a claim no record could make, is forged.
+  for (std::uint64_t stale = 0, helps = 0;;) {
     const std::uint64_t c = pos & mask_;
     const bool wrap = c + k1 > cells_;
     const std::uint64_t k = wrap ? (cells_ - c) + div_up(length, kCell) : k1;
@@ -613,6 +615,7 @@ bool ByteQueue::push_record(std::span<const std::span<const std::byte>> parts, s
     if (is_claim(w)) {
       if ((kind_of(w) == kProducer || kind_of(w) == kSkipped) && lap_bits(w) == lap) {
         // Claimed for this lap and tail not past it yet: move it for the claimant.
+        if (!plausible_cells(cells_of(w)) || ++helps > cells_) return false;   // forged
         const std::uint64_t now = ctl_->tail.load(std::memory_order_acquire);  // (9)
         if (now == pos && words_[c].load(std::memory_order_acquire) == w) {    // (7)
           advance(ctl_->tail, pos, cells_of(w));
@@ -873,7 +876,6 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
   // (FIFO per producer), so the scan starts over and takes it first. One
   // still claimed has not been published, so its producer's push has not
   // returned and the message behind it is not that producer's.
-  constexpr int kMaxPassed = 8;
   std::uint64_t passed_pos[kMaxPassed], passed_word[kMaxPassed];
   int passed = 0;
   for (std::uint64_t steps = 0, restarts = 0, rescans = 0; steps <= cells_; ++steps) {
@@ -905,6 +907,19 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
       std::uint64_t lead = 0;           // the leading bytes the sink leaves out
       const std::byte* body = nullptr;  // the record's bytes (after the header, or at the ring's start)
       bool corrupt = false;
+      if (skipped) {
+        // A dead producer's record keeps its inner cells' "free" words
+        // while it lives: a claim whose count no record can have, or whose
+        // cells are not all its own, is forged. Release what is provably
+        // ours: the first cell.
+        bool own = plausible_cells(k);
+        for (std::uint64_t j = 1; own && j < k; ++j)
+          own = words_[(pos + j) & mask_].load(std::memory_order_acquire) == pos + j;
+        if (!own) {
+          corrupt = true;
+          k = 1;
+        }
+      }
       if (!skipped) {
         hd = load_header(rec);
         k = hd.cells;
@@ -935,8 +950,11 @@ BytePop ByteQueue::try_pop(ByteSink& sink) noexcept {
                 // Taken and unlinked by another consumer since we read the word: look again.
                 if (words_[c].load(std::memory_order_acquire) != w) continue;
                 corrupt = true;  // published, yet its block is gone
+              } else if (e.code().value() == EMFILE || e.code().value() == ENFILE ||
+                         e.code().value() == ENOMEM) {
+                return BytePop::no_memory;  // the message stays queued
               } else {
-                return BytePop::no_memory;  // EMFILE, ENOMEM: the message stays queued
+                corrupt = true;  // not a block we can map (a directory, a FIFO, no permission)
               }
             } catch (...) {
               corrupt = true;
@@ -1111,6 +1129,9 @@ bool ByteQueue::wait_message_until(std::optional<std::chrono::steady_clock::time
 
 bool ByteQueue::has_message() const noexcept {
   std::uint64_t pos = ctl_->head.load(std::memory_order_acquire);
+  // As try_pop: past at most kMaxPassed records still being written (a
+  // message it cannot take is no message, or a waiter would never sleep).
+  int passed = 0;
   for (std::uint64_t steps = 0; steps <= cells_; ++steps) {
     const std::uint64_t c = pos & mask_;
     const std::uint64_t lap = (pos >> lap_shift_) & kLapMask;
@@ -1118,6 +1139,7 @@ bool ByteQueue::has_message() const noexcept {
     if (w == pos + 1) return true;
     if (is_claim(w) && lap_bits(w) == lap) {
       if (kind_of(w) == kSkipped) return true;  // a consumer must release it
+      if (kind_of(w) == kProducer && passed++ == kMaxPassed) return false;
       pos += cells_of(w);
       continue;
     }
@@ -1336,12 +1358,43 @@ ByteQueueLosses ByteQueue::losses() const noexcept {
 
 // -------------------------------------------------------------- doorbell
 
-int ByteQueue::doorbell_fd() {
-  if (bell_fd_ < 0) {
-    // O_RDWR: a FIFO opened so never blocks in open() and never reads EOF.
-    bell_fd_ = ::open(bell_path(name()).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (bell_fd_ < 0) throw_errno(errno, "shmkit: cannot open the doorbell of ByteQueue \"" + name() + "\"");
+namespace {
+
+// The FIFO at `path`, opened so that open() never blocks and read() never
+// sees EOF (O_RDWR); -1 with errno set when it cannot be opened, is a
+// symbolic link (ELOOP) or is not a FIFO (ENXIO): the name is in /dev/shm,
+// where another user's file must never be read or written through it.
+int open_fifo(const std::string& path) noexcept {
+  const int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    ::close(fd);
+    errno = ENXIO;
+    return -1;
   }
+  return fd;
+}
+
+}  // namespace
+
+int ByteQueue::bell() noexcept {
+  int fd = bell_fd_.load(std::memory_order_acquire);
+  if (fd >= 0) return fd;
+  fd = open_fifo(bell_path(name()));
+  if (fd < 0) return -1;
+  int first = -1;
+  // acq_rel: a thread of this handle that opened it first keeps its own.
+  if (!bell_fd_.compare_exchange_strong(first, fd, std::memory_order_acq_rel)) {
+    ::close(fd);
+    return first;
+  }
+  return fd;
+}
+
+int ByteQueue::doorbell_fd() {
+  const int fd = bell();
+  if (fd < 0) throw_errno(errno, "shmkit: cannot open the doorbell of ByteQueue \"" + name() + "\"");
   if (bell_armed_by_ != ::getpid()) {  // not yet, or armed by the parent this copy was forked from
     bell_armed_by_ = ::getpid();
     ctl_->bell_armed.fetch_add(1, std::memory_order_relaxed);
@@ -1349,19 +1402,19 @@ int ByteQueue::doorbell_fd() {
     if (has_message()) {
       ctl_->bell_rung.store(1, std::memory_order_relaxed);
       const char b = 1;
-      (void)!::write(bell_fd_, &b, 1);
+      (void)!::write(fd, &b, 1);
     }
   }
-  return bell_fd_;
+  return fd;
 }
 
 // A push that found the bell armed, after its fence (3).
 void ByteQueue::ring_bell() noexcept {
   if (ctl_->bell_rung.exchange(1, std::memory_order_acq_rel) != 0) return;
-  if (bell_fd_ < 0) bell_fd_ = ::open(bell_path(name()).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (bell_fd_ < 0) return;
+  const int fd = bell();
+  if (fd < 0) return;
   const char b = 1;
-  (void)!::write(bell_fd_, &b, 1);  // EAGAIN: the FIFO is full, so readable anyway
+  (void)!::write(fd, &b, 1);  // EAGAIN: the FIFO is full, so readable anyway
   // A consumer may have taken the message and settled before our write:
   // do not leave the bell readable over an empty queue.
   lockfree_detail::full_fence();
@@ -1369,17 +1422,19 @@ void ByteQueue::ring_bell() noexcept {
 }
 
 void ByteQueue::settle_doorbell() noexcept {
-  if (bell_fd_ < 0) bell_fd_ = ::open(bell_path(name()).c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (bell_fd_ < 0) return;
-  char buf[64];
-  while (::read(bell_fd_, buf, sizeof buf) > 0) {
+  const int fd = bell();
+  if (fd < 0) return;
+  // A FIFO holds at most its pipe buffer (64 KiB by default): the bound
+  // only matters if the name was swapped for something that never drains.
+  char buf[256];
+  for (int i = 0; i < 4096 && ::read(fd, buf, sizeof buf) > 0; ++i) {
   }
   ctl_->bell_rung.store(0, std::memory_order_relaxed);
   lockfree_detail::full_fence();
   if (has_message()) {
     ctl_->bell_rung.store(1, std::memory_order_relaxed);
     const char b = 1;
-    (void)!::write(bell_fd_, &b, 1);
+    (void)!::write(fd, &b, 1);
   }
 }
 

@@ -37,7 +37,9 @@
 //   * Progress. try_push/try_pop are lock-free. A consumer that finds the
 //     record at head still being written looks past it (claim words carry
 //     the length) and takes the first published record behind it, so a
-//     producer stalled mid-message delays only its own message. Such a
+//     producer stalled mid-message delays only its own message (up to
+//     kMaxPassed = 16 such records in a row; behind more, consumers wait,
+//     asleep, until one is finished or its producer found dead). Such a
 //     record, and one a stalled consumer is reading, pins its cells: the
 //     other producers go on until the ring comes round to those cells a lap
 //     later, and then see the queue full until the peer resumes. push/pop
@@ -111,11 +113,21 @@
 //   * Untrusted block. Positions are masked before addressing; a record
 //     header's length and cell count are checked against the ring before
 //     any byte is copied (a bad record is released unread and counted as
-//     corrupt), an out-of-line name must carry this queue's prefix and the
-//     block's size must match, and forged words make try_ calls return
-//     false rather than loop.
+//     corrupt; so is a dead producer's skipped claim whose cells are not
+//     all its own), an out-of-line name must carry this queue's prefix
+//     and the block's size must match (a name that cannot be mapped for
+//     any reason but a lack of descriptors or memory is a corrupt record),
+//     and forged words make try_ calls return false rather than loop. The
+//     doorbell is opened only if it is a FIFO, never through a symbolic
+//     link. Names "<queue name>.o<n>" and "<queue name>.bell" belong to
+//     the queue: a forged record can name any block so named (and have it
+//     unlinked), so no other block should be. A block truncated by another
+//     process after it was mapped faults (SIGBUS) on access, as any shared
+//     mapping does: the queue's own blocks are reserved, never truncated
+//     by shmkit.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -387,6 +399,9 @@ class ByteQueue {
 
   // Whether a published message is there now (a snapshot).
   bool has_message() const noexcept;
+  // How many records still being written a consumer looks past (try_pop,
+  // has_message); behind more, it waits for them (see Progress).
+  static constexpr int kMaxPassed = 16;
   // Messages and records between head and tail, a snapshot (records being
   // written and read included).
   std::uint64_t size() const noexcept;
@@ -427,7 +442,14 @@ class ByteQueue {
                    const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
   bool push_ref(std::span<const std::span<const std::byte>> body, std::uint32_t flags, std::uint64_t length,
                 const std::optional<std::chrono::steady_clock::time_point>& deadline, bool wait);
+  // Whether a claim word's cell count is one a record can have: 1 up to
+  // 2 * max_cells_ - 1 (a record that wraps pads to the ring's end, fewer
+  // cells than it needs).
+  bool plausible_cells(std::uint64_t k) const noexcept { return k != 0 && k < 2 * max_cells_; }
   [[gnu::cold]] void ring_bell() noexcept;
+  // This handle's descriptor of the doorbell FIFO, opened on first use (by
+  // whichever thread comes first); -1 with errno set if it cannot be.
+  int bell() noexcept;
   bool skip_dead_producer(std::uint64_t pos, std::uint64_t word) noexcept;
   ByteUnblock unblock_consumers_side() noexcept;
   ByteUnblock unblock_producers_side() noexcept;
@@ -448,9 +470,9 @@ class ByteQueue {
   std::size_t max_inline_ = 0;
   std::size_t threshold_ = 0;
   bool asym_ = false;
-  int bell_fd_ = -1;         // opened by doorbell_fd() (armed) or by a ring
-  pid_t bell_armed_by_ = 0;  // the process whose doorbell_fd() armed it (a fork child's copy did not)
-  struct Staging;            // the out-of-line blocks this handle keeps (byte_queue.cpp)
+  std::atomic<int> bell_fd_{-1};  // opened by doorbell_fd() (armed) or by a ring: bell()
+  pid_t bell_armed_by_ = 0;       // the process whose doorbell_fd() armed it (a fork child's copy did not)
+  struct Staging;                 // the out-of-line blocks this handle keeps (byte_queue.cpp)
   std::unique_ptr<Staging> staging_;
 };
 

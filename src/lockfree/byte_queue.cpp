@@ -32,6 +32,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -1381,7 +1382,12 @@ int open_fifo(const std::string& path) noexcept {
 int ByteQueue::bell() noexcept {
   int fd = bell_fd_.load(std::memory_order_acquire);
   if (fd >= 0) return fd;
-  fd = open_fifo(bell_path(name()));
+  try {
+    fd = open_fifo(bell_path(name()));
+  } catch (const std::bad_alloc&) {  // the path's string
+    errno = ENOMEM;
+    return -1;
+  }
   if (fd < 0) return -1;
   int first = -1;
   // acq_rel: a thread of this handle that opened it first keeps its own.

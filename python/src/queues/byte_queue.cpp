@@ -584,11 +584,14 @@ PyObject* thread_encoder(PyObject* factory) {
 // pickler: the pickler's buffer is not its own while a dump runs.
 thread_local int t_encoding = 0;
 
-// Empties an encoder's chunks and buffers; an exception pending is set
-// aside meanwhile (dropping them may run finalizers) and kept.
-void reset_encoder(PyObject* chunks, PyObject* buffers) {
+// Resets an encoder after a failure (or what one left): its pickler's memo (clear_memo, when
+// given) and its chunks and buffers. The exception pending is set aside
+// meanwhile (no Python call may run with one pending; dropping the lists
+// may run finalizers) and is what the caller sees.
+void reset_encoder(PyObject* clear_memo, PyObject* chunks, PyObject* buffers) {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
+  if (clear_memo != nullptr) Py_XDECREF(PyObject_CallNoArgs(clear_memo));
   (void)PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr);
   (void)PyList_SetSlice(buffers, 0, PY_SSIZE_T_MAX, nullptr);
   PyErr_Clear();
@@ -614,33 +617,26 @@ PyObject* fast_encode(PyObject* factory, PyObject* obj) {
   PyObject* clear_memo = PyTuple_GET_ITEM(enc.get(), 1);
   PyObject* chunks = PyTuple_GET_ITEM(enc.get(), 2);
   PyObject* buffers = PyTuple_GET_ITEM(enc.get(), 3);
-  if (PyList_GET_SIZE(chunks) != 0 || PyList_GET_SIZE(buffers) != 0) reset_encoder(chunks, buffers);
+  if (PyList_GET_SIZE(chunks) != 0 || PyList_GET_SIZE(buffers) != 0) reset_encoder(nullptr, chunks, buffers);
   Ref done(PyObject_CallOneArg(dump, obj));  // runs reducers: any Python code
   if (!done) {
-    // The pickling error is what the caller sees: reset the pickler with
-    // the error set aside (no Python call may run with one pending).
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    Ref cleared(PyObject_CallNoArgs(clear_memo));
-    PyErr_Clear();
-    PyErr_Restore(type, value, tb);
-    reset_encoder(chunks, buffers);
+    reset_encoder(clear_memo, chunks, buffers);  // the pickling error is what the caller sees
     return nullptr;
   }
   Ref cleared(PyObject_CallNoArgs(clear_memo));
   if (!cleared) {
-    reset_encoder(chunks, buffers);
+    reset_encoder(nullptr, chunks, buffers);
     return nullptr;
   }
   if (PyList_GET_SIZE(buffers) != 0) {
     PyObject* parts = PyObject_CallNoArgs(PyTuple_GET_ITEM(enc.get(), 6));
-    if (parts == nullptr) reset_encoder(chunks, buffers);
+    if (parts == nullptr) reset_encoder(nullptr, chunks, buffers);
     return parts;
   }
   // The chunks, handed over: the list is emptied for the next message.
   Ref parts(PyList_GetSlice(chunks, 0, PY_SSIZE_T_MAX));
   if (!parts || PyList_SetSlice(chunks, 0, PY_SSIZE_T_MAX, nullptr) < 0) {
-    reset_encoder(chunks, buffers);
+    reset_encoder(nullptr, chunks, buffers);
     return nullptr;
   }
   return parts.release();
